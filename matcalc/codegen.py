@@ -1,0 +1,328 @@
+"""NumPy code generation: readable, CSE'd statements for a set of IR expressions.
+
+:func:`numpy_block` turns named outputs into Python statements that need only ``import numpy as
+np`` and the declared arrays bound. Named intermediates keep their names, error signals are
+``delta1, delta2 …``, anything used twice is computed once into a temporary, and sizes are read
+from the arrays (``N, D = X.shape``). Softmax, log-softmax, logsumexp and sigmoid go through
+max-shifted / ``logaddexp`` helpers that are emitted only when used. Nothing materialises a
+Jacobian; ``np.eye`` appears only when an identity is the answer itself (∂ tr X / ∂X = I).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import sympy
+
+from matcalc.ir import Node, const_value, postorder
+from matcalc.printing import TEXT, Printer
+from matcalc.simplify import raw_power
+
+ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
+
+HELPERS = {
+    "_softmax": '''def _softmax(x, axis=-1):
+    """Max-shifted softmax."""
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)''',
+    "_log_softmax": '''def _log_softmax(x, axis=-1):
+    """Max-shifted log-softmax."""
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))''',
+    "_logsumexp": '''def _logsumexp(x, axis=None):
+    """Max-shifted log-sum-exp."""
+    m = np.max(x, axis=axis, keepdims=True)
+    return np.squeeze(m, axis=axis) + np.log(np.sum(np.exp(x - m), axis=axis))''',
+    "_sigmoid": '''def _sigmoid(x):
+    """Sigmoid that neither overflows nor loses precision in the tails."""
+    return np.exp(-np.logaddexp(0, -x))''',
+    "_erf": '''def _erf(x):
+    """The error function, entry by entry (NumPy has none)."""
+    import math
+
+    x = np.asarray(x)
+    return np.vectorize(math.erf, otypes=[x.dtype])(x)''',
+}
+
+FUNCTIONS = {
+    "exp": "np.exp({0})",
+    "log": "np.log({0})",
+    "sqrt": "np.sqrt({0})",
+    "abs": "np.abs({0})",
+    "sin": "np.sin({0})",
+    "cos": "np.cos({0})",
+    "tanh": "np.tanh({0})",
+    "sign": "np.sign({0})",
+    "sigmoid": "_sigmoid({0})",
+    "relu": "np.maximum({0}, 0)",
+    "softplus": "np.logaddexp(0, {0})",
+    "gelu": "0.5 * {0} * (1 + _erf({0} / math.sqrt(2)))",
+    "silu": "{0} * _sigmoid({0})",
+    "erf": "_erf({0})",
+    "step": "({0} > 0)",
+    "leaky_relu": "np.where({0} > 0, {0}, {1} * {0})",
+    "trace": "np.trace({0})",
+    "det": "np.linalg.det({0})",
+    "logdet": "np.linalg.slogdet({0})[1]",
+    "inv": "np.linalg.inv({0})",
+    "diag": "np.diag({0})",
+    "outer": "np.outer({0}, {1})",
+    "norm": "np.linalg.norm({0})",
+    "softmax": "_softmax({0}, axis={axis})",
+    "log_softmax": "_log_softmax({0}, axis={axis})",
+    "logsumexp": "_logsumexp({0}, axis={axis})",
+    "mse": "np.mean(({0} - {1}) ** 2)",
+    "matrix_power": "np.linalg.matrix_power({0}, {k})",
+}
+"""One line per operation: how NumPy computes it, ``{0}`` ``{1}`` being the arguments."""
+
+NAMED_TEMPORARIES = {"step": "mask", "softmax": "softmax", "log_softmax": "log_softmax",
+                     "inv": "inv", "sigmoid": "sigmoid", "det": "det", "norm": "norm",
+                     "exp": "exp", "tanh": "tanh"}
+
+DEFAULT_AXIS = {"softmax": -1, "log_softmax": -1, "logsumexp": None}
+
+INLINE_PRODUCTS = {"gelu", "silu", "leaky_relu"}
+"""Templates that use their argument inside a product: arguments are parenthesised."""
+
+SIZED = {"const", "zeros", "identity", "broadcast"}
+"""Operations whose attributes mention sizes that the statements need by name."""
+
+CHEAP = {"var", "const", "named", "delta", "zeros", "identity", "transpose", "expand"}
+
+
+def python_scalar(value: sympy.Expr) -> str:
+    """A SymPy scalar as Python source: ints stay ints, irrationals become float literals."""
+    if value.is_Integer and abs(value) < 2**53:
+        return str(int(value))
+    if value.is_Rational and abs(value.q) < 2**53 and abs(value.p) < 2**53:
+        return f"{value.p} / {value.q}"
+    if value.is_number:
+        return repr(float(value))
+    return re.sub(r"\*\*", " ** ", sympy.sstr(value)).replace("*", " * ")
+
+
+@dataclass
+class Block:
+    """Generated statements and the helper functions they call."""
+
+    lines: list[str] = field(default_factory=list)
+    helpers: list[str] = field(default_factory=list)
+    needs_math: bool = False
+
+    def source(self) -> str:
+        """Imports, helpers and statements as one runnable text."""
+        head = ["import numpy as np"] + (["import math"] if self.needs_math else [])
+        parts = ["\n".join(head)] + [HELPERS[h] for h in self.helpers] + ["\n".join(self.lines)]
+        return "\n\n".join(p for p in parts if p) + "\n"
+
+
+class NumpyEmitter:
+    """Emits statements computing ``outputs`` from the arrays ``inputs``."""
+
+    def __init__(self, inputs: Sequence[Node], reserved: Sequence[str] = ()) -> None:
+        self.inputs = list(inputs)
+        self.names: dict[Node, str] = {v: v.attrs[0] for v in inputs}
+        self.taken = set(self.names.values()) | set(reserved)
+        self.block = Block()
+        self.uses: Counter[Node] = Counter()
+        self.order = Printer(TEXT)
+
+    # -- statements ------------------------------------------------------------------------
+
+    def emit(self, outputs: Sequence[tuple[str, Node]]) -> Block:
+        """Statements assigning each output to its name; shared work done once."""
+        roots = [node for _, node in outputs]
+        order = postorder(roots)
+        for node in order:
+            for arg in node.args:
+                self.uses[arg] += 1
+        self.bind_dims(order)
+        for node in order:
+            if node.op == "named":
+                self.assign(self.fresh(node.attrs[0]), node)
+            elif self.needs_statement(node):
+                self.assign(self.fresh(self.temp_name(node)), node)
+        for name, node in outputs:
+            self.assign(name, node, force=True)
+        return self.block
+
+    def needs_statement(self, node: Node) -> bool:
+        return self.uses[node] > 1 and node.op not in CHEAP and node not in self.names
+
+    def assign(self, name: str, node: Node, force: bool = False) -> None:
+        if node.op == "named":
+            text = self.expr(node.args[0])[0]
+        elif node in self.names and not force:
+            return
+        else:
+            text = self.expr(node)[0]
+        if text != name:
+            self.block.lines.append(f"{name} = {text}")
+        self.names.setdefault(node, name)
+        self.taken.add(name)
+
+    def bind_dims(self, order: Sequence[Node]) -> None:
+        """``n, m = A.shape`` for every dimension the statements use by name."""
+        used: set[sympy.Symbol] = set()
+        for node in order:
+            if node.op in SIZED:
+                for attr in node.attrs:
+                    for value in attr if isinstance(attr, tuple) else (attr,):
+                        used |= sympy.sympify(value).free_symbols
+        for v in self.inputs:
+            dims = [d if isinstance(d, sympy.Symbol) and d in used else None for d in v.shape]
+            if any(dims):
+                targets = ", ".join(str(d) if d is not None else "_" for d in dims)
+                comma = "," if len(dims) == 1 else ""
+                self.block.lines.append(f"{targets}{comma} = {v.attrs[0]}.shape")
+                used -= set(dims)
+                self.taken |= {str(d) for d in dims if d is not None}
+
+    def temp_name(self, node: Node) -> str:
+        stem = NAMED_TEMPORARIES.get(node.op)
+        if stem and len(node.args) == 1 and node.args[0] in self.names:
+            return f"{stem}_{self.names[node.args[0]]}"
+        return "t"
+
+    def fresh(self, stem: str) -> str:
+        if stem != "t" and stem not in self.taken:
+            return stem
+        k = 1
+        while f"{stem}{k}" in self.taken:
+            k += 1
+        return f"{stem}{k}"
+
+    # -- expressions -----------------------------------------------------------------------
+
+    def arg(self, node: Node, level: int) -> str:
+        text, prec = self.expr(node)
+        return f"({text})" if prec < level else text
+
+    def expr(self, node: Node) -> tuple[str, int]:
+        if node in self.names:
+            return self.names[node], ATOM
+        method = getattr(self, "e_" + node.op, None)
+        if method is not None:
+            return method(node)
+        return self.function(node)
+
+    def function(self, node: Node) -> tuple[str, int]:
+        template = FUNCTIONS[node.op]
+        for helper in re.findall(r"\b(_[a-z_]+)\(", template):
+            self.use_helper(helper)
+        if "math." in template:
+            self.block.needs_math = True
+        tight = node.op in INLINE_PRODUCTS
+        args = [self.arg(a, ATOM if tight else ADD) for a in node.args]
+        key = "k" if node.op == "matrix_power" else "axis"
+        if node.attrs and node.attrs[0] == DEFAULT_AXIS.get(node.op, "none"):
+            template = template.replace(", axis={axis}", "")
+        text = template.format(*args, **dict(zip((key,), node.attrs, strict=False)))
+        return text, MUL if node.op in ("gelu", "silu") else ATOM
+
+    def e_delta(self, node: Node) -> tuple[str, int]:
+        return f"delta{node.attrs[0]}", ATOM
+
+    def e_var(self, node: Node) -> tuple[str, int]:
+        return node.attrs[0], ATOM
+
+    def e_const(self, node: Node) -> tuple[str, int]:
+        text = python_scalar(node.attrs[0])
+        return text, ATOM if re.fullmatch(r"[\w.]+", text) else MUL
+
+    def e_zeros(self, node: Node) -> tuple[str, int]:
+        return f"np.zeros({self.shape_text(node.shape)})", ATOM
+
+    def e_identity(self, node: Node) -> tuple[str, int]:
+        return f"np.eye({python_scalar(node.attrs[0])})", ATOM
+
+    def shape_text(self, shape: tuple) -> str:
+        inner = ", ".join(python_scalar(d) for d in shape)
+        return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+    def e_broadcast(self, node: Node) -> tuple[str, int]:
+        (x,) = node.args
+        return f"np.broadcast_to({self.arg(x, ADD)}, {self.shape_text(node.shape)})", ATOM
+
+    def e_expand(self, node: Node) -> tuple[str, int]:
+        (axis,) = node.attrs
+        index = ", ".join("None" if i == axis else ":" for i in range(node.rank))
+        return f"{self.arg(node.args[0], ATOM)}[{index}]", ATOM
+
+    def e_transpose(self, node: Node) -> tuple[str, int]:
+        return f"{self.arg(node.args[0], ATOM)}.T", ATOM
+
+    def e_matmul(self, node: Node) -> tuple[str, int]:
+        a, b = node.args
+        return f"{self.arg(a, MUL)} @ {self.arg(b, UNARY)}", MUL
+
+    def e_sum(self, node: Node) -> tuple[str, int]:
+        axis, keepdims = node.attrs
+        options = ("" if axis is None else f", axis={axis}") + (", keepdims=True" if keepdims
+                                                                 else "")
+        return f"np.sum({self.arg(node.args[0], ADD)}{options})", ATOM
+
+    def e_softmax_cross_entropy(self, node: Node) -> tuple[str, int]:
+        z, y = node.args
+        self.use_helper("_log_softmax")
+        total = f"-np.sum({self.arg(y, MUL)} * _log_softmax({self.arg(z, ADD)}))"
+        if z.rank == 2:
+            return f"{total} / {self.arg(z, ATOM)}.shape[0]", MUL
+        return total, UNARY
+
+    def use_helper(self, name: str) -> None:
+        if name not in self.block.helpers:
+            self.block.helpers.append(name)
+
+    def e_add(self, node: Node) -> tuple[str, int]:
+        parts: list[str] = []
+        for term in self.order.ordered_terms(node):
+            coefficient = const_value(term.args[0]) if term.op == "mul" else const_value(term)
+            if parts and coefficient is not None and coefficient.is_negative:
+                parts.append(" - " + self.arg(-term, MUL))
+            else:
+                parts.append((" + " if parts else "") + self.arg(term, ADD + 1 if parts else ADD))
+        return "".join(parts), ADD
+
+    def e_mul(self, node: Node) -> tuple[str, int]:
+        factors = list(node.args)
+        coefficient = sympy.Integer(1)
+        if factors[0].op == "const":
+            coefficient = const_value(factors.pop(0))
+        sign = "-" if coefficient.is_negative else ""
+        num, den = sympy.fraction(abs(coefficient))
+        top = [] if num == 1 else [self.scalar_factor(num)]
+        bottom = [] if den == 1 else [self.scalar_factor(den)]
+        for factor in sorted(factors, key=lambda f: f.op == "step"):
+            k = const_value(factor.args[1]) if factor.op == "pow" else None
+            if k is not None and k.is_negative:
+                bottom.append(self.arg(raw_power(factor.args[0], -k), POW))
+            else:
+                top.append(self.arg(factor, MUL if not top else UNARY))
+        text = " * ".join(top) or "1"
+        if bottom:
+            text += " / " + (bottom[0] if len(bottom) == 1 else "(" + " * ".join(bottom) + ")")
+        return (f"-{text}", UNARY) if sign else (text, MUL)
+
+    def scalar_factor(self, value: sympy.Expr) -> str:
+        text = python_scalar(value)
+        return text if re.fullmatch(r"[\w.]+", text) else f"({text})"
+
+    def e_pow(self, node: Node) -> tuple[str, int]:
+        base, k = node.args
+        value = const_value(k)
+        if value == sympy.Rational(1, 2):
+            return f"np.sqrt({self.arg(base, ADD)})", ATOM
+        if value is not None and value.is_negative:
+            return f"1 / {self.arg(raw_power(base, -value), POW)}", MUL
+        return f"{self.arg(base, ATOM)} ** {self.arg(k, UNARY)}", POW
+
+
+def numpy_block(outputs: Sequence[tuple[str, Node]], inputs: Sequence[Node]) -> Block:
+    """Statements computing each ``(name, expression)`` from the arrays ``inputs``."""
+    return NumpyEmitter(inputs).emit(outputs)
+

@@ -1,0 +1,455 @@
+"""Typed tensor IR: interned nodes whose shapes are tuples of symbolic dimensions.
+
+A node is ``(op, args, attrs)`` with a shape computed and checked when it is made. Nodes are
+hash-consed: building the same expression twice gives the same object, so equality is identity
+and shared subexpressions are shared automatically (the code generator relies on this).
+
+Shapes have rank 0 (scalar), 1 (vector, NumPy semantics) or 2 (matrix). A dimension is a SymPy
+positive integer ``Symbol`` (``n``) or ``Integer`` (``3``).
+
+This module makes nodes exactly as asked; the canonical algebra (constant folding, like terms,
+``(A + Aᵀ) x``) lives in :mod:`matcalc.simplify`, whose constructors back the operator overloads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import sympy
+
+Dim = sympy.Expr
+Shape = tuple[Dim, ...]
+
+ONE = sympy.Integer(1)
+
+
+class ShapeError(Exception):
+    """A shape clash; the message names both shapes, the location is added by the caller."""
+
+
+def dim(value: str | int | sympy.Expr) -> Dim:
+    """A dimension: a positive integer symbol for names, an Integer for numbers."""
+    if isinstance(value, sympy.Expr):
+        return value
+    if isinstance(value, int):
+        return sympy.Integer(value)
+    return sympy.Symbol(value, integer=True, positive=True)
+
+
+def shape_str(shape: Shape) -> str:
+    """``[n, m]`` as the user writes it."""
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def size(shape: Shape) -> sympy.Expr:
+    """Number of entries, symbolic."""
+    return sympy.Mul(*shape) if shape else ONE
+
+
+# ----------------------------------------------------------------------------------------------
+# Nodes
+
+
+_COUNTER = itertools.count()
+_INTERN: weakref.WeakValueDictionary[tuple, Node] = weakref.WeakValueDictionary()
+
+
+class Node:
+    """An interned IR node. ``args`` are nodes, ``attrs`` hashable parameters."""
+
+    __slots__ = ("op", "args", "attrs", "shape", "serial", "__weakref__")
+
+    op: str
+    args: tuple[Node, ...]
+    attrs: tuple
+    shape: Shape
+    serial: int
+
+    def __new__(cls, op: str, args: tuple[Node, ...], attrs: tuple, shape: Shape) -> Node:
+        key = (op, tuple(id(a) for a in args), attrs, shape)
+        found = _INTERN.get(key)
+        if found is not None:
+            return found
+        self = object.__new__(cls)
+        self.op, self.args, self.attrs, self.shape = op, args, attrs, shape
+        self.serial = next(_COUNTER)
+        _INTERN[key] = self
+        return self
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        from matcalc.printing import to_text
+
+        return f"<{self.op} {to_text(self)} {shape_str(self.shape)}>"
+
+    def __reduce__(self):  # pragma: no cover - interning makes nodes unpicklable by design
+        raise TypeError("IR nodes are not picklable")
+
+    # Operator overloads: the canonical constructors of matcalc.simplify.
+    def __add__(self, other: Operand) -> Node:
+        from matcalc import simplify as s
+
+        return s.add(self, lift(other))
+
+    def __radd__(self, other: Operand) -> Node:
+        return lift(other) + self
+
+    def __sub__(self, other: Operand) -> Node:
+        return self + (-lift(other))
+
+    def __rsub__(self, other: Operand) -> Node:
+        return lift(other) - self
+
+    def __neg__(self) -> Node:
+        from matcalc import simplify as s
+
+        return s.mul(const(-1), self)
+
+    def __mul__(self, other: Operand) -> Node:
+        from matcalc import simplify as s
+
+        return s.mul(self, lift(other))
+
+    def __rmul__(self, other: Operand) -> Node:
+        return lift(other) * self
+
+    def __truediv__(self, other: Operand) -> Node:
+        return self * lift(other) ** -1
+
+    def __rtruediv__(self, other: Operand) -> Node:
+        return lift(other) / self
+
+    def __pow__(self, other: Operand) -> Node:
+        from matcalc import simplify as s
+
+        return s.power(self, lift(other))
+
+    def __matmul__(self, other: Node) -> Node:
+        from matcalc import simplify as s
+
+        return s.matmul(self, other)
+
+    @property
+    def T(self) -> Node:  # noqa: N802 - mirrors NumPy
+        from matcalc import simplify as s
+
+        return s.transpose(self)
+
+
+Operand = Node | int | sympy.Expr
+
+
+def lift(value: Operand) -> Node:
+    """A node for a node, a Python number or a SymPy scalar."""
+    return value if isinstance(value, Node) else const(value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Shape rules
+
+
+def broadcast_shapes(*shapes: Shape) -> Shape:
+    """NumPy broadcasting with symbolic dims: equal, or one of them is 1."""
+    rank = max(len(s) for s in shapes)
+    padded = [(ONE,) * (rank - len(s)) + tuple(s) for s in shapes]
+    out = []
+    for dims in zip(*padded, strict=True):
+        sizes = {d for d in dims if d != ONE}
+        if len(sizes) > 1:
+            raise ShapeError(
+                " and ".join(shape_str(s) for s in shapes)
+                + " do not broadcast ("
+                + " ≠ ".join(str(d) for d in sorted(sizes, key=str))
+                + ")"
+            )
+        out.append(sizes.pop() if sizes else ONE)
+    return tuple(out)
+
+
+def matmul_shape(a: Shape, b: Shape) -> Shape:
+    """NumPy ``@`` on vectors and matrices."""
+    if not a or not b:
+        raise ShapeError(f"{shape_str(a)} and {shape_str(b)}: `@` needs vectors or matrices")
+    inner_a = a[-1]
+    inner_b = b[0] if len(b) == 1 else b[-2]
+    if inner_a != inner_b:
+        raise ShapeError(
+            f"{shape_str(a)} and {shape_str(b)} do not align ({inner_a} ≠ {inner_b})"
+        )
+    return a[:-1] + b[1:] if len(b) == 2 else a[:-1]
+
+
+def square(shape: Shape, what: str) -> Dim:
+    """The size of a square matrix, or a ShapeError naming ``what``."""
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ShapeError(f"{what} needs a square matrix, got {shape_str(shape)}")
+    return shape[0]
+
+
+def normalise_axis(axis: int | None, rank: int) -> int | None:
+    """A non-negative axis (or None), checked against the rank."""
+    if axis is None:
+        return None
+    if not -rank <= axis < rank:
+        raise ShapeError(f"axis {axis} is out of range for a rank-{rank} array")
+    return axis % rank
+
+
+def reduced_shape(shape: Shape, axis: int | None, keepdims: bool) -> Shape:
+    """Shape after summing over ``axis`` (all axes for None)."""
+    axes = range(len(shape)) if axis is None else (axis,)
+    if keepdims:
+        return tuple(ONE if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+# ----------------------------------------------------------------------------------------------
+# The operations: name -> shape rule. Elementwise functions share one rule.
+
+ShapeRule = Callable[[Sequence[Node], tuple], Shape]
+
+ELEMENTWISE_UNARY = (
+    "exp log sqrt abs sin cos tanh sigmoid relu softplus gelu silu erf step sign".split()
+)
+"""Elementwise functions of one argument (``step`` is 1[x > 0], made by the rules only)."""
+
+
+def _same(args: Sequence[Node], attrs: tuple) -> Shape:
+    return args[0].shape
+
+
+def _broadcast(args: Sequence[Node], attrs: tuple) -> Shape:
+    return broadcast_shapes(*(a.shape for a in args))
+
+
+def _scalar(args: Sequence[Node], attrs: tuple) -> Shape:
+    return ()
+
+
+def _attr_shape(args: Sequence[Node], attrs: tuple) -> Shape:
+    return attrs[-1]
+
+
+def _matmul(args: Sequence[Node], attrs: tuple) -> Shape:
+    return matmul_shape(args[0].shape, args[1].shape)
+
+
+def _transpose(args: Sequence[Node], attrs: tuple) -> Shape:
+    return args[0].shape[::-1]
+
+
+def _square_scalar(what: str) -> ShapeRule:
+    def rule(args: Sequence[Node], attrs: tuple) -> Shape:
+        square(args[0].shape, what)
+        return ()
+
+    return rule
+
+
+def _square_same(what: str) -> ShapeRule:
+    def rule(args: Sequence[Node], attrs: tuple) -> Shape:
+        square(args[0].shape, what)
+        return args[0].shape
+
+    return rule
+
+
+def _sum(args: Sequence[Node], attrs: tuple) -> Shape:
+    axis, keepdims = attrs
+    return reduced_shape(args[0].shape, axis, keepdims)
+
+
+def _expand(args: Sequence[Node], attrs: tuple) -> Shape:
+    (axis,) = attrs
+    shape = args[0].shape
+    return shape[:axis] + (ONE,) + shape[axis:]
+
+
+def _broadcast_to(args: Sequence[Node], attrs: tuple) -> Shape:
+    (target,) = attrs
+    if broadcast_shapes(args[0].shape, target) != target:
+        raise ShapeError(f"{shape_str(args[0].shape)} does not broadcast to {shape_str(target)}")
+    return target
+
+
+def _diag(args: Sequence[Node], attrs: tuple) -> Shape:
+    shape = args[0].shape
+    if len(shape) == 1:
+        return (shape[0], shape[0])
+    if len(shape) == 2:
+        return (square(shape, "diag"),)
+    raise ShapeError(f"diag needs a vector or a square matrix, got {shape_str(shape)}")
+
+
+def _outer(args: Sequence[Node], attrs: tuple) -> Shape:
+    a, b = (x.shape for x in args)
+    if len(a) != 1 or len(b) != 1:
+        raise ShapeError(f"outer needs two vectors, got {shape_str(a)} and {shape_str(b)}")
+    return (a[0], b[0])
+
+
+def _softmax_like(args: Sequence[Node], attrs: tuple) -> Shape:
+    if not args[0].shape:
+        raise ShapeError("softmax of a scalar is always 1; it needs a vector or a matrix")
+    return args[0].shape
+
+
+def _logsumexp(args: Sequence[Node], attrs: tuple) -> Shape:
+    (axis,) = attrs
+    return reduced_shape(args[0].shape, axis, False)
+
+
+def _same_pair(what: str) -> ShapeRule:
+    def rule(args: Sequence[Node], attrs: tuple) -> Shape:
+        a, b = (x.shape for x in args)
+        if a != b:
+            raise ShapeError(
+                f"{what} needs both arguments of one shape, got {shape_str(a)} and "
+                f"{shape_str(b)} (NumPy would broadcast them to a larger array)"
+            )
+        if not a:
+            raise ShapeError(f"{what} needs vectors or matrices, got scalars")
+        return ()
+
+    return rule
+
+
+SHAPE_RULES: dict[str, ShapeRule] = {
+    # leaves
+    "var": _attr_shape,
+    "const": _scalar,
+    "zeros": _attr_shape,
+    "identity": lambda args, attrs: (attrs[0], attrs[0]),
+    "delta": _attr_shape,
+    # a named intermediate wraps its definition
+    "named": _same,
+    # elementwise with broadcasting
+    "add": _broadcast,
+    "mul": _broadcast,
+    "pow": _broadcast,
+    "leaky_relu": _broadcast,
+    **{name: _same for name in ELEMENTWISE_UNARY},
+    # structure
+    "matmul": _matmul,
+    "transpose": _transpose,
+    "sum": _sum,
+    "expand": _expand,
+    "broadcast": _broadcast_to,
+    # linear algebra
+    "trace": _square_scalar("trace"),
+    "det": _square_scalar("det"),
+    "logdet": _square_scalar("logdet"),
+    "inv": _square_same("inv"),
+    "matrix_power": _square_same("matrix_power"),
+    "diag": _diag,
+    "outer": _outer,
+    "norm": _scalar,
+    # neural nets
+    "softmax": _softmax_like,
+    "log_softmax": _softmax_like,
+    "logsumexp": _logsumexp,
+    "softmax_cross_entropy": _same_pair("softmax_cross_entropy"),
+    "mse": _same_pair("mse"),
+}
+
+
+def make(op: str, args: Sequence[Node] = (), attrs: tuple = ()) -> Node:
+    """The node ``op(args; attrs)`` exactly as given, its shape checked (ShapeError)."""
+    args = tuple(args)
+    return Node(op, args, attrs, SHAPE_RULES[op](args, attrs))
+
+
+# ----------------------------------------------------------------------------------------------
+# Leaves
+
+
+def var(name: str, shape: Shape) -> Node:
+    """A declared variable."""
+    return make("var", (), (name, tuple(shape)))
+
+
+def const(value: int | sympy.Expr) -> Node:
+    """A scalar constant: a number or an expression in dimensions (``1/N``) and ``pi``."""
+    return make("const", (), (sympy.sympify(value),))
+
+
+def zeros(shape: Shape) -> Node:
+    """The zero array of ``shape``."""
+    return make("zeros", (), (tuple(shape),))
+
+
+def identity(n: Dim) -> Node:
+    """The n×n identity matrix."""
+    return make("identity", (), (n,))
+
+
+def named(name: str, definition: Node) -> Node:
+    """A named intermediate: printed by its name, computed once."""
+    return make("named", (definition,), (name,))
+
+
+def delta(label: int, name: str, shape: Shape) -> Node:
+    """The error signal δ<label> = ∂f/∂<name>, as a leaf in a derivation's later steps."""
+    return make("delta", (), (label, name, tuple(shape)))
+
+
+def const_value(node: Node) -> sympy.Expr | None:
+    """The value of a constant node, else None."""
+    return node.attrs[0] if node.op == "const" else None
+
+
+def is_zero(node: Node) -> bool:
+    return node.op == "zeros" or const_value(node) == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Traversal
+
+
+def postorder(roots: Sequence[Node], stop: Callable[[Node], bool] = lambda n: False) -> list[Node]:
+    """Every node reachable from ``roots``, children before parents, without recursion.
+
+    Nodes for which ``stop`` is true are listed but not descended into.
+    """
+    seen: set[int] = set()
+    order: list[Node] = []
+    stack: list[tuple[Node, Iterator[Node]]] = []
+    for root in roots:
+        if id(root) in seen:
+            continue
+        seen.add(id(root))
+        stack.append((root, iter(() if stop(root) else root.args)))
+        while stack:
+            node, children = stack[-1]
+            for child in children:
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    stack.append((child, iter(() if stop(child) else child.args)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    return order
+
+
+def depends_on(roots: Sequence[Node], targets: set[Node]) -> set[Node]:
+    """The nodes under ``roots`` whose value depends on one of ``targets``."""
+    result: set[Node] = set()
+    for node in postorder(roots):
+        if node in targets or any(a in result for a in node.args):
+            result.add(node)
+    return result
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A declared name and its node."""
+
+    name: str
+    node: Node

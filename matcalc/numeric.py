@@ -1,0 +1,150 @@
+"""The numeric checker: run generated code, draw valid inputs, compare with finite differences."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from matcalc.codegen import HELPERS, Block, numpy_block
+from matcalc.ir import Node, postorder
+from matcalc.program import Program
+
+Arrays = Mapping[str, np.ndarray]
+
+
+def compile_block(block: Block, params: Sequence[str], results: Sequence[str]) -> Callable:
+    """A Python function ``(**arrays) -> tuple`` running the generated statements."""
+    body = "\n".join("    " + line for line in block.lines) or "    pass"
+    source = "\n\n".join(
+        ["import numpy as np", "import math", *(HELPERS[h] for h in block.helpers),
+         f"def _evaluate({', '.join(params)}):\n{body}\n    return ({', '.join(results)},)"]
+    )
+    namespace: dict = {}
+    exec(compile(source, "<matcalc generated>", "exec"), namespace)  # our own printer's output
+    return namespace["_evaluate"]
+
+
+def evaluator(program: Program, outputs: Sequence[tuple[str, Node]]) -> Callable[..., tuple]:
+    """Evaluate named IR expressions of ``program`` on arrays given by variable name."""
+    block = numpy_block(outputs, list(program.variables.values()))
+    return compile_block(block, list(program.variables), [name for name, _ in outputs])
+
+
+def function_value(program: Program) -> Callable[..., float]:
+    """The program's function as ``(**arrays) -> value``."""
+    run = evaluator(program, [("value", program.function)])
+    return lambda **arrays: run(**arrays)[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs
+
+
+def concrete_shape(shape: tuple, sizes: Mapping[str, int]) -> tuple[int, ...]:
+    """Substitute sizes for symbolic dimensions."""
+    return tuple(int(d) if d.is_Integer else int(sizes[str(d)]) for d in shape)
+
+
+def domains(program: Program) -> dict[str, str]:
+    """What each variable must be for the function to be defined and smooth there.
+
+    ``positive`` under log/sqrt/pow with a fractional exponent, ``well_conditioned`` under
+    inv/det/logdet/matrix_power, ``probabilities`` as softmax cross-entropy targets.
+    """
+    needs: dict[str, str] = {}
+    for node in postorder([program.function]):
+        kind = {"log": "positive", "sqrt": "positive", "inv": "well_conditioned",
+                "det": "well_conditioned", "logdet": "well_conditioned",
+                "matrix_power": "well_conditioned"}.get(node.op)
+        if node.op == "pow" and node.args[1].op == "const" and not node.args[1].attrs[0].is_integer:
+            kind = "positive"
+        if node.op == "pow" and node.args[1].op == "const" and node.args[1].attrs[0].is_negative:
+            kind = "positive"
+        targets = node.args[:1]
+        if node.op == "softmax_cross_entropy":
+            kind, targets = "probabilities", node.args[1:]
+        if kind:
+            for target in targets:
+                for leaf in postorder([target]):
+                    if leaf.op == "var":
+                        needs.setdefault(leaf.attrs[0], kind)
+    return needs
+
+
+def sample(shape: tuple[int, ...], kind: str | None, rng: np.random.Generator) -> np.ndarray:
+    """A float64 array valid for ``kind``."""
+    if kind == "positive":
+        return rng.uniform(0.5, 2.0, shape)
+    if kind == "well_conditioned" and len(shape) == 2:
+        return np.eye(shape[0]) * 2.0 + rng.normal(0, 0.3, shape)
+    if kind == "probabilities":
+        p = rng.uniform(0.1, 1.0, shape)
+        return p / p.sum(axis=-1, keepdims=True)
+    return rng.normal(size=shape)
+
+
+def random_inputs(program: Program, sizes: Mapping[str, int], rng: np.random.Generator,
+                  ) -> dict[str, np.ndarray]:
+    """Random float64 arrays for every variable, drawn where the function is defined."""
+    kinds = domains(program)
+    return {name: sample(concrete_shape(node.shape, sizes), kinds.get(name), rng)
+            for name, node in program.variables.items()}
+
+
+def sizes_for(program: Program, rng: np.random.Generator, low: int = 2, high: int = 5
+              ) -> dict[str, int]:
+    """Small random sizes for every symbolic dimension."""
+    return {name: int(rng.integers(low, high + 1)) for name in program.dims}
+
+
+KINKED = ("relu", "abs", "leaky_relu", "step", "sign")
+
+
+def kink_distance(program: Program) -> Callable[..., float]:
+    """``(**arrays) -> d``: how close any relu/abs argument comes to its kink at 0."""
+    kinks = [n.args[0] for n in postorder([program.function]) if n.op in KINKED]
+    if not kinks:
+        return lambda **arrays: np.inf
+    run = evaluator(program, [(f"kink{i}", k) for i, k in enumerate(kinks)])
+    return lambda **arrays: min(float(np.min(np.abs(v), initial=np.inf)) for v in run(**arrays))
+
+
+def smooth_inputs(program: Program, sizes: Mapping[str, int], rng: np.random.Generator,
+                  margin: float = 1e-3, tries: int = 50) -> dict[str, np.ndarray]:
+    """Random inputs with every kink argument at least ``margin`` from 0 and a finite value."""
+    distance, value = kink_distance(program), function_value(program)
+    for _ in range(tries):
+        arrays = random_inputs(program, sizes, rng)
+        with np.errstate(all="ignore"):
+            if distance(**arrays) > margin and np.isfinite(value(**arrays)):
+                return arrays
+    raise ValueError("could not draw inputs away from the kinks where the function is finite")
+
+
+# ----------------------------------------------------------------------------------------------
+# Finite differences
+
+
+def central_difference(f: Callable[..., float], arrays: Arrays, name: str,
+                       eps: float = 1e-6) -> np.ndarray:
+    """∂f/∂arrays[name] entry by entry, (f(x + h) − f(x − h)) / 2h."""
+    base = {k: np.array(v, dtype=float) for k, v in arrays.items()}
+    x = base[name]
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        saved = x[index]
+        x[index] = saved + eps
+        up = f(**base)
+        x[index] = saved - eps
+        down = f(**base)
+        x[index] = saved
+        grad[index] = (up - down) / (2 * eps)
+    return grad
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a − b| / max(1, max |b|)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(np.max(np.abs(a - b), initial=0.0) / max(1.0, np.max(np.abs(b), initial=0.0)))
+

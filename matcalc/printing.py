@@ -1,0 +1,374 @@
+"""Printers: matrix notation a learner recognises, as Unicode text or LaTeX.
+
+One printer, two notations. Vectors are columns: ``A @ x`` prints ``A x``, ``x @ y`` prints
+``xᵀ y``, ``outer(a, b)`` prints ``a bᵀ``. Elementwise products print ``⊙``; a scalar factor is
+written in front (``2 x``, ``λ W``) unless it is a compound scalar such as ``det(X)``, written
+after (``X⁻ᵀ det(X)``); constant and dimension denominators become ``/ N``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import sympy
+
+from matcalc.ir import Node, const_value
+
+SUM, NEG, PRODUCT, MATMUL, POSTFIX, ATOM = 10, 20, 30, 35, 40, 50
+
+SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+GREEK = (
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho sigma tau "
+    "upsilon phi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Phi Psi Omega"
+).split()
+LATEX_ALIASES = {"lam": "lambda", "eps": "epsilon"}
+
+
+@dataclass(frozen=True)
+class Notation:
+    """The symbols of one output language."""
+
+    name: str
+    minus: str
+    hadamard: str
+    transpose: str
+    inverse: str
+    inverse_transpose: str
+    step: str
+    norm: str
+    frobenius: str
+    delta: str
+    identity: str
+    ones: str
+    func: Callable[[str, str], str]
+    divide: Callable[[str, str], str]
+    power: Callable[[str, sympy.Expr], str]
+    scalar: Callable[[sympy.Expr], str]
+    symbol: Callable[[str], str]
+
+
+def _text_power(base: str, k: sympy.Expr) -> str:
+    if k.is_Integer:
+        return base + str(k).translate(SUPERSCRIPT)
+    return f"{base}^({k})"
+
+
+def _text_scalar(value: sympy.Expr) -> str:
+    text = sympy.sstr(value).replace("**", "^").replace("*", " ")
+    return re.sub(r"\bpi\b", "π", text)
+
+
+def latex_symbol(name: str) -> str:
+    """``W1`` → ``W_{1}``, ``theta`` → ``\\theta``, ``lam`` → ``\\lambda``."""
+    match = re.fullmatch(r"([A-Za-z]+)_?(\d*)", name)
+    if not match:
+        return r"\mathrm{" + name.replace("_", r"\_") + "}"
+    stem, digits = match.groups()
+    stem = LATEX_ALIASES.get(stem, stem)
+    if stem in GREEK:
+        stem = "\\" + stem
+    elif len(stem) > 1:
+        stem = r"\mathrm{" + stem + "}"
+    return stem + (f"_{{{digits}}}" if digits else "")
+
+
+TEXT = Notation(
+    name="text",
+    minus="−",
+    hadamard=" ⊙ ",
+    transpose="ᵀ",
+    inverse="⁻¹",
+    inverse_transpose="⁻ᵀ",
+    step="1[{} > 0]",
+    norm="‖{}‖",
+    frobenius="‖{}‖_F",
+    delta="δ{}",
+    identity="I",
+    ones="𝟙",
+    func=lambda f, args: f"{f}({args})",
+    divide=lambda num, den: f"{num} / {den}",
+    power=_text_power,
+    scalar=_text_scalar,
+    symbol=lambda name: name,
+)
+
+LATEX_FUNCS = {
+    "exp": r"\exp", "log": r"\log", "sin": r"\sin", "cos": r"\cos", "tanh": r"\tanh",
+    "sigmoid": r"\sigma", "det": r"\det", "logdet": r"\log\det", "trace": r"\operatorname{tr}",
+}
+
+LATEX = Notation(
+    name="latex",
+    minus="-",
+    hadamard=r" \odot ",
+    transpose=r"^{\top}",
+    inverse="^{-1}",
+    inverse_transpose=r"^{-\top}",
+    step=r"\mathbb{1}\left[{} > 0\right]",
+    norm=r"\left\lVert {} \right\rVert",
+    frobenius=r"\left\lVert {} \right\rVert_F",
+    delta=r"\delta_{{{}}}",
+    identity="I",
+    ones=r"\mathbf{1}",
+    func=lambda f, args: LATEX_FUNCS.get(f, rf"\operatorname{{{f.replace('_', chr(92) + '_')}}}")
+    + rf"\left({args}\right)",
+    divide=lambda num, den: rf"\frac{{{num}}}{{{den}}}",
+    power=lambda base, k: f"{base}^{{{sympy.latex(k)}}}",
+    scalar=sympy.latex,
+    symbol=latex_symbol,
+)
+
+TEXT_FUNCS = {"trace": "tr", "logdet": "log det"}
+
+
+class Printer:
+    """Formats IR nodes in one notation; results are memoised per node."""
+
+    def __init__(self, notation: Notation) -> None:
+        self.n = notation
+        self.memo: dict[Node, tuple[str, int]] = {}
+
+    def __call__(self, node: Node) -> str:
+        return self.fmt(node)[0]
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def fmt(self, node: Node) -> tuple[str, int]:
+        found = self.memo.get(node)
+        if found is None:
+            method = getattr(self, "p_" + node.op, None) or self.p_function
+            found = self.memo[node] = method(node)
+        return found
+
+    def wrap(self, node: Node, level: int) -> str:
+        """``node``'s text, parenthesised when it binds looser than ``level``."""
+        text, prec = self.fmt(node)
+        if prec < level:
+            return rf"\left({text}\right)" if self.n is LATEX else f"({text})"
+        return text
+
+    def call(self, name: str, *parts: str) -> tuple[str, int]:
+        if self.n is TEXT:
+            name = TEXT_FUNCS.get(name, name)
+        return self.n.func(name, ", ".join(parts)), ATOM
+
+    def axis_part(self, axis: int | None, default: int | None) -> list[str]:
+        return [] if axis == default else [f"axis={axis}"]
+
+    # -- leaves ----------------------------------------------------------------------------
+
+    def p_var(self, node: Node) -> tuple[str, int]:
+        return self.n.symbol(node.attrs[0]), ATOM
+
+    p_named = p_var
+
+    def p_delta(self, node: Node) -> tuple[str, int]:
+        return self.n.delta.format(node.attrs[0]), ATOM
+
+    def p_const(self, node: Node) -> tuple[str, int]:
+        value = node.attrs[0]
+        text = self.n.scalar(value)
+        if value.is_negative:
+            return text, NEG
+        return text, ATOM if (value.is_Atom or value.is_Function) else PRODUCT
+
+    def p_zeros(self, node: Node) -> tuple[str, int]:
+        return "0", ATOM
+
+    def p_identity(self, node: Node) -> tuple[str, int]:
+        return self.n.identity, ATOM
+
+    # -- sums and products -----------------------------------------------------------------
+
+    @cached_property
+    def weigher(self) -> Weigher:
+        return Weigher()
+
+    def term_order(self, term: Node) -> tuple:
+        """Positive terms first, bigger ones first; ``A`` before ``Aᵀ``."""
+        coefficient = term.args[0] if term.op == "mul" else term
+        negative = bool(coefficient.op == "const" and const_value(coefficient).is_negative)
+        weight, transposes = self.weigher(term)
+        return (negative, -weight, transposes, self(term))
+
+    def ordered_terms(self, node: Node) -> list[Node]:
+        """The terms of a sum in reading order."""
+        return sorted(node.args, key=self.term_order)
+
+    def p_add(self, node: Node) -> tuple[str, int]:
+        parts: list[str] = []
+        for i, term in enumerate(self.ordered_terms(node)):
+            negative, text = self.signed_term(term)
+            if i == 0:
+                parts.append(self.n.minus + text if negative else text)
+            else:
+                parts.append((f" {self.n.minus} " if negative else " + ") + text)
+        return "".join(parts), SUM
+
+    def signed_term(self, term: Node) -> tuple[bool, str]:
+        """A term's sign and the text of its magnitude."""
+        if term.op == "mul" and term.args[0].op == "const":
+            value = const_value(term.args[0])
+            if value.is_negative:
+                return True, self.product_text(-value, term.args[1:])[0]
+        if term.op == "const" and const_value(term).is_negative:
+            return True, self.n.scalar(-const_value(term))
+        return False, self.wrap(term, SUM + 1)
+
+    def p_mul(self, node: Node) -> tuple[str, int]:
+        factors = node.args
+        coefficient = sympy.Integer(1)
+        if factors[0].op == "const":
+            coefficient, factors = const_value(factors[0]), factors[1:]
+        if coefficient.is_negative:
+            text, _ = self.product_text(-coefficient, factors)
+            return self.n.minus + text, NEG
+        return self.product_text(coefficient, factors)
+
+    def product_text(self, coefficient: sympy.Expr, factors: tuple[Node, ...]) -> tuple[str, int]:
+        """``c · f₁ ⊙ f₂ …`` with negative powers and denominators of ``c`` after ``/``."""
+        num, den = sympy.fraction(sympy.factor_terms(coefficient))
+        lead, arrays, trail, below = [], [], [], []
+        if num != 1:
+            lead.append(self.scalar_factor(num))
+        if den != 1:
+            below.append(self.scalar_factor(den))
+        for factor in factors:
+            if factor.op == "pow" and const_value(factor.args[1]) is not None and (
+                const_value(factor.args[1]).is_negative
+            ):
+                k = -const_value(factor.args[1])
+                below.append(self.wrap(factor.args[0], POSTFIX if k != 1 else PRODUCT + 1)
+                             if k == 1 else self.n.power(self.wrap(factor.args[0], ATOM), k))
+            elif not factor.shape:
+                (lead if self.fmt(factor)[1] == ATOM and not factor.args else trail).append(
+                    self.wrap(factor, PRODUCT + 1)
+                )
+            else:
+                arrays.append(factor)
+        arrays.sort(key=lambda a: a.op == "step")
+        level = MATMUL + 1 if len(arrays) > 1 else MATMUL
+        array_text = self.n.hadamard.join(self.wrap(a, level) for a in arrays)
+        numerator = " ".join(p for p in [*lead, array_text, *trail] if p) or "1"
+        if not below:
+            return numerator, PRODUCT
+        denominator = below[0] if len(below) == 1 else "(" + " ".join(below) + ")"
+        if self.n is LATEX:
+            denominator = " ".join(below)
+        return self.n.divide(numerator, denominator), PRODUCT
+
+    def scalar_factor(self, value: sympy.Expr) -> str:
+        text = self.n.scalar(value)
+        return text if value.is_Atom or value.is_Function else f"({text})"
+
+    def p_pow(self, node: Node) -> tuple[str, int]:
+        base, k = node.args
+        value = const_value(k)
+        if value is None:
+            return f"{self.wrap(base, ATOM)}^{self.wrap(k, ATOM)}", POSTFIX
+        if value.is_negative:
+            return self.product_text(sympy.Integer(1), (node,))
+        if value == sympy.Rational(1, 2):
+            return self.call("sqrt", self(base))
+        return self.n.power(self.wrap(base, ATOM), value), POSTFIX
+
+    # -- matrix algebra --------------------------------------------------------------------
+
+    def p_matmul(self, node: Node) -> tuple[str, int]:
+        a, b = node.args
+        left = self.wrap(a, MATMUL)
+        if a.rank == 1:
+            left = self.wrap(a, ATOM) + self.n.transpose
+        right = self.wrap(b, MATMUL + 1 if b.op != "matmul" else MATMUL)
+        return f"{left} {right}", MATMUL
+
+    def p_outer(self, node: Node) -> tuple[str, int]:
+        a, b = node.args
+        return f"{self.wrap(a, POSTFIX)} {self.wrap(b, ATOM)}{self.n.transpose}", MATMUL
+
+    def p_transpose(self, node: Node) -> tuple[str, int]:
+        (x,) = node.args
+        if x.op == "inv":
+            return self.wrap(x.args[0], ATOM) + self.n.inverse_transpose, POSTFIX
+        return self.wrap(x, ATOM) + self.n.transpose, POSTFIX
+
+    def p_inv(self, node: Node) -> tuple[str, int]:
+        return self.wrap(node.args[0], ATOM) + self.n.inverse, POSTFIX
+
+    def p_matrix_power(self, node: Node) -> tuple[str, int]:
+        return self.n.power(self.wrap(node.args[0], ATOM), sympy.Integer(node.attrs[0])), POSTFIX
+
+    def p_norm(self, node: Node) -> tuple[str, int]:
+        (x,) = node.args
+        template = self.n.frobenius if x.rank == 2 else self.n.norm
+        return template.format(self(x)), ATOM
+
+    def p_step(self, node: Node) -> tuple[str, int]:
+        return self.n.step.format(self(node.args[0])), ATOM
+
+    def p_sum(self, node: Node) -> tuple[str, int]:
+        axis, keepdims = node.attrs
+        parts = [self(node.args[0]), *self.axis_part(axis, None)]
+        return self.call("sum", *parts, *(["keepdims"] if keepdims else []))
+
+    def p_expand(self, node: Node) -> tuple[str, int]:
+        (axis,) = node.attrs
+        index = ", ".join("None" if i == axis else ":" for i in range(node.rank))
+        return f"{self.wrap(node.args[0], ATOM)}[{index}]", POSTFIX
+
+    def p_broadcast(self, node: Node) -> tuple[str, int]:
+        value = const_value(node.args[0])
+        if value is not None:
+            ones = self.n.ones
+            return (ones, ATOM) if value == 1 else (f"{self.n.scalar(value)} {ones}", PRODUCT)
+        shape = "[" + ", ".join(self.n.scalar(d) for d in node.attrs[0]) + "]"
+        return self.call("broadcast", self(node.args[0]), shape)
+
+    def p_softmax(self, node: Node) -> tuple[str, int]:
+        return self.call(node.op, self(node.args[0]), *self.axis_part(node.attrs[0], -1))
+
+    p_log_softmax = p_softmax
+
+    def p_logsumexp(self, node: Node) -> tuple[str, int]:
+        return self.call("logsumexp", self(node.args[0]), *self.axis_part(node.attrs[0], None))
+
+    def p_function(self, node: Node) -> tuple[str, int]:
+        return self.call(node.op, *(self(a) for a in node.args),
+                         *(str(a) for a in node.attrs))
+
+
+class Weigher:
+    """Array nodes in an expression tree (transposes not counted), and its transposes.
+
+    Named intermediates count as leaves; scalar factors weigh nothing, so ``δ hᵀ + λ W``.
+    """
+
+    CAP = 10**6
+
+    def __init__(self) -> None:
+        self.memo: dict[Node, tuple[int, int]] = {}
+
+    def __call__(self, node: Node) -> tuple[int, int]:
+        found = self.memo.get(node)
+        if found is None:
+            weight = int(bool(node.shape) and node.op != "transpose")
+            transposes = int(node.op == "transpose")
+            for arg in node.args if node.op != "named" else ():
+                w, t = self(arg)
+                weight, transposes = weight + w, transposes + t
+            found = self.memo[node] = (min(weight, self.CAP), min(transposes, self.CAP))
+        return found
+
+
+def to_text(node: Node) -> str:
+    """Unicode matrix notation: ``(A + Aᵀ) x``."""
+    return Printer(TEXT)(node)
+
+
+def to_latex(node: Node) -> str:
+    """LaTeX: ``\\left(A + A^{\\top}\\right) x``."""
+    return Printer(LATEX)(node)

@@ -1,0 +1,263 @@
+"""From parsed source to the typed IR: declarations, names, shapes and the function's node.
+
+Every name is resolved and every shape checked here, so a program that lowers is well typed.
+Errors point at the offending column and, for shape clashes, name both shapes and the operator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import sympy
+
+from matcalc import syntax
+from matcalc.errors import MatcalcError, did_you_mean
+from matcalc.ir import ELEMENTWISE_UNARY, Dim, Node, ShapeError, const, dim, named, size, var
+from matcalc.simplify import add, apply, matmul, mul, power, reduce_sum, transpose
+
+MAX_RANK = 2
+CONSTANTS = {"pi": sympy.pi}
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A function of the language: parameter names, defaults, integer-literal parameters."""
+
+    params: tuple[str, ...]
+    build: Callable[..., Node]
+    defaults: tuple[tuple[str, object], ...] = ()
+    integers: tuple[str, ...] = ()
+
+
+def mean(x: Node, axis: int | None) -> Node:
+    """``sum(x, axis) / count``."""
+    counted = x.shape if axis is None else (x.shape[axis],)
+    return reduce_sum(x, axis) * const(1 / size(counted))
+
+
+def _unary(op: str) -> Signature:
+    return Signature(("x",), lambda x: apply(op, x))
+
+
+FUNCTIONS: dict[str, Signature] = {
+    **{op: _unary(op) for op in ELEMENTWISE_UNARY if op not in ("step", "sign", "erf")},
+    "leaky_relu": Signature(("x", "a"), lambda x, a: apply("leaky_relu", x, a),
+                            defaults=(("a", sympy.Rational(1, 100)),)),
+    "sum": Signature(("x", "axis"), reduce_sum, defaults=(("axis", None),), integers=("axis",)),
+    "mean": Signature(("x", "axis"), mean, defaults=(("axis", None),), integers=("axis",)),
+    **{op: _unary(op) for op in ("trace", "det", "logdet", "inv", "diag", "norm")},
+    "outer": Signature(("a", "b"), lambda a, b: apply("outer", a, b)),
+    "matrix_power": Signature(("x", "k"), lambda x, k: apply("matrix_power", x, attrs=(k,)),
+                              integers=("k",)),
+    "softmax": Signature(("x", "axis"), lambda x, axis: apply("softmax", x, attrs=(axis,)),
+                         defaults=(("axis", -1),), integers=("axis",)),
+    "log_softmax": Signature(("x", "axis"),
+                             lambda x, axis: apply("log_softmax", x, attrs=(axis,)),
+                             defaults=(("axis", -1),), integers=("axis",)),
+    "logsumexp": Signature(("x", "axis"), lambda x, axis: apply("logsumexp", x, attrs=(axis,)),
+                           defaults=(("axis", None),), integers=("axis",)),
+    "softmax_cross_entropy": Signature(
+        ("logits", "targets"), lambda z, y: apply("softmax_cross_entropy", z, y)
+    ),
+    "mse": Signature(("pred", "target"), lambda p, t: apply("mse", p, t)),
+}
+"""The functions a program may call, by name."""
+
+AXIS_OPS = {"sum", "softmax", "log_softmax", "logsumexp"}
+
+BINARY: dict[str, Callable[[Node, Node], Node]] = {
+    "+": add,
+    "-": lambda a, b: add(a, mul(const(-1), b)),
+    "*": mul,
+    "/": lambda a, b: mul(a, power(b, const(-1))),
+    "**": power,
+    "@": matmul,
+}
+
+
+@dataclass
+class Program:
+    """A lowered program: its variables, named intermediates and the function to differentiate."""
+
+    source: str
+    variables: dict[str, Node] = field(default_factory=dict)
+    intermediates: dict[str, Node] = field(default_factory=dict)
+    dims: dict[str, Dim] = field(default_factory=dict)
+    function: Node | None = None
+    function_name: str = "f"
+    positions: dict[str, int] = field(default_factory=dict)
+
+    def lookup(self, name: str) -> Node:
+        """A variable or intermediate by name (MatcalcError with a suggestion otherwise)."""
+        found = self.intermediates.get(name) or self.variables.get(name)
+        if found is None:
+            known = [*self.variables, *self.intermediates]
+            raise MatcalcError(
+                f"`{name}` is not a variable or intermediate of the program."
+                + did_you_mean(name, known)
+                + (f" Known names: {', '.join(known)}." if known else "")
+            )
+        return found
+
+
+class Lowering:
+    """Walks the statements of one source text into a :class:`Program`."""
+
+    def __init__(self, program: Program, source: str) -> None:
+        self.program = program
+        self.source = source
+
+    def error(self, message: str, offset: int, hint: str | None = None) -> MatcalcError:
+        return MatcalcError(message, self.source, offset, hint)
+
+    # -- statements ------------------------------------------------------------------------
+
+    def statement(self, stmt: syntax.Statement) -> None:
+        if isinstance(stmt, syntax.Decl):
+            self.declare(stmt)
+        elif isinstance(stmt, syntax.Assign):
+            self.check_new_name(stmt.name, stmt.pos)
+            node = named(stmt.name, self.expr(stmt.expr))
+            self.program.intermediates[stmt.name] = node
+            self.program.positions[stmt.name] = stmt.pos
+            self.program.function, self.program.function_name = node, stmt.name
+        else:
+            self.program.function, self.program.function_name = self.expr(stmt.expr), "f"
+
+    def declare(self, decl: syntax.Decl) -> None:
+        if len(decl.dims) > MAX_RANK:
+            raise self.error(
+                f"rank-{len(decl.dims)} arrays are not supported yet; declare vectors or "
+                "matrices (at most two dimensions)", decl.pos)
+        shape = tuple(self.dimension(d, offset) for d, offset in decl.dims)
+        for name, offset in decl.names:
+            self.check_new_name(name, offset)
+            self.program.variables[name] = var(name, shape)
+            self.program.positions[name] = offset
+
+    def dimension(self, value: str | int, offset: int) -> Dim:
+        if isinstance(value, int):
+            return dim(value)
+        if value in self.program.variables or value in self.program.intermediates:
+            raise self.error(f"`{value}` is a variable; it cannot also be a dimension", offset)
+        return self.program.dims.setdefault(value, dim(value))
+
+    def check_new_name(self, name: str, offset: int) -> None:
+        if name in self.program.variables:
+            raise self.error(f"`{name}` is already declared as a variable", offset)
+        if name in self.program.intermediates:
+            raise self.error(
+                f"`{name}` is already assigned; give each intermediate its own name", offset)
+        if name in self.program.dims:
+            raise self.error(f"`{name}` is already used as a dimension", offset)
+
+    # -- expressions -----------------------------------------------------------------------
+
+    def expr(self, e: syntax.Expr) -> Node:
+        method = getattr(self, "e_" + type(e).__name__)
+        try:
+            return method(e)
+        except ShapeError as clash:
+            where = getattr(e, "op_pos", e.pos)
+            raise self.error(f"{syntax.unparse(e)}: {clash}", where) from None
+        except MatcalcError as err:
+            raise err.located(self.source, e.pos) from None
+
+    def e_Number(self, e: syntax.Number) -> Node:  # noqa: N802
+        return const(e.value)
+
+    def e_Name(self, e: syntax.Name) -> Node:  # noqa: N802
+        p = self.program
+        for table in (p.intermediates, p.variables):
+            if e.id in table:
+                return table[e.id]
+        if e.id in p.dims:
+            return const(p.dims[e.id])
+        if e.id in CONSTANTS:
+            return const(CONSTANTS[e.id])
+        known = [*p.variables, *p.intermediates, *p.dims]
+        raise self.error(
+            f"`{e.id}` is not declared." + did_you_mean(e.id, known),
+            e.pos,
+            hint=f"Declare it first, e.g. `{e.id}: [n, m]` for a matrix, `{e.id}: [n]` for a "
+            f"vector or `{e.id}: []` for a scalar (on the command line: --var '{e.id}: [n]').",
+        )
+
+    def e_UnaryOp(self, e: syntax.UnaryOp) -> Node:  # noqa: N802
+        operand = self.expr(e.operand)
+        return mul(const(-1), operand) if e.op == "-" else operand
+
+    def e_BinOp(self, e: syntax.BinOp) -> Node:  # noqa: N802
+        return BINARY[e.op](self.expr(e.left), self.expr(e.right))
+
+    def e_Transpose(self, e: syntax.Transpose) -> Node:  # noqa: N802
+        return transpose(self.expr(e.operand))
+
+    def e_Call(self, e: syntax.Call) -> Node:  # noqa: N802
+        signature = FUNCTIONS.get(e.func)
+        if signature is None:
+            what = "a variable" if e.func in self.program.variables else "not a function"
+            raise self.error(
+                f"`{e.func}` is {what} of matcalc." + did_you_mean(e.func, FUNCTIONS), e.pos,
+                hint="Functions: " + ", ".join(sorted(FUNCTIONS)) + ".")
+        values = self.bind(e, signature)
+        return signature.build(*(values[p] for p in signature.params))
+
+    def bind(self, e: syntax.Call, signature: Signature) -> dict[str, object]:
+        """Arguments by parameter name, integers checked, defaults filled in."""
+        params = signature.params
+        if len(e.args) > len(params):
+            raise self.error(
+                f"{e.func} takes at most {len(params)} arguments ({', '.join(params)}), "
+                f"got {len(e.args)}", e.args[len(params)].pos)
+        given: dict[str, tuple[syntax.Expr, int]] = {
+            p: (a, a.pos) for p, a in zip(params, e.args, strict=False)}
+        for name, value, offset in e.kwargs:
+            if name not in params or name in given:
+                problem = "repeats" if name in given else "has no"
+                raise self.error(f"{e.func} {problem} argument `{name}`"
+                                 + did_you_mean(name, params), offset)
+            given[name] = (value, offset)
+        values: dict[str, object] = dict(signature.defaults)
+        for name, (value, offset) in given.items():
+            values[name] = (self.integer(value, e.func, name) if name in signature.integers
+                            else self.expr(value))
+        missing = [p for p in params if p not in values]
+        if missing:
+            raise self.error(f"{e.func} needs the argument `{missing[0]}`", e.pos)
+        if "axis" in values and values["axis"] is not None:
+            rank = values["x"].rank
+            if not -rank <= values["axis"] < max(rank, 0) or rank == 0:
+                raise self.error(f"{e.func}: axis {values['axis']} is out of range for a "
+                                 f"rank-{rank} argument", given["axis"][1])
+        return values
+
+    def integer(self, e: syntax.Expr, func: str, param: str) -> int:
+        """An integer literal such as ``-1`` (for axes and matrix powers)."""
+        negative = isinstance(e, syntax.UnaryOp) and e.op == "-"
+        inner = e.operand if negative else e
+        if isinstance(inner, syntax.Number) and inner.value.is_Integer and abs(inner.value) < 2**31:
+            return -int(inner.value) if negative else int(inner.value)
+        raise self.error(f"{func}: `{param}` must be an integer literal", e.pos)
+
+
+def parse(source: str, declarations: Sequence[str] = ()) -> Program:
+    """Parse and type-check a program; ``declarations`` are extra ``NAME: [dims]`` texts."""
+    program = Program(source)
+    for text in declarations:
+        extra = syntax.parse_program(text)
+        lowering = Lowering(program, text)
+        for stmt in extra.statements:
+            if not isinstance(stmt, syntax.Decl):
+                raise MatcalcError(f"--var expects a declaration such as 'x: [n]', got {text!r}")
+            lowering.declare(stmt)
+    lowering = Lowering(program, source)
+    for stmt in syntax.parse_program(source).statements:
+        lowering.statement(stmt)
+    if program.function is None:
+        raise MatcalcError(
+            "the program has no expression to differentiate; end it with an expression "
+            "such as `x @ A @ x` or an assignment such as `L = mse(pred, y)`"
+        )
+    return program

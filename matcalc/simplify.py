@@ -1,0 +1,329 @@
+"""The simplifier: canonical constructors that keep every expression in textbook form.
+
+Every node the derivative rules build goes through these constructors (the operator overloads
+of :class:`matcalc.ir.Node` call them), so results come out simplified as they are built, in
+time linear in the size of the expression DAG:
+
+- constants folded, ``1·x``, ``x + 0``, ``x¹``, ``(Xᵀ)ᵀ``, ``I X`` removed;
+- like terms merged (``x + x = 2 x``), equal bases merged (``‖x‖ ‖x‖⁻¹ = 1``);
+- scalars pulled out of matrix products (``(c A) B = c (A B)``);
+- transposes pushed to the leaves (``(A B)ᵀ = Bᵀ Aᵀ``), ``x A`` for a vector written ``Aᵀ x``;
+- common factors collected (``A x + Aᵀ x = (A + Aᵀ) x``).
+
+The user's own program is not rewritten: named intermediates are kept as written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sympy
+
+from matcalc.errors import MatcalcError
+from matcalc.ir import (
+    ONE,
+    Node,
+    Shape,
+    broadcast_shapes,
+    const,
+    const_value,
+    is_zero,
+    make,
+    matmul_shape,
+    normalise_axis,
+    reduced_shape,
+    size,
+    zeros,
+)
+
+MAX_CONSTANT_BITS = 4096
+
+
+def zero_like(shape: Shape) -> Node:
+    """Scalar 0 or the zero array."""
+    return zeros(shape) if shape else const(0)
+
+
+def fit(node: Node, shape: Shape) -> Node:
+    """``node`` broadcast to ``shape`` when it is smaller."""
+    return node if node.shape == shape else make("broadcast", (node,), (shape,))
+
+
+def unbroadcast(node: Node) -> Node:
+    """The value under a ``broadcast`` (NumPy broadcasting restores it where it is used)."""
+    return node.args[0] if node.op == "broadcast" else node
+
+
+# ----------------------------------------------------------------------------------------------
+# Sums
+
+
+def split_coefficient(term: Node) -> tuple[sympy.Expr, Node | None]:
+    """``c · core`` with ``c`` the constant factor; core None for a pure constant."""
+    value = const_value(term)
+    if value is not None:
+        return value, None
+    if term.op == "mul" and term.args[0].op == "const":
+        rest = term.args[1:]
+        return const_value(term.args[0]), rest[0] if len(rest) == 1 else make("mul", rest)
+    return ONE, term
+
+
+def scale(coefficient: sympy.Expr, core: Node | None) -> Node:
+    """``coefficient · core`` (a constant when core is None)."""
+    if core is None:
+        return const(coefficient)
+    return mul(const(coefficient), core)
+
+
+def add(*terms: Node) -> Node:
+    """Elementwise sum with NumPy broadcasting, like terms merged, common factors collected."""
+    shape = broadcast_shapes(*(t.shape for t in terms))
+    coefficients: dict[Node | None, sympy.Expr] = {}
+    for term in flatten("add", terms):
+        if is_zero(term):
+            continue
+        coefficient, core = split_coefficient(unbroadcast(term))
+        coefficients[core] = coefficients.get(core, 0) + coefficient
+    merged = [scale(c, core) for core, c in coefficients.items() if c != 0]
+    merged = collect_common_factor(merged, side=1)
+    merged = collect_common_factor(merged, side=0)
+    if not merged:
+        return zero_like(shape)
+    if len(merged) == 1:
+        return fit(merged[0], shape)
+    return fit(make("add", sorted(merged, key=lambda n: n.serial)), shape)
+
+
+def flatten(op: str, nodes: Sequence[Node]) -> list[Node]:
+    """Arguments of nested ``op`` nodes, in order."""
+    out: list[Node] = []
+    for node in nodes:
+        inner = unbroadcast(node)
+        if inner.op == op:
+            out.extend(flatten(op, inner.args))
+        else:
+            out.append(node)
+    return out
+
+
+def matmul_parts(term: Node) -> tuple[sympy.Expr, Node, Node] | None:
+    """``c · (a @ b)`` as ``(c, a, b)``, else None."""
+    coefficient, core = split_coefficient(term)
+    if core is None or core.op != "matmul":
+        return None
+    return coefficient, core.args[0], core.args[1]
+
+
+def collect_common_factor(terms: list[Node], side: int) -> list[Node]:
+    """``A x + B x = (A + B) x`` (side 1: shared right factor; side 0: shared left factor)."""
+    groups: dict[Node, list[tuple[sympy.Expr, Node]]] = {}
+    for term in terms:
+        parts = matmul_parts(term)
+        if parts is not None:
+            coefficient, left, right = parts
+            shared, other = (right, left) if side == 1 else (left, right)
+            groups.setdefault(shared, []).append((coefficient, other))
+    out: list[Node] = []
+    done: set[Node] = set()
+    for term in terms:
+        parts = matmul_parts(term)
+        shared = None if parts is None else parts[1 + side]
+        if shared is None or len(groups[shared]) < 2:
+            out.append(term)
+        elif shared not in done:
+            done.add(shared)
+            others = add(*(scale(c, other) for c, other in groups[shared]))
+            out.append(matmul(others, shared) if side == 1 else matmul(shared, others))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Products and powers
+
+
+def base_and_exponent(factor: Node) -> tuple[Node, sympy.Expr]:
+    """``x^k`` as ``(x, k)`` for a constant exponent, else ``(factor, 1)``."""
+    if factor.op == "pow" and factor.args[1].op == "const":
+        return factor.args[0], const_value(factor.args[1])
+    return factor, ONE
+
+
+def mul(*factors: Node) -> Node:
+    """Elementwise product with NumPy broadcasting, constants folded, powers merged."""
+    shape = broadcast_shapes(*(f.shape for f in factors))
+    coefficient: sympy.Expr = ONE
+    exponents: dict[Node, sympy.Expr] = {}
+    for factor in flatten("mul", factors):
+        factor = unbroadcast(factor)
+        if is_zero(factor):
+            return zero_like(shape)
+        value = const_value(factor)
+        if value is not None:
+            coefficient *= value
+            continue
+        base, exponent = base_and_exponent(factor)
+        exponents[base] = exponents.get(base, 0) + exponent
+    rest = [raw_power(base, k) for base, k in exponents.items() if k != 0]
+    rest.sort(key=lambda n: n.serial)
+    if coefficient == 0:
+        return zero_like(shape)
+    if coefficient != 1 or not rest:
+        rest.insert(0, const(coefficient))
+    return fit(rest[0] if len(rest) == 1 else make("mul", rest), shape)
+
+
+def raw_power(base: Node, exponent: sympy.Expr) -> Node:
+    """``base^exponent`` without further rewriting (``base`` itself when the exponent is 1)."""
+    return base if exponent == 1 else make("pow", (base, const(exponent)))
+
+
+def fold_power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
+    """``base ** exponent`` for constants, refusing results too large to hold."""
+    if exponent.is_Integer and base.is_Rational and base not in (0, 1, -1):
+        p, q = sympy.fraction(base)
+        bits = max(int(abs(p)).bit_length(), int(abs(q)).bit_length())
+        if bits * abs(int(exponent)) > MAX_CONSTANT_BITS:
+            raise MatcalcError(f"the constant {base} ** {exponent} is too large to compute")
+    if exponent.is_Number and abs(exponent) > MAX_CONSTANT_BITS and base not in (0, 1, -1):
+        raise MatcalcError(f"the constant {base} ** {exponent} is too large to compute")
+    return sympy.Pow(base, exponent)
+
+
+def power(base: Node, exponent: Node) -> Node:
+    """Elementwise ``base ** exponent``."""
+    shape = broadcast_shapes(base.shape, exponent.shape)
+    k = const_value(exponent)
+    if k is None:
+        return make("pow", (base, exponent))
+    if k == 0:
+        return fit(const(1), shape)
+    if k == 1:
+        return base
+    value = const_value(base)
+    if value is not None:
+        return const(fold_power(value, k))
+    if k.is_Integer:
+        inner, j = base_and_exponent(base)
+        if j != 1:
+            return power(inner, const(j * k))
+        if base.op == "mul":
+            return mul(*(power(f, exponent) for f in base.args))
+    return make("pow", (base, exponent))
+
+
+# ----------------------------------------------------------------------------------------------
+# Matrix products and transposes
+
+
+def split_scalars(node: Node) -> tuple[list[Node], Node]:
+    """A product's scalar factors, and the rest (an array)."""
+    if node.op != "mul" or not node.shape:
+        return [], node
+    scalars = [f for f in node.args if not f.shape]
+    arrays = [f for f in node.args if f.shape]
+    return scalars, arrays[0] if len(arrays) == 1 else make("mul", arrays)
+
+
+def matmul(a: Node, b: Node) -> Node:
+    """NumPy ``a @ b``; scalars pulled out, identities dropped, ``x A`` written ``Aᵀ x``."""
+    shape = matmul_shape(a.shape, b.shape)
+    if is_zero(a) or is_zero(b):
+        return zero_like(shape)
+    if a.op == "identity":
+        return b
+    if b.op == "identity":
+        return a
+    scalars_a, a = split_scalars(a)
+    scalars_b, b = split_scalars(b)
+    if scalars_a or scalars_b:
+        return mul(*scalars_a, *scalars_b, matmul(a, b))
+    if a.rank == 1 and b.rank == 2:
+        return matmul(transpose(b), a)
+    return make("matmul", (a, b))
+
+
+def transpose(x: Node) -> Node:
+    """``xᵀ``, pushed through sums, products and matrix products to the leaves."""
+    if x.rank < 2 or x.op in ("identity", "diag"):
+        return x
+    if x.op == "transpose":
+        return x.args[0]
+    if x.op == "zeros":
+        return zeros(x.shape[::-1])
+    if x.op == "matmul":
+        return matmul(transpose(x.args[1]), transpose(x.args[0]))
+    if x.op in ("add", "mul"):
+        build = add if x.op == "add" else mul
+        return build(*(transpose(t) for t in x.args))
+    if x.op == "pow":
+        return power(transpose(x.args[0]), x.args[1])
+    if x.op == "outer":
+        return make("outer", (x.args[1], x.args[0]))
+    return make("transpose", (x,))
+
+
+# ----------------------------------------------------------------------------------------------
+# Reductions and broadcasting
+
+
+def reduce_sum(x: Node, axis: int | None = None, keepdims: bool = False) -> Node:
+    """``sum(x, axis)``; sums of broadcast constants become products with the size."""
+    axis = normalise_axis(axis, x.rank)
+    shape = reduced_shape(x.shape, axis, keepdims)
+    if not x.shape:
+        return x
+    if is_zero(x):
+        return zero_like(shape)
+    inner = unbroadcast(x)
+    if not inner.shape:
+        counted = x.shape if axis is None else (x.shape[axis],)
+        return fit(mul(inner, const(size(counted))), shape)
+    scalars, rest = split_scalars(x)
+    if scalars:
+        return mul(*scalars, reduce_sum(rest, axis, keepdims))
+    return make("sum", (x,), (axis, keepdims))
+
+
+def expand(x: Node, axis: int) -> Node:
+    """A new axis of length 1 at ``axis`` (``x[:, None]`` for axis 1)."""
+    return make("expand", (x,), (axis,))
+
+
+def reduce_to(g: Node, shape: Shape) -> Node:
+    """Sum ``g`` over the axes that broadcasting added to an array of ``shape``."""
+    while g.rank > len(shape):
+        g = reduce_sum(g, 0)
+    for axis, d in enumerate(shape):
+        if d == ONE and g.shape[axis] != ONE:
+            g = reduce_sum(g, axis, keepdims=True)
+    return g
+
+
+def broadcast_like(g: Node, shape: Shape, axis: int | None) -> Node:
+    """The adjoint of a sum: ``g`` repeated along the summed ``axis`` (all axes for None)."""
+    if axis is not None:
+        g = expand(g, axis)
+    return fit(g, shape)
+
+
+def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
+    """Any other operation, made as it is."""
+    return make(op, args, attrs)
+
+
+__all__ = [
+    "add",
+    "apply",
+    "broadcast_like",
+    "expand",
+    "fit",
+    "matmul",
+    "mul",
+    "power",
+    "reduce_sum",
+    "reduce_to",
+    "transpose",
+    "zero_like",
+]
+
