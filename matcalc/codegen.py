@@ -140,10 +140,11 @@ class NumpyEmitter:
         for node in order:
             for arg in node.args:
                 self.uses[arg] += 1
+        self.taken |= {n.attrs[0] for n in order if n.op == "named"} | {n for n, _ in outputs}
         self.bind_dims(order)
         for node in order:
             if node.op == "named":
-                self.assign(self.fresh(node.attrs[0]), node)
+                self.assign(node.attrs[0], node)
             elif self.needs_statement(node):
                 self.assign(self.fresh(self.temp_name(node)), node)
         for name, node in outputs:
@@ -218,6 +219,8 @@ class NumpyEmitter:
             self.block.needs_math = True
         tight = node.op in INLINE_PRODUCTS
         args = [self.arg(a, ATOM if tight else ADD) for a in node.args]
+        if node.op == "mse":  # the target is subtracted: `p - (t + b)`, not `p - t + b`
+            args[1] = self.arg(node.args[1], ADD + 1)
         key = "k" if node.op == "matrix_power" else "axis"
         if node.attrs and node.attrs[0] == DEFAULT_AXIS.get(node.op, "none"):
             template = template.replace(", axis={axis}", "")
@@ -306,7 +309,12 @@ class NumpyEmitter:
         text = " * ".join(top) or "1"
         if bottom:
             text += " / " + (bottom[0] if len(bottom) == 1 else "(" + " * ".join(bottom) + ")")
-        return (f"-{text}", UNARY) if sign else (text, MUL)
+        if not sign:
+            return text, MUL
+        # `-a` is unary; `-a * b` is a product (`x ** -a * b` would mean `(x ** -a) * b`)
+        single = not bottom and len(top) == 1 and (
+            not factors or self.expr(factors[0])[1] >= UNARY)
+        return f"-{text}", UNARY if single else MUL
 
     def scalar_factor(self, value: sympy.Expr) -> str:
         text = python_scalar(value)

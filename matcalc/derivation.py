@@ -45,7 +45,8 @@ class Derivation:
     def partial(self, name: str, notation=TEXT) -> str:
         """``∂f/∂x`` in the notation."""
         if notation is LATEX:
-            return rf"\frac{{\partial {notation.symbol(self.f)}}}{{\partial {notation.symbol(name)}}}"
+            f, x = notation.symbol(self.f), notation.symbol(name)
+            return rf"\frac{{\partial {f}}}{{\partial {x}}}"
         return f"∂{self.f}/∂{name}"
 
     # -- text ------------------------------------------------------------------------------

@@ -26,9 +26,10 @@ def compile_block(block: Block, params: Sequence[str], results: Sequence[str]) -
 
 
 def evaluator(program: Program, outputs: Sequence[tuple[str, Node]]) -> Callable[..., tuple]:
-    """Evaluate named IR expressions of ``program`` on arrays given by variable name."""
-    block = numpy_block(outputs, list(program.variables.values()))
-    return compile_block(block, list(program.variables), [name for name, _ in outputs])
+    """Evaluate IR expressions of ``program`` on arrays given by variable name, in order."""
+    private = [(f"_result{i}", node) for i, (_, node) in enumerate(outputs)]
+    block = numpy_block(private, list(program.variables.values()))
+    return compile_block(block, list(program.variables), [name for name, _ in private])
 
 
 def function_value(program: Program) -> Callable[..., float]:

@@ -321,10 +321,11 @@ class Printer:
         return f"{self.wrap(node.args[0], ATOM)}[{index}]", POSTFIX
 
     def p_broadcast(self, node: Node) -> tuple[str, int]:
-        value = const_value(node.args[0])
-        if value is not None:
-            ones = self.n.ones
-            return (ones, ATOM) if value == 1 else (f"{self.n.scalar(value)} {ones}", PRODUCT)
+        (x,) = node.args
+        if const_value(x) == 1:
+            return self.n.ones, ATOM
+        if not x.shape:
+            return f"{self.wrap(x, PRODUCT + 1)} {self.n.ones}", PRODUCT
         shape = "[" + ", ".join(self.n.scalar(d) for d in node.attrs[0]) + "]"
         return self.call("broadcast", self(node.args[0]), shape)
 

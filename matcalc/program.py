@@ -13,7 +13,19 @@ import sympy
 
 from matcalc import syntax
 from matcalc.errors import MatcalcError, did_you_mean
-from matcalc.ir import ELEMENTWISE_UNARY, Dim, Node, ShapeError, const, dim, named, size, var
+from matcalc.ir import (
+    ELEMENTWISE_UNARY,
+    Dim,
+    Node,
+    ShapeError,
+    const,
+    dim,
+    lift,
+    named,
+    normalise_axis,
+    size,
+    var,
+)
 from matcalc.simplify import add, apply, matmul, mul, power, reduce_sum, transpose
 
 MAX_RANK = 2
@@ -42,7 +54,7 @@ def _unary(op: str) -> Signature:
 
 FUNCTIONS: dict[str, Signature] = {
     **{op: _unary(op) for op in ELEMENTWISE_UNARY if op not in ("step", "sign", "erf")},
-    "leaky_relu": Signature(("x", "a"), lambda x, a: apply("leaky_relu", x, a),
+    "leaky_relu": Signature(("x", "a"), lambda x, a: apply("leaky_relu", x, lift(a)),
                             defaults=(("a", sympy.Rational(1, 100)),)),
     "sum": Signature(("x", "axis"), reduce_sum, defaults=(("axis", None),), integers=("axis",)),
     "mean": Signature(("x", "axis"), mean, defaults=(("axis", None),), integers=("axis",)),
@@ -55,7 +67,8 @@ FUNCTIONS: dict[str, Signature] = {
     "log_softmax": Signature(("x", "axis"),
                              lambda x, axis: apply("log_softmax", x, attrs=(axis,)),
                              defaults=(("axis", -1),), integers=("axis",)),
-    "logsumexp": Signature(("x", "axis"), lambda x, axis: apply("logsumexp", x, attrs=(axis,)),
+    "logsumexp": Signature(("x", "axis"), lambda x, axis: apply(
+        "logsumexp", x, attrs=(normalise_axis(axis, x.rank),)),
                            defaults=(("axis", None),), integers=("axis",)),
     "softmax_cross_entropy": Signature(
         ("logits", "targets"), lambda z, y: apply("softmax_cross_entropy", z, y)
@@ -220,7 +233,7 @@ class Lowering:
                                  + did_you_mean(name, params), offset)
             given[name] = (value, offset)
         values: dict[str, object] = dict(signature.defaults)
-        for name, (value, offset) in given.items():
+        for name, (value, _) in given.items():
             values[name] = (self.integer(value, e.func, name) if name in signature.integers
                             else self.expr(value))
         missing = [p for p in params if p not in values]

@@ -21,7 +21,6 @@ from matcalc.ir import ONE, Node, const, size
 from matcalc.simplify import (
     apply,
     broadcast_like,
-    expand,
     matmul,
     reduce_sum,
     reduce_to,
@@ -65,7 +64,10 @@ def eye(n: sympy.Expr) -> Node:
 
 
 def matrix_power(x: Node, k: int) -> Node:
-    return apply("matrix_power", x, attrs=(k,)) if k not in (0, 1) else (x if k else eye(x.shape[0]))
+    """Xᵏ for k ≥ 0 (X⁰ = I)."""
+    if k in (0, 1):
+        return x if k else eye(x.shape[0])
+    return apply("matrix_power", x, attrs=(k,))
 
 
 def rows(x: Node) -> sympy.Expr:

@@ -240,7 +240,21 @@ def matmul(a: Node, b: Node) -> Node:
         return mul(*scalars_a, *scalars_b, matmul(a, b))
     if a.rank == 1 and b.rank == 2:
         return matmul(transpose(b), a)
+    base_a, k_a, flipped_a = matrix_power_parts(a)
+    base_b, k_b, flipped_b = matrix_power_parts(b)
+    if base_a is base_b and flipped_a == flipped_b and a.rank == 2:
+        merged = make("matrix_power", (base_a,), (k_a + k_b,))
+        return transpose(merged) if flipped_a else merged
     return make("matmul", (a, b))
+
+
+def matrix_power_parts(x: Node) -> tuple[Node, int, bool]:
+    """``X``, ``Xᵏ``, ``Xᵀ``, ``(Xᵏ)ᵀ`` as ``(X, k, transposed)``: ``Xᵏ Xʲ = Xᵏ⁺ʲ``."""
+    flipped = x.op == "transpose"
+    inner = x.args[0] if flipped else x
+    if inner.op == "matrix_power":
+        return inner.args[0], inner.attrs[0], flipped
+    return inner, 1, flipped
 
 
 def transpose(x: Node) -> Node:
@@ -302,7 +316,7 @@ def reduce_to(g: Node, shape: Shape) -> Node:
 
 def broadcast_like(g: Node, shape: Shape, axis: int | None) -> Node:
     """The adjoint of a sum: ``g`` repeated along the summed ``axis`` (all axes for None)."""
-    if axis is not None:
+    if axis is not None and g.rank:
         g = expand(g, axis)
     return fit(g, shape)
 

@@ -187,8 +187,7 @@ _TOKEN_RE = re.compile(
       (?P<space>[ \t\f\r]+)
     | (?P<comment>\#[^\n]*)
     | (?P<newline>\n)
-    | (?P<badexp>(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE](?![+-]?[0-9])[+-]?)
-    | (?P<number>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)
+    | (?P<number>(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]*)?)
     | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
     | (?P<bad>\*\*=|:=|==|!=|<=|>=|//=?|[-+*/@%]=|[<>'"{}\\])
     | (?P<op>\*\*|[-+*/@()\[\],:=.;])
@@ -235,6 +234,7 @@ def _number_value(text: str) -> sympy.Rational | str:
     """The exact value of a number literal, or an error message when it is absurdly large."""
     mantissa, _, exp_text = text.lower().partition("e")
     int_part, _, frac_part = mantissa.partition(".")
+    frac_part = frac_part.rstrip("0")
     exp_digits = exp_text.lstrip("+-").lstrip("0")
     negative = exp_text.startswith("-")
     digits = (int_part + frac_part).lstrip("0")
@@ -306,6 +306,10 @@ def _tokenize(source: str) -> list[_Token]:
             tokens.append(_Token("name", text, pos))
             continue
         if kind == "number":
+            if text[-1] in "eE+-":
+                message = f"malformed number `{_short(text)}`: the exponent needs digits"
+                tokens.append(_Token("error", text, pos, error=MatcalcError(message, source, pos)))
+                break
             value = _number_value(text)
             if not isinstance(value, str):
                 tokens.append(_Token("number", text, pos, value=value))
@@ -319,9 +323,6 @@ def _tokenize(source: str) -> list[_Token]:
                 depth -= 1
             tokens.append(_Token(text, text, pos))
             continue
-        elif kind == "badexp":
-            message = f"malformed number `{_short(text)}`: the exponent needs digits"
-            hint = "Write e.g. `1e-3`."
         elif kind == "bad":
             message, hint = _bad_token(text)
         else:

@@ -1,0 +1,105 @@
+"""The command line: outputs, bad input (exit 2, one paragraph, no traceback), hostile input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from matcalc.cli import cli
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_derive_example_with_steps() -> None:
+    result = run("derive", str(EXAMPLES / "mlp.mc"), "--wrt", "W1", "--steps")
+    assert result.exit_code == 0, result.output
+    assert "δ3 = ∂L/∂Z1 = δ2 ⊙ 1[Z1 > 0]" in result.output
+    assert "∂L/∂W1 = Xᵀ δ3" in result.output and "[D, H]" in result.output
+
+
+def test_derive_program_text_with_var_declarations() -> None:
+    result = run("derive", "x @ A @ x", "--var", "x: [n]", "--var", "A: [n, n]", "--wrt", "x")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "∂f/∂x = (A + Aᵀ) x   [n]"
+
+
+@pytest.mark.parametrize("fmt", ["latex", "numpy", "json"])
+def test_derive_formats(fmt: str) -> None:
+    result = run("derive", str(EXAMPLES / "quadratic_form.mc"), "--wrt", "x", "--format", fmt)
+    assert result.exit_code == 0
+    if fmt == "json":
+        assert json.loads(result.output)[0]["text"] == "(A + Aᵀ) x"
+    elif fmt == "numpy":
+        assert "grad_x = (A + A.T) @ x" in result.output
+    else:
+        assert r"\left(A + A^{\top}\right) x" in result.output
+
+
+BAD = [
+    ("W: [n, m]; x: [k]; sum(W @ x)", "W",
+     "W @ x: [n, m] and [k] do not align (m ≠ k)", 25),
+    ("x: [n]; sum(exq(x))", "x", "`exq` is not a function of matcalc. Did you mean `exp`?", 12),
+    ("x: [n]; sum(x + y)", "x", "`y` is not declared.", 16),
+    ("x: [n]; sum(x +", "x", "expected an expression", None),
+    ("x: [n]; x @ x", "z", "`z` is not a variable", None),
+    ("x: [n]; x + 1", "x", "has shape [n]; derive takes the gradient of a scalar", None),
+    ("x: [n]; y: [m]; sum(x + y)", "x", "[n] and [m] do not broadcast (m ≠ n)", None),
+    ("x: [n, n, n]; sum(x)", "x", "rank-3 arrays are not supported", None),
+    ("x: [n]; sum(softmax(x, axis=2))", "x", "axis 2 is out of range", None),
+    ("x: [n]; x ** 2 ** 100000", "x", "too large", None),
+]
+
+
+@pytest.mark.parametrize(("source", "wrt", "message", "column"), BAD, ids=[b[2][:30] for b in BAD])
+def test_bad_input_is_one_paragraph_exit_2(source: str, wrt: str, message: str,
+                                           column: int | None) -> None:
+    result = run("derive", source, "--wrt", wrt)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert message in result.output
+    if column is not None:
+        lines = result.output.splitlines()
+        source_line = next(i for i, line in enumerate(lines) if "| " in line)
+        prefix = lines[source_line].index("| ") + 2
+        assert lines[source_line + 1].index("^") - prefix == column
+
+
+def test_undeclared_name_suggests_a_declaration() -> None:
+    result = run("derive", "W: [n, m]; sum(W @ v)", "--wrt", "W")
+    assert "Declare it first, e.g. `v: [n, m]`" in result.output
+    assert "--var 'v: [n]'" in result.output
+
+
+HOSTILE = [
+    "__import__('os').system('touch {marker}')",
+    "x: [n]; x.__class__.__bases__",
+    "lambda: __import__('os').system('touch {marker}')",
+    "x: [n]; sum(x) if open('{marker}', 'w') else 0",
+    "x: [n]; exec(\"open('{marker}', 'w')\")",
+    "x: [n]; " + "(" * 5000 + "x" + ")" * 5000,
+    "x: [n]; sum(" + "-" * 5000 + "x)",
+    "x: [n]; sum(x ** 9999999999999999999999)",
+    "x: [n]; sum(x ** 1e999999)",
+    "x: [n]; sum(x[0])",
+]
+
+
+@pytest.mark.parametrize("template", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_programs_run_nothing(template: str, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    result = run("derive", template.format(marker=marker), "--wrt", "x")
+    assert result.exit_code in (0, 2)
+    assert "Traceback" not in result.output
+    assert not marker.exists()
+
+
+def test_missing_example_file_is_a_user_error() -> None:
+    result = run("derive", "examples/nope.mc", "--wrt", "x")
+    assert result.exit_code == 2 and "no such file" in result.output

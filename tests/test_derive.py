@@ -1,0 +1,223 @@
+"""`matcalc derive`: printed matrix forms of classic results and the seeds' worked examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from matcalc import derive
+from matcalc.numeric import central_difference, evaluator, function_value, relative_error
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+CLASSIC = [
+    ("x: [n]; A: [n, n]; x @ A @ x", "x", "(A + Aᵀ) x"),
+    ("x: [n]; A: [n, n]; x @ A @ x", "A", "x xᵀ"),
+    ("A: [n, n]; B: [n, n]; X: [n, n]; trace(A @ X @ B)", "X", "Aᵀ Bᵀ"),
+    ("X: [n, n]; det(X)", "X", "X⁻ᵀ det(X)"),
+    ("X: [n, n]; logdet(X)", "X", "X⁻ᵀ"),
+    ("X: [n, n]; A: [n, n]; trace(inv(X) @ A)", "X", "−X⁻ᵀ Aᵀ X⁻ᵀ"),
+    ("x: [n]; a: [n]; norm(x - a)", "x", "(x − a) / ‖x − a‖"),
+    ("X: [N, D]; W: [D, C]; Y: [N, C]; softmax_cross_entropy(X @ W, Y)", "W",
+     "Xᵀ (softmax(X W) − Y) / N"),
+    ("Z: [N, C]; b: [C]; Y: [N, C]; softmax_cross_entropy(Z + b, Y)", "b",
+     "sum(softmax(Z + b) − Y, axis=0) / N"),
+    ("X: [n, n]; trace(X.T @ X)", "X", "2 X"),
+    ("X: [n, m]; norm(X) ** 2", "X", "2 X"),
+    ("A: [m, n]; x: [n]; b: [m]; norm(A @ x - b) ** 2", "x", "2 Aᵀ (A x − b)"),
+    ("X: [n, n]; trace(matrix_power(X, 3))", "X", "3 (X²)ᵀ"),
+    ("x: [n]; sum(tanh(x))", "x", "1 − tanh(x)²"),
+    ("X: [n, n]; trace(X)", "X", "I"),
+    ("x: [n]; exp(sum(x))", "x", "exp(sum(x)) 𝟙"),
+]
+
+
+@pytest.mark.parametrize(("source", "wrt", "expected"), CLASSIC, ids=[c[2] for c in CLASSIC])
+def test_classic_results_print_in_textbook_form(source: str, wrt: str, expected: str) -> None:
+    assert formula(derive(source, [wrt]), wrt) == expected
+
+
+def formula(result, name: str) -> str:
+    """The printed formula of one gradient of a derivation."""
+    for line in result.text().splitlines():
+        if line.strip().startswith(f"∂{result.f}/∂{name} = "):
+            return line.split(" = ", 1)[1].rsplit("   [", 1)[0].strip()
+    raise AssertionError(f"no line for {name} in\n{result.text()}")
+
+
+def check_numerically(result, sizes: dict[str, int], seed: int = 0) -> None:
+    """Every gradient of ``result`` agrees with central differences (float64, rel ≤ 1e-6)."""
+    from matcalc.numeric import smooth_inputs
+
+    program = result.program
+    arrays = smooth_inputs(program, sizes, np.random.default_rng(seed))
+    grads = evaluator(program, [(g.wrt, g.expr) for g in result.gradients])(**arrays)
+    value = function_value(program)
+    for g, got in zip(result.gradients, grads, strict=True):
+        if g.wrt in program.variables:
+            expected = central_difference(value, arrays, g.wrt)
+            assert got.shape == expected.shape
+            assert relative_error(got, expected) < 1e-6, g.wrt
+
+
+# ----------------------------------------------------------------------------------------------
+# The seeds' worked results
+
+
+def test_identity_5_matrix_times_column_vector_wrt_matrix() -> None:
+    """z = W x, δ = ∂J/∂z: ∂J/∂W = δ xᵀ (gradient layout)."""
+    result = derive("W: [n, m]; x: [m]; delta: [n]; sum(delta * (W @ x))", ["W", "x"])
+    assert formula(result, "W") == "delta xᵀ"
+    assert formula(result, "x") == "Wᵀ delta"
+    check_numerically(result, {"n": 3, "m": 4})
+
+
+def test_identity_6_row_vector_times_matrix_wrt_matrix() -> None:
+    """z = x W with x a row: ∂J/∂W = xᵀ δ."""
+    result = derive("W: [m, n]; x: [1, m]; delta: [1, n]; sum(delta * (x @ W))", ["W"])
+    assert formula(result, "W") == "xᵀ delta"
+    check_numerically(result, {"n": 3, "m": 4})
+
+
+def test_identity_7_cross_entropy_wrt_logits() -> None:
+    """ŷ = softmax(θ), J = CE(y, ŷ): ∂J/∂θ = ŷ − y."""
+    result = derive("theta: [c]; y: [c]; softmax_cross_entropy(theta, y)", ["theta"])
+    assert formula(result, "theta") == "softmax(theta) − y"
+    check_numerically(result, {"c": 5})
+
+
+def test_seed_one_layer_network_all_gradients() -> None:
+    """The seeds' 1-layer network: δ1 = ŷ − y, δ2 = Uᵀδ1 ⊙ 1[z > 0], ∂J/∂U = δ1 hᵀ, …"""
+    source = (EXAMPLES / "one_layer.mc").read_text()
+    wrt = ["U", "b2", "W", "b1", "x"]
+    steps = derive(source, wrt, steps=True)
+    assert [(s.name, s.label) for s in steps.steps] == [("theta", 1), ("h", 2), ("z", 3)]
+    text = steps.text()
+    assert "δ1 = ∂J/∂theta = softmax(theta) − y" in text
+    assert "δ2 = ∂J/∂h = Uᵀ δ1" in text
+    assert "δ3 = ∂J/∂z = δ2 ⊙ 1[z > 0]" in text
+    assert {w: formula(steps, w) for w in wrt} == {
+        "U": "δ1 hᵀ", "b2": "δ1", "W": "δ3 xᵀ", "b1": "δ3", "x": "Wᵀ δ3"}
+    inline = derive(source, wrt)
+    assert formula(inline, "U") == "(softmax(theta) − y) hᵀ"
+    assert formula(inline, "W") == "((Uᵀ (softmax(theta) − y)) ⊙ 1[z > 0]) xᵀ"
+    check_numerically(inline, {"Dx": 4, "Dh": 5, "Nc": 3})
+    check_numerically(inline, {"Dx": 2, "Dh": 3, "Nc": 6}, seed=1)
+
+
+def test_seed_linear_relu_linear_mse_matches_lesson_8_formulas() -> None:
+    """mse_grad: out.g = 2 (out − targ) / N; lin_grad: inp.g = out.g wᵀ, w.g = inpᵀ out.g,
+    b.g = out.g.sum(0); relu_grad: inp.g = 1[inp > 0] ⊙ out.g."""
+    source = (EXAMPLES / "lin_relu_mse.mc").read_text()
+    result = derive(source, ["w1", "b1", "w2", "b2", "inp"], steps=True)
+    assert [(s.name, s.label) for s in result.steps] == [("out", 1), ("l2", 2), ("l1", 3)]
+    text = result.text()
+    assert "δ1 = ∂loss/∂out = 2 (out − targ) / N" in text      # mse_grad
+    assert "δ2 = ∂loss/∂l2 = δ1 w2ᵀ" in text                   # lin_grad: inp.g = out.g @ w.T
+    assert "δ3 = ∂loss/∂l1 = δ2 ⊙ 1[l1 > 0]" in text           # relu_grad
+    assert formula(result, "w2") == "l2ᵀ δ1"                   # w.g = inp.T @ out.g
+    assert formula(result, "b2") == "sum(δ1, axis=0)"          # b.g = out.g.sum(0)
+    assert formula(result, "w1") == "inpᵀ δ3"
+    assert formula(result, "b1") == "sum(δ3, axis=0)"
+    assert formula(result, "inp") == "δ3 w1ᵀ"
+    check_numerically(derive(source, ["w1", "b1", "w2", "b2", "inp"]),
+                      {"N": 6, "m": 4, "nh": 3})
+
+
+def test_mse_refuses_the_broadcasting_bug_of_lesson_8() -> None:
+    """[N, 1] against [N] would broadcast to [N, N]: the lesson's squeeze() bug."""
+    from matcalc import MatcalcError
+
+    with pytest.raises(MatcalcError, match=r"\[N, 1\] and \[N\]"):
+        derive("out: [N, 1]; targ: [N]; mse(out, targ)", ["out"])
+
+
+def test_seed_l2_regularised_objective() -> None:
+    """d2l 3.14: J = L + λ/2 (‖W1‖²_F + ‖W2‖²_F), ∂J/∂W2 = ∂L/∂o hᵀ + λ W2."""
+    source = (EXAMPLES / "l2_regularised.mc").read_text()
+    steps = derive(source, ["W1", "W2"], steps=True)
+    assert "δ1 = ∂J/∂o = softmax(o) − y" in steps.text()
+    assert formula(steps, "W2") == "δ1 hiddenᵀ + lam W2"
+    assert formula(steps, "W1") == "δ3 xᵀ + lam W1"
+    check_numerically(derive(source, ["W1", "W2", "lam"]), {"d": 4, "h": 5, "q": 3})
+
+
+def test_mlp_example_matches_the_brief() -> None:
+    """∂L/∂W1 = Xᵀ (((S − Y) W2ᵀ) ⊙ 1[Z1 > 0]) / N, the bias gradient summing over the batch."""
+    source = (EXAMPLES / "mlp.mc").read_text()
+    result = derive(source, ["W1", "b1", "W2", "b2"])
+    assert formula(result, "W1") == "Xᵀ (((softmax(Z2) − Y) W2ᵀ) ⊙ 1[Z1 > 0]) / N"
+    assert formula(result, "b1") == "sum(((softmax(Z2) − Y) W2ᵀ) ⊙ 1[Z1 > 0], axis=0) / N"
+    assert formula(result, "W2") == "H1ᵀ (softmax(Z2) − Y) / N"
+    assert formula(result, "b2") == "sum(softmax(Z2) − Y, axis=0) / N"
+    check_numerically(result, {"N": 5, "D": 4, "H": 3, "C": 3})
+    check_numerically(result, {"N": 2, "D": 3, "H": 6, "C": 2}, seed=3)
+
+
+@pytest.mark.parametrize(("source", "wrt"), [
+    ("x: [n]; A: [n, n]; x @ A @ x", ["x", "A"]),
+    ("A: [n, n]; B: [n, n]; X: [n, n]; trace(A @ X @ B)", ["X"]),
+    ("X: [n, n]; det(X)", ["X"]),
+    ("X: [n, n]; logdet(X)", ["X"]),
+    ("X: [n, n]; A: [n, n]; trace(inv(X) @ A)", ["X", "A"]),
+    ("x: [n]; a: [n]; norm(x - a)", ["x", "a"]),
+])
+def test_seed_classics_agree_with_finite_differences(source: str, wrt: list[str]) -> None:
+    result = derive(source, wrt)
+    check_numerically(result, {"n": 3})
+    check_numerically(result, {"n": 5}, seed=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Formats and API
+
+
+def test_numpy_format_assigns_grad_names_and_computes_shared_work_once() -> None:
+    source = (EXAMPLES / "mlp.mc").read_text()
+    code = derive(source, ["W1", "b1", "W2", "b2"]).numpy()
+    assert code.count(" @ ") == 2 + 2 + 1      # forward 2, weight grads 2, activation grad 1
+    for name in ("W1", "b1", "W2", "b2"):
+        assert f"grad_{name} = " in code
+    assert "np.eye" not in code and "ones" not in code
+    assert "np.sum(" in code and "axis=0" in code
+
+
+def test_numpy_format_runs_with_only_numpy_and_the_declared_names() -> None:
+    code = derive("x: [n]; A: [n, n]; x @ A @ x", ["x"]).numpy()
+    rng = np.random.default_rng(0)
+    namespace = {"x": rng.normal(size=3), "A": rng.normal(size=(3, 3))}
+    exec(code, namespace)
+    x, a = namespace["x"], namespace["A"]
+    np.testing.assert_allclose(namespace["grad_x"], (a + a.T) @ x)
+
+
+def test_json_format_has_one_object_per_variable() -> None:
+    items = derive("x: [n]; A: [n, n]; x @ A @ x", ["x", "A"]).json()
+    assert [i["wrt"] for i in items] == ["x", "A"]
+    assert items[0]["shape"] == ["n"] and items[1]["shape"] == ["n", "n"]
+    assert items[0]["text"] == "(A + Aᵀ) x"
+    assert items[0]["latex"] == r"\left(A + A^{\top}\right) x"
+    assert "grad_x = " in items[0]["numpy"] and "grad_A" not in items[0]["numpy"]
+
+
+def test_latex_and_sympy_display() -> None:
+    result = derive("X: [n, n]; det(X)", ["X"])
+    assert result.latex() == r"\frac{\partial f}{\partial X} = X^{-\top} \det\left(X\right)"
+    assert "aligned" in result._repr_latex_()
+    import sympy
+
+    shown = sympy.latex(result.to_sympy()["X"])
+    assert "det" in shown.lower() or "left|" in shown
+
+
+def test_zero_gradient_comes_with_a_note() -> None:
+    result = derive("x: [n]; y: [n]; sum(x)", ["y"])
+    assert formula(result, "y") == "0"
+    assert any("does not depend on y" in note for note in result.notes)
+
+
+def test_gradient_wrt_a_named_intermediate_is_its_error_signal() -> None:
+    source = (EXAMPLES / "lin_relu_mse.mc").read_text()
+    assert formula(derive(source, ["out"]), "out") == "2 (out − targ) / N"
