@@ -44,7 +44,8 @@ def build_report(text: str, options: dict[str, Any]) -> Report:
     if options["simulate"] or options["plot"]:
         report.simulations = _simulations(act, options)
     if options["plot"]:
-        title = f"f(z) = {act.display}: std per layer, width {options['width']}"
+        values = "".join(f", {p} = {float(x.evalf(15)):.4g}" for p, x in act.values.items())
+        title = f"f(z) = {act.display}{values}: std per layer, width {options['width']}"
         v.plot_simulations(report.simulations, options["plot"], title)
     return report
 

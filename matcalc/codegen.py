@@ -62,6 +62,8 @@ FUNCTIONS = {
     "gelu": "0.5 * {0} * (1 + _erf({0} / math.sqrt(2)))",
     "silu": "{0} * _sigmoid({0})",
     "erf": "_erf({0})",
+    "normal_cdf": "0.5 * (1 + _erf({0} / math.sqrt(2)))",
+    "normal_pdf": "np.exp(-0.5 * {0} ** 2) / math.sqrt(2 * math.pi)",
     "step": "({0} > 0)",
     "leaky_relu": "np.where({0} > 0, {0}, {1} * {0})",
     "trace": "np.trace({0})",
@@ -85,7 +87,7 @@ NAMED_TEMPORARIES = {"step": "mask", "softmax": "softmax", "log_softmax": "log_s
 
 DEFAULT_AXIS = {"softmax": -1, "log_softmax": -1, "logsumexp": None}
 
-INLINE_PRODUCTS = {"gelu", "silu", "leaky_relu"}
+INLINE_PRODUCTS = {"gelu", "silu", "leaky_relu", "normal_cdf", "normal_pdf"}
 """Templates that use their argument inside a product: arguments are parenthesised."""
 
 SIZED = {"const", "zeros", "identity", "broadcast"}
@@ -225,7 +227,7 @@ class NumpyEmitter:
         if node.attrs and node.attrs[0] == DEFAULT_AXIS.get(node.op, "none"):
             template = template.replace(", axis={axis}", "")
         text = template.format(*args, **dict(zip((key,), node.attrs, strict=False)))
-        return text, MUL if node.op in ("gelu", "silu") else ATOM
+        return text, MUL if node.op in INLINE_PRODUCTS - {"leaky_relu"} else ATOM
 
     def e_delta(self, node: Node) -> tuple[str, int]:
         return f"delta{node.attrs[0]}", ATOM

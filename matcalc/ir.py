@@ -215,9 +215,11 @@ def reduced_shape(shape: Shape, axis: int | None, keepdims: bool) -> Shape:
 ShapeRule = Callable[[Sequence[Node], tuple], Shape]
 
 ELEMENTWISE_UNARY = (
-    "exp log sqrt abs sin cos tanh sigmoid relu softplus gelu silu erf step sign".split()
+    "exp log sqrt abs sin cos tanh sigmoid relu softplus gelu silu erf step sign "
+    "normal_cdf normal_pdf".split()
 )
-"""Elementwise functions of one argument (``step`` is 1[x > 0], made by the rules only)."""
+"""Elementwise functions of one argument. The rules also make ``step`` (1[x > 0]), ``sign``,
+``erf`` and the standard normal's ``normal_cdf`` Φ and ``normal_pdf`` φ."""
 
 
 def _same(args: Sequence[Node], attrs: tuple) -> Shape:

@@ -16,6 +16,7 @@ from functools import cached_property
 import sympy
 
 from matcalc.ir import Node, const_value
+from matcalc.simplify import transpose
 
 SUM, NEG, PRODUCT, MATMUL, POSTFIX, ATOM = 10, 20, 30, 35, 40, 50
 
@@ -59,7 +60,8 @@ def _text_power(base: str, k: sympy.Expr) -> str:
 
 def _text_scalar(value: sympy.Expr) -> str:
     text = sympy.sstr(value).replace("**", "^").replace("*", " ")
-    return re.sub(r"\bpi\b", "π", text)
+    text = re.sub(r"\bpi\b", "π", text)
+    return re.sub(r"sqrt\((\w+)\)", r"√\1", text)
 
 
 def latex_symbol(name: str) -> str:
@@ -98,7 +100,7 @@ TEXT = Notation(
 
 LATEX_FUNCS = {
     "exp": r"\exp", "log": r"\log", "sin": r"\sin", "cos": r"\cos", "tanh": r"\tanh",
-    "sigmoid": r"\sigma", "det": r"\det", "logdet": r"\log\det", "trace": r"\operatorname{tr}",
+    "sigmoid": r"\sigma", "det": r"\det", "normal_cdf": r"\Phi", "normal_pdf": r"\phi", "logdet": r"\log\det", "trace": r"\operatorname{tr}",
 }
 
 LATEX = Notation(
@@ -122,7 +124,7 @@ LATEX = Notation(
     symbol=latex_symbol,
 )
 
-TEXT_FUNCS = {"trace": "tr", "logdet": "log det"}
+TEXT_FUNCS = {"trace": "tr", "logdet": "log det", "normal_cdf": "Φ", "normal_pdf": "φ"}
 
 
 class Printer:
@@ -245,9 +247,8 @@ class Printer:
                 below.append(self.wrap(factor.args[0], POSTFIX if k != 1 else PRODUCT + 1)
                              if k == 1 else self.n.power(self.wrap(factor.args[0], ATOM), k))
             elif not factor.shape:
-                (lead if self.fmt(factor)[1] == ATOM and not factor.args else trail).append(
-                    self.wrap(factor, PRODUCT + 1)
-                )
+                called = self.fmt(factor)[1] == ATOM and bool(factor.args)
+                (trail if called else lead).append(self.wrap(factor, PRODUCT + 1))
             else:
                 arrays.append(factor)
         arrays.sort(key=lambda a: a.op == "step")
@@ -281,10 +282,16 @@ class Printer:
     def p_matmul(self, node: Node) -> tuple[str, int]:
         a, b = node.args
         left = self.wrap(a, MATMUL)
-        if a.rank == 1:
+        if a.rank == 1 and a.op == "matmul" and a.args[0].rank == 2:
+            left = self.quadratic_form_left(*a.args)
+        elif a.rank == 1:
             left = self.wrap(a, ATOM) + self.n.transpose
         right = self.wrap(b, MATMUL + 1 if b.op != "matmul" else MATMUL)
         return f"{left} {right}", MATMUL
+
+    def quadratic_form_left(self, m: Node, v: Node) -> str:
+        """``(M v)ᵀ`` written ``vᵀ Mᵀ``, so ``(Aᵀ x)ᵀ y`` reads ``xᵀ A y``."""
+        return f"{self.wrap(v, ATOM)}{self.n.transpose} {self.wrap(transpose(m), MATMUL)}"
 
     def p_outer(self, node: Node) -> tuple[str, int]:
         a, b = node.args

@@ -40,8 +40,8 @@ def call(op: str) -> Callable[..., Node]:
     return lambda *args, **attrs: apply(op, *args, attrs=tuple(attrs.values()))
 
 
-exp, log, sqrt, sign, step, sigmoid, relu, erf, cos, sin = map(
-    call, "exp log sqrt sign step sigmoid relu erf cos sin".split()
+exp, log, sqrt, sign, step, sigmoid, relu, cos, sin = map(
+    call, "exp log sqrt sign step sigmoid relu cos sin".split()
 )
 inv, diag, outer = call("inv"), call("diag"), call("outer")
 
@@ -75,17 +75,7 @@ def rows(x: Node) -> sympy.Expr:
     return x.shape[0] if x.rank == 2 else ONE
 
 
-SQRT_2PI = sympy.sqrt(2 * sympy.pi)
-
-
-def normal_pdf(x: Node) -> Node:
-    """φ(x) = exp(−x²/2) / √(2π)."""
-    return exp(-(x**2) / 2) / const(SQRT_2PI)
-
-
-def normal_cdf(x: Node) -> Node:
-    """Φ(x) = (1 + erf(x / √2)) / 2."""
-    return (1 + erf(x / const(sympy.sqrt(2)))) / 2
+normal_cdf, normal_pdf = call("normal_cdf"), call("normal_pdf")  # Φ and φ of N(0, 1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -184,6 +174,8 @@ RULES: dict[str, tuple[Rule, ...] | EveryArgument] = {
     "gelu": (lambda g, out, x: g * (normal_cdf(x) + x * normal_pdf(x)),),
     "silu": (lambda g, out, x: g * sigmoid(x) * (1 + x * (1 - sigmoid(x))),),
     "erf": (lambda g, out, x: g * const(2 / sympy.sqrt(sympy.pi)) * exp(-(x**2)),),
+    "normal_cdf": (lambda g, out, x: g * normal_pdf(x),),  # Φ′ = φ
+    "normal_pdf": (lambda g, out, x: -(g * x * out),),      # φ′(x) = −x φ(x)
     "leaky_relu": (
         lambda g, out, x, a: g * (a + (1 - a) * step(x)),  # slope 1 above 0, a below
         lambda g, out, x, a: g * (x - relu(x)),             # ā = Ḡ ⊙ min(x, 0)

@@ -86,6 +86,7 @@ def add(*terms: Node) -> Node:
         coefficient, core = split_coefficient(unbroadcast(term))
         coefficients[core] = coefficients.get(core, 0) + coefficient
     merged = [scale(c, core) for core, c in coefficients.items() if c != 0]
+    merged = collect_common_scalars(merged)
     merged = collect_common_factor(merged, side=1)
     merged = collect_common_factor(merged, side=0)
     if not merged:
@@ -107,12 +108,43 @@ def flatten(op: str, nodes: Sequence[Node]) -> list[Node]:
     return out
 
 
+def collect_common_scalars(terms: list[Node]) -> list[Node]:
+    """``s A x + s B x = s (A x + B x)`` for arrays sharing the same data-scalar factors."""
+    groups: dict[tuple[Node, ...], list[Node]] = {}
+    for term in terms:
+        scalars, rest = split_scalars(term)
+        data = tuple(f for f in scalars if f.op != "const")
+        if data and term.shape:
+            groups.setdefault(data, []).append(term)
+    out: list[Node] = []
+    for term in terms:
+        scalars, _ = split_scalars(term)
+        data = tuple(f for f in scalars if f.op != "const")
+        group = groups.get(data, []) if data and term.shape else []
+        if len(group) < 2:
+            out.append(term)
+        elif group[0] is term:
+            out.append(mul(*data, add(*(strip_scalars(t, data) for t in group))))
+    return out
+
+
+def strip_scalars(term: Node, data: tuple[Node, ...]) -> Node:
+    """``term`` without the data-scalar factors ``data`` (its constant kept)."""
+    return mul(*(f for f in term.args if f not in data))
+
+
 def matmul_parts(term: Node) -> tuple[sympy.Expr, Node, Node] | None:
     """``c · (a @ b)`` as ``(c, a, b)``, else None."""
     coefficient, core = split_coefficient(term)
     if core is None or core.op != "matmul":
         return None
     return coefficient, core.args[0], core.args[1]
+
+
+def common_coefficient(coefficients: list[sympy.Expr]) -> sympy.Expr:
+    """The coefficient all terms share (``−A/2 − Aᵀ/2 = −(A + Aᵀ)/2``), else 1."""
+    first = coefficients[0]
+    return first if all(c == first for c in coefficients) else ONE
 
 
 def collect_common_factor(terms: list[Node], side: int) -> list[Node]:
@@ -133,8 +165,10 @@ def collect_common_factor(terms: list[Node], side: int) -> list[Node]:
             out.append(term)
         elif shared not in done:
             done.add(shared)
-            others = add(*(scale(c, other) for c, other in groups[shared]))
-            out.append(matmul(others, shared) if side == 1 else matmul(shared, others))
+            common = common_coefficient([c for c, _ in groups[shared]])
+            others = add(*(scale(c / common, other) for c, other in groups[shared]))
+            product = matmul(others, shared) if side == 1 else matmul(shared, others)
+            out.append(scale(common, product))
     return out
 
 
@@ -217,7 +251,9 @@ def power(base: Node, exponent: Node) -> Node:
 
 
 def split_scalars(node: Node) -> tuple[list[Node], Node]:
-    """A product's scalar factors, and the rest (an array)."""
+    """A product's scalar factors, and the rest (an array); ``c 𝟙`` counts as ``c · 𝟙``."""
+    if node.op == "broadcast" and const_value(node.args[0]) not in (None, 1):
+        return [node.args[0]], fit(const(1), node.shape)
     if node.op != "mul" or not node.shape:
         return [], node
     scalars = [f for f in node.args if not f.shape]
@@ -296,16 +332,22 @@ def reduce_sum(x: Node, axis: int | None = None, keepdims: bool = False) -> Node
     scalars, rest = split_scalars(x)
     if scalars:
         return mul(*scalars, reduce_sum(rest, axis, keepdims))
+    if x.op == "sum" and not x.attrs[1] and not keepdims and (axis is None or x.rank == 1):
+        return reduce_sum(x.args[0])
     return make("sum", (x,), (axis, keepdims))
 
 
 def expand(x: Node, axis: int) -> Node:
     """A new axis of length 1 at ``axis`` (``x[:, None]`` for axis 1)."""
+    if x.op == "broadcast" and not x.args[0].shape:
+        return fit(x.args[0], x.shape[:axis] + (ONE,) + x.shape[axis:])
     return make("expand", (x,), (axis,))
 
 
 def reduce_to(g: Node, shape: Shape) -> Node:
     """Sum ``g`` over the axes that broadcasting added to an array of ``shape``."""
+    if not shape:
+        return reduce_sum(g)
     while g.rank > len(shape):
         g = reduce_sum(g, 0)
     for axis, d in enumerate(shape):
@@ -321,8 +363,17 @@ def broadcast_like(g: Node, shape: Shape, axis: int | None) -> Node:
     return fit(g, shape)
 
 
+LINEAR = {"diag", "trace", "transpose", "outer"}
+"""Operations that scalars factor out of: ``diag(2 x) = 2 diag(x)``."""
+
+
 def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
-    """Any other operation, made as it is."""
+    """Any other operation; scalar factors are pulled out of linear ones."""
+    if op in LINEAR:
+        pulled = [split_scalars(a) for a in args]
+        scalars = [s for found, _ in pulled for s in found]
+        if scalars:
+            return mul(*scalars, make(op, [rest for _, rest in pulled], attrs))
     return make(op, args, attrs)
 
 

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import mpmath
 import numpy as np
@@ -672,17 +673,10 @@ def plot_simulations(simulations: Sequence[Simulation], path: str, title: str) -
             "--plot needs matplotlib, an optional extra",
             hint="Install it with `pip install 'matcalc[plot]'` (or `pip install matplotlib`).",
         ) from None
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for sim in simulations:
-        layers = np.arange(1, len(sim.std) + 1)
-        std = np.clip(np.nan_to_num(sim.std, nan=1e-300, posinf=1e300), 1e-300, 1e300)
-        axes.plot(layers, std, marker="o", markersize=3, label=sim.init)
-    axes.axhline(1.0, color="grey", linestyle=":", linewidth=1)
-    axes.set_yscale("log")
-    axes.set_xlabel("layer")
-    axes.set_ylabel("std of pre-activations y = x W")
-    axes.set_title(title)
-    axes.legend()
+    figure, panels = plt.subplots(1, 2, figsize=(11, 4.5))
+    for axes, zoom in zip(panels, (False, True), strict=True):
+        _plot_panel(axes, simulations, zoom)
+    figure.suptitle(title)
     figure.tight_layout()
     try:
         figure.savefig(path, dpi=120)
@@ -690,6 +684,25 @@ def plot_simulations(simulations: Sequence[Simulation], path: str, title: str) -
         raise MatcalcError(f"cannot write the plot to {path}: {err.strerror}") from None
     finally:
         plt.close(figure)
+
+
+def _plot_panel(axes: Any, simulations: Sequence[Simulation], zoom: bool) -> None:
+    """One log-scale panel; the zoomed one shows std between 0.05 and 20 only."""
+    for sim in simulations:
+        layers = np.arange(1, len(sim.std) + 1)
+        std = np.clip(np.nan_to_num(sim.std, nan=1e-300, posinf=1e300), 1e-300, 1e300)
+        axes.plot(layers, std, marker="o", markersize=3, label=sim.init)
+    axes.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+    axes.set_yscale("log")
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.set_xlabel("layer")
+    axes.set_ylabel("std of pre-activations y = x W")
+    if zoom:
+        axes.set_ylim(0.05, 20)
+        axes.set_title("zoom on std near 1")
+    else:
+        axes.set_title("all inits")
+        axes.legend()
 
 
 # ----------------------------------------------------------------------------------------------
