@@ -8,6 +8,7 @@ LaTeX) and :mod:`matcalc.codegen` (NumPy) → :mod:`matcalc.numeric` (finite-dif
 
 from matcalc.derivation import Derivation, Gradient, derive
 from matcalc.errors import MatcalcError
+from matcalc.module import lambdify
 from matcalc.program import Program, parse
 
-__all__ = ["Derivation", "Gradient", "MatcalcError", "Program", "derive", "parse"]
+__all__ = ["Derivation", "Gradient", "MatcalcError", "Program", "derive", "lambdify", "parse"]

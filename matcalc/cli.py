@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from matcalc.cli_init import init
 from matcalc.derivation import derive
 from matcalc.errors import MatcalcError
 
@@ -81,6 +82,9 @@ def derive_command(source: str, wrt: tuple[str, ...], declarations: tuple[str, .
         click.echo(json.dumps(result.json(), indent=2, ensure_ascii=False))
     for note in result.notes if fmt != "text" else ():
         click.echo(f"note: {note}", err=True)
+
+
+cli.add_command(init)
 
 
 def main() -> None:

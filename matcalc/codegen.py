@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from matcalc.ir import Node, const_value, postorder
+from matcalc.ir import Node, const_value, make, postorder
 from matcalc.printing import TEXT, Printer
 from matcalc.simplify import raw_power
 
@@ -26,12 +26,12 @@ ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
 HELPERS = {
     "_softmax": '''def _softmax(x, axis=-1):
     """Max-shifted softmax."""
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)''',
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)''',
     "_log_softmax": '''def _log_softmax(x, axis=-1):
     """Max-shifted log-softmax."""
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))''',
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))''',
     "_logsumexp": '''def _logsumexp(x, axis=None):
     """Max-shifted log-sum-exp."""
     m = np.max(x, axis=axis, keepdims=True)
@@ -90,6 +90,51 @@ DEFAULT_AXIS = {"softmax": -1, "log_softmax": -1, "logsumexp": None}
 INLINE_PRODUCTS = {"gelu", "silu", "leaky_relu", "normal_cdf", "normal_pdf"}
 """Templates that use their argument inside a product: arguments are parenthesised."""
 
+TORCH_SPELLING = {"np.": "torch.", "_erf(": "torch.erf(", "_sigmoid(": "torch.sigmoid("}
+
+
+def torch_template(template: str) -> str:
+    """A NumPy template in PyTorch, where torch spells the operation alike."""
+    for numpy_name, torch_name in TORCH_SPELLING.items():
+        template = template.replace(numpy_name, torch_name)
+    return template
+
+
+TORCH_FUNCTIONS = {
+    **{op: torch_template(template) for op, template in FUNCTIONS.items()},
+    "relu": "torch.relu({0})",
+    "softplus": "torch.nn.functional.softplus({0})",
+    "softmax": "torch.softmax({0}, dim={axis})",
+    "log_softmax": "torch.log_softmax({0}, dim={axis})",
+    "logsumexp": "torch.logsumexp({0}, dim={axis})",
+}
+"""The same operations in PyTorch."""
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How an array library spells what the emitter writes."""
+
+    module: str
+    functions: dict[str, str]
+    axis: str = "axis"
+    keepdims: str = "keepdims"
+    like: str = ", dtype={0}.dtype"
+    """Keywords making a new array match the array named ``{0}``."""
+    methods: bool = False
+    """Sums as methods, ``x.sum(axis=0)``: less call overhead than ``np.sum`` on small arrays."""
+
+    def axis_text(self, axis: int | None, rank: int) -> str:
+        """An axis argument; torch spells "every axis" as a tuple."""
+        if axis is None and self.module == "torch":
+            return str(tuple(range(rank)))
+        return str(axis)
+
+
+NUMPY = Dialect("np", FUNCTIONS)
+NUMPY_METHODS = Dialect("np", FUNCTIONS, methods=True)
+TORCH = Dialect("torch", TORCH_FUNCTIONS, "dim", "keepdim", ", dtype={0}.dtype, device={0}.device")
+
 SIZED = {"const", "zeros", "identity", "broadcast"}
 """Operations whose attributes mention sizes that the statements need by name."""
 
@@ -104,7 +149,7 @@ def python_scalar(value: sympy.Expr) -> str:
         return f"{value.p} / {value.q}"
     if value.is_number:
         return repr(float(value))
-    return re.sub(r"\*\*", " ** ", sympy.sstr(value)).replace("*", " * ")
+    return re.sub(r"\*\*|\*", lambda op: f" {op.group()} ", sympy.sstr(value))  # n ** 2 * m
 
 
 @dataclass
@@ -125,8 +170,10 @@ class Block:
 class NumpyEmitter:
     """Emits statements computing ``outputs`` from the arrays ``inputs``."""
 
-    def __init__(self, inputs: Sequence[Node], reserved: Sequence[str] = ()) -> None:
+    def __init__(self, inputs: Sequence[Node], reserved: Sequence[str] = (),
+                 dialect: Dialect = NUMPY, like: str | None = None) -> None:
         self.inputs = list(inputs)
+        self.dialect, self.like = dialect, like
         self.names: dict[Node, str] = {v: v.attrs[0] for v in inputs}
         self.taken = set(self.names.values()) | set(reserved)
         self.block = Block()
@@ -135,16 +182,22 @@ class NumpyEmitter:
 
     # -- statements ------------------------------------------------------------------------
 
-    def emit(self, outputs: Sequence[tuple[str, Node]]) -> Block:
-        """Statements assigning each output to its name; shared work done once."""
+    def emit(self, outputs: Sequence[tuple[str, Node]], later: Sequence[Node] = ()) -> Block:
+        """Statements assigning each output to its name; shared work done once.
+
+        Nodes already named are reused. ``later`` are expressions a later block computes: work
+        they share with ``outputs`` gets a name here, so that the later block can reuse it.
+        """
         roots = [node for _, node in outputs]
-        order = postorder(roots)
-        for node in order:
-            for arg in node.args:
-                self.uses[arg] += 1
+        order = postorder(roots, stop=self.names.__contains__)
+        everything = postorder([*roots, *later], stop=self.names.__contains__)
+        self.uses = Counter(arg for node in everything for arg in node.args)
         self.taken |= {n.attrs[0] for n in order if n.op == "named"} | {n for n, _ in outputs}
+        order = self.share_log_softmax(order, set(everything))
         self.bind_dims(order)
         for node in order:
+            if node in self.names:
+                continue
             if node.op == "named":
                 self.assign(node.attrs[0], node)
             elif self.needs_statement(node):
@@ -156,8 +209,21 @@ class NumpyEmitter:
     def needs_statement(self, node: Node) -> bool:
         return self.uses[node] > 1 and node.op not in CHEAP and node not in self.names
 
+    def share_log_softmax(self, order: list[Node], present: set[Node]) -> list[Node]:
+        """Cross-entropy and softmax of the same logits share one log-softmax (its exp)."""
+        logits = {n.args[0] for n in order if n.op == "softmax_cross_entropy"
+                  and make("softmax", n.args[:1], (-1,)) in present}
+        result = []
+        for node in order:
+            result.append(node)
+            if node in logits:
+                shared = make("log_softmax", (node,), (-1,))
+                self.uses[shared] += 2
+                result.append(shared)
+        return result
+
     def assign(self, name: str, node: Node, force: bool = False) -> None:
-        if node.op == "named":
+        if node.op == "named" and node not in self.names:
             text = self.expr(node.args[0])[0]
         elif node in self.names and not force:
             return
@@ -176,6 +242,7 @@ class NumpyEmitter:
                 for attr in node.attrs:
                     for value in attr if isinstance(attr, tuple) else (attr,):
                         used |= sympy.sympify(value).free_symbols
+        used = {d for d in used if str(d) not in self.taken}  # bound by an earlier block
         for v in self.inputs:
             dims = [d if isinstance(d, sympy.Symbol) and d in used else None for d in v.shape]
             if any(dims):
@@ -214,7 +281,7 @@ class NumpyEmitter:
         return self.function(node)
 
     def function(self, node: Node) -> tuple[str, int]:
-        template = FUNCTIONS[node.op]
+        template = self.dialect.functions[node.op]
         for helper in re.findall(r"\b(_[a-z_]+)\(", template):
             self.use_helper(helper)
         if "math." in template:
@@ -226,8 +293,17 @@ class NumpyEmitter:
         key = "k" if node.op == "matrix_power" else "axis"
         if node.attrs and node.attrs[0] == DEFAULT_AXIS.get(node.op, "none"):
             template = template.replace(", axis={axis}", "")
-        text = template.format(*args, **dict(zip((key,), node.attrs, strict=False)))
+        attrs = node.attrs
+        if key == "axis" and attrs:
+            attrs = (self.dialect.axis_text(attrs[0], node.args[0].rank),)
+        text = template.format(*args, **dict(zip((key,), attrs, strict=False)))
         return text, MUL if node.op in INLINE_PRODUCTS - {"leaky_relu"} else ATOM
+
+    def e_softmax(self, node: Node) -> tuple[str, int]:
+        shared = make("log_softmax", node.args, node.attrs)
+        if shared in self.names:
+            return f"{self.dialect.module}.exp({self.names[shared]})", ATOM
+        return self.function(node)
 
     def e_delta(self, node: Node) -> tuple[str, int]:
         return f"delta{node.attrs[0]}", ATOM
@@ -240,10 +316,15 @@ class NumpyEmitter:
         return text, ATOM if re.fullmatch(r"[\w.]+", text) else MUL
 
     def e_zeros(self, node: Node) -> tuple[str, int]:
-        return f"np.zeros({self.shape_text(node.shape)})", ATOM
+        return f"{self.dialect.module}.zeros({self.shape_text(node.shape)}{self.like_text()})", ATOM
 
     def e_identity(self, node: Node) -> tuple[str, int]:
-        return f"np.eye({python_scalar(node.attrs[0])})", ATOM
+        n = python_scalar(node.attrs[0])
+        return f"{self.dialect.module}.eye({n}{self.like_text()})", ATOM
+
+    def like_text(self) -> str:
+        """Keywords giving a new array the dtype (and device) of the inputs."""
+        return self.dialect.like.format(self.like) if self.like else ""
 
     def shape_text(self, shape: tuple) -> str:
         inner = ", ".join(python_scalar(d) for d in shape)
@@ -251,7 +332,8 @@ class NumpyEmitter:
 
     def e_broadcast(self, node: Node) -> tuple[str, int]:
         (x,) = node.args
-        return f"np.broadcast_to({self.arg(x, ADD)}, {self.shape_text(node.shape)})", ATOM
+        target = self.shape_text(node.shape)
+        return f"{self.dialect.module}.broadcast_to({self.arg(x, ADD)}, {target})", ATOM
 
     def e_expand(self, node: Node) -> tuple[str, int]:
         (axis,) = node.attrs
@@ -267,14 +349,22 @@ class NumpyEmitter:
 
     def e_sum(self, node: Node) -> tuple[str, int]:
         axis, keepdims = node.attrs
-        options = ("" if axis is None else f", axis={axis}") + (", keepdims=True" if keepdims
-                                                                 else "")
-        return f"np.sum({self.arg(node.args[0], ADD)}{options})", ATOM
+        d = self.dialect
+        options = ([] if axis is None else [f"{d.axis}={axis}"]) + ([f"{d.keepdims}=True"]
+                                                                    if keepdims else [])
+        return self.total(*self.expr(node.args[0]), options), ATOM
+
+    def total(self, text: str, precedence: int, options: Sequence[str] = ()) -> str:
+        """The sum of an expression's entries: ``np.sum(x, …)`` or ``x.sum(…)``."""
+        if self.dialect.methods:
+            base = text if precedence >= ATOM else f"({text})"
+            return f"{base}.sum({', '.join(options)})"
+        return f"{self.dialect.module}.sum({', '.join([text, *options])})"
 
     def e_softmax_cross_entropy(self, node: Node) -> tuple[str, int]:
         z, y = node.args
-        self.use_helper("_log_softmax")
-        total = f"-np.sum({self.arg(y, MUL)} * _log_softmax({self.arg(z, ADD)}))"
+        log_softmax = self.expr(make("log_softmax", (z,), (-1,)))[0]
+        total = "-" + self.total(f"{self.arg(y, MUL)} * {log_softmax}", MUL)
         if z.rank == 2:
             return f"{total} / {self.arg(z, ATOM)}.shape[0]", MUL
         return total, UNARY
@@ -326,7 +416,7 @@ class NumpyEmitter:
         base, k = node.args
         value = const_value(k)
         if value == sympy.Rational(1, 2):
-            return f"np.sqrt({self.arg(base, ADD)})", ATOM
+            return f"{self.dialect.module}.sqrt({self.arg(base, ADD)})", ATOM
         if value is not None and value.is_negative:
             return f"1 / {self.arg(raw_power(base, -value), POW)}", MUL
         return f"{self.arg(base, ATOM)} ** {self.arg(k, UNARY)}", POW

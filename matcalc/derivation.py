@@ -11,7 +11,7 @@ from matcalc.codegen import numpy_block
 from matcalc.engine import Step, vector_jacobian_products
 from matcalc.errors import MatcalcError
 from matcalc.ir import Node, is_zero, postorder, shape_str
-from matcalc.printing import LATEX, TEXT, Printer, to_latex, to_text
+from matcalc.printing import LATEX, TEXT, Printer, Weigher, to_latex, to_text
 from matcalc.program import Program, parse
 from matcalc.sympy_bridge import to_sympy
 
@@ -119,6 +119,10 @@ def aligned(rows: Sequence[tuple[str, str, tuple]], indent: str = "") -> str:
                      for line, (_, _, shape) in zip(lines, rows, strict=True))
 
 
+MAX_INLINE_SIZE = 400
+TOO_LONG_NOTE = (f"written out in full a gradient would have more than {MAX_INLINE_SIZE} terms; "
+                 "it is shown with named error signals δ instead.")
+
 CE_NOTE = ("softmax_cross_entropy(Z, Y): ∂/∂Z = (softmax(Z) − Y) / N assumes each row of the "
            "targets sums to 1 (one-hot labels or probabilities).")
 
@@ -142,6 +146,10 @@ def derive(
     adjoints, signals = vector_jacobian_products(f, targets, steps=steps)
     gradients = [Gradient(name, node, adjoints[node]) for name, node in zip(wrt, targets,
                                                                              strict=True)]
+    if not steps and max(Weigher()(g.expr)[0] for g in gradients) > MAX_INLINE_SIZE:
+        result = derive(program, wrt, steps=True)
+        result.notes.append(TOO_LONG_NOTE)
+        return result
     return Derivation(program, gradients, signals, notes(program, gradients))
 
 

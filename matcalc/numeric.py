@@ -136,9 +136,9 @@ def central_difference(f: Callable[..., float], arrays: Arrays, name: str,
     for index in np.ndindex(x.shape):
         saved = x[index]
         x[index] = saved + eps
-        up = f(**base)
+        up = np.copy(f(**base))  # not a view: for f = x the value is the array perturbed next
         x[index] = saved - eps
-        down = f(**base)
+        down = np.copy(f(**base))
         x[index] = saved
         grad[index] = (up - down) / (2 * eps)
     return grad

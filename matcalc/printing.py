@@ -100,7 +100,8 @@ TEXT = Notation(
 
 LATEX_FUNCS = {
     "exp": r"\exp", "log": r"\log", "sin": r"\sin", "cos": r"\cos", "tanh": r"\tanh",
-    "sigmoid": r"\sigma", "det": r"\det", "normal_cdf": r"\Phi", "normal_pdf": r"\phi", "logdet": r"\log\det", "trace": r"\operatorname{tr}",
+    "sigmoid": r"\sigma", "det": r"\det", "normal_cdf": r"\Phi", "normal_pdf": r"\phi",
+    "logdet": r"\log\det", "trace": r"\operatorname{tr}",
 }
 
 LATEX = Notation(

@@ -96,12 +96,17 @@ def add(*terms: Node) -> Node:
     return fit(make("add", sorted(merged, key=lambda n: n.serial)), shape)
 
 
+FLATTEN_LIMIT = 8
+"""Nested sums and products are merged up to this many terms, so that chains like
+``g ⊙ a + g`` with a shared ``g`` grow linearly, not quadratically, with depth."""
+
+
 def flatten(op: str, nodes: Sequence[Node]) -> list[Node]:
-    """Arguments of nested ``op`` nodes, in order."""
+    """Arguments of nested ``op`` nodes (small ones), in order."""
     out: list[Node] = []
     for node in nodes:
         inner = unbroadcast(node)
-        if inner.op == op:
+        if inner.op == op and len(inner.args) <= FLATTEN_LIMIT:
             out.extend(flatten(op, inner.args))
         else:
             out.append(node)

@@ -430,7 +430,7 @@ def _derived(
 def initialisation(act: Activation, m: Moments, n_in: int = 784, n_out: int = 50) -> Init:
     """The init recommended by the moments ``m`` (see ``Init``)."""
     s2 = _exact_number(m.sigma) ** 2
-    second, grad = m.second.expr, m.grad_second.expr
+    second, grad = sympy.factor_terms(m.second.expr), sympy.factor_terms(m.grad_second.expr)
     exact_fwd, exact_bwd = m.second.exact, m.grad_second.exact
     at = {N_IN: n_in, N_OUT: n_out}
     gain = sympy.sqrt(s2) / sympy.sqrt(second)

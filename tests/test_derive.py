@@ -221,3 +221,12 @@ def test_zero_gradient_comes_with_a_note() -> None:
 def test_gradient_wrt_a_named_intermediate_is_its_error_signal() -> None:
     source = (EXAMPLES / "lin_relu_mse.mc").read_text()
     assert formula(derive(source, ["out"]), "out") == "2 (out − targ) / N"
+
+
+def test_very_deep_programs_fall_back_to_error_signals() -> None:
+    """A 300-step chain whose inline gradient would double at every step."""
+    lines = ["x: [n]", "a0 = x", *(f"a{i} = tanh(a{i - 1}) + a{i - 1}" for i in range(1, 300))]
+    result = derive("\n".join([*lines, "sum(a299)"]), ["x"])
+    assert formula(result, "x") == "δ300"
+    assert any("error signals δ" in note for note in result.notes)
+    check_numerically(derive("\n".join([*lines[:8], "sum(a5)"]), ["x"]), {"n": 3})
