@@ -2,51 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
 import click
 
+from matcalc.cli_codegen import check, codegen
 from matcalc.cli_init import init
+from matcalc.cli_util import read_source, reports_user_errors
 from matcalc.derivation import derive
-from matcalc.errors import MatcalcError
-
-USER_ERROR = 2
-
-
-def reports_user_errors(command: Callable) -> Callable:
-    """Print a MatcalcError as one paragraph on stderr and exit 2, without a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except MatcalcError as err:
-            click.echo(str(err), err=True)
-            sys.exit(USER_ERROR)
-        except RecursionError:
-            click.echo("error: the program is nested too deeply to differentiate", err=True)
-            sys.exit(USER_ERROR)
-
-    return wrapper
-
-
-def read_source(source: str) -> str:
-    """SOURCE is a file path or the program text itself."""
-    path = Path(source)
-    if "\n" not in source and len(source) < 4096 and path.suffix == ".mc":
-        if not path.is_file():
-            raise MatcalcError(f"no such file: {source}")
-        return path.read_text(encoding="utf-8")
-    try:
-        if path.is_file():
-            return path.read_text(encoding="utf-8")
-    except OSError:
-        pass
-    return source
 
 
 @click.group()
@@ -84,7 +48,8 @@ def derive_command(source: str, wrt: tuple[str, ...], declarations: tuple[str, .
         click.echo(f"note: {note}", err=True)
 
 
-cli.add_command(init)
+for command in (codegen, check, init):
+    cli.add_command(command)
 
 
 def main() -> None:

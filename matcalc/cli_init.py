@@ -11,6 +11,7 @@ import click
 import sympy
 
 from matcalc import variance as v
+from matcalc.cli_util import reports_user_errors
 from matcalc.errors import MatcalcError
 
 
@@ -331,15 +332,12 @@ RENDERERS = {"text": render_text, "latex": render_latex, "json": render_json}
               help="Save std per layer for every init to this PNG (needs matplotlib).")
 @click.option("--format", "fmt", type=click.Choice(sorted(RENDERERS)), default="text",
               show_default=True)
+@reports_user_errors
 def init(activation: str, fmt: str, **options: Any) -> None:
     """Derive the initialisation for ACTIVATION from its Gaussian moments.
 
     ACTIVATION is relu, leaky_relu, tanh, sigmoid, gelu, silu, selu, softplus, linear, or a
     scalar expression in z such as 'relu(z) - 1/sqrt(2*pi)'; other names are parameters.
     """
-    try:
-        report = build_report(activation, options)
-        click.echo(RENDERERS[fmt](report), nl=False)
-    except MatcalcError as err:
-        click.echo(str(err), err=True)
-        raise SystemExit(2) from None
+    report = build_report(activation, options)
+    click.echo(RENDERERS[fmt](report), nl=False)

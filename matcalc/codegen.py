@@ -111,6 +111,16 @@ TORCH_FUNCTIONS = {
 """The same operations in PyTorch."""
 
 
+def is_mask(node: Node) -> bool:
+    """A boolean array in the generated code: ``(x > 0)`` or its transpose."""
+    return node.op == "step" or (node.op == "transpose" and node.args[0].op == "step")
+
+
+def mask_argument(node: Node) -> Node:
+    """The ``x`` of the mask ``(x > 0)`` (or of its transpose)."""
+    return (node.args[0] if node.op == "transpose" else node).args[0]
+
+
 @dataclass(frozen=True)
 class Dialect:
     """How an array library spells what the emitter writes."""
@@ -121,6 +131,8 @@ class Dialect:
     keepdims: str = "keepdims"
     like: str = ", dtype={0}.dtype"
     """Keywords making a new array match the array named ``{0}``."""
+    cast: str = ".astype({0}.dtype)"
+    """Converting a mask to the dtype of the array named ``{0}``."""
     methods: bool = False
     """Sums as methods, ``x.sum(axis=0)``: less call overhead than ``np.sum`` on small arrays."""
 
@@ -133,7 +145,8 @@ class Dialect:
 
 NUMPY = Dialect("np", FUNCTIONS)
 NUMPY_METHODS = Dialect("np", FUNCTIONS, methods=True)
-TORCH = Dialect("torch", TORCH_FUNCTIONS, "dim", "keepdim", ", dtype={0}.dtype, device={0}.device")
+TORCH = Dialect("torch", TORCH_FUNCTIONS, "dim", "keepdim", ", dtype={0}.dtype, device={0}.device",
+                ".to({0}.dtype)")
 
 SIZED = {"const", "zeros", "identity", "broadcast"}
 """Operations whose attributes mention sizes that the statements need by name."""
@@ -179,6 +192,7 @@ class NumpyEmitter:
         self.block = Block()
         self.uses: Counter[Node] = Counter()
         self.order = Printer(TEXT)
+        self.temporaries: set[str] = set()
 
     # -- statements ------------------------------------------------------------------------
 
@@ -201,10 +215,27 @@ class NumpyEmitter:
             if node.op == "named":
                 self.assign(node.attrs[0], node)
             elif self.needs_statement(node):
-                self.assign(self.fresh(self.temp_name(node)), node)
+                name = self.fresh(self.temp_name(node))
+                self.temporaries.add(name)
+                self.assign(name, node)
         for name, node in outputs:
             self.assign(name, node, force=True)
         return self.block
+
+    def prune(self, context: Sequence[str] = ()) -> Block:
+        """Drop temporaries no statement (nor a line of ``context``) reads.
+
+        A node counted twice may still be printed once, e.g. ``x⁻¹`` inside ``y / (2 x)``.
+        """
+        while True:
+            text = "\n".join([*self.block.lines, *context])
+            unused = {name for name in self.temporaries
+                      if len(re.findall(rf"\b{name}\b", text)) == 1}
+            if not unused:
+                return self.block
+            self.block.lines = [line for line in self.block.lines
+                                if line.split(" = ", 1)[0] not in unused]
+            self.temporaries -= unused
 
     def needs_statement(self, node: Node) -> bool:
         return self.uses[node] > 1 and node.op not in CHEAP and node not in self.names
@@ -296,6 +327,10 @@ class NumpyEmitter:
         attrs = node.attrs
         if key == "axis" and attrs:
             attrs = (self.dialect.axis_text(attrs[0], node.args[0].rank),)
+        if tight:  # a sole call argument needs no parentheses: `_sigmoid(x + y)`
+            n = len(args)
+            template = re.sub(r"\(\{(\d)\}\)", lambda m: f"({{{int(m[1]) + n}}})", template)
+            args += [self.arg(a, ADD) for a in node.args]
         text = template.format(*args, **dict(zip((key,), attrs, strict=False)))
         return text, MUL if node.op in INLINE_PRODUCTS - {"leaky_relu"} else ATOM
 
@@ -378,10 +413,16 @@ class NumpyEmitter:
         for term in self.order.ordered_terms(node):
             coefficient = const_value(term.args[0]) if term.op == "mul" else const_value(term)
             if parts and coefficient is not None and coefficient.is_negative:
-                parts.append(" - " + self.arg(-term, MUL))
+                parts.append(" - " + self.term(-term, MUL))
             else:
-                parts.append((" + " if parts else "") + self.arg(term, ADD + 1 if parts else ADD))
+                parts.append((" + " if parts else "") + self.term(term, ADD + 1 if parts else ADD))
         return "".join(parts), ADD
+
+    def term(self, node: Node, level: int) -> str:
+        """A term of a sum: a boolean mask is cast first (`m1 + m2` would be a logical or)."""
+        if not is_mask(node):
+            return self.arg(node, level)
+        return self.arg(node, ATOM) + self.dialect.cast.format(self.arg(mask_argument(node), ATOM))
 
     def e_mul(self, node: Node) -> tuple[str, int]:
         factors = list(node.args)
@@ -389,13 +430,17 @@ class NumpyEmitter:
         if factors[0].op == "const":
             coefficient = const_value(factors.pop(0))
         sign = "-" if coefficient.is_negative else ""
-        num, den = sympy.fraction(abs(coefficient))
+        num, den = sympy.fraction(-coefficient if sign else coefficient)  # abs() gives Abs(1 - 1/n)
         top = [] if num == 1 else [self.scalar_factor(num)]
         bottom = [] if den == 1 else [self.scalar_factor(den)]
-        for factor in sorted(factors, key=lambda f: f.op == "step"):
+        cast = coefficient != 1 and all(is_mask(f) for f in factors)
+        for factor in sorted(factors, key=is_mask):  # masks last: `-(x > 0) * g` is an error
             k = const_value(factor.args[1]) if factor.op == "pow" else None
             if k is not None and k.is_negative:
                 bottom.append(self.arg(raw_power(factor.args[0], -k), POW))
+            elif cast:  # `0.99 * (x > 0)` would be float64 (torch: float32) whatever x is
+                x = self.arg(mask_argument(factor), ATOM)
+                top.append(f"{self.arg(factor, ATOM)}{self.dialect.cast.format(x)}")
             else:
                 top.append(self.arg(factor, MUL if not top else UNARY))
         text = " * ".join(top) or "1"
@@ -424,5 +469,7 @@ class NumpyEmitter:
 
 def numpy_block(outputs: Sequence[tuple[str, Node]], inputs: Sequence[Node]) -> Block:
     """Statements computing each ``(name, expression)`` from the arrays ``inputs``."""
-    return NumpyEmitter(inputs).emit(outputs)
+    emitter = NumpyEmitter(inputs)
+    emitter.emit(outputs)
+    return emitter.prune()
 

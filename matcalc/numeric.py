@@ -77,7 +77,7 @@ def sample(shape: tuple[int, ...], kind: str | None, rng: np.random.Generator) -
     """A float64 array valid for ``kind``."""
     if kind == "positive":
         return rng.uniform(0.5, 2.0, shape)
-    if kind == "well_conditioned" and len(shape) == 2:
+    if kind == "well_conditioned" and len(shape) == 2 and shape[0] == shape[1]:
         return np.eye(shape[0]) * 2.0 + rng.normal(0, 0.3, shape)
     if kind == "probabilities":
         p = rng.uniform(0.1, 1.0, shape)
@@ -104,11 +104,13 @@ KINKED = ("relu", "abs", "leaky_relu", "step", "sign")
 
 def kink_distance(program: Program) -> Callable[..., float]:
     """``(**arrays) -> d``: how close any relu/abs argument comes to its kink at 0."""
-    kinks = [n.args[0] for n in postorder([program.function]) if n.op in KINKED]
+    kinks = [n.args[0] for n in postorder([program.function]) if n.op in KINKED
+             and any(leaf.op == "var" for leaf in postorder(n.args[:1]))]  # not abs(x - x)
     if not kinks:
         return lambda **arrays: np.inf
     run = evaluator(program, [(f"kink{i}", k) for i, k in enumerate(kinks)])
-    return lambda **arrays: min(float(np.min(np.abs(v), initial=np.inf)) for v in run(**arrays))
+    return lambda **arrays: min(float(np.min(np.abs(np.asarray(v, dtype=float)), initial=np.inf))
+                                for v in run(**arrays))
 
 
 def smooth_inputs(program: Program, sizes: Mapping[str, int], rng: np.random.Generator,

@@ -310,12 +310,20 @@ def transpose(x: Node) -> Node:
         return matmul(transpose(x.args[1]), transpose(x.args[0]))
     if x.op in ("add", "mul"):
         build = add if x.op == "add" else mul
-        return build(*(transpose(t) for t in x.args))
+        return build(*(transpose_operand(t) for t in x.args))
     if x.op == "pow":
-        return power(transpose(x.args[0]), x.args[1])
+        return power(*(transpose_operand(t) for t in x.args))
     if x.op == "outer":
         return make("outer", (x.args[1], x.args[0]))
     return make("transpose", (x,))
+
+
+def transpose_operand(t: Node) -> Node:
+    """An operand of an elementwise matrix operation, transposed with it: a vector there is
+    broadcast as a row, so it becomes a column; scalars stay as they are."""
+    if t.rank == 1:
+        return expand(t, 1)
+    return transpose(t)
 
 
 # ----------------------------------------------------------------------------------------------

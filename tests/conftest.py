@@ -1,4 +1,4 @@
-"""Shared helpers for the numeric gradient tests: derive, run the generated code, compare with FD."""
+"""Shared helpers for the numeric gradient tests: derive, run the generated code, compare to FD."""
 
 from __future__ import annotations
 

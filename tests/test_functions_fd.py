@@ -24,6 +24,7 @@ MAT = "A: [n, m]; x: [m]; c: [n]\n"
 SQ = "X: [n, n]; C: [n, n]\n"
 
 ELEMENTWISE = "exp log sqrt abs sin cos tanh sigmoid relu softplus gelu silu".split()
+ELEMENTWISE += [name for name in ("normal_cdf", "normal_pdf") if name in FUNCTIONS]  # if exposed
 
 CASES: dict[str, str] = {}
 
@@ -154,6 +155,62 @@ Z2 = H1 @ W2 + b2
 L = softmax_cross_entropy(Z2, Y)
 """
 CASES["shared-intermediate"] = MAT + "z = A @ x\nu = tanh(z)\nu @ z + sum(u * c) * sum(z)"
+
+# -- compositions that stress the simplifier and the printer ------------------------------------
+CASES["diag(diag(X))"] = SQ + "sum(diag(diag(X)) * C)"
+CASES["norm**2-and-1/norm"] = "x: [n]; y: [n]\nnorm(x) ** 2 + 1 / norm(x + y)"
+CASES["inv-shared"] = SQ + "sum((inv(X) @ inv(X)) * C) + trace(inv(X))"
+CASES["det(inv(X.T))"] = SQ + "det(inv(X.T)) + logdet(X @ X.T)"
+CASES["matrix_power(inv(X),2)"] = (
+    SQ + "sum(matrix_power(inv(X), 2) * C) + trace(matrix_power(X.T, 3))")
+CASES["outer.T"] = "x: [n]; y: [m]; W: [m, n]\nsum(outer(x, y).T * W)"
+CASES["(A.T@B).T"] = "A: [n, m]; B: [n, K]; W: [K, m]\nsum(sin((A.T @ B).T) * W)"
+CASES["sum(A@B,axis=0)"] = "A: [n, m]; B: [m, K]; d: [K]\nsum(sum(A @ B, axis=0) * d)"
+CASES["(x@y)*A"] = "x: [n]; y: [n]; A: [n, m]; W: [n, m]\nsum((x @ y) * A * W)"
+CASES["x@A.T"] = "x: [m]; A: [n, m]; c: [n]\nsum(sin(x @ A.T) * c)"
+CASES["x/n"] = "x: [n]; c: [n]\nsum(sin(x / n) * c)"
+CASES["ce-computed-targets"] = "Z: [N, K]; V: [N, K]\nsoftmax_cross_entropy(Z, softmax(V))"
+CASES["mse(x,A@y)"] = "x: [n]; A: [n, m]; y: [m]\nmse(x, A @ y)"
+CASES["A-B-C"] = "A: [n, m]; B: [n, m]; C: [n, m]\nsum(sin(A - (B - C)) * C)"
+CASES["products-and-quotients"] = "A: [n, m]; B: [n, m]; W: [n, m]\nsum(A * B / (1 + B * B) * W)"
+CASES["gelu-silu-leaky-chain"] = MAT + "a: []\nsum(gelu(silu(leaky_relu(A @ x, a))) * c)"
+
+# -- regressions: each was a bug in matcalc found by this file ----------------------------------
+REGRESSIONS = {
+    # leaky_relu's default slope was a bare SymPy number, not a node (AttributeError)
+    "regression-leaky_relu-default-slope": "x: [n]\nsum(leaky_relu(x))",
+    # logsumexp kept a negative axis un-normalised: wrong shape, then a failed broadcast
+    "regression-logsumexp-negative-axis": "A: [n, m]\nsum(logsumexp(A, axis=-1))",
+    # the adjoint of a full reduction of a vector was printed as `1[None]`
+    "regression-logsumexp-vector-axis0": "x: [n]\nlogsumexp(x, axis=0)",
+    "regression-sum-vector-axis0": "x: [n]\nsum(x, axis=0) + mean(x, axis=0)",
+    # mse's target was printed without parentheses: `p - t + b` for `p - (t + b)`
+    "regression-mse-sum-target": "x: [n]; y: [n]; z: [n]\nmse(x, y + z)",
+    # a negated product was printed as a unary: `x ** -s * t` for `x ** (-(s * t))`
+    "regression-pow-negated-product": "B: [n]; s: []; t: []\nsum(exp(B) ** (-(s * t)))",
+    # a dimension power in a constant was printed `n  *  *  2` (a SyntaxError)
+    "regression-mean-square-matrix": (
+        "X: [n, n]; y: [m]\nmean(exp(X)) + sum(X) / (n * n * m) + mean(outer(y, y) * m)"),
+    # a symbolic coefficient went through abs() and was printed as SymPy's `Abs(1 - 1/n)`
+    "regression-symbolic-coefficient": "u: [n]\nsum(exp(u)) - mean(exp(u)) - sum(u) * (1 - 1 / n)",
+    # transposing `W + v` (v broadcast as a row) kept v a row instead of making it a column,
+    # and transposing `A ** B` left the exponent untransposed
+    "regression-transpose-broadcast-row": "v: [n]; W: [n, n]\nsum((W + v) @ v)",
+    "regression-transpose-broadcast-row-rect": "v: [n]; W: [m, n]; c: [m]\nc @ (W * v) @ v",
+    "regression-transpose-pow": "A: [n, m]; B: [n, m]; W: [m, n]\nsum((exp(A) ** B).T * W)",
+    "regression-transpose-pow-vector": (
+        "A: [n, m]; b: [m]; W: [m, n]\nsum((exp(A) ** b).T * W) + sum((exp(b) ** A).T * W)"),
+    # relu masks are NumPy booleans: `-(x > 0).T * g` raised, `m + m.T` was a logical or
+    "regression-negated-transposed-mask": "u: [n, m]\nsum(relu(cos(u).T))",
+    "regression-sum-of-masks": "u: [n]\nsum(relu(outer(u, u)))",
+    "regression-mask-coefficient": "u: [n]; A: [m, n]\nsum(relu(u)) - sum(relu(A @ u) * 2.5)",
+    # a well-conditioned draw for a [n, 1] variable (under matrix_power) came out [n, n]
+    "regression-column-under-matrix-power": (
+        "u: [n, 1]\nsum((u + sum(u, axis=-1)) @ (u + sum(u, axis=-1)))"),
+    # f = x itself: the finite differences read the perturbed array back (∂f/∂x came out 0)
+    "regression-identity-function": "s: []\ns",
+}
+CASES.update(REGRESSIONS)
 
 
 def variables(source: str) -> list[str]:

@@ -1,0 +1,145 @@
+"""`matcalc check`, `matcalc codegen` and the test-suite API of matcalc.testing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from matcalc import lambdify
+from matcalc.cli import cli  # registers codegen and check
+from matcalc.testing import assert_backward, check_gradient
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+MLP = str(EXAMPLES / "mlp.mc")
+LIN_RELU_MSE = (EXAMPLES / "lin_relu_mse.mc").read_text()
+PRELU = "X: [N, H]; a: [H, H]; Y = relu(X) - relu(-X) @ a"
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_check_passes_with_a_line_per_variable() -> None:
+    result = run("check", MLP, "--wrt", "W1", "--wrt", "b2", "--dims", "N=8,D=5,H=4,C=3")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "N=8, D=5, C=3, H=4" in lines[0]
+    assert lines[1].startswith("W1") and lines[1].endswith("PASS") and "max abs error" in lines[1]
+    assert lines[2].startswith("b2") and "max rel error" in lines[2]
+    assert lines[-1].startswith("PASS")
+
+
+def test_check_fails_on_a_wrong_gradient(monkeypatch) -> None:
+    real = check_gradient
+
+    def with_a_bug(source, wrt, *args, **kwargs):
+        derived = lambdify(source, wrt).value_and_grad
+
+        def wrong(**arrays):
+            value, grads = derived(**arrays)
+            return value, {**grads, "b1": grads["b1"] * 1.01}
+
+        return real(source, wrt, *args, gradients=wrong, **kwargs)
+
+    monkeypatch.setattr("matcalc.cli_codegen.check_gradient", with_a_bug)
+    result = run("check", MLP, "--wrt", "W1", "--wrt", "b1")
+    assert result.exit_code == 1, result.output
+    assert "FAIL" in result.output.splitlines()[2] and "PASS" in result.output.splitlines()[1]
+    assert result.output.splitlines()[-1] == "FAIL: 1 of 2 gradients disagree"
+
+
+def test_check_draws_where_the_function_is_defined() -> None:
+    source = "A: [n, n]; x: [n]; logdet(A) + sum(log(x)) + sum(sqrt(x)) + trace(inv(A))"
+    report = check_gradient(source, ["A", "x"], seed=3)
+    assert report.passed, report.text()
+
+
+def test_check_uses_random_directions_for_large_variables() -> None:
+    report = check_gradient("A: [n, m]; b: [m]; sum(tanh(A @ b))", ["A"],
+                            dims={"n": 101, "m": 100}, draws=1)
+    assert report.passed and "20 directions" in report.text()
+
+
+def test_check_rejects_unknown_dims() -> None:
+    result = run("check", MLP, "--wrt", "W1", "--dims", "Q=3")
+    assert result.exit_code == 2 and "Q" in result.output
+
+
+def test_codegen_prints_and_writes(tmp_path: Path) -> None:
+    printed = run("codegen", MLP, "--wrt", "W1", "--wrt", "b1")
+    assert printed.exit_code == 0 and "def value_and_grad(X, Y, W1, b1, W2, b2):" in printed.output
+    target = tmp_path / "mlp_grad.py"
+    written = run("codegen", MLP, "--wrt", "W1", "--target", "torch", "-o", str(target))
+    assert written.exit_code == 0
+    assert "class LFunction(torch.autograd.Function):" in target.read_text()
+
+
+def test_codegen_reports_user_errors() -> None:
+    result = run("codegen", MLP, "--wrt", "W9")
+    assert result.exit_code == 2 and "W9" in result.output
+
+
+# ----------------------------------------------------------------------------------------------
+# assert_backward on the seeds' hand-written backward functions
+
+
+def prelu_backward_numpy(X, a, grad_output):
+    """The forum's PReLU backward, in NumPy."""
+    return {"X": (X > 0) * grad_output + grad_output @ a.T * (X < 0),
+            "a": ((X <= 0) * X).T @ grad_output}
+
+
+def test_assert_backward_accepts_the_prelu_backward() -> None:
+    assert_backward(prelu_backward_numpy, PRELU, wrt=["X", "a"])
+
+
+def test_assert_backward_catches_a_wrong_backward() -> None:
+    def forgets_the_slope(X, a, grad_output):
+        return {"X": (X > 0) * grad_output, "a": ((X <= 0) * X).T @ grad_output}
+
+    with pytest.raises(AssertionError, match="∂/∂X"):
+        assert_backward(forgets_the_slope, PRELU, wrt=["X", "a"])
+
+
+def test_fastai_lesson_8_backward_with_torch() -> None:
+    torch = pytest.importorskip("torch")
+
+    def mse_grad(inp, targ):
+        inp.g = 2. * (inp.squeeze() - targ).unsqueeze(-1) / inp.shape[0]
+
+    def lin_grad(inp, out, w, b):
+        inp.g = out.g @ w.t()
+        w.g = inp.t() @ out.g
+        b.g = out.g.sum(0)
+
+    def relu_grad(inp, out):
+        inp.g = (inp > 0).float() * out.g
+
+    def backward(inp, targ, w1, b1, w2, b2):
+        inp, targ, w1, b1, w2, b2 = map(torch.from_numpy, (inp, targ, w1, b1, w2, b2))
+        l1 = inp @ w1 + b1
+        l2 = l1.clamp_min(0.)
+        out = l2 @ w2 + b2
+        mse_grad(out, targ.squeeze(-1))
+        lin_grad(l2, out, w2, b2)
+        relu_grad(l1, l2)
+        lin_grad(inp, l1, w1, b1)
+        return [t.g.numpy() for t in (inp, w1, b1, w2, b2)]
+
+    assert_backward(backward, LIN_RELU_MSE, wrt=["inp", "w1", "b1", "w2", "b2"])
+
+
+def test_prelu_backward_with_torch() -> None:
+    torch = pytest.importorskip("torch")
+
+    def bwd(X, a, grad_output):
+        inp, a, out_g = map(torch.from_numpy, (X, a, grad_output))
+        inp_g = (inp > 0).float() * out_g + out_g @ a.t() * (inp < 0).float()
+        a_g = ((inp <= 0).float() * inp).t() @ out_g
+        return inp_g.numpy(), a_g.numpy()
+
+    assert_backward(bwd, PRELU, wrt=["X", "a"])
+    assert np.isfinite(check_gradient(PRELU, ["X", "a"]).variables[0].abs_error)

@@ -1,0 +1,192 @@
+"""Generated modules: every operation agrees with the engine and finite differences, compiles,
+passes ruff, keeps float32, survives extreme logits and rejects wrong shapes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_functions_fd import CASES, SIZES
+
+from matcalc import derive, lambdify, parse
+from matcalc.module import generate
+from matcalc.numeric import evaluator, smooth_inputs
+from matcalc.testing import check_gradient
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+MLP = (EXAMPLES / "mlp.mc").read_text()
+MLP_WRT = ["W1", "b1", "W2", "b2"]
+PARAMS = [pytest.param(source, sizes, id=f"{name}-{'ab'[i]}")
+          for name, source in CASES.items() for i, sizes in enumerate(SIZES[:1])]
+
+
+def wrt_all(source: str) -> list[str]:
+    return list(parse(source).variables)
+
+
+def mlp_inputs(n=6, d=5, h=4, c=3, dtype=np.float64, seed=0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    arrays = {"X": rng.normal(size=(n, d)), "Y": np.eye(c)[rng.integers(0, c, n)],
+              "W1": rng.normal(size=(d, h)), "b1": rng.normal(size=h),
+              "W2": rng.normal(size=(h, c)), "b2": rng.normal(size=c)}
+    return {k: v.astype(dtype) for k, v in arrays.items()}
+
+
+@pytest.mark.parametrize(("source", "sizes"), PARAMS)
+def test_generated_module_agrees_with_engine_and_finite_differences(source, sizes) -> None:
+    wrt = wrt_all(source)
+    program = parse(source)
+    module = lambdify(source, wrt)
+    derivation = derive(source, wrt)
+    engine = evaluator(program, [(g.wrt, g.expr) for g in derivation.gradients])
+    arrays = smooth_inputs(program, {k: v for k, v in sizes.items() if k in program.dims},
+                           np.random.default_rng(1))
+    value, grads = module.value_and_grad(**arrays)
+    assert np.isclose(value, module.value(**arrays))
+    for name, expected in zip(wrt, engine(**arrays), strict=True):
+        np.testing.assert_allclose(grads[name], expected, rtol=1e-9, atol=1e-12)
+        assert np.shape(grads[name]) == np.shape(arrays[name])
+    sizes = {k: v for k, v in sizes.items() if k in program.dims}
+    assert check_gradient(source, wrt, dims=sizes, draws=1).passed
+
+
+def test_every_generated_module_passes_ruff(tmp_path: Path) -> None:
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    for i, source in enumerate(CASES.values()):
+        for target in ("numpy", "torch"):
+            (tmp_path / f"case{i}_{target}.py").write_text(generate(source, wrt_all(source),
+                                                                     target))
+    for example in EXAMPLES.glob("*.mc"):
+        text = example.read_text()
+        (tmp_path / f"{example.stem}.py").write_text(generate(text, wrt_all(text)))
+    result = subprocess.run([ruff, "check", "--isolated", "--line-length", "100", "--select",
+                             "E,F,W,I,B,UP", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_mlp_module_reads_like_backprop() -> None:
+    text = generate(MLP, MLP_WRT)
+    body = text.split("def value_and_grad")[1]
+    for line in ("Z1 = X @ W1 + b1", "H1 = np.maximum(Z1, 0)", "delta2 = delta1 @ W2.T",
+                 "dW1 = X.T @ delta3", "db1 = delta3.sum(axis=0)", "dW2 = H1.T @ delta1"):
+        assert line in body
+    assert body.count("X @ W1") == 1 and body.count("_log_softmax(") == 1
+    for waste in ("np.eye", "np.ones", "np.outer", "einsum", "np.zeros"):
+        assert waste not in text
+    assert "δ3 = ∂L/∂Z1" in text.split('"""')[1]
+
+
+def test_float32_in_float32_out() -> None:
+    module = lambdify(MLP, MLP_WRT)
+    value, grads = module.value_and_grad(**mlp_inputs(dtype=np.float32))
+    assert value.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in grads.values())
+
+
+def test_zero_and_identity_gradients_keep_float32() -> None:
+    module = lambdify("X: [n, n]; y: [n]; trace(X)", ["X", "y"])
+    _, grads = module.value_and_grad(X=np.ones((3, 3), np.float32), y=np.ones(3, np.float32))
+    assert grads["X"].dtype == grads["y"].dtype == np.float32
+    np.testing.assert_array_equal(grads["X"], np.eye(3))
+
+
+def test_extreme_logits_give_finite_loss_and_gradient() -> None:
+    module = lambdify("z: [N, C]; y: [N, C]; L = softmax_cross_entropy(z, y)", ["z"])
+    z = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4]])
+    y = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    for dtype in (np.float64, np.float32):
+        value, grads = module.value_and_grad(z=z.astype(dtype), y=y.astype(dtype))
+        assert np.isfinite(value) and np.all(np.isfinite(grads["z"]))
+        assert np.isclose(value, (2e4 + 2e4 + np.log(2)) / 2, rtol=1e-6)
+
+
+def test_stable_sigmoid_softplus_logsumexp() -> None:
+    source = "x: [n]; sum(sigmoid(x)) + sum(softplus(x)) + logsumexp(x)"
+    module = lambdify(source, ["x"])
+    value, grads = module.value_and_grad(x=np.array([1e4, -1e4, 0.0]))
+    assert np.isfinite(value) and np.all(np.isfinite(grads["x"]))
+
+
+@pytest.mark.parametrize(("name", "shape", "message"), [
+    ("X", (3, 5, 2), "X: declared [N, D], got (3, 5, 2)"),
+    ("W1", (4, 4), "W1: declared [D, H] with D = 5 (from X), got (4, 4)"),
+    ("b2", (4,), "b2: declared [C] with C = 3 (from Y), got (4,)"),
+])
+def test_wrong_shapes_raise_value_error(name, shape, message) -> None:
+    module = lambdify(MLP, MLP_WRT)
+    arrays = {**mlp_inputs(), name: np.zeros(shape)}
+    for function in (module.value, module.value_and_grad):
+        with pytest.raises(ValueError) as error:
+            function(**arrays)
+        assert str(error.value) == message
+
+
+def test_fixed_sizes_are_checked() -> None:
+    module = lambdify((EXAMPLES / "lin_relu_mse.mc").read_text(), ["w2"])
+    rng = np.random.default_rng(0)
+    arrays = {"inp": rng.normal(size=(4, 3)), "targ": rng.normal(size=(4, 1)),
+              "w1": rng.normal(size=(3, 2)), "b1": rng.normal(size=2),
+              "w2": rng.normal(size=(2, 2)), "b2": rng.normal(size=1)}
+    with pytest.raises(ValueError, match=r"w2: declared \[nh, 1\] with nh = 2 \(from w1\), "
+                                         r"got \(2, 2\)"):
+        module.value(**arrays)
+
+
+def test_layer_module_gives_vector_jacobian_products() -> None:
+    source = "X: [N, H]; a: [H, H]; Y = relu(X) - relu(-X) @ a"
+    module = lambdify(source, ["X", "a"])
+    rng = np.random.default_rng(0)
+    X, a, G = rng.normal(size=(4, 3)), rng.normal(size=(3, 3)), rng.normal(size=(4, 3))
+    value, grads = module.value_and_vjp(X=X, a=a, grad_output=G)
+    np.testing.assert_allclose(value, np.maximum(X, 0) + np.minimum(X, 0) @ a)
+    np.testing.assert_allclose(grads["a"], (np.minimum(X, 0)).T @ G * -1 * -1)
+
+
+# ----------------------------------------------------------------------------------------------
+# torch target
+
+
+def test_torch_function_matches_numpy_and_gradcheck() -> None:
+    torch = pytest.importorskip("torch")
+    module = lambdify(MLP, MLP_WRT, target="torch")
+    arrays = mlp_inputs()
+    tensors = {k: torch.tensor(v, requires_grad=k in MLP_WRT) for k, v in arrays.items()}
+    loss = module.L(**tensors)
+    (3 * loss).backward()
+    value, grads = lambdify(MLP, MLP_WRT).value_and_grad(**arrays)
+    assert np.isclose(loss.item(), value)
+    for name in MLP_WRT:
+        np.testing.assert_allclose(tensors[name].grad.numpy(), 3 * grads[name], rtol=1e-10)
+    assert torch.autograd.gradcheck(module.L, tuple(tensors.values()))
+
+
+@pytest.mark.parametrize(("source", "sizes"), PARAMS[::7])
+def test_torch_target_agrees_with_numpy_target(source, sizes) -> None:
+    torch = pytest.importorskip("torch")
+    wrt = wrt_all(source)
+    program = parse(source)
+    arrays = smooth_inputs(program, {k: v for k, v in sizes.items() if k in program.dims},
+                           np.random.default_rng(2))
+    _, expected = lambdify(source, wrt).value_and_grad(**arrays)
+    module = lambdify(source, wrt, target="torch")
+    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in arrays.items()}
+    name = program.function_name if program.function.op == "named" else "apply"
+    getattr(module, name)(**tensors).backward()
+    for w in wrt:
+        np.testing.assert_allclose(tensors[w].grad.numpy(), expected[w], rtol=1e-9, atol=1e-12)
+
+
+def test_torch_layer_drops_into_a_model() -> None:
+    torch = pytest.importorskip("torch")
+    module = lambdify("X: [N, H]; a: [H, H]; Y = relu(X) - relu(-X) @ a", ["X", "a"],
+                      target="torch")
+    X = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    a = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(module.Y, (X, a))
+    out = module.Y(X.float(), a.float())
+    assert out.dtype == torch.float32
