@@ -348,6 +348,8 @@ class NumpyEmitter:
 
     def e_const(self, node: Node) -> tuple[str, int]:
         text = python_scalar(node.attrs[0])
+        if node.attrs[0].is_Add:  # `1/100 - 1/(m * n)` is a sum: `x - (…)` needs the parentheses
+            return text, ADD
         return text, ATOM if re.fullmatch(r"[\w.]+", text) else MUL
 
     def e_zeros(self, node: Node) -> tuple[str, int]:

@@ -29,6 +29,8 @@ from matcalc.ir import (
 from matcalc.simplify import add, apply, matmul, mul, power, reduce_sum, transpose
 
 MAX_RANK = 2
+INTERNAL = {"step", "sign", "erf", "normal_cdf", "normal_pdf"}
+"""Elementwise functions that derivatives produce but programs do not call."""
 CONSTANTS = {"pi": sympy.pi}
 
 
@@ -53,7 +55,7 @@ def _unary(op: str) -> Signature:
 
 
 FUNCTIONS: dict[str, Signature] = {
-    **{op: _unary(op) for op in ELEMENTWISE_UNARY if op not in ("step", "sign", "erf")},
+    **{op: _unary(op) for op in ELEMENTWISE_UNARY if op not in INTERNAL},
     "leaky_relu": Signature(("x", "a"), lambda x, a: apply("leaky_relu", x, lift(a)),
                             defaults=(("a", sympy.Rational(1, 100)),)),
     "sum": Signature(("x", "axis"), reduce_sum, defaults=(("axis", None),), integers=("axis",)),

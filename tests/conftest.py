@@ -49,6 +49,30 @@ def gradient_errors(f, arrays: Mapping[str, np.ndarray], name: str, got: np.ndar
     return error, expected
 
 
+def generated_gradients(derivation, arrays: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """The gradients as the generated NumPy code computes them.
+
+    Without error signals they are evaluated with :func:`matcalc.numeric.evaluator`, and the
+    user-facing ``derivation.numpy()`` text must agree; a derivation long enough to be given
+    with steps refers to ``delta1 …``, so then ``derivation.numpy()`` (which defines them) runs.
+    """
+    namespace = {name: np.array(value) for name, value in arrays.items()}
+    with np.errstate(all="ignore"):
+        exec(derivation.numpy(), namespace)  # matcalc's generated code, under test
+    printed = [np.asarray(namespace[f"grad_{g.wrt}"], dtype=float) for g in derivation.gradients]
+    if derivation.steps:
+        return printed
+    outputs = [(g.wrt, g.expr) for g in derivation.gradients]
+    with np.errstate(all="ignore"):
+        results = [np.asarray(r, dtype=float)
+                   for r in evaluator(derivation.program, outputs)(**arrays)]
+    for g, mine, theirs in zip(derivation.gradients, results, printed, strict=True):
+        assert np.array_equal(mine, theirs, equal_nan=True), (
+            f"derivation.numpy() disagrees with the evaluator on grad_{g.wrt}:\n"
+            f"{derivation.numpy()}")
+    return results
+
+
 def check_gradients(source: str, wrt: Sequence[str], sizes: Mapping[str, int], seed: int = 0,
                     eps: float = 1e-6, arrays: Mapping[str, np.ndarray] | None = None,
                     margin: float = 1e-2) -> dict[str, float]:
@@ -59,13 +83,12 @@ def check_gradients(source: str, wrt: Sequence[str], sizes: Mapping[str, int], s
     """
     derivation = derive(source, wrt)
     program = derivation.program
-    run = evaluator(program, [(g.wrt, g.expr) for g in derivation.gradients])
     f = function_value(program)
     if arrays is None:
         arrays = smooth_inputs(program, sizes, np.random.default_rng(seed), margin=margin)
     value = f(**arrays)
     assert np.ndim(value) == 0 and np.isfinite(value), f"f = {value!r} for\n{source}"
-    results = run(**arrays)
+    results = generated_gradients(derivation, arrays)
     errors = {}
     for gradient, got in zip(derivation.gradients, results, strict=True):
         got = np.asarray(got, dtype=float)

@@ -209,6 +209,10 @@ REGRESSIONS = {
         "u: [n, 1]\nsum((u + sum(u, axis=-1)) @ (u + sum(u, axis=-1)))"),
     # f = x itself: the finite differences read the perturbed array back (∂f/∂x came out 0)
     "regression-identity-function": "s: []\ns",
+    # a constant sum such as `1/100 - 1/(m n)` was printed without parentheses after ` - `
+    "regression-constant-sum-precedence": "v: [n, m]\nsum(leaky_relu(exp(v))) - mean(exp(v))",
+    # abs of a constant (abs(x - x)) crashed the kink check: np.min(int, initial=inf)
+    "regression-constant-kink": "x: [n]\nsum(abs(x - x)) + sum(x * x)",
 }
 CASES.update(REGRESSIONS)
 

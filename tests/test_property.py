@@ -217,7 +217,7 @@ def structural(op: str, a: Item, b: Item, draw) -> Item | None:
         shape = reduced(s, axis)
         factor = 1 if op == "mean" else size_bound(s) // max(size_bound(shape), 1)
         return bounded_item(f"{op}({t}{axis_text(axis)})", shape, d, a.mag * factor,
-                            a.low * (1 if op == "mean" else 1))
+                            a.low)  # a sum of positive entries is at least one of them
     if op in ("softmax", "log_softmax"):
         if not s or a.mag > 20:
             return None
