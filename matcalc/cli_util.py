@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ import click
 from matcalc.errors import MatcalcError
 
 USER_ERROR = 2
+INTERNAL_ERROR = 3
 
 
 def reports_user_errors(command: Callable) -> Callable:
@@ -27,6 +29,13 @@ def reports_user_errors(command: Callable) -> Callable:
         except RecursionError:
             click.echo("error: the program is nested too deeply to differentiate", err=True)
             sys.exit(USER_ERROR)
+        except Exception as bug:
+            if os.environ.get("MATCALC_DEBUG"):
+                raise
+            click.echo(f"internal error in matcalc ({type(bug).__name__}: {bug}). This is a bug, "
+                       "not your input; please report it with the command you ran. Set "
+                       "MATCALC_DEBUG=1 to see the traceback.", err=True)
+            sys.exit(INTERNAL_ERROR)
 
     return wrapper
 

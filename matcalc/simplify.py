@@ -376,7 +376,7 @@ def broadcast_like(g: Node, shape: Shape, axis: int | None) -> Node:
     return fit(g, shape)
 
 
-LINEAR = {"diag", "trace", "transpose", "outer"}
+LINEAR = {"diag", "trace", "outer"}
 """Operations that scalars factor out of: ``diag(2 x) = 2 diag(x)``."""
 
 
