@@ -6,9 +6,19 @@ of :mod:`matcalc.ir`) → :mod:`matcalc.engine` (reverse mode with the rules of
 LaTeX) and :mod:`matcalc.codegen` (NumPy) → :mod:`matcalc.numeric` (finite-difference checks).
 """
 
-from matcalc.derivation import Derivation, Gradient, derive
+from matcalc.derivation import Derivation, Gradient, derive, hessian, jacobian
 from matcalc.errors import MatcalcError
 from matcalc.module import lambdify
 from matcalc.program import Program, parse
 
-__all__ = ["Derivation", "Gradient", "MatcalcError", "Program", "derive", "lambdify", "parse"]
+__all__ = [
+    "Derivation",
+    "Gradient",
+    "MatcalcError",
+    "Program",
+    "derive",
+    "hessian",
+    "jacobian",
+    "lambdify",
+    "parse",
+]

@@ -10,7 +10,9 @@ import click
 from matcalc.cli_codegen import check, codegen
 from matcalc.cli_init import init
 from matcalc.cli_util import read_source, reports_user_errors
-from matcalc.derivation import derive
+from matcalc.derivation import LAYOUTS, Derivation, derive, hessian, jacobian
+from matcalc.errors import MatcalcError
+from matcalc.program import parse
 
 
 @click.group()
@@ -28,14 +30,46 @@ def cli() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "latex", "numpy", "json"]),
               default="text", show_default=True)
 @click.option("--steps", is_flag=True, help="Show the chain-rule derivation with error signals δ.")
+@click.option("--layout", type=click.Choice(LAYOUTS), default=None,
+              help="Jacobian layout [default: denominator (gradient) for a scalar function, "
+                   "numerator for a vector function].")
 @reports_user_errors
 def derive_command(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], fmt: str,
-                   steps: bool) -> None:
-    """Gradients of a scalar function in matrix form.
+                   steps: bool, layout: str | None) -> None:
+    """Gradients (or Jacobians) in matrix form.
 
     SOURCE is a .mc file or the program text, e.g. 'x: [n]; A: [n, n]; x @ A @ x'.
     """
-    result = derive(read_source(source), wrt, declarations, steps=steps)
+    program = parse(read_source(source), declarations)
+    if program.function.shape or layout == "numerator":
+        if steps:
+            raise MatcalcError("--steps shows backpropagation for gradients of scalar "
+                               "functions; leave it out for a Jacobian")
+        result = jacobian(program, wrt, layout=layout or "numerator")
+    else:
+        result = derive(program, wrt, steps=steps)
+    show(result, fmt)
+
+
+@cli.command("hessian")
+@click.argument("source")
+@click.option("--wrt", required=True, metavar="NAME", help="Variable of the Hessian.")
+@click.option("--var", "declarations", multiple=True, metavar="'NAME: [dims]'",
+              help="Extra declaration, e.g. --var 'x: [n]'.")
+@click.option("--hvp", "direction", default=None, metavar="V",
+              help="Give the Hessian-vector product H V instead, V a new variable shaped like "
+                   "NAME (e.g. --hvp v).")
+@click.option("--format", "fmt", type=click.Choice(["text", "latex", "numpy", "json"]),
+              default="text", show_default=True)
+@reports_user_errors
+def hessian_command(source: str, wrt: str, declarations: tuple[str, ...],
+                    direction: str | None, fmt: str) -> None:
+    """Second derivatives in matrix form: ∂²f/∂x², or H v without forming H."""
+    show(hessian(read_source(source), wrt, declarations, direction=direction), fmt)
+
+
+def show(result: Derivation, fmt: str) -> None:
+    """Print a derivation in one of the output formats; notes go to stderr except in text."""
     if fmt == "text":
         click.echo(result.text())
     elif fmt == "latex":

@@ -382,6 +382,10 @@ class NumpyEmitter:
 
     def e_matmul(self, node: Node) -> tuple[str, int]:
         a, b = node.args
+        if a.op == "diag" and a.args[0].rank == 1 and b.rank == 2:   # diag(c) B scales rows
+            return f"{self.arg(a.args[0], ATOM)}[:, None] * {self.arg(b, UNARY)}", MUL
+        if b.op == "diag" and b.args[0].rank == 1 and a.rank == 2:   # A diag(c) scales columns
+            return f"{self.arg(a, MUL)} * {self.arg(b.args[0], UNARY)}", MUL
         return f"{self.arg(a, MUL)} @ {self.arg(b, UNARY)}", MUL
 
     def e_sum(self, node: Node) -> tuple[str, int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sympy
 
@@ -11,22 +11,44 @@ from matcalc.codegen import numpy_block
 from matcalc.engine import Step, vector_jacobian_products
 from matcalc.errors import MatcalcError
 from matcalc.ir import Node, is_zero, postorder, shape_str
+from matcalc.linear import HIGHER_ORDER, linear_matrix, seed
 from matcalc.printing import LATEX, TEXT, Printer, Weigher, to_latex, to_text
 from matcalc.program import Program, parse
+from matcalc.simplify import expand, matmul, reduce_sum, transpose
 from matcalc.sympy_bridge import to_sympy
 
 
 @dataclass(frozen=True)
+class Kind:
+    """How a derivative is written: its left-hand side in text and LaTeX, its code name."""
+
+    text: str
+    latex: str
+    prefix: str
+
+
+KINDS = {
+    "grad": Kind("∂{f}/∂{x}", r"\frac{{\partial {f}}}{{\partial {x}}}", "grad"),
+    "jac": Kind("∂{f}/∂{x}", r"\frac{{\partial {f}}}{{\partial {x}}}", "jac"),
+    "hess": Kind("∂²{f}/∂{x}²", r"\frac{{\partial^2 {f}}}{{\partial {x}^2}}", "hess"),
+    "hvp": Kind("(∂²{f}/∂{x}²) {v}", r"\frac{{\partial^2 {f}}}{{\partial {x}^2}} {v}", "hvp"),
+}
+
+
+@dataclass(frozen=True)
 class Gradient:
-    """∂f/∂wrt, shaped like ``wrt`` (gradient layout)."""
+    """A derivative of the function with respect to ``wrt``: by default ∂f/∂wrt, shaped like
+    ``wrt`` (gradient layout); also a Jacobian, a Hessian or a Hessian-vector product."""
 
     wrt: str
     node: Node
     expr: Node
+    kind: str = "grad"
+    direction: str = ""
 
     @property
     def shape(self) -> tuple:
-        return self.node.shape
+        return self.expr.shape
 
 
 @dataclass
@@ -42,19 +64,21 @@ class Derivation:
     def f(self) -> str:
         return self.program.function_name
 
-    def partial(self, name: str, notation=TEXT) -> str:
-        """``∂f/∂x`` in the notation."""
-        if notation is LATEX:
-            f, x = notation.symbol(self.f), notation.symbol(name)
-            return rf"\frac{{\partial {f}}}{{\partial {x}}}"
-        return f"∂{self.f}/∂{name}"
+    def partial(self, name: str, notation=TEXT, kind: str = "grad", direction: str = "") -> str:
+        """``∂f/∂x`` (or ``∂²f/∂x²`` …) in the notation."""
+        template = getattr(KINDS[kind], notation.name)
+        return template.format(f=notation.symbol(self.f), x=notation.symbol(name),
+                               v=notation.symbol(direction) if direction else "")
+
+    def lhs(self, g: Gradient, notation=TEXT) -> str:
+        return self.partial(g.wrt, notation, g.kind, g.direction)
 
     # -- text ------------------------------------------------------------------------------
 
     def text(self) -> str:
         """One line per variable: ``∂f/∂x = (A + Aᵀ) x   [n]``; with steps, the derivation."""
         printer = Printer(TEXT)
-        rows = [(self.partial(g.wrt), printer(g.expr), g.shape) for g in self.gradients]
+        rows = [(self.lhs(g), printer(g.expr), g.shape) for g in self.gradients]
         if not self.steps:
             return aligned(rows) + self.notes_text()
         forward = [(name, printer(node.args[0]), node.shape)
@@ -76,7 +100,7 @@ class Derivation:
         printer = Printer(LATEX)
         lines = [rf"\delta_{{{s.label}}} = {self.partial(s.name, LATEX)} = {printer(s.expr)}"
                  for s in self.steps]
-        lines += [f"{self.partial(g.wrt, LATEX)} = {printer(g.expr)}" for g in self.gradients]
+        lines += [f"{self.lhs(g, LATEX)} = {printer(g.expr)}" for g in self.gradients]
         return " \\\\\n".join(lines)
 
     def _repr_latex_(self) -> str:
@@ -90,7 +114,7 @@ class Derivation:
 
     def code_for(self, gradients: Sequence[Gradient]) -> str:
         outputs = [(f"delta{s.label}", s.expr) for s in self.steps]
-        outputs += [(f"grad_{g.wrt}", g.expr) for g in gradients]
+        outputs += [(f"{KINDS[g.kind].prefix}_{g.wrt}", g.expr) for g in gradients]
         return numpy_block(outputs, list(self.program.variables.values())).source()
 
     def json(self) -> list[dict]:
@@ -138,8 +162,8 @@ def derive(
     f = program.function
     if f.shape:
         raise MatcalcError(
-            f"`{program.function_name}` has shape {shape_str(f.shape)}; derive takes the gradient "
-            "of a scalar function. Reduce it first, e.g. sum(...), mean(...) or norm(...).")
+            f"`{program.function_name}` has shape {shape_str(f.shape)}; a gradient needs a "
+            "scalar function. Reduce it first (sum, mean, norm …) or take its Jacobian.")
     if not wrt:
         raise MatcalcError("name at least one variable to differentiate with --wrt NAME")
     targets = [program.lookup(name) for name in wrt]
@@ -164,3 +188,91 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
     if any(n.op == "softmax_cross_entropy" for n in depends):
         found.append(CE_NOTE)
     return found
+
+
+# ----------------------------------------------------------------------------------------------
+# Jacobians, Hessians and Hessian-vector products
+
+LAYOUTS = ("numerator", "denominator")
+LAYOUT_NOTE = {
+    "numerator": "numerator layout: (∂{f}/∂{x})ᵢⱼ = ∂{f}ᵢ/∂{x}ⱼ, rows follow {f}.",
+    "denominator": "denominator layout: (∂{f}/∂{x})ᵢⱼ = ∂{f}ⱼ/∂{x}ᵢ, rows follow {x}, "
+                   "the transpose of the numerator-layout Jacobian.",
+}
+
+
+def numerator_form(g: Node) -> Node:
+    """A gradient in numerator layout: a row ``gᵀ`` for a vector, ``Gᵀ`` for a matrix."""
+    return expand(g, 0) if g.rank == 1 else transpose(g)
+
+
+def jacobian(
+    source: str | Program,
+    wrt: Sequence[str],
+    declarations: Sequence[str] = (),
+    layout: str = "numerator",
+) -> Derivation:
+    """∂f/∂x in matrix form for a vector (or scalar) function of vectors (or scalars).
+
+    The rules give ∂(ūᵀ f)/∂x = Jᵀ ū for a seed ū; :func:`matcalc.linear.linear_matrix` reads
+    off Jᵀ (denominator layout), transposed for numerator layout.
+    """
+    program = source if isinstance(source, Program) else parse(source, declarations)
+    f = program.function
+    if not f.shape:
+        result = derive(program, wrt)
+        if layout == "numerator":
+            result.gradients = [replace(g, expr=numerator_form(g.expr), kind="jac")
+                                for g in result.gradients]
+            result.notes.append(LAYOUT_NOTE[layout].format(f=result.f, x="x"))
+        return result
+    if f.rank > 1:
+        raise MatcalcError(f"`{program.function_name}` has shape {shape_str(f.shape)}: "
+                           f"{HIGHER_ORDER}")
+    u = seed(f.shape[0])
+    targets = [program.lookup(name) for name in wrt]
+    adjoints, _ = vector_jacobian_products(matmul(u, f), targets)
+    gradients = []
+    for name, x in zip(wrt, targets, strict=True):
+        if x.rank > 1:
+            raise MatcalcError(f"∂{program.function_name}/∂{name} with {name} of shape "
+                               f"{shape_str(x.shape)}: {HIGHER_ORDER}")
+        transposed = linear_matrix(adjoints[x], u)
+        expr = transpose(transposed) if layout == "numerator" else transposed
+        gradients.append(Gradient(name, x, expr, kind="jac"))
+    result = Derivation(program, gradients, notes=notes(program, gradients))
+    result.notes.append(LAYOUT_NOTE[layout].format(f=result.f, x=wrt[0] if len(wrt) == 1
+                                                   else "x"))
+    return result
+
+
+def hessian(
+    source: str | Program,
+    wrt: str,
+    declarations: Sequence[str] = (),
+    direction: str | None = None,
+) -> Derivation:
+    """∂²f/∂x² in matrix form, or with ``direction`` the product H v without forming H.
+
+    The gradient g(x) is differentiated again by the same rules: H is the Jacobian of g,
+    H v the gradient of gᵀ v. Every operation a rule emits has a rule itself.
+    """
+    program = source if isinstance(source, Program) else parse(source, declarations)
+    x = program.lookup(wrt)
+    g = derive(program, [wrt]).gradients[0].expr
+    if direction is not None:
+        v = program.add_variable(direction, x.shape)
+        adjoints, _ = vector_jacobian_products(reduce_sum(g * v), [x])
+        hvp = Gradient(wrt, x, adjoints[x], kind="hvp", direction=direction)
+        return Derivation(program, [hvp], notes=[
+            f"{direction} is the direction, shaped like {wrt}; H {direction} costs about two "
+            "gradients and never forms H."])
+    if x.rank > 1:
+        raise MatcalcError(f"the Hessian with respect to the matrix {wrt} is a fourth-order "
+                           f"tensor; use --hvp for the product H v in matrix form")
+    if x.rank == 0:
+        second, _ = vector_jacobian_products(g, [x])
+        return Derivation(program, [Gradient(wrt, x, second[x], kind="hess")])
+    u = seed(x.shape[0])
+    adjoints, _ = vector_jacobian_products(matmul(u, g), [x])
+    return Derivation(program, [Gradient(wrt, x, linear_matrix(adjoints[x], u), kind="hess")])

@@ -120,7 +120,7 @@ def smooth_inputs(program: Program, sizes: Mapping[str, int], rng: np.random.Gen
     for _ in range(tries):
         arrays = random_inputs(program, sizes, rng)
         with np.errstate(all="ignore"):
-            if distance(**arrays) > margin and np.isfinite(value(**arrays)):
+            if distance(**arrays) > margin and np.all(np.isfinite(value(**arrays))):
                 return arrays
     raise ValueError("could not draw inputs away from the kinks where the function is finite")
 

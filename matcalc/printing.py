@@ -249,7 +249,8 @@ class Printer:
                              if k == 1 else self.n.power(self.wrap(factor.args[0], ATOM), k))
             elif not factor.shape:
                 called = self.fmt(factor)[1] == ATOM and bool(factor.args)
-                (trail if called else lead).append(self.wrap(factor, PRODUCT + 1))
+                level = ATOM if factor.op == "matmul" else PRODUCT + 1   # (aᵀ x) I, not aᵀ x I
+                (trail if called else lead).append(self.wrap(factor, level))
             else:
                 arrays.append(factor)
         arrays.sort(key=lambda a: a.op == "step")
@@ -325,6 +326,8 @@ class Printer:
 
     def p_expand(self, node: Node) -> tuple[str, int]:
         (axis,) = node.attrs
+        if axis == 0 and node.rank == 2:                  # a vector as a row
+            return self.wrap(node.args[0], ATOM) + self.n.transpose, POSTFIX
         index = ", ".join("None" if i == axis else ":" for i in range(node.rank))
         return f"{self.wrap(node.args[0], ATOM)}[{index}]", POSTFIX
 

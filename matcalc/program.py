@@ -103,6 +103,13 @@ class Program:
     function_name: str = "f"
     positions: dict[str, int] = field(default_factory=dict)
 
+    def add_variable(self, name: str, shape: tuple) -> Node:
+        """Declare one more variable (a direction, a seed), refusing names already in use."""
+        if name in self.variables or name in self.intermediates or name in self.dims:
+            raise MatcalcError(f"`{name}` is already a name of the program; choose another")
+        node = self.variables[name] = var(name, shape)
+        return node
+
     def lookup(self, name: str) -> Node:
         """A variable or intermediate by name (MatcalcError with a suggestion otherwise)."""
         found = self.intermediates.get(name) or self.variables.get(name)

@@ -281,6 +281,8 @@ def matmul(a: Node, b: Node) -> Node:
         return mul(*scalars_a, *scalars_b, matmul(a, b))
     if a.rank == 1 and b.rank == 2:
         return matmul(transpose(b), a)
+    if a.op == "diag" and b.op == "diag" and a.args[0].rank == b.args[0].rank == 1:
+        return apply("diag", mul(a.args[0], b.args[0]))
     base_a, k_a, flipped_a = matrix_power_parts(a)
     base_b, k_b, flipped_b = matrix_power_parts(b)
     if base_a is base_b and flipped_a == flipped_b and a.rank == 2:
@@ -345,6 +347,12 @@ def reduce_sum(x: Node, axis: int | None = None, keepdims: bool = False) -> Node
     scalars, rest = split_scalars(x)
     if scalars:
         return mul(*scalars, reduce_sum(rest, axis, keepdims))
+    if x.op == "expand" and x.attrs[0] == axis and not keepdims:
+        return x.args[0]
+    if x.op == "diag" and x.args[0].rank == 1 and not keepdims and axis is not None:
+        return x.args[0]
+    if x.op == "identity" and not keepdims and axis is not None:
+        return fit(const(1), shape)
     if x.op == "sum" and not x.attrs[1] and not keepdims and (axis is None or x.rank == 1):
         return reduce_sum(x.args[0])
     return make("sum", (x,), (axis, keepdims))

@@ -1,0 +1,133 @@
+"""Jacobians (both layouts), Hessians and Hessian-vector products: matrix form and numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from matcalc import MatcalcError, hessian, jacobian
+from matcalc.cli import cli
+from matcalc.numeric import evaluator, function_value, smooth_inputs
+
+SIZES = [{"n": 3, "m": 4, "N": 5, "D": 3}, {"n": 5, "m": 2, "N": 3, "D": 4}]
+
+
+def text_of(result) -> str:
+    (line,) = [ln for ln in result.text().splitlines() if not ln.startswith("note")]
+    return line.split(" = ", 1)[1].rsplit("   [", 1)[0]
+
+
+def numeric_jacobian(f, arrays: dict, name: str, eps: float = 1e-6) -> np.ndarray:
+    """Numerator-layout Jacobian by central differences: J[i, j] = ∂f_i/∂x_j."""
+    x = arrays[name] = np.array(arrays[name], dtype=float)
+    columns = []
+    for index in np.ndindex(x.shape):
+        saved = x[index]
+        x[index] = saved + eps
+        up = np.array(f(**arrays), dtype=float)
+        x[index] = saved - eps
+        down = np.array(f(**arrays), dtype=float)
+        x[index] = saved
+        columns.append(((up - down) / (2 * eps)).reshape(-1))
+    return np.stack(columns, axis=-1).reshape(np.shape(up) + x.shape)
+
+
+def evaluate(result, arrays) -> list[np.ndarray]:
+    return list(evaluator(result.program, [(g.wrt, g.expr) for g in result.gradients])(**arrays))
+
+
+JACOBIANS = [
+    ("x: [n]; W: [m, n]; W @ x", ["x"], "W"),
+    ("z: [n]; relu(z)", ["z"], "diag(1[z > 0])"),
+    ("t: [n]; softmax(t)", ["t"], "diag(softmax(t)) − softmax(t) softmax(t)ᵀ"),
+    ("x: [n]; W: [m, n]; b: [m]; tanh(W @ x + b)", ["x"], "diag(1 − tanh(W x + b)²) W"),
+    ("x: [n]; W: [m, n]; b: [m]; tanh(W @ x + b)", ["b"], "diag(1 − tanh(W x + b)²)"),
+    ("x: [n]; s: []; s * x", ["x"], "s I"),
+    ("x: [n]; s: []; exp(s) * x", ["s"], "x exp(s)"),
+    ("x: [n]; a: [n]; x * (a @ x)", ["x"], "(aᵀ x) I + x aᵀ"),
+    ("x: [n]; x / norm(x)", ["x"], None),
+    ("x: [n]; A: [m, n]; log_softmax(A @ x)", ["x"], None),
+    ("x: [n]; sum(x) * x + sigmoid(x)", ["x"], None),
+]
+
+
+@pytest.mark.parametrize(("source", "wrt", "expected"), JACOBIANS, ids=[j[0] for j in JACOBIANS])
+def test_jacobians_in_matrix_form_agree_with_finite_differences(source, wrt, expected) -> None:
+    numerator = jacobian(source, wrt)
+    denominator = jacobian(source, wrt, layout="denominator")
+    if expected is not None:
+        assert text_of(numerator) == expected
+    for sizes in SIZES:
+        arrays = smooth_inputs(numerator.program, sizes, np.random.default_rng(0))
+        (num,) = evaluate(numerator, arrays)
+        (den,) = evaluate(denominator, arrays)
+        fd = numeric_jacobian(function_value(numerator.program), dict(arrays), wrt[0])
+        np.testing.assert_allclose(num, fd, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(den, fd.T, rtol=1e-6, atol=1e-7)
+
+
+def test_numerator_layout_of_a_scalar_function_is_the_row_gradient() -> None:
+    result = jacobian("x: [n]; A: [n, n]; x @ A @ x", ["x"])
+    assert text_of(result) == "((A + Aᵀ) x)ᵀ"
+    assert result.gradients[0].shape[0] == 1
+
+
+HESSIANS = [
+    ("x: [n]; A: [n, n]; x @ A @ x", "x", "A + Aᵀ"),
+    ("x: [n]; sum(exp(x))", "x", "diag(exp(x))"),
+    ("t: [n]; y: [n]; softmax_cross_entropy(t, y)", "t",
+     "diag(softmax(t)) − softmax(t) softmax(t)ᵀ"),
+    ("X: [N, D]; w: [D]; y: [N]; lam: []; mean(softplus(-y * (X @ w))) + lam / 2 * norm(w) ** 2",
+     "w", "Xᵀ diag(sigmoid(−y ⊙ (X w)) ⊙ (1 − sigmoid(−y ⊙ (X w))) ⊙ y²) X / N + lam I"),
+    ("A: [m, n]; b: [m]; x: [n]; norm(A @ x - b) ** 2", "x", "2 Aᵀ A"),
+    ("s: []; x: [n]; sum(exp(s * x))", "s", "sum(exp(s x) ⊙ x²)"),
+    ("x: [n]; logsumexp(x) + norm(x)", "x", None),
+]
+
+
+@pytest.mark.parametrize(("source", "wrt", "expected"), HESSIANS, ids=[h[0][:40] for h in HESSIANS])
+def test_hessians_and_hvps_agree_with_finite_differences(source, wrt, expected) -> None:
+    result = hessian(source, wrt)
+    if expected is not None:
+        assert text_of(result) == expected
+    gradient = jacobian(source, [wrt], layout="denominator")
+    grad = evaluator(gradient.program, [("g", gradient.gradients[0].expr)])
+    product = hessian(source, wrt, direction="v")
+    for sizes in SIZES:
+        arrays = smooth_inputs(result.program, sizes, np.random.default_rng(1))
+        (h,) = evaluate(result, arrays)
+        fd = numeric_jacobian(lambda **a: grad(**a)[0], dict(arrays), wrt)
+        np.testing.assert_allclose(h, fd, rtol=1e-6, atol=1e-7)
+        v = np.random.default_rng(2).normal(size=np.shape(arrays[wrt]))
+        (hv,) = evaluate(product, {**arrays, "v": v})
+        np.testing.assert_allclose(hv, np.tensordot(h, v, axes=np.ndim(v)), rtol=1e-9,
+                                   atol=1e-9)
+
+
+def test_hvp_with_respect_to_a_matrix_stays_in_matrix_form() -> None:
+    result = hessian("X: [n, m]; A: [k, n]; norm(A @ X) ** 2", "X", direction="V")
+    assert text_of(result) == "2 Aᵀ A V"
+    with pytest.raises(MatcalcError, match="fourth-order"):
+        hessian("X: [n, m]; A: [k, n]; norm(A @ X) ** 2", "X")
+
+
+def test_higher_order_jacobians_are_a_clear_error() -> None:
+    with pytest.raises(MatcalcError, match="third- or fourth-order"):
+        jacobian("W: [m, n]; x: [n]; W @ x", ["W"])
+
+
+def test_generated_hessian_code_scales_rows_instead_of_forming_diag() -> None:
+    code = hessian(HESSIANS[3][0], "w").numpy()
+    assert "np.diag" not in code and "[:, None] * X" in code
+
+
+def test_cli_jacobian_and_hessian() -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["derive", "x: [n]; W: [m, n]; W @ x", "--wrt", "x",
+                                 "--layout", "denominator"])
+    assert result.exit_code == 0 and "∂f/∂x = Wᵀ   [n, m]" in result.output
+    result = runner.invoke(cli, ["hessian", "x: [n]; A: [n, n]; x @ A @ x", "--wrt", "x"])
+    assert result.exit_code == 0 and "∂²f/∂x² = A + Aᵀ   [n, n]" in result.output
+    result = runner.invoke(cli, ["derive", "x: [n]; exp(x)", "--wrt", "x", "--steps"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
