@@ -9,6 +9,7 @@ import click
 
 from matcalc.cli_codegen import check, codegen
 from matcalc.cli_init import init
+from matcalc.cli_train import train
 from matcalc.cli_util import read_source, reports_user_errors
 from matcalc.derivation import LAYOUTS, Derivation, derive, hessian, jacobian
 from matcalc.errors import MatcalcError
@@ -82,7 +83,7 @@ def show(result: Derivation, fmt: str) -> None:
         click.echo(f"note: {note}", err=True)
 
 
-for command in (codegen, check, init):
+for command in (codegen, check, init, train):
     cli.add_command(command)
 
 

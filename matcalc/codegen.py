@@ -39,6 +39,15 @@ HELPERS = {
     "_sigmoid": '''def _sigmoid(x):
     """Sigmoid that neither overflows nor loses precision in the tails."""
     return np.exp(-np.logaddexp(0, -x))''',
+    "_kron": '''def _kron(a, b):
+    """Kronecker product, vectors taken as columns."""
+    return np.kron(a[:, None] if np.ndim(a) == 1 else a, b[:, None] if np.ndim(b) == 1 else b)''',
+    "_commutation": '''def _commutation(rows, cols):
+    """K with K @ vec(A) = vec(A.T) for a rows×cols matrix A (vec stacks columns)."""
+    k = np.zeros((rows * cols, rows * cols))
+    i, j = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    k[(j + cols * i).ravel(), (i + rows * j).ravel()] = 1
+    return k''',
     "_erf": '''def _erf(x):
     """The error function, entry by entry (NumPy has none)."""
     import math
@@ -72,6 +81,8 @@ FUNCTIONS = {
     "inv": "np.linalg.inv({0})",
     "diag": "np.diag({0})",
     "outer": "np.outer({0}, {1})",
+    "kron": "_kron({0}, {1})",
+    "vec": "np.ravel({0}, order=\"F\")",
     "norm": "np.linalg.norm({0})",
     "softmax": "_softmax({0}, axis={axis})",
     "log_softmax": "_log_softmax({0}, axis={axis})",
@@ -148,7 +159,7 @@ NUMPY_METHODS = Dialect("np", FUNCTIONS, methods=True)
 TORCH = Dialect("torch", TORCH_FUNCTIONS, "dim", "keepdim", ", dtype={0}.dtype, device={0}.device",
                 ".to({0}.dtype)")
 
-SIZED = {"const", "zeros", "identity", "broadcast"}
+SIZED = {"const", "zeros", "identity", "broadcast", "commutation"}
 """Operations whose attributes mention sizes that the statements need by name."""
 
 CHEAP = {"var", "const", "named", "delta", "zeros", "identity", "transpose", "expand"}
@@ -354,6 +365,11 @@ class NumpyEmitter:
 
     def e_zeros(self, node: Node) -> tuple[str, int]:
         return f"{self.dialect.module}.zeros({self.shape_text(node.shape)}{self.like_text()})", ATOM
+
+    def e_commutation(self, node: Node) -> tuple[str, int]:
+        self.use_helper("_commutation")
+        rows, cols = (python_scalar(d) for d in node.attrs)
+        return f"_commutation({rows}, {cols})", ATOM
 
     def e_identity(self, node: Node) -> tuple[str, int]:
         n = python_scalar(node.attrs[0])

@@ -11,7 +11,8 @@ from matcalc.codegen import numpy_block
 from matcalc.engine import Step, vector_jacobian_products
 from matcalc.errors import MatcalcError
 from matcalc.ir import Node, is_zero, postorder, shape_str
-from matcalc.linear import HIGHER_ORDER, linear_matrix, seed
+from matcalc.kronecker import index_form, kronecker_matrix
+from matcalc.linear import linear_matrix, seed
 from matcalc.printing import LATEX, TEXT, Printer, Weigher, to_latex, to_text
 from matcalc.program import Program, parse
 from matcalc.simplify import expand, matmul, reduce_sum, transpose
@@ -31,6 +32,9 @@ KINDS = {
     "grad": Kind("∂{f}/∂{x}", r"\frac{{\partial {f}}}{{\partial {x}}}", "grad"),
     "jac": Kind("∂{f}/∂{x}", r"\frac{{\partial {f}}}{{\partial {x}}}", "jac"),
     "hess": Kind("∂²{f}/∂{x}²", r"\frac{{\partial^2 {f}}}{{\partial {x}^2}}", "hess"),
+    "kron": Kind("∂vec({f})/∂vec({x})",
+                 r"\frac{{\partial \operatorname{{vec}} {f}}}{{\partial \operatorname{{vec}} {x}}}",
+                 "jac"),
     "hvp": Kind("(∂²{f}/∂{x}²) {v}", r"\frac{{\partial^2 {f}}}{{\partial {x}^2}} {v}", "hvp"),
 }
 
@@ -45,6 +49,7 @@ class Gradient:
     expr: Node
     kind: str = "grad"
     direction: str = ""
+    index: str = ""
 
     @property
     def shape(self) -> tuple:
@@ -80,7 +85,8 @@ class Derivation:
         printer = Printer(TEXT)
         rows = [(self.lhs(g), printer(g.expr), g.shape) for g in self.gradients]
         if not self.steps:
-            return aligned(rows) + self.notes_text()
+            indices = "".join(f"\nindex form: {g.index}" for g in self.gradients if g.index)
+            return aligned(rows) + indices + self.notes_text()
         forward = [(name, printer(node.args[0]), node.shape)
                    for name, node in self.program.intermediates.items()]
         signals = [(f"δ{s.label} = {self.partial(s.name)}", printer(s.expr), s.node.shape)
@@ -201,6 +207,11 @@ LAYOUT_NOTE = {
 }
 
 
+VEC_NOTE = ("{layout} layout of ∂vec({f})/∂vec({x}); vec stacks the columns of a matrix "
+            "(Magnus & Neudecker), so vec(A X B) = (Bᵀ ⊗ A) vec(X). The index form gives each "
+            "entry, ∂{f}ᵢⱼ/∂{x}ₖₗ.")
+
+
 def numerator_form(g: Node) -> Node:
     """A gradient in numerator layout: a row ``gᵀ`` for a vector, ``Gᵀ`` for a matrix."""
     return expand(g, 0) if g.rank == 1 else transpose(g)
@@ -226,24 +237,34 @@ def jacobian(
                                 for g in result.gradients]
             result.notes.append(LAYOUT_NOTE[layout].format(f=result.f, x="x"))
         return result
-    if f.rank > 1:
-        raise MatcalcError(f"`{program.function_name}` has shape {shape_str(f.shape)}: "
-                           f"{HIGHER_ORDER}")
-    u = seed(f.shape[0])
+    u = seed(f.shape)
     targets = [program.lookup(name) for name in wrt]
-    adjoints, _ = vector_jacobian_products(matmul(u, f), targets)
-    gradients = []
-    for name, x in zip(wrt, targets, strict=True):
-        if x.rank > 1:
-            raise MatcalcError(f"∂{program.function_name}/∂{name} with {name} of shape "
-                               f"{shape_str(x.shape)}: {HIGHER_ORDER}")
-        transposed = linear_matrix(adjoints[x], u)
-        expr = transpose(transposed) if layout == "numerator" else transposed
-        gradients.append(Gradient(name, x, expr, kind="jac"))
+    adjoints, _ = vector_jacobian_products(reduce_sum(u * f), targets)
+    gradients = [jacobian_of(program.function_name, name, x, adjoints[x], u, layout)
+                 for name, x in zip(wrt, targets, strict=True)]
     result = Derivation(program, gradients, notes=notes(program, gradients))
-    result.notes.append(LAYOUT_NOTE[layout].format(f=result.f, x=wrt[0] if len(wrt) == 1
-                                                   else "x"))
+    x_name = wrt[0] if len(wrt) == 1 else "x"
+    vectorised = any(g.kind == "kron" for g in gradients)
+    note = VEC_NOTE if vectorised else LAYOUT_NOTE[layout]
+    result.notes.append(note.format(f=result.f, x=x_name, layout=layout))
     return result
+
+
+def jacobian_of(f_name: str, name: str, x: Node, adjoint: Node, u: Node, layout: str
+                ) -> Gradient:
+    """The Jacobian read off ``adjoint`` = ∂⟨u, f⟩/∂x: a matrix for vectors, else vec form."""
+    if u.rank == 1 and x.rank <= 1:
+        try:
+            transposed = linear_matrix(adjoint, u)
+            expr = transpose(transposed) if layout == "numerator" else transposed
+            return Gradient(name, x, expr, kind="jac")
+        except MatcalcError:
+            pass                       # a matrix-valued intermediate: the vec form handles it
+    transposed = kronecker_matrix(adjoint, u)
+    numerator = transpose(transposed)
+    index = index_form(numerator, f_name, name) if u.rank == x.rank == 2 else None
+    expr = numerator if layout == "numerator" else transposed
+    return Gradient(name, x, expr, kind="kron", index=index or "")
 
 
 def hessian(
@@ -273,6 +294,6 @@ def hessian(
     if x.rank == 0:
         second, _ = vector_jacobian_products(g, [x])
         return Derivation(program, [Gradient(wrt, x, second[x], kind="hess")])
-    u = seed(x.shape[0])
+    u = seed(x.shape)
     adjoints, _ = vector_jacobian_products(matmul(u, g), [x])
     return Derivation(program, [Gradient(wrt, x, linear_matrix(adjoints[x], u), kind="hess")])

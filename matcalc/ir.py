@@ -40,8 +40,13 @@ def dim(value: str | int | sympy.Expr) -> Dim:
 
 
 def shape_str(shape: Shape) -> str:
-    """``[n, m]`` as the user writes it."""
-    return "[" + ", ".join(str(d) for d in shape) + "]"
+    """``[n, m]`` as the user writes it (products of sizes as ``n·p``, powers as ``n²``)."""
+    return "[" + ", ".join(dim_str(d) for d in shape) + "]"
+
+
+def dim_str(d: Dim) -> str:
+    text = str(d).replace("**2", "²").replace("**3", "³")
+    return text.replace("*", "·")
 
 
 def size(shape: Shape) -> sympy.Expr:
@@ -296,6 +301,20 @@ def _outer(args: Sequence[Node], attrs: tuple) -> Shape:
     return (a[0], b[0])
 
 
+def as_matrix(shape: Shape) -> Shape:
+    """A vector as a column, a scalar as 1×1: how vec and ⊗ see arrays."""
+    return tuple(shape) + (ONE,) * (2 - len(shape))
+
+
+def _kron(args: Sequence[Node], attrs: tuple) -> Shape:
+    (a0, a1), (b0, b1) = (as_matrix(x.shape) for x in args)
+    return (a0 * b0, a1 * b1)
+
+
+def _vec(args: Sequence[Node], attrs: tuple) -> Shape:
+    return (size(args[0].shape),)
+
+
 def _softmax_like(args: Sequence[Node], attrs: tuple) -> Shape:
     if not args[0].shape:
         raise ShapeError("softmax of a scalar is always 1; it needs a vector or a matrix")
@@ -351,6 +370,10 @@ SHAPE_RULES: dict[str, ShapeRule] = {
     "matrix_power": _square_same("matrix_power"),
     "diag": _diag,
     "outer": _outer,
+    # vectorised (Kronecker) forms of third- and fourth-order derivatives
+    "kron": _kron,
+    "vec": _vec,
+    "commutation": lambda args, attrs: (attrs[0] * attrs[1], attrs[0] * attrs[1]),
     "norm": _scalar,
     # neural nets
     "softmax": _softmax_like,
@@ -378,7 +401,12 @@ def var(name: str, shape: Shape) -> Node:
 
 def const(value: int | sympy.Expr) -> Node:
     """A scalar constant: a number or an expression in dimensions (``1/N``) and ``pi``."""
-    return make("const", (), (sympy.sympify(value),))
+    value = sympy.sympify(value)
+    if value.has(sympy.zoo, sympy.nan, sympy.oo):
+        from matcalc.errors import MatcalcError
+
+        raise MatcalcError("a constant in the program divides by zero (or is infinite)")
+    return make("const", (), (value,))
 
 
 def zeros(shape: Shape) -> Node:

@@ -129,6 +129,6 @@ def linear_matrix(expression: Node, u: Node) -> Node:
     return LinearMatrix(u, expression)(expression)
 
 
-def seed(size: object) -> Node:
-    """The seed vector ``ū`` of a Jacobian (a name no program can declare)."""
-    return make("var", (), ("ū", (size,)))
+def seed(shape: tuple) -> Node:
+    """The seed ``ū`` of a Jacobian, shaped like the function (a name no program can use)."""
+    return make("var", (), ("ū", tuple(shape)))

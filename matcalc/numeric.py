@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from matcalc.codegen import HELPERS, Block, numpy_block
+from matcalc.errors import MatcalcError
 from matcalc.ir import Node, postorder
 from matcalc.program import Program
 
@@ -122,7 +123,10 @@ def smooth_inputs(program: Program, sizes: Mapping[str, int], rng: np.random.Gen
         with np.errstate(all="ignore"):
             if distance(**arrays) > margin and np.all(np.isfinite(value(**arrays))):
                 return arrays
-    raise ValueError("could not draw inputs away from the kinks where the function is finite")
+    raise MatcalcError(
+        "could not draw random inputs where the function is finite and away from the kinks of "
+        "relu/abs (tried 50 draws); matcalc makes variables positive under log and sqrt and "
+        "well conditioned under inv/det, but not for shifted arguments such as log(x - 3)")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -45,6 +45,9 @@ class Notation:
     delta: str
     identity: str
     ones: str
+    kron: str
+    sized_identity: str
+    commutation: str
     func: Callable[[str, str], str]
     divide: Callable[[str, str], str]
     power: Callable[[str, sympy.Expr], str]
@@ -61,6 +64,7 @@ def _text_power(base: str, k: sympy.Expr) -> str:
 def _text_scalar(value: sympy.Expr) -> str:
     text = sympy.sstr(value).replace("**", "^").replace("*", " ")
     text = re.sub(r"\bpi\b", "π", text)
+    text = re.sub(r"\^(\d)\b", lambda m: m.group(1).translate(SUPERSCRIPT), text)
     return re.sub(r"sqrt\((\w+)\)", r"√\1", text)
 
 
@@ -91,6 +95,9 @@ TEXT = Notation(
     delta="δ{}",
     identity="I",
     ones="𝟙",
+    kron=" ⊗ ",
+    sized_identity="I_{}",
+    commutation="K_({},{})",
     func=lambda f, args: f"{f}({args})",
     divide=lambda num, den: f"{num} / {den}",
     power=_text_power,
@@ -117,6 +124,9 @@ LATEX = Notation(
     delta=r"\delta_{{{}}}",
     identity="I",
     ones=r"\mathbf{1}",
+    kron=r" \otimes ",
+    sized_identity="I_{{{}}}",
+    commutation="K_{{{},{}}}",
     func=lambda f, args: LATEX_FUNCS.get(f, rf"\operatorname{{{f.replace('_', chr(92) + '_')}}}")
     + rf"\left({args}\right)",
     divide=lambda num, den: rf"\frac{{{num}}}{{{den}}}",
@@ -266,7 +276,8 @@ class Printer:
 
     def scalar_factor(self, value: sympy.Expr) -> str:
         text = self.n.scalar(value)
-        return text if value.is_Atom or value.is_Function else f"({text})"
+        simple = value.is_Atom or value.is_Function or value.is_Pow and value.base.is_Atom
+        return text if simple else f"({text})"
 
     def p_pow(self, node: Node) -> tuple[str, int]:
         base, k = node.args
@@ -298,6 +309,20 @@ class Printer:
     def p_outer(self, node: Node) -> tuple[str, int]:
         a, b = node.args
         return f"{self.wrap(a, POSTFIX)} {self.wrap(b, ATOM)}{self.n.transpose}", MATMUL
+
+    def p_kron(self, node: Node) -> tuple[str, int]:
+        a, b = (self.kron_operand(x) for x in node.args)
+        return f"{a}{self.n.kron}{b}", PRODUCT
+
+    def kron_operand(self, x: Node) -> str:
+        """An operand of ⊗; identities show their size (``I_p``), products are bracketed."""
+        if x.op == "identity":
+            return self.n.sized_identity.format(self.n.scalar(x.attrs[0]))
+        return self.wrap(x, MATMUL + 1)
+
+    def p_commutation(self, node: Node) -> tuple[str, int]:
+        rows, cols = (self.n.scalar(d) for d in node.attrs)
+        return self.n.commutation.format(rows, cols), ATOM
 
     def p_transpose(self, node: Node) -> tuple[str, int]:
         (x,) = node.args
@@ -332,11 +357,20 @@ class Printer:
         return f"{self.wrap(node.args[0], ATOM)}[{index}]", POSTFIX
 
     def p_broadcast(self, node: Node) -> tuple[str, int]:
+        """Broadcasting as products with ones: ``c 𝟙``, ``𝟙𝟙ᵀ``, ``𝟙 vᵀ`` (rows), ``v 𝟙ᵀ``."""
         (x,) = node.args
-        if const_value(x) == 1:
-            return self.n.ones, ATOM
+        ones, ones_row = self.n.ones, self.n.ones + self.n.transpose
         if not x.shape:
-            return f"{self.wrap(x, PRODUCT + 1)} {self.n.ones}", PRODUCT
+            pattern = ones + ones_row if node.rank == 2 else ones
+            if const_value(x) == 1:
+                return pattern, ATOM
+            return f"{self.wrap(x, PRODUCT + 1)} {pattern}", PRODUCT
+        if node.rank == 2 and x.shape[-1] == node.shape[1] and x.shape[0] != node.shape[0]:
+            row = x.args[0] if x.op == "expand" else x           # a row repeated down
+            return f"{ones} {self.wrap(row, ATOM)}{self.n.transpose}", MATMUL
+        if node.rank == 2 and x.rank == 2 and x.shape[1] != node.shape[1]:
+            column = x.args[0] if x.op == "expand" else x        # a column repeated across
+            return f"{self.wrap(column, MATMUL + 1)} {ones_row}", MATMUL
         shape = "[" + ", ".join(self.n.scalar(d) for d in node.attrs[0]) + "]"
         return self.call("broadcast", self(node.args[0]), shape)
 

@@ -79,8 +79,6 @@ FUNCTIONS: dict[str, Signature] = {
 }
 """The functions a program may call, by name."""
 
-AXIS_OPS = {"sum", "softmax", "log_softmax", "logsumexp"}
-
 BINARY: dict[str, Callable[[Node, Node], Node]] = {
     "+": add,
     "-": lambda a, b: add(a, mul(const(-1), b)),

@@ -24,6 +24,7 @@ from matcalc.ir import (
     ONE,
     Node,
     Shape,
+    as_matrix,
     broadcast_shapes,
     const,
     const_value,
@@ -153,25 +154,32 @@ def common_coefficient(coefficients: list[sympy.Expr]) -> sympy.Expr:
 
 
 def collect_common_factor(terms: list[Node], side: int) -> list[Node]:
-    """``A x + B x = (A + B) x`` (side 1: shared right factor; side 0: shared left factor)."""
-    groups: dict[Node, list[tuple[sympy.Expr, Node]]] = {}
+    """``A x + B x = (A + B) x`` (side 1: shared right factor; side 0: shared left factor).
+
+    Only factors of one shape are collected: ``A v + A M`` with a vector ``v`` and a matrix
+    ``M`` is not ``A (v + M)``, since NumPy would broadcast ``v`` as a row there.
+    """
+    groups: dict[tuple, list[tuple[sympy.Expr, Node]]] = {}
+    keys: list[tuple | None] = []
     for term in terms:
         parts = matmul_parts(term)
+        key = None
         if parts is not None:
             coefficient, left, right = parts
             shared, other = (right, left) if side == 1 else (left, right)
-            groups.setdefault(shared, []).append((coefficient, other))
+            key = (shared, other.shape)
+            groups.setdefault(key, []).append((coefficient, other))
+        keys.append(key)
     out: list[Node] = []
-    done: set[Node] = set()
-    for term in terms:
-        parts = matmul_parts(term)
-        shared = None if parts is None else parts[1 + side]
-        if shared is None or len(groups[shared]) < 2:
+    done: set[tuple] = set()
+    for term, key in zip(terms, keys, strict=True):
+        if key is None or len(groups[key]) < 2:
             out.append(term)
-        elif shared not in done:
-            done.add(shared)
-            common = common_coefficient([c for c, _ in groups[shared]])
-            others = add(*(scale(c / common, other) for c, other in groups[shared]))
+        elif key not in done:
+            done.add(key)
+            shared = key[0]
+            common = common_coefficient([c for c, _ in groups[key]])
+            others = add(*(scale(c / common, other) for c, other in groups[key]))
             product = matmul(others, shared) if side == 1 else matmul(shared, others)
             out.append(scale(common, product))
     return out
@@ -281,6 +289,8 @@ def matmul(a: Node, b: Node) -> Node:
         return mul(*scalars_a, *scalars_b, matmul(a, b))
     if a.rank == 1 and b.rank == 2:
         return matmul(transpose(b), a)
+    if a.op == "kron" and b.op == "kron" and mixed_product_fits(a, b):
+        return kron(matmul_columns(a.args[0], b.args[0]), matmul_columns(a.args[1], b.args[1]))
     if a.op == "diag" and b.op == "diag" and a.args[0].rank == b.args[0].rank == 1:
         return apply("diag", mul(a.args[0], b.args[0]))
     base_a, k_a, flipped_a = matrix_power_parts(a)
@@ -289,6 +299,33 @@ def matmul(a: Node, b: Node) -> Node:
         merged = make("matrix_power", (base_a,), (k_a + k_b,))
         return transpose(merged) if flipped_a else merged
     return make("matmul", (a, b))
+
+
+def kron(a: Node, b: Node) -> Node:
+    """``a ⊗ b`` (vectors as columns); ``I ⊗ I = I``, ``1×1 ⊗ B = B``, scalars pulled out."""
+    (a0, a1), (b0, b1) = as_matrix(a.shape), as_matrix(b.shape)
+    if is_zero(a) or is_zero(b):
+        return zeros((a0 * b0, a1 * b1))
+    if a.op == b.op == "identity":
+        return make("identity", (), (a0 * b0,))
+    if (a0, a1) == (ONE, ONE) and a.op == "identity":
+        return b
+    if (b0, b1) == (ONE, ONE) and b.op == "identity":
+        return a
+    return apply("kron", a, b)
+
+
+def mixed_product_fits(a: Node, b: Node) -> bool:
+    """(A ⊗ B)(C ⊗ D) = AC ⊗ BD needs A, C and B, D to multiply."""
+    return all(as_matrix(x.shape)[1] == as_matrix(y.shape)[0]
+               for x, y in zip(a.args, b.args, strict=True))
+
+
+def matmul_columns(a: Node, b: Node) -> Node:
+    """``a @ b`` with vectors taken as columns (so a column times a 1×k row is an outer)."""
+    if a.rank == 1 and b.rank == 2:
+        return matmul(expand(a, 1), b)
+    return matmul(a, b)
 
 
 def matrix_power_parts(x: Node) -> tuple[Node, int, bool]:
@@ -308,6 +345,8 @@ def transpose(x: Node) -> Node:
         return x.args[0]
     if x.op == "zeros":
         return zeros(x.shape[::-1])
+    if x.op == "broadcast" and not x.args[0].shape:
+        return fit(x.args[0], x.shape[::-1])
     if x.op == "matmul":
         return matmul(transpose(x.args[1]), transpose(x.args[0]))
     if x.op in ("add", "mul"):
@@ -317,7 +356,20 @@ def transpose(x: Node) -> Node:
         return power(*(transpose_operand(t) for t in x.args))
     if x.op == "outer":
         return make("outer", (x.args[1], x.args[0]))
+    if x.op == "kron":
+        return kron(*(transpose_matrix(t) for t in x.args))
+    if x.op == "commutation":
+        return make("commutation", (), x.attrs[::-1])
     return make("transpose", (x,))
+
+
+def transpose_matrix(t: Node) -> Node:
+    """The transpose with a vector taken as a column: a 1×n row (and a row back to a vector)."""
+    if t.rank == 1:
+        return expand(t, 0)
+    if t.op == "expand" and t.attrs[0] == 0:
+        return t.args[0]
+    return transpose(t)
 
 
 def transpose_operand(t: Node) -> Node:
@@ -384,12 +436,15 @@ def broadcast_like(g: Node, shape: Shape, axis: int | None) -> Node:
     return fit(g, shape)
 
 
-LINEAR = {"diag", "trace", "outer"}
+LINEAR = {"diag", "trace", "outer", "kron", "vec"}
 """Operations that scalars factor out of: ``diag(2 x) = 2 diag(x)``."""
 
 
 def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
     """Any other operation; scalar factors are pulled out of linear ones."""
+    if op == "diag" and args[0].op == "broadcast" and args[0].rank == 1 and (
+            not args[0].args[0].shape):
+        return mul(args[0].args[0], make("identity", (), (args[0].shape[0],)))
     if op in LINEAR:
         pulled = [split_scalars(a) for a in args]
         scalars = [s for found, _ in pulled for s in found]

@@ -14,7 +14,8 @@ SIZES = [{"n": 3, "m": 4, "N": 5, "D": 3}, {"n": 5, "m": 2, "N": 3, "D": 4}]
 
 
 def text_of(result) -> str:
-    (line,) = [ln for ln in result.text().splitlines() if not ln.startswith("note")]
+    (line,) = [ln for ln in result.text().splitlines()
+               if not ln.startswith(("note", "index form"))]
     return line.split(" = ", 1)[1].rsplit("   [", 1)[0]
 
 
@@ -112,9 +113,43 @@ def test_hvp_with_respect_to_a_matrix_stays_in_matrix_form() -> None:
         hessian("X: [n, m]; A: [k, n]; norm(A @ X) ** 2", "X")
 
 
-def test_higher_order_jacobians_are_a_clear_error() -> None:
-    with pytest.raises(MatcalcError, match="third- or fourth-order"):
-        jacobian("W: [m, n]; x: [n]; W @ x", ["W"])
+KRONECKER = [
+    ("A: [m, n]; X: [n, p]; B: [p, q]; A @ X @ B", "X", "Bᵀ ⊗ A", "Aᵢₖ Bₗⱼ"),
+    ("X: [n, p]; X.T", "X", "K_(n,p)", "δᵢₗ δⱼₖ"),
+    ("X: [n, n]; X @ X", "X", "I_n ⊗ X + Xᵀ ⊗ I_n", "δᵢₖ Xₗⱼ + Xᵢₖ δⱼₗ"),
+    ("X: [n, n]; inv(X)", "X", "−(X⁻ᵀ ⊗ X⁻¹)", "−(X⁻¹)ᵢₖ (X⁻¹)ₗⱼ"),
+    ("X: [n, p]; C: [n, p]; C * X", "X", "diag(vec(C))", None),
+    ("W: [m, n]; x: [n]; W @ x", "W", "xᵀ ⊗ I_m", None),
+    ("X: [N, D]; W: [D, H]; b: [H]; relu(X @ W + b)", "W", None, None),
+    ("X: [N, D]; W: [D, H]; b: [H]; tanh(X @ W + b)", "b", None, None),
+    ("X: [n, p]; A: [m, n]; softmax(A @ X, axis=0)", "X", None, None),
+]
+
+
+@pytest.mark.parametrize(("source", "wrt", "expected", "index"), KRONECKER,
+                         ids=[k[0][:40] for k in KRONECKER])
+def test_matrix_jacobians_in_kronecker_and_index_form(source, wrt, expected, index) -> None:
+    result = jacobian(source, [wrt])
+    (g,) = result.gradients
+    if expected is not None:
+        assert text_of(result) == expected
+    if index is not None:
+        assert g.index.split(" = ", 1)[1] == index
+    for sizes in ({"n": 3, "m": 2, "p": 2, "q": 4, "N": 2, "D": 3, "H": 2},
+                  {"n": 2, "m": 3, "p": 4, "q": 2, "N": 3, "D": 2, "H": 3}):
+        arrays = smooth_inputs(result.program, sizes, np.random.default_rng(3))
+        (jac,) = evaluate(result, arrays)
+        fd = numeric_jacobian(function_value(result.program), dict(arrays), wrt)
+        f_size = int(np.prod(fd.shape[:fd.ndim - np.ndim(arrays[wrt])]))
+        # vec stacks columns: reorder the finite differences to (vec f, vec X)
+        f_axes = fd.ndim - np.ndim(arrays[wrt])
+        fd = fd.transpose([*reversed(range(f_axes)), *reversed(range(f_axes, fd.ndim))])
+        np.testing.assert_allclose(jac, fd.reshape(f_size, -1), rtol=1e-6, atol=1e-7)
+
+
+def test_jacobians_without_a_matrix_form_yet_are_a_clear_error() -> None:
+    with pytest.raises(MatcalcError, match="no Kronecker form for diag"):
+        jacobian("X: [n, n]; diag(X)", ["X"])
 
 
 def test_generated_hessian_code_scales_rows_instead_of_forming_diag() -> None:

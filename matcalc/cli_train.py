@@ -1,0 +1,86 @@
+"""`matcalc train SOURCE --wrt NAME ...`: minibatch SGD with the generated code, on real data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from matcalc import training
+from matcalc.cli_util import reports_user_errors
+from matcalc.errors import MatcalcError
+from matcalc.variance import INITS
+
+
+def pairs(flag: str, items: tuple[str, ...], convert: Callable[[str], float]) -> dict:
+    """``NAME=VALUE`` options as a dict, each value converted (MatcalcError if it cannot be)."""
+    values = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        try:
+            values[name.strip()] = convert(text)
+        except ValueError:
+            raise MatcalcError(f"{flag} expects NAME=VALUE, got `{item}`") from None
+    return values
+
+
+def size(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise ValueError(text)
+    return number
+
+
+def show_epoch(history: training.History) -> None:
+    """The header before the first row, then one row per epoch."""
+    if len(history.epochs) == 1:
+        click.echo(history.header())
+    click.echo(history.final.row())
+
+
+@click.command("train")
+@click.argument("source")
+@click.option("--wrt", "wrt", multiple=True, required=True, metavar="NAME",
+              help="Parameter to train (repeatable).")
+@click.option("--var", "declarations", multiple=True, metavar="'NAME: [dims]'",
+              help="Extra declaration, e.g. --var 'x: [n]'.")
+@click.option("--data", default="digits", show_default=True, metavar="digits|blobs|FILE.npz",
+              help="digits: UCI handwritten digits (scikit-learn); blobs: the seeds' line-fit "
+                   "points; FILE.npz: arrays named after the data variables.")
+@click.option("--x", "x", default="X", show_default=True, metavar="NAME",
+              help="The input variable, one row per example.")
+@click.option("--y", "y", default="Y", show_default=True, metavar="NAME",
+              help="The target variable, one row per example.")
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1,
+              show_default=True, help="Learning rate.")
+@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the split, the initialisation and the shuffling.")
+@click.option("--init", type=click.Choice(INITS), default="derived", show_default=True,
+              help="Weight init; derived uses `matcalc init` for the input's activation.")
+@click.option("--hidden", multiple=True, metavar="NAME=SIZE",
+              help=f"A size the data do not set, e.g. --hidden H=128 [default: "
+                   f"{training.DEFAULT_SIZE}].")
+@click.option("--set", "constants", multiple=True, metavar="NAME=VALUE",
+              help="A value for a scalar data variable, e.g. --set lam=0.001.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Save loss and accuracy per epoch to this PNG (needs matplotlib).")
+@reports_user_errors
+def train(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], data: str, x: str,
+          y: str, epochs: int, lr: float, batch: int, seed: int, init: str,
+          hidden: tuple[str, ...], constants: tuple[str, ...], plot: str | None) -> None:
+    """Train the --wrt parameters of SOURCE by minibatch SGD with matcalc's generated code.
+
+    Declared variables not trained are data: the input --x and target --y (batch first, e.g.
+    X: [N, D]; Y: [N, C]) and --set constants. Prints loss and, for
+    softmax_cross_entropy(logits, Y), test accuracy per epoch.
+    """
+    history = training.train(
+        source, wrt, data, x=x, y=y, epochs=epochs, lr=lr, batch=batch, seed=seed, init=init,
+        hidden=pairs("--hidden", hidden, size), constants=pairs("--set", constants, float),
+        declarations=declarations, on_epoch=show_epoch)
+    click.echo(f"final: {history.summary()}")
+    if plot:
+        training.plot_history(history, plot)
+        click.echo(f"wrote {plot}", err=True)

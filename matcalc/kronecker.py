@@ -1,0 +1,202 @@
+"""Third- and fourth-order derivatives in Kronecker (vec) form and in index form.
+
+For a matrix function F(X) the Jacobian ∂vec(F)/∂vec(X) is read off the same way as a vector
+Jacobian (:mod:`matcalc.linear`): the rules give ∂⟨U, F⟩/∂X = L(U), linear in the seed U, and
+``vec(L(U)) = M vec(U)`` is read structurally with the vec identities (column-major vec)
+
+    vec(A U B) = (Bᵀ ⊗ A) vec(U)      vec(Uᵀ) = K vec(U)      vec(C ⊙ U) = diag(vec(C)) vec(U)
+
+so that J = Mᵀ. ``A X B`` gives ``Bᵀ ⊗ A``, i.e. ∂Fᵢⱼ/∂Xₖₗ = Aᵢₖ Bₗⱼ.
+"""
+
+from __future__ import annotations
+
+from matcalc.errors import MatcalcError
+from matcalc.ir import ONE, Node, as_matrix, const, const_value, depends_on, identity, make, zeros
+from matcalc.simplify import (
+    add,
+    apply,
+    expand,
+    fit,
+    kron,
+    matmul,
+    mul,
+    split_scalars,
+    transpose_matrix,
+)
+
+
+def ones_row(n) -> Node:
+    """𝟙ᵀ as a 1×n row."""
+    return fit(const(1), (ONE, n))
+
+
+def commutation(rows, cols) -> Node:
+    """K with K vec(A) = vec(Aᵀ) for an rows×cols matrix A."""
+    return make("commutation", (), (rows, cols))
+
+
+def broadcast_matrix(source: tuple, target: tuple) -> Node:
+    """B with vec(broadcast(t)) = B vec(t), for NumPy broadcasting of ``source`` to ``target``."""
+    (r, c) = as_matrix(target)
+    if not source:
+        return fit(const(1), (r * c, ONE))
+    if len(source) == 1 and len(target) == 2:        # a row vector repeated down the rows
+        return kron(identity(c), fit(const(1), (r,)))
+    (sr, sc) = as_matrix(source)
+    rows = identity(r) if sr == r else fit(const(1), (r,))
+    cols = identity(c) if sc == c else fit(const(1), (c,))
+    return kron(cols, rows)
+
+
+class KroneckerReader:
+    """Reads ``M`` with ``vec(E) = M vec(U)`` for expressions linear in the seed ``U``."""
+
+    def __init__(self, u: Node, root: Node) -> None:
+        self.u = u
+        self.dependent = depends_on([root], {u})
+        self.memo: dict[Node, Node] = {}
+
+    def __call__(self, e: Node) -> Node:
+        found = self.memo.get(e)
+        if found is None:
+            found = self.memo[e] = self.read(e)
+        return found
+
+    def size(self, node: Node):
+        r, c = as_matrix(node.shape)
+        return r * c
+
+    def read(self, e: Node) -> Node:
+        if e not in self.dependent:
+            return zeros((self.size(e), self.size(self.u)))
+        if e is self.u:
+            return identity(self.size(e))
+        method = getattr(self, "r_" + e.op, None)
+        if method is None:
+            raise MatcalcError(f"no Kronecker form for {e.op} of the seed yet")
+        return method(e)
+
+    def widened(self, part: Node, e: Node) -> Node:
+        """``part``'s matrix, broadcast to the shape of ``e`` where NumPy broadcasts it."""
+        inner = self(part)
+        if part.shape == e.shape:
+            return inner
+        return matmul(broadcast_matrix(part.shape, e.shape), inner)
+
+    def r_add(self, e: Node) -> Node:
+        return add(*(self.widened(t, e) for t in e.args if t in self.dependent))
+
+    def r_mul(self, e: Node) -> Node:
+        (factor,) = [f for f in e.args if f in self.dependent]
+        others = [f for f in e.args if f is not factor]
+        inner = self.widened(factor, e)
+        if not others:
+            return inner
+        c = mul(*others)
+        if not c.shape:
+            return mul(c, inner)
+        return matmul(apply("diag", apply("vec", fit(c, e.shape))), inner)
+
+    def r_matmul(self, e: Node) -> Node:
+        a, b = e.args
+        if a in self.dependent and b in self.dependent:
+            raise MatcalcError("the seed appears on both sides of a product")
+        if b in self.dependent:                          # vec(A F) = (I ⊗ A) vec(F)
+            if a.rank == 1:                              # aᵀ f
+                return matmul(expand(a, 0), self(b))
+            cols = as_matrix(b.shape)[1]
+            return matmul(kron(identity(cols), a), self(b))
+        rows = as_matrix(a.shape)[0]                     # vec(F B) = (Bᵀ ⊗ I) vec(F)
+        if a.rank == 1 and b.rank == 1:
+            return matmul(expand(b, 0), self(a))
+        return matmul(kron(transpose_matrix(b), identity(rows)), self(a))
+
+    def r_transpose(self, e: Node) -> Node:
+        (x,) = e.args
+        rows, cols = as_matrix(x.shape)
+        return matmul(commutation(rows, cols), self(x))
+
+    def r_sum(self, e: Node) -> Node:
+        (x,) = e.args
+        axis = e.attrs[0]
+        rows, cols = as_matrix(x.shape)
+        if axis is None or x.rank == 1:
+            reducer = fit(const(1), (ONE, rows * cols))
+        elif axis == 0:
+            reducer = kron(identity(cols), ones_row(rows))
+        else:
+            reducer = kron(ones_row(cols), identity(rows))
+        return matmul(reducer, self(x))
+
+    def r_expand(self, e: Node) -> Node:
+        return self(e.args[0])
+
+    def r_broadcast(self, e: Node) -> Node:
+        return self.widened(e.args[0], e)
+
+    def r_outer(self, e: Node) -> Node:
+        a, b = e.args
+        if a in self.dependent:                          # vec(f bᵀ) = (b ⊗ I) f
+            return matmul(kron(b, identity(a.shape[0])), self(a))
+        return matmul(kron(identity(b.shape[0]), a), self(b))  # vec(a fᵀ) = (I ⊗ a) f
+
+
+def kronecker_matrix(expression: Node, u: Node) -> Node:
+    """``M`` with ``vec(expression) = M vec(u)``."""
+    return KroneckerReader(u, expression)(expression)
+
+
+# ----------------------------------------------------------------------------------------------
+# Index form
+
+SUB = str.maketrans("ijklmnpqrs", "ᵢⱼₖₗₘₙₚqᵣₛ")
+
+
+def entry(node: Node, row: str, col: str) -> str | None:
+    """``A_ik`` for a matrix (``δ_ik`` for I, ``a_i`` for a column vector), None if unknown."""
+    from matcalc.printing import to_text
+
+    if node.op == "identity":
+        return f"δ{(row + col).translate(SUB)}"
+    if node.op == "transpose":
+        return entry(node.args[0], col, row)
+    r, c = as_matrix(node.shape)
+    if node.op == "expand" and node.attrs[0] == 0:      # a row aᵀ
+        return f"{wrap(to_text(node.args[0]))}{col.translate(SUB)}"
+    if c == ONE and node.rank == 1:
+        return f"{wrap(to_text(node))}{row.translate(SUB)}"
+    if node.rank == 2:
+        return f"{wrap(to_text(node))}{(row + col).translate(SUB)}"
+    return None
+
+
+def wrap(text: str) -> str:
+    """A name as it is, anything else in parentheses: ``A``, ``(X⁻¹)``, ``(A B)``."""
+    return text if text.isidentifier() else f"({text})"
+
+
+def index_term(term: Node) -> str | None:
+    """∂Fᵢⱼ/∂Xₖₗ of one term of a numerator-layout Jacobian J = ∂vec(F)/∂vec(X)."""
+    scalars, rest = split_scalars(term)
+    value = const_value(scalars[0]) if scalars and scalars[0].op == "const" else None
+    prefix = "" if value is None or value == 1 else ("−" if value == -1 else f"{value} ")
+    if rest.op == "kron":                                # (P ⊗ Q)[(j,i),(l,k)] = P_jl Q_ik
+        p, q = (entry(x, r, c) for x, (r, c) in zip(rest.args, (("j", "l"), ("i", "k")),
+                                                      strict=True))
+        return None if p is None or q is None else prefix + f"{q} {p}"
+    if rest.op == "commutation":
+        return prefix + "δᵢₗ δⱼₖ"
+    if rest.op == "identity":
+        return prefix + "δᵢₖ δⱼₗ"
+    return None
+
+
+def index_form(jacobian: Node, f_name: str, x_name: str) -> str | None:
+    """``∂Fᵢⱼ/∂Xₖₗ = Aᵢₖ Bₗⱼ`` for Jacobians made of Kronecker products, else None."""
+    terms = jacobian.args if jacobian.op == "add" else (jacobian,)
+    parts = [index_term(t) for t in terms]
+    if any(p is None for p in parts):
+        return None
+    body = " + ".join(parts).replace("+ −", "− ")
+    return f"∂{f_name}ᵢⱼ/∂{x_name}ₖₗ = {body}"

@@ -1,0 +1,455 @@
+"""Minibatch SGD on a program's parameters, with only the code matcalc generates for it.
+
+The program's declared variables are split into roles: the trained parameters (``wrt``), the
+input ``x`` and the target ``y`` (one row per example, batch dimension first: ``X: [N, D]``,
+``Y: [N, C]``, or ``[N]`` for one column), and constants (scalars such as ``lam``). Sizes come
+from the data and, for the rest, from ``hidden``. Each step calls the generated
+``value_and_grad``; the test loss calls the generated ``value``; for
+``softmax_cross_entropy(logits, Y)`` the logits are generated code too, giving test accuracy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import sympy
+
+from matcalc import variance
+from matcalc.cli_util import read_source
+from matcalc.errors import MatcalcError, did_you_mean
+from matcalc.ir import Node, postorder, shape_str
+from matcalc.module import lambdify
+from matcalc.program import Program, parse
+
+DATASETS = ("digits", "blobs")
+TEST_FRACTION = 0.2
+DEFAULT_SIZE = 64
+BLOBS_TRANSFORM = np.array([[0.60834549, -0.63667341], [-0.40887718, 0.85253229]])
+"""The seed's anisotropic stretch of ``make_blobs(n_samples=1000, random_state=170)``."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass(frozen=True)
+class Data:
+    """Inputs and targets, one row per example, and constants for other data variables."""
+
+    name: str
+    inputs: np.ndarray
+    targets: np.ndarray
+    constants: dict[str, np.ndarray] = field(default_factory=dict)
+    standardise: bool = False
+
+
+@dataclass(frozen=True)
+class Split:
+    """The training and test rows."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def load_data(spec: str, x: str = "X", y: str = "Y") -> Data:
+    """``digits``, ``blobs`` or a ``.npz`` file with arrays named ``x``, ``y`` (and constants)."""
+    if spec == "digits":
+        images, labels = _sklearn_datasets().load_digits(return_X_y=True)
+        return Data("digits", images.astype(float), np.eye(10)[labels], standardise=True)
+    if spec == "blobs":
+        points = _sklearn_datasets().make_blobs(n_samples=1000, random_state=170, centers=1)[0]
+        points = points @ BLOBS_TRANSFORM
+        return Data("blobs", points[:, :1], points[:, 1:])
+    if spec.endswith(".npz"):
+        return _npz(spec, x, y)
+    raise MatcalcError(f"unknown data `{spec}`" + did_you_mean(spec, DATASETS),
+                       hint="--data is digits, blobs or a FILE.npz.")
+
+
+def _sklearn_datasets() -> ModuleType:
+    try:
+        from sklearn import datasets
+    except ImportError:
+        raise MatcalcError("--data digits and blobs need scikit-learn, an optional extra",
+                           hint="Install it with `pip install 'matcalc[train]'`.") from None
+    return datasets
+
+
+def _npz(path: str, x: str, y: str) -> Data:
+    try:
+        with np.load(path) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError) as err:
+        raise MatcalcError(f"cannot read {path}: {err}") from None
+    for name in (x, y):
+        if name not in arrays:
+            raise MatcalcError(
+                f"{path} has no array `{name}` (it has {', '.join(arrays) or 'none'})",
+                hint="Name the arrays after the program's data variables, or choose the input "
+                     "and target with --x NAME --y NAME.")
+    inputs, targets = _rows(arrays.pop(x), x), _rows(arrays.pop(y), y)
+    if len(inputs) != len(targets):
+        raise MatcalcError(f"{path}: `{x}` has {len(inputs)} rows but `{y}` has {len(targets)}")
+    return Data(path, inputs, targets, arrays)
+
+
+def _rows(array: np.ndarray, name: str) -> np.ndarray:
+    """A data array as a float matrix, one row per example."""
+    if array.ndim not in (1, 2):
+        raise MatcalcError(f"`{name}` has shape {array.shape}; data are one row per example "
+                           "(a vector or a matrix)")
+    return np.asarray(array, dtype=float).reshape(len(array), -1)
+
+
+def split(data: Data, seed: int) -> Split:
+    """A shuffled 80/20 split; features standardised by the training rows when asked."""
+    order = np.random.default_rng(seed).permutation(len(data.inputs))
+    train, test = np.split(order, [round(len(order) * (1 - TEST_FRACTION))])
+    x_train, x_test = data.inputs[train], data.inputs[test]
+    if data.standardise:
+        mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+        std[std == 0] = 1.0
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    return Split(x_train, data.targets[train], x_test, data.targets[test])
+
+
+# ----------------------------------------------------------------------------------------------
+# Mapping data to the program
+
+
+def check_roles(program: Program, wrt: Sequence[str], x: str, y: str,
+                constants: Mapping[str, Any]) -> None:
+    """Every declared variable is trained, the input, the target or a given constant."""
+    for name in wrt:
+        if name not in program.variables:
+            program.lookup(name)  # unknown names get a did-you-mean
+            raise MatcalcError(f"`{name}` is an intermediate; train declared variables only")
+    for flag, name in (("--x", x), ("--y", y)):
+        if name not in program.variables:
+            raise MatcalcError(
+                f"{flag} {name}: the program declares no variable `{name}`"
+                + did_you_mean(name, program.variables),
+                hint="The input and target are the program's X and Y unless --x NAME --y NAME "
+                     f"say otherwise; declared: {', '.join(program.variables)}.")
+        if name in wrt:
+            raise MatcalcError(f"`{name}` is data ({flag}); it cannot also be trained (--wrt)")
+    for name in program.variables:
+        if name not in {*wrt, x, y, *constants}:
+            raise MatcalcError(
+                f"`{name}` is declared but is neither trained nor data",
+                hint=f"Train it with --wrt {name}, give it a value with --set {name}=VALUE, or "
+                     f"make it the input or target with --x {name} / --y {name}.")
+
+
+def batch_dim(program: Program, x: str, y: str) -> str:
+    """The batch dimension: the first dimension of both ``x`` and ``y``."""
+    dims = [program.variables[name].shape[:1] for name in (x, y)]
+    if dims[0] != dims[1] or not dims[0] or dims[0][0].is_Integer:
+        declared = ", ".join(f"{n}: {shape_str(program.variables[n].shape)}" for n in (x, y))
+        raise MatcalcError(
+            f"`{x}` and `{y}` need the batch as their first dimension (declared {declared})",
+            hint=f"Declare one row per example, e.g. `{x}: [N, D]; {y}: [N, C]`.")
+    return str(dims[0][0])
+
+
+def shaped(node: Node, rows: np.ndarray) -> np.ndarray:
+    """Data rows shaped as the variable is declared: ``[N, D]`` as they are, ``[N]`` flat."""
+    name, shape = node.attrs
+    if len(shape) == 2:
+        return rows
+    if rows.shape[1] == 1:
+        return rows[:, 0]
+    raise MatcalcError(f"`{name}` is declared {shape_str(shape)} but the data give it "
+                       f"{rows.shape[1]} columns", hint=f"Declare it `{name}: [N, D]`.")
+
+
+def bind_sizes(program: Program, data: Mapping[str, np.ndarray], batch: tuple[str, int],
+               hidden: Mapping[str, int]) -> dict[str, tuple[int, str]]:
+    """Every dimension's size and where it comes from: the batch, the data, ``hidden``."""
+    sizes = {batch[0]: (batch[1], "batch")}
+    for name, array in data.items():
+        for declared, got in zip(program.variables[name].shape[1:], array.shape[1:],
+                                 strict=True):
+            known = int(declared) if declared.is_Integer else sizes.get(str(declared), (got,))[0]
+            if known != got:
+                raise MatcalcError(f"`{name}` is declared "
+                                   f"{shape_str(program.variables[name].shape)} but the data "
+                                   f"give {declared} = {got}, not {known}")
+            if not declared.is_Integer:
+                sizes.setdefault(str(declared), (got, f"from {name}"))
+    for name, value in hidden.items():
+        if name not in program.dims:
+            raise MatcalcError(f"--hidden {name}: `{name}` is not a size of the program"
+                               + did_you_mean(name, program.dims),
+                               hint=f"Its sizes: {', '.join(program.dims)}.")
+        if name in sizes:
+            raise MatcalcError(f"--hidden {name}: `{name}` is set by the data ({sizes[name][1]})")
+        sizes[name] = (value, "--hidden")
+    return {d: sizes.get(d, (DEFAULT_SIZE, "default")) for d in program.dims}
+
+
+# ----------------------------------------------------------------------------------------------
+# Initialisation
+
+
+@dataclass(frozen=True)
+class Layer:
+    """How a weight is used: ``input @ W`` (or ``W @ input``) with these fan-in and fan-out."""
+
+    fan_in: int
+    fan_out: int
+    input: Node
+
+
+def layer_of(program: Program, weight: Node, sizes: Mapping[str, int]) -> Layer | None:
+    """The first matrix product using ``weight`` (or its transpose), or None."""
+    for node in postorder([program.function]):
+        if node.op != "matmul":
+            continue
+        for mine, other in (node.args, node.args[::-1]):
+            if mine is weight or (mine.op == "transpose" and mine.args[0] is weight):
+                fan_in = concrete(node.args[0].shape[-1], sizes)
+                total = math.prod(concrete(d, sizes) for d in weight.shape)
+                return Layer(fan_in, total // fan_in, other)
+    return None
+
+
+def concrete(dim: sympy.Expr, sizes: Mapping[str, int]) -> int:
+    """A declared dimension's size: a number, or a name looked up in ``sizes``."""
+    return int(dim) if dim.is_Integer else sizes[str(dim)]
+
+
+def input_activation(node: Node) -> variance.Activation | None:
+    """The activation producing a layer's input: linear for data, None when not a built-in."""
+    node = node.args[0] if node.op == "named" else node
+    if node.op == "var":
+        return variance.BUILTINS["linear"]
+    act = variance.BUILTINS.get(node.op)
+    if act is not None and node.op == "leaky_relu":
+        return act.with_values({act.params[0]: node.args[1].attrs[0]})
+    return act
+
+
+def weight_variance(init: str, layer: Layer) -> tuple[float, str]:
+    """Var(W) for ``init`` and why: derived from the input activation's E[f²] when known."""
+    act = input_activation(layer.input)
+    source = layer.input.attrs[0] if layer.input.op in ("var", "named") else "input"
+    if init == "derived" and act is not None:
+        moments = variance.moments(act)
+        value = variance.initialisation(act, moments, layer.fan_in).fan_in.value
+        what = "data, E[x²] = 1" if act.name == "linear" else f"{act.name}, E[f²] = "
+        return value, (f"derived 1/(n E[x²]), n = {layer.fan_in}, x = {source} ({what}"
+                       f"{'' if act.name == 'linear' else f'{moments.second.value:.4g}'})")
+    kind = init if init != "derived" else "kaiming"
+    value = float(variance.weight_variances(act or variance.BUILTINS["relu"], kind, 1,
+                                            layer.fan_out, layer.fan_in)[0])
+    why = "" if init == kind else f"; {source} is not a built-in activation's output"
+    return value, f"{kind}, fan_in {layer.fan_in}, fan_out {layer.fan_out}{why}"
+
+
+def initial_params(program: Program, wrt: Sequence[str], sizes: Mapping[str, int], init: str,
+                   rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Weights (matrix-product operands) drawn N(0, Var(W)); everything else zero."""
+    params, notes = {}, {}
+    for name in wrt:
+        node = program.variables[name]
+        shape = tuple(concrete(d, sizes) for d in node.shape)
+        layer = layer_of(program, node, sizes)
+        if layer is None:
+            params[name], notes[name] = np.zeros(shape), "zeros"
+            continue
+        var, why = weight_variance(init, layer)
+        params[name] = rng.standard_normal(shape) * math.sqrt(var)
+        notes[name] = f"normal, Var = {var:.4g} ({why})"
+    return params, notes
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One epoch: mean training loss over its batches (None before training), test loss, test
+    accuracy (None unless a classifier)."""
+
+    epoch: int
+    train_loss: float | None
+    test_loss: float
+    accuracy: float | None
+
+    def row(self) -> str:
+        train = "—" if self.train_loss is None else f"{self.train_loss:.4f}"
+        accuracy = "" if self.accuracy is None else f"{100 * self.accuracy:>9.2f}%"
+        return f"{self.epoch:>5} {train:>11} {self.test_loss:>10.4f} {accuracy}"
+
+
+@dataclass
+class History:
+    """What :func:`train` did: sizes, initialisation, per-epoch statistics, final parameters."""
+
+    data: str
+    sizes: dict[str, tuple[int, str]]
+    inits: dict[str, str]
+    n_train: int
+    n_test: int
+    epochs: list[EpochStats] = field(default_factory=list)
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def final(self) -> EpochStats:
+        return self.epochs[-1]
+
+    def header(self) -> str:
+        sizes = ", ".join(f"{d} = {n} ({why})" for d, (n, why) in self.sizes.items())
+        inits = [f"  {name}: {note}" for name, note in self.inits.items()]
+        classes = "" if self.final.accuracy is None else "   test acc"
+        return "\n".join([f"data {self.data}: {self.n_train} training, {self.n_test} test rows",
+                          f"sizes {sizes}", "init", *inits,
+                          f"epoch  train loss  test loss{classes}"])
+
+    def summary(self) -> str:
+        """The final accuracy and loss, the epochs and the time."""
+        last = self.final
+        accuracy = "" if last.accuracy is None else f"test accuracy {100 * last.accuracy:.2f}%, "
+        return (f"{accuracy}test loss {last.test_loss:.4g} after {last.epoch} epochs "
+                f"in {self.seconds:.2f} s")
+
+
+@dataclass
+class Model:
+    """The generated code and the arrays it runs on."""
+
+    module: ModuleType
+    logits: Callable[..., np.ndarray] | None
+    params: dict[str, np.ndarray]
+    constants: dict[str, Any]
+    x: str
+    y: str
+
+    def arrays(self, xs: np.ndarray, ys: np.ndarray) -> dict[str, Any]:
+        return {**self.constants, **self.params, self.x: xs, self.y: ys}
+
+    def loss(self, xs: np.ndarray, ys: np.ndarray) -> float:
+        return float(self.module.value(**self.arrays(xs, ys)))
+
+    def step(self, xs: np.ndarray, ys: np.ndarray, lr: float) -> float:
+        loss, grads = self.module.value_and_grad(**self.arrays(xs, ys))
+        for name, grad in grads.items():
+            self.params[name] -= lr * grad
+        return float(loss)
+
+    def accuracy(self, xs: np.ndarray, ys: np.ndarray) -> float | None:
+        if self.logits is None:
+            return None
+        predicted = self.logits(**self.arrays(xs, ys)).argmax(axis=-1)
+        return float(np.mean(predicted == ys.argmax(axis=-1)))
+
+
+def logits_function(program: Program, y: str, wrt: Sequence[str]) -> Callable | None:
+    """The generated ``value`` of the logits of ``softmax_cross_entropy(logits, y)``, if any."""
+    target = program.variables[y]
+    for node in postorder([program.function]):
+        if node.op == "softmax_cross_entropy" and node.args[1] is target:
+            logits = node.args[0]
+            name = logits.attrs[0] if logits.op == "named" else "logits"
+            sub = dataclasses.replace(program, function=logits, function_name=name)
+            return lambdify(sub, wrt[:1]).value
+    return None
+
+
+def train(source: str | Program, wrt: Sequence[str], data: str | Data = "digits", *,
+          x: str = "X", y: str = "Y", epochs: int = 20, lr: float = 0.1, batch: int = 64,
+          seed: int = 0, init: str = "derived", hidden: Mapping[str, int] | None = None,
+          constants: Mapping[str, float] | None = None, declarations: Sequence[str] = (),
+          on_epoch: Callable[[History], None] | None = None) -> History:
+    """Train ``wrt`` by minibatch SGD on ``data``; ``on_epoch`` sees the history after each
+    epoch (epoch 0 is before training). ``source`` is program text, a ``.mc`` path or a
+    Program."""
+    start = time.perf_counter()
+    program = source if isinstance(source, Program) else parse(read_source(source), declarations)
+    data = data if isinstance(data, Data) else load_data(data, x, y)
+    given = {**data.constants, **(constants or {})}
+    check_roles(program, wrt, x, y, given)
+    rows = split(data, seed)
+    dim = batch_dim(program, x, y)
+    train_xy = {x: shaped(program.variables[x], rows.x_train),
+                y: shaped(program.variables[y], rows.y_train)}
+    test_xy = [shaped(program.variables[x], rows.x_test), shaped(program.variables[y], rows.y_test)]
+    sizes = bind_sizes(program, train_xy, (dim, batch), hidden or {})
+    rng = np.random.default_rng(seed)
+    params, notes = initial_params(program, wrt, {d: n for d, (n, _) in sizes.items()}, init, rng)
+    model = Model(lambdify(program, wrt), logits_function(program, y, wrt), params,
+                  {k: np.asarray(v, dtype=float) for k, v in given.items()}, x, y)
+    history = History(data.name, sizes, notes, len(rows.x_train), len(rows.x_test),
+                      params=params)
+    train_x, train_y = train_xy.values()
+    for epoch in range(epochs + 1):
+        losses = [model.step(train_x[i], train_y[i], lr) for i in batches(len(train_x), batch,
+                                                                         rng)] if epoch else []
+        record(history, model, epoch, losses, test_xy, on_epoch)
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+def batches(n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled row indices in batches of ``size`` (the last may be smaller)."""
+    return np.split(rng.permutation(n), range(size, n, size))
+
+
+def record(history: History, model: Model, epoch: int, losses: list[float],
+           test: Sequence[np.ndarray], on_epoch: Callable[[History], None] | None) -> None:
+    """Append one epoch's statistics; stop with advice when the loss is not finite."""
+    try:
+        test_loss = model.loss(*test)
+    except ValueError as clash:  # the generated code's shape check
+        raise MatcalcError(f"the data do not fit the program: {clash}") from None
+    train_loss = float(np.mean(losses)) if losses else None
+    if not math.isfinite(test_loss if train_loss is None else train_loss + test_loss):
+        raise MatcalcError(f"the loss diverged ({train_loss}, test {test_loss}) in epoch {epoch}",
+                           hint="Lower the learning rate with --lr.")
+    history.epochs.append(EpochStats(epoch, train_loss, test_loss, model.accuracy(*test)))
+    if on_epoch is not None:
+        on_epoch(history)
+
+
+def plot_history(history: History, path: str) -> None:
+    """Loss per epoch (and test accuracy for a classifier) saved to a PNG at ``path``."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MatcalcError("--plot needs matplotlib, an optional extra",
+                           hint="Install it with `pip install 'matcalc[plot]'`.") from None
+    epochs = [s.epoch for s in history.epochs]
+    panels = 1 if history.final.accuracy is None else 2
+    figure, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
+    axes[0, 0].plot(epochs[1:], [s.train_loss for s in history.epochs[1:]], label="training")
+    axes[0, 0].plot(epochs, [s.test_loss for s in history.epochs], label="test")
+    axes[0, 0].set(xlabel="epoch", ylabel="loss", yscale="log", title="loss")
+    axes[0, 0].legend()
+    if panels == 2:
+        axes[0, 1].plot(epochs, [100 * s.accuracy for s in history.epochs], color="C2")
+        axes[0, 1].set(xlabel="epoch", ylabel="%", title="test accuracy")
+    for panel in axes[0]:
+        panel.xaxis.get_major_locator().set_params(integer=True)
+    figure.suptitle(f"matcalc train on {history.data}: {history.summary()}")
+    figure.tight_layout()
+    try:
+        figure.savefig(path, dpi=110)
+    except OSError as err:
+        raise MatcalcError(f"cannot write the plot to {path}: {err.strerror}") from None
+    finally:
+        plt.close(figure)
