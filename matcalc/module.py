@@ -103,7 +103,8 @@ def plan(source: str | Program, wrt: Sequence[str], declarations: Sequence[str] 
                                "rename the variable")
         seed = var(SEED, value.shape)
         program = dataclasses.replace(program, variables={**program.variables, SEED: seed},
-                                      function=reduce_sum(seed * value), function_name="f")
+                                      function=reduce_sum(seed * value), function_name="f",
+                                      seed=SEED)
     taken = {*program.variables, *program.intermediates, *map(str, program.dims)}
     grad_names = {w: f"d{w}" if f"d{w}" not in taken else f"grad_{w}" for w in wrt}
     return Plan(derive(program, wrt, steps=True), value, value_name, grad_names, seeded)

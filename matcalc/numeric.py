@@ -10,6 +10,7 @@ from matcalc.codegen import HELPERS, Block, numpy_block
 from matcalc.errors import MatcalcError
 from matcalc.ir import Node, postorder
 from matcalc.program import Program
+from matcalc.reference import reference_function
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -34,9 +35,9 @@ def evaluator(program: Program, outputs: Sequence[tuple[str, Node]]) -> Callable
 
 
 def function_value(program: Program) -> Callable[..., float]:
-    """The program's function as ``(**arrays) -> value``."""
-    run = evaluator(program, [("value", program.function)])
-    return lambda **arrays: run(**arrays)[0]
+    """The program's function as ``(**arrays) -> value``, computed from its source text by
+    NumPy alone (:mod:`matcalc.reference`), independently of the IR that gradients come from."""
+    return reference_function(program)
 
 
 # ----------------------------------------------------------------------------------------------

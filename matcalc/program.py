@@ -100,6 +100,8 @@ class Program:
     function: Node | None = None
     function_name: str = "f"
     positions: dict[str, int] = field(default_factory=dict)
+    seed: str | None = None
+    """For generated layers: the variable ``s`` in the scalar ``sum(s ⊙ value)`` derived."""
 
     def add_variable(self, name: str, shape: tuple) -> Node:
         """Declare one more variable (a direction, a seed), refusing names already in use."""

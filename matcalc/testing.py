@@ -17,7 +17,7 @@ import numpy as np
 from matcalc.errors import MatcalcError
 from matcalc.ir import shape_str
 from matcalc.module import lambdify, plan
-from matcalc.numeric import sizes_for, smooth_inputs
+from matcalc.numeric import function_value, sizes_for, smooth_inputs
 from matcalc.program import Program
 
 EVERY_ENTRY = 10**4
@@ -85,8 +85,8 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
     if unknown:
         raise MatcalcError(f"--dims names {', '.join(sorted(unknown))}, not sizes of the program"
                            f" (its sizes: {', '.join(program.dims) or 'none'})")
-    module = lambdify(program, wrt)
-    gradients = gradients or module.value_and_grad
+    gradients = gradients or lambdify(program, wrt).value_and_grad
+    value = function_value(program)        # from the source text, not the derived IR
     rng = np.random.default_rng(seed)
     checks = {w: VariableCheck(w, shape_str(program.lookup(w).shape), 0) for w in wrt}
     report = CheckReport(program.function_name, list(checks.values()))
@@ -96,7 +96,7 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
         report.draws.append({k: sizes[k] for k in program.dims})
         grads = gradients(**arrays)[1]
         for name, check in checks.items():
-            record(check, grads[name], arrays, name, module.value, rng, rtol)
+            record(check, grads[name], arrays, name, value, rng, rtol)
     return report
 
 
@@ -112,7 +112,9 @@ def record(check: VariableCheck, grad: np.ndarray, arrays: Mapping[str, np.ndarr
     if name not in arrays:
         raise MatcalcError(f"check differentiates declared variables only, not `{name}`")
     x = np.asarray(arrays[name], dtype=float)
-    grad = np.broadcast_to(np.asarray(grad, dtype=float), x.shape)
+    grad = np.asarray(grad, dtype=float)
+    if grad.shape != x.shape:
+        raise AssertionError(f"∂/∂{name} has shape {grad.shape}, {name} has {x.shape}")
     check.entries = x.size
     if x.size <= EVERY_ENTRY:
         directions = [np.eye(1, x.size, k).reshape(x.shape) for k in range(x.size)]

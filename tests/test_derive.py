@@ -230,3 +230,21 @@ def test_very_deep_programs_fall_back_to_error_signals() -> None:
     assert formula(result, "x") == "δ300"
     assert any("error signals δ" in note for note in result.notes)
     check_numerically(derive("\n".join([*lines[:8], "sum(a5)"]), ["x"]), {"n": 3})
+
+
+def test_common_factors_are_collected_only_between_operands_of_one_shape() -> None:
+    """A v + A M is not A (v + M): v broadcasts as a row beside the matrix A M."""
+    result = derive("A: [n, n]; v: [n]; M: [n, n]; sum(A @ v + A @ M)", ["A", "v", "M"])
+    assert formula(result, "A") == "n 𝟙 vᵀ + 𝟙𝟙ᵀ Mᵀ"
+    check_numerically(result, {"n": 3})
+
+
+def test_finite_differences_use_the_source_not_the_simplified_ir() -> None:
+    """The reference value is computed from the text, so a simplifier bug cannot hide."""
+    from matcalc import parse
+    from matcalc.reference import reference_function
+
+    program = parse("A: [n, n]; v: [n]; M: [n, n]; sum(A @ v + A @ M)")
+    rng = np.random.default_rng(0)
+    a, v, m = rng.normal(size=(3, 3)), rng.normal(size=3), rng.normal(size=(3, 3))
+    assert np.isclose(reference_function(program)(A=a, v=v, M=m), np.sum(a @ v + a @ m))
