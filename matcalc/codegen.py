@@ -230,8 +230,20 @@ class NumpyEmitter:
                 self.temporaries.add(name)
                 self.assign(name, node)
         for name, node in outputs:
-            self.assign(name, node, force=True)
+            if node.op == "broadcast" and node not in self.names and self.dialect.module == "np":
+                self.block.lines.append(f"{name} = {self.materialised(node)}")
+                self.names.setdefault(node, name)
+            else:
+                self.assign(name, node, force=True)
         return self.block
+
+    def materialised(self, node: Node) -> str:
+        """A broadcast result as a writable array of the inputs' dtype (``np.full_like``)."""
+        (x,) = node.args
+        like = next((v for v in self.inputs if v.shape == node.shape), None)
+        if like is not None and not x.shape:
+            return f"np.full_like({self.names[like]}, {self.arg(x, ADD)})"
+        return f"np.broadcast_to({self.arg(x, ADD)}, {self.shape_text(node.shape)}).copy()"
 
     def prune(self, context: Sequence[str] = ()) -> Block:
         """Drop temporaries no statement (nor a line of ``context``) reads.

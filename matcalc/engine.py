@@ -46,15 +46,17 @@ def vector_jacobian_products(
     if f.shape:
         raise InternalError(f"reverse mode needs a scalar function, got {shape_str(f.shape)}")
     needed = depends_on([f], set(wrt))
+    order = postorder([f])
+    named_as = {n.args[0]: n for n in order if n.op == "named"}
     contributions: dict[Node, list[Node]] = {f: [const(1)]}
     adjoints: dict[Node, Node] = {}
     signals: list[Step] = []
-    for node in reversed(postorder([f])):
+    for node in reversed(order):
         parts = contributions.pop(node, None)
         if node not in needed or not parts:
             continue
         g = add(*parts)
-        if steps and node.op == "named" and node is not f and g.op not in TRIVIAL:
+        if steps and node.op == "named" and node is not f and not trivial(g):
             signals.append(Step(len(signals) + 1, node.attrs[0], node, g))
             g = delta(len(signals), node.attrs[0], node.shape)
         adjoints[node] = g
@@ -62,15 +64,22 @@ def vector_jacobian_products(
             continue
         for index, arg in enumerate(node.args):
             if arg in needed:
-                contributions.setdefault(arg, []).append(back_through(node, index, g))
+                out = named_as.get(node, node)          # y, not exp(x), when y = exp(x)
+                contributions.setdefault(arg, []).append(back_through(node, out, index, g))
     return {x: adjoints.get(x, zero_like(x.shape)) for x in wrt}, signals
 
 
-def back_through(node: Node, index: int, g: Node) -> Node:
-    """The adjoint contribution of ``g`` (∂f/∂node) to ``node.args[index]``."""
+def trivial(g: Node) -> bool:
+    """An adjoint not worth a name of its own: a leaf, or a constant repeated (``𝟙``)."""
+    return g.op in TRIVIAL or g.op == "broadcast" and g.args[0].op == "const"
+
+
+def back_through(node: Node, out: Node, index: int, g: Node) -> Node:
+    """The adjoint contribution of ``g`` (∂f/∂node) to ``node.args[index]``; ``out`` is the
+    node's value as the rules should refer to it (its name, when it has one)."""
     arg = node.args[index]
     rule = RULES[node.op][index]
-    result = reduce_to(rule(g, node, *node.args, *node.attrs), arg.shape)
+    result = reduce_to(rule(g, out, *node.args, *node.attrs), arg.shape)
     if result.shape != arg.shape:
         raise InternalError(
             f"rule for {node.op} argument {index} returned {shape_str(result.shape)}, "

@@ -70,6 +70,11 @@ def matrix_power(x: Node, k: int) -> Node:
     return apply("matrix_power", x, attrs=(k,))
 
 
+def vector_axis(x: Node, axis: int | None) -> int | None:
+    """For a vector, "all entries" and "the last axis" are one: write softmax(x), not axis=None."""
+    return -1 if axis is None and x.rank == 1 else axis
+
+
 def rows(x: Node) -> sympy.Expr:
     """The batch size of a loss: rows of a matrix, 1 for a vector."""
     return x.shape[0] if x.rank == 2 else ONE
@@ -202,7 +207,7 @@ RULES: dict[str, tuple[Rule, ...] | EveryArgument] = {
         lambda g, out, x, axis: g - softmax(x, axis) * row_sum(g, axis),
     ),
     "logsumexp": (
-        lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * softmax(x, axis),
+        lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * softmax(x, vector_axis(x, axis)),
     ),
     "softmax_cross_entropy": (
         lambda g, out, z, y: g * (softmax(z, -1) - y) / rows(z),   # ŷ − y, over the batch
