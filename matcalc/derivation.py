@@ -10,7 +10,7 @@ import sympy
 from matcalc.codegen import numpy_block
 from matcalc.engine import Step, vector_jacobian_products
 from matcalc.errors import MatcalcError
-from matcalc.ir import Node, is_zero, postorder, shape_str
+from matcalc.ir import Node, is_symmetric, is_zero, postorder, shape_str
 from matcalc.kronecker import index_form, kronecker_matrix
 from matcalc.linear import linear_matrix, seed
 from matcalc.printing import LATEX, TEXT, Printer, Weigher, to_latex, to_text
@@ -174,8 +174,8 @@ def derive(
         raise MatcalcError("name at least one variable to differentiate with --wrt NAME")
     targets = [program.lookup(name) for name in wrt]
     adjoints, signals = vector_jacobian_products(f, targets, steps=steps)
-    gradients = [Gradient(name, node, adjoints[node]) for name, node in zip(wrt, targets,
-                                                                             strict=True)]
+    gradients = [Gradient(name, node, symmetric_part(node, adjoints[node]))
+                 for name, node in zip(wrt, targets, strict=True)]
     if not steps and max(Weigher()(g.expr)[0] for g in gradients) > MAX_INLINE_SIZE:
         result = derive(program, wrt, steps=True)
         result.notes.append(TOO_LONG_NOTE)
@@ -183,9 +183,23 @@ def derive(
     return Derivation(program, gradients, signals, notes(program, gradients))
 
 
+def symmetric_part(x: Node, g: Node) -> Node:
+    """For a symmetric variable, the gradient within symmetric matrices: (G + Gᵀ) / 2."""
+    if x.op != "var" or "symmetric" not in x.attrs or is_symmetric(g):
+        return g
+    return (g + transpose(g)) / 2
+
+
+SYMMETRIC_NOTE = (
+    "{x} is symmetric: ∂{f}/∂{x} is the gradient among symmetric matrices, (G + Gᵀ)/2 for the "
+    "unconstrained G, so that {x} − η ∂{f}/∂{x} stays symmetric. Derivatives with respect to "
+    "the independent entries {x}ᵢⱼ (i ≤ j), as in the Matrix Cookbook, are G + Gᵀ − I ⊙ G.")
+
+
 def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
     """What a careful reader should know about these results."""
-    found: list[str] = []
+    found: list[str] = [SYMMETRIC_NOTE.format(f=program.function_name, x=g.wrt)
+                        for g in gradients if "symmetric" in g.node.attrs]
     depends = set(postorder([program.function]))
     for g in gradients:
         if is_zero(g.expr) and g.node not in depends:

@@ -394,9 +394,67 @@ def make(op: str, args: Sequence[Node] = (), attrs: tuple = ()) -> Node:
 # Leaves
 
 
-def var(name: str, shape: Shape) -> Node:
-    """A declared variable."""
+def var(name: str, shape: Shape, symmetric: bool = False) -> Node:
+    """A declared variable; a ``symmetric`` one is a square matrix equal to its transpose."""
+    if symmetric:
+        square(tuple(shape), "a symmetric variable")
+        return make("var", (), (name, "symmetric", tuple(shape)))
     return make("var", (), (name, tuple(shape)))
+
+
+SYMMETRY_PRESERVING = {"add", "mul", "inv", "matrix_power", "named", "exp", "log", "sqrt", "abs",
+                       "sin", "cos", "tanh", "sigmoid", "relu", "softplus", "gelu", "silu",
+                       "erf", "step", "sign", "normal_cdf", "normal_pdf"}
+"""Operations that give a symmetric matrix when every matrix argument is symmetric."""
+
+
+def matmul_chain(node: Node) -> list[Node]:
+    """The factors of a product of matrices, ``A (B C)`` and ``(A B) C`` alike."""
+    if node.op != "matmul" or node.rank != 2:
+        return [node]
+    return [f for a in node.args for f in matmul_chain(a)]
+
+
+def transposed_of(a: Node, b: Node) -> bool:
+    """``b`` is ``aᵀ`` (or both are one symmetric matrix)."""
+    return (b.op == "transpose" and b.args[0] is a or a.op == "transpose" and a.args[0] is b
+            or a is b and is_symmetric(a))
+
+
+def palindromic(factors: list[Node]) -> bool:
+    """F₁ … Fₖ with Fᵢ = Fₖ₊₁₋ᵢᵀ and a symmetric middle: a symmetric product."""
+    k = len(factors)
+    pairs = all(transposed_of(factors[i], factors[k - 1 - i]) for i in range(k // 2))
+    return pairs and (k % 2 == 0 or is_symmetric(factors[k // 2]))
+
+
+_SYMMETRIC: weakref.WeakKeyDictionary[Node, bool] = weakref.WeakKeyDictionary()
+
+
+def is_symmetric(node: Node) -> bool:
+    """Provably equal to its transpose (symmetric variables and what keeps them so)."""
+    found = _SYMMETRIC.get(node)
+    if found is None:
+        found = _SYMMETRIC[node] = _symmetric(node)
+    return found
+
+
+def _symmetric(node: Node) -> bool:
+    if node.rank != 2 or node.shape[0] != node.shape[1]:
+        return False
+    if node.op == "var":
+        return "symmetric" in node.attrs
+    if node.op in ("identity", "diag", "zeros"):
+        return True
+    if node.op == "broadcast":
+        return not node.args[0].shape
+    if node.op == "matmul":                       # A B Aᵀ with B symmetric, A Aᵀ, …
+        return palindromic(matmul_chain(node))
+    if node.op == "outer":
+        return node.args[0] is node.args[1]
+    if node.op in SYMMETRY_PRESERVING:
+        return all(is_symmetric(a) or not a.shape for a in node.args)
+    return False
 
 
 def const(value: int | sympy.Expr) -> Node:

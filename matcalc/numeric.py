@@ -91,8 +91,17 @@ def random_inputs(program: Program, sizes: Mapping[str, int], rng: np.random.Gen
                   ) -> dict[str, np.ndarray]:
     """Random float64 arrays for every variable, drawn where the function is defined."""
     kinds = domains(program)
-    return {name: sample(concrete_shape(node.shape, sizes), kinds.get(name), rng)
-            for name, node in program.variables.items()}
+    arrays = {name: sample(concrete_shape(node.shape, sizes), kinds.get(name), rng)
+              for name, node in program.variables.items()}
+    for name, node in program.variables.items():
+        if "symmetric" in node.attrs:
+            arrays[name] = symmetric_part(arrays[name])
+    return arrays
+
+
+def symmetric_part(a: np.ndarray) -> np.ndarray:
+    """(A + Aᵀ) / 2."""
+    return (a + a.T) / 2
 
 
 def sizes_for(program: Program, rng: np.random.Generator, low: int = 2, high: int = 5

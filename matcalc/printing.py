@@ -299,7 +299,7 @@ class Printer:
             left = self.quadratic_form_left(*a.args)
         elif a.rank == 1:
             left = self.wrap(a, ATOM) + self.n.transpose
-        right = self.wrap(b, MATMUL + 1 if b.op != "matmul" else MATMUL)
+        right = self.wrap(b, MATMUL + 1 if b.op not in ("matmul", "outer") else MATMUL)
         return f"{left} {right}", MATMUL
 
     def quadratic_form_left(self, m: Node, v: Node) -> str:

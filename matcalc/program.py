@@ -153,9 +153,13 @@ class Lowering:
                 f"rank-{len(decl.dims)} arrays are not supported yet; declare vectors or "
                 "matrices (at most two dimensions)", decl.pos)
         shape = tuple(self.dimension(d, offset) for d, offset in decl.dims)
+        symmetric = "symmetric" in decl.properties
+        if symmetric and (len(shape) != 2 or shape[0] != shape[1]):
+            raise self.error("only a square matrix can be symmetric, e.g. `S: [n, n] symmetric`",
+                             decl.pos)
         for name, offset in decl.names:
             self.check_new_name(name, offset)
-            self.program.variables[name] = var(name, shape)
+            self.program.variables[name] = var(name, shape, symmetric)
             self.program.positions[name] = offset
 
     def dimension(self, value: str | int, offset: int) -> Dim:

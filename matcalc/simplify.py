@@ -28,6 +28,7 @@ from matcalc.ir import (
     broadcast_shapes,
     const,
     const_value,
+    is_symmetric,
     is_zero,
     make,
     matmul_shape,
@@ -289,6 +290,8 @@ def matmul(a: Node, b: Node) -> Node:
         return mul(*scalars_a, *scalars_b, matmul(a, b))
     if a.rank == 1 and b.rank == 2:
         return matmul(transpose(b), a)
+    if b.op == "matmul" and a.rank == b.rank == b.args[1].rank == 2:   # (A B) C: one form
+        return matmul(matmul(a, b.args[0]), b.args[1])
     if a.op == "kron" and b.op == "kron" and mixed_product_fits(a, b):
         return kron(matmul_columns(a.args[0], b.args[0]), matmul_columns(a.args[1], b.args[1]))
     if a.op == "diag" and b.op == "diag" and a.args[0].rank == b.args[0].rank == 1:
@@ -339,7 +342,7 @@ def matrix_power_parts(x: Node) -> tuple[Node, int, bool]:
 
 def transpose(x: Node) -> Node:
     """``xᵀ``, pushed through sums, products and matrix products to the leaves."""
-    if x.rank < 2 or x.op in ("identity", "diag"):
+    if x.rank < 2 or is_symmetric(x):
         return x
     if x.op == "transpose":
         return x.args[0]

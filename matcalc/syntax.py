@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from matcalc.errors import MatcalcError
+from matcalc.errors import MatcalcError, did_you_mean
 
 __all__ = [
     "MAX_DEPTH",
@@ -49,6 +49,8 @@ __all__ = [
 ]
 
 MAX_DEPTH = 100
+PROPERTIES = ("symmetric",)
+"""Words a declaration may end with."""
 """Most levels of nesting (parentheses, operators, calls, ``.T``) one expression may have."""
 
 MAX_NUMBER_DIGITS = 400
@@ -137,9 +139,12 @@ class Decl:
     names: tuple[tuple[str, int], ...]
     dims: tuple[tuple[str | int, int], ...]
     pos: int = 0
+    properties: tuple[str, ...] = ()
+    """Words after the shape, e.g. ``S: [n, n] symmetric``."""
 
     def _key(self) -> tuple[object, ...]:
-        return (tuple(n for n, _ in self.names), tuple(d for d, _ in self.dims))
+        return (tuple(n for n, _ in self.names), tuple(d for d, _ in self.dims),
+                self.properties)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Decl):
@@ -515,7 +520,7 @@ class _Parser:
         dims: list[tuple[str | int, int]] = []
         if self.peek().kind == "]":
             self.i += 1
-            return Decl(tuple(names), (), names[0][1])
+            return Decl(tuple(names), (), names[0][1], self.properties())
         while True:
             tok = self.peek()
             if tok.kind == "name":
@@ -534,7 +539,7 @@ class _Parser:
             tok = self.peek()
             if tok.kind == "]":
                 self.i += 1
-                return Decl(tuple(names), tuple(dims), names[0][1])
+                return Decl(tuple(names), tuple(dims), names[0][1], self.properties())
             if tok.kind != ",":
                 later = "\n" in self.source[opener.pos : tok.pos]
                 raise self.error(
@@ -542,6 +547,18 @@ class _Parser:
                     opener.pos if later else tok.pos,
                 )
             self.i += 1
+
+    def properties(self) -> tuple[str, ...]:
+        """Property words after a declaration's shape (``symmetric``)."""
+        found: list[str] = []
+        while self.peek().kind == "name":
+            tok = self.advance()
+            if tok.text not in PROPERTIES:
+                raise self.error(f"unknown property `{tok.text}` in a declaration."
+                                 + did_you_mean(tok.text, PROPERTIES), tok.pos,
+                                 "Properties: " + ", ".join(PROPERTIES) + ".")
+            found.append(tok.text)
+        return tuple(found)
 
     # -- expressions -----------------------------------------------------------------------
 

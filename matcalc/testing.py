@@ -17,7 +17,7 @@ import numpy as np
 from matcalc.errors import MatcalcError
 from matcalc.ir import shape_str
 from matcalc.module import lambdify, plan
-from matcalc.numeric import function_value, sizes_for, smooth_inputs
+from matcalc.numeric import function_value, sizes_for, smooth_inputs, symmetric_part
 from matcalc.program import Program
 
 EVERY_ENTRY = 10**4
@@ -96,7 +96,8 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
         report.draws.append({k: sizes[k] for k in program.dims})
         grads = gradients(**arrays)[1]
         for name, check in checks.items():
-            record(check, grads[name], arrays, name, value, rng, rtol)
+            record(check, grads[name], arrays, name, value, rng, rtol,
+                   "symmetric" in program.lookup(name).attrs)
     return report
 
 
@@ -107,7 +108,8 @@ def scalar_program(source: str | Program, wrt: Sequence[str],
 
 
 def record(check: VariableCheck, grad: np.ndarray, arrays: Mapping[str, np.ndarray], name: str,
-           f: Callable[..., float], rng: np.random.Generator, rtol: float) -> None:
+           f: Callable[..., float], rng: np.random.Generator, rtol: float,
+           symmetric: bool = False) -> None:
     """Compare one gradient with finite differences; keep the worst errors in ``check``."""
     if name not in arrays:
         raise MatcalcError(f"check differentiates declared variables only, not `{name}`")
@@ -120,6 +122,8 @@ def record(check: VariableCheck, grad: np.ndarray, arrays: Mapping[str, np.ndarr
         directions = [np.eye(1, x.size, k).reshape(x.shape) for k in range(x.size)]
     else:
         directions = [rng.normal(size=x.shape) for _ in range(DIRECTIONS)]
+    if symmetric:                  # stay among symmetric matrices: Eᵢⱼ + Eⱼᵢ
+        directions = [symmetric_part(v) for v in directions]
     exact = np.array([np.sum(grad * v) for v in directions])
     numeric = np.array([directional(f, arrays, name, v) for v in directions])
     error = float(np.max(np.abs(exact - numeric), initial=0.0))
