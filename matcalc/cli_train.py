@@ -12,7 +12,8 @@ from matcalc.errors import MatcalcError
 from matcalc.variance import INITS
 
 
-def pairs(flag: str, items: tuple[str, ...], convert: Callable[[str], float]) -> dict:
+def pairs(flag: str, items: tuple[str, ...], convert: Callable[[str], float],
+          form: str = "NAME=VALUE") -> dict:
     """``NAME=VALUE`` options as a dict, each value converted (MatcalcError if it cannot be)."""
     values = {}
     for item in items:
@@ -20,7 +21,7 @@ def pairs(flag: str, items: tuple[str, ...], convert: Callable[[str], float]) ->
         try:
             values[name.strip()] = convert(text)
         except ValueError:
-            raise MatcalcError(f"{flag} expects NAME=VALUE, got `{item}`") from None
+            raise MatcalcError(f"{flag} expects {form}, got `{item}`") from None
     return values
 
 
@@ -76,10 +77,11 @@ def train(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], data
     X: [N, D]; Y: [N, C]) and --set constants. Prints loss and, for
     softmax_cross_entropy(logits, Y), test accuracy per epoch.
     """
+    sizes = pairs("--hidden", hidden, size, "NAME=SIZE")
     history = training.train(
         source, wrt, data, x=x, y=y, epochs=epochs, lr=lr, batch=batch, seed=seed, init=init,
-        hidden=pairs("--hidden", hidden, size), constants=pairs("--set", constants, float),
-        declarations=declarations, on_epoch=show_epoch)
+        hidden=sizes, constants=pairs("--set", constants, float), declarations=declarations,
+        on_epoch=show_epoch)
     click.echo(f"final: {history.summary()}")
     if plot:
         training.plot_history(history, plot)

@@ -26,6 +26,9 @@ def reports_user_errors(command: Callable) -> Callable:
         except MatcalcError as err:
             click.echo(str(err), err=True)
             sys.exit(USER_ERROR)
+        except BrokenPipeError:            # `matcalc ... | head`: the reader left, not a bug
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except RecursionError:
             click.echo("error: the program is nested too deeply to differentiate", err=True)
             sys.exit(USER_ERROR)

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from matcalc.ir import Node, const_value, make, postorder
+from matcalc.ir import Node, const, const_value, make, postorder
 from matcalc.printing import TEXT, Printer
-from matcalc.simplify import raw_power
+from matcalc.simplify import fit, matmul, raw_power, transpose
 
 ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
 
@@ -217,6 +217,9 @@ class NumpyEmitter:
         order = postorder(roots, stop=self.names.__contains__)
         everything = postorder([*roots, *later], stop=self.names.__contains__)
         self.uses = Counter(arg for node in everything for arg in node.args)
+        for node in reversed(everything):       # X.T used twice computes X twice: count it so
+            if node.op in ("transpose", "expand") and self.uses[node] > 1:
+                self.uses[node.args[0]] += self.uses[node] - 1
         self.taken |= {n.attrs[0] for n in order if n.op == "named"} | {n for n, _ in outputs}
         order = self.share_log_softmax(order, set(everything))
         self.bind_dims(order)
@@ -298,7 +301,8 @@ class NumpyEmitter:
                         used |= sympy.sympify(value).free_symbols
         used = {d for d in used if str(d) not in self.taken}  # bound by an earlier block
         for v in self.inputs:
-            dims = [d if isinstance(d, sympy.Symbol) and d in used else None for d in v.shape]
+            dims = [d if isinstance(d, sympy.Symbol) and d in used and d not in v.shape[:i]
+                    else None for i, d in enumerate(v.shape)]
             if any(dims):
                 targets = ", ".join(str(d) if d is not None else "_" for d in dims)
                 comma = "," if len(dims) == 1 else ""
@@ -410,6 +414,14 @@ class NumpyEmitter:
 
     def e_matmul(self, node: Node) -> tuple[str, int]:
         a, b = node.args
+        vectors = outer_vectors(node)
+        if vectors is not None:                 # M (a bᵀ) N = (M a)(Nᵀ b)ᵀ: O(n²), not O(n³)
+            left, right = (self.arg(v, ADD) for v in vectors)
+            return f"{self.dialect.module}.outer({left}, {right})", ATOM
+        if b.op == "broadcast" and b.rank == 1 and not b.args[0].shape and a.rank == 2:
+            total = f"{self.arg(a, ATOM)}.sum({self.dialect.axis}=1)"     # M 𝟙: row sums
+            c = const_value(b.args[0])
+            return (total, ATOM) if c == 1 else (f"{self.arg(b.args[0], UNARY)} * {total}", MUL)
         if a.op == "diag" and a.args[0].rank == 1 and b.rank == 2:   # diag(c) B scales rows
             return f"{self.arg(a.args[0], ATOM)}[:, None] * {self.arg(b, UNARY)}", MUL
         if b.op == "diag" and b.args[0].rank == 1 and a.rank == 2:   # A diag(c) scales columns
@@ -499,6 +511,24 @@ class NumpyEmitter:
         if value is not None and value.is_negative:
             return f"1 / {self.arg(raw_power(base, -value), POW)}", MUL
         return f"{self.arg(base, ATOM)} ** {self.arg(k, UNARY)}", POW
+
+
+def outer_vectors(node: Node) -> tuple[Node, Node] | None:
+    """``(u, v)`` with ``node = u vᵀ`` when ``node`` is a product around an outer product."""
+    if node.op == "outer":
+        return node.args[0], node.args[1]
+    if node.op == "broadcast" and node.rank == 2 and not node.args[0].shape:   # c 𝟙𝟙ᵀ
+        return fit(node.args[0], node.shape[:1]), fit(const(1), node.shape[1:])
+    if node.op != "matmul" or node.rank != 2:
+        return None
+    a, b = node.args
+    inner = outer_vectors(b)
+    if inner is not None and a.rank == 2:
+        return matmul(a, inner[0]), inner[1]
+    inner = outer_vectors(a)
+    if inner is not None and b.rank == 2:
+        return inner[0], matmul(transpose(b), inner[1])
+    return None
 
 
 def numpy_block(outputs: Sequence[tuple[str, Node]], inputs: Sequence[Node]) -> Block:

@@ -153,8 +153,8 @@ MAX_INLINE_SIZE = 400
 TOO_LONG_NOTE = (f"written out in full a gradient would have more than {MAX_INLINE_SIZE} terms; "
                  "it is shown with named error signals δ instead.")
 
-CE_NOTE = ("softmax_cross_entropy(Z, Y): ∂/∂Z = (softmax(Z) − Y) / N assumes each row of the "
-           "targets sums to 1 (one-hot labels or probabilities).")
+CE_NOTE = ("softmax_cross_entropy(Z, Y): ∂/∂Z = softmax(Z) − Y (over N for a batch of N rows) "
+           "assumes each row of the targets sums to 1 (one-hot labels or probabilities).")
 
 
 def derive(

@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -24,8 +25,9 @@ import sympy
 from matcalc import variance
 from matcalc.cli_util import read_source
 from matcalc.errors import MatcalcError, did_you_mean
-from matcalc.ir import Node, postorder, shape_str
+from matcalc.ir import Node, const_value, postorder, shape_str
 from matcalc.module import lambdify
+from matcalc.printing import to_text
 from matcalc.program import Program, parse
 
 DATASETS = ("digits", "blobs")
@@ -71,7 +73,7 @@ def load_data(spec: str, x: str = "X", y: str = "Y") -> Data:
         return Data("blobs", points[:, :1], points[:, 1:])
     if spec.endswith(".npz"):
         return _npz(spec, x, y)
-    raise MatcalcError(f"unknown data `{spec}`" + did_you_mean(spec, DATASETS),
+    raise MatcalcError(f"unknown data `{spec}`." + did_you_mean(spec, DATASETS),
                        hint="--data is digits, blobs or a FILE.npz.")
 
 
@@ -172,6 +174,13 @@ def shaped(node: Node, rows: np.ndarray) -> np.ndarray:
                        f"{rows.shape[1]} columns", hint=f"Declare it `{name}: [N, D]`.")
 
 
+def shaped_split(program: Program, rows: Split, x: str, y: str) -> Split:
+    """The split with each array shaped as ``x`` or ``y`` is declared."""
+    nodes = [program.variables[name] for name in (x, y, x, y)]
+    arrays = (rows.x_train, rows.y_train, rows.x_test, rows.y_test)
+    return Split(*(shaped(node, array) for node, array in zip(nodes, arrays, strict=True)))
+
+
 def bind_sizes(program: Program, data: Mapping[str, np.ndarray], batch: tuple[str, int],
                hidden: Mapping[str, int]) -> dict[str, tuple[int, str]]:
     """Every dimension's size and where it comes from: the batch, the data, ``hidden``."""
@@ -234,21 +243,22 @@ def input_activation(node: Node) -> variance.Activation | None:
     if node.op == "var":
         return variance.BUILTINS["linear"]
     act = variance.BUILTINS.get(node.op)
-    if act is not None and node.op == "leaky_relu":
-        return act.with_values({act.params[0]: node.args[1].attrs[0]})
-    return act
+    if node.op != "leaky_relu":
+        return act
+    slope = const_value(node.args[1])
+    return None if slope is None else act.with_values({act.params[0]: slope})
 
 
 def weight_variance(init: str, layer: Layer) -> tuple[float, str]:
     """Var(W) for ``init`` and why: derived from the input activation's E[f²] when known."""
     act = input_activation(layer.input)
-    source = layer.input.attrs[0] if layer.input.op in ("var", "named") else "input"
+    source = to_text(layer.input)
     if init == "derived" and act is not None:
         moments = variance.moments(act)
         value = variance.initialisation(act, moments, layer.fan_in).fan_in.value
-        what = "data, E[x²] = 1" if act.name == "linear" else f"{act.name}, E[f²] = "
-        return value, (f"derived 1/(n E[x²]), n = {layer.fan_in}, x = {source} ({what}"
-                       f"{'' if act.name == 'linear' else f'{moments.second.value:.4g}'})")
+        where = ("data, taken as E[x²] = 1" if act.name == "linear"
+                 else f"{act.name}, E[x²] = {moments.second.value:.4g}")
+        return value, f"derived 1/(n E[x²]), n = {layer.fan_in}, x = {source} ({where})"
     kind = init if init != "derived" else "kaiming"
     value = float(variance.weight_variances(act or variance.BUILTINS["relu"], kind, 1,
                                             layer.fan_out, layer.fan_in)[0])
@@ -288,9 +298,16 @@ class EpochStats:
     accuracy: float | None
 
     def row(self) -> str:
-        train = "—" if self.train_loss is None else f"{self.train_loss:.4f}"
-        accuracy = "" if self.accuracy is None else f"{100 * self.accuracy:>9.2f}%"
-        return f"{self.epoch:>5} {train:>11} {self.test_loss:>10.4f} {accuracy}"
+        train = "—" if self.train_loss is None else loss_text(self.train_loss)
+        cells = [f"{self.epoch:>5}", f"{train:>11}", f"{loss_text(self.test_loss):>10}"]
+        if self.accuracy is not None:
+            cells.append(f"{100 * self.accuracy:>9.2f}%")
+        return " ".join(cells)
+
+
+def loss_text(loss: float) -> str:
+    """Four decimals, or four digits when the loss is huge (a diverging run)."""
+    return f"{loss:.4f}" if abs(loss) < 1e4 else f"{loss:.4g}"
 
 
 @dataclass
@@ -356,11 +373,19 @@ class Model:
         return float(np.mean(predicted == ys.argmax(axis=-1)))
 
 
-def logits_function(program: Program, y: str, wrt: Sequence[str]) -> Callable | None:
-    """The generated ``value`` of the logits of ``softmax_cross_entropy(logits, y)``, if any."""
+def logits_function(program: Program, y: str, wrt: Sequence[str],
+                    targets: np.ndarray) -> Callable | None:
+    """The generated ``value`` of the logits of ``softmax_cross_entropy(logits, y)``, if any;
+    the ``targets`` must then be one-hot rows (or probabilities)."""
     target = program.variables[y]
     for node in postorder([program.function]):
         if node.op == "softmax_cross_entropy" and node.args[1] is target:
+            if targets.ndim != 2 or targets.shape[1] < 2 or not np.allclose(targets.sum(1), 1):
+                raise MatcalcError(
+                    f"`{y}` is the target of softmax_cross_entropy, so its rows must be one-hot "
+                    "(or probabilities) over at least two classes; these data's are not",
+                    hint="Use classification data (--data digits) or a regression loss such "
+                         "as mse.")
             logits = node.args[0]
             name = logits.attrs[0] if logits.op == "named" else "logits"
             sub = dataclasses.replace(program, function=logits, function_name=name)
@@ -368,7 +393,7 @@ def logits_function(program: Program, y: str, wrt: Sequence[str]) -> Callable | 
     return None
 
 
-def train(source: str | Program, wrt: Sequence[str], data: str | Data = "digits", *,
+def train(source: str | Path | Program, wrt: Sequence[str], data: str | Data = "digits", *,
           x: str = "X", y: str = "Y", epochs: int = 20, lr: float = 0.1, batch: int = 64,
           seed: int = 0, init: str = "derived", hidden: Mapping[str, int] | None = None,
           constants: Mapping[str, float] | None = None, declarations: Sequence[str] = (),
@@ -377,27 +402,25 @@ def train(source: str | Program, wrt: Sequence[str], data: str | Data = "digits"
     epoch (epoch 0 is before training). ``source`` is program text, a ``.mc`` path or a
     Program."""
     start = time.perf_counter()
-    program = source if isinstance(source, Program) else parse(read_source(source), declarations)
+    program = source if isinstance(source, Program) else parse(read_source(str(source)),
+                                                                    declarations)
     data = data if isinstance(data, Data) else load_data(data, x, y)
     given = {**data.constants, **(constants or {})}
     check_roles(program, wrt, x, y, given)
-    rows = split(data, seed)
     dim = batch_dim(program, x, y)
-    train_xy = {x: shaped(program.variables[x], rows.x_train),
-                y: shaped(program.variables[y], rows.y_train)}
-    test_xy = [shaped(program.variables[x], rows.x_test), shaped(program.variables[y], rows.y_test)]
-    sizes = bind_sizes(program, train_xy, (dim, batch), hidden or {})
+    rows = shaped_split(program, split(data, seed), x, y)
+    sizes = bind_sizes(program, {x: rows.x_train, y: rows.y_train}, (dim, batch), hidden or {})
     rng = np.random.default_rng(seed)
     params, notes = initial_params(program, wrt, {d: n for d, (n, _) in sizes.items()}, init, rng)
-    model = Model(lambdify(program, wrt), logits_function(program, y, wrt), params,
+    model = Model(lambdify(program, wrt), logits_function(program, y, wrt, rows.y_train), params,
                   {k: np.asarray(v, dtype=float) for k, v in given.items()}, x, y)
     history = History(data.name, sizes, notes, len(rows.x_train), len(rows.x_test),
                       params=params)
-    train_x, train_y = train_xy.values()
-    for epoch in range(epochs + 1):
-        losses = [model.step(train_x[i], train_y[i], lr) for i in batches(len(train_x), batch,
-                                                                         rng)] if epoch else []
-        record(history, model, epoch, losses, test_xy, on_epoch)
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by `record`
+        for epoch in range(epochs + 1):
+            steps = batches(len(rows.x_train), batch, rng) if epoch else []
+            losses = [model.step(rows.x_train[i], rows.y_train[i], lr) for i in steps]
+            record(history, model, epoch, losses, (rows.x_test, rows.y_test), on_epoch)
     history.seconds = time.perf_counter() - start
     return history
 
