@@ -131,9 +131,10 @@ def body(lines: Sequence[str], indent: str = INDENT) -> list[str]:
 def docstring(plan: Plan, purpose: str) -> str:
     """The module docstring: what it computes and the derivation, wrapped to the line width."""
     lines: list[str] = []
-    for line in [*purpose.splitlines(), "", *plan.derivation.text().splitlines()]:
-        lines += textwrap.wrap(line, WIDTH - 4, subsequent_indent="        ",
-                               drop_whitespace=True, replace_whitespace=False) or [""]
+    for paragraph, hang in ((purpose, ""), ("", ""), (plan.derivation.text(), "        ")):
+        for line in paragraph.splitlines() or [""]:
+            lines += textwrap.wrap(line, WIDTH - 4, subsequent_indent=hang,
+                                   drop_whitespace=True, replace_whitespace=False) or [""]
     return '"""' + "\n".join(lines).replace("\\", "\\\\") + '\n"""'
 
 
