@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import sympy
 
-from matcalc import variance
+from matcalc import figures, variance
 from matcalc.cli_util import read_source
 from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.ir import Node, const_value, postorder, shape_str
@@ -448,14 +448,7 @@ def record(history: History, model: Model, epoch: int, losses: list[float],
 
 def plot_history(history: History, path: str) -> None:
     """Loss per epoch (and test accuracy for a classifier) saved to a PNG at ``path``."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MatcalcError("--plot needs matplotlib, an optional extra",
-                           hint="Install it with `pip install 'matcalc[plot]'`.") from None
+    plt = figures.pyplot()
     epochs = [s.epoch for s in history.epochs]
     panels = 1 if history.final.accuracy is None else 2
     figure, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
@@ -470,9 +463,5 @@ def plot_history(history: History, path: str) -> None:
         panel.xaxis.get_major_locator().set_params(integer=True)
     figure.suptitle(f"matcalc train on {history.data}: {history.summary()}")
     figure.tight_layout()
-    try:
-        figure.savefig(path, dpi=110)
-    except OSError as err:
-        raise MatcalcError(f"cannot write the plot to {path}: {err.strerror}") from None
-    finally:
-        plt.close(figure)
+    figures.save(figure, path, dpi=110)
+    plt.close(figure)

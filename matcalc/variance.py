@@ -21,6 +21,7 @@ import mpmath
 import numpy as np
 import sympy
 
+from matcalc import figures
 from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.scalar import SYMPY_FUNCTIONS, parse_scalar
 
@@ -663,27 +664,14 @@ def simulate(
 
 def plot_simulations(simulations: Sequence[Simulation], path: str, title: str) -> None:
     """Std of the pre-activations per layer for each init, log scale, saved to ``path``."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MatcalcError(
-            "--plot needs matplotlib, an optional extra",
-            hint="Install it with `pip install 'matcalc[plot]'` (or `pip install matplotlib`).",
-        ) from None
+    plt = figures.pyplot()
     figure, panels = plt.subplots(1, 2, figsize=(11, 4.5))
     for axes, zoom in zip(panels, (False, True), strict=True):
         _plot_panel(axes, simulations, zoom)
     figure.suptitle(title)
     figure.tight_layout()
-    try:
-        figure.savefig(path, dpi=120)
-    except OSError as err:
-        raise MatcalcError(f"cannot write the plot to {path}: {err.strerror}") from None
-    finally:
-        plt.close(figure)
+    figures.save(figure, path, dpi=120)
+    plt.close(figure)
 
 
 def _plot_panel(axes: Any, simulations: Sequence[Simulation], zoom: bool) -> None:
