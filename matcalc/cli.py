@@ -11,6 +11,7 @@ from matcalc.cli_codegen import check, codegen
 from matcalc.cli_init import init
 from matcalc.cli_train import train
 from matcalc.cli_util import read_source, reports_user_errors
+from matcalc.cli_verify import verify_command
 from matcalc.derivation import LAYOUTS, Derivation, derive, hessian, jacobian
 from matcalc.errors import MatcalcError
 from matcalc.program import parse
@@ -83,7 +84,7 @@ def show(result: Derivation, fmt: str) -> None:
         click.echo(f"note: {note}", err=True)
 
 
-for command in (codegen, check, init, train):
+for command in (codegen, check, init, train, verify_command):
     cli.add_command(command)
 
 

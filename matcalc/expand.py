@@ -60,9 +60,11 @@ class Tensor:
         return Tensor(self.shape, tuple(f(x) for x in self.flat))
 
 
-def entry_symbol(name: str, index: Index, positive: bool) -> sympy.Symbol:
-    """``X_0_1`` for entry (0, 1) of X; real, and positive when asked."""
-    label = "_".join([name, *map(str, index)])
+def entry_symbol(name: str, index: Index, positive: bool, symmetric: bool = False
+                 ) -> sympy.Symbol:
+    """``X_0_1`` for entry (0, 1) of X (also for (1, 0) if X is symmetric); real, and positive
+    when asked."""
+    label = "_".join([name, *map(str, sorted(index) if symmetric else index)])
     return sympy.Symbol(label, positive=True) if positive else sympy.Symbol(label, real=True)
 
 
@@ -155,9 +157,10 @@ class Expander:
     # -- leaves ----------------------------------------------------------------------------
 
     def op_var(self, node: Node) -> Tensor:
-        name, shape = node.attrs
+        name, shape, symmetric = node.attrs[0], node.attrs[-1], "symmetric" in node.attrs
         positive = name in self.positive
-        return Tensor.build(self.shape(shape), lambda i: entry_symbol(name, i, positive))
+        return Tensor.build(self.shape(shape),
+                            lambda i: entry_symbol(name, i, positive, symmetric))
 
     def op_const(self, node: Node) -> Tensor:
         return Tensor((), (self.number(node.attrs[0]),))
@@ -224,6 +227,31 @@ class Expander:
     def op_outer(self, node: Node, a: Tensor, b: Tensor) -> Tensor:
         return Tensor.of_matrix(a.matrix() * b.matrix().T, a.shape + b.shape)
 
+    def op_kron(self, node: Node, a: Tensor, b: Tensor) -> Tensor:
+        """The Kronecker product, vectors as columns."""
+        left, right = a.matrix(), b.matrix()
+        rows, cols = right.shape
+
+        def entry(index: Index) -> sympy.Expr:
+            (i, k), (j, m) = divmod(index[0], rows), divmod(index[1], cols)
+            return left[i, j] * right[k, m]
+
+        return Tensor.build((left.rows * rows, left.cols * cols), entry)
+
+    def op_vec(self, node: Node, x: Tensor) -> Tensor:
+        """The columns stacked (a vector is its own vec)."""
+        return Tensor((len(x.flat),), tuple(x.matrix().T))
+
+    def op_commutation(self, node: Node) -> Tensor:
+        """K with K vec(A) = vec(Aᵀ) for a rows×cols matrix A: entry (j + cols i, i + rows j)."""
+        rows, cols = (int(self.number(d)) for d in node.attrs)
+
+        def entry(index: Index) -> sympy.Expr:
+            i, j = divmod(index[0], cols)
+            return sympy.Integer(int(index[1] == i + rows * j))
+
+        return Tensor.build((rows * cols, rows * cols), entry)
+
     def op_norm(self, node: Node, x: Tensor) -> Tensor:
         return Tensor((), (sympy.sqrt(sympy.Add(*(e**2 for e in x.flat))),))
 
@@ -271,11 +299,18 @@ def _function_and_variable(program: Program, name: str, sizes: Sizes,
 
 def gradient_tensor(program: Program, name: str, sizes: Sizes,
                     positive: Collection[str] = ()) -> Tensor:
-    """∂f/∂name shaped like the variable, for a scalar function."""
+    """∂f/∂name shaped like the variable, for a scalar function.
+
+    For a symmetric S this is the gradient among symmetric matrices, (G + Gᵀ)/2: an off-diagonal
+    symbol stands for two entries, so its derivative G_ij + G_ji is halved.
+    """
     f, x = _function_and_variable(program, name, sizes, positive)
     if f.shape:
         raise ValueError(f"the function has shape {f.shape}; a gradient needs a scalar")
-    return derivative(f, x)
+    g = derivative(f, x)
+    if "symmetric" not in program.variables[name].attrs:
+        return g
+    return Tensor.build(g.shape, lambda i: g[i] if i[0] == i[1] else g[i] / 2)
 
 
 def explicit_gradient(program: Program, name: str, sizes: Sizes,
