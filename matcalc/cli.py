@@ -10,7 +10,7 @@ import click
 from matcalc.cli_codegen import check, codegen
 from matcalc.cli_init import init
 from matcalc.cli_train import train
-from matcalc.cli_util import read_source, reports_user_errors
+from matcalc.cli_util import declarations_option, read_source, reports_user_errors
 from matcalc.cli_verify import verify_command
 from matcalc.derivation import LAYOUTS, Derivation, derive, hessian, jacobian
 from matcalc.errors import MatcalcError
@@ -27,8 +27,7 @@ def cli() -> None:
 @click.argument("source")
 @click.option("--wrt", "wrt", multiple=True, required=True, metavar="NAME",
               help="Variable (or named intermediate) to differentiate with respect to.")
-@click.option("--var", "declarations", multiple=True, metavar="'NAME: [dims]'",
-              help="Extra declaration, e.g. --var 'x: [n]'.")
+@declarations_option
 @click.option("--format", "fmt", type=click.Choice(["text", "latex", "numpy", "json"]),
               default="text", show_default=True)
 @click.option("--steps", is_flag=True, help="Show the chain-rule derivation with error signals δ.")
@@ -56,8 +55,7 @@ def derive_command(source: str, wrt: tuple[str, ...], declarations: tuple[str, .
 @cli.command("hessian")
 @click.argument("source")
 @click.option("--wrt", required=True, metavar="NAME", help="Variable of the Hessian.")
-@click.option("--var", "declarations", multiple=True, metavar="'NAME: [dims]'",
-              help="Extra declaration, e.g. --var 'x: [n]'.")
+@declarations_option
 @click.option("--hvp", "direction", default=None, metavar="V",
               help="Give the Hessian-vector product H V instead, V a new variable shaped like "
                    "NAME (e.g. --hvp v).")

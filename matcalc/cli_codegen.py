@@ -7,15 +7,13 @@ from pathlib import Path
 
 import click
 
-from matcalc.cli_util import read_source, reports_user_errors
+from matcalc.cli_util import declarations_option, read_source, reports_user_errors
 from matcalc.errors import MatcalcError
 from matcalc.module import TARGETS, generate
 from matcalc.testing import check_gradient
 
 WRT = click.option("--wrt", "wrt", multiple=True, required=True, metavar="NAME",
                    help="Variable to differentiate with respect to (repeatable).")
-VAR = click.option("--var", "declarations", multiple=True, metavar="'NAME: [dims]'",
-                   help="Extra declaration, e.g. --var 'x: [n]'.")
 
 
 def parse_dims(text: str | None) -> dict[str, int]:
@@ -32,7 +30,7 @@ def parse_dims(text: str | None) -> dict[str, int]:
 @click.command("codegen")
 @click.argument("source")
 @WRT
-@VAR
+@declarations_option
 @click.option("--target", type=click.Choice(TARGETS), default="numpy", show_default=True,
               help="numpy: value and value_and_grad; torch: a torch.autograd.Function.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
@@ -52,7 +50,7 @@ def codegen(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], ta
 @click.command("check")
 @click.argument("source")
 @WRT
-@VAR
+@declarations_option
 @click.option("--dims", metavar="n=3,m=4", help="Sizes to check at (small random sizes if not).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--rtol", type=float, default=1e-5, show_default=True,

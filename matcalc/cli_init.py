@@ -11,8 +11,7 @@ import click
 import sympy
 
 from matcalc import variance as v
-from matcalc.cli_util import reports_user_errors
-from matcalc.errors import MatcalcError
+from matcalc.cli_util import pairs, reports_user_errors
 
 
 @dataclass
@@ -32,7 +31,7 @@ class Report:
 
 def build_report(text: str, options: dict[str, Any]) -> Report:
     """Run every derivation the options ask for."""
-    act = v.activation(text, _parse_params(options["params"]))
+    act = v.activation(text, pairs("--param", options["params"], float))
     fixed = None
     if options["fixed_point"]:
         fixed = v.fixed_point(act, options["sigma"])
@@ -49,20 +48,6 @@ def build_report(text: str, options: dict[str, Any]) -> Report:
         title = f"f(z) = {act.display}{values}: std per layer, width {options['width']}"
         v.plot_simulations(report.simulations, options["plot"], title)
     return report
-
-
-def _parse_params(items: tuple[str, ...]) -> dict[str, float]:
-    values = {}
-    for item in items:
-        name, sep, number = item.partition("=")
-        try:
-            values[name.strip()] = float(number)
-        except ValueError:
-            sep = ""
-        if not sep:
-            message = f"--param expects NAME=VALUE, got `{item}`"
-            raise MatcalcError(message, hint="For example --param a=0.1.")
-    return values
 
 
 def _simulations(act: v.Activation, options: dict[str, Any]) -> list[v.Simulation]:

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import click
 
 from matcalc import training
-from matcalc.cli_util import reports_user_errors
-from matcalc.errors import MatcalcError
+from matcalc.cli_util import declarations_option, pairs, reports_user_errors
 from matcalc.variance import INITS
-
-
-def pairs(flag: str, items: tuple[str, ...], convert: Callable[[str], float],
-          form: str = "NAME=VALUE") -> dict:
-    """``NAME=VALUE`` options as a dict, each value converted (MatcalcError if it cannot be)."""
-    values = {}
-    for item in items:
-        name, _, text = item.partition("=")
-        try:
-            values[name.strip()] = convert(text)
-        except ValueError:
-            raise MatcalcError(f"{flag} expects {form}, got `{item}`") from None
-    return values
 
 
 def size(text: str) -> int:
@@ -43,8 +27,7 @@ def show_epoch(history: training.History) -> None:
 @click.argument("source")
 @click.option("--wrt", "wrt", multiple=True, required=True, metavar="NAME",
               help="Parameter to train (repeatable).")
-@click.option("--var", "declarations", multiple=True, metavar="'NAME: [dims]'",
-              help="Extra declaration, e.g. --var 'x: [n]'.")
+@declarations_option
 @click.option("--data", default="digits", show_default=True, metavar="digits|blobs|FILE.npz",
               help="digits: UCI handwritten digits (scikit-learn); blobs: the seeds' line-fit "
                    "points; FILE.npz: arrays named after the data variables.")

@@ -12,6 +12,11 @@ import click
 
 from matcalc.errors import MatcalcError
 
+declarations_option = click.option(
+    "--var", "declarations", multiple=True, metavar="'NAME: [dims]'",
+    help="Extra declaration, e.g. --var 'x: [n]'.")
+"""``--var``: declarations added to the program, shared by every command."""
+
 USER_ERROR = 2
 INTERNAL_ERROR = 3
 
@@ -56,3 +61,16 @@ def read_source(source: str) -> str:
     except OSError:
         pass
     return source
+
+
+def pairs(flag: str, items: tuple[str, ...], convert: Callable[[str], float],
+          form: str = "NAME=VALUE") -> dict:
+    """``NAME=VALUE`` options as a dict, each value converted (MatcalcError if it cannot be)."""
+    values = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        try:
+            values[name.strip()] = convert(text)
+        except ValueError:
+            raise MatcalcError(f"{flag} expects {form}, got `{item}`") from None
+    return values

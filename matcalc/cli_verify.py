@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import click
 
 from matcalc.catalog import CATALOG
-from matcalc.cli_util import read_source, reports_user_errors
+from matcalc.cli_util import declarations_option, read_source, reports_user_errors
 from matcalc.errors import MatcalcError
 from matcalc.verify import EXACT_TIMEOUT, INCONCLUSIVE, Verdict, verify, verify_all
 
@@ -21,8 +21,7 @@ FAILED = 1
 @click.argument("source", required=False)
 @click.option("--catalog", is_flag=True, help="Verify every built-in identity.")
 @click.option("--list", "list_only", is_flag=True, help="List the built-in identities.")
-@click.option("--var", "declarations", multiple=True, metavar="'NAME: [dims]'",
-              help="Extra declaration, e.g. --var 'x: [n]'.")
+@declarations_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True,
