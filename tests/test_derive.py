@@ -248,3 +248,9 @@ def test_finite_differences_use_the_source_not_the_simplified_ir() -> None:
     rng = np.random.default_rng(0)
     a, v, m = rng.normal(size=(3, 3)), rng.normal(size=3), rng.normal(size=(3, 3))
     assert np.isclose(reference_function(program)(A=a, v=v, M=m), np.sum(a @ v + a @ m))
+
+
+def test_latex_of_relu_and_ones() -> None:
+    result = derive("X: [N, D]; W: [D, H]; sum(relu(X @ W))", ["W"])
+    assert result.latex() == (r"\frac{\partial f}{\partial W} = X^{\top} "
+                              r"\mathbb{1}\left[X W > 0\right]")
