@@ -52,7 +52,8 @@ def codegen(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], ta
 @WRT
 @declarations_option
 @click.option("--dims", metavar="n=3,m=4", help="Sizes to check at (small random sizes if not).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Random seed.")
 @click.option("--rtol", type=float, default=1e-5, show_default=True,
               help="Largest error allowed, relative to the larger of 1 and the gradient.")
 @reports_user_errors

@@ -312,7 +312,7 @@ RENDERERS = {"text": render_text, "latex": render_latex, "json": render_json}
 @click.option("--init", type=click.Choice(v.INITS), default="derived", show_default=True,
               help="Init whose per-layer table is printed (all are compared).")
 @click.option("--batch", type=click.IntRange(min=2), default=1000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Save std per layer for every init to this PNG (needs matplotlib).")
 @click.option("--format", "fmt", type=click.Choice(sorted(RENDERERS)), default="text",

@@ -39,7 +39,7 @@ def show_epoch(history: training.History) -> None:
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1,
               show_default=True, help="Learning rate.")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the split, the initialisation and the shuffling.")
 @click.option("--init", type=click.Choice(INITS), default="derived", show_default=True,
               help="Weight init; derived uses `matcalc init` for the input's activation.")

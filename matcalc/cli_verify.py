@@ -24,7 +24,7 @@ FAILED = 1
 @declarations_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the random sizes and inputs.")
 @click.option("--timeout", type=float, default=EXACT_TIMEOUT, show_default=True,
               help="Seconds SymPy may spend proving each claim.")

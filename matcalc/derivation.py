@@ -199,7 +199,7 @@ SYMMETRIC_NOTE = (
 def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
     """What a careful reader should know about these results."""
     found: list[str] = [SYMMETRIC_NOTE.format(f=program.function_name, x=g.wrt)
-                        for g in gradients if "symmetric" in g.node.attrs]
+                        for g in gradients if "symmetric" in g.node.attrs and g.kind == "grad"]
     depends = set(postorder([program.function]))
     for g in gradients:
         if is_zero(g.expr) and g.node not in depends:
@@ -222,8 +222,8 @@ LAYOUT_NOTE = {
 
 
 VEC_NOTE = ("{layout} layout of ∂vec({f})/∂vec({x}); vec stacks the columns of a matrix "
-            "(Magnus & Neudecker), so vec(A X B) = (Bᵀ ⊗ A) vec(X). The index form gives each "
-            "entry, ∂{f}ᵢⱼ/∂{x}ₖₗ.")
+            "(Magnus & Neudecker), so vec(A X B) = (Bᵀ ⊗ A) vec(X).")
+INDEX_NOTE = " The index form gives each entry, ∂{f}ᵢⱼ/∂{x}ₖₗ."
 
 
 def numerator_form(g: Node) -> Node:
@@ -260,6 +260,8 @@ def jacobian(
     x_name = wrt[0] if len(wrt) == 1 else "x"
     vectorised = any(g.kind == "kron" for g in gradients)
     note = VEC_NOTE if vectorised else LAYOUT_NOTE[layout]
+    if any(g.index for g in gradients):
+        note += INDEX_NOTE
     result.notes.append(note.format(f=result.f, x=x_name, layout=layout))
     return result
 
@@ -298,7 +300,7 @@ def hessian(
     if direction is not None:
         v = program.add_variable(direction, x.shape)
         adjoints, _ = vector_jacobian_products(reduce_sum(g * v), [x])
-        hvp = Gradient(wrt, x, adjoints[x], kind="hvp", direction=direction)
+        hvp = Gradient(wrt, x, symmetric_part(x, adjoints[x]), kind="hvp", direction=direction)
         return Derivation(program, [hvp], notes=[
             f"{direction} is the direction, shaped like {wrt}; H {direction} costs about two "
             "gradients and never forms H."])
@@ -310,4 +312,5 @@ def hessian(
         return Derivation(program, [Gradient(wrt, x, second[x], kind="hess")])
     u = seed(x.shape)
     adjoints, _ = vector_jacobian_products(matmul(u, g), [x])
-    return Derivation(program, [Gradient(wrt, x, linear_matrix(adjoints[x], u), kind="hess")])
+    h = jacobian_of(program.function_name, wrt, x, adjoints[x], u, "denominator")
+    return Derivation(program, [replace(h, kind="hess", index="")])

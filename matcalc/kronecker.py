@@ -74,7 +74,9 @@ class KroneckerReader:
             return identity(self.size(e))
         method = getattr(self, "r_" + e.op, None)
         if method is None:
-            raise MatcalcError(f"no Kronecker form for {e.op} of the seed yet")
+            raise MatcalcError(
+                f"no Kronecker form for a Jacobian through {e.op}(…) yet; gradients of scalar "
+                f"functions of it work (e.g. reduce it with sum(…) or norm(…))")
         return method(e)
 
     def widened(self, part: Node, e: Node) -> Node:

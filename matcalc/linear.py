@@ -64,10 +64,12 @@ class LinearMatrix:
         return method(e)
 
     def to_rank(self, matrix: Node, term: Node, e: Node) -> Node:
-        """A scalar term's row ``wᵀ`` repeated over the rows of a vector expression: ``𝟙 wᵀ``."""
-        if term.rank == e.rank:
+        """A term's matrix where NumPy broadcasts the term to the shape of ``e``: a scalar's
+        row ``wᵀ`` (or a length-1 vector's single row) repeated down the rows, ``𝟙 wᵀ``."""
+        if term.shape == e.shape:
             return matrix
-        return fit(expand(matrix, 0), (e.shape[0], self.m))
+        row = expand(matrix, 0) if term.rank == 0 else matrix
+        return fit(row, (e.shape[0], self.m))
 
     def r_add(self, e: Node) -> Node:
         return add(*(self.to_rank(self(t), t, e) for t in e.args if t in self.dependent))
@@ -81,8 +83,8 @@ class LinearMatrix:
             return inner
         if c.rank == 0:
             return self.to_rank(mul(c, inner), factor, e)
-        if factor.rank == 1:
-            return scale_rows(c, inner)                # c ⊙ (M u) = diag(c) M u
+        if factor.rank == 1:                           # c ⊙ (M u) = diag(c) M u
+            return scale_rows(fit(c, e.shape), inner)
         return apply("outer", c, inner)              # c (wᵀ u) = (c wᵀ) u
 
     def r_matmul(self, e: Node) -> Node:
@@ -90,6 +92,8 @@ class LinearMatrix:
         if a in self.dependent and b in self.dependent:
             raise MatcalcError(f"the seed appears on both sides of a product; {HIGHER_ORDER}")
         if a.rank == 2:
+            if a in self.dependent:                   # a matrix-valued function of the seed
+                raise MatcalcError(HIGHER_ORDER)
             return matmul(a, self(b))                 # A (M u) = (A M) u
         known, varying = (b, a) if a in self.dependent else (a, b)
         return matmul(transpose(self(varying)), known)   # aᵀ (M u) = (Mᵀ a)ᵀ u

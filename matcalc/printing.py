@@ -216,11 +216,24 @@ class Printer:
         parts: list[str] = []
         for i, term in enumerate(self.ordered_terms(node)):
             negative, text = self.signed_term(term)
+            text = self.broadcast_term(text, term, node)
             if i == 0:
                 parts.append(self.n.minus + text if negative else text)
             else:
                 parts.append((f" {self.n.minus} " if negative else " + ") + text)
         return "".join(parts), SUM
+
+    def broadcast_term(self, text: str, term: Node, total: Node) -> str:
+        """A row or column that NumPy repeats to fill a matrix sum: ``𝟙 wᵀ``, ``w 𝟙ᵀ``."""
+        if term.rank != 2 or total.rank != 2 or term.shape == total.shape:
+            return text
+        if term.op == "expand" and term.attrs[0] == 1:    # a vector as a column
+            text = self.wrap(term.args[0], ATOM)
+        elif not text.startswith("("):
+            text = f"({text})" if " " in text else text
+        if term.shape[0] == 1 and total.shape[0] != 1:
+            return f"{self.n.ones} {text}"
+        return f"{text} {self.n.ones}{self.n.transpose}"
 
     def signed_term(self, term: Node) -> tuple[bool, str]:
         """A term's sign and the text of its magnitude."""
@@ -346,6 +359,8 @@ class Printer:
 
     def p_sum(self, node: Node) -> tuple[str, int]:
         axis, keepdims = node.attrs
+        if node.args[0].rank == 1:                # a vector's sum, kept as [1] or not
+            axis, keepdims = None, False
         parts = [self(node.args[0]), *self.axis_part(axis, None)]
         return self.call("sum", *parts, *(["keepdims"] if keepdims else []))
 

@@ -346,6 +346,8 @@ def transpose(x: Node) -> Node:
         return x
     if x.op == "transpose":
         return x.args[0]
+    if x.op == "expand" and x.args[0].rank == 1:      # a row becomes a column and back
+        return expand(x.args[0], 1 - x.attrs[0])
     if x.op == "zeros":
         return zeros(x.shape[::-1])
     if x.op == "broadcast" and not x.args[0].shape:

@@ -190,9 +190,12 @@ def bind_sizes(program: Program, data: Mapping[str, np.ndarray], batch: tuple[st
                                  strict=True):
             known = int(declared) if declared.is_Integer else sizes.get(str(declared), (got,))[0]
             if known != got:
-                raise MatcalcError(f"`{name}` is declared "
-                                   f"{shape_str(program.variables[name].shape)} but the data "
-                                   f"give {declared} = {got}, not {known}")
+                declared_shape = shape_str(program.variables[name].shape)
+                raise MatcalcError(
+                    f"`{name}` is declared {declared_shape} but the data for it have "
+                    f"{got} columns, not {known}",
+                    hint=f"Declare `{name}` with a size the data set, e.g. "
+                         f"`{name}: [N, C]`, or choose other data with --data.")
             if not declared.is_Integer:
                 sizes.setdefault(str(declared), (got, f"from {name}"))
     for name, value in hidden.items():
@@ -425,6 +428,10 @@ def train(source: str | Path | Program, wrt: Sequence[str], data: str | Data = "
     return history
 
 
+DIVERGENCE = 1e6
+"""A test loss this many times its starting value (or 1) means the training diverged."""
+
+
 def batches(n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Shuffled row indices in batches of ``size`` (the last may be smaller)."""
     return np.split(rng.permutation(n), range(size, n, size))
@@ -438,7 +445,9 @@ def record(history: History, model: Model, epoch: int, losses: list[float],
     except ValueError as clash:  # the generated code's shape check
         raise MatcalcError(f"the data do not fit the program: {clash}") from None
     train_loss = float(np.mean(losses)) if losses else None
-    if not math.isfinite(test_loss if train_loss is None else train_loss + test_loss):
+    start = history.epochs[0].test_loss if history.epochs else test_loss
+    exploding = abs(test_loss) > DIVERGENCE * max(1.0, abs(start))
+    if exploding or not math.isfinite(test_loss if train_loss is None else train_loss + test_loss):
         raise MatcalcError(f"the loss diverged ({train_loss}, test {test_loss}) in epoch {epoch}",
                            hint="Lower the learning rate with --lr.")
     history.epochs.append(EpochStats(epoch, train_loss, test_loss, model.accuracy(*test)))

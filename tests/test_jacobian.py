@@ -148,7 +148,7 @@ def test_matrix_jacobians_in_kronecker_and_index_form(source, wrt, expected, ind
 
 
 def test_jacobians_without_a_matrix_form_yet_are_a_clear_error() -> None:
-    with pytest.raises(MatcalcError, match="no Kronecker form for diag"):
+    with pytest.raises(MatcalcError, match="no Kronecker form for a Jacobian through diag"):
         jacobian("X: [n, n]; diag(X)", ["X"])
 
 
@@ -166,3 +166,47 @@ def test_cli_jacobian_and_hessian() -> None:
     assert result.exit_code == 0 and "∂²f/∂x² = A + Aᵀ   [n, n]" in result.output
     result = runner.invoke(cli, ["derive", "x: [n]; exp(x)", "--wrt", "x", "--steps"])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+REVIEWED = [  # found by review: Jacobians through outer products and length-1 broadcasts
+    ("x: [n]; b: [n]; c: [n]; outer(x, b) @ c", "x"),
+    ("a: [n]; sum(outer(a, a), axis=0)", "a"),
+    ("x: [n]; outer(x, x) @ x", "x"),
+    ("x: [n]; sum(x) * x", "x"),
+]
+
+
+@pytest.mark.parametrize(("source", "wrt"), REVIEWED, ids=[r[0] for r in REVIEWED])
+def test_jacobians_through_matrix_intermediates(source: str, wrt: str) -> None:
+    for layout in ("numerator", "denominator"):
+        result = jacobian(source, [wrt], layout=layout)
+        arrays = smooth_inputs(result.program, {"n": 4}, np.random.default_rng(0))
+        (got,) = evaluate(result, arrays)
+        fd = numeric_jacobian(function_value(result.program), dict(arrays), wrt)
+        np.testing.assert_allclose(got, fd if layout == "numerator" else fd.T, atol=1e-6)
+
+
+def test_sum_times_vector_prints_its_broadcast() -> None:
+    assert text_of(jacobian("x: [n]; sum(x) * x", ["x"])) == "I sum(x) + x 𝟙ᵀ"
+
+
+@pytest.mark.parametrize("source", ["x: [n]; outer(x, x) @ x @ x",
+                                    "x: [n]; sum(log_softmax(x) * x)"])
+def test_hessians_through_matrix_intermediates_and_length_one_sums(source: str) -> None:
+    result = hessian(source, "x")
+    gradient = jacobian(source, ["x"], layout="denominator")
+    grad = evaluator(gradient.program, [("g", gradient.gradients[0].expr)])
+    arrays = smooth_inputs(result.program, {"n": 4}, np.random.default_rng(0))
+    (h,) = evaluate(result, arrays)
+    fd = numeric_jacobian(lambda **a: grad(**a)[0], dict(arrays), "x")
+    np.testing.assert_allclose(h, fd, atol=1e-6)
+    np.testing.assert_allclose(h, h.T, atol=1e-9)
+
+
+def test_hvp_for_a_symmetric_variable_stays_symmetric() -> None:
+    result = hessian("S: [n, n] symmetric; A: [n, n]; x: [n]; x @ S @ A @ S @ x", "S",
+                     direction="V")
+    arrays = smooth_inputs(result.program, {"n": 3}, np.random.default_rng(0))
+    v = np.random.default_rng(1).normal(size=(3, 3))
+    (hv,) = evaluate(result, {**arrays, "V": v + v.T})
+    np.testing.assert_allclose(hv, hv.T, atol=1e-12)
