@@ -368,6 +368,8 @@ class Printer:
         (axis,) = node.attrs
         if axis == 0 and node.rank == 2:                  # a vector as a row
             return self.wrap(node.args[0], ATOM) + self.n.transpose, POSTFIX
+        if axis == 1 and node.rank == 2:                  # a vector as a column: itself
+            return self.fmt(node.args[0])
         index = ", ".join("None" if i == axis else ":" for i in range(node.rank))
         return f"{self.wrap(node.args[0], ATOM)}[{index}]", POSTFIX
 
@@ -376,7 +378,9 @@ class Printer:
         (x,) = node.args
         ones, ones_row = self.n.ones, self.n.ones + self.n.transpose
         if not x.shape:
-            pattern = ones + ones_row if node.rank == 2 else ones
+            pattern = {(False, False): ones + ones_row, (True, False): ones_row,
+                       (False, True): ones}[(node.shape[0] == 1, node.shape[-1] == 1)
+                                            ] if node.rank == 2 else ones
             if const_value(x) == 1:
                 return pattern, ATOM
             return f"{self.wrap(x, PRODUCT + 1)} {pattern}", PRODUCT

@@ -294,6 +294,9 @@ def matmul(a: Node, b: Node) -> Node:
         return matmul(matmul(a, b.args[0]), b.args[1])
     if a.op == "kron" and b.op == "kron" and mixed_product_fits(a, b):
         return kron(matmul_columns(a.args[0], b.args[0]), matmul_columns(a.args[1], b.args[1]))
+    if a.op == "diag" and a.args[0].rank == 1 and b.op == "broadcast" and b.shape[1] == 1 and (
+            not b.args[0].shape):                      # diag(v) c𝟙 = c v
+        return mul(b.args[0], expand(a.args[0], 1))
     if a.op == "diag" and b.op == "diag" and a.args[0].rank == b.args[0].rank == 1:
         return apply("diag", mul(a.args[0], b.args[0]))
     base_a, k_a, flipped_a = matrix_power_parts(a)
@@ -447,6 +450,8 @@ LINEAR = {"diag", "trace", "outer", "kron", "vec"}
 
 def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
     """Any other operation; scalar factors are pulled out of linear ones."""
+    if op == "inv" and args[0].op == "transpose":     # (Xᵀ)⁻¹ = (X⁻¹)ᵀ
+        return transpose(make("inv", (args[0].args[0],)))
     if op == "diag" and args[0].op == "broadcast" and args[0].rank == 1 and (
             not args[0].args[0].shape):
         return mul(args[0].args[0], make("identity", (), (args[0].shape[0],)))
