@@ -89,7 +89,9 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
     value = function_value(program)        # from the source text, not the derived IR
     rng = np.random.default_rng(seed)
     checks = {w: VariableCheck(w, shape_str(program.lookup(w).shape), 0) for w in wrt}
-    report = CheckReport(program.function_name, list(checks.values()))
+    checked = program.function_name if program.seed is None else (
+        f"sum({program.seed} ⊙ value), the layer's backward pass,")
+    report = CheckReport(checked, list(checks.values()))
     for _ in range(draws):
         sizes = {**sizes_for(program, rng), **(dims or {})}
         arrays = smooth_inputs(program, sizes, rng)
