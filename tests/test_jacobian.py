@@ -210,3 +210,20 @@ def test_hvp_for_a_symmetric_variable_stays_symmetric() -> None:
     v = np.random.default_rng(1).normal(size=(3, 3))
     (hv,) = evaluate(result, {**arrays, "V": v + v.T})
     np.testing.assert_allclose(hv, hv.T, atol=1e-12)
+
+
+SECOND_ORDER = ["exp", "log", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid", "relu",
+                "softplus", "gelu", "silu", "leaky_relu"]
+
+
+@pytest.mark.parametrize("name", SECOND_ORDER)
+def test_second_derivatives_of_every_elementwise_function(name: str) -> None:
+    """The Hessian differentiates what the first rules emit (step, sign, Φ, φ, erf …) again."""
+    source = f"x: [n]; c: [n]; sum(c * {name}(x * x + 1))"
+    result = hessian(source, "x")
+    gradient = jacobian(source, ["x"], layout="denominator")
+    grad = evaluator(gradient.program, [("g", gradient.gradients[0].expr)])
+    arrays = smooth_inputs(result.program, {"n": 3}, np.random.default_rng(0))
+    (h,) = evaluate(result, arrays)
+    fd = numeric_jacobian(lambda **a: grad(**a)[0], dict(arrays), "x")
+    np.testing.assert_allclose(h, fd, rtol=1e-6, atol=1e-6)
