@@ -89,7 +89,9 @@ class Derivation:
             return aligned(rows) + indices + self.notes_text()
         forward = [(name, printer(node.args[0]), node.shape)
                    for name, node in self.program.intermediates.items()]
-        signals = [(f"δ{s.label} = {self.partial(s.name)}", printer(s.expr), s.node.shape)
+        users = self.users()
+        signals = [(f"δ{s.label} = {self.partial(s.name)}", printer(s.expr), s.node.shape,
+                    "back through " + ", ".join(users.get(s.name, ())))
                    for s in self.steps]
         parts = ["Forward pass:", aligned(forward, indent="  ")]
         if signals:
@@ -97,6 +99,19 @@ class Derivation:
                       "differentiates):", aligned(signals, indent="  ")]
         parts += ["Gradients (each shaped like its variable):", aligned(rows, indent="  ")]
         return "\n".join(parts) + self.notes_text()
+
+    def users(self) -> dict[str, list[str]]:
+        """For each intermediate, the names whose definitions use it (the chain rule's paths)."""
+        found: dict[str, list[str]] = {}
+        named = dict(self.program.intermediates)
+        if self.program.function.op != "named":
+            named[self.f] = self.program.function
+        for name, node in named.items():
+            definition = node.args[0] if node.op == "named" else node
+            for used in postorder([definition], stop=lambda n: n.op == "named"):
+                if used.op == "named":
+                    found.setdefault(used.attrs[0], []).append(name)
+        return found
 
     def notes_text(self) -> str:
         return "".join(f"\nnote: {note}" for note in self.notes)
@@ -141,12 +156,16 @@ class Derivation:
         return {g.wrt: to_sympy(g.expr) for g in self.gradients}
 
 
-def aligned(rows: Sequence[tuple[str, str, tuple]], indent: str = "") -> str:
-    """``name = formula   [shape]`` lines with the shapes in one column."""
-    lines = [f"{indent}{name} = {formula}" for name, formula, _ in rows]
+def aligned(rows: Sequence[tuple], indent: str = "") -> str:
+    """``name = formula   [shape]   comment`` lines, shapes (and comments) in one column."""
+    lines = [f"{indent}{row[0]} = {row[1]}" for row in rows]
     width = max((len(line) for line in lines), default=0)
-    return "\n".join(f"{line.ljust(width)}   {shape_str(shape)}"
-                     for line, (_, _, shape) in zip(lines, rows, strict=True))
+    shapes = [shape_str(row[2]) for row in rows]
+    shape_width = max((len(text) for text in shapes), default=0)
+    return "\n".join(
+        f"{line.ljust(width)}   {shape.ljust(shape_width)}   {row[3]}".rstrip()
+        if len(row) > 3 else f"{line.ljust(width)}   {shape}"
+        for line, shape, row in zip(lines, shapes, rows, strict=True))
 
 
 MAX_INLINE_SIZE = 400
