@@ -254,3 +254,11 @@ def test_latex_of_relu_and_ones() -> None:
     result = derive("X: [N, D]; W: [D, H]; sum(relu(X @ W))", ["W"])
     assert result.latex() == (r"\frac{\partial f}{\partial W} = X^{\top} "
                               r"\mathbb{1}\left[X W > 0\right]")
+
+
+def test_steps_name_the_paths_each_error_signal_comes_back_through() -> None:
+    result = derive("x: [n]; a = exp(x); b = sin(a); c = a * b; sum(c)", ["x"], steps=True)
+    lines = {line.split(" = ")[1]: line for line in result.text().splitlines() if "δ" in line}
+    assert lines["∂f/∂a"].endswith("= a ⊙ cos(a) + b   [n]   back through b, c")
+    check_numerically(derive("x: [n]; a = exp(x); b = sin(a); c = a * b; sum(c)", ["x"]),
+                      {"n": 3})
