@@ -3,8 +3,9 @@
 Each entry maps an operation to one function per argument. A function receives
 
 - ``g``: the adjoint Ḡ = ∂f/∂out of the node's output (same shape as the output),
-- ``out``: the node itself (its value, for rules such as ``exp``: x̄ = Ḡ ⊙ exp(x)),
-- the node's arguments, then its ``attrs`` as keywords where the operation has any,
+- ``out``: the node's value, by its name when it has one (for rules such as ``exp``:
+  x̄ = Ḡ ⊙ exp(x) is written ``g * out``, so ``y = exp(x)`` gives ``ȳ ⊙ y``),
+- the node's arguments, then its ``attrs`` in order (``axis``, ``keepdims``, ``k`` …),
 
 and returns that argument's contribution to ∂f/∂arg. Broadcasting is undone once by the engine
 (:func:`matcalc.simplify.reduce_to`), never here. Rules build their results with the operator
@@ -40,8 +41,8 @@ def call(op: str) -> Callable[..., Node]:
     return lambda *args, **attrs: apply(op, *args, attrs=tuple(attrs.values()))
 
 
-exp, log, sqrt, sign, step, sigmoid, relu, cos, sin = map(
-    call, "exp log sqrt sign step sigmoid relu cos sin".split()
+exp, log, sign, step, sigmoid, relu, cos, sin = map(
+    call, "exp log sign step sigmoid relu cos sin".split()
 )
 inv, diag, outer = call("inv"), call("diag"), call("outer")
 
