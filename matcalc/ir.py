@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 import sympy
 
@@ -92,9 +91,6 @@ class Node:
         from matcalc.printing import to_text
 
         return f"<{self.op} {to_text(self)} {shape_str(self.shape)}>"
-
-    def __reduce__(self):  # pragma: no cover - interning makes nodes unpicklable by design
-        raise TypeError("IR nodes are not picklable")
 
     # Operator overloads: the canonical constructors of matcalc.simplify.
     def __add__(self, other: Operand) -> Node:
@@ -533,11 +529,3 @@ def depends_on(roots: Sequence[Node], targets: set[Node]) -> set[Node]:
         if node in targets or any(a in result for a in node.args):
             result.add(node)
     return result
-
-
-@dataclass(frozen=True)
-class Variable:
-    """A declared name and its node."""
-
-    name: str
-    node: Node
