@@ -147,6 +147,7 @@ class Derivation:
                 "text": to_text(g.expr),
                 "latex": to_latex(g.expr),
                 "numpy": self.code_for([g]),
+                **({"index": g.index} if g.index else {}),
             }
             for g in self.gradients
         ]
