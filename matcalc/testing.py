@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from matcalc.derivation import Derivation, jacobian
 from matcalc.errors import MatcalcError
 from matcalc.ir import shape_str
 from matcalc.module import lambdify, plan
-from matcalc.numeric import function_value, sizes_for, smooth_inputs, symmetric_part
-from matcalc.program import Program
+from matcalc.numeric import evaluator, function_value, sizes_for, smooth_inputs, symmetric_part
+from matcalc.program import Program, parse
 
 EVERY_ENTRY = 10**4
 DIRECTIONS = 20
@@ -91,7 +92,10 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
     checks = {w: VariableCheck(w, shape_str(program.lookup(w).shape), 0) for w in wrt}
     checked = program.function_name if program.seed is None else (
         f"sum({program.seed} ⊙ value), the layer's backward pass,")
-    report = CheckReport(checked, list(checks.values()))
+    jacobians = printed_jacobians(source, wrt, declarations) if program.seed else []
+    if jacobians:
+        checked += " and the Jacobians derive prints,"
+    report = CheckReport(checked, [*checks.values(), *(j.check for j in jacobians)])
     for _ in range(draws):
         sizes = {**sizes_for(program, rng), **(dims or {})}
         arrays = smooth_inputs(program, sizes, rng)
@@ -100,7 +104,64 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
         for name, check in checks.items():
             record(check, grads[name], arrays, name, value, rng, rtol,
                    "symmetric" in program.lookup(name).attrs)
+        for jac in jacobians:
+            jac.record(arrays, rtol)
     return report
+
+
+@dataclass
+class JacobianCheck:
+    """The Jacobian ``derive`` prints for a vector or matrix function, against differences."""
+
+    program: Program
+    name: str
+    evaluate: Callable[..., tuple]
+    check: VariableCheck
+
+    def record(self, arrays: Mapping[str, np.ndarray], rtol: float) -> None:
+        own = {k: v for k, v in arrays.items() if k in self.program.variables}
+        derived = np.asarray(self.evaluate(**own)[0], dtype=float)
+        numeric = vec_jacobian(function_value(self.program), own, self.name)
+        derived = derived.reshape(numeric.shape)
+        error = float(np.max(np.abs(derived - numeric), initial=0.0))
+        scale = float(np.max(np.abs(numeric), initial=0.0))
+        self.check.entries = numeric.size
+        self.check.abs_error = max(self.check.abs_error, error)
+        self.check.rel_error = max(self.check.rel_error, error / scale if scale else error)
+        self.check.passed &= bool(np.all(np.isfinite(derived))) and error <= rtol * max(1, scale)
+
+
+def printed_jacobians(source: str | Program, wrt: Sequence[str],
+                      declarations: Sequence[str]) -> list[JacobianCheck]:
+    """For a vector or matrix function: the numerator-layout Jacobians ``derive`` shows."""
+    program = source if isinstance(source, Program) else parse(source, declarations)
+    checks = []
+    for name in wrt:
+        if "symmetric" in program.lookup(name).attrs:
+            continue
+        try:
+            (g,) = jacobian(program, [name]).gradients
+        except MatcalcError:
+            continue
+        label = Derivation(program, [g]).lhs(g)
+        checks.append(JacobianCheck(program, name, evaluator(program, [("j", g.expr)]),
+                                    VariableCheck(label, shape_str(g.shape), 0)))
+    return checks
+
+
+def vec_jacobian(f: Callable[..., np.ndarray], arrays: Mapping[str, np.ndarray], name: str
+                 ) -> np.ndarray:
+    """∂vec(f)/∂vec(x) by central differences, vec stacking columns as matcalc's forms do."""
+    x = np.asarray(arrays[name], dtype=float)
+    columns = []
+    for k in range(x.size):
+        step = np.zeros(x.size)
+        step[k] = EPS
+        step = step.reshape(x.shape, order="F")
+        up = np.asarray(f(**{**arrays, name: x + step}), dtype=float)
+        down = np.asarray(f(**{**arrays, name: x - step}), dtype=float)
+        columns.append(((up - down) / (2 * EPS)).reshape(-1, order="F"))
+    return np.stack(columns, axis=1)
 
 
 def scalar_program(source: str | Program, wrt: Sequence[str],

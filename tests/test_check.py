@@ -143,3 +143,16 @@ def test_prelu_backward_with_torch() -> None:
 
     assert_backward(bwd, PRELU, wrt=["X", "a"])
     assert np.isfinite(check_gradient(PRELU, ["X", "a"]).variables[0].abs_error)
+
+
+def test_check_also_proves_the_jacobians_derive_prints() -> None:
+    from matcalc.testing import check_gradient, printed_jacobians
+
+    report = check_gradient("x: [n]; W: [m, n]; tanh(W @ x)", ["x", "W"], {"n": 3, "m": 2})
+    names = [v.name for v in report.variables]
+    assert names == ["x", "W", "∂f/∂x", "∂vec(f)/∂vec(W)"] and report.passed
+    (wrong,) = printed_jacobians("x: [n]; W: [m, n]; tanh(W @ x)", ["x"], ())
+    wrong.evaluate = lambda **arrays: (arrays["W"],)      # forgets diag(1 − tanh²)
+    rng = np.random.default_rng(0)
+    wrong.record({"x": rng.normal(size=3), "W": rng.normal(size=(2, 3))}, 1e-5)
+    assert not wrong.check.passed and wrong.check.abs_error > 1e-3
