@@ -48,6 +48,11 @@ HELPERS = {
     i, j = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
     k[(j + cols * i).ravel(), (i + rows * j).ravel()] = 1
     return k''',
+    "_diag_embedding": '''def _diag_embedding(n):
+    """E with E @ v = vec(diag(v)) (vec stacks columns)."""
+    e = np.zeros((n * n, n))
+    e[np.arange(n) * (n + 1), np.arange(n)] = 1
+    return e''',
     "_erf": '''def _erf(x):
     """The error function, entry by entry (NumPy has none)."""
     import math
@@ -159,7 +164,7 @@ NUMPY_METHODS = Dialect("np", FUNCTIONS, methods=True)
 TORCH = Dialect("torch", TORCH_FUNCTIONS, "dim", "keepdim", ", dtype={0}.dtype, device={0}.device",
                 ".to({0}.dtype)")
 
-SIZED = {"const", "zeros", "identity", "broadcast", "commutation"}
+SIZED = {"const", "zeros", "identity", "broadcast", "commutation", "diag_embedding"}
 """Operations whose attributes mention sizes that the statements need by name."""
 
 CHEAP = {"var", "const", "named", "delta", "zeros", "identity", "transpose", "expand"}
@@ -381,6 +386,10 @@ class NumpyEmitter:
 
     def e_zeros(self, node: Node) -> tuple[str, int]:
         return f"{self.dialect.module}.zeros({self.shape_text(node.shape)}{self.like_text()})", ATOM
+
+    def e_diag_embedding(self, node: Node) -> tuple[str, int]:
+        self.use_helper("_diag_embedding")
+        return f"_diag_embedding({python_scalar(node.attrs[0])})", ATOM
 
     def e_commutation(self, node: Node) -> tuple[str, int]:
         self.use_helper("_commutation")

@@ -244,6 +244,8 @@ LAYOUT_NOTE = {
 VEC_NOTE = ("{layout} layout of ∂vec({f})/∂vec({x}); vec stacks the columns of a matrix "
             "(Magnus & Neudecker), so vec(A X B) = (Bᵀ ⊗ A) vec(X).")
 INDEX_NOTE = " The index form gives each entry, ∂{f}ᵢⱼ/∂{x}ₖₗ."
+EMBEDDING_NOTE = (" E_n = Σᵢ (eᵢ ⊗ eᵢ) eᵢᵀ puts a vector on a diagonal: vec(diag(v)) = E_n v, and "
+                  "diag(X) = E_nᵀ vec(X).")
 
 
 def numerator_form(g: Node) -> Node:
@@ -282,6 +284,8 @@ def jacobian(
     note = VEC_NOTE if vectorised else LAYOUT_NOTE[layout]
     if any(g.index for g in gradients):
         note += INDEX_NOTE
+    if any(n.op == "diag_embedding" for g in gradients for n in postorder([g.expr])):
+        note += EMBEDDING_NOTE
     result.notes.append(note.format(f=result.f, x=x_name, layout=layout))
     return result
 

@@ -252,6 +252,12 @@ class Expander:
 
         return Tensor.build((rows * cols, rows * cols), entry)
 
+    def op_diag_embedding(self, node: Node) -> Tensor:
+        """E with E v = vec(diag(v)): entry (i + n i, i)."""
+        n = int(self.number(node.attrs[0]))
+        return Tensor.build((n * n, n),
+                            lambda index: sympy.Integer(int(index[0] == index[1] * (n + 1))))
+
     def op_norm(self, node: Node, x: Tensor) -> Tensor:
         return Tensor((), (sympy.sqrt(sympy.Add(*(e**2 for e in x.flat))),))
 

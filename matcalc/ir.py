@@ -370,6 +370,7 @@ SHAPE_RULES: dict[str, ShapeRule] = {
     "kron": _kron,
     "vec": _vec,
     "commutation": lambda args, attrs: (attrs[0] * attrs[1], attrs[0] * attrs[1]),
+    "diag_embedding": lambda args, attrs: (attrs[0] * attrs[0], attrs[0]),
     "norm": _scalar,
     # neural nets
     "softmax": _softmax_like,

@@ -22,6 +22,7 @@ from matcalc.simplify import (
     matmul,
     mul,
     split_scalars,
+    transpose,
     transpose_matrix,
 )
 
@@ -136,6 +137,13 @@ class KroneckerReader:
 
     def r_broadcast(self, e: Node) -> Node:
         return self.widened(e.args[0], e)
+
+    def r_diag(self, e: Node) -> Node:
+        (x,) = e.args
+        embedding = make("diag_embedding", (), (x.shape[0],))
+        if x.rank == 1:                                  # vec(diag(v)) = E v
+            return matmul(embedding, self(x))
+        return matmul(transpose(embedding), self(x))     # diag(X) = Eᵀ vec(X)
 
     def r_outer(self, e: Node) -> Node:
         a, b = e.args

@@ -48,6 +48,7 @@ class Notation:
     kron: str
     sized_identity: str
     commutation: str
+    diag_embedding: str
     func: Callable[[str, str], str]
     divide: Callable[[str, str], str]
     power: Callable[[str, sympy.Expr], str]
@@ -98,6 +99,7 @@ TEXT = Notation(
     kron=" ⊗ ",
     sized_identity="I_{}",
     commutation="K_({},{})",
+    diag_embedding="E_{}",
     func=lambda f, args: f"{f}({args})",
     divide=lambda num, den: f"{num} / {den}",
     power=_text_power,
@@ -127,6 +129,7 @@ LATEX = Notation(
     kron=r" \otimes ",
     sized_identity="I_{{{}}}",
     commutation="K_{{{},{}}}",
+    diag_embedding="E_{{{}}}",
     func=lambda f, args: LATEX_FUNCS.get(f, rf"\operatorname{{{f.replace('_', chr(92) + '_')}}}")
     + rf"\left({args}\right)",
     divide=lambda num, den: rf"\frac{{{num}}}{{{den}}}",
@@ -332,6 +335,9 @@ class Printer:
         if x.op == "identity":
             return self.n.sized_identity.format(self.n.scalar(x.attrs[0]))
         return self.wrap(x, MATMUL + 1)
+
+    def p_diag_embedding(self, node: Node) -> tuple[str, int]:
+        return self.n.diag_embedding.format(self.n.scalar(node.attrs[0])), ATOM
 
     def p_commutation(self, node: Node) -> tuple[str, int]:
         rows, cols = (self.n.scalar(d) for d in node.attrs)

@@ -450,6 +450,8 @@ LINEAR = {"diag", "trace", "outer", "kron", "vec"}
 
 def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
     """Any other operation; scalar factors are pulled out of linear ones."""
+    if op == "vec" and args[0].rank <= 1:              # a vector is its own vec
+        return args[0]
     if op == "inv" and args[0].op == "transpose":     # (Xᵀ)⁻¹ = (X⁻¹)ᵀ
         return transpose(make("inv", (args[0].args[0],)))
     if op == "diag" and args[0].op == "broadcast" and args[0].rank == 1 and (

@@ -49,7 +49,7 @@ BAD = [
     ("x: [n]; sum(x + y)", "x", "`y` is not declared.", 16),
     ("x: [n]; sum(x +", "x", "expected an expression", None),
     ("x: [n]; x @ x", "z", "`z` is not a variable", None),
-    ("X: [n, n]; diag(X)", "X", "no Kronecker form for a Jacobian through diag", None),
+    ("X: [n, n]; X @ X", "Y", "`Y` is not a variable or intermediate", None),
     ("x: [n]; y: [m]; sum(x + y)", "x", "[n] and [m] do not broadcast (m ≠ n)", None),
     ("x: [n, n, n]; sum(x)", "x", "rank-3 arrays are not supported", None),
     ("x: [n]; sum(softmax(x, axis=2))", "x", "axis 2 is out of range", None),

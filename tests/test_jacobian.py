@@ -147,9 +147,15 @@ def test_matrix_jacobians_in_kronecker_and_index_form(source, wrt, expected, ind
         np.testing.assert_allclose(jac, fd.reshape(f_size, -1), rtol=1e-6, atol=1e-7)
 
 
-def test_jacobians_without_a_matrix_form_yet_are_a_clear_error() -> None:
-    with pytest.raises(MatcalcError, match="no Kronecker form for a Jacobian through diag"):
-        jacobian("X: [n, n]; diag(X)", ["X"])
+def test_jacobians_through_diag_use_the_diagonal_embedding() -> None:
+    assert text_of(jacobian("a: [n]; diag(a)", ["a"])) == "E_n"
+    assert text_of(jacobian("X: [n, n]; diag(X)", ["X"])) == "E_nᵀ"
+    result = jacobian("X: [n, n]; exp(diag(X))", ["X"])
+    assert text_of(result) == "diag(exp(diag(X))) E_nᵀ"
+    arrays = smooth_inputs(result.program, {"n": 3}, np.random.default_rng(0))
+    (got,) = evaluate(result, arrays)
+    fd = numeric_jacobian(function_value(result.program), dict(arrays), "X")
+    np.testing.assert_allclose(got, fd.transpose(0, 2, 1).reshape(3, 9), atol=1e-7)
 
 
 def test_generated_hessian_code_scales_rows_instead_of_forming_diag() -> None:

@@ -176,6 +176,7 @@ OPS: dict[str, ir.Node] = {
     "diag": op("diag", v), "diag-of-matrix": op("diag", S), "outer": op("outer", v, u),
     "kron": op("kron", A, S), "kron-vectors": op("kron", v, u), "vec": op("vec", A),
     "commutation": op("commutation", attrs=(n, m)), "norm": op("norm", A),
+    "diag_embedding": op("diag_embedding", attrs=(n,)),
     "norm-vector": op("norm", u), "softmax": op("softmax", A, attrs=(-1,)),
     "softmax-axis0": op("softmax", A, attrs=(0,)), "log_softmax": op("log_softmax", A, attrs=(0,)),
     "logsumexp": op("logsumexp", A, attrs=(None,)),
