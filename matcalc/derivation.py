@@ -302,7 +302,7 @@ def jacobian_of(f_name: str, name: str, x: Node, adjoint: Node, u: Node, layout:
             pass                       # a matrix-valued intermediate: the vec form handles it
     transposed = kronecker_matrix(adjoint, u)
     numerator = transpose(transposed)
-    index = index_form(numerator, f_name, name) if u.rank == x.rank == 2 else None
+    index = index_form(numerator, u.shape, x.shape, f_name, name) if 2 in (u.rank, x.rank) else None
     expr = numerator if layout == "numerator" else transposed
     return Gradient(name, x, expr, kind="kron", index=index or "")
 

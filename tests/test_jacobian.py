@@ -233,3 +233,65 @@ def test_second_derivatives_of_every_elementwise_function(name: str) -> None:
     (h,) = evaluate(result, arrays)
     fd = numeric_jacobian(lambda **a: grad(**a)[0], dict(arrays), "x")
     np.testing.assert_allclose(h, fd, rtol=1e-6, atol=1e-6)
+
+
+INDEXED = [
+    "A: [m, n]; X: [n, p]; B: [p, q]; A @ X @ B",
+    "X: [n, p]; X.T",
+    "X: [n, n]; X @ X",
+    "X: [n, n]; inv(X)",
+    "X: [n, p]; W: [p, q]; b: [q]; relu(X @ W + b)",
+    "X: [n, p]; C: [n, p]; C * X",
+    "X: [n, n]; exp(diag(X))",
+    "X: [n, p]; A: [m, n]; tanh(A @ X).T",
+]
+
+
+@pytest.mark.parametrize("source", INDEXED)
+def test_index_forms_equal_the_kronecker_forms_entry_by_entry(source: str) -> None:
+    """Evaluate the index form's terms with einsum and compare with the vec-form Jacobian."""
+    from matcalc.kronecker import IndexExpander, dims, eliminate
+
+    wrt = "W" if "W:" in source else "X"
+    result = jacobian(source, [wrt])
+    (g,) = result.gradients
+    assert g.index, "an index form is printed"
+    program, f = result.program, result.program.function
+    x = program.variables[wrt]
+    rows, cols = ("i", "j")[:len(dims(f.shape))], ("k", "l")[:len(dims(x.shape))]
+    terms = [eliminate(t) for t in IndexExpander()(g.expr, rows, cols)]
+    sizes = {"n": 3, "m": 2, "p": 4, "q": 2}
+    arrays = smooth_inputs(program, sizes, np.random.default_rng(0))
+    (jac,) = evaluate(result, arrays)
+    nodes = [factor[1] for t in terms for factor in t.factors if factor[0] == "A"]
+    values = evaluator(program, [(f"v{i}", node) for i, node in enumerate(nodes)])(
+        **arrays) if nodes else ()
+    value_of = {id(node): np.asarray(v) for node, v in zip(nodes, values, strict=True)}
+    size_of: dict[str, int] = {}
+    for t in terms:
+        for factor in t.factors:
+            if factor[0] == "A":
+                for index, n in zip(factor[2], value_of[id(factor[1])].shape, strict=True):
+                    size_of[index] = n
+    f_shape = tuple(np.shape(function_value(program)(**arrays)))
+    x_shape = tuple(np.shape(arrays[wrt]))
+    for index, n in zip(rows + cols, [d for d in f_shape + x_shape if d != 1], strict=True):
+        size_of.setdefault(index, n)
+    total = np.zeros([size_of[i] for i in rows + cols])
+    for t in terms:
+        operands, scripts = [], []
+        for factor in t.factors:
+            if factor[0] == "δ":
+                operands.append(np.eye(size_of[factor[1]]))
+                scripts.append(factor[1] + factor[2])
+            else:
+                operands.append(value_of[id(factor[1])])
+                scripts.append("".join(factor[2]))
+        spec = ",".join(scripts) + "->" + "".join(rows + cols)
+        part = np.einsum(spec, *operands) if operands else np.ones(total.shape)
+        total += -part if t.sign else part
+    # J[(i + a j), (k + n l)]: column-major vec on both sides
+    expected = jac.reshape([size_of[i] for i in reversed(rows)] + [size_of[c] for c in
+                           reversed(cols)]).transpose(
+        [*reversed(range(len(rows))), *(len(rows) + k for k in reversed(range(len(cols))))])
+    np.testing.assert_allclose(total, expected, atol=1e-12)
