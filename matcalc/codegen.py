@@ -1,223 +1,490 @@
-"""NumPy code generation: readable, CSE'd statements for a set of IR expressions.
+"""Code generation: readable, CSE'd statements computing IR expressions, in NumPy or PyTorch.
 
-:func:`numpy_block` turns named outputs into Python statements that need only ``import numpy as
-np`` and the declared arrays bound. Named intermediates keep their names, error signals are
-``delta1, delta2 …``, anything used twice is computed once into a temporary, and sizes are read
-from the arrays (``N, D = X.shape``). Softmax, log-softmax, logsumexp and sigmoid go through
-max-shifted / ``logaddexp`` helpers that are emitted only when used. Nothing materialises a
-Jacobian; ``np.eye`` appears only when an identity is the answer itself (∂ tr X / ∂X = I).
+An :class:`Emitter` turns named outputs into :class:`Statement` s (a target, its code, the names
+the code reads, where it came from) so that every value is computed once: named intermediates
+keep their names, anything used twice becomes a temporary, sizes are read off the arrays
+(``N, D = X.shape``), and softmax, log-softmax, logsumexp and sigmoid go through max-shifted or
+``logaddexp`` helpers emitted only when used. Nothing materialises a Jacobian; ``np.eye``
+appears only when an identity is the answer itself (∂ tr X / ∂X = I).
+
+Names are allocated by :class:`Names`, which knows every user name before it invents one, so no
+variable, intermediate or dimension can collide with a temporary, a helper or a module alias:
+a user variable called ``np`` makes the generated code import ``numpy as np_1``. Boolean masks
+(``x > 0``) are kept boolean only where NumPy and torch multiply them correctly (a factor of a
+product with a floating array); anywhere else they are cast, so ``m + mᵀ`` never becomes a
+logical or. Long statements are split by naming subexpressions, never by editing text.
 """
 
 from __future__ import annotations
 
-import re
+import builtins
+import keyword
+import string
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import sympy
 
 from matcalc.ir import Node, const, const_value, make, postorder
 from matcalc.printing import TEXT, Printer
-from matcalc.simplify import fit, matmul, raw_power, transpose
+from matcalc.simplify import fit, matmul, mul, raw_power, transpose
 
 ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
+FLOAT, BOOL = "float", "bool"
+WIDTH = 89
+"""Longest right-hand side plus target before subexpressions are given names (lines are at
+most 100 characters at two levels of indentation)."""
 
-HELPERS = {
-    "_softmax": '''def _softmax(x, axis=-1):
+RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins))
+
+
+class Names:
+    """The names of one generated text: every user name first, then what the generator invents.
+
+    ``alias("np")`` is the module-level name a module or helper goes by (``np`` unless a user
+    name is ``np``); ``fresh("t")`` a new name in this scope. A function body is a ``scope()``
+    of the module's names: its temporaries are its own, its aliases the module's.
+    """
+
+    def __init__(self, user: Iterable[str], parent: Names | None = None) -> None:
+        self.parent = parent
+        self.user: frozenset[str] = frozenset(user) if parent is None else parent.user
+        self.taken: set[str] = set(self.user) | RESERVED if parent is None else set()
+        self.aliases: dict[str, str] = {} if parent is None else parent.aliases
+        self.scopes: list[Names] = []
+
+    @property
+    def root(self) -> Names:
+        return self if self.parent is None else self.parent
+
+    def scope(self) -> Names:
+        """A function body's names."""
+        child = Names((), self.root)
+        self.root.scopes.append(child)
+        return child
+
+    def in_use(self, name: str) -> bool:
+        if name in self.taken or name in self.root.taken:
+            return True
+        return self.parent is None and any(name in s.taken for s in self.scopes)
+
+    def fresh(self, stem: str, numbered: bool = False) -> str:
+        """``stem`` if free (``t1``, ``t2`` … when ``numbered``), else ``stem_1``, ``stem_2`` …"""
+        if not numbered and not self.in_use(stem):
+            self.taken.add(stem)
+            return stem
+        k = 1
+        pattern = "{}{}" if numbered else "{}_{}"
+        while self.in_use(pattern.format(stem, k)):
+            k += 1
+        name = pattern.format(stem, k)
+        self.taken.add(name)
+        return name
+
+    def alias(self, wanted: str) -> str:
+        """The module-level name standing for ``wanted`` (a module alias or a helper)."""
+        if wanted not in self.aliases:
+            self.aliases[wanted] = self.root.fresh(wanted)
+        return self.aliases[wanted]
+
+
+# ----------------------------------------------------------------------------------------------
+# Dialects: how NumPy and PyTorch spell each operation. In templates ``{0}`` is an argument as a
+# call argument, ``{p0}`` the same argument parenthesised unless atomic; ``{xp}`` is the array
+# module, ``{math}`` the math module and ``{_name}`` a helper function.
+
+NUMPY_HELPERS = {
+    "_softmax": '''def {_softmax}(x, axis=-1):
     """Max-shifted softmax."""
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    e = {xp}.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)''',
-    "_log_softmax": '''def _log_softmax(x, axis=-1):
+    "_log_softmax": '''def {_log_softmax}(x, axis=-1):
     """Max-shifted log-softmax."""
     shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))''',
-    "_logsumexp": '''def _logsumexp(x, axis=None):
-    """Max-shifted log-sum-exp."""
-    m = np.max(x, axis=axis, keepdims=True)
-    return np.squeeze(m, axis=axis) + np.log(np.sum(np.exp(x - m), axis=axis))''',
-    "_sigmoid": '''def _sigmoid(x):
+    return shifted - {xp}.log({xp}.exp(shifted).sum(axis=axis, keepdims=True))''',
+    "_logsumexp": '''def {_logsumexp}(x, axis=None, keepdims=False):
+    """Max-shifted log-sum-exp; ±inf where an entry is +inf or every entry is -inf."""
+    m = {xp}.max(x, axis=axis, keepdims=True)
+    m = {xp}.where({xp}.isfinite(m), m, 0)
+    total = {xp}.log({xp}.sum({xp}.exp(x - m), axis=axis, keepdims=True)) + m
+    return total if keepdims else {xp}.squeeze(total, axis=axis)''',
+    "_sigmoid": '''def {_sigmoid}(x):
     """Sigmoid that neither overflows nor loses precision in the tails."""
-    return np.exp(-np.logaddexp(0, -x))''',
-    "_kron": '''def _kron(a, b):
+    return {xp}.exp(-{xp}.logaddexp(0, -x))''',
+    "_kron": '''def {_kron}(a, b):
     """Kronecker product, vectors taken as columns."""
-    return np.kron(a[:, None] if np.ndim(a) == 1 else a, b[:, None] if np.ndim(b) == 1 else b)''',
-    "_commutation": '''def _commutation(rows, cols):
+    a = a[:, None] if {xp}.ndim(a) == 1 else a
+    return {xp}.kron(a, b[:, None] if {xp}.ndim(b) == 1 else b)''',
+    "_commutation": '''def {_commutation}(rows, cols):
     """K with K @ vec(A) = vec(A.T) for a rows×cols matrix A (vec stacks columns)."""
-    k = np.zeros((rows * cols, rows * cols))
-    i, j = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    k = {xp}.zeros((rows * cols, rows * cols))
+    i, j = {xp}.meshgrid({xp}.arange(rows), {xp}.arange(cols), indexing="ij")
     k[(j + cols * i).ravel(), (i + rows * j).ravel()] = 1
     return k''',
-    "_diag_embedding": '''def _diag_embedding(n):
+    "_diag_embedding": '''def {_diag_embedding}(n):
     """E with E @ v = vec(diag(v)) (vec stacks columns)."""
-    e = np.zeros((n * n, n))
-    e[np.arange(n) * (n + 1), np.arange(n)] = 1
+    e = {xp}.zeros((n * n, n))
+    e[{xp}.arange(n) * (n + 1), {xp}.arange(n)] = 1
     return e''',
-    "_erf": '''def _erf(x):
+    "_erf": '''def {_erf}(x):
     """The error function, entry by entry (NumPy has none)."""
-    import math
-
-    x = np.asarray(x)
-    return np.vectorize(math.erf, otypes=[x.dtype])(x)''',
+    x = {xp}.asarray(x)
+    return {xp}.vectorize({math}.erf, otypes=[x.dtype])(x)''',
 }
 
-FUNCTIONS = {
-    "exp": "np.exp({0})",
-    "log": "np.log({0})",
-    "sqrt": "np.sqrt({0})",
-    "abs": "np.abs({0})",
-    "sin": "np.sin({0})",
-    "cos": "np.cos({0})",
-    "tanh": "np.tanh({0})",
-    "sign": "np.sign({0})",
-    "sigmoid": "_sigmoid({0})",
-    "relu": "np.maximum({0}, 0)",
-    "softplus": "np.logaddexp(0, {0})",
-    "gelu": "0.5 * {0} * (1 + _erf({0} / math.sqrt(2)))",
-    "silu": "{0} * _sigmoid({0})",
-    "erf": "_erf({0})",
-    "normal_cdf": "0.5 * (1 + _erf({0} / math.sqrt(2)))",
-    "normal_pdf": "np.exp(-0.5 * {0} ** 2) / math.sqrt(2 * math.pi)",
+NUMPY_FUNCTIONS = {
+    "exp": "{xp}.exp({0})",
+    "log": "{xp}.log({0})",
+    "sqrt": "{xp}.sqrt({0})",
+    "abs": "{xp}.abs({0})",
+    "sin": "{xp}.sin({0})",
+    "cos": "{xp}.cos({0})",
+    "tanh": "{xp}.tanh({0})",
+    "sign": "{xp}.sign({0})",
+    "sigmoid": "{_sigmoid}({0})",
+    "relu": "{xp}.maximum({0}, 0)",
+    "softplus": "{xp}.logaddexp(0, {0})",
+    "erf": "{_erf}({0})",
+    "normal_cdf": "0.5 * (1 + {_erf}({p0} / {math}.sqrt(2)))",
+    "normal_pdf": "{xp}.exp(-0.5 * {p0} ** 2) / {math}.sqrt(2 * {math}.pi)",
     "step": "({0} > 0)",
-    "leaky_relu": "np.where({0} > 0, {0}, {1} * {0})",
-    "trace": "np.trace({0})",
-    "det": "np.linalg.det({0})",
-    "logdet": "np.linalg.slogdet({0})[1]",
-    "inv": "np.linalg.inv({0})",
-    "diag": "np.diag({0})",
-    "outer": "np.outer({0}, {1})",
-    "kron": "_kron({0}, {1})",
-    "vec": "np.ravel({0}, order=\"F\")",
-    "norm": "np.linalg.norm({0})",
-    "softmax": "_softmax({0}, axis={axis})",
-    "log_softmax": "_log_softmax({0}, axis={axis})",
-    "logsumexp": "_logsumexp({0}, axis={axis})",
-    "mse": "np.mean(({0} - {1}) ** 2)",
-    "matrix_power": "np.linalg.matrix_power({0}, {k})",
+    "leaky_relu": "{xp}.where({p0} > 0, {p0}, {p1} * {p0})",
+    "trace": "{xp}.trace({0})",
+    "det": "{xp}.linalg.det({0})",
+    "logdet": "{xp}.linalg.slogdet({0})[1]",
+    "inv": "{xp}.linalg.inv({0})",
+    "diag": "{xp}.diag({0})",
+    "outer": "{xp}.outer({0}, {1})",
+    "kron": "{_kron}({0}, {1})",
+    "vec": '{xp}.ravel({0}, order="F")',
+    "norm": "{xp}.linalg.norm({0})",
+    "softmax": "{_softmax}({0}{axis})",
+    "log_softmax": "{_log_softmax}({0}{axis})",
+    "logsumexp": "{_logsumexp}({0}{axis})",
+    "matrix_power": "{xp}.linalg.matrix_power({0}, {k})",
 }
-"""One line per operation: how NumPy computes it, ``{0}`` ``{1}`` being the arguments."""
+"""One line per operation: how NumPy computes it."""
 
-NAMED_TEMPORARIES = {"step": "mask", "softmax": "softmax", "log_softmax": "log_softmax",
-                     "inv": "inv", "sigmoid": "sigmoid", "det": "det", "norm": "norm",
-                     "exp": "exp", "tanh": "tanh"}
-
-DEFAULT_AXIS = {"softmax": -1, "log_softmax": -1, "logsumexp": None}
-
-INLINE_PRODUCTS = {"gelu", "silu", "leaky_relu", "normal_cdf", "normal_pdf"}
-"""Templates that use their argument inside a product: arguments are parenthesised."""
-
-TORCH_SPELLING = {"np.": "torch.", "_erf(": "torch.erf(", "_sigmoid(": "torch.sigmoid("}
-
-
-def torch_template(template: str) -> str:
-    """A NumPy template in PyTorch, where torch spells the operation alike."""
-    for numpy_name, torch_name in TORCH_SPELLING.items():
-        template = template.replace(numpy_name, torch_name)
-    return template
-
+TORCH_HELPERS = {
+    "_kron": '''def {_kron}(a, b):
+    """Kronecker product, vectors taken as columns."""
+    return {xp}.kron(a[:, None] if a.dim() == 1 else a, b[:, None] if b.dim() == 1 else b)''',
+    "_floating": '''def {_floating}(arrays, labels=()):
+    """Each argument as a floating tensor of one dtype and device (integer labels kept)."""
+    like = next((a for a in arrays.values() if {xp}.is_tensor(a) and a.is_floating_point()),
+                None)
+    dtype = like.dtype if like is not None else {xp}.get_default_dtype()
+    device = like.device if like is not None else None
+    return [a if name in labels else {xp}.as_tensor(a, dtype=dtype, device=device)
+            for name, a in arrays.items()]''',
+}
 
 TORCH_FUNCTIONS = {
-    **{op: torch_template(template) for op, template in FUNCTIONS.items()},
-    "relu": "torch.relu({0})",
-    "softplus": "torch.nn.functional.softplus({0})",
-    "softmax": "torch.softmax({0}, dim={axis})",
-    "log_softmax": "torch.log_softmax({0}, dim={axis})",
-    "logsumexp": "torch.logsumexp({0}, dim={axis})",
+    **{op: NUMPY_FUNCTIONS[op] for op in ("exp", "log", "sqrt", "abs", "sin", "cos", "tanh",
+                                          "sign", "step", "leaky_relu", "trace", "diag",
+                                          "outer", "kron")},
+    "sigmoid": "{xp}.sigmoid({0})",
+    "relu": "{xp}.relu({0})",
+    "softplus": "{xp}.nn.functional.softplus({0})",
+    "erf": "{xp}.erf({0})",
+    "normal_cdf": "0.5 * (1 + {xp}.erf({p0} / {math}.sqrt(2)))",
+    "normal_pdf": "{xp}.exp(-0.5 * {p0} ** 2) / {math}.sqrt(2 * {math}.pi)",
+    "det": "{xp}.linalg.det({0})",
+    "logdet": "{xp}.linalg.slogdet({0})[1]",
+    "inv": "{xp}.linalg.inv({0})",
+    "vec": "{p0}.T.reshape(-1)",
+    "norm": "{xp}.linalg.norm({0})",
+    "softmax": "{xp}.softmax({0}{axis})",
+    "log_softmax": "{xp}.log_softmax({0}{axis})",
+    "logsumexp": "{xp}.logsumexp({0}{axis})",
+    "matrix_power": "{xp}.linalg.matrix_power({0}, {k})",
 }
-"""The same operations in PyTorch."""
-
-
-def is_mask(node: Node) -> bool:
-    """A boolean array in the generated code: ``(x > 0)`` or its transpose."""
-    return node.op == "step" or (node.op == "transpose" and node.args[0].op == "step")
-
-
-def mask_argument(node: Node) -> Node:
-    """The ``x`` of the mask ``(x > 0)`` (or of its transpose)."""
-    return (node.args[0] if node.op == "transpose" else node).args[0]
+"""The same operations in PyTorch (``{axis}`` is always given: torch has no default dim)."""
 
 
 @dataclass(frozen=True)
 class Dialect:
-    """How an array library spells what the emitter writes."""
+    """An array library: its module, its spelling of each operation and of reductions."""
 
+    name: str
     module: str
+    alias: str
     functions: dict[str, str]
-    axis: str = "axis"
-    keepdims: str = "keepdims"
-    like: str = ", dtype={0}.dtype"
-    """Keywords making a new array match the array named ``{0}``."""
-    cast: str = ".astype({0}.dtype)"
-    """Converting a mask to the dtype of the array named ``{0}``."""
-    methods: bool = False
-    """Sums as methods, ``x.sum(axis=0)``: less call overhead than ``np.sum`` on small arrays."""
-
-    def axis_text(self, axis: int | None, rank: int) -> str:
-        """An axis argument; torch spells "every axis" as a tuple."""
-        if axis is None and self.module == "torch":
-            return str(tuple(range(rank)))
-        return str(axis)
+    helpers: dict[str, str]
+    axis: str
+    keepdims: str
+    like: str
+    """Keywords making a new array match the dtype (and device) of ``{0}``."""
+    cast: str
+    """A boolean mask ``{0}`` as numbers of the dtype of ``{1}``."""
 
 
-NUMPY = Dialect("np", FUNCTIONS)
-NUMPY_METHODS = Dialect("np", FUNCTIONS, methods=True)
-TORCH = Dialect("torch", TORCH_FUNCTIONS, "dim", "keepdim", ", dtype={0}.dtype, device={0}.device",
-                ".to({0}.dtype)")
-
-SIZED = {"const", "zeros", "identity", "broadcast", "commutation", "diag_embedding"}
-"""Operations whose attributes mention sizes that the statements need by name."""
-
-CHEAP = {"var", "const", "named", "delta", "zeros", "identity", "transpose", "expand"}
+NUMPY = Dialect("numpy", "numpy", "np", NUMPY_FUNCTIONS, NUMPY_HELPERS, "axis", "keepdims",
+                ", dtype={0}.dtype", "{0}.astype({1}.dtype)")
+TORCH = Dialect("torch", "torch", "torch", TORCH_FUNCTIONS, TORCH_HELPERS, "dim", "keepdim",
+                ", dtype={0}.dtype, device={0}.device", "{0}.to({1}.dtype)")
+DIALECTS = {"numpy": NUMPY, "torch": TORCH}
 
 
-def python_scalar(value: sympy.Expr) -> str:
-    """A SymPy scalar as Python source: ints stay ints, irrationals become float literals."""
-    if value.is_Integer and abs(value) < 2**53:
-        return str(int(value))
-    if value.is_Rational and abs(value.q) < 2**53 and abs(value.p) < 2**53:
-        return f"{value.p} / {value.q}"
-    if value.is_number:
-        return repr(float(value))
-    return re.sub(r"\*\*|\*", lambda op: f" {op.group()} ", sympy.sstr(value))  # n ** 2 * m
+# ----------------------------------------------------------------------------------------------
+# Code
+
+
+@dataclass(frozen=True)
+class Code:
+    """An expression's text, how tightly it binds, whether it is a boolean mask, what it reads."""
+
+    text: str
+    prec: int
+    kind: str = FLOAT
+    reads: frozenset[str] = frozenset()
+    parts: tuple[str, ...] = ()
+    """For a flat sum or product: its operands with their operators, to break long lines."""
+
+
+@dataclass
+class Statement:
+    """``target = code``; ``comment`` says what it is when that is worth saying."""
+
+    target: str
+    code: Code
+    comment: str = ""
+
+    def lines(self, indent: str = "") -> list[str]:
+        """The statement laid out at ``indent``: one line, or its operands one per line."""
+        comment = [f"{indent}# {self.comment}"] if self.comment else []
+        text = f"{indent}{self.target} = {self.code.text}"
+        if len(text) <= WIDTH + 8 or not self.code.parts:
+            return [*comment, text]
+        inner = indent + "    "
+        first, *rest = self.code.parts
+        return [*comment, f"{indent}{self.target} = (", inner + first,
+                *(inner + part.lstrip() for part in rest), f"{indent})"]
 
 
 @dataclass
 class Block:
-    """Generated statements and the helper functions they call."""
+    """Generated statements, and the module aliases and helpers they use."""
 
-    lines: list[str] = field(default_factory=list)
+    names: Names
+    dialect: Dialect = NUMPY
+    statements: list[Statement] = field(default_factory=list)
     helpers: list[str] = field(default_factory=list)
-    needs_math: bool = False
+    modules: set[str] = field(default_factory=set)
+    outputs: list[str] = field(default_factory=list)
+    """The names the outputs were given."""
+
+    def lines(self, indent: str = "") -> list[str]:
+        return [line for s in self.statements for line in s.lines(indent)]
+
+    def imports(self) -> list[str]:
+        """``import math`` and ``import numpy as np`` (aliased as allocated), as used."""
+        found = []
+        if "math" in self.modules:
+            alias = self.names.alias("math")
+            found += ["import math" + (f" as {alias}" if alias != "math" else ""), ""]
+        if self.dialect.alias in self.modules or not found:
+            alias = self.names.alias(self.dialect.alias)
+            found.append(f"import {self.dialect.module}"
+                         + (f" as {alias}" if alias != self.dialect.module else ""))
+        return found
+
+    def helper_sources(self) -> list[str]:
+        """The source of every helper used, with the allocated names filled in."""
+        return [fill(self.dialect.helpers[h], self.names, self) for h in self.helpers]
 
     def source(self) -> str:
         """Imports, helpers and statements as one runnable text."""
-        head = ["import numpy as np"] + (["import math"] if self.needs_math else [])
-        parts = ["\n".join(head)] + [HELPERS[h] for h in self.helpers] + ["\n".join(self.lines)]
+        parts = ["\n".join(self.imports()), *self.helper_sources(), "\n".join(self.lines())]
         return "\n\n".join(p for p in parts if p) + "\n"
 
+    def function(self, name: str, params: Sequence[str], results: Sequence[str]) -> str:
+        """A module defining ``name(params)`` that runs the statements, returning ``results``."""
+        body = self.lines("    ") or ["    pass"]
+        returned = ", ".join(results) + ("," if len(results) == 1 else "")
+        return "\n\n".join(["\n".join(self.imports()), *self.helper_sources(),
+                            f"def {name}({', '.join(params)}):\n" + "\n".join(body)
+                            + f"\n    return ({returned})"]) + "\n"
 
-class NumpyEmitter:
-    """Emits statements computing ``outputs`` from the arrays ``inputs``."""
 
-    def __init__(self, inputs: Sequence[Node], reserved: Sequence[str] = (),
-                 dialect: Dialect = NUMPY, like: str | None = None) -> None:
+def fill(template: str, names: Names, block: Block | None = None, *args: str,
+         **keywords: str) -> str:
+    """``template`` with aliases (``{xp}``, ``{math}``, ``{_helper}``) allocated and filled."""
+    values: dict[str, str] = dict(keywords)
+    for _, field_name, _, _ in string.Formatter().parse(template):
+        if field_name is None or field_name in values or field_name.isdigit():
+            continue
+        if field_name == "xp":
+            values["xp"] = used_module(names, block, block.dialect.alias if block else "np")
+        elif field_name == "math":
+            values["math"] = used_module(names, block, "math")
+        elif field_name.startswith("_"):
+            if block is not None and field_name not in block.helpers:
+                block.helpers.append(field_name)
+                fill(block.dialect.helpers[field_name], names, block)   # what it uses in turn
+            values[field_name] = names.alias(field_name)
+    return template.format(*args, **values)
+
+
+def used_module(names: Names, block: Block | None, module: str) -> str:
+    if block is not None:
+        block.modules.add(module)
+    return names.alias(module)
+
+
+# ----------------------------------------------------------------------------------------------
+# Python constants
+
+
+def python_number(value: sympy.Expr, math: Callable[[], str]) -> tuple[str, int]:
+    """A numeric SymPy constant as Python: ints stay ints, irrationals become float literals
+    (``math()`` gives the name of the math module, for ``math.inf``)."""
+    if value.is_Integer and abs(value) < 2**53:
+        return str(int(value)), ATOM if value >= 0 else UNARY
+    if value.is_Rational and abs(value.q) < 2**53 and abs(value.p) < 2**53:
+        return f"{value.p} / {value.q}", MUL
+    number = float(value)
+    if number in (float("inf"), float("-inf")):
+        return ("-" if number < 0 else "") + f"{math()}.inf", ATOM if number > 0 else UNARY
+    return repr(number), ATOM if number >= 0 else UNARY
+
+
+CONSTANT_FUNCTIONS = {"exp": "exp", "log": "log", "sqrt": "sqrt", "sin": "sin", "cos": "cos",
+                      "tanh": "tanh", "erf": "erf", "Abs": "fabs"}
+
+
+class ConstantPrinter:
+    """A SymPy constant in sizes (``N``, ``1/(n m)``, ``π n``) as Python reading the sizes."""
+
+    def __init__(self, emitter: Emitter) -> None:
+        self.emitter = emitter
+        self.reads: set[str] = set()
+
+    def __call__(self, value: sympy.Expr) -> tuple[str, int]:
+        if value.is_number:
+            return python_number(value, lambda: self.emitter.module("math"))
+        if value.is_Symbol:
+            name = self.emitter.dim(value)
+            self.reads.add(name)
+            return name, ATOM
+        if value.is_Add:
+            terms = [self(t) for t in value.as_ordered_terms()]
+            text = " + ".join(t if p > ADD else f"({t})" for t, p in terms)
+            return text.replace("+ -", "- "), ADD
+        if value.is_Mul:
+            return self.product(value)
+        if value.is_Pow:
+            base, k = value.as_base_exp()
+            if k == sympy.Rational(1, 2):
+                return f"{self.emitter.module('math')}.sqrt({self(base)[0]})", ATOM
+            return f"{self.wrap(base, ATOM)} ** {self.wrap(k, UNARY)}", POW
+        name = CONSTANT_FUNCTIONS.get(type(value).__name__)
+        if name is None:
+            raise ValueError(f"no Python form for the constant {value}")
+        return f"{self.emitter.module('math')}.{name}({self(value.args[0])[0]})", ATOM
+
+    def wrap(self, value: sympy.Expr, level: int) -> str:
+        text, prec = self(value)
+        return text if prec >= level else f"({text})"
+
+    def product(self, value: sympy.Expr) -> tuple[str, int]:
+        num, den = sympy.fraction(value)
+        sign = ""
+        if num.could_extract_minus_sign():
+            sign, num = "-", -num
+        top = " * ".join(self.wrap(f, MUL) for f in sympy.Mul.make_args(num)) or "1"
+        if den == 1:
+            return sign + top, MUL if not sign else UNARY
+        return f"{sign}{top} / {self.wrap(den, POW)}", MUL
+
+
+# ----------------------------------------------------------------------------------------------
+# The emitter
+
+NAMED_TEMPORARIES = {"step": "mask", "softmax": "softmax", "log_softmax": "log_softmax",
+                     "inv": "inv", "sigmoid": "sigmoid", "det": "det", "norm": "norm",
+                     "exp": "exp", "tanh": "tanh", "normal_cdf": "cdf"}
+
+DEFAULT_AXIS = {"softmax": -1, "log_softmax": -1, "logsumexp": None}
+
+SIZED = {"const", "zeros", "identity", "broadcast", "commutation", "diag_embedding"}
+
+CHEAP = {"var", "const", "named", "delta", "zeros", "identity", "transpose", "expand"}
+
+VIEWS = {"transpose", "expand", "named", "broadcast"}
+"""Operations whose result may share memory with their argument."""
+
+
+def lower(node: Node, memo: dict[Node, Node]) -> Node:
+    """Composites as the primitives they are made of, so that work is shared: gelu(x) is
+    x Φ(x), whose Φ(x) the backward pass reuses; silu(x) is x σ(x)."""
+    found = memo.get(node)
+    if found is not None:
+        return found
+    for child in postorder([node], stop=memo.__contains__):
+        if child in memo:
+            continue
+        args = tuple(memo[a] for a in child.args)
+        if child.op == "gelu":
+            result = mul(args[0], make("normal_cdf", args))
+        elif child.op == "silu":
+            result = mul(args[0], make("sigmoid", args))
+        elif args == child.args:
+            result = child
+        else:
+            result = make(child.op, args, child.attrs)
+        memo[child] = result
+    return memo[node]
+
+
+class Emitter:
+    """Emits statements computing IR expressions from the arrays ``inputs`` into ``block``.
+
+    ``like`` names an input whose dtype (and device) new arrays take; ``methods`` writes sums
+    as methods, ``x.sum(axis=0)``, which costs less than ``np.sum`` on small arrays.
+    """
+
+    def __init__(self, inputs: Sequence[Node], block: Block, like: str | None = None,
+                 methods: bool = False) -> None:
         self.inputs = list(inputs)
-        self.dialect, self.like = dialect, like
+        self.block = block
         self.names: dict[Node, str] = {v: v.attrs[0] for v in inputs}
-        self.taken = set(self.names.values()) | set(reserved)
-        self.block = Block()
+        self.kinds: dict[str, str] = {}
+        self.like = like
+        self.methods = methods
         self.uses: Counter[Node] = Counter()
+        self.memo: dict[Node, Node] = {}
+        self.dims: dict[sympy.Expr, str] = {}
+        self.returned: set[Node] = set()
         self.order = Printer(TEXT)
-        self.temporaries: set[str] = set()
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.block.dialect
+
+    @property
+    def allocate(self) -> Names:
+        return self.block.names
+
+    def module(self, name: str) -> str:
+        """The alias of ``math`` or of the array module, marked as used."""
+        return used_module(self.allocate, self.block, name)
+
+    def xp(self) -> str:
+        return self.module(self.dialect.alias)
 
     # -- statements ------------------------------------------------------------------------
 
-    def emit(self, outputs: Sequence[tuple[str, Node]], later: Sequence[Node] = ()) -> Block:
-        """Statements assigning each output to its name; shared work done once.
+    def emit(self, outputs: Sequence[tuple[str, Node]], later: Sequence[Node] = (),
+             comments: Sequence[str] = ()) -> list[str]:
+        """Statements computing each output; returns the names given to them.
 
-        Nodes already named are reused. ``later`` are expressions a later block computes: work
-        they share with ``outputs`` gets a name here, so that the later block can reuse it.
+        An output named ``stem*`` gets a fresh name from ``stem``. Work shared with ``later``
+        expressions (a later call computes them) gets a name, so that they can reuse it.
         """
+        outputs = [(name, lower(node, self.memo)) for name, node in outputs]
+        later = [lower(node, self.memo) for node in later]
         roots = [node for _, node in outputs]
         order = postorder(roots, stop=self.names.__contains__)
         everything = postorder([*roots, *later], stop=self.names.__contains__)
@@ -225,51 +492,92 @@ class NumpyEmitter:
         for node in reversed(everything):       # X.T used twice computes X twice: count it so
             if node.op in ("transpose", "expand") and self.uses[node] > 1:
                 self.uses[node.args[0]] += self.uses[node] - 1
-        self.taken |= {n.attrs[0] for n in order if n.op == "named"} | {n for n, _ in outputs}
-        order = self.share_log_softmax(order, set(everything))
-        self.bind_dims(order)
-        for node in order:
+        for node in self.share_log_softmax(order, set(everything)):
             if node in self.names:
                 continue
             if node.op == "named":
-                self.assign(node.attrs[0], node)
-            elif self.needs_statement(node):
-                name = self.fresh(self.temp_name(node))
-                self.temporaries.add(name)
-                self.assign(name, node)
-        for name, node in outputs:
-            if node.op == "broadcast" and node not in self.names and self.dialect.module == "np":
-                self.block.lines.append(f"{name} = {self.materialised(node)}")
-                self.names.setdefault(node, name)
-            else:
-                self.assign(name, node, force=True)
-        return self.block
+                self.bind(node.attrs[0], node)
+            elif self.uses[node] > 1 and node.op not in CHEAP:
+                self.bind(self.temp_name(node), node)
+        targets = []
+        for i, (name, node) in enumerate(outputs):
+            target = self.allocate.fresh(name[:-1]) if name.endswith("*") else name
+            self.output(target, node, comments[i] if i < len(comments) else "")
+            targets.append(target)
+        return targets
 
-    def materialised(self, node: Node) -> str:
-        """A broadcast result as a writable array of the inputs' dtype (``np.full_like``)."""
+    def output(self, target: str, node: Node, comment: str = "") -> None:
+        """``target = node`` as a fresh array of numbers: never a mask, never a view of an
+        input, never the array of another output."""
+        base = view_base(node)
+        if node.op == "broadcast" and node not in self.names:
+            code = self.materialised(node)
+        else:
+            code = self.float_code(self.expr(node), node)
+            if node.shape and (base.op == "var" or base in self.returned):
+                code = self.copied(code)
+        if code.text != target:
+            self.add(Statement(target, code, comment), node)
+        self.returned.add(base)
+        self.names.setdefault(node, target)
+
+    def copied(self, code: Code) -> Code:
+        method = "copy" if self.dialect is NUMPY else "clone"
+        return Code(f"{self.paren(code, ATOM)}.{method}()", ATOM, FLOAT, code.reads)
+
+    def materialised(self, node: Node) -> Code:
+        """A broadcast result as a writable array of the inputs' dtype."""
         (x,) = node.args
+        inner = self.arg(x, ADD)
         like = next((v for v in self.inputs if v.shape == node.shape), None)
         if like is not None and not x.shape:
-            return f"np.full_like({self.names[like]}, {self.arg(x, ADD)})"
-        return f"np.broadcast_to({self.arg(x, ADD)}, {self.shape_text(node.shape)}).copy()"
+            name = self.names[like]
+            return Code(f"{self.xp()}.full_like({name}, {inner.text})", ATOM, FLOAT,
+                        inner.reads | {name})
+        code = self.e_broadcast(node)
+        if self.dialect is TORCH and x.op == "const":
+            return code
+        return self.copied(code)
 
-    def prune(self, context: Sequence[str] = ()) -> Block:
-        """Drop temporaries no statement (nor a line of ``context``) reads.
+    def bind(self, name: str, node: Node) -> None:
+        """``name = node`` (a named intermediate keeps its name; a mask stays a mask)."""
+        definition = node.args[0] if node.op == "named" else node
+        self.add(Statement(name, self.expr(definition)), definition)
+        self.names[node] = name
+        self.kinds[name] = self.kind(definition)
 
-        A node counted twice may still be printed once, e.g. ``x⁻¹`` inside ``y / (2 x)``.
-        """
-        while True:
-            text = "\n".join([*self.block.lines, *context])
-            unused = {name for name in self.temporaries
-                      if len(re.findall(rf"\b{name}\b", text)) == 1}
-            if not unused:
-                return self.block
-            self.block.lines = [line for line in self.block.lines
-                                if line.split(" = ", 1)[0] not in unused]
-            self.temporaries -= unused
+    def add(self, statement: Statement, node: Node) -> None:
+        """Append a statement; when it is too long, its longest parts are named first."""
+        width = WIDTH - len(statement.target)
+        while len(statement.code.text) > width and not fits_by_parts(statement.code, width):
+            child = self.longest_part(node)
+            if child is None:
+                break
+            self.bind(self.temp_name(child), child)
+            code = self.expr(node)
+            statement.code = self.float_code(code, node) if statement.code.kind == FLOAT else code
+        self.block.statements.append(statement)
 
-    def needs_statement(self, node: Node) -> bool:
-        return self.uses[node] > 1 and node.op not in CHEAP and node not in self.names
+    def longest_part(self, node: Node) -> Node | None:
+        """The operand in ``node``'s code with the longest code that could have a name."""
+        parts = [a for a in self.parts(node) if a not in self.names and a.op not in CHEAP]
+        if not parts:
+            views = [a for a in self.parts(node) if a not in self.names and a.op in CHEAP]
+            parts = [p for p in map(self.longest_part, views) if p is not None]
+        return max(parts, key=lambda a: len(self.expr(a).text), default=None)
+
+    def parts(self, node: Node) -> list[Node]:
+        """The expressions whose code ``node``'s code contains (naming one shortens it)."""
+        if node.op == "matmul":
+            vectors = outer_vectors(node)
+            return list(vectors) if vectors is not None else list(node.args)
+        if node.op == "mul":
+            return [raw_power(f.args[0], -const_value(f.args[1])) if f.op == "pow"
+                    and f.args[1].op == "const" and const_value(f.args[1]).is_negative else f
+                    for f in node.args]
+        if node.op == "add":
+            return [-t if negative(t) else t for t in node.args]
+        return list(node.args)
 
     def share_log_softmax(self, order: list[Node], present: set[Node]) -> list[Node]:
         """Cross-entropy and softmax of the same logits share one log-softmax (its exp)."""
@@ -284,242 +592,340 @@ class NumpyEmitter:
                 result.append(shared)
         return result
 
-    def assign(self, name: str, node: Node, force: bool = False) -> None:
-        if node.op == "named" and node not in self.names:
-            text = self.expr(node.args[0])[0]
-        elif node in self.names and not force:
-            return
-        else:
-            text = self.expr(node)[0]
-        if text != name:
-            self.block.lines.append(f"{name} = {text}")
-        self.names.setdefault(node, name)
-        self.taken.add(name)
-
-    def bind_dims(self, order: Sequence[Node]) -> None:
-        """``n, m = A.shape`` for every dimension the statements use by name."""
-        used: set[sympy.Symbol] = set()
-        for node in order:
-            if node.op in SIZED:
-                for attr in node.attrs:
-                    for value in attr if isinstance(attr, tuple) else (attr,):
-                        used |= sympy.sympify(value).free_symbols
-        used = {d for d in used if str(d) not in self.taken}  # bound by an earlier block
-        for v in self.inputs:
-            dims = [d if isinstance(d, sympy.Symbol) and d in used and d not in v.shape[:i]
-                    else None for i, d in enumerate(v.shape)]
-            if any(dims):
-                targets = ", ".join(str(d) if d is not None else "_" for d in dims)
-                comma = "," if len(dims) == 1 else ""
-                self.block.lines.append(f"{targets}{comma} = {v.attrs[0]}.shape")
-                used -= set(dims)
-                self.taken |= {str(d) for d in dims if d is not None}
-
     def temp_name(self, node: Node) -> str:
+        """A temporary named after what it computes (``mask_Z1``), else ``t1``, ``t2`` …"""
         stem = NAMED_TEMPORARIES.get(node.op)
         if stem and len(node.args) == 1 and node.args[0] in self.names:
-            return f"{stem}_{self.names[node.args[0]]}"
-        return "t"
+            return self.allocate.fresh(f"{stem}_{self.names[node.args[0]]}")
+        return self.allocate.fresh("t", numbered=True)
 
-    def fresh(self, stem: str) -> str:
-        if stem != "t" and stem not in self.taken:
-            return stem
-        k = 1
-        while f"{stem}{k}" in self.taken:
-            k += 1
-        return f"{stem}{k}"
+    def dim(self, symbol: sympy.Expr) -> str:
+        """The local name of a size, read off the first input that has it (``N, _ = X.shape``)."""
+        if symbol not in self.dims:
+            v = next((v for v in self.inputs if symbol in v.shape), None)
+            if v is None:
+                raise ValueError(f"no input has the size {symbol}")
+            targets = [str(d) if d == symbol and d not in v.shape[:i] else "_"
+                       for i, d in enumerate(v.shape)]
+            source = self.names[v]
+            self.block.statements.append(Statement(
+                ", ".join(targets) + ("," if len(targets) == 1 else ""),
+                Code(f"{source}.shape", ATOM, FLOAT, frozenset({source}))))
+            self.dims[symbol] = str(symbol)
+        return self.dims[symbol]
 
     # -- expressions -----------------------------------------------------------------------
 
-    def arg(self, node: Node, level: int) -> str:
-        text, prec = self.expr(node)
-        return f"({text})" if prec < level else text
-
-    def expr(self, node: Node) -> tuple[str, int]:
+    def expr(self, node: Node) -> Code:
+        """The code computing ``node`` (its name when it has one)."""
         if node in self.names:
-            return self.names[node], ATOM
+            name = self.names[node]
+            return Code(name, ATOM, self.kinds.get(name, FLOAT), frozenset({name}))
         method = getattr(self, "e_" + node.op, None)
-        if method is not None:
-            return method(node)
-        return self.function(node)
+        return method(node) if method is not None else self.function(node)
 
-    def function(self, node: Node) -> tuple[str, int]:
+    def kind(self, node: Node) -> str:
+        """BOOL for a mask (``x > 0``, its transpose, a name for one), else FLOAT."""
+        if node in self.names:
+            return self.kinds.get(self.names[node], FLOAT)
+        if node.op in ("transpose", "expand", "named"):
+            return self.kind(node.args[0])
+        return BOOL if node.op == "step" else FLOAT
+
+    @staticmethod
+    def paren(code: Code, level: int) -> str:
+        return code.text if code.prec >= level else f"({code.text})"
+
+    def float_code(self, code: Code, node: Node | None = None) -> Code:
+        """``code`` as numbers: a mask is cast to the dtype of the inputs (or of its ``x``)."""
+        if code.kind != BOOL:
+            return code
+        reference = mask_reference(node, self.names) if node is not None else None
+        like = self.like or (self.names[reference] if reference is not None else None)
+        if like is None:
+            return Code(f"{self.paren(code, MUL)} * 1.0", MUL, FLOAT, code.reads)
+        text = self.dialect.cast.format(self.paren(code, ATOM), like)
+        return Code(text, ATOM, FLOAT, code.reads | {like})
+
+    def arg(self, node: Node, level: int, masks: bool = False) -> Code:
+        """An operand at precedence ``level``; a mask is cast unless ``masks`` allows it."""
+        code = self.expr(node)
+        if not masks:
+            code = self.float_code(code, node)
+        if code.prec >= level:
+            return code
+        return Code(f"({code.text})", ATOM, code.kind, code.reads)
+
+    def named_first(self, node: Node) -> str:
+        """``node``'s code, named first unless it is a name or a number (for templates and
+        expressions that use it twice)."""
+        if node not in self.names and node.op not in ("var", "const"):
+            self.bind(self.temp_name(node), node)
+        return self.arg(node, ATOM).text
+
+    def function(self, node: Node) -> Code:
+        """An operation written with its dialect's template."""
         template = self.dialect.functions[node.op]
-        for helper in re.findall(r"\b(_[a-z_]+)\(", template):
-            self.use_helper(helper)
-        if "math." in template:
-            self.block.needs_math = True
-        tight = node.op in INLINE_PRODUCTS
-        args = [self.arg(a, ATOM if tight else ADD) for a in node.args]
-        if node.op == "mse":  # the target is subtracted: `p - (t + b)`, not `p - t + b`
-            args[1] = self.arg(node.args[1], ADD + 1)
-        key = "k" if node.op == "matrix_power" else "axis"
-        if node.attrs and node.attrs[0] == DEFAULT_AXIS.get(node.op, "none"):
-            template = template.replace(", axis={axis}", "")
-        attrs = node.attrs
-        if key == "axis" and attrs:
-            attrs = (self.dialect.axis_text(attrs[0], node.args[0].rank),)
-        if tight:  # a sole call argument needs no parentheses: `_sigmoid(x + y)`
-            n = len(args)
-            template = re.sub(r"\(\{(\d)\}\)", lambda m: f"({{{int(m[1]) + n}}})", template)
-            args += [self.arg(a, ADD) for a in node.args]
-        text = template.format(*args, **dict(zip((key,), attrs, strict=False)))
-        return text, MUL if node.op in INLINE_PRODUCTS - {"leaky_relu"} else ATOM
+        counts = Counter(f for _, f, _, _ in string.Formatter().parse(template) if f)
+        args: list[Code] = []
+        constant = all(a.op == "const" for a in node.args)     # torch.exp(2) is an error
+        for i, a in enumerate(node.args):
+            if counts[str(i)] + counts[f"p{i}"] > 1:
+                self.named_first(a)
+            args.append(self.tensor_arg(a) if self.dialect is TORCH and constant
+                        else self.arg(a, ADD))
+        keywords = {f"p{i}": self.paren(c, ATOM) for i, c in enumerate(args)}
+        keywords |= self.template_attrs(node)
+        text = fill(template, self.allocate, self.block, *(c.text for c in args), **keywords)
+        reads = frozenset().union(*(c.reads for c in args))
+        prec = MUL if node.op in ("normal_cdf", "normal_pdf") else ATOM
+        return Code(text, prec, BOOL if node.op == "step" else FLOAT, reads)
 
-    def e_softmax(self, node: Node) -> tuple[str, int]:
+    def tensor_arg(self, node: Node) -> Code:
+        """A constant as a tensor, for a torch function of constants."""
+        code = self.arg(node, ADD)
+        return Code(f"{self.xp()}.as_tensor({code.text}{self.like_text()})", ATOM, FLOAT,
+                    code.reads | self.like_reads())
+
+    def template_attrs(self, node: Node) -> dict[str, str]:
+        """``{axis}`` and ``{k}`` of a template."""
+        if node.op == "matrix_power":
+            return {"k": str(node.attrs[0])}
+        if node.op not in DEFAULT_AXIS:
+            return {}
+        axis = node.attrs[0]
+        if self.dialect is TORCH:
+            return {"axis": f", dim={tuple(range(node.args[0].rank)) if axis is None else axis}"}
+        return {"axis": "" if axis == DEFAULT_AXIS[node.op] else f", axis={axis}"}
+
+    def e_softmax(self, node: Node) -> Code:
         shared = make("log_softmax", node.args, node.attrs)
         if shared in self.names:
-            return f"{self.dialect.module}.exp({self.names[shared]})", ATOM
+            name = self.names[shared]
+            return Code(f"{self.xp()}.exp({name})", ATOM, FLOAT, frozenset({name}))
+        if self.dialect is TORCH and node.attrs[0] is None:
+            return self.flattened(node)
         return self.function(node)
 
-    def e_delta(self, node: Node) -> tuple[str, int]:
-        return f"delta{node.attrs[0]}", ATOM
+    def e_log_softmax(self, node: Node) -> Code:
+        if self.dialect is TORCH and node.attrs[0] is None:
+            return self.flattened(node)
+        return self.function(node)
 
-    def e_var(self, node: Node) -> tuple[str, int]:
-        return node.attrs[0], ATOM
+    def flattened(self, node: Node) -> Code:
+        """torch's softmax over every entry of a matrix: over the matrix flattened."""
+        x = self.named_first(node.args[0])
+        return Code(f"{self.xp()}.{node.op}({x}.reshape(-1), 0).reshape({x}.shape)", ATOM, FLOAT,
+                    self.expr(node.args[0]).reads)
 
-    def e_const(self, node: Node) -> tuple[str, int]:
-        text = python_scalar(node.attrs[0])
-        if node.attrs[0].is_Add:  # `1/100 - 1/(m * n)` is a sum: `x - (…)` needs the parentheses
-            return text, ADD
-        return text, ATOM if re.fullmatch(r"[\w.]+", text) else MUL
+    def e_delta(self, node: Node) -> Code:
+        raise ValueError(f"δ{node.attrs[0]} is used before it is computed")
 
-    def e_zeros(self, node: Node) -> tuple[str, int]:
-        return f"{self.dialect.module}.zeros({self.shape_text(node.shape)}{self.like_text()})", ATOM
+    def e_var(self, node: Node) -> Code:
+        return Code(node.attrs[0], ATOM, FLOAT, frozenset({node.attrs[0]}))
 
-    def e_diag_embedding(self, node: Node) -> tuple[str, int]:
-        self.use_helper("_diag_embedding")
-        return f"_diag_embedding({python_scalar(node.attrs[0])})", ATOM
+    def e_const(self, node: Node) -> Code:
+        return self.constant(node.attrs[0])
 
-    def e_commutation(self, node: Node) -> tuple[str, int]:
-        self.use_helper("_commutation")
-        rows, cols = (python_scalar(d) for d in node.attrs)
-        return f"_commutation({rows}, {cols})", ATOM
+    def constant(self, value: sympy.Expr) -> Code:
+        printer = ConstantPrinter(self)
+        text, prec = printer(value)
+        return Code(text, prec, FLOAT, frozenset(printer.reads))
 
-    def e_identity(self, node: Node) -> tuple[str, int]:
-        n = python_scalar(node.attrs[0])
-        return f"{self.dialect.module}.eye({n}{self.like_text()})", ATOM
+    def shape_code(self, shape: tuple) -> Code:
+        parts = [self.constant(d) for d in shape]
+        inner = ", ".join(p.text for p in parts) + ("," if len(parts) == 1 else "")
+        return Code(f"({inner})", ATOM, FLOAT, frozenset().union(*(p.reads for p in parts)))
 
     def like_text(self) -> str:
         """Keywords giving a new array the dtype (and device) of the inputs."""
         return self.dialect.like.format(self.like) if self.like else ""
 
-    def shape_text(self, shape: tuple) -> str:
-        inner = ", ".join(python_scalar(d) for d in shape)
-        return f"({inner},)" if len(shape) == 1 else f"({inner})"
+    def like_reads(self) -> frozenset[str]:
+        return frozenset({self.like}) if self.like else frozenset()
 
-    def e_broadcast(self, node: Node) -> tuple[str, int]:
+    def created(self, call: str, size: Code) -> Code:
+        """``np.zeros((n, m), dtype=X.dtype)`` and the like."""
+        return Code(f"{self.xp()}.{call}({size.text}{self.like_text()})", ATOM, FLOAT,
+                    size.reads | self.like_reads())
+
+    def e_zeros(self, node: Node) -> Code:
+        return self.created("zeros", self.shape_code(node.shape))
+
+    def e_identity(self, node: Node) -> Code:
+        return self.created("eye", self.constant(node.attrs[0]))
+
+    def e_diag_embedding(self, node: Node) -> Code:
+        n = self.constant(node.attrs[0])
+        return Code(fill("{_diag_embedding}", self.allocate, self.block) + f"({n.text})", ATOM,
+                    FLOAT, n.reads)
+
+    def e_commutation(self, node: Node) -> Code:
+        rows, cols = (self.constant(d) for d in node.attrs)
+        helper = fill("{_commutation}", self.allocate, self.block)
+        return Code(f"{helper}({rows.text}, {cols.text})", ATOM, FLOAT, rows.reads | cols.reads)
+
+    def e_broadcast(self, node: Node) -> Code:
         (x,) = node.args
-        target = self.shape_text(node.shape)
-        return f"{self.dialect.module}.broadcast_to({self.arg(x, ADD)}, {target})", ATOM
+        inner = self.arg(x, ADD)
+        shape = self.shape_code(node.shape)
+        reads = inner.reads | shape.reads
+        if self.dialect is TORCH:
+            if x.op == "const":
+                return Code(f"{self.xp()}.full({shape.text}, {inner.text}{self.like_text()})",
+                            ATOM, FLOAT, reads | self.like_reads())
+            return Code(f"{self.paren(inner, ATOM)}.expand({shape.text})", ATOM, FLOAT, reads)
+        return Code(f"{self.xp()}.broadcast_to({inner.text}, {shape.text})", ATOM, FLOAT, reads)
 
-    def e_expand(self, node: Node) -> tuple[str, int]:
+    def e_expand(self, node: Node) -> Code:
         (axis,) = node.attrs
+        inner = self.arg(node.args[0], ATOM, masks=True)
         index = ", ".join("None" if i == axis else ":" for i in range(node.rank))
-        return f"{self.arg(node.args[0], ATOM)}[{index}]", ATOM
+        return Code(f"{inner.text}[{index}]", ATOM, inner.kind, inner.reads)
 
-    def e_transpose(self, node: Node) -> tuple[str, int]:
-        return f"{self.arg(node.args[0], ATOM)}.T", ATOM
+    def e_transpose(self, node: Node) -> Code:
+        inner = self.arg(node.args[0], ATOM, masks=True)
+        return Code(f"{inner.text}.T", ATOM, inner.kind, inner.reads)
 
-    def e_matmul(self, node: Node) -> tuple[str, int]:
+    def e_matmul(self, node: Node) -> Code:
         a, b = node.args
         vectors = outer_vectors(node)
         if vectors is not None:                 # M (a bᵀ) N = (M a)(Nᵀ b)ᵀ: O(n²), not O(n³)
             left, right = (self.arg(v, ADD) for v in vectors)
-            return f"{self.dialect.module}.outer({left}, {right})", ATOM
+            return Code(f"{self.xp()}.outer({left.text}, {right.text})", ATOM, FLOAT,
+                        left.reads | right.reads)
         if b.op == "broadcast" and b.rank == 1 and not b.args[0].shape and a.rank == 2:
-            total = f"{self.arg(a, ATOM)}.sum({self.dialect.axis}=1)"     # M 𝟙: row sums
-            c = const_value(b.args[0])
-            return (total, ATOM) if c == 1 else (f"{self.arg(b.args[0], UNARY)} * {total}", MUL)
+            total = self.arg(a, ATOM)                            # M 𝟙: row sums
+            text = f"{total.text}.sum({self.dialect.axis}=1)"
+            if const_value(b.args[0]) == 1:
+                return Code(text, ATOM, FLOAT, total.reads)
+            c = self.arg(b.args[0], UNARY)
+            return Code(f"{c.text} * {text}", MUL, FLOAT, total.reads | c.reads)
         if a.op == "diag" and a.args[0].rank == 1 and b.rank == 2:   # diag(c) B scales rows
-            return f"{self.arg(a.args[0], ATOM)}[:, None] * {self.arg(b, UNARY)}", MUL
+            c, m = self.arg(a.args[0], ATOM), self.arg(b, UNARY)
+            return Code(f"{c.text}[:, None] * {m.text}", MUL, FLOAT, c.reads | m.reads)
         if b.op == "diag" and b.args[0].rank == 1 and a.rank == 2:   # A diag(c) scales columns
-            return f"{self.arg(a, MUL)} * {self.arg(b.args[0], UNARY)}", MUL
-        return f"{self.arg(a, MUL)} @ {self.arg(b, UNARY)}", MUL
+            m, c = self.arg(a, MUL), self.arg(b.args[0], UNARY)
+            return Code(f"{m.text} * {c.text}", MUL, FLOAT, m.reads | c.reads)
+        left, right = self.arg(a, MUL), self.arg(b, UNARY)
+        return Code(f"{left.text} @ {right.text}", MUL, FLOAT, left.reads | right.reads)
 
-    def e_sum(self, node: Node) -> tuple[str, int]:
+    def e_sum(self, node: Node) -> Code:
         axis, keepdims = node.attrs
-        d = self.dialect
-        options = ([] if axis is None else [f"{d.axis}={axis}"]) + ([f"{d.keepdims}=True"]
-                                                                    if keepdims else [])
-        return self.total(*self.expr(node.args[0]), options), ATOM
+        (x,) = node.args
+        if axis is None and keepdims and self.dialect is TORCH:
+            axis = tuple(range(x.rank))
+        options = ([] if axis is None else [f"{self.dialect.axis}={axis}"]) + (
+            [f"{self.dialect.keepdims}=True"] if keepdims else [])
+        return self.total(self.arg(x, ADD), options)
 
-    def total(self, text: str, precedence: int, options: Sequence[str] = ()) -> str:
-        """The sum of an expression's entries: ``np.sum(x, …)`` or ``x.sum(…)``."""
-        if self.dialect.methods:
-            base = text if precedence >= ATOM else f"({text})"
-            return f"{base}.sum({', '.join(options)})"
-        return f"{self.dialect.module}.sum({', '.join([text, *options])})"
+    def total(self, code: Code, options: Sequence[str] = ()) -> Code:
+        """The sum of an expression's entries: ``x.sum(…)`` (or ``np.sum(x, …)``)."""
+        if self.methods or self.dialect is TORCH:
+            return Code(f"{self.paren(code, ATOM)}.sum({', '.join(options)})", ATOM, FLOAT,
+                        code.reads)
+        return Code(f"{self.xp()}.sum({', '.join([code.text, *options])})", ATOM, FLOAT,
+                    code.reads)
 
-    def e_softmax_cross_entropy(self, node: Node) -> tuple[str, int]:
+    def e_softmax_cross_entropy(self, node: Node) -> Code:
         z, y = node.args
-        log_softmax = self.expr(make("log_softmax", (z,), (-1,)))[0]
-        total = "-" + self.total(f"{self.arg(y, MUL)} * {log_softmax}", MUL)
+        log_softmax = self.expr(make("log_softmax", (z,), (-1,)))
+        targets = self.arg(y, MUL)
+        total = self.total(Code(f"{targets.text} * {self.paren(log_softmax, UNARY)}", MUL,
+                                FLOAT, targets.reads | log_softmax.reads))
         if z.rank == 2:
-            return f"{total} / {self.arg(z, ATOM)}.shape[0]", MUL
-        return total, UNARY
+            logits = self.arg(z, ATOM)
+            return Code(f"-{total.text} / {logits.text}.shape[0]", MUL, FLOAT,
+                        total.reads | logits.reads)
+        return Code(f"-{total.text}", UNARY, FLOAT, total.reads)
 
-    def use_helper(self, name: str) -> None:
-        if name not in self.block.helpers:
-            self.block.helpers.append(name)
+    def e_mse(self, node: Node) -> Code:
+        p, t = self.arg(node.args[0], ADD), self.arg(node.args[1], ADD + 1)
+        return Code(f"{self.xp()}.mean(({p.text} - {t.text}) ** 2)", ATOM, FLOAT,
+                    p.reads | t.reads)
 
-    def e_add(self, node: Node) -> tuple[str, int]:
+    def e_add(self, node: Node) -> Code:
         parts: list[str] = []
+        reads: frozenset[str] = frozenset()
         for term in self.order.ordered_terms(node):
-            coefficient = const_value(term.args[0]) if term.op == "mul" else const_value(term)
-            if parts and coefficient is not None and coefficient.is_negative:
-                parts.append(" - " + self.term(-term, MUL))
+            if parts and negative(term):
+                code = self.arg(-term, MUL)
+                parts.append(f" - {code.text}")
             else:
-                parts.append((" + " if parts else "") + self.term(term, ADD + 1 if parts else ADD))
-        return "".join(parts), ADD
+                code = self.arg(term, ADD + 1 if parts else ADD)
+                parts.append(f" + {code.text}" if parts else code.text)
+            reads |= code.reads
+        return Code("".join(parts), ADD, FLOAT, reads, tuple(parts))
 
-    def term(self, node: Node, level: int) -> str:
-        """A term of a sum: a boolean mask is cast first (`m1 + m2` would be a logical or)."""
-        if not is_mask(node):
-            return self.arg(node, level)
-        return self.arg(node, ATOM) + self.dialect.cast.format(self.arg(mask_argument(node), ATOM))
-
-    def e_mul(self, node: Node) -> tuple[str, int]:
+    def e_mul(self, node: Node) -> Code:
         factors = list(node.args)
         coefficient = sympy.Integer(1)
         if factors[0].op == "const":
             coefficient = const_value(factors.pop(0))
         sign = "-" if coefficient.is_negative else ""
-        num, den = sympy.fraction(-coefficient if sign else coefficient)  # abs() gives Abs(1 - 1/n)
-        top = [] if num == 1 else [self.scalar_factor(num)]
-        bottom = [] if den == 1 else [self.scalar_factor(den)]
-        cast = coefficient != 1 and all(is_mask(f) for f in factors)
-        for factor in sorted(factors, key=is_mask):  # masks last: `-(x > 0) * g` is an error
+        num, den = sympy.fraction(-coefficient if sign else coefficient)
+        scalars = [self.constant(c) for c in (num, den)]
+        top = [] if num == 1 else [self.paren(scalars[0], ATOM)]
+        bottom = [] if den == 1 else [self.paren(scalars[1], ATOM)]
+        reads: frozenset[str] = scalars[0].reads | scalars[1].reads
+        masks = any(f.shape and self.kind(f) == FLOAT for f in factors)  # x * (x > 0) is right
+        for factor in sorted(factors, key=lambda f: self.kind(f) == BOOL):   # masks last
             k = const_value(factor.args[1]) if factor.op == "pow" else None
             if k is not None and k.is_negative:
-                bottom.append(self.arg(raw_power(factor.args[0], -k), POW))
-            elif cast:  # `0.99 * (x > 0)` would be float64 (torch: float32) whatever x is
-                x = self.arg(mask_argument(factor), ATOM)
-                top.append(f"{self.arg(factor, ATOM)}{self.dialect.cast.format(x)}")
+                code = self.arg(raw_power(factor.args[0], -k), POW)
+                bottom.append(code.text)
             else:
-                top.append(self.arg(factor, MUL if not top else UNARY))
+                code = self.arg(factor, MUL if not top else UNARY, masks=masks)
+                top.append(code.text)
+            reads |= code.reads
         text = " * ".join(top) or "1"
         if bottom:
             text += " / " + (bottom[0] if len(bottom) == 1 else "(" + " * ".join(bottom) + ")")
         if not sign:
-            return text, MUL
+            return Code(text, MUL, FLOAT, reads)
         # `-a` is unary; `-a * b` is a product (`x ** -a * b` would mean `(x ** -a) * b`)
         single = not bottom and len(top) == 1 and (
-            not factors or self.expr(factors[0])[1] >= UNARY)
-        return f"-{text}", UNARY if single else MUL
+            not factors or self.expr(factors[0]).prec >= UNARY)
+        return Code(f"-{text}", UNARY if single else MUL, FLOAT, reads)
 
-    def scalar_factor(self, value: sympy.Expr) -> str:
-        text = python_scalar(value)
-        return text if re.fullmatch(r"[\w.]+", text) else f"({text})"
-
-    def e_pow(self, node: Node) -> tuple[str, int]:
+    def e_pow(self, node: Node) -> Code:
         base, k = node.args
         value = const_value(k)
         if value == sympy.Rational(1, 2):
-            return f"{self.dialect.module}.sqrt({self.arg(base, ADD)})", ATOM
+            inner = self.arg(base, ADD)
+            return Code(f"{self.xp()}.sqrt({inner.text})", ATOM, FLOAT, inner.reads)
         if value is not None and value.is_negative:
-            return f"1 / {self.arg(raw_power(base, -value), POW)}", MUL
-        return f"{self.arg(base, ATOM)} ** {self.arg(k, UNARY)}", POW
+            inner = self.arg(raw_power(base, -value), POW)
+            return Code(f"1 / {inner.text}", MUL, FLOAT, inner.reads)
+        b, e = self.arg(base, ATOM), self.arg(k, UNARY)
+        return Code(f"{b.text} ** {e.text}", POW, FLOAT, b.reads | e.reads)
+
+
+def negative(term: Node) -> bool:
+    """A term with a negative constant coefficient (written ``a - b``, not ``a + -b``)."""
+    coefficient = const_value(term.args[0]) if term.op == "mul" else const_value(term)
+    return bool(coefficient is not None and coefficient.is_negative)
+
+
+def fits_by_parts(code: Code, width: int) -> bool:
+    """A long sum or product whose operands each fit on a line of their own."""
+    return bool(code.parts) and max(len(p) for p in code.parts) <= width
+
+
+def view_base(node: Node) -> Node:
+    """The array ``node`` may be a view of: through transposes, new axes and names."""
+    while node.op in ("transpose", "expand", "named"):
+        node = node.args[0]
+    return node
+
+
+def mask_reference(node: Node, names: dict[Node, str]) -> Node | None:
+    """The ``x`` of a mask ``x > 0`` (through transposes and names) when ``x`` has a name."""
+    while node.op in ("transpose", "expand", "named"):
+        node = node.args[0]
+    if node.op == "step" and node.args[0] in names:
+        return node.args[0]
+    return None
 
 
 def outer_vectors(node: Node) -> tuple[Node, Node] | None:
@@ -540,9 +946,70 @@ def outer_vectors(node: Node) -> tuple[Node, Node] | None:
     return None
 
 
-def numpy_block(outputs: Sequence[tuple[str, Node]], inputs: Sequence[Node]) -> Block:
-    """Statements computing each ``(name, expression)`` from the arrays ``inputs``."""
-    emitter = NumpyEmitter(inputs)
-    emitter.emit(outputs)
-    return emitter.prune()
+# ----------------------------------------------------------------------------------------------
+# Blocks of statements
 
+
+def prune(block: Block, keep: Iterable[str]) -> None:
+    """Drop the statements whose targets no later statement reads and that are not kept."""
+    needed = set(keep)
+    kept: list[Statement] = []
+    for statement in reversed(block.statements):
+        targets = {t.strip() for t in statement.target.split(",")} - {"_", ""}
+        if targets & needed:
+            kept.append(statement)
+            needed |= statement.code.reads
+    block.statements = kept[::-1]
+
+
+def user_names(inputs: Sequence[Node], nodes: Sequence[Node]) -> set[str]:
+    """Every name a user chose that the code may meet: variables, intermediates, sizes."""
+    found = {v.attrs[0] for v in inputs}
+    for node in postorder(list(nodes)):
+        if node.op == "named":
+            found.add(node.attrs[0])
+    for node in [*inputs, *postorder(list(nodes))]:
+        for d in node.shape:
+            found |= {str(s) for s in d.free_symbols}
+    return found
+
+
+Step = tuple[Node, Node]
+"""An error signal: its ``delta`` leaf (how later expressions refer to it) and its expression."""
+
+
+def emit_in_turn(emitter: Emitter, steps: Sequence[Step], outputs: Sequence[tuple[str, Node]],
+                 ) -> tuple[list[str], list[str]]:
+    """Each error signal in turn as ``delta<k>`` (each may use the earlier ones), then every
+    output; returns the names given to the error signals and to the outputs."""
+    deltas = []
+    for k, (leaf, node) in enumerate(steps):
+        rest = [n for _, n in steps[k + 1:]] + [n for _, n in outputs]
+        (target,) = emitter.emit([(f"delta{leaf.attrs[0]}*", node)], rest)
+        emitter.names[leaf] = target
+        deltas.append(target)
+    return deltas, emitter.emit(outputs)
+
+
+def numpy_block(outputs: Sequence[tuple[str, Node]], inputs: Sequence[Node],
+                steps: Sequence[Step] = ()) -> Block:
+    """Statements computing ``steps`` in turn, then each ``(name, expression)`` output.
+
+    An output named ``stem*`` gets a fresh name; one named like a user's variable is computed
+    under another name and assigned last, so that nothing reads the variable after it changed.
+    """
+    nodes = [node for _, node in [*steps, *outputs]]
+    user = user_names(inputs, nodes)
+    block = Block(Names(user))
+    block.names.taken |= {name for name, _ in outputs if not name.endswith("*")}
+    clashing = {name for name, _ in outputs if name in user}
+    renamed = [(f"{name}*" if name in clashing else name, node) for name, node in outputs]
+    deltas, targets = emit_in_turn(Emitter(inputs, block), steps, renamed)
+    for (name, _), target in zip(outputs, targets, strict=True):
+        if name in clashing:
+            block.statements.append(Statement(name, Code(target, ATOM, FLOAT,
+                                                         frozenset({target}))))
+    block.outputs = [name if name in clashing else t
+                     for (name, _), t in zip(outputs, targets, strict=True)]
+    prune(block, [*deltas, *block.outputs])
+    return block

@@ -10,7 +10,7 @@ import sympy
 from matcalc.codegen import numpy_block
 from matcalc.engine import Step, vector_jacobian_products
 from matcalc.errors import MatcalcError
-from matcalc.ir import Node, is_symmetric, is_zero, postorder, shape_str
+from matcalc.ir import Node, delta, is_symmetric, is_zero, postorder, shape_str
 from matcalc.kronecker import index_form, kronecker_matrix
 from matcalc.linear import linear_matrix, seed
 from matcalc.printing import LATEX, TEXT, Printer, Weigher, to_latex, to_text
@@ -134,9 +134,10 @@ class Derivation:
         return self.code_for(self.gradients)
 
     def code_for(self, gradients: Sequence[Gradient]) -> str:
-        outputs = [(f"delta{s.label}", s.expr) for s in self.steps]
-        outputs += [(f"{KINDS[g.kind].prefix}_{g.wrt}", g.expr) for g in gradients]
-        return numpy_block(outputs, list(self.program.variables.values())).source()
+        """Statements assigning each error signal ``delta<k>`` in turn, then each result."""
+        steps = [(delta(s.label, s.name, s.node.shape), s.expr) for s in self.steps]
+        outputs = [(f"{KINDS[g.kind].prefix}_{g.wrt}", g.expr) for g in gradients]
+        return numpy_block(outputs, list(self.program.variables.values()), steps).source()
 
     def json(self) -> list[dict]:
         """``[{wrt, shape, text, latex, numpy}]``, one object per variable."""

@@ -5,6 +5,10 @@ intermediate once, the backward pass is the derivation's error signals ``delta1,
 and gradients ``dW1 …``, and the module docstring is the derivation itself. A function with a
 matrix value (a layer) is differentiated through ``sum(grad_output ⊙ value)``: its module
 computes vector-Jacobian products, which is what ``backward`` of an autograd function returns.
+
+Every name the module invents (temporaries, helpers, module aliases, the shape checker) is
+chosen after all user names are known, so a variable called ``np``, ``value`` or ``delta1``
+cannot change what the code computes.
 """
 
 from __future__ import annotations
@@ -16,10 +20,23 @@ import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from matcalc.codegen import HELPERS, NUMPY_METHODS, TORCH, Block, Dialect, NumpyEmitter
+from matcalc.codegen import (
+    NUMPY,
+    TORCH,
+    Block,
+    Dialect,
+    Emitter,
+    Names,
+    Statement,
+    emit_in_turn,
+    fill,
+    prune,
+    user_names,
+    view_base,
+)
 from matcalc.derivation import Derivation, derive
 from matcalc.errors import MatcalcError
-from matcalc.ir import Node, var
+from matcalc.ir import Node, delta, var
 from matcalc.program import Program, parse
 from matcalc.simplify import reduce_sum
 
@@ -27,36 +44,41 @@ TARGETS = ("numpy", "torch")
 WIDTH = 100
 INDENT = "    "
 SEED = "grad_output"
-RESERVED = ("np", "math", "torch", "ctx", "SHAPES", "_check_shapes", "value", "value_and_grad",
-            "value_and_vjp", SEED, *HELPERS)
 
-CHECK_SHAPES = '''def _check_shapes(**arrays):
-    """Raise ValueError unless each array has its declared shape, equal size names agreeing."""
-    shapes = [getattr(array, "shape", ()) for array in arrays.values()]
-    if list(map(len, shapes)) == _RANKS:
+CHECK_SHAPES = '''def {check}(**arrays):
+    """Raise ValueError unless the arrays have their declared shapes{what}."""
+    shapes = [getattr(array, "shape", ()) for array in arrays.values()]{kinds_line}
+    if list(map(len, shapes)) == {ranks}{kinds_test}:
         dims = sum(shapes, ())
-        if tuple(map({**dict(zip(_NAMES, dims, strict=True)), **_FIXED}.get, _NAMES)) == dims:
+        if tuple(map({{**dict(zip({names}, dims, strict=True)), **{fixed}}}.get, {names})) == dims:
             return
-    sizes, origin = {}, {}
+    sizes, origin = {{}}, {{}}
     for name, array in arrays.items():
-        declared, shape = SHAPES[name], tuple(getattr(array, "shape", ()))
+        declared, shape = {shapes}[name], tuple(getattr(array, "shape", ()))
         for size, got in zip(declared, shape, strict=False):
             if isinstance(size, str) and size not in sizes:
                 sizes[size], origin[size] = got, name
         if shape != tuple(sizes.get(size, size) for size in declared):
-            known = [f"{s} = {sizes[s]} (from {origin[s]})" for s in dict.fromkeys(declared)
+            known = [f"{{s}} = {{sizes[s]}} (from {{origin[s]}})" for s in dict.fromkeys(declared)
                      if origin.get(s, name) != name]
-            given = f" with {', '.join(known)}" if known else ""
+            given = f" with {{', '.join(known)}}" if known else ""
             raise ValueError(
-                f"{name}: declared [{', '.join(map(str, declared))}]{given}, got {shape}"
-            )'''
+                f"{{name}}: declared [{{', '.join(map(str, declared))}}]{{given}}, got {{shape}}"
+            ){slow}'''
 
-SHAPE_INDEX = [
-    "_NAMES = sum(SHAPES.values(), ())",
-    "_RANKS = [len(shape) for shape in SHAPES.values()]",
-    "_FIXED = {size: size for size in _NAMES if isinstance(size, int)}",
-]
-"""The declared shapes flattened, for a fast check of the common, correct call."""
+KINDS_CHECK = '''
+    for name, array in arrays.items():
+        if getattr(array, "dtype", {float}).kind != "f":
+            raise ValueError(f"{{name}}: expected floating-point numbers, got dtype {{array.dtype}}"
+                             f"; pass {{name}}.astype(float)")'''
+LABELS_CHECK = '''
+    for name, array in arrays.items():
+        labels = name in {labels}
+        if getattr(array, "dtype", {float}).kind not in ("iu" if labels else "f"):
+            what = "integer class labels" if labels else "floating-point numbers"
+            raise ValueError(f"{{name}}: expected {{what}}, got dtype {{array.dtype}}")'''
+"""NumPy code also refuses integer arrays for real-valued variables (results would be
+truncated) and floating arrays for integer class labels."""
 
 
 @dataclass(frozen=True)
@@ -66,9 +88,10 @@ class Plan:
     derivation: Derivation
     value: Node
     value_name: str
-    grad_names: dict[str, str]
+    wrt: list[str]
     seeded: bool
     """True when the gradients are vector-Jacobian products with ``grad_output``."""
+    seed: str = SEED
 
     @property
     def program(self) -> Program:
@@ -81,7 +104,7 @@ class Plan:
 
     @property
     def params(self) -> list[str]:
-        return [name for name in self.program.variables if not (self.seeded and name == SEED)]
+        return [name for name in self.program.variables if not (self.seeded and name == self.seed)]
 
     @property
     def like(self) -> str | None:
@@ -90,7 +113,7 @@ class Plan:
 
 
 def plan(source: str | Program, wrt: Sequence[str], declarations: Sequence[str] = (),
-         seeded: bool = False) -> Plan:
+         seeded: bool = False, seed: str = SEED) -> Plan:
     """Derive what a module needs; ``seeded`` (or a non-scalar value) differentiates
     ``sum(grad_output ⊙ value)`` instead of the value itself."""
     program = source if isinstance(source, Program) else parse(source, declarations)
@@ -98,34 +121,63 @@ def plan(source: str | Program, wrt: Sequence[str], declarations: Sequence[str] 
     value_name = program.function_name if value.op == "named" else "value"
     seeded = seeded or bool(value.shape)
     if seeded:
-        if SEED in program.variables:
-            raise MatcalcError(f"`{SEED}` names the incoming gradient of generated code; "
+        if seed in program.variables:
+            raise MatcalcError(f"`{seed}` names the incoming gradient of generated code; "
                                "rename the variable")
-        seed = var(SEED, value.shape)
-        program = dataclasses.replace(program, variables={**program.variables, SEED: seed},
-                                      function=reduce_sum(seed * value), function_name="f",
-                                      seed=SEED)
-    taken = {*program.variables, *program.intermediates, *map(str, program.dims)}
-    grad_names = {w: f"d{w}" if f"d{w}" not in taken else f"grad_{w}" for w in wrt}
-    return Plan(derive(program, wrt, steps=True), value, value_name, grad_names, seeded)
+        seed_var = var(seed, value.shape)
+        program = dataclasses.replace(program, variables={**program.variables, seed: seed_var},
+                                      function=reduce_sum(seed_var * value), function_name="f",
+                                      seed=seed)
+    return Plan(derive(program, wrt, steps=True), value, value_name, list(wrt), seeded, seed)
+
+
+def module_names(plan: Plan) -> Names:
+    """The user's names, to be kept; everything else is allocated around them."""
+    nodes = [plan.value, *(s.expr for s in plan.derivation.steps),
+             *(g.expr for g in plan.derivation.gradients)]
+    return Names(user_names(plan.inputs, nodes) | set(plan.program.intermediates))
+
+
+def grad_names(plan: Plan, names: Names) -> dict[str, str]:
+    """``dW1`` for ∂f/∂W1 (``grad_W1`` when ``dW1`` is taken)."""
+    found = {}
+    for w in plan.wrt:
+        stem = f"d{w}" if not names.in_use(f"d{w}") else f"grad_{w}"
+        found[w] = names.fresh(stem)
+    return found
 
 
 # ----------------------------------------------------------------------------------------------
-# Layout
+# Layout: every line is made valid and short by construction, never by editing text
 
 
-def wrap(line: str, indent: str = INDENT) -> list[str]:
-    """A statement at ``indent``, its right-hand side broken inside parentheses if too long."""
-    if len(indent + line) <= WIDTH:
-        return [indent + line]
-    target, rhs = line.split(" = ", 1)
-    inner = indent + INDENT
-    body = textwrap.wrap(rhs, WIDTH - len(inner), break_long_words=False, break_on_hyphens=False)
-    return [f"{indent}{target} = (", *(inner + part for part in body), indent + ")"]
+def call(function: str, args: Sequence[str], indent: str, prefix: str = "") -> list[str]:
+    """``prefix function(a, b)`` on one line, or one argument per line when it is too long."""
+    line = f"{indent}{prefix}{function}({', '.join(args)})"
+    if len(line) <= WIDTH or not args:
+        return [line]
+    return [f"{indent}{prefix}{function}(", *(f"{indent}{INDENT}{a}," for a in args),
+            f"{indent})"]
 
 
-def body(lines: Sequence[str], indent: str = INDENT) -> list[str]:
-    return [out for line in lines for out in wrap(line, indent)]
+def returned(parts: Sequence[str], mapping: Sequence[tuple[str, str]], indent: str
+             ) -> list[str]:
+    """``return a, {"x": dx}`` on one line, or the dictionary one entry per line."""
+    items = [f'"{k}": {v}' for k, v in mapping]
+    line = f"{indent}return {', '.join([*parts, '{' + ', '.join(items) + '}'])}"
+    if len(line) <= WIDTH:
+        return [line]
+    head = ", ".join([*parts, "{"])
+    return [f"{indent}return {head}", *(f"{indent}{INDENT}{item}," for item in items),
+            f"{indent}}}"]
+
+
+def function(name: str, params: Sequence[str], doc: str, body: Sequence[str],
+             indent: str = "") -> list[str]:
+    """A ``def`` with a docstring; ``body`` lines are already indented."""
+    head = call(name, params, indent, "def ")
+    head[-1] += ":"
+    return [*head, f'{indent}{INDENT}"""{doc}"""', *body]
 
 
 def docstring(plan: Plan, purpose: str) -> str:
@@ -138,73 +190,93 @@ def docstring(plan: Plan, purpose: str) -> str:
     return '"""' + "\n".join(lines).replace("\\", "\\\\") + '\n"""'
 
 
-def shapes_table(inputs: Sequence[Node]) -> str:
+def shapes_table(inputs: Sequence[Node], names: Names) -> str:
     """``SHAPES = {...}``: each argument's declared shape, size names as strings."""
+    shapes = names.alias("SHAPES")
     rows = [f'    "{n.attrs[0]}": ({"".join(size_literal(d) + ", " for d in n.shape)[:-2]}'
             f'{"," if len(n.shape) == 1 else ""}),' for n in inputs]
-    return "\n".join(["SHAPES = {", *rows, "}", *SHAPE_INDEX])
+    flat, ranks, fixed = (names.alias(a) for a in ("_NAMES", "_RANKS", "_FIXED"))
+    return "\n".join([f"{shapes} = {{", *rows, "}",
+                      f"{flat} = sum({shapes}.values(), ())",
+                      f"{ranks} = [len(shape) for shape in {shapes}.values()]",
+                      f"{fixed} = {{size: size for size in {flat} if isinstance(size, int)}}"])
 
 
 def size_literal(d) -> str:
     return str(int(d)) if d.is_Integer else f'"{d}"'
 
 
-def signature(params: Sequence[str]) -> str:
-    return ", ".join(params)
+def checker(names: Names, block: Block, labels: Sequence[str]) -> str:
+    """The shape checker (for NumPy also the dtype checker), its names allocated."""
+    values = {"check": names.alias("_check_shapes"), "shapes": names.alias("SHAPES"),
+              "names": names.alias("_NAMES"), "ranks": names.alias("_RANKS"),
+              "fixed": names.alias("_FIXED"), "what": "", "kinds_line": "", "kinds_test": "",
+              "slow": ""}
+    if block.dialect is NUMPY:
+        kinds, flt = names.alias("_KINDS"), names.alias("_FLOAT")
+        values |= {
+            "what": " and floating-point dtypes\n    (integer dtypes for class labels)",
+            "kinds_line": f'\n    kinds = [getattr(array, "dtype", {flt}).kind for array in '
+                          "arrays.values()]",
+            "kinds_test": f" and kinds == {kinds}",
+            "slow": (LABELS_CHECK if labels else KINDS_CHECK).format(labels=repr(tuple(labels)),
+                                                                    float=flt),
+        }
+    return CHECK_SHAPES.format(**values)
 
 
-def check_call(params: Sequence[str]) -> str:
-    return f"_check_shapes({', '.join(f'{p}={p}' for p in params)})"
+def tables(plan: Plan, names: Names, block: Block, params: Sequence[str]) -> str:
+    """The declared shapes, and for NumPy the dtype kind each argument must have."""
+    text = shapes_table([plan.program.variables[p] for p in params], names)
+    if block.dialect is not NUMPY:
+        return text
+    labels = labels_of(plan)
+    kinds = "[" + ", ".join('"i"' if name in labels else '"f"' for name in params) + "]"
+    flt = names.alias("_FLOAT")
+    return (f"{text}\n{names.alias('_KINDS')} = {kinds}\n"
+            + fill(f"{flt} = {{xp}}.dtype(float)", names, block))
 
 
-def function(name: str, params: Sequence[str], doc: str, lines: Sequence[str],
-             indent: str = "") -> list[str]:
-    """A ``def`` with a docstring and a wrapped body."""
-    inner = indent + INDENT
-    head = wrap(f"def {name}({signature(params)}):", indent)
-    if len(head) > 1:
-        head = [f"{indent}def {name}(", *(inner + p + "," for p in params), f"{indent}):"]
-    return [*head, f'{inner}"""{doc}"""', *body(lines, inner)]
+def check_call(names: Names, params: Sequence[str], indent: str = INDENT) -> list[str]:
+    return call(names.alias("_check_shapes"), [f"{p}={p}" for p in params], indent)
 
 
 # ----------------------------------------------------------------------------------------------
 # Blocks of statements
 
 
-def forward(emitter: NumpyEmitter, plan: Plan, later: Sequence[Node] = ()) -> None:
-    """Statements computing the value; work shared with ``later`` is kept in names."""
-    emitter.emit([(plan.value_name, plan.value)], later)
+def steps_of(plan: Plan) -> list[tuple[Node, Node]]:
+    """The error signals as ``(δ leaf, expression)``."""
+    return [(delta(s.label, s.name, s.node.shape), s.expr) for s in plan.derivation.steps]
 
 
 def backward_roots(plan: Plan) -> list[Node]:
     return [s.expr for s in plan.derivation.steps] + [g.expr for g in plan.derivation.gradients]
 
 
-def backward(emitter: NumpyEmitter, plan: Plan) -> None:
-    """Error signals one by one (each may use the earlier ones), then every gradient."""
-    steps = plan.derivation.steps
-    grads = [(plan.grad_names[g.wrt], g.expr) for g in plan.derivation.gradients]
-    for k, step in enumerate(steps):
-        rest = [s.expr for s in steps[k + 1:]] + [expr for _, expr in grads]
-        emitter.emit([(f"delta{step.label}", step.expr)], rest)
-    emitter.emit(grads)
+def gradient_outputs(plan: Plan, grads: dict[str, str]) -> list[tuple[str, Node]]:
+    return [(grads[g.wrt], g.expr) for g in plan.derivation.gradients]
 
 
-def new_emitter(plan: Plan, dialect: Dialect = NUMPY_METHODS) -> NumpyEmitter:
-    return NumpyEmitter(plan.inputs, RESERVED, dialect, plan.like)
+def new_emitter(plan: Plan, block: Block) -> Emitter:
+    return Emitter(plan.inputs, block, plan.like, methods=True)
 
 
-def helpers(blocks: Sequence[Block]) -> list[str]:
-    return list(dict.fromkeys(h for b in blocks for h in b.helpers))
+def helpers_and_imports(blocks: Sequence[Block]) -> tuple[list[str], list[str]]:
+    """The helpers and imports all ``blocks`` need, each once."""
+    helpers: dict[str, None] = {}
+    modules: set[str] = set()
+    for b in blocks:
+        helpers.update(dict.fromkeys(b.helpers))
+        modules |= b.modules
+    first = blocks[0]
+    merged = Block(first.names, first.dialect, helpers=list(helpers), modules=modules)
+    return merged.helper_sources(), merged.imports()
 
 
-def imports(blocks: Sequence[Block], library: str) -> list[str]:
-    math = ["import math", ""] if any(b.needs_math for b in blocks) else []
-    return [*math, library]
-
-
-def gradients_dict(plan: Plan) -> str:
-    return "{" + ", ".join(f'"{w}": {n}' for w, n in plan.grad_names.items()) + "}"
+def labels_of(plan: Plan) -> list[str]:
+    """The variables declared as integer class labels."""
+    return [name for name, node in plan.program.variables.items() if "labels" in node.attrs]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -213,91 +285,154 @@ def gradients_dict(plan: Plan) -> str:
 
 def numpy_module(plan: Plan) -> str:
     """``value`` and ``value_and_grad`` (``value_and_vjp`` for a layer) in plain NumPy."""
-    params = [*plan.params, *([SEED] if plan.seeded else [])]
-    check = check_call(plan.params)
-    first, second = new_emitter(plan), new_emitter(plan)
-    forward(first, plan)
-    value_lines = [check, *first.prune().lines, f"return {plan.value_name}"]
-    forward(second, plan, backward_roots(plan))
-    backward(second, plan)
-    grad_lines = [check_call(params), *second.prune().lines,
-                  f"return {plan.value_name}, {gradients_dict(plan)}"]
-    order = ", ".join(plan.grad_names)
+    names = module_names(plan)
+    grads = grad_names(plan, names)
+    params = [*plan.params, *([plan.seed] if plan.seeded else [])]
+    value_var = plan.value_name if plan.value.op == "named" else names.fresh("value")
+    first, second = Block(names.scope()), Block(names.scope())
+    new_emitter(plan, first).emit([(value_var, plan.value)])
+    prune(first, [value_var])
+    emitter = new_emitter(plan, second)
+    emitter.emit([(value_var, plan.value)], backward_roots(plan))
+    emit_in_turn(emitter, steps_of(plan), gradient_outputs(plan, grads))
+    prune(second, [value_var, *grads.values()])
+    order = ", ".join(grads)
     if plan.seeded:
         name = "value_and_vjp"
-        what = (f"{plan.value_name} and the vector-Jacobian products ∂⟨{SEED}, "
+        what = (f"{plan.value_name} and the vector-Jacobian products ∂⟨{plan.seed}, "
                 f"{plan.value_name}⟩/∂x for x = {order}, each shaped like x.")
     else:
         name = "value_and_grad"
         what = f"{plan.value_name} and its gradients with respect to {order}, shaped alike."
-    blocks = [first.block, second.block]
+    check = checker(names, first, labels_of(plan))
+    table = tables(plan, names, first, params)
+    helpers, imports = helpers_and_imports([first, second])
+    value_body = [*check_call(names, plan.params), *first.lines(INDENT),
+                  f"{INDENT}return {value_var}"]
+    grad_body = [*check_call(names, params), *second.lines(INDENT),
+                 *returned([value_var], list(grads.items()), INDENT)]
     parts = [
         docstring(plan, f"{plan.value_name} and its gradients, generated by matcalc."),
-        *(HELPERS[h] for h in helpers(blocks)),
-        CHECK_SHAPES,
-        shapes_table(plan.inputs),
-        "\n".join(function("value", plan.params, f"{plan.value_name}.", value_lines)),
-        "\n".join(function(name, params, what, grad_lines)),
+        "\n".join(imports),
+        *helpers,
+        check,
+        table,
+        "\n".join(function("value", plan.params, f"{plan.value_name}.", value_body)),
+        "\n".join(function(name, params, what, grad_body)),
     ]
-    if any("np." in part for part in parts[1:]):
-        parts.insert(1, "\n".join(imports(blocks, "import numpy as np")))
     return "\n\n\n".join(parts) + "\n"
+
+
+def torch_plan(plan_: Plan) -> Plan:
+    """The plan deriving every real-valued input: autograd asks for each that requires grad."""
+    bad = [w for w in plan_.wrt if w not in plan_.program.variables]
+    if bad:
+        raise MatcalcError(f"--target torch differentiates declared variables only, not {bad[0]}")
+    labels = labels_of(plan_)
+    every = [n for n in plan_.params if n not in labels]
+    wrt = [*plan_.wrt, *(n for n in every if n not in plan_.wrt)]
+    derivation = derive(plan_.program, wrt, steps=True)
+    return dataclasses.replace(plan_, derivation=derivation, wrt=wrt)
 
 
 def torch_module(plan: Plan) -> str:
-    """A ``torch.autograd.Function`` with the derived backward pass and a function applying it."""
-    bad = [w for w in plan.grad_names if w not in plan.program.variables]
-    if bad:
-        raise MatcalcError(f"--target torch differentiates declared variables only, not {bad[0]}")
+    """A ``torch.autograd.Function`` with the derived backward pass and a function applying it.
+
+    ``forward`` returns the value and the intermediates ``backward`` needs (marked
+    non-differentiable) and ``setup_context`` saves them, so that ``torch.func`` transforms
+    (``grad``, ``vmap``, ``jacrev``) work through the function.
+    """
+    plan = torch_plan(plan)
+    names = module_names(plan)
+    grads = grad_names(plan, names)
     params = plan.params
-    first = new_emitter(plan, TORCH)
-    forward(first, plan, backward_roots(plan))
-    second = new_emitter(plan, TORCH)
-    second.names.update(first.names)
-    second.taken |= set(first.names.values())
-    backward(second, plan)
-    backward_lines = second.prune().lines
-    forward_lines = first.prune(backward_lines).lines
-    used = set().union(*map(words, backward_lines))
-    saved = [name for name in dict.fromkeys(first.names.values()) if name in used - {SEED}]
-    returns = ", ".join(plan.grad_names.get(p, "None") for p in params)
-    cls = f"{plan.value_name.capitalize()}Function"
-    forward_body = [check_call(params), *forward_lines,
-                    f"ctx.save_for_backward({', '.join(saved)})" if saved else "",
-                    f"return {plan.value_name}"]
-    backward_body = [f"{', '.join(saved)}{',' * (len(saved) == 1)} = ctx.saved_tensors"
-                     if saved else "", *backward_lines,
-                     f"return {returns}{',' * (len(params) == 1)}"]
+    ctx = names.fresh("ctx")
+    forward_names, backward_names = names.scope(), names.scope()
+    value_var = (plan.value_name if plan.value.op == "named"
+                 else forward_names.fresh("value"))
+    first, second = Block(forward_names, TORCH), Block(backward_names, TORCH)
+    forward_emitter = new_emitter(plan, first)
+    forward_emitter.emit([(value_var, plan.value)], backward_roots(plan))
+    shared = {n: name for n, name in forward_emitter.names.items()
+              if n.op == "var" or view_base(n).op != "var"}     # not views of the inputs
+    backward_names.taken |= set(shared.values())
+    emitter = new_emitter(plan, second)
+    emitter.names.update(shared)
+    emitter.kinds.update(forward_emitter.kinds)
+    emit_in_turn(emitter, steps_of(plan), gradient_outputs(plan, grads))
+    prune(second, grads.values())
+    read = set().union(*(s.code.reads for s in second.statements)) - {plan.seed}
+    computed = {name for s in first.statements for name in s.target.split(", ")}
+    extras = [n for n in dict.fromkeys(shared.values())
+              if n in read and n in computed and n != value_var]
+    prune(first, [value_var, *extras])
+    saved = [*(p for p in params if p in read), *([value_var] if value_var in read else []),
+             *extras]
+    labels = labels_of(plan)
+    torch = used_alias(names, first, "torch")
+    cls = names.fresh(f"{plan.value_name[:1].upper()}{plan.value_name[1:]}Function")
+    floating = fill("{_floating}", names, first)
+    check = checker(names, first, labels)
+    table = tables(plan, names, first, params)
+    helpers, imports = helpers_and_imports([first, second])
+    level = 2 * INDENT
+    forward_body = [*check_call(names, params, level), *first.lines(level),
+                    f"{level}return {tuple_text([value_var, *extras])}"]
+    context_body = [f"{level}{tuple_text(params)} = inputs",
+                    f"{level}{tuple_text([value_var if value_var in read else '_', *extras])}"
+                    " = output"]
+    if extras:
+        context_body.append(f"{level}{ctx}.mark_non_differentiable({', '.join(extras)})")
+    if saved:
+        context_body += call(f"{ctx}.save_for_backward", saved, level)
+    backward_body = [f"{level}{tuple_text(saved)} = {ctx}.saved_tensors"] if saved else []
+    backward_body += [*second.lines(level),
+                      f"{level}return {tuple_text([grads.get(p, 'None') for p in params])}"]
+    labels_text = repr(tuple(labels))
+    wrapper = [*call(floating, ["{" + ", ".join(f'"{p}": {p}' for p in params) + "}",
+                                labels_text], INDENT, f"{tuple_text(params)} = "),
+               f"{INDENT}return {cls}.apply({', '.join(params)})[0]"]
     apply_name = plan.value_name if plan.value_name != "value" else "apply"
-    blocks = [first.block, second.block]
     parts = [
         docstring(plan, f"{plan.value_name} as a torch.autograd.Function with the backward pass "
-                        f"derived by matcalc.\n\nbackward returns ∂f/∂x for f = sum({SEED} ⊙ "
+                        f"derived by matcalc.\n\nbackward returns ∂f/∂x for f = sum({plan.seed} ⊙ "
                         f"{plan.value_name}), the vector-Jacobian products autograd needs."),
-        "\n".join(imports(blocks, "import torch")),
-        CHECK_SHAPES,
-        shapes_table(plan.inputs[:len(params)]),
+        "\n".join(imports),
+        *helpers,
+        check,
+        table,
         "\n".join([
-            f"class {cls}(torch.autograd.Function):",
+            f"class {cls}({torch}.autograd.Function):",
             f'    """{plan.value_name} with the derived backward pass."""',
             "",
-            "    @staticmethod",
-            *function("forward", ["ctx", *params], f"{plan.value_name}; saves what backward "
-                      "needs.", [line for line in forward_body if line], INDENT),
+            "    generate_vmap_rule = True",
             "",
             "    @staticmethod",
-            *function("backward", ["ctx", SEED], "Gradients for each input (None where not "
-                      "derived).", [line for line in backward_body if line], INDENT),
+            *function("forward", params, f"{plan.value_name}, and the intermediates backward "
+                      "needs.", forward_body, INDENT),
+            "",
+            "    @staticmethod",
+            *function("setup_context", [ctx, "inputs", "output"], "Keep what backward needs.",
+                      context_body, INDENT),
+            "",
+            "    @staticmethod",
+            *function("backward", [ctx, plan.seed, "*_"], "Gradients for each input (None for "
+                      "integer labels).", backward_body, INDENT),
         ]),
         "\n".join(function(apply_name, params, f"{plan.value_name}, differentiable by autograd "
-                           f"through {cls}.", [f"return {cls}.apply({signature(params)})"])),
+                           f"through {cls}.", wrapper)),
     ]
     return "\n\n\n".join(parts) + "\n"
 
 
-def words(line: str) -> set[str]:
-    """The identifiers of a line of code."""
-    return set("".join(c if c.isalnum() or c == "_" else " " for c in line).split())
+def tuple_text(names: Sequence[str]) -> str:
+    """``a, b`` (``a,`` for one name) as an assignment target or a returned tuple."""
+    return ", ".join(names) + ("," if len(names) == 1 else "")
+
+
+def used_alias(names: Names, block: Block, module: str) -> str:
+    block.modules.add(module)
+    return names.alias(module)
 
 
 def generate(source: str | Program, wrt: Sequence[str], target: str = "numpy",
@@ -306,7 +441,10 @@ def generate(source: str | Program, wrt: Sequence[str], target: str = "numpy",
     if target not in TARGETS:
         raise MatcalcError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if target == "torch":
-        return torch_module(plan(source, wrt, declarations, seeded=True))
+        program = source if isinstance(source, Program) else parse(source, declarations)
+        taken = {*program.variables, *program.intermediates, *map(str, program.dims)}
+        seed = Names(taken).fresh(SEED)
+        return torch_module(plan(program, wrt, seeded=True, seed=seed))
     return numpy_module(plan(source, wrt, declarations))
 
 
@@ -321,3 +459,5 @@ def lambdify(source: str | Program, wrt: Sequence[str], target: str = "numpy",
     exec(compile(text, filename, "exec"), module.__dict__)  # our own generator's output
     return module
 
+
+__all__ = ["Dialect", "Plan", "Statement", "generate", "lambdify", "plan"]

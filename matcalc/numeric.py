@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from matcalc.codegen import HELPERS, Block, numpy_block
+from matcalc.codegen import Block, numpy_block
 from matcalc.errors import MatcalcError
 from matcalc.ir import Node, postorder
 from matcalc.program import Program
@@ -17,21 +17,17 @@ Arrays = Mapping[str, np.ndarray]
 
 def compile_block(block: Block, params: Sequence[str], results: Sequence[str]) -> Callable:
     """A Python function ``(**arrays) -> tuple`` running the generated statements."""
-    body = "\n".join("    " + line for line in block.lines) or "    pass"
-    source = "\n\n".join(
-        ["import numpy as np", "import math", *(HELPERS[h] for h in block.helpers),
-         f"def _evaluate({', '.join(params)}):\n{body}\n    return ({', '.join(results)},)"]
-    )
     namespace: dict = {}
-    exec(compile(source, "<matcalc generated>", "exec"), namespace)  # our own printer's output
+    source = block.function("_evaluate", params, results)
+    exec(compile(source, "<matcalc generated>", "exec"), namespace)  # our own generator's output
     return namespace["_evaluate"]
 
 
 def evaluator(program: Program, outputs: Sequence[tuple[str, Node]]) -> Callable[..., tuple]:
     """Evaluate IR expressions of ``program`` on arrays given by variable name, in order."""
-    private = [(f"_result{i}", node) for i, (_, node) in enumerate(outputs)]
+    private = [("result*", node) for _, node in outputs]
     block = numpy_block(private, list(program.variables.values()))
-    return compile_block(block, list(program.variables), [name for name, _ in private])
+    return compile_block(block, list(program.variables), block.outputs)
 
 
 def function_value(program: Program) -> Callable[..., float]:

@@ -32,7 +32,7 @@ from matcalc.codegen import numpy_block
 from matcalc.derivation import Derivation, derive, hessian, jacobian
 from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.expand import Expander, Tensor, gradient_tensor, hessian_tensor, jacobian_tensor
-from matcalc.ir import ONE, Node, const_value, identity, shape_str
+from matcalc.ir import ONE, Node, const_value, delta, identity, shape_str
 from matcalc.numeric import compile_block, domains, relative_error, sizes_for, smooth_inputs
 from matcalc.printing import to_text
 from matcalc.program import Lowering, Program, parse
@@ -407,10 +407,10 @@ def numeric_check(program: Program, claim: Claim, derivation: Derivation,
                   sizes_list: Sequence[Mapping[str, int]], rng: np.random.Generator
                   ) -> tuple[float, list[str]]:
     """Max relative error between the claim's and matcalc's NumPy values, and where it fails."""
-    outputs = [(f"delta{s.label}", s.expr) for s in derivation.steps]
-    outputs += [("_claimed_", claim.expr), ("_derived_", derivation.gradients[0].expr)]
-    block = numpy_block(outputs, list(program.variables.values()))
-    run = compile_block(block, list(program.variables), ["_claimed_", "_derived_"])
+    steps = [(delta(s.label, s.name, s.node.shape), s.expr) for s in derivation.steps]
+    outputs = [("claimed*", claim.expr), ("derived*", derivation.gradients[0].expr)]
+    block = numpy_block(outputs, list(program.variables.values()), steps)
+    run = compile_block(block, list(program.variables), block.outputs)
     worst, where = 0.0, []
     for sizes in sizes_list:
         with np.errstate(all="ignore"):
