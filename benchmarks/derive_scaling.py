@@ -22,7 +22,7 @@ DEPTHS = (1, 2, 4, 8, 16, 32)
 
 def mlp_source(layers: int) -> str:
     """An L-layer ReLU MLP ending in softmax cross-entropy, in the matcalc language."""
-    lines = ["X: [N, D0]", f"Y: [N, D{layers}]"]
+    lines = ["X: [N, D0]", f"Y: [N, D{layers}] onehot"]
     for k in range(1, layers + 1):
         lines.append(f"W{k}: [D{k - 1}, D{k}]; b{k}: [D{k}]")
     previous = "X"

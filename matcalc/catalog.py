@@ -40,7 +40,7 @@ CATALOG = [
              "x: [n]; W: [n, m]; delta: [m]\nz = x @ W\nJ = z @ delta\n"
              "claim grad(J, W) = outer(x, delta)"),
     Identity("softmax cross-entropy", "seed identity (7): ∂L/∂z = ŷ − y (targets summing to 1)",
-             "z: [C]; y: [C]\nL = softmax_cross_entropy(z, y)\n"
+             "z: [C]; y: [C] onehot\nL = softmax_cross_entropy(z, y)\n"
              "claim grad(L, z) = softmax(z) - y"),
     Identity("linear form", "Matrix Cookbook (69): ∂aᵀx/∂x = a",
              "x: [n]; a: [n]\nf = a @ x\nclaim grad(f, x) = a"),
@@ -92,7 +92,7 @@ CATALOG = [
              "claim grad(J, b) = sum(G, axis=0)"),
     Identity("MLP weight gradient",
              "backpropagation through ReLU: ∂L/∂W1 = ((W2ᵀ(ŷ − y)) ⊙ 1[z1 > 0]) xᵀ",
-             "x: [D]; y: [C]; W1: [H, D]; W2: [C, H]\nz1 = W1 @ x\nh = relu(z1)\n"
+             "x: [D]; y: [C] onehot; W1: [H, D]; W2: [C, H]\nz1 = W1 @ x\nh = relu(z1)\n"
              "z2 = W2 @ h\nL = softmax_cross_entropy(z2, y)\n"
              "claim grad(L, W1) = outer((W2.T @ (softmax(z2) - y)) * step(z1), x)"),
 ]

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from matcalc.ir import Node, const, const_value, make, postorder
+from matcalc.ir import Node, const, const_value, is_labels, make, postorder
 from matcalc.printing import TEXT, Printer
-from matcalc.simplify import fit, matmul, mul, raw_power, transpose
+from matcalc.simplify import add, fit, matmul, mul, raw_power, transpose
 
 ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
 FLOAT, BOOL = "float", "bool"
@@ -127,6 +127,28 @@ NUMPY_HELPERS = {
     e = {xp}.zeros((n * n, n))
     e[{xp}.arange(n) * (n + 1), {xp}.arange(n)] = 1
     return e''',
+    "_add_at": '''def {_add_at}(x, labels, c):
+    """A copy of x with c added at each row's label (x − onehot(labels) for c = −1)."""
+    out = {xp}.array(x, copy=True)
+    index = {xp}.asarray(labels)[..., None]
+    {xp}.put_along_axis(out, index, {xp}.take_along_axis(out, index, axis=-1) + c, axis=-1)
+    return out''',
+    "_pick": '''def {_pick}(x, labels):
+    """Each row's entry at its label."""
+    return {xp}.take_along_axis(x, {xp}.asarray(labels)[..., None], axis=-1)[..., 0]''',
+    "_check_onehot": '''def {_check_onehot}(name, y):
+    """Raise ValueError unless each row of y is one 1 among 0s, as declared."""
+    if not (((y == 0) | (y == 1)).all() and (y.sum(axis=-1) == 1).all()):
+        raise ValueError(f"{{name}}: declared onehot, but a row is not one 1 among 0s")''',
+    "_check_probabilities": '''def {_check_probabilities}(name, y):
+    """Raise ValueError unless each row of y is a probability vector, as declared."""
+    if (y < 0).any() or not {xp}.allclose(y.sum(axis=-1), 1):
+        raise ValueError(f"{{name}}: declared probabilities, but a row is negative or does not "
+                         "sum to 1")''',
+    "_check_labels": '''def {_check_labels}(name, y, classes):
+    """Raise ValueError unless every label is a class, 0 … classes − 1."""
+    if {xp}.size(y) and ({xp}.min(y) < 0 or {xp}.max(y) >= classes):
+        raise ValueError(f"{{name}}: class labels must lie in 0 … {{classes - 1}}")''',
     "_erf": '''def {_erf}(x):
     """The error function, entry by entry (NumPy has none)."""
     x = {xp}.asarray(x)
@@ -167,6 +189,12 @@ NUMPY_FUNCTIONS = {
 """One line per operation: how NumPy computes it."""
 
 TORCH_HELPERS = {
+    "_add_at": '''def {_add_at}(x, labels, c):
+    """x with c added at each row's label (x − onehot(labels) for c = −1)."""
+    return x.scatter_add(-1, labels[..., None], {xp}.full_like(x[..., :1], c))''',
+    "_pick": '''def {_pick}(x, labels):
+    """Each row's entry at its label."""
+    return x.gather(-1, labels[..., None])[..., 0]''',
     "_kron": '''def {_kron}(a, b):
     """Kronecker product, vectors taken as columns."""
     return {xp}.kron(a[:, None] if a.dim() == 1 else a, b[:, None] if b.dim() == 1 else b)''',
@@ -176,8 +204,8 @@ TORCH_HELPERS = {
                 None)
     dtype = like.dtype if like is not None else {xp}.get_default_dtype()
     device = like.device if like is not None else None
-    return [a if name in labels else {xp}.as_tensor(a, dtype=dtype, device=device)
-            for name, a in arrays.items()]''',
+    return [{xp}.as_tensor(a, device=device) if name in labels
+            else {xp}.as_tensor(a, dtype=dtype, device=device) for name, a in arrays.items()]''',
 }
 
 TORCH_FUNCTIONS = {
@@ -831,8 +859,14 @@ class Emitter:
         z, y = node.args
         log_softmax = self.expr(make("log_softmax", (z,), (-1,)))
         targets = self.arg(y, MUL)
-        total = self.total(Code(f"{targets.text} * {self.paren(log_softmax, UNARY)}", MUL,
-                                FLOAT, targets.reads | log_softmax.reads))
+        if is_labels(y):
+            picked = fill("{_pick}", self.allocate, self.block)
+            terms = Code(f"{picked}({log_softmax.text}, {targets.text})", ATOM, FLOAT,
+                         targets.reads | log_softmax.reads)
+        else:
+            terms = Code(f"{targets.text} * {self.paren(log_softmax, UNARY)}", MUL, FLOAT,
+                         targets.reads | log_softmax.reads)
+        total = self.total(terms)
         if z.rank == 2:
             logits = self.arg(z, ATOM)
             return Code(f"-{total.text} / {logits.text}.shape[0]", MUL, FLOAT,
@@ -844,7 +878,26 @@ class Emitter:
         return Code(f"{self.xp()}.mean(({p.text} - {t.text}) ** 2)", ATOM, FLOAT,
                     p.reads | t.reads)
 
+    def e_onehot(self, node: Node) -> Code:
+        """One-hot rows, materialised (a sum with them adds at the labels instead)."""
+        rows = self.created("zeros", self.shape_code(node.shape))
+        return self.added_at(rows, node, sympy.Integer(1))
+
+    def added_at(self, code: Code, onehot: Node, coefficient: sympy.Expr) -> Code:
+        """``code + coefficient · onehot(y)`` without forming the one-hot rows."""
+        labels = self.arg(onehot.args[0], ADD)
+        c = self.constant(coefficient)
+        helper = fill("{_add_at}", self.allocate, self.block)
+        return Code(f"{helper}({code.text}, {labels.text}, {c.text})", ATOM, FLOAT,
+                    code.reads | labels.reads | c.reads)
+
     def e_add(self, node: Node) -> Code:
+        hot = [t for t in node.args if onehot_part(t) is not None]
+        if hot and len(hot) < len(node.args):
+            (term,) = hot
+            coefficient, onehot = onehot_part(term)
+            rest = add(*(t for t in node.args if t is not term))
+            return self.added_at(self.arg(rest, ADD), onehot, coefficient)
         parts: list[str] = []
         reads: frozenset[str] = frozenset()
         for term in self.order.ordered_terms(node):
@@ -853,7 +906,10 @@ class Emitter:
                 parts.append(f" - {code.text}")
             else:
                 code = self.arg(term, ADD + 1 if parts else ADD)
-                parts.append(f" + {code.text}" if parts else code.text)
+                if parts and code.text.startswith("-") and code.prec in (UNARY, MUL):
+                    parts.append(f" - {code.text[1:]}")         # a + -b / n is a - b / n
+                else:
+                    parts.append(f" + {code.text}" if parts else code.text)
             reads |= code.reads
         return Code("".join(parts), ADD, FLOAT, reads, tuple(parts))
 
@@ -899,6 +955,16 @@ class Emitter:
             return Code(f"1 / {inner.text}", MUL, FLOAT, inner.reads)
         b, e = self.arg(base, ATOM), self.arg(k, UNARY)
         return Code(f"{b.text} ** {e.text}", POW, FLOAT, b.reads | e.reads)
+
+
+def onehot_part(term: Node) -> tuple[sympy.Expr, Node] | None:
+    """``(c, onehot(y))`` for a term ``c · onehot(y)``, else None."""
+    if term.op == "onehot":
+        return sympy.Integer(1), term
+    if term.op == "mul" and len(term.args) == 2 and term.args[1].op == "onehot" and (
+            term.args[0].op == "const"):
+        return const_value(term.args[0]), term.args[1]
+    return None
 
 
 def negative(term: Node) -> bool:

@@ -10,7 +10,16 @@ import sympy
 from matcalc.codegen import numpy_block
 from matcalc.engine import Step, vector_jacobian_products
 from matcalc.errors import MatcalcError
-from matcalc.ir import Node, delta, is_symmetric, is_zero, postorder, shape_str
+from matcalc.ir import (
+    Node,
+    delta,
+    is_labels,
+    is_symmetric,
+    is_zero,
+    postorder,
+    rows_sum_to_one,
+    shape_str,
+)
 from matcalc.kronecker import index_form, kronecker_matrix
 from matcalc.linear import linear_matrix, seed
 from matcalc.printing import LATEX, TEXT, Printer, Weigher, to_latex, to_text
@@ -174,8 +183,16 @@ MAX_INLINE_SIZE = 400
 TOO_LONG_NOTE = (f"written out in full a gradient would have more than {MAX_INLINE_SIZE} terms; "
                  "it is shown with named error signals δ instead.")
 
-CE_NOTE = ("softmax_cross_entropy(Z, Y): ∂/∂Z = softmax(Z) − Y (over N for a batch of N rows) "
-           "assumes each row of the targets sums to 1 (one-hot labels or probabilities).")
+CE_NOTES = {
+    "general": "softmax_cross_entropy({z}, {y}) = −Σ {y} ⊙ log_softmax({z}) / N: ∂/∂{z} = "
+               "(softmax({z}) ⊙ ({y} 𝟙) − {y}) / N holds for any targets; declare `{y}: [N, C] "
+               "onehot` (or `probabilities`) when each row sums to 1 to get softmax({z}) − {y}.",
+    "rows": "softmax_cross_entropy({z}, {y}): each row of {y} sums to 1 ({why}), so "
+            "∂/∂{z} = (softmax({z}) − {y}) / N for a batch of N rows.",
+    "labels": "softmax_cross_entropy({z}, {y}) with integer class labels {y} is "
+              "−Σᵢ log_softmax({z})ᵢ,{y}ᵢ / N, as PyTorch's cross_entropy; onehot({y}) is never "
+              "formed in the generated code.",
+}
 
 
 def derive(
@@ -194,6 +211,9 @@ def derive(
     if not wrt:
         raise MatcalcError("name at least one variable to differentiate with --wrt NAME")
     targets = [program.lookup(name) for name in wrt]
+    labels = [name for name, node in zip(wrt, targets, strict=True) if is_labels(node)]
+    if labels:
+        raise MatcalcError(f"`{labels[0]}` holds integer class labels; it has no gradient")
     adjoints, signals = vector_jacobian_products(f, targets, steps=steps)
     gradients = [Gradient(name, node, symmetric_part(node, adjoints[node]))
                  for name, node in zip(wrt, targets, strict=True)]
@@ -226,8 +246,15 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
         if is_zero(g.expr) and g.node not in depends:
             found.append(f"{program.function_name} does not depend on {g.wrt}; "
                          "its gradient is zero.")
-    if any(n.op == "softmax_cross_entropy" for n in depends):
-        found.append(CE_NOTE)
+    printer = Printer(TEXT)
+    for node in (n for n in depends if n.op == "softmax_cross_entropy"):
+        z, y = node.args
+        kind = "labels" if is_labels(y) else "rows" if rows_sum_to_one(y) else "general"
+        why = next((p for p in ("onehot", "probabilities") if p in y.attrs), "a softmax")
+        note = CE_NOTES[kind].format(z=printer(z), y=printer(y), why=f"declared {why}"
+                                     if why != "a softmax" else why)
+        if note not in found:
+            found.append(note)
     return found
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
@@ -54,6 +53,29 @@ def caret_lines(source: str, offset: int) -> list[str]:
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """' Did you mean `x`?' for the closest candidate, or '' when none is close."""
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    """' Did you mean `x`?' for a candidate a typo away from ``name``, or ''.
+
+    A typo is a few edits (one per three characters, at least one) or a change of case:
+    ``sofmax`` suggests ``softmax``, ``max`` does not.
+    """
+    limit = max(1, len(name) // 3)
+    scored = sorted((edit_distance(name.lower(), c.lower()), c) for c in set(candidates))
+    close = [c for d, c in scored if d <= limit and c != name]
     return f" Did you mean `{close[0]}`?" if close else ""
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance, adjacent transpositions counting as one edit."""
+    if abs(len(a) - len(b)) > 3:
+        return abs(len(a) - len(b))
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, previous2[j - 2] + 1)
+            row.append(cost)
+        previous2, previous = previous, row
+    return previous[-1]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 
+from matcalc.errors import MatcalcError
 from matcalc.ir import Node
 from matcalc.program import Program
 from matcalc.scalar import SYMPY_FUNCTIONS
@@ -66,6 +67,14 @@ def entry_symbol(name: str, index: Index, positive: bool, symmetric: bool = Fals
     when asked."""
     label = "_".join([name, *map(str, sorted(index) if symmetric else index)])
     return sympy.Symbol(label, positive=True) if positive else sympy.Symbol(label, real=True)
+
+
+def rows_summing_to_one(t: Tensor) -> Tensor:
+    """``t`` with each row's last entry replaced by 1 minus the others: rows that sum to 1."""
+    width = t.shape[-1]
+    rows = [list(t.flat[i:i + width]) for i in range(0, len(t.flat), width)]
+    flat = [x for row in rows for x in [*row[:-1], 1 - sum(row[:-1])]]
+    return Tensor(t.shape, tuple(flat))
 
 
 def broadcast(f: Callable[..., sympy.Expr], *tensors: Tensor) -> Tensor:
@@ -158,9 +167,14 @@ class Expander:
 
     def op_var(self, node: Node) -> Tensor:
         name, shape, symmetric = node.attrs[0], node.attrs[-1], "symmetric" in node.attrs
+        if "labels" in node.attrs:
+            raise MatcalcError("the exact check does not expand integer class labels")
         positive = name in self.positive
-        return Tensor.build(self.shape(shape),
-                            lambda i: entry_symbol(name, i, positive, symmetric))
+        entries = Tensor.build(self.shape(shape),
+                               lambda i: entry_symbol(name, i, positive, symmetric))
+        if "onehot" in node.attrs or "probabilities" in node.attrs:
+            return rows_summing_to_one(entries)
+        return entries
 
     def op_const(self, node: Node) -> Tensor:
         return Tensor((), (self.number(node.attrs[0]),))

@@ -337,6 +337,18 @@ def _same_pair(what: str) -> ShapeRule:
     return rule
 
 
+def _cross_entropy(args: Sequence[Node]) -> Shape:
+    z, y = args
+    if not (y.op == "var" and "labels" in y.attrs):
+        return _same_pair("softmax_cross_entropy")(args, ())
+    if not z.shape or y.shape != z.shape[:-1]:
+        wanted = "[" + ", ".join([*map(dim_str, y.shape), "C"]) + "]"
+        raise ShapeError(f"softmax_cross_entropy with integer labels of shape "
+                         f"{shape_str(y.shape)} needs logits of shape {wanted} (C classes), "
+                         f"got {shape_str(z.shape)}")
+    return ()
+
+
 SHAPE_RULES: dict[str, ShapeRule] = {
     # leaves
     "var": _attr_shape,
@@ -376,7 +388,8 @@ SHAPE_RULES: dict[str, ShapeRule] = {
     "softmax": _softmax_like,
     "log_softmax": _softmax_like,
     "logsumexp": _logsumexp,
-    "softmax_cross_entropy": _same_pair("softmax_cross_entropy"),
+    "softmax_cross_entropy": lambda args, attrs: _cross_entropy(args),
+    "onehot": lambda args, attrs: args[0].shape + (attrs[0],),
     "mse": _same_pair("mse"),
 }
 
@@ -391,12 +404,36 @@ def make(op: str, args: Sequence[Node] = (), attrs: tuple = ()) -> Node:
 # Leaves
 
 
-def var(name: str, shape: Shape, symmetric: bool = False) -> Node:
-    """A declared variable; a ``symmetric`` one is a square matrix equal to its transpose."""
+def var(name: str, shape: Shape, symmetric: bool = False, properties: tuple[str, ...] = ()
+        ) -> Node:
+    """A declared variable: ``symmetric`` (a square matrix equal to its transpose), ``onehot``
+    or ``probabilities`` (rows along the last axis sum to 1), ``labels`` (integer classes)."""
     if symmetric:
         square(tuple(shape), "a symmetric variable")
-        return make("var", (), (name, "symmetric", tuple(shape)))
-    return make("var", (), (name, tuple(shape)))
+        properties = ("symmetric", *properties)
+    return make("var", (), (name, *properties, tuple(shape)))
+
+
+def rows_sum_to_one(node: Node) -> bool:
+    """Every row (along the last axis) provably sums to 1: declared one-hot or probability
+    targets, or a softmax over the last axis."""
+    while node.op == "named":
+        node = node.args[0]
+    if node.op == "var":
+        return "onehot" in node.attrs or "probabilities" in node.attrs
+    return node.op == "softmax" and node.attrs[0] in (-1, node.rank - 1) and bool(node.shape) and (
+        node.attrs[0] is not None or node.rank == 1)
+
+
+def is_labels(node: Node) -> bool:
+    """A variable holding integer class labels."""
+    return node.op == "var" and "labels" in node.attrs
+
+
+def class_counts(root: Node) -> dict[str, Dim]:
+    """For each variable of integer labels under ``root``: its classes, the logits' last size."""
+    return {node.args[1].attrs[0]: node.args[0].shape[-1] for node in postorder([root])
+            if node.op == "softmax_cross_entropy" and is_labels(node.args[1])}
 
 
 SYMMETRY_PRESERVING = {"add", "mul", "inv", "matrix_power", "named", "exp", "log", "sqrt", "abs",

@@ -8,7 +8,7 @@ import numpy as np
 
 from matcalc.codegen import Block, numpy_block
 from matcalc.errors import MatcalcError
-from matcalc.ir import Node, postorder
+from matcalc.ir import Node, class_counts, is_labels, postorder
 from matcalc.program import Program
 from matcalc.reference import reference_function
 
@@ -49,9 +49,10 @@ def domains(program: Program) -> dict[str, str]:
     """What each variable must be for the function to be defined and smooth there.
 
     ``positive`` under log/sqrt/pow with a fractional exponent, ``well_conditioned`` under
-    inv/det/logdet/matrix_power, ``probabilities`` as softmax cross-entropy targets.
+    inv/det/logdet/matrix_power; declared targets are ``onehot`` or ``probabilities`` rows.
     """
-    needs: dict[str, str] = {}
+    needs: dict[str, str] = {name: kind for name, node in program.variables.items()
+                             for kind in ("onehot", "probabilities") if kind in node.attrs}
     for node in postorder([program.function]):
         kind = {"log": "positive", "sqrt": "positive", "inv": "well_conditioned",
                 "det": "well_conditioned", "logdet": "well_conditioned",
@@ -61,8 +62,6 @@ def domains(program: Program) -> dict[str, str]:
         if node.op == "pow" and node.args[1].op == "const" and node.args[1].attrs[0].is_negative:
             kind = "positive"
         targets = node.args[:1]
-        if node.op == "softmax_cross_entropy":
-            kind, targets = "probabilities", node.args[1:]
         if kind:
             for target in targets:
                 for leaf in postorder([target]):
@@ -80,7 +79,10 @@ def sample(shape: tuple[int, ...], kind: str | None, rng: np.random.Generator) -
     if kind == "probabilities":
         p = rng.uniform(0.1, 1.0, shape)
         return p / p.sum(axis=-1, keepdims=True)
+    if kind == "onehot":
+        return np.eye(shape[-1])[rng.integers(0, shape[-1], shape[:-1])]
     return rng.normal(size=shape)
+
 
 
 def random_inputs(program: Program, sizes: Mapping[str, int], rng: np.random.Generator,
@@ -89,6 +91,11 @@ def random_inputs(program: Program, sizes: Mapping[str, int], rng: np.random.Gen
     kinds = domains(program)
     arrays = {name: sample(concrete_shape(node.shape, sizes), kinds.get(name), rng)
               for name, node in program.variables.items()}
+    counts = class_counts(program.function)
+    for name, node in program.variables.items():
+        if is_labels(node):
+            (count,) = concrete_shape((counts.get(name, 1),), sizes)
+            arrays[name] = rng.integers(0, count, np.shape(arrays[name]))
     for name, node in program.variables.items():
         if "symmetric" in node.attrs:
             arrays[name] = symmetric_part(arrays[name])

@@ -368,7 +368,7 @@ class Printer:
         if node.args[0].rank == 1:                # a vector's sum, kept as [1] or not
             axis, keepdims = None, False
         parts = [self(node.args[0]), *self.axis_part(axis, None)]
-        return self.call("sum", *parts, *(["keepdims"] if keepdims else []))
+        return self.call("sum", *parts, *(["keepdims=True"] if keepdims else []))
 
     def p_expand(self, node: Node) -> tuple[str, int]:
         (axis,) = node.attrs
@@ -385,8 +385,10 @@ class Printer:
         ones, ones_row = self.n.ones, self.n.ones + self.n.transpose
         if not x.shape:
             pattern = {(False, False): ones + ones_row, (True, False): ones_row,
-                       (False, True): ones}[(node.shape[0] == 1, node.shape[-1] == 1)
-                                            ] if node.rank == 2 else ones
+                       (False, True): ones, (True, True): ""}[
+                (node.shape[0] == 1, node.shape[-1] == 1)] if node.rank == 2 else ones
+            if not pattern:                                  # a 1×1 matrix holding x
+                return self.fmt(x)
             if const_value(x) == 1:
                 return pattern, ATOM
             return f"{self.wrap(x, PRODUCT + 1)} {pattern}", PRODUCT
@@ -406,6 +408,9 @@ class Printer:
 
     def p_logsumexp(self, node: Node) -> tuple[str, int]:
         return self.call("logsumexp", self(node.args[0]), *self.axis_part(node.attrs[0], None))
+
+    def p_onehot(self, node: Node) -> tuple[str, int]:
+        return self.call("onehot", self(node.args[0]))
 
     def p_function(self, node: Node) -> tuple[str, int]:
         return self.call(node.op, *(self(a) for a in node.args),

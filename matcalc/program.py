@@ -15,18 +15,20 @@ from matcalc import syntax
 from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.ir import (
     ELEMENTWISE_UNARY,
+    ONE,
     Dim,
     Node,
     ShapeError,
     const,
     dim,
+    is_labels,
     lift,
     named,
     normalise_axis,
     size,
     var,
 )
-from matcalc.simplify import add, apply, matmul, mul, power, reduce_sum, transpose
+from matcalc.simplify import add, apply, expand, fit, matmul, mul, power, reduce_sum, transpose
 
 MAX_RANK = 2
 INTERNAL = {"step", "sign", "erf", "normal_cdf", "normal_pdf"}
@@ -36,18 +38,40 @@ CONSTANTS = {"pi": sympy.pi}
 
 @dataclass(frozen=True)
 class Signature:
-    """A function of the language: parameter names, defaults, integer-literal parameters."""
+    """A function of the language: parameter names, defaults, and the parameters that take
+    literals: integers (axes, powers; an axis may also be None) and flags (True or False)."""
 
     params: tuple[str, ...]
     build: Callable[..., Node]
     defaults: tuple[tuple[str, object], ...] = ()
     integers: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
 
 
-def mean(x: Node, axis: int | None) -> Node:
+AXIS = ("axis",)
+REDUCTION = ("x", "axis", "keepdims")
+NO_AXIS = (("axis", None), ("keepdims", False))
+
+
+def mean(x: Node, axis: int | None, keepdims: bool = False) -> Node:
     """``sum(x, axis) / count``."""
     counted = x.shape if axis is None else (x.shape[axis],)
-    return reduce_sum(x, axis) * const(1 / size(counted))
+    return reduce_sum(x, axis, keepdims) * const(1 / size(counted))
+
+
+def logsumexp(x: Node, axis: int | None, keepdims: bool = False) -> Node:
+    """log Σ exp over ``axis`` (every entry for None), the reduced axes kept with ``keepdims``."""
+    axis = normalise_axis(axis, x.rank)
+    total = apply("logsumexp", x, attrs=(axis,))
+    if not keepdims:
+        return total
+    if axis is None:
+        return fit(total, (ONE,) * x.rank)
+    return expand(total, axis)
+
+
+def softmax_like(op: str) -> Callable[[Node, int | None], Node]:
+    return lambda x, axis: apply(op, x, attrs=(axis,))
 
 
 def _unary(op: str) -> Signature:
@@ -58,20 +82,15 @@ FUNCTIONS: dict[str, Signature] = {
     **{op: _unary(op) for op in ELEMENTWISE_UNARY if op not in INTERNAL},
     "leaky_relu": Signature(("x", "a"), lambda x, a: apply("leaky_relu", x, lift(a)),
                             defaults=(("a", sympy.Rational(1, 100)),)),
-    "sum": Signature(("x", "axis"), reduce_sum, defaults=(("axis", None),), integers=("axis",)),
-    "mean": Signature(("x", "axis"), mean, defaults=(("axis", None),), integers=("axis",)),
+    "sum": Signature(REDUCTION, reduce_sum, NO_AXIS, AXIS, ("keepdims",)),
+    "mean": Signature(REDUCTION, mean, NO_AXIS, AXIS, ("keepdims",)),
     **{op: _unary(op) for op in ("trace", "det", "logdet", "inv", "diag", "norm")},
     "outer": Signature(("a", "b"), lambda a, b: apply("outer", a, b)),
     "matrix_power": Signature(("x", "k"), lambda x, k: apply("matrix_power", x, attrs=(k,)),
                               integers=("k",)),
-    "softmax": Signature(("x", "axis"), lambda x, axis: apply("softmax", x, attrs=(axis,)),
-                         defaults=(("axis", -1),), integers=("axis",)),
-    "log_softmax": Signature(("x", "axis"),
-                             lambda x, axis: apply("log_softmax", x, attrs=(axis,)),
-                             defaults=(("axis", -1),), integers=("axis",)),
-    "logsumexp": Signature(("x", "axis"), lambda x, axis: apply(
-        "logsumexp", x, attrs=(normalise_axis(axis, x.rank),)),
-                           defaults=(("axis", None),), integers=("axis",)),
+    "softmax": Signature(("x", "axis"), softmax_like("softmax"), (("axis", -1),), AXIS),
+    "log_softmax": Signature(("x", "axis"), softmax_like("log_softmax"), (("axis", -1),), AXIS),
+    "logsumexp": Signature(REDUCTION, logsumexp, NO_AXIS, AXIS, ("keepdims",)),
     "softmax_cross_entropy": Signature(
         ("logits", "targets"), lambda z, y: apply("softmax_cross_entropy", z, y)
     ),
@@ -129,6 +148,7 @@ class Lowering:
     def __init__(self, program: Program, source: str) -> None:
         self.program = program
         self.source = source
+        self.labels_allowed = False
 
     def error(self, message: str, offset: int, hint: str | None = None) -> MatcalcError:
         return MatcalcError(message, self.source, offset, hint)
@@ -153,14 +173,30 @@ class Lowering:
                 f"rank-{len(decl.dims)} arrays are not supported yet; declare vectors or "
                 "matrices (at most two dimensions)", decl.pos)
         shape = tuple(self.dimension(d, offset) for d, offset in decl.dims)
+        self.check_properties(decl, shape)
         symmetric = "symmetric" in decl.properties
-        if symmetric and (len(shape) != 2 or shape[0] != shape[1]):
-            raise self.error("only a square matrix can be symmetric, e.g. `S: [n, n] symmetric`",
-                             decl.pos)
+        others = tuple(p for p in dict.fromkeys(decl.properties) if p != "symmetric")
         for name, offset in decl.names:
             self.check_new_name(name, offset)
-            self.program.variables[name] = var(name, shape, symmetric)
+            self.program.variables[name] = var(name, shape, symmetric, others)
             self.program.positions[name] = offset
+
+    def check_properties(self, decl: syntax.Decl, shape: tuple) -> None:
+        """A declaration's properties fit its shape and each other."""
+        found = set(decl.properties)
+        if "symmetric" in found and (len(shape) != 2 or shape[0] != shape[1]):
+            raise self.error("only a square matrix can be symmetric, e.g. `S: [n, n] symmetric`",
+                             decl.pos)
+        if len(found) > 1:
+            raise self.error(f"a variable has at most one of the properties "
+                             f"{', '.join(syntax.PROPERTIES)}; got {', '.join(sorted(found))}",
+                             decl.pos)
+        if found & {"onehot", "probabilities"} and not shape:
+            raise self.error("one-hot or probability targets are rows: declare a vector `[C]` or "
+                             "a matrix `[N, C]`", decl.pos)
+        if "labels" in found and len(shape) > 1:
+            raise self.error("integer class labels are one per row of the logits: declare "
+                             "`y: [N] labels` (or `y: [] labels` for one example)", decl.pos)
 
     def dimension(self, value: str | int, offset: int) -> Dim:
         if isinstance(value, int):
@@ -194,7 +230,13 @@ class Lowering:
         return const(e.value)
 
     def e_Name(self, e: syntax.Name) -> Node:  # noqa: N802
+        if e.id in syntax.LITERALS:
+            raise self.error(f"`{e.id}` is only an argument's value, as in `sum(x, axis=None)` "
+                             "or `keepdims=True`", e.pos)
         p = self.program
+        if e.id in p.variables and is_labels(p.variables[e.id]) and not self.labels_allowed:
+            raise self.error(f"`{e.id}` holds integer class labels: it can only be the targets "
+                             f"of softmax_cross_entropy(logits, {e.id})", e.pos)
         for table in (p.intermediates, p.variables):
             if e.id in table:
                 return table[e.id]
@@ -247,8 +289,16 @@ class Lowering:
             given[name] = (value, offset)
         values: dict[str, object] = dict(signature.defaults)
         for name, (value, _) in given.items():
-            values[name] = (self.integer(value, e.func, name) if name in signature.integers
-                            else self.expr(value))
+            if name in signature.integers:
+                values[name] = self.integer(value, e.func, name, none=name == "axis")
+            elif name in signature.flags:
+                values[name] = self.flag(value, e.func, name)
+            else:
+                self.labels_allowed = (e.func, name) == ("softmax_cross_entropy", "targets")
+                try:
+                    values[name] = self.expr(value)
+                finally:
+                    self.labels_allowed = False
         missing = [p for p in params if p not in values]
         if missing:
             raise self.error(f"{e.func} needs the argument `{missing[0]}`", e.pos)
@@ -259,13 +309,22 @@ class Lowering:
                                  f"rank-{rank} argument", given["axis"][1])
         return values
 
-    def integer(self, e: syntax.Expr, func: str, param: str) -> int:
-        """An integer literal such as ``-1`` (for axes and matrix powers)."""
+    def integer(self, e: syntax.Expr, func: str, param: str, none: bool = False) -> int | None:
+        """An integer literal such as ``-1`` (for axes and matrix powers), or ``None``."""
+        if none and isinstance(e, syntax.Name) and e.id == "None":
+            return None
         negative = isinstance(e, syntax.UnaryOp) and e.op == "-"
         inner = e.operand if negative else e
         if isinstance(inner, syntax.Number) and inner.value.is_Integer and abs(inner.value) < 2**31:
             return -int(inner.value) if negative else int(inner.value)
-        raise self.error(f"{func}: `{param}` must be an integer literal", e.pos)
+        allowed = "an integer literal" + (" or None" if none else "")
+        raise self.error(f"{func}: `{param}` must be {allowed}", e.pos)
+
+    def flag(self, e: syntax.Expr, func: str, param: str) -> bool:
+        """``True`` or ``False``."""
+        if isinstance(e, syntax.Name) and e.id in ("True", "False"):
+            return e.id == "True"
+        raise self.error(f"{func}: `{param}` must be True or False", e.pos)
 
 
 def parse(source: str, declarations: Sequence[str] = ()) -> Program:

@@ -40,7 +40,11 @@ def _gelu(x: np.ndarray) -> np.ndarray:
 
 
 def _cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
+    """Mean over rows of −Σ targets ⊙ log_softmax; integer targets are class labels."""
     rows = logits.shape[0] if logits.ndim == 2 else 1
+    if np.asarray(targets).dtype.kind in "iu":
+        picked = np.take_along_axis(_log_softmax(logits), np.asarray(targets)[..., None], -1)
+        return -np.sum(picked) / rows
     return -np.sum(targets * _log_softmax(logits)) / rows
 
 
@@ -50,8 +54,8 @@ NUMPY: dict[str, Callable] = {
     "relu": lambda x: np.maximum(x, 0), "softplus": lambda x: np.logaddexp(0, x),
     "gelu": _gelu, "silu": lambda x: x * _sigmoid(x),
     "leaky_relu": lambda x, a=0.01: np.where(x > 0, x, a * x),
-    "sum": lambda x, axis=None: np.sum(x, axis=axis),
-    "mean": lambda x, axis=None: np.mean(x, axis=axis),
+    "sum": lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
+    "mean": lambda x, axis=None, keepdims=False: np.mean(x, axis=axis, keepdims=keepdims),
     "trace": np.trace, "det": np.linalg.det, "logdet": lambda x: np.linalg.slogdet(x)[1],
     "inv": np.linalg.inv, "diag": np.diag, "outer": np.outer,
     "norm": lambda x: np.sqrt(np.sum(np.square(x))),
@@ -64,6 +68,8 @@ NUMPY: dict[str, Callable] = {
 
 INTEGER_SECOND = {"matrix_power", "sum", "mean", "softmax", "log_softmax", "logsumexp"}
 """Functions whose second argument is an integer (an axis or a power)."""
+
+LITERALS = {"None": None, "True": True, "False": False}
 
 BINARY: dict[str, Callable] = {
     "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "**": np.power,
@@ -81,6 +87,8 @@ class Evaluator:
         return getattr(self, "e_" + type(e).__name__)(e)
 
     def e_Name(self, e: syntax.Name):  # noqa: N802
+        if e.id in LITERALS:
+            return LITERALS[e.id]
         return math.pi if e.id == "pi" and e.id not in self.env else self.env[e.id]
 
     def e_Number(self, e: syntax.Number):  # noqa: N802
@@ -99,9 +107,9 @@ class Evaluator:
     def e_Call(self, e: syntax.Call):  # noqa: N802
         args = [self(a) for a in e.args]
         kwargs = {name: self(value) for name, value, _ in e.kwargs}
-        if "axis" in kwargs:
+        if kwargs.get("axis") is not None:
             kwargs["axis"] = int(kwargs["axis"])
-        if e.func in INTEGER_SECOND and len(args) > 1:
+        if e.func in INTEGER_SECOND and len(args) > 1 and args[1] is not None:
             args[1] = int(args[1])
         return NUMPY[e.func](*args, **kwargs)
 

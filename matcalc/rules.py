@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import sympy
 
-from matcalc.ir import ONE, Node, const, size
+from matcalc.ir import ONE, Node, const, is_labels, rows_sum_to_one, size
 from matcalc.simplify import (
     apply,
     broadcast_like,
@@ -146,6 +146,28 @@ def matrix_power_rule(g: Node, out: Node, x: Node, k: int) -> Node:
     return sum(terms[1:], terms[0]) if terms else zero_like(x.shape)
 
 
+def cross_entropy_logits(g: Node, out: Node, z: Node, y: Node) -> Node:
+    """L = −Σ y ⊙ log_softmax(z) / N: z̄ = (softmax(z) ⊙ (y 𝟙) − y) / N, which is ŷ − y when each
+    row of y sums to 1 (declared one-hot or probabilities), ŷ − onehot(y) for integer labels."""
+    probabilities = softmax(z, -1)
+    if is_labels(y):
+        return g * (probabilities - onehot(y, z.shape[-1])) / rows(z)
+    if rows_sum_to_one(y):
+        return g * (probabilities - y) / rows(z)
+    return g * (probabilities * row_sum(y, -1) - y) / rows(z)
+
+
+def cross_entropy_targets(g: Node, out: Node, z: Node, y: Node) -> Node:
+    """ȳ = −log_softmax(z) / N (integer labels have no gradient)."""
+    if is_labels(y):
+        return zero_like(y.shape)
+    return -(g * log_softmax(z, -1)) / rows(z)
+
+
+def onehot(y: Node, classes: sympy.Expr) -> Node:
+    return apply("onehot", y, attrs=(classes,))
+
+
 def diag_rule(g: Node, out: Node, x: Node) -> Node:
     """diag maps vector ↔ matrix; its adjoint is diag the other way."""
     return diag(g)
@@ -210,10 +232,8 @@ RULES: dict[str, tuple[Rule, ...] | EveryArgument] = {
     "logsumexp": (
         lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * softmax(x, vector_axis(x, axis)),
     ),
-    "softmax_cross_entropy": (
-        lambda g, out, z, y: g * (softmax(z, -1) - y) / rows(z),   # ŷ − y, over the batch
-        lambda g, out, z, y: -(g * log_softmax(z, -1)) / rows(z),
-    ),
+    "softmax_cross_entropy": (cross_entropy_logits, cross_entropy_targets),
+    "onehot": (lambda g, out, y, classes: zero_like(y.shape),),     # integers: no gradient
     "mse": (
         lambda g, out, p, t: g * 2 * (p - t) / size(p.shape),
         lambda g, out, p, t: g * 2 * (t - p) / size(p.shape),

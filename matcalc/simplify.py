@@ -284,6 +284,9 @@ def matmul(a: Node, b: Node) -> Node:
         return b
     if b.op == "identity":
         return a
+    for one, other in ((a, b), (b, a)):                # a 1×1 matrix holding c: c times
+        if one.op == "broadcast" and one.shape == (ONE, ONE) and not one.args[0].shape:
+            return fit(mul(one.args[0], other), shape)
     scalars_a, a = split_scalars(a)
     scalars_b, b = split_scalars(b)
     if scalars_a or scalars_b:
@@ -294,9 +297,10 @@ def matmul(a: Node, b: Node) -> Node:
         return matmul(matmul(a, b.args[0]), b.args[1])
     if a.op == "kron" and b.op == "kron" and mixed_product_fits(a, b):
         return kron(matmul_columns(a.args[0], b.args[0]), matmul_columns(a.args[1], b.args[1]))
-    if a.op == "diag" and a.args[0].rank == 1 and b.op == "broadcast" and b.shape[1] == 1 and (
-            not b.args[0].shape):                      # diag(v) c𝟙 = c v
-        return mul(b.args[0], expand(a.args[0], 1))
+    if a.op == "diag" and a.args[0].rank == 1 and b.op == "broadcast" and b.shape[-1:] != (
+            a.shape[0],) and not b.args[0].shape:      # diag(v) c𝟙 = c v
+        v = a.args[0] if b.rank == 1 else expand(a.args[0], 1)
+        return fit(mul(b.args[0], v), shape)
     if a.op == "diag" and b.op == "diag" and a.args[0].rank == b.args[0].rank == 1:
         return apply("diag", mul(a.args[0], b.args[0]))
     base_a, k_a, flipped_a = matrix_power_parts(a)
@@ -315,10 +319,17 @@ def kron(a: Node, b: Node) -> Node:
     if a.op == b.op == "identity":
         return make("identity", (), (a0 * b0,))
     if (a0, a1) == (ONE, ONE) and a.op == "identity":
-        return b
+        return as_column(b)
     if (b0, b1) == (ONE, ONE) and b.op == "identity":
-        return a
+        return as_column(a)
     return apply("kron", a, b)
+
+
+def as_column(x: Node) -> Node:
+    """A vector as a column, a scalar as 1×1, a matrix as it is: how ⊗ sees its operands."""
+    if x.rank == 1:
+        return expand(x, 1)
+    return fit(x, (ONE, ONE)) if not x.shape else x
 
 
 def mixed_product_fits(a: Node, b: Node) -> bool:

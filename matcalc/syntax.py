@@ -49,14 +49,17 @@ __all__ = [
 ]
 
 MAX_DEPTH = 100
-PROPERTIES = ("symmetric",)
-"""Words a declaration may end with."""
+PROPERTIES = ("symmetric", "onehot", "probabilities", "labels")
+"""Words a declaration may end with: a symmetric matrix; targets whose rows are one-hot or
+probability vectors (each sums to 1); integer class labels."""
 """Most levels of nesting (parentheses, operators, calls, ``.T``) one expression may have."""
 
 MAX_NUMBER_DIGITS = 400
 """Largest decimal exponent (either sign) a number literal may reach."""
 
 PYTHON_KEYWORDS = frozenset(keyword.kwlist)
+LITERALS = frozenset({"None", "True", "False"})
+"""Keywords read as values, for arguments such as ``axis=None`` and ``keepdims=True``."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -654,7 +657,8 @@ class _Parser:
     def atom(self, after: _Token | None) -> _Parsed:
         tok = self.peek()
         if tok.kind == "name":
-            self.check_name(tok)
+            if tok.text not in LITERALS:
+                self.check_name(tok)
             self.i += 1
             if self.peek().kind == "(":
                 return self.call(tok)

@@ -25,7 +25,7 @@ import sympy
 from matcalc import figures, variance
 from matcalc.cli_util import read_source
 from matcalc.errors import MatcalcError, did_you_mean
-from matcalc.ir import Node, const_value, postorder, shape_str
+from matcalc.ir import Node, class_counts, const_value, is_labels, postorder, shape_str
 from matcalc.module import lambdify
 from matcalc.printing import to_text
 from matcalc.program import Program, parse
@@ -164,8 +164,15 @@ def batch_dim(program: Program, x: str, y: str) -> str:
 
 
 def shaped(node: Node, rows: np.ndarray) -> np.ndarray:
-    """Data rows shaped as the variable is declared: ``[N, D]`` as they are, ``[N]`` flat."""
-    name, shape = node.attrs
+    """Data rows shaped as the variable is declared: ``[N, D]`` as they are, ``[N]`` flat,
+    integer class labels as integers (one-hot rows become their classes)."""
+    name, shape = node.attrs[0], node.attrs[-1]
+    if is_labels(node):
+        labels = rows.argmax(axis=1) if rows.shape[1] > 1 else rows[:, 0]
+        if not np.array_equal(labels, np.round(labels)) or np.min(labels, initial=0) < 0:
+            raise MatcalcError(f"`{name}` is declared as integer class labels, but the data for "
+                               "it are not non-negative integers (nor one-hot rows)")
+        return labels.astype(np.int64)
     if len(shape) == 2:
         return rows
     if rows.shape[1] == 1:
@@ -185,6 +192,10 @@ def bind_sizes(program: Program, data: Mapping[str, np.ndarray], batch: tuple[st
                hidden: Mapping[str, int]) -> dict[str, tuple[int, str]]:
     """Every dimension's size and where it comes from: the batch, the data, ``hidden``."""
     sizes = {batch[0]: (batch[1], "batch")}
+    for name, classes in class_counts(program.function).items():
+        if name in data and not classes.is_Integer:
+            count = int(np.max(data[name], initial=0)) + 1
+            sizes[str(classes)] = (count, f"the classes of {name}")
     for name, array in data.items():
         for declared, got in zip(program.variables[name].shape[1:], array.shape[1:],
                                  strict=True):
@@ -373,7 +384,8 @@ class Model:
         if self.logits is None:
             return None
         predicted = self.logits(**self.arrays(xs, ys)).argmax(axis=-1)
-        return float(np.mean(predicted == ys.argmax(axis=-1)))
+        classes = ys if ys.dtype.kind in "iu" else ys.argmax(axis=-1)
+        return float(np.mean(predicted == classes))
 
 
 def logits_function(program: Program, y: str, wrt: Sequence[str],
@@ -383,7 +395,9 @@ def logits_function(program: Program, y: str, wrt: Sequence[str],
     target = program.variables[y]
     for node in postorder([program.function]):
         if node.op == "softmax_cross_entropy" and node.args[1] is target:
-            if targets.ndim != 2 or targets.shape[1] < 2 or not np.allclose(targets.sum(1), 1):
+            dense = not is_labels(target)
+            if dense and (targets.ndim != 2 or targets.shape[1] < 2
+                          or not np.allclose(targets.sum(1), 1)):
                 raise MatcalcError(
                     f"`{y}` is the target of softmax_cross_entropy, so its rows must be one-hot "
                     "(or probabilities) over at least two classes; these data's are not",

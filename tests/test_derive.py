@@ -20,9 +20,9 @@ CLASSIC = [
     ("X: [n, n]; logdet(X)", "X", "X⁻ᵀ"),
     ("X: [n, n]; A: [n, n]; trace(inv(X) @ A)", "X", "−X⁻ᵀ Aᵀ X⁻ᵀ"),
     ("x: [n]; a: [n]; norm(x - a)", "x", "(x − a) / ‖x − a‖"),
-    ("X: [N, D]; W: [D, C]; Y: [N, C]; softmax_cross_entropy(X @ W, Y)", "W",
+    ("X: [N, D]; W: [D, C]; Y: [N, C] onehot; softmax_cross_entropy(X @ W, Y)", "W",
      "Xᵀ (softmax(X W) − Y) / N"),
-    ("Z: [N, C]; b: [C]; Y: [N, C]; softmax_cross_entropy(Z + b, Y)", "b",
+    ("Z: [N, C]; b: [C]; Y: [N, C] onehot; softmax_cross_entropy(Z + b, Y)", "b",
      "sum(softmax(Z + b) − Y, axis=0) / N"),
     ("X: [n, n]; trace(X.T @ X)", "X", "2 X"),
     ("X: [n, m]; norm(X) ** 2", "X", "2 X"),
@@ -83,7 +83,7 @@ def test_identity_6_row_vector_times_matrix_wrt_matrix() -> None:
 
 def test_identity_7_cross_entropy_wrt_logits() -> None:
     """ŷ = softmax(θ), J = CE(y, ŷ): ∂J/∂θ = ŷ − y."""
-    result = derive("theta: [c]; y: [c]; softmax_cross_entropy(theta, y)", ["theta"])
+    result = derive("theta: [c]; y: [c] onehot; softmax_cross_entropy(theta, y)", ["theta"])
     assert formula(result, "theta") == "softmax(theta) − y"
     check_numerically(result, {"c": 5})
 

@@ -88,7 +88,7 @@ def test_numerator_layout_of_a_scalar_function_is_the_row_gradient() -> None:
 HESSIANS = [
     ("x: [n]; A: [n, n]; x @ A @ x", "x", "A + Aᵀ"),
     ("x: [n]; sum(exp(x))", "x", "diag(exp(x))"),
-    ("t: [n]; y: [n]; softmax_cross_entropy(t, y)", "t",
+    ("t: [n]; y: [n] probabilities; softmax_cross_entropy(t, y)", "t",
      "diag(softmax(t)) − softmax(t) softmax(t)ᵀ"),
     ("X: [N, D]; w: [D]; y: [N]; lam: []; mean(softplus(-y * (X @ w))) + lam / 2 * norm(w) ** 2",
      "w", "Xᵀ diag(sigmoid(−y ⊙ (X w)) ⊙ (1 − sigmoid(−y ⊙ (X w))) ⊙ y²) X / N + lam I"),

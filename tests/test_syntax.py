@@ -259,7 +259,7 @@ def test_parse_expression_allows_only_one_expression() -> None:
         ("x if y else z", "`if` is a Python keyword, not a matcalc name", 2),
         ("f(x for x in y)", "`for` is a Python keyword, not a matcalc name", 4),
         ("f(while=1)", "`while` is a Python keyword, not a matcalc name", 2),
-        ("None", "`None` is a Python keyword, not a matcalc name", 0),
+        ("pass", "`pass` is a Python keyword, not a matcalc name", 0),
         ("f(x) = 3", "cannot assign to an expression", 5),
         ("x = y = 3", "unexpected `=`", 6),
         ("x y", "unexpected `y`", 2),
