@@ -436,10 +436,12 @@ def class_counts(root: Node) -> dict[str, Dim]:
             if node.op == "softmax_cross_entropy" and is_labels(node.args[1])}
 
 
-SYMMETRY_PRESERVING = {"add", "mul", "inv", "matrix_power", "named", "exp", "log", "sqrt", "abs",
+SYMMETRY_PRESERVING = {"add", "mul", "inv", "matrix_power", "exp", "log", "sqrt", "abs",
                        "sin", "cos", "tanh", "sigmoid", "relu", "softplus", "gelu", "silu",
                        "erf", "step", "sign", "normal_cdf", "normal_pdf"}
-"""Operations that give a symmetric matrix when every matrix argument is symmetric."""
+"""Operations that give a symmetric matrix when every matrix argument is symmetric. Named
+intermediates are not among them: the gradient with respect to ``T = X Xᵀ`` is the
+unconstrained one (``Tᵀ`` must stay ``Tᵀ`` in ``sum(A ⊙ Tᵀ)`` for ∂/∂T to be ``Aᵀ``)."""
 
 
 def matmul_chain(node: Node) -> list[Node]:

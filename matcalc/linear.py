@@ -80,7 +80,9 @@ class LinearMatrix:
         c = mul(*others) if others else None
         inner = self(factor)
         if c is None:
-            return inner
+            return self.to_rank(inner, factor, e)
+        if factor.rank == 1 and factor.shape != e.shape:     # a length-1 vector, broadcast
+            inner = self.to_rank(inner, factor, e)
         if c.rank == 0:
             return self.to_rank(mul(c, inner), factor, e)
         if factor.rank == 1:                           # c ⊙ (M u) = diag(c) M u
