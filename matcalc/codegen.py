@@ -112,6 +112,13 @@ NUMPY_HELPERS = {
     "_sigmoid": '''def {_sigmoid}(x):
     """Sigmoid that neither overflows nor loses precision in the tails."""
     return {xp}.exp(-{xp}.logaddexp(0, -x))''',
+    "_inv": '''def {_inv}(x):
+    """The inverse; a ValueError saying so for a singular matrix."""
+    try:
+        return {xp}.linalg.inv(x)
+    except {xp}.linalg.LinAlgError:
+        raise ValueError("a matrix to be inverted is singular (det = 0): the value or the "
+                         "derivative needs its inverse, which does not exist there") from None''',
     "_kron": '''def {_kron}(a, b):
     """Kronecker product, vectors taken as columns."""
     a = a[:, None] if {xp}.ndim(a) == 1 else a
@@ -175,7 +182,7 @@ NUMPY_FUNCTIONS = {
     "trace": "{xp}.trace({0})",
     "det": "{xp}.linalg.det({0})",
     "logdet": "{xp}.linalg.slogdet({0})[1]",
-    "inv": "{xp}.linalg.inv({0})",
+    "inv": "{_inv}({0})",
     "diag": "{xp}.diag({0})",
     "outer": "{xp}.outer({0}, {1})",
     "kron": "{_kron}({0}, {1})",

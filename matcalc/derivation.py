@@ -26,6 +26,7 @@ from matcalc.printing import LATEX, TEXT, Printer, Weigher, to_latex, to_text
 from matcalc.program import Program, parse
 from matcalc.simplify import expand, matmul, reduce_sum, transpose
 from matcalc.sympy_bridge import to_sympy
+from matcalc.syntax import identifier
 
 
 @dataclass(frozen=True)
@@ -350,7 +351,7 @@ def hessian(
     x = program.lookup(wrt)
     g = derive(program, [wrt]).gradients[0].expr
     if direction is not None:
-        v = program.add_variable(direction, x.shape)
+        v = program.add_variable(identifier(direction, "--hvp"), x.shape)
         adjoints, _ = vector_jacobian_products(reduce_sum(g * v), [x])
         hvp = Gradient(wrt, x, symmetric_part(x, adjoints[x]), kind="hvp", direction=direction)
         return Derivation(program, [hvp], notes=[

@@ -124,6 +124,7 @@ class Program:
 
     def add_variable(self, name: str, shape: tuple) -> Node:
         """Declare one more variable (a direction, a seed), refusing names already in use."""
+        syntax.identifier(name, "a new variable's name")
         if name in self.variables or name in self.intermediates or name in self.dims:
             raise MatcalcError(f"`{name}` is already a name of the program; choose another")
         node = self.variables[name] = var(name, shape)

@@ -11,6 +11,7 @@ import sympy
 from sympy import Determinant, HadamardPower, HadamardProduct, MatrixSymbol, Trace
 
 from matcalc.ir import Node, postorder
+from matcalc.printing import to_text
 
 
 def leaf(name: str, shape: tuple) -> sympy.Expr:
@@ -22,7 +23,11 @@ def leaf(name: str, shape: tuple) -> sympy.Expr:
 
 
 def opaque(node: Node, args: list[sympy.Expr]) -> sympy.Expr:
-    """An undefined function standing for an operation SymPy cannot express."""
+    """An operation SymPy cannot express: an undefined function for a scalar, for an array a
+    matrix symbol named by its text (``softmax(Z2)``), so that matrix algebra goes on around
+    it."""
+    if node.shape:
+        return leaf(to_text(node), node.shape)
     return sympy.Function(node.op)(*args)
 
 
@@ -79,6 +84,6 @@ def to_sympy(root: Node) -> sympy.Expr:
         args = [values[a] for a in node.args] if node.op != "named" else []
         try:
             values[node] = convert(node, args)
-        except (TypeError, ValueError, sympy.ShapeError, AttributeError):
+        except (TypeError, ValueError, sympy.ShapeError, AttributeError, NotImplementedError):
             values[node] = opaque(node, args)
     return values[root]

@@ -725,6 +725,17 @@ class _Parser:
 # Public entry points
 
 
+def identifier(text: str, what: str) -> str:
+    """``text`` if it is a name of the language (letters, digits, ``_``; not a Python keyword),
+    else a MatcalcError saying which option gave it."""
+    shown = text if len(text) <= 40 and text.isprintable() else repr(text[:40]) + "…"
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        raise MatcalcError(f"{what} must be a name (letters, digits and `_`), got `{shown}`")
+    if text in PYTHON_KEYWORDS:
+        raise MatcalcError(f"{what}: `{text}` is a Python keyword, not a matcalc name")
+    return text
+
+
 def parse_program(source: str) -> Program:
     """Parse a whole program (statements separated by newlines or `;`)."""
     return _Parser(source).program()
