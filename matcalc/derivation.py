@@ -24,7 +24,7 @@ from matcalc.kronecker import index_form, kronecker_matrix
 from matcalc.linear import linear_matrix, seed
 from matcalc.printing import LATEX, TEXT, Printer, Weigher, to_latex, to_text
 from matcalc.program import Program, parse
-from matcalc.simplify import expand, matmul, reduce_sum, transpose
+from matcalc.simplify import expand, reduce_sum, transpose
 from matcalc.sympy_bridge import to_sympy
 from matcalc.syntax import identifier
 
@@ -46,6 +46,8 @@ KINDS = {
                  r"\frac{{\partial \operatorname{{vec}} {f}}}{{\partial \operatorname{{vec}} {x}}}",
                  "jac"),
     "hvp": Kind("(∂²{f}/∂{x}²) {v}", r"\frac{{\partial^2 {f}}}{{\partial {x}^2}} {v}", "hvp"),
+    "hess_kron": Kind("∂²{f}/∂vec({x})²",
+                      r"\frac{{\partial^2 {f}}}{{\partial \operatorname{{vec}} {x}^2}}", "hess"),
 }
 
 
@@ -273,6 +275,9 @@ LAYOUT_NOTE = {
 VEC_NOTE = ("{layout} layout of ∂vec({f})/∂vec({x}); vec stacks the columns of a matrix "
             "(Magnus & Neudecker), so vec(A X B) = (Bᵀ ⊗ A) vec(X).")
 INDEX_NOTE = " The index form gives each entry, ∂{f}ᵢⱼ/∂{x}ₖₗ."
+HESSIAN_VEC_NOTE = ("∂²{f}/∂vec({x})² is the Hessian of {f} as a function of vec({x}), vec "
+                    "stacking the columns of {x} (Magnus & Neudecker: vec(A X B) = (Bᵀ ⊗ A) "
+                    "vec(X)).")
 EMBEDDING_NOTE = (" E_n = Σᵢ (eᵢ ⊗ eᵢ) eᵢᵀ puts a vector on a diagonal: vec(diag(v)) = E_n v, and "
                   "diag(X) = E_nᵀ vec(X).")
 
@@ -357,13 +362,19 @@ def hessian(
         return Derivation(program, [hvp], notes=[
             f"{direction} is the direction, shaped like {wrt}; H {direction} costs about two "
             "gradients and never forms H."])
-    if x.rank > 1:
-        raise MatcalcError(f"the Hessian with respect to the matrix {wrt} is a fourth-order "
-                           f"tensor; use --hvp for the product H v in matrix form")
     if x.rank == 0:
         second, _ = vector_jacobian_products(g, [x])
         return Derivation(program, [Gradient(wrt, x, second[x], kind="hess")])
+    if "symmetric" in x.attrs:
+        raise MatcalcError(f"{wrt} is symmetric: its Hessian acts on symmetric directions only; "
+                           f"use --hvp V for the product H V (V symmetric) in matrix form")
     u = seed(x.shape)
-    adjoints, _ = vector_jacobian_products(matmul(u, g), [x])
+    adjoints, _ = vector_jacobian_products(reduce_sum(u * g), [x])
     h = jacobian_of(program.function_name, wrt, x, adjoints[x], u, "denominator")
-    return Derivation(program, [replace(h, kind="hess", index="")])
+    if h.kind == "jac":
+        return Derivation(program, [replace(h, kind="hess", index="")])
+    index = index_form(h.expr, x.shape, x.shape, program.function_name, wrt, second=True)
+    note = HESSIAN_VEC_NOTE.format(f=program.function_name, x=wrt)
+    if index:
+        note += f" The index form gives each entry, ∂²{program.function_name}/∂{wrt}ᵢⱼ∂{wrt}ₖₗ."
+    return Derivation(program, [replace(h, kind="hess_kron", index=index or "")], notes=[note])

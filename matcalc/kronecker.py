@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import sympy
+
 from matcalc.errors import MatcalcError
 from matcalc.ir import ONE, Node, as_matrix, const, const_value, depends_on, identity, make, zeros
 from matcalc.simplify import (
@@ -171,13 +173,13 @@ SUMMATION = "mnoprstuv"
 class Term:
     """One product of entries and Kronecker deltas, summed over ``summed``."""
 
-    sign: str = ""
+    coefficient: sympy.Expr = sympy.Integer(1)
     factors: list[tuple] = field(default_factory=list)      # ("δ", a, b) or ("A", node, idx)
     summed: list[str] = field(default_factory=list)
 
     def times(self, other: Term) -> Term:
-        sign = "" if self.sign == other.sign else "−"
-        return Term(sign, self.factors + other.factors, self.summed + other.summed)
+        return Term(self.coefficient * other.coefficient, self.factors + other.factors,
+                    self.summed + other.summed)
 
 
 def dims(shape: tuple) -> tuple:
@@ -260,10 +262,11 @@ class IndexExpander:
 
     def x_mul(self, node: Node, rows: tuple, cols: tuple) -> list[Term] | None:
         scalars, rest = split_scalars(node)
-        if len(scalars) != 1 or const_value(scalars[0]) != -1:
+        if len(scalars) != 1 or const_value(scalars[0]) is None:
             return None
         terms = self(rest, rows, cols)
-        return None if terms is None else [Term("−").times(t) for t in terms]
+        factor = Term(const_value(scalars[0]))
+        return None if terms is None else [factor.times(t) for t in terms]
 
     def x_add(self, node: Node, rows: tuple, cols: tuple) -> list[Term] | None:
         terms = [self(t, rows, cols) for t in node.args]
@@ -301,7 +304,7 @@ def eliminate(term: Term) -> Term:
                     factors = [rename(f, gone, kept) for f in factors]
                 changed = True
                 break
-    return Term(term.sign, factors, summed)
+    return Term(term.coefficient, factors, summed)
 
 
 def rename(factor: tuple, old: str, new: str) -> tuple:
@@ -311,7 +314,7 @@ def rename(factor: tuple, old: str, new: str) -> tuple:
 
 
 def term_text(term: Term) -> str:
-    from matcalc.printing import to_text
+    from matcalc.printing import TEXT, to_text
 
     parts = []
     for factor in term.factors:
@@ -320,6 +323,9 @@ def term_text(term: Term) -> str:
         else:
             parts.append(wrap(to_text(factor[1])) + "".join(factor[2]).translate(SUB))
     sums = "Σ" + "".join(term.summed).translate(SUB) + " " if term.summed else ""
+    size = abs(term.coefficient)
+    if size != 1:
+        parts.insert(0, TEXT.scalar(size) if size.is_Atom else f"({TEXT.scalar(size)})")
     return sums + (" ".join(parts) or "1")
 
 
@@ -328,16 +334,19 @@ def wrap(text: str) -> str:
     return text if text.isidentifier() else f"({text})"
 
 
-def index_form(jacobian: Node, f_shape: tuple, x_shape: tuple, f_name: str, x_name: str
-               ) -> str | None:
-    """``∂Fᵢⱼ/∂Xₖₗ = Aᵢₖ Bₗⱼ`` for a Jacobian in Kronecker form, else None."""
+def index_form(jacobian: Node, f_shape: tuple, x_shape: tuple, f_name: str, x_name: str,
+               second: bool = False) -> str | None:
+    """``∂Fᵢⱼ/∂Xₖₗ = Aᵢₖ Bₗⱼ`` for a Jacobian in Kronecker form, else None; with ``second``,
+    the Hessian ``∂²f/∂Xᵢⱼ∂Xₖₗ`` (``f_shape`` is then the shape of the gradient)."""
     rows = ("i", "j")[:len(dims(f_shape))]
     cols = ("k", "l")[:len(dims(x_shape))]
     terms = IndexExpander()(jacobian, rows, cols)
     if not terms:
         return None
     parts = [eliminate(t) for t in terms]
-    body = "".join((" − " if t.sign else " + ") + term_text(t) for t in parts)
+    body = "".join((" − " if t.coefficient.is_negative else " + ") + term_text(t) for t in parts)
     body = body[3:] if body.startswith(" + ") else "−" + body[3:]
-    lhs = f"∂{f_name}{''.join(rows).translate(SUB)}/∂{x_name}{''.join(cols).translate(SUB)}"
+    row_text, col_text = ("".join(ix).translate(SUB) for ix in (rows, cols))
+    lhs = (f"∂²{f_name}/∂{x_name}{row_text}∂{x_name}{col_text}" if second
+           else f"∂{f_name}{row_text}/∂{x_name}{col_text}")
     return f"{lhs} = {body}"

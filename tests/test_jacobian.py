@@ -115,8 +115,36 @@ def test_hessians_and_hvps_agree_with_finite_differences(source, wrt, expected) 
 def test_hvp_with_respect_to_a_matrix_stays_in_matrix_form() -> None:
     result = hessian("X: [n, m]; A: [k, n]; norm(A @ X) ** 2", "X", direction="V")
     assert text_of(result) == "2 Aᵀ A V"
-    with pytest.raises(MatcalcError, match="fourth-order"):
-        hessian("X: [n, m]; A: [k, n]; norm(A @ X) ** 2", "X")
+
+
+@pytest.mark.parametrize(("source", "wrt", "expected", "index"), [
+    ("X: [n, m]; A: [k, n]; norm(A @ X) ** 2", "X", "2 (I_m ⊗ (Aᵀ A))", "2 (Aᵀ A)ᵢₖ δⱼₗ"),
+    ("W: [n, m]; x: [m]; sum(tanh(W @ x))", "W", None, None),
+    ("u: [n, 1]; A: [n, n]; sum(u.T @ A @ u)", "u", "A + Aᵀ", None),
+])
+def test_hessians_with_respect_to_matrices_in_kronecker_form(source, wrt, expected, index
+                                                              ) -> None:
+    result = hessian(source, wrt)
+    (g,) = result.gradients
+    if expected is not None:
+        assert text_of(result) == expected
+    if index is not None:
+        assert g.index.endswith(" = " + index)
+    sizes = {"n": 3, "m": 2, "k": 4}
+    gradient = jacobian(source, [wrt], layout="denominator")
+    grad = evaluator(gradient.program, [("g", gradient.gradients[0].expr)])
+    arrays = smooth_inputs(result.program, sizes, np.random.default_rng(0))
+    (h,) = evaluate(result, arrays)
+    x = arrays[wrt]
+    columns = []
+    for k in range(x.size):          # column k: the gradient's change along vec(X)ₖ
+        step = np.zeros(x.size)
+        step[k] = 1e-6
+        step = step.reshape(x.shape, order="F")
+        up = grad(**{**arrays, wrt: x + step})[0]
+        down = grad(**{**arrays, wrt: x - step})[0]
+        columns.append(((up - down) / 2e-6).reshape(-1, order="F"))
+    np.testing.assert_allclose(h, np.stack(columns, axis=1), rtol=1e-6, atol=1e-7)
 
 
 KRONECKER = [
@@ -285,7 +313,7 @@ def test_index_forms_equal_the_kronecker_forms_entry_by_entry(source: str) -> No
                 scripts.append("".join(factor[2]))
         spec = ",".join(scripts) + "->" + "".join(rows + cols)
         part = np.einsum(spec, *operands) if operands else np.ones(total.shape)
-        total += -part if t.sign else part
+        total += float(t.coefficient) * part
     # J[(i + a j), (k + n l)]: column-major vec on both sides
     expected = jac.reshape([size_of[i] for i in reversed(rows)] + [size_of[c] for c in
                            reversed(cols)]).transpose(
