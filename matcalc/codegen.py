@@ -527,11 +527,15 @@ class Emitter:
         for node in reversed(everything):       # X.T used twice computes X twice: count it so
             if node.op in ("transpose", "expand") and self.uses[node] > 1:
                 self.uses[node.args[0]] += self.uses[node] - 1
+        named = {n.args[0]: n for n in everything if n.op == "named"}
         for node in self.share_log_softmax(order, set(everything)):
             if node in self.names:
                 continue
             if node.op == "named":
                 self.bind(node.attrs[0], node)
+            elif node in named and self.uses[node] > 1:      # used elsewhere: by its name
+                self.bind(named[node].attrs[0], named[node])
+                self.names[node] = named[node].attrs[0]
             elif self.uses[node] > 1 and node.op not in CHEAP:
                 self.bind(self.temp_name(node), node)
         targets = []
@@ -547,6 +551,8 @@ class Emitter:
         base = view_base(node)
         if node.op == "broadcast" and node not in self.names:
             code = self.materialised(node)
+        elif base.op == "const":
+            code = self.number_array(self.expr(node))
         else:
             code = self.float_code(self.expr(node), node)
             if node.shape and (base.op == "var" or base in self.returned):
@@ -555,6 +561,16 @@ class Emitter:
             self.add(Statement(target, code, comment), node)
         self.returned.add(base)
         self.names.setdefault(node, target)
+
+    def number_array(self, code: Code) -> Code:
+        """A constant result as a scalar of the inputs' dtype (a tensor, for torch)."""
+        if self.dialect is TORCH:
+            return Code(f"{self.xp()}.as_tensor({code.text}{self.like_text()})", ATOM, FLOAT,
+                        code.reads | self.like_reads())
+        if self.like is None:
+            return Code(f"float({code.text})", ATOM, FLOAT, code.reads)
+        return Code(f"{self.like}.dtype.type({code.text})", ATOM, FLOAT,
+                    code.reads | self.like_reads())
 
     def copied(self, code: Code) -> Code:
         method = "copy" if self.dialect is NUMPY else "clone"
@@ -565,7 +581,7 @@ class Emitter:
         (x,) = node.args
         inner = self.arg(x, ADD)
         like = next((v for v in self.inputs if v.shape == node.shape), None)
-        if like is not None and not x.shape:
+        if like is not None and not x.shape and (self.dialect is NUMPY or x.op == "const"):
             name = self.names[like]
             return Code(f"{self.xp()}.full_like({name}, {inner.text})", ATOM, FLOAT,
                         inner.reads | {name})
@@ -577,9 +593,13 @@ class Emitter:
     def bind(self, name: str, node: Node) -> None:
         """``name = node`` (a named intermediate keeps its name; a mask stays a mask)."""
         definition = node.args[0] if node.op == "named" else node
-        self.add(Statement(name, self.expr(definition)), definition)
+        kind = self.kind(definition)
+        code = self.expr(definition)
+        if view_base(definition).op == "const" and self.dialect is TORCH:
+            code = self.number_array(code)       # a tensor, so torch functions take it
+        self.add(Statement(name, code), definition)
         self.names[node] = name
-        self.kinds[name] = self.kind(definition)
+        self.kinds[name] = kind
 
     def add(self, statement: Statement, node: Node) -> None:
         """Append a statement; when it is too long, its longest parts are named first."""
@@ -900,11 +920,13 @@ class Emitter:
 
     def e_add(self, node: Node) -> Code:
         hot = [t for t in node.args if onehot_part(t) is not None]
-        if hot and len(hot) < len(node.args):
-            (term,) = hot
-            coefficient, onehot = onehot_part(term)
-            rest = add(*(t for t in node.args if t is not term))
-            return self.added_at(self.arg(rest, ADD), onehot, coefficient)
+        if hot:                                  # added at the labels, never formed
+            rest = [t for t in node.args if t not in hot]
+            code = self.arg(add(*rest), ADD) if rest else self.e_onehot(onehot_part(hot[0])[1])
+            for term in hot[1:] if not rest else hot:
+                coefficient, onehot = onehot_part(term)
+                code = self.added_at(code, onehot, coefficient)
+            return code
         parts: list[str] = []
         reads: frozenset[str] = frozenset()
         for term in self.order.ordered_terms(node):

@@ -22,7 +22,7 @@ from matcalc.ir import (
 )
 from matcalc.kronecker import index_form, kronecker_matrix
 from matcalc.linear import linear_matrix, seed
-from matcalc.printing import LATEX, TEXT, Printer, Weigher, to_latex, to_text
+from matcalc.printing import LATEX, TEXT, Printer, Weigher
 from matcalc.program import Program, parse
 from matcalc.simplify import expand, reduce_sum, transpose
 from matcalc.sympy_bridge import to_sympy
@@ -95,7 +95,7 @@ class Derivation:
     def text(self) -> str:
         """One line per variable: ``∂f/∂x = (A + Aᵀ) x   [n]``; with steps, the derivation."""
         printer = Printer(TEXT)
-        rows = [(self.lhs(g), printer(g.expr), g.shape) for g in self.gradients]
+        rows = [(self.lhs(g), formula(printer, g.expr), g.shape) for g in self.gradients]
         if not self.steps:
             indices = "".join(f"\nindex form: {g.index}" for g in self.gradients if g.index)
             return aligned(rows) + indices + self.notes_text()
@@ -133,7 +133,7 @@ class Derivation:
         printer = Printer(LATEX)
         lines = [rf"\delta_{{{s.label}}} = {self.partial(s.name, LATEX)} = {printer(s.expr)}"
                  for s in self.steps]
-        lines += [f"{self.lhs(g, LATEX)} = {printer(g.expr)}" for g in self.gradients]
+        lines += [f"{self.lhs(g, LATEX)} = {formula(printer, g.expr)}" for g in self.gradients]
         return " \\\\\n".join(lines)
 
     def _repr_latex_(self) -> str:
@@ -157,8 +157,8 @@ class Derivation:
             {
                 "wrt": g.wrt,
                 "shape": [int(d) if d.is_Integer else str(d) for d in g.shape],
-                "text": to_text(g.expr),
-                "latex": to_latex(g.expr),
+                "text": formula(Printer(TEXT), g.expr),
+                "latex": formula(Printer(LATEX), g.expr),
                 "numpy": self.code_for([g]),
                 **({"index": g.index} if g.index else {}),
             }
@@ -183,6 +183,22 @@ def aligned(rows: Sequence[tuple], indent: str = "") -> str:
 
 
 MAX_INLINE_SIZE = 400
+MAX_PRINTED_SIZE = 5000
+"""Past this many terms a formula is not printed (its code is still generated)."""
+
+
+def weight(expr: Node) -> int:
+    """How many array terms ``expr`` has written out in full (shared parts counted each time)."""
+    return Weigher()(expr)[0]
+
+
+def formula(printer: Printer, expr: Node) -> str:
+    """``expr`` in the printer's notation, or a placeholder when it is too long to print."""
+    size = weight(expr)
+    if size > MAX_PRINTED_SIZE:
+        more = f"{size:,}" if size < Weigher.CAP else f"more than {Weigher.CAP:,}"
+        return f"… ({more} terms written out: too long to print; --format numpy computes it)"
+    return printer(expr)
 TOO_LONG_NOTE = (f"written out in full a gradient would have more than {MAX_INLINE_SIZE} terms; "
                  "it is shown with named error signals δ instead.")
 
@@ -203,8 +219,12 @@ def derive(
     wrt: Sequence[str],
     declarations: Sequence[str] = (),
     steps: bool = False,
+    inline: bool = False,
 ) -> Derivation:
-    """Gradients of the program's scalar function with respect to each name in ``wrt``."""
+    """Gradients of the program's scalar function with respect to each name in ``wrt``.
+
+    A gradient too long to read inline is given with error signals δ unless ``inline``.
+    """
     program = source if isinstance(source, Program) else parse(source, declarations)
     f = program.function
     if f.shape:
@@ -220,7 +240,7 @@ def derive(
     adjoints, signals = vector_jacobian_products(f, targets, steps=steps)
     gradients = [Gradient(name, node, symmetric_part(node, adjoints[node]))
                  for name, node in zip(wrt, targets, strict=True)]
-    if not steps and max(Weigher()(g.expr)[0] for g in gradients) > MAX_INLINE_SIZE:
+    if not steps and not inline and max(weight(g.expr) for g in gradients) > MAX_INLINE_SIZE:
         result = derive(program, wrt, steps=True)
         result.notes.append(TOO_LONG_NOTE)
         return result
@@ -354,7 +374,7 @@ def hessian(
     """
     program = source if isinstance(source, Program) else parse(source, declarations)
     x = program.lookup(wrt)
-    g = derive(program, [wrt]).gradients[0].expr
+    g = derive(program, [wrt], inline=True).gradients[0].expr   # in full: no δ to stop at
     if direction is not None:
         v = program.add_variable(identifier(direction, "--hvp"), x.shape)
         adjoints, _ = vector_jacobian_products(reduce_sum(g * v), [x])

@@ -46,9 +46,10 @@ def broadcast_matrix(source: tuple, target: tuple) -> Node:
     (r, c) = as_matrix(target)
     if not source:
         return fit(const(1), (r * c, ONE))
-    if len(source) == 1 and len(target) == 2:        # a row vector repeated down the rows
-        return kron(identity(c), fit(const(1), (r,)))
-    (sr, sc) = as_matrix(source)
+    if len(source) == 1 and len(target) == 2:        # a vector broadcasts as a row
+        (sr, sc) = (ONE, source[0])
+    else:
+        (sr, sc) = as_matrix(source)
     rows = identity(r) if sr == r else fit(const(1), (r,))
     cols = identity(c) if sc == c else fit(const(1), (c,))
     return kron(cols, rows)
@@ -237,12 +238,16 @@ class IndexExpander:
             return None
         return [Term(factors=[("δ", r, c) for r, c in zip(rows, cols, strict=True)])]
 
-    def x_diag_embedding(self, node: Node, rows: tuple, cols: tuple) -> list[Term]:
+    def x_diag_embedding(self, node: Node, rows: tuple, cols: tuple) -> list[Term] | None:
+        if (len(rows), len(cols)) != (2, 1):
+            return None
         return [Term(factors=[("δ", rows[0], rows[1]), ("δ", rows[0], cols[0])])]
 
-    def x_diag(self, node: Node, rows: tuple, cols: tuple) -> list[Term]:
+    def x_diag(self, node: Node, rows: tuple, cols: tuple) -> list[Term] | None:
         inner = node.args[0]
         values = inner.args[0] if inner.op == "vec" else inner
+        if len(rows) != len(cols):
+            return None
         deltas = [("δ", r, c) for r, c in zip(rows, cols, strict=True)]
         return [Term(factors=[*entries(values, rows, ()), *deltas])]
 
@@ -254,7 +259,9 @@ class IndexExpander:
         inner_dims = factorization(a, 1) or factorization(b, 0)
         if inner_dims is None:
             return None
-        inner = tuple(next(self.fresh) for _ in inner_dims)
+        inner = tuple(next(self.fresh, None) for _ in inner_dims)
+        if None in inner:                   # more sums than letters: too long to be read
+            return None
         left, right = self(a, rows, inner), self(b, inner, cols)
         if left is None or right is None:
             return None
@@ -338,9 +345,14 @@ def index_form(jacobian: Node, f_shape: tuple, x_shape: tuple, f_name: str, x_na
                second: bool = False) -> str | None:
     """``∂Fᵢⱼ/∂Xₖₗ = Aᵢₖ Bₗⱼ`` for a Jacobian in Kronecker form, else None; with ``second``,
     the Hessian ``∂²f/∂Xᵢⱼ∂Xₖₗ`` (``f_shape`` is then the shape of the gradient)."""
+    if ONE in (*f_shape, *x_shape):          # a length-1 axis has no index to name
+        return None
     rows = ("i", "j")[:len(dims(f_shape))]
     cols = ("k", "l")[:len(dims(x_shape))]
-    terms = IndexExpander()(jacobian, rows, cols)
+    try:
+        terms = IndexExpander()(jacobian, rows, cols)
+    except (ValueError, IndexError):    # indices that do not fit a factor: no index form
+        return None
     if not terms:
         return None
     parts = [eliminate(t) for t in terms]

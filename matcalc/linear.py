@@ -13,7 +13,7 @@ a matrix-valued intermediate would need a third- or fourth-order tensor.
 from __future__ import annotations
 
 from matcalc.errors import MatcalcError
-from matcalc.ir import Node, depends_on, identity, make, zeros
+from matcalc.ir import ONE, Node, depends_on, identity, make, zeros
 from matcalc.simplify import (
     add,
     apply,
@@ -119,7 +119,7 @@ class LinearMatrix:
 def scale_rows(c: Node, m: Node) -> Node:
     """``diag(c) M``, distributed over sums: ``diag(c) I = diag(c)``, ``diag(c) 𝟙 wᵀ = c wᵀ``."""
     if m.op == "add":
-        return add(*(scale_rows(c, term) for term in m.args))
+        return add(*(scale_rows(c, as_rows(term, m.shape)) for term in m.args))
     scalars, rest = split_scalars(m)
     if scalars:
         return mul(*scalars, scale_rows(c, rest))
@@ -128,6 +128,13 @@ def scale_rows(c: Node, m: Node) -> Node:
     if rest.shape[0] == 1:                       # one row wᵀ, repeated down the rows
         return apply("outer", c, reduce_sum(rest, 0))
     return matmul(apply("diag", c), rest)
+
+
+def as_rows(term: Node, shape: tuple) -> Node:
+    """A term of a matrix sum as a matrix: a vector or scalar broadcasts as one row."""
+    if term.rank == 2:
+        return term
+    return fit(expand(term, 0) if term.rank == 1 else term, (ONE, shape[1]))
 
 
 def linear_matrix(expression: Node, u: Node) -> Node:

@@ -30,6 +30,7 @@ from matcalc.codegen import (
     Statement,
     emit_in_turn,
     fill,
+    lower,
     prune,
     user_names,
     view_base,
@@ -118,7 +119,8 @@ def plan(source: str | Program, wrt: Sequence[str], declarations: Sequence[str] 
     ``sum(grad_output ⊙ value)`` instead of the value itself."""
     program = source if isinstance(source, Program) else parse(source, declarations)
     value = program.function
-    value_name = program.function_name if value.op == "named" else "value"
+    value_name = program.function_name if program.function_name in program.intermediates else (
+        "value")
     seeded = seeded or bool(value.shape)
     if seeded:
         if seed in program.variables:
@@ -288,7 +290,12 @@ def gradient_outputs(plan: Plan, grads: dict[str, str]) -> list[tuple[str, Node]
 
 
 def new_emitter(plan: Plan, block: Block) -> Emitter:
-    return Emitter(plan.inputs, block, plan.like, methods=True)
+    """An emitter for the module's functions: new arrays follow the inputs' dtype (torch's
+    arguments are all tensors, scalars included)."""
+    like = plan.like
+    if block.dialect is TORCH:
+        like = next((p for p in plan.params if p not in labels_of(plan)), None)
+    return Emitter(plan.inputs, block, like, methods=True)
 
 
 def helpers_and_imports(blocks: Sequence[Block]) -> tuple[list[str], list[str]]:
@@ -317,7 +324,7 @@ def numpy_module(plan: Plan) -> str:
     names = module_names(plan)
     grads = grad_names(plan, names)
     params = [*plan.params, *([plan.seed] if plan.seeded else [])]
-    value_var = plan.value_name if plan.value.op == "named" else names.fresh("value")
+    value_var = plan.value.attrs[0] if plan.value.op == "named" else names.fresh("value")
     first, second = Block(names.scope()), Block(names.scope())
     new_emitter(plan, first).emit([(value_var, plan.value)])
     prune(first, [value_var])
@@ -378,13 +385,14 @@ def torch_module(plan: Plan) -> str:
     params = plan.params
     ctx = names.fresh("ctx")
     forward_names, backward_names = names.scope(), names.scope()
-    value_var = (plan.value_name if plan.value.op == "named"
+    value_var = (plan.value.attrs[0] if plan.value.op == "named"
                  else forward_names.fresh("value"))
     first, second = Block(forward_names, TORCH), Block(backward_names, TORCH)
     forward_emitter = new_emitter(plan, first)
     forward_emitter.emit([(value_var, plan.value)], backward_roots(plan))
     shared = {n: name for n, name in forward_emitter.names.items()
               if n.op == "var" or view_base(n).op != "var"}     # not views of the inputs
+    shared[lower(plan.value, forward_emitter.memo)] = value_var  # the output, not an extra
     backward_names.taken |= set(shared.values())
     emitter = new_emitter(plan, second)
     emitter.names.update(shared)
@@ -392,12 +400,11 @@ def torch_module(plan: Plan) -> str:
     emit_in_turn(emitter, steps_of(plan), gradient_outputs(plan, grads))
     prune(second, grads.values())
     read = set().union(*(s.code.reads for s in second.statements)) - {plan.seed}
-    computed = {name for s in first.statements for name in s.target.split(", ")}
-    extras = [n for n in dict.fromkeys(shared.values())
-              if n in read and n in computed and n != value_var]
+    saved = [n for n in dict.fromkeys([*params, value_var, *shared.values()]) if n in read]
+    source = aliases(first, [*params, value_var])
+    extras = list(dict.fromkeys(source[n] for n in saved
+                                if source[n] not in (*params, source[value_var])))
     prune(first, [value_var, *extras])
-    saved = [*(p for p in params if p in read), *([value_var] if value_var in read else []),
-             *extras]
     labels = labels_of(plan)
     torch = used_alias(names, first, "torch")
     cls = names.fresh(f"{plan.value_name[:1].upper()}{plan.value_name[1:]}Function")
@@ -408,14 +415,17 @@ def torch_module(plan: Plan) -> str:
     level = 2 * INDENT
     forward_body = [*check_call(names, params, level), *first.lines(level),
                     f"{level}return {tuple_text([value_var, *extras])}"]
+    value_source = source[value_var]
     context_body = [f"{level}{tuple_text(params)} = inputs",
-                    f"{level}{tuple_text([value_var if value_var in read else '_', *extras])}"
-                    " = output"]
-    if extras:
-        context_body.append(f"{level}{ctx}.mark_non_differentiable({', '.join(extras)})")
+                    f"{level}{tuple_text([value_source, *extras])} = output",
+                    *(f"{level}{n} = {source[n]}" for n in saved if source[n] != n),
+                    f"{level}{ctx}.set_materialize_grads(False)   # extras get no gradient"]
     if saved:
         context_body += call(f"{ctx}.save_for_backward", saved, level)
-    backward_body = [f"{level}{tuple_text(saved)} = {ctx}.saved_tensors"] if saved else []
+    nothing = tuple_text(["None"] * len(params))
+    backward_body = [f"{level}if {plan.seed} is None:   # the value was not used",
+                     f"{level}    return {nothing}"]
+    backward_body += [f"{level}{tuple_text(saved)} = {ctx}.saved_tensors"] if saved else []
     backward_body += [*second.lines(level),
                       f"{level}return {tuple_text([grads.get(p, 'None') for p in params])}"]
     labels_text = repr(tuple(labels))
@@ -453,6 +463,21 @@ def torch_module(plan: Plan) -> str:
                            f"through {cls}.", wrapper)),
     ]
     return "\n\n\n".join(parts) + "\n"
+
+
+def aliases(block: Block, names: Sequence[str]) -> dict[str, str]:
+    """For every name a block assigns (and ``names``): the array it is, by the first name it had
+    (``L = t2`` makes ``L`` an alias of ``t2``), so that no array is returned twice."""
+    source = {n: n for n in names}
+    for statement in block.statements:
+        for target in statement.target.split(", "):
+            source[target] = target
+        text = statement.code.text
+        if text in source and "," not in statement.target:
+            source[statement.target] = source[text]
+    for n in names:
+        source[n] = source.get(n, n)
+    return source
 
 
 def tuple_text(names: Sequence[str]) -> str:

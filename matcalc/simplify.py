@@ -37,8 +37,16 @@ from matcalc.ir import (
     size,
     zeros,
 )
+from matcalc.scalar import SYMPY_FUNCTIONS
 
 MAX_CONSTANT_BITS = 4096
+
+SCALAR_FUNCTIONS = {
+    **SYMPY_FUNCTIONS,
+    "normal_cdf": lambda x: (1 + sympy.erf(x / sympy.sqrt(2))) / 2,
+    "normal_pdf": lambda x: sympy.exp(-x**2 / 2) / sympy.sqrt(2 * sympy.pi),
+}
+"""What each elementwise function means for one number, for folding constants."""
 
 
 def zero_like(shape: Shape) -> Node:
@@ -340,9 +348,9 @@ def mixed_product_fits(a: Node, b: Node) -> bool:
 
 def matmul_columns(a: Node, b: Node) -> Node:
     """``a @ b`` with vectors taken as columns (so a column times a 1×k row is an outer)."""
-    if a.rank == 1 and b.rank == 2:
-        return matmul(expand(a, 1), b)
-    return matmul(a, b)
+    if a.rank == 2 and b.rank == 1:
+        return matmul(a, b)
+    return matmul(as_column(a), as_column(b))
 
 
 def matrix_power_parts(x: Node) -> tuple[Node, int, bool]:
@@ -459,8 +467,22 @@ LINEAR = {"diag", "trace", "outer", "kron", "vec"}
 """Operations that scalars factor out of: ``diag(2 x) = 2 diag(x)``."""
 
 
+def folded(op: str, args: Sequence[Node]) -> Node | None:
+    """An elementwise function of numbers as the number it is (``exp(0) = 1``), when real."""
+    function = SCALAR_FUNCTIONS.get(op)
+    values = [const_value(a) for a in args]
+    if function is None or any(v is None or not v.is_number for v in values):
+        return None
+    result = function(*values)
+    return const(result) if result.is_real and result.is_finite else None
+
+
 def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
-    """Any other operation; scalar factors are pulled out of linear ones."""
+    """Any other operation; scalar factors are pulled out of linear ones, elementwise
+    functions of numbers folded."""
+    number = folded(op, args) if not attrs else None
+    if number is not None:
+        return number
     if op == "vec" and args[0].rank <= 1:              # a vector is its own vec
         return args[0]
     if op == "inv" and args[0].op == "transpose":     # (Xᵀ)⁻¹ = (X⁻¹)ᵀ
