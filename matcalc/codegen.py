@@ -552,7 +552,7 @@ class Emitter:
         if node.op == "broadcast" and node not in self.names:
             code = self.materialised(node)
         elif base.op == "const":
-            code = self.number_array(self.expr(node))
+            code = self.number_array(self.expr(node), const_value(base))
         else:
             code = self.float_code(self.expr(node), node)
             if node.shape and (base.op == "var" or base in self.returned):
@@ -562,13 +562,17 @@ class Emitter:
         self.returned.add(base)
         self.names.setdefault(node, target)
 
-    def number_array(self, code: Code) -> Code:
+    def number_array(self, code: Code, value: sympy.Expr | None = None) -> Code:
         """A constant result as a scalar of the inputs' dtype (a tensor, for torch)."""
+        if value is not None and value.is_number and self.like is None and (
+                self.dialect is NUMPY):
+            text, prec = python_number(value, lambda: self.module("math"))
+            return Code(repr(float(value)) if "inf" not in text else text, prec, FLOAT)
         if self.dialect is TORCH:
             return Code(f"{self.xp()}.as_tensor({code.text}{self.like_text()})", ATOM, FLOAT,
                         code.reads | self.like_reads())
         if self.like is None:
-            return Code(f"float({code.text})", ATOM, FLOAT, code.reads)
+            return Code(f"1.0 * {self.paren(code, MUL)}", MUL, FLOAT, code.reads)
         return Code(f"{self.like}.dtype.type({code.text})", ATOM, FLOAT,
                     code.reads | self.like_reads())
 
@@ -660,12 +664,9 @@ class Emitter:
             v = next((v for v in self.inputs if symbol in v.shape), None)
             if v is None:
                 raise ValueError(f"no input has the size {symbol}")
-            targets = [str(d) if d == symbol and d not in v.shape[:i] else "_"
-                       for i, d in enumerate(v.shape)]
             source = self.names[v]
-            self.block.statements.append(Statement(
-                ", ".join(targets) + ("," if len(targets) == 1 else ""),
-                Code(f"{source}.shape", ATOM, FLOAT, frozenset({source}))))
+            self.block.statements.append(Statement(str(symbol), Code(
+                f"{source}.shape[{v.shape.index(symbol)}]", ATOM, FLOAT, frozenset({source}))))
             self.dims[symbol] = str(symbol)
         return self.dims[symbol]
 
@@ -698,7 +699,7 @@ class Emitter:
         reference = mask_reference(node, self.names) if node is not None else None
         like = self.like or (self.names[reference] if reference is not None else None)
         if like is None:
-            return Code(f"{self.paren(code, MUL)} * 1.0", MUL, FLOAT, code.reads)
+            return Code(f"1.0 * {self.paren(code, UNARY)}", MUL, FLOAT, code.reads)
         text = self.dialect.cast.format(self.paren(code, ATOM), like)
         return Code(text, ATOM, FLOAT, code.reads | {like})
 
@@ -1050,7 +1051,7 @@ def prune(block: Block, keep: Iterable[str]) -> None:
     needed = set(keep)
     kept: list[Statement] = []
     for statement in reversed(block.statements):
-        targets = {t.strip() for t in statement.target.split(",")} - {"_", ""}
+        targets = {t.strip() for t in statement.target.split(",")} - {""}
         if targets & needed:
             kept.append(statement)
             needed |= statement.code.reads
