@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
-from matcalc.cli_util import declarations_option, read_source, reports_user_errors
-from matcalc.errors import MatcalcError
+from matcalc.cli_util import (
+    PositiveNumber,
+    check_memory,
+    declarations_option,
+    pairs,
+    read_source,
+    reports_user_errors,
+    size,
+    write_text,
+)
 from matcalc.module import TARGETS, generate
+from matcalc.program import parse
 from matcalc.testing import check_gradient
 
 WRT = click.option("--wrt", "wrt", multiple=True, required=True, metavar="NAME",
@@ -17,14 +25,13 @@ WRT = click.option("--wrt", "wrt", multiple=True, required=True, metavar="NAME",
 
 
 def parse_dims(text: str | None) -> dict[str, int]:
-    """``n=3,m=4`` as ``{"n": 3, "m": 4}``."""
-    dims: dict[str, int] = {}
-    for item in filter(None, (text or "").split(",")):
-        name, _, value = item.partition("=")
-        if not value.strip().isdigit() or int(value) < 1:
-            raise MatcalcError(f"--dims expects NAME=SIZE pairs such as n=3,m=4, got {item!r}")
-        dims[name.strip()] = int(value)
-    return dims
+    """``n=3,m=4`` as ``{"n": 3, "m": 4}``: names, and sizes that are positive integers."""
+    items = [item for item in (text or "").split(",") if item.strip()]
+    return pairs("--dims", items, size, "NAME=SIZE", "SIZE must be a positive integer, e.g. n=3,m=4")
+
+
+RANDOM_SIZE_MAX = 5
+"""The largest random size ``check`` draws where --dims gives none (numeric.sizes_for)."""
 
 
 @click.command("codegen")
@@ -33,17 +40,18 @@ def parse_dims(text: str | None) -> dict[str, int]:
 @declarations_option
 @click.option("--target", type=click.Choice(TARGETS), default="numpy", show_default=True,
               help="numpy: value and value_and_grad; torch: a torch.autograd.Function.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--output", metavar="FILE",
               help="Write the module to this file instead of printing it.")
+@click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
 @reports_user_errors
 def codegen(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], target: str,
-            output: Path | None) -> None:
+            output: str | None, force: bool) -> None:
     """A standalone Python module computing the function and its derived gradients."""
     text = generate(read_source(source), wrt, target, declarations)
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        write_text(text, output, "-o", force)
         click.echo(f"wrote {output}", err=True)
 
 
@@ -54,13 +62,17 @@ def codegen(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], ta
 @click.option("--dims", metavar="n=3,m=4", help="Sizes to check at (small random sizes if not).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Random seed.")
-@click.option("--rtol", type=float, default=1e-5, show_default=True,
+@click.option("--rtol", type=PositiveNumber(), default=1e-5, show_default=True,
               help="Largest error allowed, relative to the larger of 1 and the gradient.")
 @reports_user_errors
 def check(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], dims: str | None,
           seed: int, rtol: float) -> None:
     """Prove the derived gradients against central finite differences; exit 1 on a FAIL."""
-    report = check_gradient(read_source(source), wrt, parse_dims(dims), seed, rtol,
-                            declarations=declarations)
+    text, sizes = read_source(source), parse_dims(dims)
+    program = parse(text, declarations)
+    largest = {name: RANDOM_SIZE_MAX for name in program.dims}
+    check_memory(program, {**largest, **sizes}, hint="Check at smaller sizes (--dims n=3): "
+                 "a gradient that is right at small sizes is right at every size.")
+    report = check_gradient(text, wrt, sizes, seed, rtol, declarations=declarations)
     click.echo(report.text())
     sys.exit(0 if report.passed else 1)

@@ -10,8 +10,18 @@ from typing import Any
 import click
 import sympy
 
+from matcalc import figures
 from matcalc import variance as v
-from matcalc.cli_util import pairs, reports_user_errors
+from matcalc.cli_util import (
+    BOM,
+    MEMORY_BUDGET,
+    PositiveNumber,
+    finite_number,
+    gigabytes,
+    pairs,
+    reports_user_errors,
+)
+from matcalc.errors import MatcalcError
 
 
 @dataclass
@@ -31,7 +41,7 @@ class Report:
 
 def build_report(text: str, options: dict[str, Any]) -> Report:
     """Run every derivation the options ask for."""
-    act = v.activation(text, pairs("--param", options["params"], float))
+    act = v.activation(text, pairs("--param", options["params"], finite_number))
     fixed = None
     if options["fixed_point"]:
         fixed = v.fixed_point(act, options["sigma"])
@@ -42,12 +52,27 @@ def build_report(text: str, options: dict[str, Any]) -> Report:
         v.centring(m), v.gain_table(options["sigma"]), fixed, shown_init=options["init"],
     )
     if options["simulate"] or options["plot"]:
+        check_simulation_size(options)
         report.simulations = _simulations(act, options)
     if options["plot"]:
         values = "".join(f", {p} = {float(x.evalf(15)):.4g}" for p, x in act.values.items())
         title = f"f(z) = {act.display}{values}: std per layer, width {options['width']}"
         v.plot_simulations(report.simulations, options["plot"], title)
     return report
+
+
+def check_simulation_size(options: dict[str, Any]) -> None:
+    """MatcalcError when the simulation's arrays (input, weights, pre-activations and
+    activations, per-layer statistics) would need more than the memory budget."""
+    batch, fan_in, width = options["batch"], options["fan_in"], options["width"]
+    entries = batch * fan_in + max(fan_in, width) * width + 3 * batch * width
+    needed = 8 * (entries + 6 * options["layers"])
+    if needed > MEMORY_BUDGET:
+        raise MatcalcError(
+            f"the simulation's arrays would need {gigabytes(needed)} GB (--batch {batch}, "
+            f"--fan-in {fan_in}, --width {width}, --layers {options['layers']}), more than the "
+            f"{gigabytes(MEMORY_BUDGET)} GB matcalc allows",
+            hint="Use a smaller --batch, --fan-in, --width or --layers.")
 
 
 def _simulations(act: v.Activation, options: dict[str, Any]) -> list[v.Simulation]:
@@ -295,9 +320,14 @@ RENDERERS = {"text": render_text, "latex": render_latex, "json": render_json}
 # The command
 
 
+SIGMA_RANGE = (1e-6, 1e6)
+"""Allowed --sigma: beyond it the exact formulas hold numbers too large (or small) to evaluate
+reliably (selu's gain comes out 0 at σ = 1e100)."""
+
+
 @click.command("init")
 @click.argument("activation")
-@click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=1.0,
+@click.option("--sigma", type=PositiveNumber(SIGMA_RANGE[1], minimum=SIGMA_RANGE[0]), default=1.0,
               show_default=True, help="Std of the pre-activation z ~ N(0, σ²).")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Value of a free parameter of f (repeatable), e.g. --param a=0.1.")
@@ -313,7 +343,7 @@ RENDERERS = {"text": render_text, "latex": render_latex, "json": render_json}
               help="Init whose per-layer table is printed (all are compared).")
 @click.option("--batch", type=click.IntRange(min=2), default=1000, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+@click.option("--plot", metavar="FILE.png", default=None,
               help="Save std per layer for every init to this PNG (needs matplotlib).")
 @click.option("--format", "fmt", type=click.Choice(sorted(RENDERERS)), default="text",
               show_default=True)
@@ -324,5 +354,9 @@ def init(activation: str, fmt: str, **options: Any) -> None:
     ACTIVATION is relu, leaky_relu, tanh, sigmoid, gelu, silu, selu, softplus, linear, or a
     scalar expression in z such as 'relu(z) - 1/sqrt(2*pi)'; other names are parameters.
     """
-    report = build_report(activation, options)
+    if options["plot"] is not None:
+        figures.plot_target(options["plot"])   # a bad --plot fails before the long work
+    report = build_report(activation.removeprefix(BOM), options)
     click.echo(RENDERERS[fmt](report), nl=False)
+    if options["plot"] is not None:
+        click.echo(f"wrote {options['plot']}", err=True)

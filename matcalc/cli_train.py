@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import click
 
-from matcalc import training
-from matcalc.cli_util import declarations_option, pairs, reports_user_errors
+from matcalc import figures, training
+from matcalc.cli_util import (
+    PositiveNumber,
+    declarations_option,
+    finite_number,
+    pairs,
+    reports_user_errors,
+    size,
+)
+from matcalc.syntax import identifier
 from matcalc.variance import INITS
-
-
-def size(text: str) -> int:
-    number = int(text)
-    if number < 1:
-        raise ValueError(text)
-    return number
 
 
 def show_epoch(history: training.History) -> None:
@@ -36,7 +37,7 @@ def show_epoch(history: training.History) -> None:
 @click.option("--y", "y", default="Y", show_default=True, metavar="NAME",
               help="The target variable, one row per example.")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1,
+@click.option("--lr", type=PositiveNumber(), default=0.1,
               show_default=True, help="Learning rate.")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
@@ -48,7 +49,7 @@ def show_epoch(history: training.History) -> None:
                    f"{training.DEFAULT_SIZE}].")
 @click.option("--set", "constants", multiple=True, metavar="NAME=VALUE",
               help="A value for a scalar data variable, e.g. --set lam=0.001.")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+@click.option("--plot", metavar="FILE.png", default=None,
               help="Save loss and accuracy per epoch to this PNG (needs matplotlib).")
 @reports_user_errors
 def train(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], data: str, x: str,
@@ -60,12 +61,16 @@ def train(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], data
     X: [N, D]; Y: [N, C]) and --set constants. Prints loss and, for
     softmax_cross_entropy(logits, Y), test accuracy per epoch.
     """
-    sizes = pairs("--hidden", hidden, size, "NAME=SIZE")
+    sizes = pairs("--hidden", hidden, size, "NAME=SIZE", "SIZE must be a positive integer")
+    values = pairs("--set", constants, finite_number)
+    identifier(x, "--x")
+    identifier(y, "--y")
+    if plot is not None:
+        figures.plot_target(plot)   # a bad --plot fails before the training
     history = training.train(
         source, wrt, data, x=x, y=y, epochs=epochs, lr=lr, batch=batch, seed=seed, init=init,
-        hidden=sizes, constants=pairs("--set", constants, float), declarations=declarations,
-        on_epoch=show_epoch)
+        hidden=sizes, constants=values, declarations=declarations, on_epoch=show_epoch)
     click.echo(f"final: {history.summary()}")
-    if plot:
+    if plot is not None:
         training.plot_history(history, plot)
         click.echo(f"wrote {plot}", err=True)

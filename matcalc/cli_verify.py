@@ -10,11 +10,21 @@ from collections.abc import Sequence
 import click
 
 from matcalc.catalog import CATALOG
-from matcalc.cli_util import declarations_option, read_source, reports_user_errors
+from matcalc.cli_util import (
+    PositiveNumber,
+    check_memory,
+    declarations_option,
+    read_source,
+    reports_user_errors,
+)
 from matcalc.errors import MatcalcError
-from matcalc.verify import EXACT_TIMEOUT, INCONCLUSIVE, Verdict, verify, verify_all
+from matcalc.verify import EXACT_TIMEOUT, INCONCLUSIVE, Verdict, parse_claims, verify, verify_all
 
 FAILED = 1
+MAX_TIMEOUT = 3600.0
+"""Longest --timeout in seconds: an hour per claim is already more than SymPy ever needs."""
+RANDOM_SIZE_MAX = 5
+"""The largest size the numeric check draws for a symbolic dimension (numeric.sizes_for)."""
 
 
 @click.command("verify")
@@ -26,8 +36,9 @@ FAILED = 1
               show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the random sizes and inputs.")
-@click.option("--timeout", type=float, default=EXACT_TIMEOUT, show_default=True,
-              help="Seconds SymPy may spend proving each claim.")
+@click.option("--timeout", type=PositiveNumber(MAX_TIMEOUT, " s"), default=EXACT_TIMEOUT,
+              show_default=True, help="Seconds SymPy may spend proving each claim (at most an "
+                                      "hour).")
 @reports_user_errors
 def verify_command(source: str | None, catalog: bool, list_only: bool,
                    declarations: tuple[str, ...], fmt: str, seed: int, timeout: float) -> None:
@@ -47,7 +58,12 @@ def verify_command(source: str | None, catalog: bool, list_only: bool,
     if catalog:
         verdicts = run_catalog(fmt, seed, timeout)
     else:
-        verdicts = verify_all(read_source(source), declarations, seed=seed, timeout=timeout)
+        text = read_source(source)
+        program, claims = parse_claims(text, declarations)
+        check_memory(program, dict.fromkeys(program.dims, RANDOM_SIZE_MAX),
+                     hint="Declare smaller sizes, or symbolic ones (`A: [n, n]`): claims are "
+                          "checked at small sizes.", extra=[claim.expr for claim in claims])
+        verdicts = verify_all(text, declarations, seed=seed, timeout=timeout)
         show_verdicts(verdicts, fmt)
     if not all(v.passed for v in verdicts):
         sys.exit(FAILED)

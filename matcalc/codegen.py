@@ -53,6 +53,8 @@ class Names:
         self.taken: set[str] = set(self.user) | RESERVED if parent is None else set()
         self.aliases: dict[str, str] = {} if parent is None else parent.aliases
         self.scopes: list[Names] = []
+        self.counters: dict[str, int] = {}
+        """Where the search for the next ``t<k>`` starts: names are never given back."""
 
     @property
     def root(self) -> Names:
@@ -74,10 +76,11 @@ class Names:
         if not numbered and not self.in_use(stem):
             self.taken.add(stem)
             return stem
-        k = 1
         pattern = "{}{}" if numbered else "{}_{}"
+        k = self.counters.get(pattern.format(stem, ""), 1)
         while self.in_use(pattern.format(stem, k)):
             k += 1
+        self.counters[pattern.format(stem, "")] = k + 1
         name = pattern.format(stem, k)
         self.taken.add(name)
         return name
@@ -447,6 +450,12 @@ SIZED = {"const", "zeros", "identity", "broadcast", "commutation", "diag_embeddi
 
 CHEAP = {"var", "const", "named", "delta", "zeros", "identity", "transpose", "expand"}
 
+MAX_TERMS = 64
+"""Longest sum in one statement; longer sums are added up in parts."""
+
+MAX_DEPTH = 30
+"""Expressions nest at most this deep before a part gets a name (no deep recursion)."""
+
 VIEWS = {"transpose", "expand", "named", "broadcast"}
 """Operations whose result may share memory with their argument."""
 
@@ -489,6 +498,8 @@ class Emitter:
         self.like = like
         self.methods = methods
         self.uses: Counter[Node] = Counter()
+        self.present: set[Node] = set()
+        self.named: dict[Node, Node] = {}
         self.memo: dict[Node, Node] = {}
         self.dims: dict[sympy.Expr, str] = {}
         self.returned: set[Node] = set()
@@ -511,33 +522,45 @@ class Emitter:
 
     # -- statements ------------------------------------------------------------------------
 
-    def emit(self, outputs: Sequence[tuple[str, Node]], later: Sequence[Node] = (),
-             comments: Sequence[str] = ()) -> list[str]:
-        """Statements computing each output; returns the names given to them.
-
-        An output named ``stem*`` gets a fresh name from ``stem``. Work shared with ``later``
-        expressions (a later call computes them) gets a name, so that they can reuse it.
-        """
-        outputs = [(name, lower(node, self.memo)) for name, node in outputs]
-        later = [lower(node, self.memo) for node in later]
-        roots = [node for _, node in outputs]
-        order = postorder(roots, stop=self.names.__contains__)
-        everything = postorder([*roots, *later], stop=self.names.__contains__)
+    def count(self, roots: Sequence[Node]) -> None:
+        """How often each value is used under ``roots`` (what ``emit`` computes and what later
+        calls will): a value used twice gets a name."""
+        everything = postorder([lower(r, self.memo) for r in roots],
+                               stop=self.names.__contains__)
+        self.present = set(everything)
         self.uses = Counter(arg for node in everything for arg in node.args)
         for node in reversed(everything):       # X.T used twice computes X twice: count it so
             if node.op in ("transpose", "expand") and self.uses[node] > 1:
                 self.uses[node.args[0]] += self.uses[node] - 1
-        named = {n.args[0]: n for n in everything if n.op == "named"}
-        for node in self.share_log_softmax(order, set(everything)):
+        self.named = {n.args[0]: n for n in everything if n.op == "named"}
+
+    def emit(self, outputs: Sequence[tuple[str, Node]], later: Sequence[Node] = (),
+             comments: Sequence[str] = (), counted: bool = False) -> list[str]:
+        """Statements computing each output; returns the names given to them.
+
+        An output named ``stem*`` gets a fresh name from ``stem``. Work shared with ``later``
+        expressions (a later call computes them) gets a name, so that they can reuse it;
+        ``counted`` means ``count`` has already seen them.
+        """
+        outputs = [(name, lower(node, self.memo)) for name, node in outputs]
+        roots = [node for _, node in outputs]
+        if not counted:
+            self.count([*roots, *later])
+        order = postorder(roots, stop=self.names.__contains__)
+        named = self.named
+        depth: dict[Node, int] = {}
+        for node in self.share_log_softmax(order):
             if node in self.names:
                 continue
+            depth[node] = 1 + max((depth.get(a, 0) for a in node.args if a not in self.names),
+                                  default=0)
             if node.op == "named":
                 self.bind(node.attrs[0], node)
             elif node in named and self.uses[node] > 1:      # used elsewhere: by its name
                 self.bind(named[node].attrs[0], named[node])
                 self.names[node] = named[node].attrs[0]
-            elif self.uses[node] > 1 and node.op not in CHEAP:
-                self.bind(self.temp_name(node), node)
+            elif (self.uses[node] > 1 or depth[node] > MAX_DEPTH) and node.op not in CHEAP:
+                self.bind(self.temp_name(node), node)       # shared, or deep: a name of its own
         targets = []
         for i, (name, node) in enumerate(outputs):
             target = self.allocate.fresh(name[:-1]) if name.endswith("*") else name
@@ -638,10 +661,10 @@ class Emitter:
             return [-t if negative(t) else t for t in node.args]
         return list(node.args)
 
-    def share_log_softmax(self, order: list[Node], present: set[Node]) -> list[Node]:
+    def share_log_softmax(self, order: list[Node]) -> list[Node]:
         """Cross-entropy and softmax of the same logits share one log-softmax (its exp)."""
         logits = {n.args[0] for n in order if n.op == "softmax_cross_entropy"
-                  and make("softmax", n.args[:1], (-1,)) in present}
+                  and make("softmax", n.args[:1], (-1,)) in self.present}
         result = []
         for node in order:
             result.append(node)
@@ -928,9 +951,17 @@ class Emitter:
                 coefficient, onehot = onehot_part(term)
                 code = self.added_at(code, onehot, coefficient)
             return code
+        terms = self.order.ordered_terms(node)
+        if len(terms) > MAX_TERMS:              # Python's compiler nests a + b + … deeply
+            chunks = [make("add", terms[i:i + MAX_TERMS])
+                      for i in range(0, len(terms), MAX_TERMS)]
+            for chunk in chunks:
+                if chunk not in self.names:
+                    self.bind(self.temp_name(chunk), chunk)
+            return self.e_add(make("add", chunks))
         parts: list[str] = []
         reads: frozenset[str] = frozenset()
-        for term in self.order.ordered_terms(node):
+        for term in terms:
             if parts and negative(term):
                 code = self.arg(-term, MUL)
                 parts.append(f" - {code.text}")
@@ -1079,12 +1110,12 @@ def emit_in_turn(emitter: Emitter, steps: Sequence[Step], outputs: Sequence[tupl
     """Each error signal in turn as ``delta<k>`` (each may use the earlier ones), then every
     output; returns the names given to the error signals and to the outputs."""
     deltas = []
-    for k, (leaf, node) in enumerate(steps):
-        rest = [n for _, n in steps[k + 1:]] + [n for _, n in outputs]
-        (target,) = emitter.emit([(f"delta{leaf.attrs[0]}*", node)], rest)
+    emitter.count([*(n for _, n in steps), *(n for _, n in outputs)])
+    for leaf, node in steps:
+        (target,) = emitter.emit([(f"delta{leaf.attrs[0]}*", node)], counted=True)
         emitter.names[leaf] = target
         deltas.append(target)
-    return deltas, emitter.emit(outputs)
+    return deltas, emitter.emit(outputs, counted=True)
 
 
 def numpy_block(outputs: Sequence[tuple[str, Node]], inputs: Sequence[Node],

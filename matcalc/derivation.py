@@ -125,6 +125,10 @@ class Derivation:
                     found.setdefault(used.attrs[0], []).append(name)
         return found
 
+    def with_note(self, note: str) -> Derivation:
+        self.notes.append(note)
+        return self
+
     def notes_text(self) -> str:
         return "".join(f"\nnote: {note}" for note in self.notes)
 
@@ -237,14 +241,15 @@ def derive(
     labels = [name for name, node in zip(wrt, targets, strict=True) if is_labels(node)]
     if labels:
         raise MatcalcError(f"`{labels[0]}` holds integer class labels; it has no gradient")
-    adjoints, signals = vector_jacobian_products(f, targets, steps=steps)
+    too_long = not steps and not inline and len(program.intermediates) > MAX_INLINE_SIZE
+    adjoints, signals = vector_jacobian_products(f, targets, steps=steps or too_long)
     gradients = [Gradient(name, node, symmetric_part(node, adjoints[node]))
                  for name, node in zip(wrt, targets, strict=True)]
-    if not steps and not inline and max(weight(g.expr) for g in gradients) > MAX_INLINE_SIZE:
-        result = derive(program, wrt, steps=True)
-        result.notes.append(TOO_LONG_NOTE)
-        return result
-    return Derivation(program, gradients, signals, notes(program, gradients))
+    if not steps and not inline and not too_long and max(map(weight, (
+            g.expr for g in gradients))) > MAX_INLINE_SIZE:
+        return derive(program, wrt, steps=True, inline=False).with_note(TOO_LONG_NOTE)
+    result = Derivation(program, gradients, signals, notes(program, gradients))
+    return result.with_note(TOO_LONG_NOTE) if too_long else result
 
 
 def symmetric_part(x: Node, g: Node) -> Node:

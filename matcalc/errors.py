@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterable
+
+NAME_LIMIT = 40
+"""Longest name (a run of letters, digits and `_`) shown in a message; longer ones are cut."""
+LINE_LIMIT = 200
+"""Most characters of the source line shown above the caret; longer lines are cut around it."""
+TEXT_LIMIT = 2000
+"""Most characters shown of a message or hint (anything longer is the user's input echoed)."""
 
 
 class MatcalcError(Exception):
@@ -32,24 +41,79 @@ class MatcalcError(Exception):
         return self
 
     def __str__(self) -> str:
-        lines = [f"error: {self.message}"]
+        lines = [f"error: {shown(self.message)}"]
         if self.source is not None and self.offset is not None:
             lines.extend(caret_lines(self.source, self.offset))
         if self.hint:
-            lines.append(self.hint)
+            lines.append(shown(self.hint))
         return "\n".join(lines)
 
 
+def escaped(text: str, keep: str = "\n") -> str:
+    """``text`` with each non-printable character (but those in ``keep``) as an escape such as
+    ``\\x1b`` or ``\\u202e``, so that no terminal control sequence reaches the screen."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in keep else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+_LONG_NAME = re.compile(rf"\w{{{NAME_LIMIT + 1},}}")
+
+
+def shown(text: str) -> str:
+    """A message or hint as printed: escaped, each name cut to ``NAME_LIMIT`` characters with
+    `…`, the whole to ``TEXT_LIMIT``."""
+    text = _LONG_NAME.sub(lambda m: m.group()[:NAME_LIMIT] + "…", escaped(text))
+    return text if len(text) <= TEXT_LIMIT else text[:TEXT_LIMIT] + "…"
+
+
 def caret_lines(source: str, offset: int) -> list[str]:
-    """The source line holding ``offset`` and a caret under its column."""
+    """The source line holding ``offset`` and a caret under its column.
+
+    Non-printable characters are shown escaped (tabs as a space) and a line longer than
+    ``LINE_LIMIT`` is cut around the caret, with `…` where it was cut.
+    """
     offset = max(0, min(offset, len(source)))
     start = source.rfind("\n", 0, offset) + 1
     end = source.find("\n", offset)
     end = len(source) if end == -1 else end
     line_no = source.count("\n", 0, offset) + 1
     prefix = f"  line {line_no} | "
-    column = offset - start
-    return [prefix + source[start:end], " " * (len(prefix) + column) + "^"]
+    before = _shown_chars(source, range(offset - 1, start - 1, -1))[::-1]
+    after = _shown_chars(source, range(offset, end))
+    return [prefix + before + after, " " * (len(prefix) + _width(before)) + "^"]
+
+
+def _shown_chars(source: str, indices: range) -> str:
+    """The characters at ``indices`` as shown (escaped), up to half of ``LINE_LIMIT``, then `…`.
+
+    The result is in the order of ``indices`` (reversed for text before the caret).
+    """
+    pieces, length = [], 0
+    for i in indices:
+        if length >= LINE_LIMIT // 2:
+            pieces.append("…")
+            break
+        char = source[i]
+        piece = " " if char == "\t" else char if char.isprintable() else _escape(char)
+        pieces.append(piece if indices.step > 0 else piece[::-1])
+        length += len(piece)
+    return "".join(pieces)
+
+
+def _width(text: str) -> int:
+    """Terminal columns of ``text``: wide East Asian characters take two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF"
+               else 1 for c in text)
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:

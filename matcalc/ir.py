@@ -157,6 +157,8 @@ def lift(value: Operand) -> Node:
 
 def broadcast_shapes(*shapes: Shape) -> Shape:
     """NumPy broadcasting with symbolic dims: equal, or one of them is 1."""
+    if all(s == shapes[0] for s in shapes[1:]):
+        return tuple(shapes[0])
     rank = max(len(s) for s in shapes)
     padded = [(ONE,) * (rank - len(s)) + tuple(s) for s in shapes]
     out = []

@@ -16,7 +16,18 @@ from dataclasses import dataclass, field
 import sympy
 
 from matcalc.errors import MatcalcError
-from matcalc.ir import ONE, Node, as_matrix, const, const_value, depends_on, identity, make, zeros
+from matcalc.ir import (
+    ONE,
+    Node,
+    as_matrix,
+    const,
+    const_value,
+    depends_on,
+    identity,
+    make,
+    postorder,
+    zeros,
+)
 from matcalc.simplify import (
     add,
     apply,
@@ -66,7 +77,10 @@ class KroneckerReader:
     def __call__(self, e: Node) -> Node:
         found = self.memo.get(e)
         if found is None:
-            found = self.memo[e] = self.read(e)
+            for n in postorder([e], stop=lambda n: n in self.memo or n not in self.dependent):
+                if n in self.dependent and n not in self.memo:  # children first, no recursion
+                    self.memo[n] = self.read(n)
+            found = self.memo.get(e) or self.read(e)
         return found
 
     def size(self, node: Node):

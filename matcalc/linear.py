@@ -13,7 +13,7 @@ a matrix-valued intermediate would need a third- or fourth-order tensor.
 from __future__ import annotations
 
 from matcalc.errors import MatcalcError
-from matcalc.ir import ONE, Node, depends_on, identity, make, zeros
+from matcalc.ir import ONE, Node, depends_on, identity, make, postorder, zeros
 from matcalc.simplify import (
     add,
     apply,
@@ -45,10 +45,16 @@ class LinearMatrix:
     def __call__(self, e: Node) -> Node:
         found = self.memo.get(e)
         if found is None:
-            if e.rank > 1:
-                raise MatcalcError(HIGHER_ORDER)
-            found = self.memo[e] = self.read(e)
+            for n in postorder([e], stop=lambda n: n in self.memo or n not in self.dependent):
+                if n in self.dependent and n not in self.memo:  # children first, no recursion
+                    self.memo[n] = self.checked_read(n)
+            found = self.memo.get(e) or self.checked_read(e)
         return found
+
+    def checked_read(self, e: Node) -> Node:
+        if e.rank > 1:
+            raise MatcalcError(HIGHER_ORDER)
+        return self.read(e)
 
     def zero(self, e: Node) -> Node:
         return zeros((e.shape[0], self.m) if e.rank else (self.m,))
@@ -117,12 +123,30 @@ class LinearMatrix:
 
 
 def scale_rows(c: Node, m: Node) -> Node:
-    """``diag(c) M``, distributed over sums: ``diag(c) I = diag(c)``, ``diag(c) 𝟙 wᵀ = c wᵀ``."""
-    if m.op == "add":
-        return add(*(scale_rows(c, as_rows(term, m.shape)) for term in m.args))
+    """``diag(c) M``, distributed over the terms of a sum that simplify: ``diag(c) I =
+    diag(c)``, ``diag(c) 𝟙 wᵀ = c wᵀ``; the other terms keep one ``diag(c) (…)``, so that
+    nested sums do not multiply their terms."""
+    if m.op != "add":
+        return scale_rows_of_term(c, m)
+    terms = [as_rows(term, m.shape) for term in m.args]
+    simple = [t for t in terms if simplifies(t)]
+    others = [t for t in terms if not simplifies(t)]
+    scaled = [scale_rows_of_term(c, t) for t in simple]
+    if others:
+        scaled.append(matmul(apply("diag", c), add(*others)))
+    return add(*scaled)
+
+
+def simplifies(term: Node) -> bool:
+    """``diag(c) term`` is simpler than the product: an identity or a repeated row."""
+    _, rest = split_scalars(term)
+    return rest.op == "identity" or rest.shape[0] == 1
+
+
+def scale_rows_of_term(c: Node, m: Node) -> Node:
     scalars, rest = split_scalars(m)
     if scalars:
-        return mul(*scalars, scale_rows(c, rest))
+        return mul(*scalars, scale_rows_of_term(c, rest))
     if rest.op == "identity":
         return apply("diag", c)
     if rest.shape[0] == 1:                       # one row wᵀ, repeated down the rows

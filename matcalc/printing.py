@@ -15,10 +15,13 @@ from functools import cached_property
 
 import sympy
 
-from matcalc.ir import Node, const_value
+from matcalc.ir import Node, const_value, postorder
 from matcalc.simplify import transpose
 
 SUM, NEG, PRODUCT, MATMUL, POSTFIX, ATOM = 10, 20, 30, 35, 40, 50
+
+SHORT = 200
+"""Terms up to this many array nodes are ordered by their text."""
 
 SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
@@ -149,6 +152,9 @@ class Printer:
         self.memo: dict[Node, tuple[str, int]] = {}
 
     def __call__(self, node: Node) -> str:
+        if node not in self.memo and any(a not in self.memo for a in node.args):
+            for n in postorder([node], stop=lambda n: n in self.memo or n.op == "named"):
+                self.fmt(n)                              # children first: no deep recursion
         return self.fmt(node)[0]
 
     # -- helpers ---------------------------------------------------------------------------
@@ -205,11 +211,13 @@ class Printer:
         return Weigher()
 
     def term_order(self, term: Node) -> tuple:
-        """Positive terms first, bigger ones first; ``A`` before ``Aᵀ``."""
+        """Positive terms first, bigger ones first; ``A`` before ``Aᵀ``; then alphabetically
+        (long terms by when they were made: their text would cost more than it tells)."""
         coefficient = term.args[0] if term.op == "mul" else term
         negative = bool(coefficient.op == "const" and const_value(coefficient).is_negative)
         weight, transposes = self.weigher(term)
-        return (negative, -weight, transposes, self(term))
+        tie = self(term) if weight <= SHORT else f"\uffff{term.serial:012d}"
+        return (negative, -weight, transposes, tie)
 
     def ordered_terms(self, node: Node) -> list[Node]:
         """The terms of a sum in reading order."""
@@ -429,15 +437,19 @@ class Weigher:
         self.memo: dict[Node, tuple[int, int]] = {}
 
     def __call__(self, node: Node) -> tuple[int, int]:
-        found = self.memo.get(node)
-        if found is None:
-            weight = int(bool(node.shape) and node.op != "transpose")
-            transposes = int(node.op == "transpose")
-            for arg in node.args if node.op != "named" else ():
-                w, t = self(arg)
-                weight, transposes = weight + w, transposes + t
-            found = self.memo[node] = (min(weight, self.CAP), min(transposes, self.CAP))
-        return found
+        if node not in self.memo:                        # children first, without recursion
+            for n in postorder([node], stop=lambda n: n in self.memo or n.op == "named"):
+                if n not in self.memo:
+                    self.memo[n] = self.weigh(n)
+        return self.memo[node]
+
+    def weigh(self, node: Node) -> tuple[int, int]:
+        weight = int(bool(node.shape) and node.op != "transpose")
+        transposes = int(node.op == "transpose")
+        for arg in node.args if node.op != "named" else ():
+            w, t = self.memo[arg]
+            weight, transposes = weight + w, transposes + t
+        return min(weight, self.CAP), min(transposes, self.CAP)
 
 
 def to_text(node: Node) -> str:

@@ -258,7 +258,15 @@ class Lowering:
         return mul(const(-1), operand) if e.op == "-" else operand
 
     def e_BinOp(self, e: syntax.BinOp) -> Node:  # noqa: N802
-        return BINARY[e.op](self.expr(e.left), self.expr(e.right))
+        first, links = syntax.chain(e)
+        value = self.expr(first)
+        for link in links:
+            right = self.expr(link.right)
+            try:
+                value = BINARY[link.op](value, right)
+            except ShapeError as clash:
+                raise self.error(f"{syntax.unparse(link)}: {clash}", link.op_pos) from None
+        return value
 
     def e_Transpose(self, e: syntax.Transpose) -> Node:  # noqa: N802
         return transpose(self.expr(e.operand))

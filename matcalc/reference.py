@@ -99,7 +99,11 @@ class Evaluator:
         return -value if e.op == "-" else value
 
     def e_BinOp(self, e: syntax.BinOp):  # noqa: N802
-        return BINARY[e.op](self(e.left), self(e.right))
+        first, links = syntax.chain(e)
+        value = self(first)
+        for link in links:
+            value = BINARY[link.op](value, self(link.right))
+        return value
 
     def e_Transpose(self, e: syntax.Transpose):  # noqa: N802
         return np.transpose(self(e.operand))

@@ -575,25 +575,29 @@ class _Parser:
         return self.error(f"unexpected {_describe(tok)}", tok.pos)
 
     def expr(self, after: _Token | None) -> _Parsed:
-        # Both binary levels in one loop (fewer Python frames per nesting level).
+        # Both binary levels in one loop (fewer Python frames per nesting level). A chain
+        # `a + b - c + …` (or `a * b @ c …`) is one level however long: readers walk it by
+        # `chain`, without recursion.
         sum_op: _Token | None = None
         node: Expr | None = None
         start = height = 0
         while True:
             term, term_start, term_height = self.factor(after)
+            links = 0
             while (tok := self.peek()).kind in ("*", "/", "@"):
                 self.i += 1
                 right, _, rh = self.factor(tok)
-                term_height = self.check_height(max(term_height, rh) + 1, tok.pos)
+                term_height, links = max(term_height, rh), links + 1
                 term = BinOp(tok.kind, term, right, term_start, tok.pos)
+            term_height = self.check_height(term_height + (links > 0), term_start)
             if sum_op is None or node is None:
                 node, start, height = term, term_start, term_height
             else:
-                height = self.check_height(max(height, term_height) + 1, sum_op.pos)
+                height = max(height, term_height)
                 node = BinOp(sum_op.kind, node, term, start, sum_op.pos)
             tok = self.peek()
             if tok.kind not in ("+", "-"):
-                return node, start, height
+                return node, start, self.check_height(height + (sum_op is not None), start)
             self.i += 1
             sum_op = after = tok
 
@@ -724,6 +728,21 @@ class _Parser:
 # --------------------------------------------------------------------------------------------
 # Public entry points
 
+LEVELS = ({"+", "-"}, {"*", "/", "@"})
+"""Left-associative operators of one precedence level: a chain of them is one level."""
+
+
+def chain(e: BinOp) -> tuple[Expr, list[BinOp]]:
+    """A left-deep chain ``a + b - c`` as its first operand and its links, left to right
+    (each link a BinOp whose ``op`` and ``right`` apply next), found without recursion."""
+    level = next(ops for ops in LEVELS if e.op in ops) if e.op != "**" else {"**"}
+    links: list[BinOp] = []
+    node: Expr = e
+    while isinstance(node, BinOp) and node.op in level and (node.op != "**" or not links):
+        links.append(node)
+        node = node.left
+    return node, links[::-1]
+
 
 def identifier(text: str, what: str) -> str:
     """``text`` if it is a name of the language (letters, digits, ``_``; not a Python keyword),
@@ -795,10 +814,11 @@ def unparse(expr: Expr) -> str:
         if expr.op == "**":
             left = _wrap(expr.left, _prec(expr.left) <= p)
             right = _wrap(expr.right, _prec(expr.right) < _UNARY_PREC)
-        else:
-            left = _wrap(expr.left, _prec(expr.left) < p)
-            right = _wrap(expr.right, _prec(expr.right) <= p)
-        return f"{left} {expr.op} {right}"
+            return f"{left} {expr.op} {right}"
+        first, links = chain(expr)
+        parts = [_wrap(first, _prec(first) < p)]
+        parts += [f"{link.op} {_wrap(link.right, _prec(link.right) <= p)}" for link in links]
+        return " ".join(parts)
     if isinstance(expr, Call):
         parts = [unparse(a) for a in expr.args]
         parts += [f"{k}={unparse(v)}" for k, v, _ in expr.kwargs]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,7 @@ import numpy as np
 import sympy
 
 from matcalc import figures, variance
-from matcalc.cli_util import read_source
+from matcalc.cli_util import check_memory, read_source
 from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.ir import Node, class_counts, const_value, is_labels, postorder, shape_str
 from matcalc.module import lambdify
@@ -87,33 +89,101 @@ def _sklearn_datasets() -> ModuleType:
 
 
 def _npz(path: str, x: str, y: str) -> Data:
-    try:
-        with np.load(path) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError) as err:
-        raise MatcalcError(f"cannot read {path}: {err}") from None
+    """The arrays of an ``.npz`` file: ``x`` and ``y`` as rows, the others as constants; each
+    checked to hold finite numbers."""
+    arrays = _read_npz(path)
     for name in (x, y):
         if name not in arrays:
             raise MatcalcError(
                 f"{path} has no array `{name}` (it has {', '.join(arrays) or 'none'})",
                 hint="Name the arrays after the program's data variables, or choose the input "
                      "and target with --x NAME --y NAME.")
-    inputs, targets = _rows(arrays.pop(x), x), _rows(arrays.pop(y), y)
+    for name, array in arrays.items():
+        _check_numbers(path, name, array)
+    inputs, targets = _rows(arrays.pop(x), x, path), _rows(arrays.pop(y), y, path)
     if len(inputs) != len(targets):
-        raise MatcalcError(f"{path}: `{x}` has {len(inputs)} rows but `{y}` has {len(targets)}")
+        raise MatcalcError(f"{path}: `{x}` has {len(inputs)} rows but `{y}` has {len(targets)}",
+                           hint="The input and the target need one row per example each.")
     return Data(path, inputs, targets, arrays)
 
 
-def _rows(array: np.ndarray, name: str) -> np.ndarray:
+_NOT_NPZ = (ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
+"""What NumPy raises for a file that is not a readable ``.npz`` archive."""
+
+
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, without unpickling anything."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except OSError as err:
+        raise MatcalcError(f"cannot read {path}: {err.strerror or err}") from None
+    except _NOT_NPZ as err:
+        raise MatcalcError(f"{path} is not a NumPy .npz archive ({_load_problem(err)})",
+                           hint=NPZ_HINT) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise MatcalcError(f"{path} holds a single array (.npy format), not an .npz archive of "
+                           "named arrays", hint=NPZ_HINT)
+    with archive:
+        arrays = {}
+        for name in archive.files:
+            try:
+                arrays[name] = archive[name]
+            except (OSError, *_NOT_NPZ) as err:
+                raise MatcalcError(f"{path}: cannot read the array `{name}` "
+                                   f"({_load_problem(err)})", hint=NPZ_HINT) from None
+    return arrays
+
+
+NPZ_HINT = "Save the data with numpy: np.savez(path, X=inputs, Y=targets), numbers only."
+
+
+def _load_problem(err: BaseException) -> str:
+    """What went wrong reading an archive, in words."""
+    text = str(err)
+    if "pickle" in text:
+        return "it holds Python objects, which matcalc does not unpickle"
+    if isinstance(err, EOFError) or "No data left" in text:
+        return "the file is empty or cut short"
+    return text or type(err).__name__
+
+
+def _check_numbers(path: str, name: str, array: np.ndarray) -> None:
+    """A data array holds real numbers (booleans, integers or floats), all finite."""
+    if array.dtype.kind not in "biuf":
+        kind = {"c": "complex numbers", "U": "strings", "S": "bytes", "O": "Python objects",
+                "M": "dates", "m": "time differences"}.get(array.dtype.kind, "structured data")
+        raise MatcalcError(f"{path}: `{name}` holds {kind} (dtype {array.dtype}), not real "
+                           "numbers", hint="Convert it to floats (or integer labels) first.")
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array)
+        if bad.any():
+            where = np.argwhere(bad)[0]
+            at = f" (the first in row {where[0]}, counting from 0)" if array.ndim else ""
+            raise MatcalcError(f"{path}: `{name}` has {int(bad.sum())} NaN or infinite "
+                               f"entr{'y' if bad.sum() == 1 else 'ies'}{at}",
+                               hint="Remove or fill in those entries before training.")
+
+
+def _rows(array: np.ndarray, name: str, path: str = "") -> np.ndarray:
     """A data array as a float matrix, one row per example."""
+    where = f"{path}: " if path else ""
     if array.ndim not in (1, 2):
-        raise MatcalcError(f"`{name}` has shape {array.shape}; data are one row per example "
-                           "(a vector or a matrix)")
+        raise MatcalcError(f"{where}`{name}` has shape {array.shape}; data are one row per "
+                           "example (a vector or a matrix)")
+    if len(array) == 0:
+        raise MatcalcError(f"{where}`{name}` has no rows", hint="The data need examples.")
     return np.asarray(array, dtype=float).reshape(len(array), -1)
+
+
+MIN_ROWS = 3
+"""The fewest rows an 80/20 split leaves a training and a test row in."""
 
 
 def split(data: Data, seed: int) -> Split:
     """A shuffled 80/20 split; features standardised by the training rows when asked."""
+    if len(data.inputs) < MIN_ROWS:
+        raise MatcalcError(f"{data.name} has {len(data.inputs)} rows; an 80/20 split into "
+                           f"training and test rows needs at least {MIN_ROWS}")
     order = np.random.default_rng(seed).permutation(len(data.inputs))
     train, test = np.split(order, [round(len(order) * (1 - TEST_FRACTION))])
     x_train, x_test = data.inputs[train], data.inputs[test]
@@ -126,6 +196,30 @@ def split(data: Data, seed: int) -> Split:
 
 # ----------------------------------------------------------------------------------------------
 # Mapping data to the program
+
+
+def check_constants(program: Program, wrt: Sequence[str], x: str, y: str,
+                    given: Mapping[str, str]) -> None:
+    """Each value given (``name -> where``: ``--set`` or a data file) is for a data variable
+    of the program: not an undeclared name, a trained parameter, the input or the target."""
+    data = [n for n in program.variables if n not in {*wrt, x, y, *given}]
+    for name, where in given.items():
+        if name in wrt:
+            raise MatcalcError(f"{where} gives `{name}` a value, but `{name}` is trained "
+                               "(--wrt); a variable is either trained or data")
+        if name in (x, y):
+            role = "input (--x)" if name == x else "target (--y)"
+            raise MatcalcError(f"{where} gives `{name}` a value, but `{name}` is the {role}")
+        if name in program.intermediates:
+            raise MatcalcError(f"{where} gives `{name}` a value, but `{name}` is an "
+                               "intermediate; only declared variables take values")
+        if name not in program.variables:
+            drop = "Leave it out" if where == "--set" else f"Remove it from {where}"
+            raise MatcalcError(
+                f"{where} gives `{name}`, which the program does not declare."
+                + did_you_mean(name, data),
+                hint=f"{drop}, or declare it in the program. Data variables without a value: "
+                     f"{', '.join(data) or 'none'}.")
 
 
 def check_roles(program: Program, wrt: Sequence[str], x: str, y: str,
@@ -423,10 +517,15 @@ def train(source: str | Path | Program, wrt: Sequence[str], data: str | Data = "
                                                                     declarations)
     data = data if isinstance(data, Data) else load_data(data, x, y)
     given = {**data.constants, **(constants or {})}
+    check_constants(program, wrt, x, y, {**dict.fromkeys(data.constants, data.name),
+                                         **dict.fromkeys(constants or {}, "--set")})
     check_roles(program, wrt, x, y, given)
     dim = batch_dim(program, x, y)
     rows = shaped_split(program, split(data, seed), x, y)
     sizes = bind_sizes(program, {x: rows.x_train, y: rows.y_train}, (dim, batch), hidden or {})
+    largest = max(min(batch, len(rows.x_train)), len(rows.x_test))  # a batch, or the test rows
+    check_memory(program, {**{d: n for d, (n, _) in sizes.items()}, dim: largest},
+                 hint="Use smaller --hidden sizes (or fewer data columns).")
     rng = np.random.default_rng(seed)
     params, notes = initial_params(program, wrt, {d: n for d, (n, _) in sizes.items()}, init, rng)
     model = Model(lambdify(program, wrt), logits_function(program, y, wrt, rows.y_train), params,

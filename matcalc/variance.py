@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,14 +26,19 @@ from matcalc import figures
 from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.scalar import SYMPY_FUNCTIONS, parse_scalar
 
-SIGMA = sympy.Symbol("sigma", positive=True)
-"""Standard deviation of the pre-activation z ~ N(0, σ²)."""
+SIGMA = sympy.Symbol("σ", positive=True)
+"""Standard deviation of the pre-activation z ~ N(0, σ²); named σ, which no parameter can be
+(names are ASCII), so formulas for any σ read unambiguously."""
 N = sympy.Symbol("n", positive=True, integer=True)
 N_IN = sympy.Symbol("n_in", positive=True, integer=True)
 N_OUT = sympy.Symbol("n_out", positive=True, integer=True)
+WIDTHS = (N, N_IN, N_OUT)
+"""Layer widths in the init formulas: their names cannot name parameters of f."""
 
 Z = sympy.Symbol("z", real=True)
-_T = sympy.Symbol("t", real=True)  # standard normal: z = σ t
+"""The activation's variable: the user's ``z`` is this symbol."""
+_T = sympy.Dummy("t", real=True)
+"""The standard normal variable of the integrals (z = σ t), distinct from every user symbol."""
 _DENSITY = sympy.exp(-(_T**2) / 2) / sympy.sqrt(2 * sympy.pi)
 
 EXACT_SECONDS = 4.0
@@ -124,11 +130,23 @@ def _resolve(text: str) -> Activation:
     if not expr.has(symbols["z"]):
         hint = "Free names other than z are parameters; the activation's variable is z."
         raise MatcalcError("the activation does not depend on z", text, 0, hint)
+    for width in WIDTHS:
+        if width.name in symbols and expr.has(symbols[width.name]):
+            raise MatcalcError(
+                f"`{width.name}` cannot name a parameter of f: the init formulas use n, n_in "
+                "and n_out for layer widths", text, _name_offset(text, width.name),
+                hint=f"Rename the parameter, e.g. `{width.name}0` or `c`.")
     for builtin in BUILTINS.values():
         if builtin.params and expr == builtin.expr:
             return builtin
     params = tuple(s for name, s in symbols.items() if name != "z" and expr.has(s))
     return Activation(text, expr, params)
+
+
+def _name_offset(text: str, name: str) -> int | None:
+    """Where ``name`` first occurs in ``text`` as a whole name."""
+    found = re.search(rf"(?<![A-Za-z0-9_]){name}(?![A-Za-z0-9_])", text)
+    return found.start() if found else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -424,8 +442,23 @@ class Init:
 def _derived(
     name: str, expr: sympy.Expr, act: Activation, exact: bool, at: Mapping[sympy.Symbol, int]
 ) -> Quantity:
-    expr = min((expr, sympy.factor(expr)), key=lambda e: len(str(e)))
-    return Quantity(name, expr, _value(expr.subs(at), act), exact)
+    return Quantity(name, _shorter_factored(expr), _value(expr.subs(at), act), exact)
+
+
+FACTOR_SECONDS = 0.5
+"""Time budget for factoring a displayed formula (exp(20000)·erfc(…) at σ = 100 takes minutes)."""
+
+
+def _shorter_factored(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` or its factored form, whichever prints shorter; floats are not factored."""
+    if expr.has(sympy.Float):
+        return expr
+    try:
+        with _time_budget(FACTOR_SECONDS):
+            factored = sympy.factor(expr)
+    except (_OutOfTime, NotImplementedError, ValueError, TypeError):
+        return expr
+    return min((expr, factored), key=lambda e: len(str(e)))
 
 
 def initialisation(act: Activation, m: Moments, n_in: int = 784, n_out: int = 50) -> Init:

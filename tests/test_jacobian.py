@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from matcalc import MatcalcError, hessian, jacobian
+from matcalc import hessian, jacobian
 from matcalc.cli import cli
 from matcalc.numeric import evaluator, function_value, smooth_inputs
 

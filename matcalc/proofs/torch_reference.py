@@ -1,0 +1,243 @@
+"""An independent reference in PyTorch: a program's value computed from its source text.
+
+Like :mod:`matcalc.reference` does with NumPy, this walks the syntax tree of the source with
+plain float64 torch operations, so that ``torch.autograd`` can differentiate it. It uses none
+of matcalc's IR, simplifier, rules or code generator: ``matcalc.parse`` is only read for the
+declarations (each variable's symbolic shape and properties). Named intermediates are kept as
+tensors of their own, so gradients with respect to them can be taken too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from matcalc import syntax
+from matcalc.program import Program
+
+Tensor = torch.Tensor
+DTYPE = torch.float64
+
+
+@dataclass
+class Trace:
+    """One evaluation: the value, each named intermediate, and where kinks and norms were."""
+
+    value: Tensor
+    intermediates: dict[str, Tensor] = field(default_factory=dict)
+    kinks: list[Tensor] = field(default_factory=list)
+    """Arguments of relu, abs and leaky_relu, which are not differentiable at 0."""
+    norms: list[Tensor] = field(default_factory=list)
+    """Arguments of norm, which is not differentiable at 0."""
+
+
+def scalar(value: float) -> Tensor:
+    return torch.tensor(float(value), dtype=DTYPE)
+
+
+def reduce_dims(x: Tensor, axis: int | None) -> tuple[int, ...]:
+    """The dimensions ``axis`` means: all of them for None."""
+    return tuple(range(x.dim())) if axis is None else (axis,)
+
+
+def total(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    dims = reduce_dims(x, axis)
+    return torch.sum(x, dim=dims, keepdim=keepdims) if dims else x
+
+
+def average(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    dims = reduce_dims(x, axis)
+    count = math.prod(x.shape[d] for d in dims)
+    return total(x, axis, keepdims) / count
+
+
+def logsumexp(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    dims = reduce_dims(x, axis)
+    return torch.logsumexp(x, dim=dims, keepdim=keepdims) if dims else x
+
+
+def log_softmax(x: Tensor, axis: int | None = -1) -> Tensor:
+    """Log-softmax along ``axis``, or over all entries for None."""
+    return x - logsumexp(x, axis, keepdims=True)
+
+
+def softmax(x: Tensor, axis: int | None = -1) -> Tensor:
+    return torch.exp(log_softmax(x, axis))
+
+
+def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean over rows of −Σ targets ⊙ log_softmax(logits); integer targets are class labels."""
+    logs = log_softmax(logits, -1)
+    if not targets.is_floating_point():
+        rows = torch.arange(logits.shape[0])
+        return -torch.mean(logs[rows, targets])
+    rows = logits.shape[0] if logits.dim() == 2 else 1
+    return -torch.sum(targets * logs) / rows
+
+
+def leaky_relu(x: Tensor, a: Tensor | float = 0.01) -> Tensor:
+    return torch.where(x > 0, x, a * x)
+
+
+def transpose(x: Tensor) -> Tensor:
+    """``x.T`` of the language: matrices are transposed, vectors and scalars unchanged."""
+    return x.transpose(0, 1) if x.dim() == 2 else x
+
+
+def elementwise(f: Callable[[Tensor], Tensor]) -> Callable[..., Tensor]:
+    return lambda x: f(x)
+
+
+FUNCTIONS: dict[str, Callable[..., Tensor]] = {
+    **{name: elementwise(f) for name, f in {
+        "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "abs": torch.abs,
+        "sin": torch.sin, "cos": torch.cos, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+        "relu": torch.relu, "softplus": lambda x: torch.logaddexp(x, torch.zeros_like(x)),
+        "gelu": lambda x: 0.5 * x * (1 + torch.erf(x / math.sqrt(2))),
+        "silu": lambda x: x * torch.sigmoid(x), "trace": torch.trace, "det": torch.linalg.det,
+        "logdet": lambda x: torch.linalg.slogdet(x)[1], "inv": torch.linalg.inv,
+        "diag": torch.diag, "norm": lambda x: torch.sqrt(torch.sum(x * x)),
+    }.items()},
+    "leaky_relu": leaky_relu, "sum": total, "mean": average,
+    "outer": lambda a, b: torch.outer(a, b),
+    "matrix_power": lambda x, k: torch.linalg.matrix_power(x, k),
+    "softmax": softmax, "log_softmax": log_softmax, "logsumexp": logsumexp,
+    "softmax_cross_entropy": lambda logits, targets: cross_entropy(logits, targets),
+    "mse": lambda pred, target: torch.mean((pred - target) ** 2),
+}
+"""Each function of the language in torch, with NumPy's semantics and the language's parameter
+names (so keyword arguments bind alike)."""
+
+PARAMETERS: dict[str, tuple[str, ...]] = {
+    "leaky_relu": ("x", "a"), "sum": ("x", "axis", "keepdims"),
+    "mean": ("x", "axis", "keepdims"), "logsumexp": ("x", "axis", "keepdims"),
+    "softmax": ("x", "axis"), "log_softmax": ("x", "axis"), "matrix_power": ("x", "k"),
+    "outer": ("a", "b"), "softmax_cross_entropy": ("logits", "targets"),
+    "mse": ("pred", "target"),
+}
+"""Parameter names of the functions with more than one (the others take ``x``)."""
+
+LITERAL = {"axis", "keepdims", "k"}
+"""Parameters that are literals (integers, None, True, False), not tensors."""
+
+BINARY: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "+": torch.add, "-": torch.sub, "*": torch.mul, "/": torch.div, "**": torch.pow,
+    "@": torch.matmul,
+}
+
+WORDS = {"None": None, "True": True, "False": False}
+
+
+def literal(e: syntax.Expr) -> int | float | bool | None:
+    """The value of a literal argument: ``-1``, ``None``, ``True``, ``2``."""
+    if isinstance(e, syntax.Name) and e.id in WORDS:
+        return WORDS[e.id]
+    if isinstance(e, syntax.UnaryOp):
+        value = literal(e.operand)
+        return -value if e.op == "-" else value
+    if isinstance(e, syntax.Number):
+        return int(e.value) if e.value.is_Integer else float(e.value)
+    raise ValueError(f"not a literal: {syntax.unparse(e)}")
+
+
+class Evaluator:
+    """Evaluates source expressions over tensors, intermediates and sizes, recording kinks."""
+
+    def __init__(self, env: dict[str, Tensor], sizes: Mapping[str, int], trace: Trace) -> None:
+        self.env = env
+        self.sizes = sizes
+        self.trace = trace
+
+    def __call__(self, e: syntax.Expr) -> Tensor:
+        return getattr(self, "e_" + type(e).__name__)(e)
+
+    def e_Name(self, e: syntax.Name) -> Tensor:  # noqa: N802
+        if e.id in self.env:
+            return self.env[e.id]
+        if e.id in self.sizes:
+            return scalar(self.sizes[e.id])
+        if e.id == "pi":
+            return scalar(math.pi)
+        raise NameError(f"`{e.id}` is not defined")
+
+    def e_Number(self, e: syntax.Number) -> Tensor:  # noqa: N802
+        return scalar(float(e.value))
+
+    def e_UnaryOp(self, e: syntax.UnaryOp) -> Tensor:  # noqa: N802
+        value = self(e.operand)
+        return -value if e.op == "-" else value
+
+    def e_BinOp(self, e: syntax.BinOp) -> Tensor:  # noqa: N802
+        return BINARY[e.op](self(e.left), self(e.right))
+
+    def e_Transpose(self, e: syntax.Transpose) -> Tensor:  # noqa: N802
+        return transpose(self(e.operand))
+
+    def e_Call(self, e: syntax.Call) -> Tensor:  # noqa: N802
+        names = PARAMETERS.get(e.func, ("x",))
+        given = {**dict(zip(names, e.args, strict=False)), **{k: v for k, v, _ in e.kwargs}}
+        values = {k: literal(v) if k in LITERAL else self(v) for k, v in given.items()}
+        return self.record(e.func, values)
+
+    def record(self, func: str, values: dict[str, object]) -> Tensor:
+        """Apply ``func``, noting arguments at which it is not differentiable."""
+        if func in ("relu", "abs", "leaky_relu"):
+            self.trace.kinks.append(values["x"].detach())
+        if func == "norm":
+            self.trace.norms.append(values["x"].detach())
+        return FUNCTIONS[func](**values)
+
+
+def sizes_from(program: Program, tensors: Mapping[str, Tensor]) -> dict[str, int]:
+    """Each symbolic dimension's size, read off the tensors."""
+    sizes: dict[str, int] = {}
+    for name, node in program.variables.items():
+        if name in tensors:
+            for d, n in zip(node.shape, tensors[name].shape, strict=False):
+                if not d.is_Integer:
+                    sizes[str(d)] = int(n)
+    return sizes
+
+
+def as_tensor(value: object) -> Tensor:
+    """Arrays and numbers as tensors: floats in float64, integer labels as int64."""
+    if isinstance(value, Tensor):
+        return value
+    tensor = torch.as_tensor(value)
+    return tensor if not tensor.is_floating_point() else tensor.to(DTYPE)
+
+
+def own_node(value: Tensor) -> Tensor:
+    """A tensor of its own for a named intermediate: ∂f/∂t counts only the paths through t."""
+    if value.requires_grad:
+        return value.clone()
+    return value.detach().clone().requires_grad_(True)
+
+
+def torch_trace(program: Program) -> Callable[..., Trace]:
+    """``(**tensors) -> Trace``: the program evaluated from its source text by torch alone."""
+    statements = [s for s in syntax.parse_program(program.source).statements
+                  if not isinstance(s, syntax.Decl)]
+
+    def run(**inputs: object) -> Trace:
+        tensors = {name: as_tensor(value) for name, value in inputs.items()}
+        trace = Trace(scalar(0.0))
+        env = dict(tensors)
+        evaluate = Evaluator(env, sizes_from(program, tensors), trace)
+        for statement in statements:
+            trace.value = evaluate(statement.expr)
+            if isinstance(statement, syntax.Assign):
+                trace.value = env[statement.name] = own_node(trace.value)
+                trace.intermediates[statement.name] = trace.value
+        return trace
+
+    return run
+
+
+def torch_function(program: Program) -> Callable[..., Tensor]:
+    """``(**tensors) -> value``: the program's value, differentiable by torch.autograd."""
+    run = torch_trace(program)
+    return lambda **tensors: run(**tensors).value
