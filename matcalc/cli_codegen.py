@@ -27,7 +27,8 @@ WRT = click.option("--wrt", "wrt", multiple=True, required=True, metavar="NAME",
 def parse_dims(text: str | None) -> dict[str, int]:
     """``n=3,m=4`` as ``{"n": 3, "m": 4}``: names, and sizes that are positive integers."""
     items = [item for item in (text or "").split(",") if item.strip()]
-    return pairs("--dims", items, size, "NAME=SIZE", "SIZE must be a positive integer, e.g. n=3,m=4")
+    return pairs("--dims", items, size, "NAME=SIZE",
+                 "SIZE must be a positive integer, e.g. n=3,m=4")
 
 
 RANDOM_SIZE_MAX = 5

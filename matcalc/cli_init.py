@@ -52,7 +52,6 @@ def build_report(text: str, options: dict[str, Any]) -> Report:
         v.centring(m), v.gain_table(options["sigma"]), fixed, shown_init=options["init"],
     )
     if options["simulate"] or options["plot"]:
-        check_simulation_size(options)
         report.simulations = _simulations(act, options)
     if options["plot"]:
         values = "".join(f", {p} = {float(x.evalf(15)):.4g}" for p, x in act.values.items())
@@ -354,8 +353,10 @@ def init(activation: str, fmt: str, **options: Any) -> None:
     ACTIVATION is relu, leaky_relu, tanh, sigmoid, gelu, silu, selu, softplus, linear, or a
     scalar expression in z such as 'relu(z) - 1/sqrt(2*pi)'; other names are parameters.
     """
+    if options["simulate"] or options["plot"] is not None:  # bad options fail before the work
+        check_simulation_size(options)
     if options["plot"] is not None:
-        figures.plot_target(options["plot"])   # a bad --plot fails before the long work
+        figures.plot_target(options["plot"])
     report = build_report(activation.removeprefix(BOM), options)
     click.echo(RENDERERS[fmt](report), nl=False)
     if options["plot"] is not None:

@@ -117,18 +117,18 @@ class Plan:
 
 
 def plan(source: str | Program, wrt: Sequence[str], declarations: Sequence[str] = (),
-         seeded: bool = False, seed: str = SEED) -> Plan:
+         seeded: bool = False) -> Plan:
     """Derive what a module needs; ``seeded`` (or a non-scalar value) differentiates
-    ``sum(grad_output ⊙ value)`` instead of the value itself."""
+    ``sum(grad_output ⊙ value)`` instead of the value itself (``grad_output_1`` when the
+    program uses the name ``grad_output``)."""
     program = source if isinstance(source, Program) else parse(source, declarations)
+    taken = {*program.variables, *program.intermediates, *map(str, program.dims)}
+    seed = Names(taken).fresh(SEED)
     value = program.function
     named = program.function_name in program.intermediates
     value_name = program.function_name if named else "value"
     seeded = seeded or bool(value.shape)
     if seeded:
-        if seed in program.variables:
-            raise MatcalcError(f"`{seed}` names the incoming gradient of generated code; "
-                               "rename the variable")
         seed_var = var(seed, value.shape)
         program = dataclasses.replace(program, variables={**program.variables, seed: seed_var},
                                       function=reduce_sum(seed_var * value), function_name="f",
@@ -293,13 +293,15 @@ def gradient_outputs(plan: Plan, grads: dict[str, str]) -> list[tuple[str, Node]
     return [(grads[g.wrt], g.expr) for g in plan.derivation.gradients]
 
 
-def new_emitter(plan: Plan, block: Block) -> Emitter:
+def new_emitter(plan: Plan, block: Block, seed: bool = True) -> Emitter:
     """An emitter for the module's functions: new arrays follow the inputs' dtype (torch's
-    arguments are all tensors, scalars included)."""
+    arguments are all tensors, scalars included); without ``seed`` the function has no
+    ``grad_output`` to read."""
     like = plan.like
     if block.dialect is TORCH:
         like = next((p for p in plan.params if p not in labels_of(plan)), None)
-    return Emitter(plan.inputs, block, like, methods=True)
+    inputs = [v for v in plan.inputs if seed or v.attrs[0] != plan.seed]
+    return Emitter(inputs, block, like, methods=True)
 
 
 def helpers_and_imports(blocks: Sequence[Block]) -> tuple[list[str], list[str]]:
@@ -330,7 +332,7 @@ def numpy_module(plan: Plan) -> str:
     params = [*plan.params, *([plan.seed] if plan.seeded else [])]
     value_var = plan.value.attrs[0] if plan.value.op == "named" else names.fresh("value")
     first, second = Block(names.scope()), Block(names.scope())
-    new_emitter(plan, first).emit([(value_var, plan.value)])
+    new_emitter(plan, first, seed=not plan.seeded).emit([(value_var, plan.value)])
     prune(first, [value_var])
     emitter = new_emitter(plan, second)
     emitter.emit([(value_var, plan.value)], backward_roots(plan))
@@ -392,7 +394,7 @@ def torch_module(plan: Plan) -> str:
     value_var = (plan.value.attrs[0] if plan.value.op == "named"
                  else forward_names.fresh("value"))
     first, second = Block(forward_names, TORCH), Block(backward_names, TORCH)
-    forward_emitter = new_emitter(plan, first)
+    forward_emitter = new_emitter(plan, first, seed=False)
     forward_emitter.emit([(value_var, plan.value)], backward_roots(plan))
     shared = {n: name for n, name in forward_emitter.names.items()
               if n.op == "var" or view_base(n).op != "var"}     # not views of the inputs
@@ -507,10 +509,7 @@ def generate(source: str | Program, wrt: Sequence[str], target: str = "numpy",
     if target not in TARGETS:
         raise MatcalcError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if target == "torch":
-        program = source if isinstance(source, Program) else parse(source, declarations)
-        taken = {*program.variables, *program.intermediates, *map(str, program.dims)}
-        seed = Names(taken).fresh(SEED)
-        return torch_module(plan(program, wrt, seeded=True, seed=seed))
+        return torch_module(plan(source, wrt, declarations, seeded=True))
     return numpy_module(plan(source, wrt, declarations))
 
 

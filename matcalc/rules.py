@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import sympy
 
+from matcalc.errors import MatcalcError
 from matcalc.ir import ONE, Node, const, is_labels, rows_sum_to_one, size
 from matcalc.simplify import (
     apply,
@@ -135,8 +136,17 @@ def sum_rule(g: Node, out: Node, x: Node, axis: int | None, keepdims: bool) -> N
     return broadcast_like(g, x.shape, None if keepdims else axis)
 
 
+MAX_POWER = 64
+"""Largest |k| whose Xᵏ is differentiated: the derivative is a sum of |k| products."""
+
+
 def matrix_power_rule(g: Node, out: Node, x: Node, k: int) -> Node:
     """Y = Xᵏ: X̄ = Σᵢ (Xⁱ)ᵀ Ḡ (X^{k−1−i})ᵀ; negative k through X⁻¹."""
+    if abs(k) > MAX_POWER:
+        raise MatcalcError(
+            f"matrix_power(X, {k}): its derivative Σᵢ (Xⁱ)ᵀ Ḡ (X^(k−1−i))ᵀ has {abs(k)} terms; "
+            f"matcalc differentiates powers up to {MAX_POWER}. Nested powers cost the sum of "
+            "theirs: matrix_power(matrix_power(X, 50), 40) is X²⁰⁰⁰ with 90 terms.")
     if k < 0:
         y = inv(x)
         y_bar = matrix_power_rule(g, out, y, -k)
