@@ -1092,11 +1092,9 @@ def prune(block: Block, keep: Iterable[str]) -> None:
 def user_names(inputs: Sequence[Node], nodes: Sequence[Node]) -> set[str]:
     """Every name a user chose that the code may meet: variables, intermediates, sizes."""
     found = {v.attrs[0] for v in inputs}
-    for node in postorder(list(nodes)):
-        if node.op == "named":
-            found.add(node.attrs[0])
-    for node in [*inputs, *postorder(list(nodes))]:
-        for d in node.shape:
+    found |= {node.attrs[0] for node in postorder(list(nodes)) if node.op == "named"}
+    for v in inputs:                     # every size is declared by some input
+        for d in v.shape:
             found |= {str(s) for s in d.free_symbols}
     return found
 

@@ -188,6 +188,10 @@ def aligned(rows: Sequence[tuple], indent: str = "") -> str:
 
 MAX_INLINE_SIZE = 400
 MAX_PRINTED_SIZE = 5000
+MAX_HESSIAN_GRADIENT = 6000
+"""Largest gradient (in operations) whose full Hessian is derived."""
+MAX_HVP_GRADIENT = 20000
+"""Largest gradient (in operations) whose Hessian-vector product is derived."""
 """Past this many terms a formula is not printed (its code is still generated)."""
 
 
@@ -380,6 +384,13 @@ def hessian(
     program = source if isinstance(source, Program) else parse(source, declarations)
     x = program.lookup(wrt)
     g = derive(program, [wrt], inline=True).gradients[0].expr   # in full: no δ to stop at
+    operations = len(postorder([g]))
+    if operations > MAX_HVP_GRADIENT:
+        raise MatcalcError(
+            f"the gradient ∂{program.function_name}/∂{wrt} has {operations:,} operations; "
+            f"matcalc differentiates gradients of up to {MAX_HVP_GRADIENT:,} operations again: "
+            "shorten the program, or take Hessian-vector products of the torch target with "
+            "torch.func.jvp.")
     if direction is not None:
         v = program.add_variable(identifier(direction, "--hvp"), x.shape)
         adjoints, _ = vector_jacobian_products(reduce_sum(g * v), [x])
@@ -387,6 +398,11 @@ def hessian(
         return Derivation(program, [hvp], notes=[
             f"{direction} is the direction, shaped like {wrt}; H {direction} costs about two "
             "gradients and never forms H."])
+    if operations > MAX_HESSIAN_GRADIENT:
+        raise MatcalcError(
+            f"the gradient ∂{program.function_name}/∂{wrt} has {operations:,} operations; "
+            f"matcalc writes full Hessians of gradients up to {MAX_HESSIAN_GRADIENT:,}. Use "
+            f"--hvp V for Hessian-vector products (about two gradients' work).")
     if x.rank == 0:
         second, _ = vector_jacobian_products(g, [x])
         return Derivation(program, [Gradient(wrt, x, second[x], kind="hess")])

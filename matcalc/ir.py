@@ -13,6 +13,7 @@ This module makes nodes exactly as asked; the canonical algebra (constant foldin
 
 from __future__ import annotations
 
+import functools
 import itertools
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -159,6 +160,11 @@ def broadcast_shapes(*shapes: Shape) -> Shape:
     """NumPy broadcasting with symbolic dims: equal, or one of them is 1."""
     if all(s == shapes[0] for s in shapes[1:]):
         return tuple(shapes[0])
+    return _broadcast_shapes(tuple(map(tuple, shapes)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _broadcast_shapes(shapes: tuple[Shape, ...]) -> Shape:
     rank = max(len(s) for s in shapes)
     padded = [(ONE,) * (rank - len(s)) + tuple(s) for s in shapes]
     out = []
@@ -497,12 +503,22 @@ def _symmetric(node: Node) -> bool:
 
 def const(value: int | sympy.Expr) -> Node:
     """A scalar constant: a number or an expression in dimensions (``1/N``) and ``pi``."""
+    if isinstance(value, int) and -8 <= value <= 8:     # the most common: made once
+        return SMALL_CONSTANTS[value]
+    return checked_const(value)
+
+
+@functools.lru_cache(maxsize=8192)
+def checked_const(value: int | sympy.Expr) -> Node:
     value = sympy.sympify(value)
     if value.has(sympy.zoo, sympy.nan, sympy.oo):
         from matcalc.errors import MatcalcError
 
         raise MatcalcError("a constant in the program divides by zero (or is infinite)")
     return make("const", (), (value,))
+
+
+SMALL_CONSTANTS = {k: checked_const(k) for k in range(-8, 9)}
 
 
 def zeros(shape: Shape) -> Node:

@@ -186,10 +186,24 @@ def function(name: str, params: Sequence[str], doc: str, body: Sequence[str],
     return [*head, f'{indent}{INDENT}"""{doc}"""', *body]
 
 
+MAX_DOCUMENTED_STEPS = 400
+"""Derivations longer than this (intermediates plus error signals) are summarised."""
+
+
+def derivation_text(plan: Plan) -> str:
+    """The derivation for the docstring, or how to see it when it is very long."""
+    d = plan.derivation
+    length = len(d.program.intermediates) + len(d.steps)
+    if length <= MAX_DOCUMENTED_STEPS:
+        return d.text()
+    return (f"The derivation has {len(d.program.intermediates)} intermediates and "
+            f"{len(d.steps)} error signals; `matcalc derive SOURCE --wrt … --steps` prints it.")
+
+
 def docstring(plan: Plan, purpose: str) -> str:
     """The module docstring: what it computes and the derivation, wrapped to the line width."""
     lines: list[str] = []
-    for paragraph, hang in ((purpose, ""), ("", ""), (plan.derivation.text(), "        ")):
+    for paragraph, hang in ((purpose, ""), ("", ""), (derivation_text(plan), "        ")):
         for line in paragraph.splitlines() or [""]:
             lines += textwrap.wrap(line, WIDTH - 4, subsequent_indent=hang,
                                    drop_whitespace=True, replace_whitespace=False) or [""]

@@ -15,6 +15,7 @@ The user's own program is not rewritten: named intermediates are kept as written
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import sympy
@@ -362,8 +363,19 @@ def matrix_power_parts(x: Node) -> tuple[Node, int, bool]:
     return inner, 1, flipped
 
 
+_TRANSPOSED: weakref.WeakKeyDictionary[Node, Node] = weakref.WeakKeyDictionary()
+
+
 def transpose(x: Node) -> Node:
-    """``xᵀ``, pushed through sums, products and matrix products to the leaves."""
+    """``xᵀ``, pushed through sums, products and matrix products to the leaves (each shared
+    part transposed once)."""
+    found = _TRANSPOSED.get(x)
+    if found is None:
+        found = _TRANSPOSED[x] = transposed(x)
+    return found
+
+
+def transposed(x: Node) -> Node:
     if x.rank < 2 or is_symmetric(x):
         return x
     if x.op == "transpose":
