@@ -18,9 +18,18 @@ from matcalc.cli_util import (
     reports_user_errors,
 )
 from matcalc.errors import MatcalcError
-from matcalc.verify import EXACT_TIMEOUT, INCONCLUSIVE, Verdict, parse_claims, verify, verify_all
+from matcalc.verify import (
+    EXACT_TIMEOUT,
+    FAIL,
+    Verdict,
+    parse_claims,
+    verify,
+    verify_all,
+)
 
 FAILED = 1
+UNDECIDED = 4
+"""Exit code when no claim fails but one could not be proved: neither PASS nor FAIL."""
 MAX_TIMEOUT = 3600.0
 """Longest --timeout in seconds: an hour per claim is already more than SymPy ever needs."""
 RANDOM_SIZE_MAX = 5
@@ -48,7 +57,8 @@ def verify_command(source: str | None, catalog: bool, list_only: bool,
     'x: [n]; A: [n, n]; f = x @ A @ x; claim grad(f, x) = (A + A.T) @ x'. A claim is
     `claim grad(f, x) = EXPR` (gradient layout), `jacobian(f, x)` (numerator layout) or
     `hessian(f, x)`; EXPR may also use eye(n) and step(z) = 1[z > 0]. Exit 0 when every claim
-    passes, 1 when one fails, 2 on bad input.
+    is proved (PASS), 1 when one fails, 4 when none fails but one is inconclusive (SymPy could
+    not decide in time), 2 on bad input.
     """
     if sum((source is not None, catalog, list_only)) != 1:
         raise MatcalcError("give SOURCE (a program with claims), --catalog or --list")
@@ -65,8 +75,10 @@ def verify_command(source: str | None, catalog: bool, list_only: bool,
                           "checked at small sizes.", extra=[claim.expr for claim in claims])
         verdicts = verify_all(text, declarations, seed=seed, timeout=timeout)
         show_verdicts(verdicts, fmt)
-    if not all(v.passed for v in verdicts):
+    if any(v.verdict == FAIL for v in verdicts):
         sys.exit(FAILED)
+    if not all(v.passed for v in verdicts):
+        sys.exit(UNDECIDED)
 
 
 def show_list(fmt: str) -> None:
@@ -87,9 +99,8 @@ def run_catalog(fmt: str, seed: int, timeout: float) -> list[Verdict]:
         verdict.name = identity.name
         verdicts.append(verdict)
         if fmt == "text":
-            status = "PASS" if verdict.passed else "FAIL"
-            exact = "   (exact: inconclusive)" if verdict.exact == INCONCLUSIVE else ""
-            click.echo(f"{identity.name:<{width}}  {status}  {verdict.seconds:5.2f} s{exact}")
+            click.echo(f"{identity.name:<{width}}  {verdict.verdict:<12}  "
+                       f"{verdict.seconds:5.2f} s")
             if not verdict.passed:
                 click.echo(indented(verdict.text()))
     if fmt == "json":

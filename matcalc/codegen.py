@@ -110,7 +110,8 @@ NUMPY_HELPERS = {
     """Max-shifted log-sum-exp; ±inf where an entry is +inf or every entry is -inf."""
     m = {xp}.max(x, axis=axis, keepdims=True)
     m = {xp}.where({xp}.isfinite(m), m, 0)
-    total = {xp}.log({xp}.sum({xp}.exp(x - m), axis=axis, keepdims=True)) + m
+    with {xp}.errstate(divide="ignore"):                 # log 0 = -inf: every entry -inf
+        total = {xp}.log({xp}.sum({xp}.exp(x - m), axis=axis, keepdims=True)) + m
     return total if keepdims else {xp}.squeeze(total, axis=axis)''',
     "_sigmoid": '''def {_sigmoid}(x):
     """Sigmoid that neither overflows nor loses precision in the tails."""

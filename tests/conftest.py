@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from hypothesis import settings
 
 from matcalc.derivation import derive
 from matcalc.numeric import (
@@ -14,6 +16,12 @@ from matcalc.numeric import (
     relative_error,
     smooth_inputs,
 )
+
+settings.register_profile("deterministic", max_examples=60, derandomize=True, database=None)
+settings.register_profile("random", max_examples=2000, derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
+"""Property tests draw the same examples on every run (a flaky test is a failing test);
+``HYPOTHESIS_PROFILE=random python -m pytest tests/test_property.py`` explores afresh."""
 
 TOLERANCE = 1e-6
 """Relative error allowed between a derived gradient and the finite-difference estimate."""

@@ -372,7 +372,7 @@ def scalar(item: Item, pool: list[Item], draw) -> str:
     return f"softmax_cross_entropy({t}, softmax({target.text}))"
 
 
-@settings(max_examples=60, deadline=None,
+@settings(deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(programs(), st.integers(0, 2**32 - 1))
 def test_random_programs_match_finite_differences(case, seed) -> None:

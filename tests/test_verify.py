@@ -98,9 +98,32 @@ def test_targets_declared_one_hot_sum_to_one() -> None:
     assert verify(source + "claim grad(L, Z) = softmax(Z) - Y").exact == FAIL
 
 
-def test_undecided_exact_check_is_inconclusive_not_a_failure() -> None:
+def test_undecided_exact_check_is_inconclusive_neither_pass_nor_fail() -> None:
     verdict = verify(QUADRATIC + "claim grad(f, x) = (A + A.T) @ x", timeout=0)
-    assert verdict.exact == INCONCLUSIVE and verdict.passed
+    assert verdict.exact == INCONCLUSIVE and verdict.verdict == INCONCLUSIVE
+    assert not verdict.passed
+
+
+FALSE_CLAIMS = [
+    (QUADRATIC + "claim grad(f, x) = (A + A.T) @ x + 1e-9 * x", 0),
+    (QUADRATIC + "claim grad(f, x) = (A + A.T) @ x + x / 10**12", 0),
+    (QUADRATIC + "claim grad(f, x) = ((A + A.T) @ x) * (1 + 1e-9)", 0),
+    (QUADRATIC + "claim grad(f, x) = (A + A.T) @ x + (n-2)*(n-3)*(n-4)*(n-5) * x", 0),
+    ("x: [n]; f = sum(softmax(x) * x)\n"
+     "claim grad(f, x) = softmax(x) * (1 + x - sum(softmax(x) * x)) + 1e-9", 0),
+    ("x: [n]; f = sum(relu(x))\nclaim grad(f, x) = step(x) + step(x - 5)", 0),
+    ("X: [n, n]; f = logdet(X)\nclaim grad(f, X) = (trace(X) * eye(n) - X).T / det(X)", 25),
+    ("X: [n, n]; f = logdet(X)\nclaim grad(f, X) = (trace(X) * eye(n) - X).T / det(X)", 113),
+    ("X: [n, m]; Y: [m, n]; f = trace(X @ Y)\nclaim grad(f, X) = Y.T + (m - 2) * (n - 2) * X",
+     0),
+]
+
+
+@pytest.mark.parametrize(("source", "seed"), FALSE_CLAIMS)
+def test_false_claims_never_pass(source: str, seed: int) -> None:
+    """Off by a tiny term, wrong only away from the origin, or only at small sizes: FAIL."""
+    verdict = verify(source, seed=seed)
+    assert verdict.verdict == FAIL, verdict.text()
 
 
 def test_assert_identity() -> None:

@@ -1,0 +1,169 @@
+"""Every program a review found wrong or crashing, through every output path, against torch.
+
+Each case runs where it applies: ``derive`` and ``--steps`` code, the generated NumPy module, the
+torch target (also under ``torch.func``), Jacobians, Hessians and Hessian-vector products, each
+compared with torch.autograd in float64 by the fuzz gate's harness (:mod:`matcalc.proofs.fuzz`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import matcalc  # noqa: E402
+from matcalc.proofs import fuzz  # noqa: E402
+
+SCALAR = ("derive", "steps", "numpy", "torch", "torch.func", "hessian", "hvp")
+LAYER = ("numpy", "torch", "torch.func", "jacobian")
+
+CASES = [
+    # masks added, subtracted and negated in generated code
+    ("X: [n, n]\nT = X + X.T\nsum(relu(T))", ("X",), "X", SCALAR),
+    ("X: [n, n]\nT = X - X.T\nsum(relu(T) * X)", ("X",), "X", SCALAR),
+    ("x: [n]\nr: []  # draw: positive\nsum(-relu(x) / r)", ("x", "r"), "x", SCALAR),
+    # Hessians with respect to a length-1 vector that is broadcast
+    ("x: [n]\nb: [1]\nsum(exp(x + b))", ("b",), "b", SCALAR),
+    ("x: [n]\na: [1]\nsum(exp(a * x))", ("a",), "a", SCALAR),
+    ("x: [n]\nb: [1]\ny: [n] probabilities  # draw: probabilities\n"
+     "softmax_cross_entropy(x + b, y)", ("b",), "b", SCALAR),
+    ("u, x: [1]\nA: [m, 1]\nsin(sum(A @ outer(u, x)))", ("u",), "u", SCALAR),
+    # the gradient with respect to an intermediate symmetric by construction is unconstrained
+    ("X: [n, m]\nA: [n, n]\nT = X @ X.T\nsum(A * T.T)", ("T", "X"), "X", SCALAR),
+    # cross-entropy: any targets, declared rows, integer labels
+    ("Z: [N, C]\nY: [N, C]\nL = softmax_cross_entropy(Z, Y)", ("Z", "Y"), "Z", SCALAR),
+    ("Z: [N, C]\nY: [N, C] onehot  # draw: onehot\nL = softmax_cross_entropy(Z, Y)", ("Z",),
+     "Z", SCALAR),
+    ("Z: [N, C]\ny: [N] labels  # draw: labels:C\nL = softmax_cross_entropy(Z, y)", ("Z",),
+     "Z", SCALAR),
+    ("z: [C]\ny: [] labels  # draw: labels:C\nL = softmax_cross_entropy(z, y)", ("z",), "z",
+     SCALAR),
+    # long argument lists, 1×1 and column programs, diag, Jacobians through matrices
+    ("w1, w2, w3, w4, w5, weights6: [n]\nsum(w1 * w2 * w3 * w4 * w5 * weights6)", ("w1",),
+     "w1", SCALAR),
+    ("A: [1, 1]\nsum(A)", ("A",), "A", SCALAR),
+    ("x: [n, 1]\nA: [n, n]\nsum(x.T @ A @ x)", ("x",), "x", SCALAR),
+    ("A: [n, n]\nx: [n]\nsum(A @ diag(x))", ("A", "x"), "A", SCALAR),
+    ("x, y: [n]\nsum(x @ diag(y))", ("x", "y"), "x", SCALAR),
+    ("A: [n, m]\nc: []\nA * c", ("c",), "c", LAYER),
+    ("x: [1]\ndiag(x)", ("x",), "x", LAYER),
+    ("x: [n]\ny: [m]\nsum(outer(softmax(x), y) ** 2)", ("x",), "x", SCALAR),
+    ("x: [N]\nA: [M, K]\nA * sum(softmax(x))", ("x",), "x", LAYER),
+    ("r: [1]\nB: [1, m]\nC: [m, 1]\nR: [1, m]\n(r @ (B @ C)) @ R", ("C",), "C", LAYER),
+    ("A: [q, q]\nx: [1]\ntanh(sum(softmax(diag(A - x))))", ("x",), "x", SCALAR),
+    ("A: [p, p]\nR: [p, p]\nc: []  # draw: positive\nH = R - (mean(A) - c ** 0.25)\n"
+     "sigmoid(sum(H))", ("A", "c"), "A", SCALAR),
+    ("x: [n]\nsum(x) * n * pi + sqrt(6) * sum(x * x)", ("x",), "x", SCALAR),
+    ("A: [n, n]\nx: [n]\nouter(x, diag(softmax(A @ A)))", ("A",), "A", LAYER),
+    ("u: [n]\nR: [n, m]\nexp(u) @ (R + 1)", ("u",), "u", LAYER),
+    ("A: [n, m]\nlogsumexp(A) + sum(logsumexp(A, axis=None, keepdims=True))", ("A",), "A",
+     SCALAR),
+    ("u: [n, 1]\nA: [n, n]\nsum(tanh(A @ u) ** 2)", ("u",), "u", SCALAR),
+    ("W: [n, m]\nx: [m]\nsum(tanh(W @ x))", ("W",), "W", SCALAR),
+    ("X: [n, m]\nsum(mean(X, axis=1, keepdims=True) * X) + sum(logsumexp(X, axis=0, "
+     "keepdims=True) @ X.T @ sum(X, axis=1, keepdims=True))", ("X",), "X", SCALAR),
+    # Hessians that used to become 0 past 400 terms
+    ("x: [n]\nW: [n, n]\nh0 = x\nh1 = h0 + tanh(W @ h0)\nh2 = h1 + tanh(W @ h1)\n"
+     "h3 = h2 + tanh(W @ h2)\nh4 = h3 + tanh(W @ h3)\nh5 = h4 + tanh(W @ h4)\n"
+     "h6 = h5 + tanh(W @ h5)\nf = sum(h6 * h6)", ("x", "W"), "x", SCALAR),
+    # names the generated code invents, and Python's
+    ("delta1: [n]\ndelta2: [n]\nsum(delta1 * delta2 * delta1)", ("delta1", "delta2"),
+     "delta1", SCALAR),
+    ("x: [n]\ndx: [n]\ngrad_x: [n]\nsum(x * dx + grad_x * x)", ("x", "dx"), "x", SCALAR),
+    ("elta1: [n]\nA: [n, n]\nT = A @ elta1\nsum(T * T)", ("elta1",), "elta1", SCALAR),
+    ("et_A: []\nA: [n, n]  # draw: wc\ndet(A) * et_A", ("et_A", "A"), "A", SCALAR),
+    ("np: [n]\nmath: [n]\ntorch: []\nvalue = sum(np * math) * torch", ("np", "torch"), "np",
+     SCALAR),
+    ("sum: [n]\nlen: [n]\nctx: [n]\nvalue_and_grad = sum(sum * len + ctx)", ("sum", "ctx"),
+     "sum", SCALAR),
+    ("_check_shapes: [n]\n_sigmoid: [n]\nsum(sigmoid(_check_shapes) * _sigmoid)",
+     ("_check_shapes", "_sigmoid"), "_sigmoid", SCALAR),
+    ("x: [_]\nt1: [_]\nmask: [_]\nsum(relu(x) * t1 + mask)", ("x", "t1"), "x", SCALAR),
+    ("grad_x: [1]\ngrad_output = grad_x", ("grad_x",), "grad_x", LAYER),
+]
+
+
+def case_id(case) -> str:
+    return case[0].splitlines()[-1][:40]
+
+
+@pytest.mark.parametrize(("source", "wrt", "x", "paths"), CASES, ids=map(case_id, CASES))
+def test_every_path_agrees_with_torch(source: str, wrt: tuple, x: str, paths: tuple) -> None:
+    sizes = {"n": 3, "m": 2, "N": 4, "C": 3, "M": 2, "K": 3, "p": 3, "q": 3, "_": 3}
+    used = {d for d in sizes if f"{d}]" in source or f"{d}," in source}
+    case = fuzz.Case(source, tuple((d, sizes[d]) for d in sorted(used)), draw=7, wrt=wrt, x=x,
+                     layout="denominator", paths=paths)
+    outcomes = fuzz.run_case(case, limit=60.0)
+    bad = [o for o in outcomes if o.category not in ("ok", "skipped")]
+    assert not bad, "\n".join(f"{o.path}: {o.category} {o.message}\n{o.detail}" for o in bad)
+
+
+def test_torch_target_gives_every_input_its_gradient() -> None:
+    """A generated loss after a torch.nn.Linear: the layer's weight gets its gradient."""
+    loss = matcalc.lambdify("Z: [N, C]; Y: [N, C] onehot; L = softmax_cross_entropy(Z, Y)",
+                            ["Z"], target="torch").L
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 3).double()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    y = torch.eye(3, dtype=torch.float64)[torch.tensor([0, 2, 1, 1, 0])]
+    loss(layer(x), y).backward()
+    got = layer.weight.grad.clone()
+    layer.zero_grad()
+    torch.nn.functional.cross_entropy(layer(x), y).backward()
+    torch.testing.assert_close(got, layer.weight.grad)
+
+
+def test_torch_target_composes_with_torch_func() -> None:
+    f = matcalc.lambdify("X: [n, m]; w: [m]; L = sum(tanh(X @ w) ** 2)", ["w"],
+                         target="torch").L
+    X = torch.randn(4, 3, dtype=torch.float64)
+    w = torch.randn(3, dtype=torch.float64)
+
+    def reference(w):
+        return (torch.tanh(X @ w) ** 2).sum()
+
+    torch.testing.assert_close(torch.func.grad(f, argnums=1)(X, w),
+                               torch.func.grad(reference)(w))
+    torch.testing.assert_close(torch.func.jacrev(f, argnums=1)(X, w),
+                               torch.func.jacrev(reference)(w))
+    batch = torch.randn(5, 3, dtype=torch.float64)
+    torch.testing.assert_close(torch.func.vmap(lambda v: f(X, v))(batch),
+                               torch.func.vmap(reference)(batch))
+
+
+def test_generated_gradients_are_fresh_arrays() -> None:
+    module = matcalc.lambdify("x: [n]; w: [n]; A: [n, n]; f = sum(x * w) + trace(A)",
+                              ["x", "w", "A"])
+    arrays = {"x": np.ones(3), "w": np.full(3, 2.0), "A": np.eye(3)}
+    _, grads = module.value_and_grad(**arrays)
+    grads["x"] += 1
+    grads["w"] += 1
+    assert np.array_equal(arrays["w"], np.full(3, 2.0)) and np.array_equal(arrays["x"], np.ones(3))
+
+
+def test_integer_inputs_are_refused_not_truncated() -> None:
+    module = matcalc.lambdify("x: [n]; w: [n]; f = sum(x * x) + sum(w) / 2", ["w"])
+    with pytest.raises(ValueError, match="x: expected floating-point numbers"):
+        module.value_and_grad(x=np.arange(3), w=np.ones(3))
+
+
+def test_masked_logits_match_torch() -> None:
+    module = matcalc.lambdify("Z: [N, C]; y: [N] labels; L = softmax_cross_entropy(Z, y)", ["Z"])
+    z = np.array([[0.5, -np.inf, 1.0], [2.0, 0.0, -np.inf]])
+    y = np.array([0, 1])
+    value, grads = module.value_and_grad(Z=z, y=y)
+    zt = torch.tensor(z, requires_grad=True)
+    expected = torch.nn.functional.cross_entropy(zt, torch.tensor(y))
+    expected.backward()
+    assert np.isclose(value, expected.item())
+    np.testing.assert_allclose(grads["Z"], zt.grad.numpy())
+    lse = matcalc.lambdify("x: [n]; logsumexp(x)", ["x"])
+    assert lse.value(x=np.array([np.inf, 1.0])) == np.inf
+    assert lse.value(x=np.array([-np.inf, -np.inf])) == -np.inf
+
+
+def test_singular_matrix_is_a_clear_error() -> None:
+    module = matcalc.lambdify("X: [n, n]; det(X)", ["X"])
+    with pytest.raises(ValueError, match="singular"):
+        module.value_and_grad(X=np.ones((3, 3)))
