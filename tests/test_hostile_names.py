@@ -1,0 +1,84 @@
+"""Every program of the suite again, its names drawn from what generated code itself uses.
+
+Variables, intermediates and sizes are renamed to ``np``, ``math``, ``torch``, ``value``,
+``delta1``, ``t1``, ``dx``, ``ctx``, ``sum``, ``len``, ``grad_output``, ``_check_shapes`` …; the
+generated NumPy module, the ``derive --format numpy`` code and the torch target must compute
+exactly what they compute for the program as written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_functions_fd import CASES, SIZES
+
+import matcalc
+from matcalc import syntax
+from matcalc.numeric import smooth_inputs
+
+VOCABULARY = [
+    "np", "math", "torch", "value", "delta1", "t1", "dx", "ctx", "sum", "len", "grad_output",
+    "_check_shapes", "SHAPES", "_sigmoid", "_softmax", "mask", "delta2", "grad_x", "t", "dA",
+    "value_and_grad", "_floating", "inv_A", "det_A", "list", "dict", "_NAMES", "_KINDS", "f",
+    "float", "tuple", "zip", "_inv", "_pick", "softmax_Z", "elta1", "L", "apply", "_logsumexp",
+]
+
+
+def renamed(source: str) -> tuple[str, dict[str, str]]:
+    """``source`` with every user name replaced by one of the generator's own (calls and
+    keyword arguments left as they are)."""
+    program = matcalc.parse(source)
+    names = [*program.variables, *program.intermediates, *map(str, program.dims)]
+    mapping = dict(zip(names, VOCABULARY, strict=False))
+    tokens = syntax._tokenize(source)
+    parts, last, depth = [], 0, 0
+    for token, following in zip(tokens, tokens[1:], strict=False):
+        depth += {"(": 1, ")": -1}.get(token.kind, 0)
+        call = following.kind == "("
+        keyword = following.kind == "=" and depth > 0
+        if token.kind == "name" and token.text in mapping and not (call or keyword):
+            parts += [source[last:token.pos], mapping[token.text]]
+            last = token.pos + len(token.text)
+    return "".join([*parts, source[last:]]), mapping
+
+
+PARAMS = [pytest.param(source, id=name) for name, source in CASES.items()]
+
+
+@pytest.mark.parametrize("source", PARAMS)
+def test_generated_code_ignores_what_names_are_called(source: str) -> None:
+    hostile, mapping = renamed(source)
+    program = matcalc.parse(source)
+    wrt = list(program.variables)
+    sizes = {k: v for k, v in SIZES[0].items() if k in program.dims}
+    arrays = smooth_inputs(program, sizes, np.random.default_rng(3))
+    value, grads = matcalc.lambdify(source, wrt).value_and_grad(**arrays)
+    renamed_arrays = {mapping[k]: v for k, v in arrays.items()}
+    module = matcalc.lambdify(hostile, [mapping[w] for w in wrt])
+    got_value, got = module.value_and_grad(**renamed_arrays)
+    np.testing.assert_allclose(got_value, value, rtol=1e-12)
+    for w in wrt:
+        np.testing.assert_allclose(got[mapping[w]], grads[w], rtol=1e-12, atol=1e-14)
+    code = matcalc.derive(hostile, [mapping[w] for w in wrt]).numpy()
+    namespace = {k: np.array(v) for k, v in renamed_arrays.items()}
+    exec(code, namespace)  # the generated code under test
+    for w in wrt:
+        np.testing.assert_allclose(namespace[f"grad_{mapping[w]}"], grads[w], rtol=1e-9,
+                                   atol=1e-12)
+
+
+@pytest.mark.parametrize("source", PARAMS[::5])
+def test_torch_target_ignores_what_names_are_called(source: str) -> None:
+    torch = pytest.importorskip("torch")
+    hostile, mapping = renamed(source)
+    program = matcalc.parse(source)
+    wrt = list(program.variables)
+    sizes = {k: v for k, v in SIZES[0].items() if k in program.dims}
+    arrays = smooth_inputs(program, sizes, np.random.default_rng(4))
+    _, grads = matcalc.lambdify(source, wrt).value_and_grad(**arrays)
+    module = matcalc.lambdify(hostile, [mapping[w] for w in wrt], target="torch")
+    tensors = {mapping[k]: torch.tensor(v, requires_grad=True) for k, v in arrays.items()}
+    getattr(module, module.__all__[-1])(**tensors).backward()
+    for w in wrt:
+        np.testing.assert_allclose(tensors[mapping[w]].grad.numpy(), grads[w], rtol=1e-9,
+                                   atol=1e-12)
