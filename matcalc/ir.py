@@ -224,11 +224,11 @@ def reduced_shape(shape: Shape, axis: int | None, keepdims: bool) -> Shape:
 ShapeRule = Callable[[Sequence[Node], tuple], Shape]
 
 ELEMENTWISE_UNARY = (
-    "exp log sqrt abs sin cos tanh sigmoid relu softplus gelu silu erf step sign "
+    "exp log sqrt abs sin cos tanh sigmoid relu softplus gelu silu step sign "
     "normal_cdf normal_pdf".split()
 )
-"""Elementwise functions of one argument. The rules also make ``step`` (1[x > 0]), ``sign``,
-``erf`` and the standard normal's ``normal_cdf`` Φ and ``normal_pdf`` φ."""
+"""Elementwise functions of one argument. The rules also make ``step`` (1[x > 0]), ``sign``
+and the standard normal's ``normal_cdf`` Φ and ``normal_pdf`` φ."""
 
 
 def _same(args: Sequence[Node], attrs: tuple) -> Shape:
@@ -446,7 +446,7 @@ def class_counts(root: Node) -> dict[str, Dim]:
 
 SYMMETRY_PRESERVING = {"add", "mul", "inv", "matrix_power", "exp", "log", "sqrt", "abs",
                        "sin", "cos", "tanh", "sigmoid", "relu", "softplus", "gelu", "silu",
-                       "erf", "step", "sign", "normal_cdf", "normal_pdf"}
+                       "step", "sign", "normal_cdf", "normal_pdf"}
 """Operations that give a symmetric matrix when every matrix argument is symmetric. Named
 intermediates are not among them: the gradient with respect to ``T = X Xᵀ`` is the
 unconstrained one (``Tᵀ`` must stay ``Tᵀ`` in ``sum(A ⊙ Tᵀ)`` for ∂/∂T to be ``Aᵀ``)."""

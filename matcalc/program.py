@@ -31,7 +31,7 @@ from matcalc.ir import (
 from matcalc.simplify import add, apply, expand, fit, matmul, mul, power, reduce_sum, transpose
 
 MAX_RANK = 2
-INTERNAL = {"step", "sign", "erf", "normal_cdf", "normal_pdf"}
+INTERNAL = {"step", "sign", "normal_cdf", "normal_pdf"}
 """Elementwise functions that derivatives produce but programs do not call."""
 CONSTANTS = {"pi": sympy.pi}
 

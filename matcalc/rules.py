@@ -19,7 +19,7 @@ from collections.abc import Callable
 import sympy
 
 from matcalc.errors import MatcalcError
-from matcalc.ir import ONE, Node, const, is_labels, rows_sum_to_one, size
+from matcalc.ir import ONE, Node, is_labels, rows_sum_to_one, size
 from matcalc.simplify import (
     apply,
     broadcast_like,
@@ -90,17 +90,16 @@ normal_cdf, normal_pdf = call("normal_cdf"), call("normal_pdf")  # Φ and φ of 
 
 
 def matmul_left(g: Node, out: Node, a: Node, b: Node) -> Node:
-    """C = A B: Ā = Ḡ Bᵀ (an outer product Ḡ bᵀ when b is a vector)."""
+    """C = A B: Ā = Ḡ Bᵀ, the outer product Ḡ bᵀ for a vector b, ḡ b for a dot product aᵀ b.
+    (``x @ A`` never reaches here: the simplifier writes it ``Aᵀ x``.)"""
     if b.rank == 1:
         return outer(g, b) if a.rank == 2 else g * b
-    return matmul(g, transpose(b)) if a.rank == 2 else matmul(b, g)
+    return matmul(g, transpose(b))
 
 
 def matmul_right(g: Node, out: Node, a: Node, b: Node) -> Node:
-    """C = A B: B̄ = Aᵀ Ḡ (an outer product a Ḡᵀ when a is a vector)."""
-    if a.rank == 1:
-        return outer(a, g) if b.rank == 2 else g * a
-    return matmul(transpose(a), g)
+    """C = A B: B̄ = Aᵀ Ḡ, or ḡ a for a dot product aᵀ b."""
+    return g * a if a.rank == 1 else matmul(transpose(a), g)
 
 
 def pass_through(index: int) -> Rule:
@@ -211,7 +210,6 @@ RULES: dict[str, tuple[Rule, ...] | EveryArgument] = {
     "softplus": (lambda g, out, x: g * sigmoid(x),),
     "gelu": (lambda g, out, x: g * (normal_cdf(x) + x * normal_pdf(x)),),
     "silu": (lambda g, out, x: g * sigmoid(x) * (1 + x * (1 - sigmoid(x))),),
-    "erf": (lambda g, out, x: g * const(2 / sympy.sqrt(sympy.pi)) * exp(-(x**2)),),
     "normal_cdf": (lambda g, out, x: g * normal_pdf(x),),  # Φ′ = φ
     "normal_pdf": (lambda g, out, x: -(g * x * out),),      # φ′(x) = −x φ(x)
     "leaky_relu": (

@@ -538,8 +538,12 @@ def verify(claim: str, declarations: Sequence[str] = (),
     return verdicts[0]
 
 
-def assert_identity(claim: str, declarations: Sequence[str] = (), seed: int = 0) -> None:
-    """For test suites: raise AssertionError with the counterexample unless every claim holds."""
-    failed = [v for v in verify_all(claim, declarations, seed=seed) if not v.passed]
+def assert_identity(claim: str, declarations: Sequence[str] = (), seed: int = 0,
+                    timeout: float = 60.0) -> None:
+    """For test suites: raise AssertionError (with the counterexample) unless every claim is
+    proved; SymPy gets ``timeout`` seconds per claim, generous so that a loaded machine does
+    not make a true claim inconclusive."""
+    failed = [v for v in verify_all(claim, declarations, seed=seed, timeout=timeout)
+              if not v.passed]
     if failed:
         raise AssertionError("\n\n".join(v.text() for v in failed))

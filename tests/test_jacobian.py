@@ -39,14 +39,22 @@ def evaluate(result, arrays) -> list[np.ndarray]:
 
 
 def hessian_and_differences(source: str, wrt: str, sizes: dict, seed: int):
-    """The derived Hessian at random inputs, the finite differences of the derived gradient
-    there, and the inputs."""
+    """The derived Hessian at random inputs, an independent one there (torch.autograd on the
+    program's source text, see matcalc.proofs.torch_reference), and the inputs."""
+    torch = pytest.importorskip("torch")
+    from matcalc.proofs.torch_reference import torch_function
+
     result = hessian(source, wrt)
-    gradient = jacobian(source, [wrt], layout="denominator")
-    grad = evaluator(gradient.program, [("g", gradient.gradients[0].expr)])
     arrays = smooth_inputs(result.program, sizes, np.random.default_rng(seed))
     (h,) = evaluate(result, arrays)
-    return h, numeric_jacobian(lambda **a: grad(**a)[0], dict(arrays), wrt), arrays
+    f = torch_function(result.program)
+    tensors = {k: torch.tensor(v) for k, v in arrays.items()}
+
+    def of(x):
+        return f(**{**tensors, wrt: x})
+
+    reference = torch.autograd.functional.hessian(of, tensors[wrt]).numpy()
+    return h, reference, arrays
 
 
 JACOBIANS = [
@@ -245,6 +253,12 @@ def test_hvp_for_a_symmetric_variable_stays_symmetric() -> None:
     v = np.random.default_rng(1).normal(size=(3, 3))
     (hv,) = evaluate(result, {**arrays, "V": v + v.T})
     np.testing.assert_allclose(hv, hv.T, atol=1e-12)
+    torch = pytest.importorskip("torch")          # its value: sym(H sym(V)) by double backward
+    tensors = {k: torch.tensor(a, requires_grad=k == "S") for k, a in arrays.items()}
+    S, A, x = tensors["S"], tensors["A"], tensors["x"]
+    (g,) = torch.autograd.grad(x @ S @ A @ S @ x, S, create_graph=True)
+    (h,) = torch.autograd.grad(g, S, torch.tensor(v + v.T))
+    np.testing.assert_allclose(hv, (h.numpy() + h.numpy().T) / 2, rtol=1e-10, atol=1e-12)
 
 
 SECOND_ORDER = ["exp", "log", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid", "relu",

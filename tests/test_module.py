@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import mpmath
 import numpy as np
 import pytest
 from test_functions_fd import CASES, SIZES
@@ -105,11 +106,53 @@ def test_extreme_logits_give_finite_loss_and_gradient() -> None:
         assert np.isclose(value, (2e4 + 2e4 + np.log(2)) / 2, rtol=1e-6)
 
 
-def test_stable_sigmoid_softplus_logsumexp() -> None:
-    source = "x: [n]; sum(sigmoid(x)) + sum(softplus(x)) + logsumexp(x)"
-    module = lambdify(source, ["x"])
-    value, grads = module.value_and_grad(x=np.array([1e4, -1e4, 0.0]))
-    assert np.isfinite(value) and np.all(np.isfinite(grads["x"]))
+STABLE = {  # each function, its value and its derivative, exactly (mpmath, 50 digits)
+    "sigmoid": (lambda t: 1 / (1 + mpmath.exp(-t)),
+                lambda t: mpmath.exp(-t) / (1 + mpmath.exp(-t)) ** 2),
+    "softplus": (lambda t: mpmath.log1p(mpmath.exp(t)), lambda t: 1 / (1 + mpmath.exp(-t))),
+}
+POINTS = [1e4, -1e4, 30.0, -30.0, 0.0]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", list(STABLE))
+def test_stable_sigmoid_and_softplus_agree_with_exact_values(name: str, dtype) -> None:
+    mpmath.mp.dps = 50
+    value_of, derivative_of = STABLE[name]
+    module = lambdify(f"x: [n]; c: [n]; sum({name}(x) * c)", ["x"])
+    x = np.array(POINTS, dtype=dtype)
+    c = np.ones_like(x)
+    for k, point in enumerate(POINTS):
+        weights = np.zeros_like(x)
+        weights[k] = 1
+        with np.errstate(over="raise", invalid="raise", divide="raise"):  # nothing overflows
+            value, grads = module.value_and_grad(x=x, c=weights)
+        assert value.dtype == dtype and grads["x"].dtype == dtype
+        tolerance = 1e-14 if dtype == np.float64 else 1e-6
+        for got, want in ((value, value_of(point)), (grads["x"][k], derivative_of(point))):
+            assert abs(float(got) - float(want)) <= tolerance * max(1.0, abs(float(want)))
+    assert c.sum() == len(POINTS)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_stable_logsumexp_and_log_softmax_agree_with_exact_values(dtype) -> None:
+    mpmath.mp.dps = 50
+    x = np.array(POINTS, dtype=dtype)
+    exact_lse = mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(float(t))) for t in POINTS))
+    tolerance = 1e-14 if dtype == np.float64 else 1e-6
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        value, grads = lambdify("x: [n]; logsumexp(x)", ["x"]).value_and_grad(x=x)
+    assert abs(float(value) - float(exact_lse)) <= tolerance * float(exact_lse)
+    softmax = [float(mpmath.exp(mpmath.mpf(float(t)) - exact_lse)) for t in POINTS]
+    np.testing.assert_allclose(grads["x"], np.array(softmax, dtype=float), atol=tolerance)
+    c = np.array([0.5, 2.0, -1.0, 3.0, 1.0], dtype=dtype)
+    value, grads = lambdify("x: [n]; c: [n]; sum(log_softmax(x) * c)", ["x"]).value_and_grad(
+        x=x, c=c)
+    exact = mpmath.fsum(float(ci) * (mpmath.mpf(float(t)) - exact_lse)
+                        for ci, t in zip(c, POINTS, strict=True))
+    assert abs(float(value) - float(exact)) <= tolerance * abs(float(exact))
+    gradient = [float(ci) - float(sum(c)) * s for ci, s in zip(c, softmax, strict=True)]
+    np.testing.assert_allclose(grads["x"], np.array(gradient), atol=tolerance * 10)
 
 
 @pytest.mark.parametrize(("name", "shape", "message"), [
@@ -144,7 +187,8 @@ def test_layer_module_gives_vector_jacobian_products() -> None:
     X, a, G = rng.normal(size=(4, 3)), rng.normal(size=(3, 3)), rng.normal(size=(4, 3))
     value, grads = module.value_and_vjp(X=X, a=a, grad_output=G)
     np.testing.assert_allclose(value, np.maximum(X, 0) + np.minimum(X, 0) @ a)
-    np.testing.assert_allclose(grads["a"], (np.minimum(X, 0)).T @ G * -1 * -1)
+    np.testing.assert_allclose(grads["a"], np.minimum(X, 0).T @ G)
+    np.testing.assert_allclose(grads["X"], (X > 0) * G + (X < 0) * (G @ a.T))
 
 
 # ----------------------------------------------------------------------------------------------
