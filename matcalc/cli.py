@@ -42,7 +42,8 @@ def derive_command(source: str, wrt: tuple[str, ...], declarations: tuple[str, .
     SOURCE is a .mc file or the program text, e.g. 'x: [n]; A: [n, n]; x @ A @ x'.
     """
     program = parse(read_source(source), declarations)
-    if program.function.shape or layout == "numerator":
+    one_entry = all(d == 1 for d in program.function.shape)     # scalars, 1×1 matrices
+    if not one_entry or layout == "numerator":
         if steps:
             raise MatcalcError("--steps shows backpropagation for gradients of scalar "
                                "functions; leave it out for a Jacobian")
@@ -54,7 +55,8 @@ def derive_command(source: str, wrt: tuple[str, ...], declarations: tuple[str, .
 
 @cli.command("hessian")
 @click.argument("source")
-@click.option("--wrt", required=True, metavar="NAME", help="Variable of the Hessian.")
+@click.option("--wrt", required=True, multiple=True, metavar="NAME",
+              help="Variable of the Hessian (one).")
 @declarations_option
 @click.option("--hvp", "direction", default=None, metavar="V",
               help="Give the Hessian-vector product H V instead, V a new variable shaped like "
@@ -62,10 +64,13 @@ def derive_command(source: str, wrt: tuple[str, ...], declarations: tuple[str, .
 @click.option("--format", "fmt", type=click.Choice(["text", "latex", "numpy", "json"]),
               default="text", show_default=True)
 @reports_user_errors
-def hessian_command(source: str, wrt: str, declarations: tuple[str, ...],
+def hessian_command(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...],
                     direction: str | None, fmt: str) -> None:
     """Second derivatives in matrix form: ∂²f/∂x², or H v without forming H."""
-    show(hessian(read_source(source), wrt, declarations, direction=direction), fmt)
+    if len(wrt) != 1:
+        raise MatcalcError(f"a Hessian is with respect to one variable; got --wrt {', '.join(wrt)}"
+                           " (run hessian once per variable)")
+    show(hessian(read_source(source), wrt[0], declarations, direction=direction), fmt)
 
 
 def show(result: Derivation, fmt: str) -> None:

@@ -34,8 +34,9 @@ def show_epoch(history: training.History) -> None:
                    "points; FILE.npz: arrays named after the data variables.")
 @click.option("--x", "x", default="X", show_default=True, metavar="NAME",
               help="The input variable, one row per example.")
-@click.option("--y", "y", default="Y", show_default=True, metavar="NAME",
-              help="The target variable, one row per example.")
+@click.option("--y", "y", default=None, metavar="NAME",
+              help="The target variable, one row per example [default: Y, or the targets of "
+                   "softmax_cross_entropy].")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--lr", type=PositiveNumber(), default=0.1,
               show_default=True, help="Learning rate.")
@@ -53,7 +54,7 @@ def show_epoch(history: training.History) -> None:
               help="Save loss and accuracy per epoch to this PNG (needs matplotlib).")
 @reports_user_errors
 def train(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], data: str, x: str,
-          y: str, epochs: int, lr: float, batch: int, seed: int, init: str,
+          y: str | None, epochs: int, lr: float, batch: int, seed: int, init: str,
           hidden: tuple[str, ...], constants: tuple[str, ...], plot: str | None) -> None:
     """Train the --wrt parameters of SOURCE by minibatch SGD with matcalc's generated code.
 
@@ -64,7 +65,8 @@ def train(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], data
     sizes = pairs("--hidden", hidden, size, "NAME=SIZE", "SIZE must be a positive integer")
     values = pairs("--set", constants, finite_number)
     identifier(x, "--x")
-    identifier(y, "--y")
+    if y is not None:
+        identifier(y, "--y")
     if plot is not None:
         figures.plot_target(plot)   # a bad --plot fails before the training
     history = training.train(

@@ -112,7 +112,7 @@ NUMPY_HELPERS = {
     m = {xp}.where({xp}.isfinite(m), m, 0)
     with {xp}.errstate(divide="ignore"):                 # log 0 = -inf: every entry -inf
         total = {xp}.log({xp}.sum({xp}.exp(x - m), axis=axis, keepdims=True)) + m
-    return total if keepdims else {xp}.squeeze(total, axis=axis)''',
+    return total if keepdims else {xp}.squeeze(total, axis=axis)[()]''',
     "_sigmoid": '''def {_sigmoid}(x):
     """Sigmoid that neither overflows nor loses precision in the tails."""
     return {xp}.exp(-{xp}.logaddexp(0, -x))''',
@@ -160,6 +160,10 @@ NUMPY_HELPERS = {
     """Raise ValueError unless every label is a class, 0 … classes − 1."""
     if {xp}.size(y) and ({xp}.min(y) < 0 or {xp}.max(y) >= classes):
         raise ValueError(f"{{name}}: class labels must lie in 0 … {{classes - 1}}")''',
+    "_check_symmetric": '''def {_check_symmetric}(name, s):
+    """Raise ValueError unless s equals its transpose, as declared."""
+    if not {xp}.allclose(s, s.T):
+        raise ValueError(f"{{name}}: declared symmetric, but it differs from its transpose")''',
     "_erf": '''def {_erf}(x):
     """The error function, entry by entry (NumPy has none)."""
     x = {xp}.asarray(x)
@@ -198,7 +202,33 @@ NUMPY_FUNCTIONS = {
 }
 """One line per operation: how NumPy computes it."""
 
+TORCH_CHECKED = '''
+    if {xp}._C._functorch.is_functorch_wrapped_tensor(y):   # inside torch.func: not checked
+        return'''
+
 TORCH_HELPERS = {
+    "_check_onehot": '''def {_check_onehot}(name, y):
+    """Raise ValueError unless each row of y is one 1 among 0s, as declared."""''' + TORCH_CHECKED
+    + '''
+    if not (((y == 0) | (y == 1)).all() and (y.sum(dim=-1) == 1).all()):
+        raise ValueError(f"{{name}}: declared onehot, but a row is not one 1 among 0s")''',
+    "_check_probabilities": '''def {_check_probabilities}(name, y):
+    """Raise ValueError unless each row of y is a probability vector, as declared."""'''
+    + TORCH_CHECKED.replace("(y)", "(y)") + '''
+    total = y.sum(dim=-1)
+    if (y < 0).any() or not {xp}.allclose(total, {xp}.ones_like(total)):
+        raise ValueError(f"{{name}}: declared probabilities, but a row is negative or does not "
+                         "sum to 1")''',
+    "_check_labels": '''def {_check_labels}(name, y, classes):
+    """Raise ValueError unless every label is a class, 0 … classes − 1."""''' + TORCH_CHECKED
+    + '''
+    if y.numel() and (y.min() < 0 or y.max() >= classes):
+        raise ValueError(f"{{name}}: class labels must lie in 0 … {{classes - 1}}")''',
+    "_check_symmetric": '''def {_check_symmetric}(name, y):
+    """Raise ValueError unless y equals its transpose, as declared."""''' + TORCH_CHECKED
+    + '''
+    if not {xp}.allclose(y, y.T):
+        raise ValueError(f"{{name}}: declared symmetric, but it differs from its transpose")''',
     "_add_at": '''def {_add_at}(x, labels, c):
     """x with c added at each row's label (x − onehot(labels) for c = −1)."""
     return x.scatter_add(-1, labels[..., None], {xp}.full_like(x[..., :1], c))''',
@@ -918,9 +948,8 @@ class Emitter:
                          targets.reads | log_softmax.reads)
         total = self.total(terms)
         if z.rank == 2:
-            logits = self.arg(z, ATOM)
-            return Code(f"-{total.text} / {logits.text}.shape[0]", MUL, FLOAT,
-                        total.reads | logits.reads)
+            rows = self.arg(const(z.shape[0]), POW)
+            return Code(f"-{total.text} / {rows.text}", MUL, FLOAT, total.reads | rows.reads)
         return Code(f"-{total.text}", UNARY, FLOAT, total.reads)
 
     def e_mse(self, node: Node) -> Code:
@@ -984,7 +1013,8 @@ class Emitter:
         top = [] if num == 1 else [self.paren(scalars[0], ATOM)]
         bottom = [] if den == 1 else [self.paren(scalars[1], ATOM)]
         reads: frozenset[str] = scalars[0].reads | scalars[1].reads
-        masks = any(f.shape and self.kind(f) == FLOAT for f in factors)  # x * (x > 0) is right
+        masks = any(f.shape and self.kind(f) == FLOAT and not in_denominator(f)  # x * (x > 0)
+                    for f in factors)                                        # is right
         for factor in sorted(factors, key=lambda f: self.kind(f) == BOOL):   # masks last
             k = const_value(factor.args[1]) if factor.op == "pow" else None
             if k is not None and k.is_negative:
@@ -1025,6 +1055,12 @@ def onehot_part(term: Node) -> tuple[sympy.Expr, Node] | None:
             term.args[0].op == "const"):
         return const_value(term.args[0]), term.args[1]
     return None
+
+
+def in_denominator(factor: Node) -> bool:
+    """``x⁻ᵏ``: written after ``/``."""
+    k = const_value(factor.args[1]) if factor.op == "pow" else None
+    return bool(k is not None and k.is_negative)
 
 
 def negative(term: Node) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -13,6 +14,8 @@ from matcalc.errors import MatcalcError
 from matcalc.ir import (
     Node,
     delta,
+    dim_str,
+    has_property,
     is_labels,
     is_symmetric,
     is_zero,
@@ -22,7 +25,7 @@ from matcalc.ir import (
 )
 from matcalc.kronecker import index_form, kronecker_matrix
 from matcalc.linear import linear_matrix, seed
-from matcalc.printing import LATEX, TEXT, Printer, Weigher
+from matcalc.printing import ATOM, LATEX, TEXT, Printer, Weigher
 from matcalc.program import Program, parse
 from matcalc.simplify import expand, reduce_sum, transpose
 from matcalc.sympy_bridge import to_sympy
@@ -76,6 +79,8 @@ class Derivation:
     gradients: list[Gradient]
     steps: list[Step] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    stepwise: bool = False
+    """Shown as a derivation (forward pass, error signals, gradients), even with no δ."""
 
     @property
     def f(self) -> str:
@@ -94,9 +99,9 @@ class Derivation:
 
     def text(self) -> str:
         """One line per variable: ``∂f/∂x = (A + Aᵀ) x   [n]``; with steps, the derivation."""
-        printer = Printer(TEXT)
+        printer = Printer(TEXT, self.names)
         rows = [(self.lhs(g), formula(printer, g.expr), g.shape) for g in self.gradients]
-        if not self.steps:
+        if not self.steps and not self.stepwise:
             indices = "".join(f"\nindex form: {g.index}" for g in self.gradients if g.index)
             return aligned(rows) + indices + self.notes_text()
         forward = [(name, printer(node.args[0]), node.shape)
@@ -125,6 +130,12 @@ class Derivation:
                     found.setdefault(used.attrs[0], []).append(name)
         return found
 
+    @property
+    def names(self) -> frozenset[str]:
+        """The program's names (so that printed symbols never look like one of them)."""
+        p = self.program
+        return frozenset([*p.variables, *p.intermediates, *map(str, p.dims)])
+
     def with_note(self, note: str) -> Derivation:
         self.notes.append(note)
         return self
@@ -134,7 +145,7 @@ class Derivation:
 
     def latex(self) -> str:
         """LaTeX lines, one equation per variable (error signals first with steps)."""
-        printer = Printer(LATEX)
+        printer = Printer(LATEX, self.names)
         lines = [rf"\delta_{{{s.label}}} = {self.partial(s.name, LATEX)} = {printer(s.expr)}"
                  for s in self.steps]
         lines += [f"{self.lhs(g, LATEX)} = {formula(printer, g.expr)}" for g in self.gradients]
@@ -161,8 +172,8 @@ class Derivation:
             {
                 "wrt": g.wrt,
                 "shape": [int(d) if d.is_Integer else str(d) for d in g.shape],
-                "text": formula(Printer(TEXT), g.expr),
-                "latex": formula(Printer(LATEX), g.expr),
+                "text": formula(Printer(TEXT, self.names), g.expr),
+                "latex": formula(Printer(LATEX, self.names), g.expr),
                 "numpy": self.code_for([g]),
                 **({"index": g.index} if g.index else {}),
             }
@@ -174,10 +185,14 @@ class Derivation:
         return {g.wrt: to_sympy(g.expr) for g in self.gradients}
 
 
+ALIGNED = 100
+
+
 def aligned(rows: Sequence[tuple], indent: str = "") -> str:
-    """``name = formula   [shape]   comment`` lines, shapes (and comments) in one column."""
+    """``name = formula   [shape]   comment`` lines, shapes (and comments) in one column (lines
+    longer than ``ALIGNED`` characters are not padded to, nor padded)."""
     lines = [f"{indent}{row[0]} = {row[1]}" for row in rows]
-    width = max((len(line) for line in lines), default=0)
+    width = max((len(line) for line in lines if len(line) <= ALIGNED), default=0)
     shapes = [shape_str(row[2]) for row in rows]
     shape_width = max((len(text) for text in shapes), default=0)
     return "\n".join(
@@ -211,15 +226,33 @@ TOO_LONG_NOTE = (f"written out in full a gradient would have more than {MAX_INLI
                  "it is shown with named error signals δ instead.")
 
 CE_NOTES = {
-    "general": "softmax_cross_entropy({z}, {y}) = −Σ {y} ⊙ log_softmax({z}) / N: ∂/∂{z} = "
-               "(softmax({z}) ⊙ ({y} 𝟙) − {y}) / N holds for any targets; declare `{y}: [N, C] "
-               "onehot` (or `probabilities`) when each row sums to 1 to get softmax({z}) − {y}.",
-    "rows": "softmax_cross_entropy({z}, {y}): each row of {y} sums to 1 ({why}), so "
-            "∂/∂{z} = (softmax({z}) − {y}) / N for a batch of N rows.",
-    "labels": "softmax_cross_entropy({z}, {y}) with integer class labels {y} is "
-              "−Σᵢ log_softmax({z})ᵢ,{y}ᵢ / N, as PyTorch's cross_entropy; onehot({y}) is never "
-              "formed in the generated code.",
+    "general": "softmax_cross_entropy({z_}, {y_}) = −Σ {y} ⊙ log_softmax({z_}){per}: its gradient "
+               "with respect to the logits, (softmax({z_}) ⊙ ({y} 𝟙) − {y}){per}, holds for any "
+               "targets; {advice}",
+    "rows": "softmax_cross_entropy({z_}, {y_}): each row of {y} sums to 1 ({why}), so its "
+            "gradient with respect to the logits is (softmax({z_}) − {y}){per}.",
+    "labels": "softmax_cross_entropy({z_}, {y_}) with integer class labels {y} is "
+              "−Σᵢ log_softmax({z_})ᵢ,{y}ᵢ{per}, as PyTorch's cross_entropy; onehot({y}) is "
+              "never formed in the generated code.",
 }
+ADVICE = {
+    True: "declare `{y}: {shape} onehot` (or `probabilities`) when each row sums to 1, to get "
+          "softmax({z_}) − {y}.",
+    False: "for targets whose rows sum to 1 it is softmax({z_}) − {y}.",
+}
+
+
+def cross_entropy_note(node: Node, printer: Printer) -> str:
+    """What the gradient of ``softmax_cross_entropy(z, y)`` assumes, in the program's names."""
+    z, y = node.args
+    kind = "labels" if is_labels(y) else "rows" if rows_sum_to_one(y) else "general"
+    why = next((f"declared {p}" for p in ("onehot", "probabilities") if has_property(y, p)),
+               "a softmax")
+    names = {"z_": printer(z), "y_": printer(y), "y": printer.wrap(y, ATOM), "why": why,
+             "per": f" / {dim_str(z.shape[0])}" if z.rank == 2 else "",
+             "shape": shape_str(y.shape)}
+    return CE_NOTES[kind].format(advice=ADVICE[y.op == "var"].format(**names), **names)
+
 
 
 def derive(
@@ -235,6 +268,11 @@ def derive(
     """
     program = source if isinstance(source, Program) else parse(source, declarations)
     f = program.function
+    if f.shape and all(d == 1 for d in f.shape):          # a 1×1 matrix: its one entry
+        program = dataclasses.replace(program, function=reduce_sum(f))
+        return derive(program, wrt, steps=steps, inline=inline).with_note(
+            f"{program.function_name} is {shape_str(f.shape)}: its gradient is that of its one "
+            "entry.")
     if f.shape:
         raise MatcalcError(
             f"`{program.function_name}` has shape {shape_str(f.shape)}; a gradient needs a "
@@ -252,13 +290,14 @@ def derive(
     if not steps and not inline and not too_long and max(map(weight, (
             g.expr for g in gradients))) > MAX_INLINE_SIZE:
         return derive(program, wrt, steps=True, inline=False).with_note(TOO_LONG_NOTE)
-    result = Derivation(program, gradients, signals, notes(program, gradients))
+    result = Derivation(program, gradients, signals, notes(program, gradients),
+                        stepwise=steps or too_long)
     return result.with_note(TOO_LONG_NOTE) if too_long else result
 
 
 def symmetric_part(x: Node, g: Node) -> Node:
     """For a symmetric variable, the gradient within symmetric matrices: (G + Gᵀ) / 2."""
-    if x.op != "var" or "symmetric" not in x.attrs or is_symmetric(g):
+    if not has_property(x, "symmetric") or is_symmetric(g):
         return g
     return (g + transpose(g)) / 2
 
@@ -272,7 +311,8 @@ SYMMETRIC_NOTE = (
 def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
     """What a careful reader should know about these results."""
     found: list[str] = [SYMMETRIC_NOTE.format(f=program.function_name, x=g.wrt)
-                        for g in gradients if "symmetric" in g.node.attrs and g.kind == "grad"]
+                        for g in gradients if has_property(g.node, "symmetric")
+                        and g.kind == "grad"]
     depends = set(postorder([program.function]))
     for g in gradients:
         if is_zero(g.expr) and g.node not in depends:
@@ -280,11 +320,10 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
                          "its gradient is zero.")
     printer = Printer(TEXT)
     for node in (n for n in depends if n.op == "softmax_cross_entropy"):
-        z, y = node.args
-        kind = "labels" if is_labels(y) else "rows" if rows_sum_to_one(y) else "general"
-        why = next((p for p in ("onehot", "probabilities") if p in y.attrs), "a softmax")
-        note = CE_NOTES[kind].format(z=printer(z), y=printer(y), why=f"declared {why}"
-                                     if why != "a softmax" else why)
+        z, y = (set(n for n in postorder([a]) if n.op == "var") for a in node.args)
+        if z & y:
+            continue                      # targets made of the logits: the formula would mislead
+        note = cross_entropy_note(node, printer)
         if note not in found:
             found.append(note)
     return found
@@ -301,9 +340,11 @@ LAYOUT_NOTE = {
 }
 
 
+SCALAR_NUMERATOR_NOTE = ("numerator layout: for the scalar {f}, ∂{f}/∂x is the gradient "
+                         "transposed, a row for a vector x: (∂{f}/∂x)ᵢⱼ = ∂{f}/∂xⱼᵢ.")
 VEC_NOTE = ("{layout} layout of ∂vec({f})/∂vec({x}); vec stacks the columns of a matrix "
             "(Magnus & Neudecker), so vec(A X B) = (Bᵀ ⊗ A) vec(X).")
-INDEX_NOTE = " The index form gives each entry, ∂{f}ᵢⱼ/∂{x}ₖₗ."
+INDEX_NOTE = " The index form gives each entry."
 HESSIAN_VEC_NOTE = ("∂²{f}/∂vec({x})² is the Hessian of {f} as a function of vec({x}), vec "
                     "stacking the columns of {x} (Magnus & Neudecker: vec(A X B) = (Bᵀ ⊗ A) "
                     "vec(X)).")
@@ -334,7 +375,7 @@ def jacobian(
         if layout == "numerator":
             result.gradients = [replace(g, expr=numerator_form(g.expr), kind="jac")
                                 for g in result.gradients]
-            result.notes.append(LAYOUT_NOTE[layout].format(f=result.f, x="x"))
+            result.notes.append(SCALAR_NUMERATOR_NOTE.format(f=result.f))
         return result
     u = seed(f.shape)
     targets = [program.lookup(name) for name in wrt]
@@ -406,7 +447,7 @@ def hessian(
     if x.rank == 0:
         second, _ = vector_jacobian_products(g, [x])
         return Derivation(program, [Gradient(wrt, x, second[x], kind="hess")])
-    if "symmetric" in x.attrs:
+    if has_property(x, "symmetric"):
         raise MatcalcError(f"{wrt} is symmetric: its Hessian acts on symmetric directions only; "
                            f"use --hvp V for the product H V (V symmetric) in matrix form")
     u = seed(x.shape)

@@ -18,7 +18,7 @@ import numpy as np
 import sympy
 
 from matcalc.errors import MatcalcError
-from matcalc.ir import Node
+from matcalc.ir import Node, has_property
 from matcalc.program import Program
 from matcalc.scalar import SYMPY_FUNCTIONS
 
@@ -166,13 +166,13 @@ class Expander:
     # -- leaves ----------------------------------------------------------------------------
 
     def op_var(self, node: Node) -> Tensor:
-        name, shape, symmetric = node.attrs[0], node.attrs[-1], "symmetric" in node.attrs
-        if "labels" in node.attrs:
+        name, shape, symmetric = node.attrs[0], node.attrs[-1], has_property(node, "symmetric")
+        if has_property(node, "labels"):
             raise MatcalcError("the exact check does not expand integer class labels")
         positive = name in self.positive
         entries = Tensor.build(self.shape(shape),
                                lambda i: entry_symbol(name, i, positive, symmetric))
-        if "onehot" in node.attrs or "probabilities" in node.attrs:
+        if has_property(node, "onehot") or has_property(node, "probabilities"):
             return rows_summing_to_one(entries)
         return entries
 

@@ -347,7 +347,7 @@ def _same_pair(what: str) -> ShapeRule:
 
 def _cross_entropy(args: Sequence[Node]) -> Shape:
     z, y = args
-    if not (y.op == "var" and "labels" in y.attrs):
+    if not has_property(y, "labels"):
         return _same_pair("softmax_cross_entropy")(args, ())
     if not z.shape or y.shape != z.shape[:-1]:
         wanted = "[" + ", ".join([*map(dim_str, y.shape), "C"]) + "]"
@@ -422,20 +422,26 @@ def var(name: str, shape: Shape, symmetric: bool = False, properties: tuple[str,
     return make("var", (), (name, *properties, tuple(shape)))
 
 
+def has_property(node: Node, name: str) -> bool:
+    """A variable declared with the property ``name`` (``symmetric``, ``onehot`` …); a variable
+    merely *called* ``symmetric`` has none."""
+    return node.op == "var" and name in node.attrs[1:-1]
+
+
 def rows_sum_to_one(node: Node) -> bool:
     """Every row (along the last axis) provably sums to 1: declared one-hot or probability
     targets, or a softmax over the last axis."""
     while node.op == "named":
         node = node.args[0]
     if node.op == "var":
-        return "onehot" in node.attrs or "probabilities" in node.attrs
+        return has_property(node, "onehot") or has_property(node, "probabilities")
     return node.op == "softmax" and node.attrs[0] in (-1, node.rank - 1) and bool(node.shape) and (
         node.attrs[0] is not None or node.rank == 1)
 
 
 def is_labels(node: Node) -> bool:
     """A variable holding integer class labels."""
-    return node.op == "var" and "labels" in node.attrs
+    return has_property(node, "labels")
 
 
 def class_counts(root: Node) -> dict[str, Dim]:
@@ -487,7 +493,7 @@ def _symmetric(node: Node) -> bool:
     if node.rank != 2 or node.shape[0] != node.shape[1]:
         return False
     if node.op == "var":
-        return "symmetric" in node.attrs
+        return has_property(node, "symmetric")
     if node.op in ("identity", "diag", "zeros"):
         return True
     if node.op == "broadcast":

@@ -48,7 +48,9 @@ def ones_row(n) -> Node:
 
 
 def commutation(rows, cols) -> Node:
-    """K with K vec(A) = vec(Aᵀ) for an rows×cols matrix A."""
+    """K with K vec(A) = vec(Aᵀ) for an rows×cols matrix A (the identity for a vector)."""
+    if ONE in (rows, cols):
+        return identity(rows * cols)
     return make("commutation", (), (rows, cols))
 
 

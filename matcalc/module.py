@@ -31,14 +31,12 @@ from matcalc.codegen import (
     Statement,
     emit_in_turn,
     fill,
-    lower,
     prune,
     user_names,
-    view_base,
 )
 from matcalc.derivation import Derivation, derive
 from matcalc.errors import MatcalcError
-from matcalc.ir import Node, class_counts, delta, var
+from matcalc.ir import Node, class_counts, delta, has_property, is_labels, var
 from matcalc.program import Program, parse
 from matcalc.simplify import reduce_sum
 
@@ -53,7 +51,7 @@ CHECK_SHAPES = '''def {check}(**arrays):
     if list(map(len, shapes)) == {ranks}{kinds_test}:
         dims = sum(shapes, ())
         if tuple(map({{**dict(zip({names}, dims, strict=True)), **{fixed}}}.get, {names})) == dims:
-            return
+            return{types}
     sizes, origin = {{}}, {{}}
     for name, array in arrays.items():
         declared, shape = {shapes}[name], tuple(getattr(array, "shape", ()))
@@ -68,6 +66,10 @@ CHECK_SHAPES = '''def {check}(**arrays):
                 f"{{name}}: declared [{{', '.join(map(str, declared))}}]{{given}}, got {{shape}}"
             ){slow}'''
 
+TYPES_CHECK = '''
+    for name, array in arrays.items():
+        if not isinstance(array, ({xp}.ndarray, {xp}.generic, int, float)):
+            raise ValueError(f"{{name}}: expected a NumPy array, got {{type(array).__name__}}")'''
 KINDS_CHECK = '''
     for name, array in arrays.items():
         if getattr(array, "dtype", {float}).kind != "f":
@@ -231,16 +233,17 @@ def checker(names: Names, block: Block, labels: Sequence[str]) -> str:
     values = {"check": names.alias("_check_shapes"), "shapes": names.alias("SHAPES"),
               "names": names.alias("_NAMES"), "ranks": names.alias("_RANKS"),
               "fixed": names.alias("_FIXED"), "what": "", "kinds_line": "", "kinds_test": "",
-              "slow": ""}
+              "slow": "", "types": ""}
     if block.dialect is NUMPY:
         kinds, flt = names.alias("_KINDS"), names.alias("_FLOAT")
         values |= {
             "what": " and floating-point dtypes\n    (integer dtypes for class labels)",
-            "kinds_line": f'\n    kinds = [getattr(array, "dtype", {flt}).kind for array in '
-                          "arrays.values()]",
+            "kinds_line": f'\n    kinds = [getattr(getattr(array, "dtype", {flt}), "kind", "") '
+                          "for array in arrays.values()]",
             "kinds_test": f" and kinds == {kinds}",
-            "slow": (LABELS_CHECK if labels else KINDS_CHECK).format(labels=repr(tuple(labels)),
-                                                                    float=flt),
+            "slow": (LABELS_CHECK if labels else KINDS_CHECK).format(
+                labels=repr(tuple(labels)), float=flt),
+            "types": TYPES_CHECK.format(xp=fill("{xp}", names, block)),
         }
     return CHECK_SHAPES.format(**values)
 
@@ -262,15 +265,15 @@ def check_call(names: Names, params: Sequence[str], indent: str = INDENT) -> lis
 
 
 def declaration_checks(plan: Plan, block: Block) -> list[str]:
-    """Lines checking what the declarations promise: one-hot rows, probability rows, labels
-    that are classes. The derived gradients rely on it."""
+    """Lines checking what the declarations promise: one-hot rows, probability rows, symmetric
+    matrices, labels that are classes. The derived gradients rely on it."""
     lines = []
     counts = class_counts(plan.value)
     for name, node in plan.program.variables.items():
         if name not in plan.params:
             continue
-        for kind in ("onehot", "probabilities"):
-            if kind in node.attrs:
+        for kind in ("onehot", "probabilities", "symmetric"):
+            if has_property(node, kind):
                 lines.append(f'{INDENT}{fill("{_check_" + kind + "}", block.names, block)}'
                              f'("{name}", {name})')
         if name in counts:
@@ -332,7 +335,7 @@ def helpers_and_imports(blocks: Sequence[Block]) -> tuple[list[str], list[str]]:
 
 def labels_of(plan: Plan) -> list[str]:
     """The variables declared as integer class labels."""
-    return [name for name, node in plan.program.variables.items() if "labels" in node.attrs]
+    return [name for name, node in plan.program.variables.items() if is_labels(node)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -395,9 +398,10 @@ def torch_plan(plan_: Plan) -> Plan:
 def torch_module(plan: Plan) -> str:
     """A ``torch.autograd.Function`` with the derived backward pass and a function applying it.
 
-    ``forward`` returns the value and the intermediates ``backward`` needs (marked
-    non-differentiable) and ``setup_context`` saves them, so that ``torch.func`` transforms
-    (``grad``, ``vmap``, ``jacrev``) work through the function.
+    ``forward`` computes the value; ``backward`` recomputes from the saved inputs what it needs,
+    so that autograd can differentiate it again (second derivatives by double backward,
+    ``torch.func.jacrev`` of ``torch.func.grad``), and ``setup_context`` makes ``torch.func``
+    transforms (``grad``, ``vmap``, ``jacrev``) work through the function.
     """
     plan = torch_plan(plan)
     names = module_names(plan)
@@ -405,58 +409,46 @@ def torch_module(plan: Plan) -> str:
     params = plan.params
     ctx = names.fresh("ctx")
     forward_names, backward_names = names.scope(), names.scope()
-    value_var = (plan.value.attrs[0] if plan.value.op == "named"
-                 else forward_names.fresh("value"))
     first, second = Block(forward_names, TORCH), Block(backward_names, TORCH)
-    forward_emitter = new_emitter(plan, first, seed=False)
-    forward_emitter.emit([(value_var, plan.value)], backward_roots(plan))
-    shared = {n: name for n, name in forward_emitter.names.items()
-              if n.op == "var" or view_base(n).op != "var"}     # not views of the inputs
-    shared[lower(plan.value, forward_emitter.memo)] = value_var  # the output, not an extra
-    backward_names.taken |= set(shared.values())
+    value_var = value_name_in(plan, forward_names)
+    new_emitter(plan, first, seed=False).emit([(value_var, plan.value)])
+    prune(first, [value_var])
     emitter = new_emitter(plan, second)
-    emitter.names.update(shared)
-    emitter.kinds.update(forward_emitter.kinds)
+    emitter.emit([(value_name_in(plan, backward_names), plan.value)], backward_roots(plan))
     emit_in_turn(emitter, steps_of(plan), gradient_outputs(plan, grads))
     prune(second, grads.values())
-    read = set().union(*(s.code.reads for s in second.statements)) - {plan.seed}
-    saved = [n for n in dict.fromkeys([*params, value_var, *shared.values()]) if n in read]
-    source = aliases(first, [*params, value_var])
-    extras = list(dict.fromkeys(source[n] for n in saved
-                                if source[n] not in (*params, source[value_var])))
-    prune(first, [value_var, *extras])
+    read = set().union(*(s.code.reads for s in second.statements))
+    saved = [p for p in params if p in read]
     labels = labels_of(plan)
     torch = used_alias(names, first, "torch")
     cls = names.fresh(f"{plan.value_name[:1].upper()}{plan.value_name[1:]}Function")
     floating = fill("{_floating}", names, first)
     check = checker(names, first, labels)
     table = tables(plan, names, first, params)
+    checks = declaration_checks(plan, first)
     helpers, imports = helpers_and_imports([first, second])
     level = 2 * INDENT
     forward_body = [*check_call(names, params, level), *first.lines(level),
-                    f"{level}return {tuple_text([value_var, *extras])}"]
-    value_source = source[value_var]
-    context_body = [f"{level}{tuple_text(params)} = inputs",
-                    f"{level}{tuple_text([value_source, *extras])} = output",
-                    *(f"{level}{n} = {source[n]}" for n in saved if source[n] != n),
-                    f"{level}{ctx}.set_materialize_grads(False)   # extras get no gradient"]
-    if saved:
-        context_body += call(f"{ctx}.save_for_backward", saved, level)
+                    f"{level}return {value_var}"]
+    context_body = [f"{level}{tuple_text(params)} = inputs"]
+    context_body += call(f"{ctx}.save_for_backward", saved, level) if saved else [
+        f"{level}pass"]
     nothing = tuple_text(["None"] * len(params))
     backward_body = [f"{level}if {plan.seed} is None:   # the value was not used",
                      f"{level}    return {nothing}"]
     backward_body += [f"{level}{tuple_text(saved)} = {ctx}.saved_tensors"] if saved else []
     backward_body += [*second.lines(level),
                       f"{level}return {tuple_text([grads.get(p, 'None') for p in params])}"]
-    labels_text = repr(tuple(labels))
     wrapper = [*call(floating, ["{" + ", ".join(f'"{p}": {p}' for p in params) + "}",
-                                labels_text], INDENT, f"{tuple_text(params)} = "),
-               f"{INDENT}return {cls}.apply({', '.join(params)})[0]"]
+                                repr(tuple(labels))], INDENT, f"{tuple_text(params)} = "),
+               *checks, f"{INDENT}return {cls}.apply({', '.join(params)})"]
     apply_name = function_name(plan, names)
     parts = [
         docstring(plan, f"{plan.value_name} as a torch.autograd.Function with the backward pass "
                         f"derived by matcalc.\n\nbackward returns ∂f/∂x for f = sum({plan.seed} ⊙ "
-                        f"{plan.value_name}), the vector-Jacobian products autograd needs."),
+                        f"{plan.value_name}), the vector-Jacobian products autograd needs; it "
+                        "recomputes what it needs from the inputs, so that autograd can "
+                        "differentiate it again."),
         "\n".join(imports) + f'\n\n__all__ = ["{cls}", "{apply_name}"]',
         *helpers,
         check,
@@ -468,16 +460,15 @@ def torch_module(plan: Plan) -> str:
             "    generate_vmap_rule = True",
             "",
             "    @staticmethod",
-            *function("forward", params, f"{plan.value_name}, and the intermediates backward "
-                      "needs.", forward_body, INDENT),
+            *function("forward", params, f"{plan.value_name}.", forward_body, INDENT),
             "",
             "    @staticmethod",
-            *function("setup_context", [ctx, "inputs", "output"], "Keep what backward needs.",
-                      context_body, INDENT),
+            *function("setup_context", [ctx, "inputs", "output"], "Keep the inputs backward "
+                      "reads.", context_body, INDENT),
             "",
             "    @staticmethod",
-            *function("backward", [ctx, plan.seed, "*_"], "Gradients for each input (None for "
-                      "integer labels).", backward_body, INDENT),
+            *function("backward", [ctx, plan.seed], "Gradients for each input (None for integer "
+                      "labels), differentiable again.", backward_body, INDENT),
         ]),
         "\n".join(function(apply_name, params, f"{plan.value_name}, differentiable by autograd "
                            f"through {cls}.", wrapper)),
@@ -485,19 +476,9 @@ def torch_module(plan: Plan) -> str:
     return "\n\n\n".join(parts) + "\n"
 
 
-def aliases(block: Block, names: Sequence[str]) -> dict[str, str]:
-    """For every name a block assigns (and ``names``): the array it is, by the first name it had
-    (``L = t2`` makes ``L`` an alias of ``t2``), so that no array is returned twice."""
-    source = {n: n for n in names}
-    for statement in block.statements:
-        for target in statement.target.split(", "):
-            source[target] = target
-        text = statement.code.text
-        if text in source and "," not in statement.target:
-            source[statement.target] = source[text]
-    for n in names:
-        source[n] = source.get(n, n)
-    return source
+def value_name_in(plan: Plan, names: Names) -> str:
+    """What a function body calls the value: its name in the program, or ``value``."""
+    return plan.value.attrs[0] if plan.value.op == "named" else names.fresh("value")
 
 
 def function_name(plan: Plan, names: Names) -> str:

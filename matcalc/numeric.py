@@ -8,7 +8,7 @@ import numpy as np
 
 from matcalc.codegen import Block, numpy_block
 from matcalc.errors import MatcalcError
-from matcalc.ir import Node, class_counts, is_labels, postorder
+from matcalc.ir import Node, class_counts, has_property, is_labels, postorder
 from matcalc.program import Program
 from matcalc.reference import reference_function
 
@@ -52,7 +52,8 @@ def domains(program: Program) -> dict[str, str]:
     inv/det/logdet/matrix_power; declared targets are ``onehot`` or ``probabilities`` rows.
     """
     needs: dict[str, str] = {name: kind for name, node in program.variables.items()
-                             for kind in ("onehot", "probabilities") if kind in node.attrs}
+                             for kind in ("onehot", "probabilities")
+                             if has_property(node, kind)}
     for node in postorder([program.function]):
         kind = {"log": "positive", "sqrt": "positive", "inv": "well_conditioned",
                 "det": "well_conditioned", "logdet": "well_conditioned",
@@ -97,7 +98,7 @@ def random_inputs(program: Program, sizes: Mapping[str, int], rng: np.random.Gen
             (count,) = concrete_shape((counts.get(name, 1),), sizes)
             arrays[name] = rng.integers(0, count, np.shape(arrays[name]))
     for name, node in program.variables.items():
-        if "symmetric" in node.attrs:
+        if has_property(node, "symmetric"):
             arrays[name] = symmetric_part(arrays[name])
     return arrays
 

@@ -147,8 +147,10 @@ TEXT_FUNCS = {"trace": "tr", "logdet": "log det", "normal_cdf": "Φ", "normal_pd
 class Printer:
     """Formats IR nodes in one notation; results are memoised per node."""
 
-    def __init__(self, notation: Notation) -> None:
+    def __init__(self, notation: Notation, names: frozenset[str] = frozenset()) -> None:
         self.n = notation
+        self.names = names
+        """The program's names: an identity is written ``I_n`` when the user has an ``I``."""
         self.memo: dict[Node, tuple[str, int]] = {}
 
     def __call__(self, node: Node) -> str:
@@ -202,6 +204,8 @@ class Printer:
         return "0", ATOM
 
     def p_identity(self, node: Node) -> tuple[str, int]:
+        if "I" in self.names:
+            return self.n.sized_identity.format(self.n.scalar(node.attrs[0])), ATOM
         return self.n.identity, ATOM
 
     # -- sums and products -----------------------------------------------------------------
@@ -235,16 +239,27 @@ class Printer:
         return "".join(parts), SUM
 
     def broadcast_term(self, text: str, term: Node, total: Node) -> str:
-        """A row or column that NumPy repeats to fill a matrix sum: ``𝟙 wᵀ``, ``w 𝟙ᵀ``."""
-        if term.rank != 2 or total.rank != 2 or term.shape == total.shape:
+        """A part that NumPy repeats to fill a matrix: ``𝟙 wᵀ`` (a row), ``w 𝟙ᵀ`` (a column),
+        ``c 𝟙𝟙ᵀ`` (a number). A vector stays as written: NumPy adds it to every row."""
+        if total.rank != 2 or term.shape == total.shape or term.rank == 1:
             return text
         if term.op == "expand" and term.attrs[0] == 1:    # a vector as a column
             text = self.wrap(term.args[0], ATOM)
         elif not text.startswith("("):
             text = f"({text})" if " " in text else text
-        if term.shape[0] == 1 and total.shape[0] != 1:
-            return f"{self.n.ones} {text}"
-        return f"{text} {self.n.ones}{self.n.transpose}"
+        ones, ones_row = self.n.ones, self.n.ones + self.n.transpose
+        rows, cols = (d != 1 for d in total.shape)
+        if term.rank == 0 or term.shape == (1, 1):
+            pattern = {(True, True): ones + ones_row, (True, False): ones, (False, True): ones_row}
+            if not (rows or cols):
+                return text
+            if text == "1":
+                return pattern[(rows, cols)]
+            text = f"({text})" if "/" in text and not text.startswith("(") else text
+            return f"{text} {pattern[(rows, cols)]}"
+        if term.shape[0] == 1 and rows:
+            return f"{ones} {text}"
+        return f"{text} {ones_row}"
 
     def signed_term(self, term: Node) -> tuple[bool, str]:
         """A term's sign and the text of its magnitude."""
@@ -262,12 +277,14 @@ class Printer:
         if factors[0].op == "const":
             coefficient, factors = const_value(factors[0]), factors[1:]
         if coefficient.is_negative:
-            text, _ = self.product_text(-coefficient, factors)
+            text, _ = self.product_text(-coefficient, factors, node)
             return self.n.minus + text, NEG
-        return self.product_text(coefficient, factors)
+        return self.product_text(coefficient, factors, node)
 
-    def product_text(self, coefficient: sympy.Expr, factors: tuple[Node, ...]) -> tuple[str, int]:
-        """``c · f₁ ⊙ f₂ …`` with negative powers and denominators of ``c`` after ``/``."""
+    def product_text(self, coefficient: sympy.Expr, factors: tuple[Node, ...],
+                     total: Node | None = None) -> tuple[str, int]:
+        """``c · f₁ ⊙ f₂ …`` with negative powers and denominators of ``c`` after ``/``; a
+        factor NumPy repeats to fill the matrix ``total`` shows how (``v 𝟙ᵀ``)."""
         num, den = sympy.fraction(sympy.factor_terms(coefficient))
         lead, arrays, trail, below = [], [], [], []
         if num != 1:
@@ -289,7 +306,11 @@ class Printer:
                 arrays.append(factor)
         arrays.sort(key=lambda a: a.op == "step")
         level = MATMUL + 1 if len(arrays) > 1 else MATMUL
-        array_text = self.n.hadamard.join(self.wrap(a, level) for a in arrays)
+        texts = [self.wrap(a, level) for a in arrays]
+        if total is not None and len(arrays) > 1:
+            texts = [self.broadcast_term(t, a, total) if a.rank == 2 else t
+                     for t, a in zip(texts, arrays, strict=True)]
+        array_text = self.n.hadamard.join(texts)
         numerator = " ".join(p for p in [*lead, array_text, *trail] if p) or "1"
         if not below:
             return numerator, PRODUCT
@@ -400,8 +421,12 @@ class Printer:
             if const_value(x) == 1:
                 return pattern, ATOM
             return f"{self.wrap(x, PRODUCT + 1)} {pattern}", PRODUCT
+        if node.rank == 2 and x.rank == 2 and x.shape == (1, 1):  # a 1×1 matrix repeated
+            return self.broadcast_term(self.wrap(x, PRODUCT + 1), x, node), PRODUCT
         if node.rank == 2 and x.shape[-1] == node.shape[1] and x.shape[0] != node.shape[0]:
-            row = x.args[0] if x.op == "expand" else x           # a row repeated down
+            if x.rank == 2 and x.op != "expand":                 # a row repeated down
+                return f"{ones} {self.wrap(x, MATMUL + 1)}", MATMUL
+            row = x.args[0] if x.op == "expand" else x
             return f"{ones} {self.wrap(row, ATOM)}{self.n.transpose}", MATMUL
         if node.rank == 2 and x.rank == 2 and x.shape[1] != node.shape[1]:
             column = x.args[0] if x.op == "expand" else x        # a column repeated across

@@ -340,6 +340,9 @@ def parse(source: str, declarations: Sequence[str] = ()) -> Program:
     """Parse and type-check a program; ``declarations`` are extra ``NAME: [dims]`` texts."""
     program = Program(source)
     for text in declarations:
+        if ":" not in text:
+            raise MatcalcError(f"--var expects a declaration such as 'x: [n]' (NAME: [dims]), "
+                               f"got {text[:60]!r}")
         extra = syntax.parse_program(text)
         lowering = Lowering(program, text)
         for stmt in extra.statements:

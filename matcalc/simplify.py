@@ -56,8 +56,12 @@ def zero_like(shape: Shape) -> Node:
 
 
 def fit(node: Node, shape: Shape) -> Node:
-    """``node`` broadcast to ``shape`` when it is smaller."""
-    return node if node.shape == shape else make("broadcast", (node,), (shape,))
+    """``node`` broadcast to ``shape`` when it is smaller (a broadcast broadcast once)."""
+    if node.shape == shape:
+        return node
+    if node.op == "broadcast":
+        node = node.args[0]
+    return make("broadcast", (node,), (shape,))
 
 
 def unbroadcast(node: Node) -> Node:
@@ -310,6 +314,11 @@ def matmul(a: Node, b: Node) -> Node:
             a.shape[0],) and not b.args[0].shape:      # diag(v) c𝟙 = c v
         v = a.args[0] if b.rank == 1 else expand(a.args[0], 1)
         return fit(mul(b.args[0], v), shape)
+    if a.op == "broadcast" and not a.args[0].shape and b.op == "diag" and b.args[0].rank == 1:
+        return fit(expand(mul(a.args[0], b.args[0]), 0), shape)   # c 𝟙𝟙ᵀ diag(v) = 𝟙 (c v)ᵀ
+    if b.op == "broadcast" and not b.args[0].shape and a.op == "diag" and a.args[0].rank == 1 \
+            and b.rank == 2:
+        return fit(expand(mul(b.args[0], a.args[0]), 1), shape)   # diag(v) c 𝟙𝟙ᵀ = (c v) 𝟙ᵀ
     if a.op == "diag" and b.op == "diag" and a.args[0].rank == b.args[0].rank == 1:
         return apply("diag", mul(a.args[0], b.args[0]))
     base_a, k_a, flipped_a = matrix_power_parts(a)
@@ -386,6 +395,9 @@ def transposed(x: Node) -> Node:
         return zeros(x.shape[::-1])
     if x.op == "broadcast" and not x.args[0].shape:
         return fit(x.args[0], x.shape[::-1])
+    if x.op == "broadcast":                              # rows repeated become columns
+        inner = x.args[0]
+        return fit(expand(inner, 1) if inner.rank == 1 else transpose(inner), x.shape[::-1])
     if x.op == "matmul":
         return matmul(transpose(x.args[1]), transpose(x.args[0]))
     if x.op in ("add", "mul"):
@@ -446,6 +458,12 @@ def reduce_sum(x: Node, axis: int | None = None, keepdims: bool = False) -> Node
         return fit(const(1), shape)
     if x.op == "sum" and not x.attrs[1] and not keepdims and (axis is None or x.rank == 1):
         return reduce_sum(x.args[0])
+    if x.op == "sum" and x.attrs == (axis, True) and not keepdims:   # summed again over 1 entry
+        return reduce_sum(x.args[0], axis)
+    if x.op == "sum" and x.attrs[1] and keepdims and x.rank == 2 and axis is not None:
+        if x.attrs[0] in (axis, None):                     # summed again over 1 entry
+            return x
+        return reduce_sum(x.args[0], None, keepdims=True)   # over rows, then columns: all
     return make("sum", (x,), (axis, keepdims))
 
 

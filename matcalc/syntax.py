@@ -403,9 +403,13 @@ class _Parser:
         """Reject Python keywords where a matcalc name is expected."""
         if tok.text not in PYTHON_KEYWORDS:
             return
-        if tok.text == "lambda" and self.tokens[self.i + 1].kind not in ("eof", "newline", ";"):
+        following = self.tokens[self.i + 1].kind
+        declared = following == ":" and self.tokens[self.i + 2].kind == "["   # `lambda: []`
+        if tok.text == "lambda" and not declared and following not in ("eof", "newline", ";",
+                                                                      ",", "="):
             raise self.error("lambda expressions are not part of the matcalc language", tok.pos)
-        raise self.error(f"`{tok.text}` is a Python keyword, not a matcalc name", tok.pos)
+        hint = "Call it `lam`, as in the examples." if tok.text == "lambda" else None
+        raise self.error(f"`{tok.text}` is a Python keyword, not a matcalc name", tok.pos, hint)
 
     def unexpected(self, tok: _Token, expected: str, *, where: str = "") -> MatcalcError:
         """The error for ``tok`` found after a complete expression."""

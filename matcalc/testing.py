@@ -16,7 +16,7 @@ import numpy as np
 
 from matcalc.derivation import Derivation, jacobian
 from matcalc.errors import MatcalcError
-from matcalc.ir import shape_str
+from matcalc.ir import has_property, shape_str
 from matcalc.module import lambdify, plan
 from matcalc.numeric import evaluator, function_value, sizes_for, smooth_inputs, symmetric_part
 from matcalc.program import Program, parse
@@ -103,7 +103,7 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
         grads = gradients(**arrays)[1]
         for name, check in checks.items():
             record(check, grads[name], arrays, name, value, rng, rtol,
-                   "symmetric" in program.lookup(name).attrs)
+                   has_property(program.lookup(name), "symmetric"))
         for jac in jacobians:
             jac.record(arrays, rtol)
     return report
@@ -137,7 +137,7 @@ def printed_jacobians(source: str | Program, wrt: Sequence[str],
     program = source if isinstance(source, Program) else parse(source, declarations)
     checks = []
     for name in wrt:
-        if "symmetric" in program.lookup(name).attrs:
+        if has_property(program.lookup(name), "symmetric"):
             continue
         try:
             (g,) = jacobian(program, [name]).gradients

@@ -222,6 +222,16 @@ def check_constants(program: Program, wrt: Sequence[str], x: str, y: str,
                      f"{', '.join(data) or 'none'}.")
 
 
+def target_name(program: Program, y: str | None) -> str:
+    """``y`` when given; else ``Y``, or when the program declares no ``Y``, the targets of its
+    ``softmax_cross_entropy`` (``y: [N] labels`` needs no ``--y y``)."""
+    if y is not None:
+        return y
+    targets = {n.args[1].attrs[0] for n in postorder([program.function])
+               if n.op == "softmax_cross_entropy" and n.args[1].op == "var"}
+    return targets.pop() if "Y" not in program.variables and len(targets) == 1 else "Y"
+
+
 def check_roles(program: Program, wrt: Sequence[str], x: str, y: str,
                 constants: Mapping[str, Any]) -> None:
     """Every declared variable is trained, the input, the target or a given constant."""
@@ -232,7 +242,7 @@ def check_roles(program: Program, wrt: Sequence[str], x: str, y: str,
     for flag, name in (("--x", x), ("--y", y)):
         if name not in program.variables:
             raise MatcalcError(
-                f"{flag} {name}: the program declares no variable `{name}`"
+                f"{flag} {name}: the program declares no variable `{name}`."
                 + did_you_mean(name, program.variables),
                 hint="The input and target are the program's X and Y unless --x NAME --y NAME "
                      f"say otherwise; declared: {', '.join(program.variables)}.")
@@ -505,7 +515,7 @@ def logits_function(program: Program, y: str, wrt: Sequence[str],
 
 
 def train(source: str | Path | Program, wrt: Sequence[str], data: str | Data = "digits", *,
-          x: str = "X", y: str = "Y", epochs: int = 20, lr: float = 0.1, batch: int = 64,
+          x: str = "X", y: str | None = None, epochs: int = 20, lr: float = 0.1, batch: int = 64,
           seed: int = 0, init: str = "derived", hidden: Mapping[str, int] | None = None,
           constants: Mapping[str, float] | None = None, declarations: Sequence[str] = (),
           on_epoch: Callable[[History], None] | None = None) -> History:
@@ -515,6 +525,7 @@ def train(source: str | Path | Program, wrt: Sequence[str], data: str | Data = "
     start = time.perf_counter()
     program = source if isinstance(source, Program) else parse(read_source(str(source)),
                                                                     declarations)
+    y = target_name(program, y)
     data = data if isinstance(data, Data) else load_data(data, x, y)
     given = {**data.constants, **(constants or {})}
     check_constants(program, wrt, x, y, {**dict.fromkeys(data.constants, data.name),

@@ -132,6 +132,32 @@ def test_torch_target_composes_with_torch_func() -> None:
                                torch.func.vmap(reference)(batch))
 
 
+def test_torch_target_differentiates_twice() -> None:
+    """Second derivatives through the Function: double backward and jacrev of grad."""
+    f = matcalc.lambdify("X: [N, D]; W: [D, H]; L = sum(tanh(X @ W) ** 2)", ["W"],
+                         target="torch").L
+    X = torch.randn(4, 3, dtype=torch.float64)
+    W = torch.randn(3, 2, dtype=torch.float64)
+
+    def reference(w):
+        return (torch.tanh(X @ w) ** 2).sum()
+
+    torch.testing.assert_close(torch.autograd.functional.hessian(lambda w: f(X, w), W),
+                               torch.autograd.functional.hessian(reference, W))
+    torch.testing.assert_close(torch.func.jacrev(torch.func.grad(f, argnums=1), argnums=1)(X, W),
+                               torch.func.jacrev(torch.func.grad(reference))(W))
+
+
+def test_torch_target_checks_declarations() -> None:
+    f = matcalc.lambdify("Z: [N, C]; Y: [N, C] onehot; L = softmax_cross_entropy(Z, Y)", ["Z"],
+                         target="torch").L
+    with pytest.raises(ValueError, match="declared onehot"):
+        f(torch.randn(4, 3), torch.rand(4, 3) * 2)
+    g = matcalc.lambdify("S: [n, n] symmetric; x: [n]; L = x @ S @ x", ["S"], target="torch").L
+    with pytest.raises(ValueError, match="declared symmetric"):
+        g(torch.randn(3, 3), torch.randn(3))
+
+
 def test_generated_gradients_are_fresh_arrays() -> None:
     module = matcalc.lambdify("x: [n]; w: [n]; A: [n, n]; f = sum(x * w) + trace(A)",
                               ["x", "w", "A"])
