@@ -9,7 +9,7 @@ random ``grad_output``: its gradients are vector-Jacobian products.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +22,8 @@ from matcalc.numeric import evaluator, function_value, sizes_for, smooth_inputs,
 from matcalc.program import Program, parse
 
 EVERY_ENTRY = 10**4
+MAX_JACOBIAN_ENTRIES = 10**6
+"""Printed Jacobians with more entries are not checked entry by entry (the VJPs still are)."""
 DIRECTIONS = 20
 EPS = 1e-6
 
@@ -38,8 +40,13 @@ class VariableCheck:
     abs_error: float = 0.0
     rel_error: float = 0.0
     passed: bool = True
+    skipped: bool = False
+    """Too large to check entry by entry (a printed Jacobian past MAX_JACOBIAN_ENTRIES)."""
 
     def line(self, width: int) -> str:
+        if self.skipped:
+            return (f"{self.name:<{width}}  {self.shape:<10} not checked: {self.entries:,} "
+                    "entries (its vector-Jacobian products are)")
         how = "every entry" if self.entries <= EVERY_ENTRY else f"{DIRECTIONS} directions"
         verdict = "PASS" if self.passed else "FAIL"
         return (f"{self.name:<{width}}  {self.shape:<10} {how:<14} max abs error "
@@ -120,6 +127,10 @@ class JacobianCheck:
 
     def record(self, arrays: Mapping[str, np.ndarray], rtol: float) -> None:
         own = {k: v for k, v in arrays.items() if k in self.program.variables}
+        entries = np.size(function_value(self.program)(**own)) * np.size(own[self.name])
+        if entries > MAX_JACOBIAN_ENTRIES:          # too large to difference entry by entry
+            self.check.entries, self.check.skipped = entries, True
+            return
         derived = np.asarray(self.evaluate(**own)[0], dtype=float)
         numeric = vec_jacobian(function_value(self.program), own, self.name)
         derived = derived.reshape(numeric.shape)
@@ -181,20 +192,29 @@ def record(check: VariableCheck, grad: np.ndarray, arrays: Mapping[str, np.ndarr
     if grad.shape != x.shape:
         raise AssertionError(f"∂/∂{name} has shape {grad.shape}, {name} has {x.shape}")
     check.entries = x.size
-    if x.size <= EVERY_ENTRY:
-        directions = [np.eye(1, x.size, k).reshape(x.shape) for k in range(x.size)]
-    else:
-        directions = [rng.normal(size=x.shape) for _ in range(DIRECTIONS)]
-    if symmetric:                  # stay among symmetric matrices: Eᵢⱼ + Eⱼᵢ
-        directions = [symmetric_part(v) for v in directions]
-    exact = np.array([np.sum(grad * v) for v in directions])
-    numeric = np.array([directional(f, arrays, name, v) for v in directions])
+    exact, numeric = [], []
+    for v in directions(x, rng, symmetric):         # one at a time: memory stays that of x
+        exact.append(np.sum(grad * v))
+        numeric.append(directional(f, arrays, name, v))
+    exact, numeric = np.array(exact), np.array(numeric)
     error = float(np.max(np.abs(exact - numeric), initial=0.0))
     scale = float(np.max(np.abs(numeric), initial=0.0))
     check.abs_error = max(check.abs_error, error)
     check.rel_error = max(check.rel_error, error / scale if scale else error)
     agrees = bool(np.all(np.isfinite(exact))) and error <= rtol * max(1.0, scale)
     check.passed = check.passed and agrees
+
+
+def directions(x: np.ndarray, rng: np.random.Generator, symmetric: bool
+               ) -> Iterator[np.ndarray]:
+    """Every unit direction (up to ``EVERY_ENTRY`` entries), else ``DIRECTIONS`` random ones;
+    among symmetric matrices for a symmetric ``x`` (Eᵢⱼ + Eⱼᵢ)."""
+    if x.size <= EVERY_ENTRY:
+        units = (np.eye(1, x.size, k).reshape(x.shape) for k in range(x.size))
+    else:
+        units = (rng.normal(size=x.shape) for _ in range(DIRECTIONS))
+    for v in units:
+        yield symmetric_part(v) if symmetric else v
 
 
 def directional(f: Callable[..., float], arrays: Mapping[str, np.ndarray], name: str,
