@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
+import mpmath
 import sympy
 
 from matcalc.ir import Node, const_value, postorder
@@ -65,7 +66,18 @@ def _text_power(base: str, k: sympy.Expr) -> str:
     return f"{base}^({k})"
 
 
+def compact(value: sympy.Expr) -> sympy.Expr | str:
+    """A long number in scientific notation (``1e-5``, ``2.5e+12``); anything else as it is."""
+    if not value.is_Rational or max(abs(value.p), value.q) < 10**4:
+        return value
+    text = mpmath.nstr(mpmath.mpf(value.p) / value.q, 6, min_fixed=-4, max_fixed=6)
+    return text.replace(".0e", "e")
+
+
 def _text_scalar(value: sympy.Expr) -> str:
+    value = compact(value)
+    if isinstance(value, str):
+        return value
     text = sympy.sstr(value).replace("**", "^").replace("*", " ")
     text = re.sub(r"\bpi\b", "π", text)
     text = re.sub(r"\^(\d)\b", lambda m: m.group(1).translate(SUPERSCRIPT), text)
@@ -137,7 +149,7 @@ LATEX = Notation(
     + rf"\left({args}\right)",
     divide=lambda num, den: rf"\frac{{{num}}}{{{den}}}",
     power=lambda base, k: f"{base}^{{{sympy.latex(k)}}}",
-    scalar=sympy.latex,
+    scalar=lambda value: compact(value) if isinstance(compact(value), str) else sympy.latex(value),
     symbol=latex_symbol,
 )
 

@@ -61,6 +61,8 @@ def mean(x: Node, axis: int | None, keepdims: bool = False) -> Node:
 
 def logsumexp(x: Node, axis: int | None, keepdims: bool = False) -> Node:
     """log Σ exp over ``axis`` (every entry for None), the reduced axes kept with ``keepdims``."""
+    if not x.shape:
+        return x                                          # log(exp(c)) = c
     axis = normalise_axis(axis, x.rank)
     total = apply("logsumexp", x, attrs=(axis,))
     if not keepdims:
@@ -313,9 +315,12 @@ class Lowering:
             raise self.error(f"{e.func} needs the argument `{missing[0]}`", e.pos)
         if "axis" in values and values["axis"] is not None:
             rank = values["x"].rank
-            if not -rank <= values["axis"] < max(rank, 0) or rank == 0:
+            where = given["axis"][1] if "axis" in given else e.pos
+            if rank == 0:
+                raise self.error(f"{e.func} of a scalar: it needs a vector or a matrix", where)
+            if not -rank <= values["axis"] < rank:
                 raise self.error(f"{e.func}: axis {values['axis']} is out of range for a "
-                                 f"rank-{rank} argument", given["axis"][1])
+                                 f"rank-{rank} argument", where)
         return values
 
     def integer(self, e: syntax.Expr, func: str, param: str, none: bool = False) -> int | None:

@@ -513,6 +513,8 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
     number = folded(op, args) if not attrs else None
     if number is not None:
         return number
+    if op == "inv" and is_zero(args[0]):
+        raise MatcalcError("inv of a zero matrix: it has no inverse")
     if op == "vec" and args[0].rank <= 1:              # a vector is its own vec
         return args[0]
     if op == "inv" and args[0].op == "transpose":     # (Xᵀ)⁻¹ = (X⁻¹)ᵀ
