@@ -86,7 +86,8 @@ ELEMENTWISE = ["exp", "log", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid", "re
 BINARY = ["+", "-", "*", "/", "**const", "**var", "scale", "by_dim"]
 STRUCTURE = ["@", ".T", "sum", "mean", "softmax", "log_softmax", "logsumexp", "trace", "det",
              "logdet", "inv", "matrix_power", "diag", "outer", "norm"]
-OPERATIONS = ELEMENTWISE + BINARY + STRUCTURE
+OPERATIONS = ELEMENTWISE + BINARY + STRUCTURE + ["@"] * 6 + ["+", "*", "-"] * 2 + ["**const"] * 3
+"""Matrix products, broadcasting arithmetic and (nested) constant powers weighted up."""
 
 
 def unary(op: str, a: Item, draw) -> Item | None:
@@ -309,7 +310,7 @@ def programs(draw) -> tuple[str, list[str], dict[str, int]]:
     variables = [replace(v, wc=is_square(v.shape)) for v in variables]
     pool: list[Item] = list(variables)
     dims = sorted({d for v in variables for d in v.shape if d != ONE})
-    for _ in range(draw(st.integers(4, 14))):
+    for _ in range(draw(st.integers(6, 16))):
         op = draw(st.sampled_from(OPERATIONS))
         candidates = [i for i in pool if i.depth < MAX_DEPTH]
         firsts = [i for i in candidates if suits(op, i)]
@@ -329,6 +330,7 @@ def programs(draw) -> tuple[str, list[str], dict[str, int]]:
             made = structural(op, a, b, draw)
         if made is not None:
             pool.append(made)
+    assume(pool[-1].depth >= 2)                      # a program, not a single operation
     result = scalar(pool[-1], pool, draw)
     made = [i for i in pool[len(variables):-1] if i.depth] or pool
     for _ in range(draw(st.integers(0, 2))):  # more of what was built, combined
