@@ -607,7 +607,8 @@ class Emitter:
             code = self.number_array(self.expr(node), const_value(base))
         else:
             code = self.float_code(self.expr(node), node)
-            if node.shape and (base.op == "var" or base in self.returned):
+            array = bool(node.shape) or self.dialect is TORCH      # torch scalars are tensors
+            if array and (base.op == "var" or base in self.returned):
                 code = self.copied(code)
         if code.text != target:
             self.add(Statement(target, code, comment), node)
@@ -636,7 +637,7 @@ class Emitter:
         """A broadcast result as a writable array of the inputs' dtype."""
         (x,) = node.args
         inner = self.arg(x, ADD)
-        like = next((v for v in self.inputs if v.shape == node.shape), None)
+        like = next((v for v in self.inputs if v.shape == node.shape and not is_labels(v)), None)
         if like is not None and not x.shape and (self.dialect is NUMPY or x.op == "const"):
             name = self.names[like]
             return Code(f"{self.xp()}.full_like({name}, {inner.text})", ATOM, FLOAT,

@@ -147,10 +147,10 @@ def scale_rows_of_term(c: Node, m: Node) -> Node:
     scalars, rest = split_scalars(m)
     if scalars:
         return mul(*scalars, scale_rows_of_term(c, rest))
+    if rest.shape[0] == 1:                       # one row wᵀ (a 1×1 I too), repeated down the rows
+        return apply("outer", c, reduce_sum(rest, 0))
     if rest.op == "identity":
         return apply("diag", c)
-    if rest.shape[0] == 1:                       # one row wᵀ, repeated down the rows
-        return apply("outer", c, reduce_sum(rest, 0))
     return matmul(apply("diag", c), rest)
 
 

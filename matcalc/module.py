@@ -115,7 +115,7 @@ class Plan:
     @property
     def like(self) -> str | None:
         """An array argument whose dtype (and device) new arrays follow."""
-        return next((n.attrs[0] for n in self.inputs if n.shape), None)
+        return next((n.attrs[0] for n in self.inputs if n.shape and not is_labels(n)), None)
 
 
 def plan(source: str | Program, wrt: Sequence[str], declarations: Sequence[str] = (),

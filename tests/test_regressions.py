@@ -81,6 +81,13 @@ CASES = [
      ("_check_shapes", "_sigmoid"), "_sigmoid", SCALAR),
     ("x: [_]\nt1: [_]\nmask: [_]\nsum(relu(x) * t1 + mask)", ("x", "t1"), "x", SCALAR),
     ("grad_x: [1]\ngrad_output = grad_x", ("grad_x",), "grad_x", LAYER),
+    # a 1×1 identity in a Hessian is a repeated row, not diag(c); inputs returned as they are;
+    # float results like an integer input
+    ("x: [n]\ny: [1]  # draw: positive\nsoftmax_cross_entropy(x + y, softmax(x + sigmoid(y)))",
+     ("x", "y"), "y", SCALAR),
+    ("a: []\nx: []\na + tanh(sigmoid(x)) - tanh(sigmoid(x))", ("a", "x"), "x", SCALAR),
+    ("A: [1, 1]\nlabels: [1] labels  # draw: labels:1\nt5 = logsumexp(A, axis=-2)\n"
+     "sum(t5) * sum(t5)", ("A",), "A", SCALAR),
 ]
 
 
