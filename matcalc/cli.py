@@ -10,7 +10,7 @@ import click
 from matcalc.cli_codegen import check, codegen
 from matcalc.cli_init import init
 from matcalc.cli_train import train
-from matcalc.cli_util import declarations_option, read_source, reports_user_errors
+from matcalc.cli_util import declarations_option, read_source, reports_user_errors, wrt_option
 from matcalc.cli_verify import verify_command
 from matcalc.derivation import LAYOUTS, Derivation, derive, hessian, jacobian
 from matcalc.errors import MatcalcError
@@ -25,8 +25,7 @@ def cli() -> None:
 
 @cli.command("derive")
 @click.argument("source")
-@click.option("--wrt", "wrt", multiple=True, required=True, metavar="NAME",
-              help="Variable (or named intermediate) to differentiate with respect to.")
+@wrt_option("Variable (or named intermediate) to differentiate with respect to (repeatable).")
 @declarations_option
 @click.option("--format", "fmt", type=click.Choice(["text", "latex", "numpy", "json"]),
               default="text", show_default=True)
@@ -55,8 +54,7 @@ def derive_command(source: str, wrt: tuple[str, ...], declarations: tuple[str, .
 
 @cli.command("hessian")
 @click.argument("source")
-@click.option("--wrt", required=True, multiple=True, metavar="NAME",
-              help="Variable of the Hessian (one).")
+@wrt_option("Variable of the Hessian (one).")
 @declarations_option
 @click.option("--hvp", "direction", default=None, metavar="V",
               help="Give the Hessian-vector product H V instead, V a new variable shaped like "

@@ -15,13 +15,13 @@ from matcalc.cli_util import (
     reports_user_errors,
     size,
     write_text,
+    wrt_option,
 )
 from matcalc.module import TARGETS, generate
 from matcalc.program import parse
 from matcalc.testing import check_gradient
 
-WRT = click.option("--wrt", "wrt", multiple=True, required=True, metavar="NAME",
-                   help="Variable to differentiate with respect to (repeatable).")
+WRT = wrt_option("Variable to differentiate with respect to (repeatable).")
 
 
 def parse_dims(text: str | None) -> dict[str, int]:

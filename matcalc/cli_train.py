@@ -12,6 +12,7 @@ from matcalc.cli_util import (
     pairs,
     reports_user_errors,
     size,
+    wrt_option,
 )
 from matcalc.syntax import identifier
 from matcalc.variance import INITS
@@ -26,8 +27,7 @@ def show_epoch(history: training.History) -> None:
 
 @click.command("train")
 @click.argument("source")
-@click.option("--wrt", "wrt", multiple=True, required=True, metavar="NAME",
-              help="Parameter to train (repeatable).")
+@wrt_option("Parameter to train (repeatable).")
 @declarations_option
 @click.option("--data", default="digits", show_default=True, metavar="digits|blobs|FILE.npz",
               help="digits: UCI handwritten digits (scikit-learn); blobs: the seeds' line-fit "

@@ -30,6 +30,19 @@ declarations_option = click.option(
     help="Extra declaration, e.g. --var 'x: [n]'.")
 """``--var``: declarations added to the program, shared by every command."""
 
+
+
+def wrt_option(help_text: str) -> Callable:
+    """``--wrt NAME``, repeatable, a comma-separated list accepted too (``--wrt W1,b1``)."""
+    return click.option("--wrt", "wrt", multiple=True, required=True, metavar="NAME",
+                        callback=_split_commas, help=help_text)
+
+
+def _split_commas(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+                  ) -> tuple[str, ...]:
+    return tuple(name.strip() for value in values for name in value.split(",") if name.strip())
+
+
 USER_ERROR = 2
 INTERNAL_ERROR = 3
 BOM = "\ufeff"

@@ -18,6 +18,7 @@ logical or. Long statements are split by naming subexpressions, never by editing
 from __future__ import annotations
 
 import builtins
+import functools
 import keyword
 import string
 from collections import Counter
@@ -407,13 +408,22 @@ def used_module(names: Names, block: Block | None, module: str) -> str:
 def python_number(value: sympy.Expr, math: Callable[[], str]) -> tuple[str, int]:
     """A numeric SymPy constant as Python: ints stay ints, irrationals become float literals
     (``math()`` gives the name of the math module, for ``math.inf``)."""
+    text, precedence = number_literal(value)
+    if text.endswith("inf"):
+        return text.replace("inf", f"{math()}.inf"), precedence
+    return text, precedence
+
+
+@functools.lru_cache(maxsize=4096)
+def number_literal(value: sympy.Expr) -> tuple[str, int]:
+    """``python_number`` with ``inf`` for the infinities (the module is named by the caller)."""
     if value.is_Integer and abs(value) < 2**53:
         return str(int(value)), ATOM if value >= 0 else UNARY
     if value.is_Rational and abs(value.q) < 2**53 and abs(value.p) < 2**53:
         return f"{value.p} / {value.q}", MUL
     number = float(value)
     if number in (float("inf"), float("-inf")):
-        return ("-" if number < 0 else "") + f"{math()}.inf", ATOM if number > 0 else UNARY
+        return ("-" if number < 0 else "") + "inf", ATOM if number > 0 else UNARY
     return repr(number), ATOM if number >= 0 else UNARY
 
 

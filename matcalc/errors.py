@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 NAME_LIMIT = 40
 """Longest name (a run of letters, digits and `_`) shown in a message; longer ones are cut."""
@@ -114,6 +114,13 @@ def _width(text: str) -> int:
         return len(text)
     return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF"
                else 1 for c in text)
+
+
+def listed(names: Sequence[str], limit: int = 12) -> str:
+    """``a, b, c`` for a few names, ``a, b, …, z (2000 names)`` for many."""
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:limit - 1])}, …, {names[-1]} ({len(names)} names)"
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from matcalc import syntax
-from matcalc.errors import MatcalcError, did_you_mean
+from matcalc.errors import MatcalcError, did_you_mean, listed
 from matcalc.ir import (
     ELEMENTWISE_UNARY,
     ONE,
@@ -140,7 +140,7 @@ class Program:
             raise MatcalcError(
                 f"`{name}` is not a variable or intermediate of the program."
                 + did_you_mean(name, known)
-                + (f" Known names: {', '.join(known)}." if known else "")
+                + (f" Known names: {listed(known)}." if known else "")
             )
         return found
 

@@ -103,3 +103,18 @@ def test_hostile_programs_run_nothing(template: str, tmp_path: Path) -> None:
 def test_missing_example_file_is_a_user_error() -> None:
     result = run("derive", "examples/nope.mc", "--wrt", "x")
     assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_wrt_takes_a_comma_separated_list() -> None:
+    listed = run("derive", str(EXAMPLES / "mlp.mc"), "--wrt", "W1,b1")
+    repeated = run("derive", str(EXAMPLES / "mlp.mc"), "--wrt", "W1", "--wrt", "b1")
+    assert listed.exit_code == 0, listed.output
+    assert listed.output == repeated.output and "∂L/∂b1" in listed.output
+
+
+def test_unknown_name_lists_a_few_known_names() -> None:
+    source = "x: [n]\n" + "".join(f"h{i} = x * {i}\n" for i in range(1, 500)) + "sum(h499)"
+    result = run("derive", source, "--wrt", "xx")
+    assert result.exit_code == 2
+    assert "Did you mean `x`? Known names: x, h1, h2," in result.output
+    assert "…, h499 (500 names)." in result.output and "h300" not in result.output
