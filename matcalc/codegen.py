@@ -501,7 +501,8 @@ VIEWS = {"transpose", "expand", "named", "broadcast"}
 
 def lower(node: Node, memo: dict[Node, Node]) -> Node:
     """Composites as the primitives they are made of, so that work is shared: gelu(x) is
-    x Φ(x), whose Φ(x) the backward pass reuses; silu(x) is x σ(x)."""
+    x Φ(x), whose Φ(x) the backward pass reuses; silu(x) is x σ(x). A product around an outer
+    product is the outer product of two vectors, M (a bᵀ) N = (M a)(Nᵀ b)ᵀ: O(n²), not O(n³)."""
     found = memo.get(node)
     if found is not None:
         return found
@@ -517,7 +518,8 @@ def lower(node: Node, memo: dict[Node, Node]) -> Node:
             result = child
         else:
             result = make(child.op, args, child.attrs)
-        memo[child] = result
+        vectors = outer_vectors(result) if result.op == "matmul" else None
+        memo[child] = result if vectors is None else make("outer", vectors)
     return memo[node]
 
 
@@ -690,9 +692,6 @@ class Emitter:
 
     def parts(self, node: Node) -> list[Node]:
         """The expressions whose code ``node``'s code contains (naming one shortens it)."""
-        if node.op == "matmul":
-            vectors = outer_vectors(node)
-            return list(vectors) if vectors is not None else list(node.args)
         if node.op == "mul":
             return [raw_power(f.args[0], -const_value(f.args[1])) if f.op == "pow"
                     and f.args[1].op == "const" and const_value(f.args[1]).is_negative else f
@@ -908,11 +907,6 @@ class Emitter:
 
     def e_matmul(self, node: Node) -> Code:
         a, b = node.args
-        vectors = outer_vectors(node)
-        if vectors is not None:                 # M (a bᵀ) N = (M a)(Nᵀ b)ᵀ: O(n²), not O(n³)
-            left, right = (self.arg(v, ADD) for v in vectors)
-            return Code(f"{self.xp()}.outer({left.text}, {right.text})", ATOM, FLOAT,
-                        left.reads | right.reads)
         if b.op == "broadcast" and b.rank == 1 and not b.args[0].shape and a.rank == 2:
             total = self.arg(a, ATOM)                            # M 𝟙: row sums
             text = f"{total.text}.sum({self.dialect.axis}=1)"

@@ -88,6 +88,10 @@ CASES = [
     ("a: []\nx: []\na + tanh(sigmoid(x)) - tanh(sigmoid(x))", ("a", "x"), "x", SCALAR),
     ("A: [1, 1]\nlabels: [1] labels  # draw: labels:1\nt5 = logsumexp(A, axis=-2)\n"
      "sum(t5) * sum(t5)", ("A",), "A", SCALAR),
+    # outer products inside shared products stay shared (the HVP's code took time 3ᵏ)
+    ("X: [n, n]\nh1 = X\n" + "".join(f"h{i} = h{i - 1} @ h{i - 1} + h{i - 1}\n"
+                                      for i in range(2, 14)) + "L = sum(h13 @ h13 + h13)",
+     ("X",), "X", SCALAR),
 ]
 
 
