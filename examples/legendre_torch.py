@@ -16,12 +16,11 @@ except ImportError:
     raise SystemExit(0) from None
 
 import matcalc
-from matcalc.module import generate
 
 SOURCE = "x: [n]; P3 = 0.5 * (5 * x ** 3 - 3 * x)"
 
 # The same text `matcalc codegen SOURCE --wrt x --target torch` prints; its class is:
-code = generate(SOURCE, ["x"], target="torch")
+code = matcalc.generate(SOURCE, ["x"], target="torch")
 print(code[code.index("class P3Function"):])
 P3 = matcalc.lambdify(SOURCE, ["x"], target="torch").P3
 

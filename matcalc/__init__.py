@@ -1,15 +1,23 @@
 """matcalc: matrix calculus the way people do it on paper, only right every time.
 
-Data flow: source text → :mod:`matcalc.syntax` (parser) → :mod:`matcalc.program` (typed tensor IR
-of :mod:`matcalc.ir`) → :mod:`matcalc.engine` (reverse mode with the rules of
-:mod:`matcalc.rules`, simplified by :mod:`matcalc.simplify`) → :mod:`matcalc.printing` (text,
-LaTeX) and :mod:`matcalc.codegen` (NumPy) → :mod:`matcalc.numeric` (finite-difference checks).
+The package is laid out as its data flows (see the README's Design section):
+
+- :mod:`matcalc.language`: source text → tokens and a syntax tree → lowered to the typed IR;
+- :mod:`matcalc.core`: the IR, the simplifier, the rule table and reverse mode;
+- :mod:`matcalc.forms`: printers, Jacobian, Kronecker and index forms, generated code;
+- :mod:`matcalc.proofs`: finite differences, independent references, verify, the fuzz gate;
+- :mod:`matcalc.applications`: initialisation variances, training, figures;
+- :mod:`matcalc.cli`: the command line.
+
+A stage imports only the stages before it (the core first: every stage speaks its IR).
+:mod:`matcalc.errors` is shared by all. :mod:`matcalc.testing` and :mod:`matcalc.verify` are
+the public faces of the proofs used in test suites.
 """
 
-from matcalc.derivation import Derivation, Gradient, derive, hessian, jacobian
 from matcalc.errors import MatcalcError
-from matcalc.module import lambdify
-from matcalc.program import Program, parse
+from matcalc.forms.derivation import Derivation, Gradient, derive, hessian, jacobian
+from matcalc.forms.generated import generate, lambdify
+from matcalc.language.lowering import Program, parse
 
 __all__ = [
     "Derivation",
@@ -17,6 +25,7 @@ __all__ = [
     "MatcalcError",
     "Program",
     "derive",
+    "generate",
     "hessian",
     "jacobian",
     "lambdify",

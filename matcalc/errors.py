@@ -150,3 +150,8 @@ def edit_distance(a: str, b: str) -> int:
             row.append(cost)
         previous2, previous = previous, row
     return previous[-1]
+
+
+def reason(err: OSError) -> str:
+    """An OSError's reason without the file name (the message names the file itself)."""
+    return err.strerror or str(err)

@@ -8,11 +8,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from hypothesis import settings
 
-from matcalc.derivation import derive
-from matcalc.numeric import (
-    central_difference,
+from matcalc.forms.derivation import derive
+from matcalc.proofs.finite_differences import (
     evaluator,
     function_value,
+    numeric_jacobian,
     relative_error,
     smooth_inputs,
 )
@@ -29,7 +29,7 @@ TOLERANCE = 1e-6
 
 def richardson_difference(f, arrays, name: str, h: float = 1e-4) -> np.ndarray:
     """The 5-point stencil as a Richardson extrapolation of two central differences: O(h⁴)."""
-    return (4 * central_difference(f, arrays, name, h) - central_difference(f, arrays, name, 2 * h)
+    return (4 * numeric_jacobian(f, arrays, name, h) - numeric_jacobian(f, arrays, name, 2 * h)
             ) / 3
 
 
@@ -42,7 +42,7 @@ def gradient_errors(f, arrays: Mapping[str, np.ndarray], name: str, got: np.ndar
     A wrong gradient disagrees with both, so this never hides a real mismatch.
     """
     with np.errstate(all="ignore"):
-        expected = central_difference(f, arrays, name, eps)
+        expected = numeric_jacobian(f, arrays, name, eps)
     error = relative_error(got, expected)
     if error <= TOLERANCE:
         return error, expected
@@ -60,7 +60,7 @@ def gradient_errors(f, arrays: Mapping[str, np.ndarray], name: str, got: np.ndar
 def generated_gradients(derivation, arrays: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     """The gradients as the generated NumPy code computes them.
 
-    Without error signals they are evaluated with :func:`matcalc.numeric.evaluator`, and the
+    Without error signals they are evaluated with ``finite_differences.evaluator``, and the
     user-facing ``derivation.numpy()`` text must agree; a derivation long enough to be given
     with steps refers to ``delta1 …``, so then ``derivation.numpy()`` (which defines them) runs.
     """

@@ -1,4 +1,4 @@
-"""`matcalc check`, `matcalc codegen` and the test-suite API of matcalc.testing."""
+"""`matcalc check`, `matcalc codegen` and the test-suite API of matcalc.proofs.testing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from matcalc import lambdify
 from matcalc.cli import cli  # registers codegen and check
-from matcalc.testing import assert_backward, check_gradient
+from matcalc.proofs.testing import assert_backward, check_gradient
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 MLP = str(EXAMPLES / "mlp.mc")
@@ -44,7 +44,7 @@ def test_check_fails_on_a_wrong_gradient(monkeypatch) -> None:
 
         return real(source, wrt, *args, gradients=wrong, **kwargs)
 
-    monkeypatch.setattr("matcalc.cli_codegen.check_gradient", with_a_bug)
+    monkeypatch.setattr("matcalc.cli.codegen.check_gradient", with_a_bug)
     result = run("check", MLP, "--wrt", "W1", "--wrt", "b1")
     assert result.exit_code == 1, result.output
     assert "FAIL" in result.output.splitlines()[2] and "PASS" in result.output.splitlines()[1]
@@ -147,7 +147,7 @@ def test_prelu_backward_with_torch() -> None:
 
 
 def test_check_also_proves_the_jacobians_derive_prints() -> None:
-    from matcalc.testing import check_gradient, printed_jacobians
+    from matcalc.proofs.testing import check_gradient, printed_jacobians
 
     report = check_gradient("x: [n]; W: [m, n]; tanh(W @ x)", ["x", "W"], {"n": 3, "m": 2})
     names = [v.name for v in report.variables]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from conftest import check_gradients
 
-from matcalc.program import FUNCTIONS
+from matcalc.language.lowering import FUNCTIONS
 
 SIZES = (
     {"n": 3, "m": 4, "N": 3, "D": 4, "H": 2, "K": 3},
@@ -218,7 +218,7 @@ CASES.update(REGRESSIONS)
 
 
 def variables(source: str) -> list[str]:
-    from matcalc.program import parse
+    from matcalc.language.lowering import parse
 
     return list(parse(source).variables)
 

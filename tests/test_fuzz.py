@@ -13,7 +13,7 @@ pytest.importorskip("torch")
 
 from matcalc.errors import MatcalcError  # noqa: E402
 from matcalc.proofs import fuzz, programs  # noqa: E402
-from matcalc.reference import reference_function  # noqa: E402
+from matcalc.proofs.reference import reference_function  # noqa: E402
 
 SEED = 2024
 PROGRAMS = 300

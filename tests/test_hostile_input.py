@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from matcalc import variance as v
+from matcalc.applications import variance as v
 from matcalc.cli import cli
 from matcalc.errors import MatcalcError
 

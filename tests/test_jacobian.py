@@ -8,7 +8,12 @@ from click.testing import CliRunner
 
 from matcalc import hessian, jacobian
 from matcalc.cli import cli
-from matcalc.numeric import evaluator, function_value, smooth_inputs
+from matcalc.proofs.finite_differences import (
+    evaluator,
+    function_value,
+    numeric_jacobian,
+    smooth_inputs,
+)
 
 SIZES = [{"n": 3, "m": 4, "N": 5, "D": 3}, {"n": 5, "m": 2, "N": 3, "D": 4}]
 
@@ -17,21 +22,6 @@ def text_of(result) -> str:
     (line,) = [ln for ln in result.text().splitlines()
                if not ln.startswith(("note", "index form"))]
     return line.split(" = ", 1)[1].rsplit("   [", 1)[0]
-
-
-def numeric_jacobian(f, arrays: dict, name: str, eps: float = 1e-6) -> np.ndarray:
-    """Numerator-layout Jacobian by central differences: J[i, j] = ∂f_i/∂x_j."""
-    x = arrays[name] = np.array(arrays[name], dtype=float)
-    columns = []
-    for index in np.ndindex(x.shape):
-        saved = x[index]
-        x[index] = saved + eps
-        up = np.array(f(**arrays), dtype=float)
-        x[index] = saved - eps
-        down = np.array(f(**arrays), dtype=float)
-        x[index] = saved
-        columns.append(((up - down) / (2 * eps)).reshape(-1))
-    return np.stack(columns, axis=-1).reshape(np.shape(up) + x.shape)
 
 
 def evaluate(result, arrays) -> list[np.ndarray]:
@@ -288,7 +278,7 @@ INDEXED = [
 @pytest.mark.parametrize("source", INDEXED)
 def test_index_forms_equal_the_kronecker_forms_entry_by_entry(source: str) -> None:
     """Evaluate the index form's terms with einsum and compare with the vec-form Jacobian."""
-    from matcalc.kronecker import IndexExpander, dims, eliminate
+    from matcalc.forms.kronecker import IndexExpander, dims, eliminate
 
     wrt = "W" if "W:" in source else "X"
     result = jacobian(source, [wrt])

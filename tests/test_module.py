@@ -13,9 +13,9 @@ import pytest
 from test_functions_fd import CASES, SIZES
 
 from matcalc import derive, lambdify, parse
-from matcalc.module import generate
-from matcalc.numeric import evaluator, smooth_inputs
-from matcalc.testing import check_gradient
+from matcalc.forms.generated import generate
+from matcalc.proofs.finite_differences import evaluator, smooth_inputs
+from matcalc.proofs.testing import check_gradient
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 MLP = (EXAMPLES / "mlp.mc").read_text()

@@ -21,10 +21,15 @@ from conftest import check_gradients
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from matcalc.core.ir import postorder
 from matcalc.errors import MatcalcError
-from matcalc.ir import postorder
-from matcalc.numeric import evaluator, function_value, kink_distance, smooth_inputs
-from matcalc.program import parse
+from matcalc.language.lowering import parse
+from matcalc.proofs.finite_differences import (
+    evaluator,
+    function_value,
+    kink_distance,
+    smooth_inputs,
+)
 
 MAX_DEPTH = 5
 MAX_MAGNITUDE = 1e3

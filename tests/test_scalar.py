@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import sympy
 
+from matcalc.core.elementwise import SYMPY_FUNCTIONS
 from matcalc.errors import MatcalcError
-from matcalc.scalar import SYMPY_FUNCTIONS, parse_scalar, to_sympy
-from matcalc.syntax import BinOp, Call, Name, Number, Transpose, UnaryOp
+from matcalc.language.scalar_text import parse_scalar, to_sympy
+from matcalc.language.syntax import BinOp, Call, Name, Number, Transpose, UnaryOp
 
 x = sympy.Symbol("x", real=True)
 z = sympy.Symbol("z", real=True)

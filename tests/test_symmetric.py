@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from matcalc import MatcalcError, derive
-from matcalc.testing import check_gradient
+from matcalc.proofs.testing import check_gradient
 
 CASES = [
     ("S: [n, n] symmetric; x: [n]; x @ S @ x", "x", "2 S x"),
@@ -35,7 +35,7 @@ def test_symmetric_gradients(source: str, wrt: str, expected: str | None) -> Non
 
 def test_symmetric_gradient_is_symmetric_and_matches_the_constrained_derivative() -> None:
     """Along symmetric directions D, ⟨∂f/∂S, D⟩ is the derivative; the result is symmetric."""
-    from matcalc.numeric import evaluator
+    from matcalc.proofs.finite_differences import evaluator
 
     result = derive("S: [n, n] symmetric; A: [n, n]; trace(A @ S @ A)", ["S"])
     rng = np.random.default_rng(0)

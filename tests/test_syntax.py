@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 from matcalc import derive
 from matcalc import parse as lower
 from matcalc.errors import MatcalcError
-from matcalc.printing import to_text
-from matcalc.reference import reference_function
-from matcalc.syntax import (
+from matcalc.forms.printing import to_text
+from matcalc.language.syntax import (
     MAX_DEPTH,
     Assign,
     BinOp,
@@ -30,6 +29,7 @@ from matcalc.syntax import (
     parse_program,
     unparse,
 )
+from matcalc.proofs.reference import reference_function
 
 
 def N(name: str) -> Name:  # noqa: N802

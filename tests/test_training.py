@@ -1,4 +1,4 @@
-"""matcalc train and matcalc.training: learning with generated code, data mapping, errors."""
+"""matcalc train and its module: learning with generated code, data mapping, errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from matcalc.applications.training import Data, train
 from matcalc.cli import cli
-from matcalc.training import Data, train
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MLP = str(EXAMPLES / "mlp.mc")

@@ -9,8 +9,8 @@ import pytest
 import sympy
 from click.testing import CliRunner
 
-from matcalc import variance as v
-from matcalc.cli_init import init
+from matcalc.applications import variance as v
+from matcalc.cli.init import init
 
 pi = sympy.pi
 n, n_in, n_out = v.N, v.N_IN, v.N_OUT

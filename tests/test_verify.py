@@ -11,16 +11,16 @@ import pytest
 import sympy
 from click.testing import CliRunner
 
-from matcalc import ir
-from matcalc.catalog import CATALOG
 from matcalc.cli import cli
-from matcalc.expand import Expander, explicit_gradient
-from matcalc.ir import ELEMENTWISE_UNARY, SHAPE_RULES, const, make
-from matcalc.numeric import evaluator
-from matcalc.program import Program, parse
-from matcalc.verify import FAIL, INCONCLUSIVE, PASS, assert_identity
-from matcalc.verify import verify as verify_claim
-from matcalc.verify import verify_all as verify_claims
+from matcalc.core import ir
+from matcalc.core.ir import ELEMENTWISE_UNARY, SHAPE_RULES, const, make
+from matcalc.language.lowering import Program, parse
+from matcalc.proofs.catalog import CATALOG
+from matcalc.proofs.finite_differences import evaluator
+from matcalc.proofs.scalar_expansion import Expander, explicit_gradient
+from matcalc.proofs.verify import FAIL, INCONCLUSIVE, PASS, assert_identity
+from matcalc.proofs.verify import verify as verify_claim
+from matcalc.proofs.verify import verify_all as verify_claims
 
 QUADRATIC = "x: [n]; A: [n, n]\nf = x @ A @ x\n"
 PATIENCE = 300.0

@@ -1,4 +1,8 @@
-"""Proofs: checks of matcalc against independent references (torch.autograd), and a fuzzer.
+"""The proofs: checks of matcalc's answers against references that do not share its code.
 
-Nothing here is imported by the rest of the package; the submodules need PyTorch.
+Finite differences of the generated code and of an independent NumPy evaluation of the program
+(``reference``), exact entrywise checks of scalar expansions in SymPy (``scalar_expansion``,
+``verify``, the ``catalog`` of classic identities), the helpers test suites use (``testing``),
+and the fuzz gate: random programs (``programs``) through every output path against
+torch.autograd (``torch_reference``, ``fuzz``; these need PyTorch).
 """

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 import matcalc
-from matcalc import syntax
 from matcalc.errors import MatcalcError
+from matcalc.language import syntax
 from matcalc.proofs import programs
 from matcalc.proofs.torch_reference import Trace, torch_trace
 

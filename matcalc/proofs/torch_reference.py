@@ -1,6 +1,6 @@
 """An independent reference in PyTorch: a program's value computed from its source text.
 
-Like :mod:`matcalc.reference` does with NumPy, this walks the syntax tree of the source with
+Like :mod:`matcalc.proofs.reference` does with NumPy, this walks the syntax tree of the source with
 plain float64 torch operations, so that ``torch.autograd`` can differentiate it. It uses none
 of matcalc's IR, simplifier, rules or code generator: ``matcalc.parse`` is only read for the
 declarations (each variable's symbolic shape and properties). Named intermediates are kept as
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from matcalc import syntax
-from matcalc.program import Program
+from matcalc.language import syntax
+from matcalc.language.lowering import Program
 
 Tensor = torch.Tensor
 DTYPE = torch.float64

@@ -1,0 +1,79 @@
+"""The ``codegen`` and ``check`` commands (added to the group in :mod:`matcalc.cli.commands`)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from matcalc.applications.files import write_text
+from matcalc.cli.common import (
+    PositiveNumber,
+    declarations_option,
+    pairs,
+    reports_user_errors,
+    size,
+    wrt_option,
+)
+from matcalc.forms.generated import TARGETS, generate
+from matcalc.language.lowering import parse
+from matcalc.language.sizes import check_memory
+from matcalc.language.source import read_source
+from matcalc.proofs.testing import check_gradient
+
+WRT = wrt_option("Variable to differentiate with respect to (repeatable).")
+
+
+def parse_dims(text: str | None) -> dict[str, int]:
+    """``n=3,m=4`` as ``{"n": 3, "m": 4}``: names, and sizes that are positive integers."""
+    items = [item for item in (text or "").split(",") if item.strip()]
+    return pairs("--dims", items, size, "NAME=SIZE",
+                 "SIZE must be a positive integer, e.g. n=3,m=4")
+
+
+RANDOM_SIZE_MAX = 5
+"""The largest random size ``check`` draws where --dims gives none (numeric.sizes_for)."""
+
+
+@click.command("codegen")
+@click.argument("source")
+@WRT
+@declarations_option
+@click.option("--target", type=click.Choice(TARGETS), default="numpy", show_default=True,
+              help="numpy: value and value_and_grad; torch: a torch.autograd.Function.")
+@click.option("-o", "--output", metavar="FILE",
+              help="Write the module to this file instead of printing it.")
+@click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
+@reports_user_errors
+def codegen(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], target: str,
+            output: str | None, force: bool) -> None:
+    """A standalone Python module computing the function and its derived gradients."""
+    text = generate(read_source(source), wrt, target, declarations)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        write_text(text, output, "-o", force)
+        click.echo(f"wrote {output}", err=True)
+
+
+@click.command("check")
+@click.argument("source")
+@WRT
+@declarations_option
+@click.option("--dims", metavar="n=3,m=4", help="Sizes to check at (small random sizes if not).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Random seed.")
+@click.option("--rtol", type=PositiveNumber(), default=1e-5, show_default=True,
+              help="Largest error allowed, relative to the larger of 1 and the gradient.")
+@reports_user_errors
+def check(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], dims: str | None,
+          seed: int, rtol: float) -> None:
+    """Prove the derived gradients against central finite differences; exit 1 on a FAIL."""
+    text, sizes = read_source(source), parse_dims(dims)
+    program = parse(text, declarations)
+    largest = {name: RANDOM_SIZE_MAX for name in program.dims}
+    check_memory(program, {**largest, **sizes}, hint="Check at smaller sizes (--dims n=3): "
+                 "a gradient that is right at small sizes is right at every size.")
+    report = check_gradient(text, wrt, sizes, seed, rtol, declarations=declarations)
+    click.echo(report.text())
+    sys.exit(0 if report.passed else 1)

@@ -1,0 +1,96 @@
+"""The ``matcalc`` group, its ``derive`` and ``hessian`` commands, and the entry point."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from matcalc.cli.codegen import check, codegen
+from matcalc.cli.common import declarations_option, reports_user_errors, wrt_option
+from matcalc.cli.init import init
+from matcalc.cli.train import train
+from matcalc.cli.verify import verify_command
+from matcalc.errors import MatcalcError
+from matcalc.forms.derivation import LAYOUTS, Derivation, derive, hessian, jacobian
+from matcalc.language.lowering import parse
+from matcalc.language.source import read_source
+
+
+@click.group()
+@click.version_option(package_name="matcalc")
+def cli() -> None:
+    """Matrix calculus the way people do it on paper, only right every time."""
+
+
+@cli.command("derive")
+@click.argument("source")
+@wrt_option("Variable (or named intermediate) to differentiate with respect to (repeatable).")
+@declarations_option
+@click.option("--format", "fmt", type=click.Choice(["text", "latex", "numpy", "json"]),
+              default="text", show_default=True)
+@click.option("--steps", is_flag=True, help="Show the chain-rule derivation with error signals δ.")
+@click.option("--layout", type=click.Choice(LAYOUTS), default=None,
+              help="Jacobian layout [default: denominator (gradient) for a scalar function, "
+                   "numerator for a vector function].")
+@reports_user_errors
+def derive_command(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], fmt: str,
+                   steps: bool, layout: str | None) -> None:
+    """Gradients (or Jacobians) in matrix form.
+
+    SOURCE is a .mc file or the program text, e.g. 'x: [n]; A: [n, n]; x @ A @ x'.
+    """
+    program = parse(read_source(source), declarations)
+    one_entry = all(d == 1 for d in program.function.shape)     # scalars, 1×1 matrices
+    if not one_entry or layout == "numerator":
+        if steps:
+            raise MatcalcError("--steps shows backpropagation for gradients of scalar "
+                               "functions; leave it out for a Jacobian")
+        result = jacobian(program, wrt, layout=layout or "numerator")
+    else:
+        result = derive(program, wrt, steps=steps)
+    show(result, fmt)
+
+
+@cli.command("hessian")
+@click.argument("source")
+@wrt_option("Variable of the Hessian (one).")
+@declarations_option
+@click.option("--hvp", "direction", default=None, metavar="V",
+              help="Give the Hessian-vector product H V instead, V a new variable shaped like "
+                   "NAME (e.g. --hvp v).")
+@click.option("--format", "fmt", type=click.Choice(["text", "latex", "numpy", "json"]),
+              default="text", show_default=True)
+@reports_user_errors
+def hessian_command(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...],
+                    direction: str | None, fmt: str) -> None:
+    """Second derivatives in matrix form: ∂²f/∂x², or H v without forming H."""
+    if len(wrt) != 1:
+        raise MatcalcError(f"a Hessian is with respect to one variable; got --wrt {', '.join(wrt)}"
+                           " (run hessian once per variable)")
+    show(hessian(read_source(source), wrt[0], declarations, direction=direction), fmt)
+
+
+def show(result: Derivation, fmt: str) -> None:
+    """Print a derivation in one of the output formats; notes go to stderr except in text."""
+    if fmt == "text":
+        click.echo(result.text())
+    elif fmt == "latex":
+        click.echo(result.latex())
+    elif fmt == "numpy":
+        click.echo(result.numpy(), nl=False)
+    else:
+        click.echo(json.dumps(result.json(), indent=2, ensure_ascii=False))
+    for note in result.notes if fmt != "text" else ():
+        click.echo(f"note: {note}", err=True)
+
+
+for command in (codegen, check, init, train, verify_command):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
+    cli()

@@ -1,0 +1,559 @@
+"""Typed tensor IR: interned nodes whose shapes are tuples of symbolic dimensions.
+
+A node is ``(op, args, attrs)`` with a shape computed and checked when it is made. Nodes are
+hash-consed: building the same expression twice gives the same object, so equality is identity
+and shared subexpressions are shared automatically (the code generator relies on this).
+
+Shapes have rank 0 (scalar), 1 (vector, NumPy semantics) or 2 (matrix). A dimension is a SymPy
+positive integer ``Symbol`` (``n``) or ``Integer`` (``3``).
+
+This module makes nodes exactly as asked; the canonical algebra (constant folding, like terms,
+``(A + Aᵀ) x``) lives in :mod:`matcalc.core.simplify`, whose constructors are the operators.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+
+import sympy
+
+Dim = sympy.Expr
+Shape = tuple[Dim, ...]
+
+ONE = sympy.Integer(1)
+
+
+class ShapeError(Exception):
+    """A shape clash; the message names both shapes, the location is added by the caller."""
+
+
+def dim(value: str | int | sympy.Expr) -> Dim:
+    """A dimension: a positive integer symbol for names, an Integer for numbers."""
+    if isinstance(value, sympy.Expr):
+        return value
+    if isinstance(value, int):
+        return sympy.Integer(value)
+    return sympy.Symbol(value, integer=True, positive=True)
+
+
+def shape_str(shape: Shape) -> str:
+    """``[n, m]`` as the user writes it (products of sizes as ``n·p``, powers as ``n²``)."""
+    return "[" + ", ".join(dim_str(d) for d in shape) + "]"
+
+
+def dim_str(d: Dim) -> str:
+    text = str(d).replace("**2", "²").replace("**3", "³")
+    return text.replace("*", "·")
+
+
+def size(shape: Shape) -> sympy.Expr:
+    """Number of entries, symbolic."""
+    return sympy.Mul(*shape) if shape else ONE
+
+
+# ----------------------------------------------------------------------------------------------
+# Nodes
+
+
+_COUNTER = itertools.count()
+_INTERN: weakref.WeakValueDictionary[tuple, Node] = weakref.WeakValueDictionary()
+
+
+class Node:
+    """An interned IR node. ``args`` are nodes, ``attrs`` hashable parameters."""
+
+    __slots__ = ("op", "args", "attrs", "shape", "serial", "__weakref__")
+
+    op: str
+    args: tuple[Node, ...]
+    attrs: tuple
+    shape: Shape
+    serial: int
+
+    def __new__(cls, op: str, args: tuple[Node, ...], attrs: tuple, shape: Shape) -> Node:
+        key = (op, tuple(id(a) for a in args), attrs, shape)
+        found = _INTERN.get(key)
+        if found is not None:
+            return found
+        self = object.__new__(cls)
+        self.op, self.args, self.attrs, self.shape = op, args, attrs, shape
+        self.serial = next(_COUNTER)
+        _INTERN[key] = self
+        return self
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"<{self.op} {shape_str(self.shape)} #{self.serial}>"
+
+    # ``a + b``, ``a - b``, ``-a``, ``a * b``, ``a / b``, ``a ** k``, ``a @ b`` and ``a.T`` are
+    # the canonical constructors of matcalc.core.simplify, which installs them (``install``):
+    # this module makes nodes exactly as asked and imports nothing of the later algebra.
+    __add__: Callable[[Node, Operand], Node]
+    __radd__: Callable[[Node, Operand], Node]
+    __sub__: Callable[[Node, Operand], Node]
+    __rsub__: Callable[[Node, Operand], Node]
+    __neg__: Callable[[Node], Node]
+    __mul__: Callable[[Node, Operand], Node]
+    __rmul__: Callable[[Node, Operand], Node]
+    __truediv__: Callable[[Node, Operand], Node]
+    __rtruediv__: Callable[[Node, Operand], Node]
+    __pow__: Callable[[Node, Operand], Node]
+    __matmul__: Callable[[Node, Node], Node]
+    T: Node
+
+
+Operand = Node | int | sympy.Expr
+
+
+def lift(value: Operand) -> Node:
+    """A node for a node, a Python number or a SymPy scalar."""
+    return value if isinstance(value, Node) else const(value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Shape rules
+
+
+def broadcast_shapes(*shapes: Shape) -> Shape:
+    """NumPy broadcasting with symbolic dims: equal, or one of them is 1."""
+    if all(s == shapes[0] for s in shapes[1:]):
+        return tuple(shapes[0])
+    return _broadcast_shapes(tuple(map(tuple, shapes)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _broadcast_shapes(shapes: tuple[Shape, ...]) -> Shape:
+    rank = max(len(s) for s in shapes)
+    padded = [(ONE,) * (rank - len(s)) + tuple(s) for s in shapes]
+    out = []
+    for dims in zip(*padded, strict=True):
+        sizes = {d for d in dims if d != ONE}
+        if len(sizes) > 1:
+            raise ShapeError(
+                " and ".join(shape_str(s) for s in shapes)
+                + " do not broadcast ("
+                + " ≠ ".join(str(d) for d in sorted(sizes, key=str))
+                + ")"
+            )
+        out.append(sizes.pop() if sizes else ONE)
+    return tuple(out)
+
+
+def matmul_shape(a: Shape, b: Shape) -> Shape:
+    """NumPy ``@`` on vectors and matrices."""
+    if not a or not b:
+        raise ShapeError(f"{shape_str(a)} and {shape_str(b)}: `@` needs vectors or matrices")
+    inner_a = a[-1]
+    inner_b = b[0] if len(b) == 1 else b[-2]
+    if inner_a != inner_b:
+        raise ShapeError(
+            f"{shape_str(a)} and {shape_str(b)} do not align ({inner_a} ≠ {inner_b})"
+        )
+    return a[:-1] + b[1:] if len(b) == 2 else a[:-1]
+
+
+def square(shape: Shape, what: str) -> Dim:
+    """The size of a square matrix, or a ShapeError naming ``what``."""
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ShapeError(f"{what} needs a square matrix, got {shape_str(shape)}")
+    return shape[0]
+
+
+def normalise_axis(axis: int | None, rank: int) -> int | None:
+    """A non-negative axis (or None), checked against the rank."""
+    if axis is None:
+        return None
+    if not -rank <= axis < rank:
+        raise ShapeError(f"axis {axis} is out of range for a rank-{rank} array")
+    return axis % rank
+
+
+def reduced_shape(shape: Shape, axis: int | None, keepdims: bool) -> Shape:
+    """Shape after summing over ``axis`` (all axes for None)."""
+    axes = range(len(shape)) if axis is None else (axis,)
+    if keepdims:
+        return tuple(ONE if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+# ----------------------------------------------------------------------------------------------
+# The operations: name -> shape rule. Elementwise functions share one rule.
+
+ShapeRule = Callable[[Sequence[Node], tuple], Shape]
+
+ELEMENTWISE_UNARY = (
+    "exp log sqrt abs sin cos tanh sigmoid relu softplus gelu silu step sign "
+    "normal_cdf normal_pdf".split()
+)
+"""Elementwise functions of one argument. The rules also make ``step`` (1[x > 0]), ``sign``
+and the standard normal's ``normal_cdf`` Φ and ``normal_pdf`` φ."""
+
+
+def _same(args: Sequence[Node], attrs: tuple) -> Shape:
+    return args[0].shape
+
+
+def _broadcast(args: Sequence[Node], attrs: tuple) -> Shape:
+    return broadcast_shapes(*(a.shape for a in args))
+
+
+def _scalar(args: Sequence[Node], attrs: tuple) -> Shape:
+    return ()
+
+
+def _attr_shape(args: Sequence[Node], attrs: tuple) -> Shape:
+    return attrs[-1]
+
+
+def _matmul(args: Sequence[Node], attrs: tuple) -> Shape:
+    return matmul_shape(args[0].shape, args[1].shape)
+
+
+def _transpose(args: Sequence[Node], attrs: tuple) -> Shape:
+    return args[0].shape[::-1]
+
+
+def _square_scalar(what: str) -> ShapeRule:
+    def rule(args: Sequence[Node], attrs: tuple) -> Shape:
+        square(args[0].shape, what)
+        return ()
+
+    return rule
+
+
+def _square_same(what: str) -> ShapeRule:
+    def rule(args: Sequence[Node], attrs: tuple) -> Shape:
+        square(args[0].shape, what)
+        return args[0].shape
+
+    return rule
+
+
+def _sum(args: Sequence[Node], attrs: tuple) -> Shape:
+    axis, keepdims = attrs
+    return reduced_shape(args[0].shape, axis, keepdims)
+
+
+def _expand(args: Sequence[Node], attrs: tuple) -> Shape:
+    (axis,) = attrs
+    shape = args[0].shape
+    return shape[:axis] + (ONE,) + shape[axis:]
+
+
+def _broadcast_to(args: Sequence[Node], attrs: tuple) -> Shape:
+    (target,) = attrs
+    if broadcast_shapes(args[0].shape, target) != target:
+        raise ShapeError(f"{shape_str(args[0].shape)} does not broadcast to {shape_str(target)}")
+    return target
+
+
+def _diag(args: Sequence[Node], attrs: tuple) -> Shape:
+    shape = args[0].shape
+    if len(shape) == 1:
+        return (shape[0], shape[0])
+    if len(shape) == 2:
+        return (square(shape, "diag"),)
+    raise ShapeError(f"diag needs a vector or a square matrix, got {shape_str(shape)}")
+
+
+def _outer(args: Sequence[Node], attrs: tuple) -> Shape:
+    a, b = (x.shape for x in args)
+    if len(a) != 1 or len(b) != 1:
+        raise ShapeError(f"outer needs two vectors, got {shape_str(a)} and {shape_str(b)}")
+    return (a[0], b[0])
+
+
+def as_matrix(shape: Shape) -> Shape:
+    """A vector as a column, a scalar as 1×1: how vec and ⊗ see arrays."""
+    return tuple(shape) + (ONE,) * (2 - len(shape))
+
+
+def _kron(args: Sequence[Node], attrs: tuple) -> Shape:
+    (a0, a1), (b0, b1) = (as_matrix(x.shape) for x in args)
+    return (a0 * b0, a1 * b1)
+
+
+def _vec(args: Sequence[Node], attrs: tuple) -> Shape:
+    return (size(args[0].shape),)
+
+
+def _softmax_like(args: Sequence[Node], attrs: tuple) -> Shape:
+    if not args[0].shape:
+        raise ShapeError("softmax of a scalar is always 1; it needs a vector or a matrix")
+    return args[0].shape
+
+
+def _logsumexp(args: Sequence[Node], attrs: tuple) -> Shape:
+    (axis,) = attrs
+    return reduced_shape(args[0].shape, axis, False)
+
+
+def _same_pair(what: str) -> ShapeRule:
+    def rule(args: Sequence[Node], attrs: tuple) -> Shape:
+        a, b = (x.shape for x in args)
+        if a != b:
+            raise ShapeError(
+                f"{what} needs both arguments of one shape, got {shape_str(a)} and "
+                f"{shape_str(b)} (NumPy would broadcast them to a larger array)"
+            )
+        if not a:
+            raise ShapeError(f"{what} needs vectors or matrices, got scalars")
+        return ()
+
+    return rule
+
+
+def _cross_entropy(args: Sequence[Node]) -> Shape:
+    z, y = args
+    if not has_property(y, "labels"):
+        return _same_pair("softmax_cross_entropy")(args, ())
+    if not z.shape or y.shape != z.shape[:-1]:
+        wanted = "[" + ", ".join([*map(dim_str, y.shape), "C"]) + "]"
+        raise ShapeError(f"softmax_cross_entropy with integer labels of shape "
+                         f"{shape_str(y.shape)} needs logits of shape {wanted} (C classes), "
+                         f"got {shape_str(z.shape)}")
+    return ()
+
+
+SHAPE_RULES: dict[str, ShapeRule] = {
+    # leaves
+    "var": _attr_shape,
+    "const": _scalar,
+    "zeros": _attr_shape,
+    "identity": lambda args, attrs: (attrs[0], attrs[0]),
+    "delta": _attr_shape,
+    # a named intermediate wraps its definition
+    "named": _same,
+    # elementwise with broadcasting
+    "add": _broadcast,
+    "mul": _broadcast,
+    "pow": _broadcast,
+    "leaky_relu": _broadcast,
+    **{name: _same for name in ELEMENTWISE_UNARY},
+    # structure
+    "matmul": _matmul,
+    "transpose": _transpose,
+    "sum": _sum,
+    "expand": _expand,
+    "broadcast": _broadcast_to,
+    # linear algebra
+    "trace": _square_scalar("trace"),
+    "det": _square_scalar("det"),
+    "logdet": _square_scalar("logdet"),
+    "inv": _square_same("inv"),
+    "matrix_power": _square_same("matrix_power"),
+    "diag": _diag,
+    "outer": _outer,
+    # vectorised (Kronecker) forms of third- and fourth-order derivatives
+    "kron": _kron,
+    "vec": _vec,
+    "commutation": lambda args, attrs: (attrs[0] * attrs[1], attrs[0] * attrs[1]),
+    "diag_embedding": lambda args, attrs: (attrs[0] * attrs[0], attrs[0]),
+    "norm": _scalar,
+    # neural nets
+    "softmax": _softmax_like,
+    "log_softmax": _softmax_like,
+    "logsumexp": _logsumexp,
+    "softmax_cross_entropy": lambda args, attrs: _cross_entropy(args),
+    "onehot": lambda args, attrs: args[0].shape + (attrs[0],),
+    "mse": _same_pair("mse"),
+}
+
+
+def make(op: str, args: Sequence[Node] = (), attrs: tuple = ()) -> Node:
+    """The node ``op(args; attrs)`` exactly as given, its shape checked (ShapeError)."""
+    args = tuple(args)
+    return Node(op, args, attrs, SHAPE_RULES[op](args, attrs))
+
+
+# ----------------------------------------------------------------------------------------------
+# Leaves
+
+
+def var(name: str, shape: Shape, symmetric: bool = False, properties: tuple[str, ...] = ()
+        ) -> Node:
+    """A declared variable: ``symmetric`` (a square matrix equal to its transpose), ``onehot``
+    or ``probabilities`` (rows along the last axis sum to 1), ``labels`` (integer classes)."""
+    if symmetric:
+        square(tuple(shape), "a symmetric variable")
+        properties = ("symmetric", *properties)
+    return make("var", (), (name, *properties, tuple(shape)))
+
+
+def has_property(node: Node, name: str) -> bool:
+    """A variable declared with the property ``name`` (``symmetric``, ``onehot`` …); a variable
+    merely *called* ``symmetric`` has none."""
+    return node.op == "var" and name in node.attrs[1:-1]
+
+
+def rows_sum_to_one(node: Node) -> bool:
+    """Every row (along the last axis) provably sums to 1: declared one-hot or probability
+    targets, or a softmax over the last axis."""
+    while node.op == "named":
+        node = node.args[0]
+    if node.op == "var":
+        return has_property(node, "onehot") or has_property(node, "probabilities")
+    return node.op == "softmax" and node.attrs[0] in (-1, node.rank - 1) and bool(node.shape) and (
+        node.attrs[0] is not None or node.rank == 1)
+
+
+def is_labels(node: Node) -> bool:
+    """A variable holding integer class labels."""
+    return has_property(node, "labels")
+
+
+def class_counts(root: Node) -> dict[str, Dim]:
+    """For each variable of integer labels under ``root``: its classes, the logits' last size."""
+    return {node.args[1].attrs[0]: node.args[0].shape[-1] for node in postorder([root])
+            if node.op == "softmax_cross_entropy" and is_labels(node.args[1])}
+
+
+SYMMETRY_PRESERVING = {"add", "mul", "inv", "matrix_power", "exp", "log", "sqrt", "abs",
+                       "sin", "cos", "tanh", "sigmoid", "relu", "softplus", "gelu", "silu",
+                       "step", "sign", "normal_cdf", "normal_pdf"}
+"""Operations that give a symmetric matrix when every matrix argument is symmetric. Named
+intermediates are not among them: the gradient with respect to ``T = X Xᵀ`` is the
+unconstrained one (``Tᵀ`` must stay ``Tᵀ`` in ``sum(A ⊙ Tᵀ)`` for ∂/∂T to be ``Aᵀ``)."""
+
+
+def matmul_chain(node: Node) -> list[Node]:
+    """The factors of a product of matrices, ``A (B C)`` and ``(A B) C`` alike."""
+    if node.op != "matmul" or node.rank != 2:
+        return [node]
+    return [f for a in node.args for f in matmul_chain(a)]
+
+
+def transposed_of(a: Node, b: Node) -> bool:
+    """``b`` is ``aᵀ`` (or both are one symmetric matrix)."""
+    return (b.op == "transpose" and b.args[0] is a or a.op == "transpose" and a.args[0] is b
+            or a is b and is_symmetric(a))
+
+
+def palindromic(factors: list[Node]) -> bool:
+    """F₁ … Fₖ with Fᵢ = Fₖ₊₁₋ᵢᵀ and a symmetric middle: a symmetric product."""
+    k = len(factors)
+    pairs = all(transposed_of(factors[i], factors[k - 1 - i]) for i in range(k // 2))
+    return pairs and (k % 2 == 0 or is_symmetric(factors[k // 2]))
+
+
+_SYMMETRIC: weakref.WeakKeyDictionary[Node, bool] = weakref.WeakKeyDictionary()
+
+
+def is_symmetric(node: Node) -> bool:
+    """Provably equal to its transpose (symmetric variables and what keeps them so)."""
+    found = _SYMMETRIC.get(node)
+    if found is None:
+        found = _SYMMETRIC[node] = _symmetric(node)
+    return found
+
+
+def _symmetric(node: Node) -> bool:
+    if node.rank != 2 or node.shape[0] != node.shape[1]:
+        return False
+    if node.op == "var":
+        return has_property(node, "symmetric")
+    if node.op in ("identity", "diag", "zeros"):
+        return True
+    if node.op == "broadcast":
+        return not node.args[0].shape
+    if node.op == "matmul":                       # A B Aᵀ with B symmetric, A Aᵀ, …
+        return palindromic(matmul_chain(node))
+    if node.op == "outer":
+        return node.args[0] is node.args[1]
+    if node.op in SYMMETRY_PRESERVING:
+        return all(is_symmetric(a) or not a.shape for a in node.args)
+    return False
+
+
+def const(value: int | sympy.Expr) -> Node:
+    """A scalar constant: a number or an expression in dimensions (``1/N``) and ``pi``."""
+    if isinstance(value, int) and -8 <= value <= 8:     # the most common: made once
+        return SMALL_CONSTANTS[value]
+    return checked_const(value)
+
+
+@functools.lru_cache(maxsize=8192)
+def checked_const(value: int | sympy.Expr) -> Node:
+    value = sympy.sympify(value)
+    if value.has(sympy.zoo, sympy.nan, sympy.oo):
+        from matcalc.errors import MatcalcError
+
+        raise MatcalcError("a constant in the program divides by zero (or is infinite)")
+    return make("const", (), (value,))
+
+
+SMALL_CONSTANTS = {k: checked_const(k) for k in range(-8, 9)}
+
+
+def zeros(shape: Shape) -> Node:
+    """The zero array of ``shape``."""
+    return make("zeros", (), (tuple(shape),))
+
+
+def identity(n: Dim) -> Node:
+    """The n×n identity matrix."""
+    return make("identity", (), (n,))
+
+
+def named(name: str, definition: Node) -> Node:
+    """A named intermediate: printed by its name, computed once."""
+    return make("named", (definition,), (name,))
+
+
+def delta(label: int, name: str, shape: Shape) -> Node:
+    """The error signal δ<label> = ∂f/∂<name>, as a leaf in a derivation's later steps."""
+    return make("delta", (), (label, name, tuple(shape)))
+
+
+def const_value(node: Node) -> sympy.Expr | None:
+    """The value of a constant node, else None."""
+    return node.attrs[0] if node.op == "const" else None
+
+
+def is_zero(node: Node) -> bool:
+    return node.op == "zeros" or const_value(node) == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Traversal
+
+
+def postorder(roots: Sequence[Node], stop: Callable[[Node], bool] = lambda n: False) -> list[Node]:
+    """Every node reachable from ``roots``, children before parents, without recursion.
+
+    Nodes for which ``stop`` is true are listed but not descended into.
+    """
+    seen: set[int] = set()
+    order: list[Node] = []
+    stack: list[tuple[Node, Iterator[Node]]] = []
+    for root in roots:
+        if id(root) in seen:
+            continue
+        seen.add(id(root))
+        stack.append((root, iter(() if stop(root) else root.args)))
+        while stack:
+            node, children = stack[-1]
+            for child in children:
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    stack.append((child, iter(() if stop(child) else child.args)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    return order
+
+
+def depends_on(roots: Sequence[Node], targets: set[Node]) -> set[Node]:
+    """The nodes under ``roots`` whose value depends on one of ``targets``."""
+    result: set[Node] = set()
+    for node in postorder(roots):
+        if node in targets or any(a in result for a in node.args):
+            result.add(node)
+    return result

@@ -1,0 +1,576 @@
+"""The simplifier: canonical constructors that keep every expression in textbook form.
+
+Every node the derivative rules build goes through these constructors (the operator overloads
+of :class:`matcalc.core.ir.Node` call them), so results come out simplified as they are built, in
+time linear in the size of the expression DAG:
+
+- constants folded, ``1·x``, ``x + 0``, ``x¹``, ``(Xᵀ)ᵀ``, ``I X`` removed;
+- like terms merged (``x + x = 2 x``), equal bases merged (``‖x‖ ‖x‖⁻¹ = 1``);
+- scalars pulled out of matrix products (``(c A) B = c (A B)``);
+- transposes pushed to the leaves (``(A B)ᵀ = Bᵀ Aᵀ``), ``x A`` for a vector written ``Aᵀ x``;
+- common factors collected (``A x + Aᵀ x = (A + Aᵀ) x``).
+
+The user's own program is not rewritten: named intermediates are kept as written.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+
+import sympy
+
+from matcalc.core.elementwise import SYMPY_FUNCTIONS
+from matcalc.core.ir import (
+    ONE,
+    Node,
+    Shape,
+    as_matrix,
+    broadcast_shapes,
+    const,
+    const_value,
+    is_symmetric,
+    is_zero,
+    lift,
+    make,
+    matmul_shape,
+    normalise_axis,
+    reduced_shape,
+    size,
+    zeros,
+)
+from matcalc.errors import MatcalcError
+
+MAX_CONSTANT_BITS = 4096
+
+SCALAR_FUNCTIONS = {
+    **SYMPY_FUNCTIONS,
+    "normal_cdf": lambda x: (1 + sympy.erf(x / sympy.sqrt(2))) / 2,
+    "normal_pdf": lambda x: sympy.exp(-x**2 / 2) / sympy.sqrt(2 * sympy.pi),
+}
+"""What each elementwise function means for one number, for folding constants."""
+
+
+def zero_like(shape: Shape) -> Node:
+    """Scalar 0 or the zero array."""
+    return zeros(shape) if shape else const(0)
+
+
+def fit(node: Node, shape: Shape) -> Node:
+    """``node`` broadcast to ``shape`` when it is smaller (a broadcast broadcast once)."""
+    if node.shape == shape:
+        return node
+    if node.op == "broadcast":
+        node = node.args[0]
+    return make("broadcast", (node,), (shape,))
+
+
+def unbroadcast(node: Node) -> Node:
+    """The value under a ``broadcast`` (NumPy broadcasting restores it where it is used)."""
+    return node.args[0] if node.op == "broadcast" else node
+
+
+# ----------------------------------------------------------------------------------------------
+# Sums
+
+
+def split_coefficient(term: Node) -> tuple[sympy.Expr, Node | None]:
+    """``c · core`` with ``c`` the constant factor; core None for a pure constant."""
+    value = const_value(term)
+    if value is not None:
+        return value, None
+    if term.op == "mul" and term.args[0].op == "const":
+        rest = term.args[1:]
+        return const_value(term.args[0]), rest[0] if len(rest) == 1 else make("mul", rest)
+    return ONE, term
+
+
+def scale(coefficient: sympy.Expr, core: Node | None) -> Node:
+    """``coefficient · core`` (a constant when core is None)."""
+    if core is None:
+        return const(coefficient)
+    return mul(const(coefficient), core)
+
+
+def add(*terms: Node) -> Node:
+    """Elementwise sum with NumPy broadcasting, like terms merged, common factors collected."""
+    shape = broadcast_shapes(*(t.shape for t in terms))
+    coefficients: dict[Node | None, sympy.Expr] = {}
+    for term in flatten("add", terms):
+        if is_zero(term):
+            continue
+        coefficient, core = split_coefficient(unbroadcast(term))
+        coefficients[core] = coefficients.get(core, 0) + coefficient
+    merged = [scale(c, core) for core, c in coefficients.items() if c != 0]
+    merged = collect_common_scalars(merged)
+    merged = collect_common_factor(merged, side=1)
+    merged = collect_common_factor(merged, side=0)
+    if not merged:
+        return zero_like(shape)
+    if len(merged) == 1:
+        return fit(merged[0], shape)
+    return fit(make("add", sorted(merged, key=lambda n: n.serial)), shape)
+
+
+FLATTEN_LIMIT = 8
+"""Nested sums and products are merged up to this many terms, so that chains like
+``g ⊙ a + g`` with a shared ``g`` grow linearly, not quadratically, with depth."""
+
+
+def flatten(op: str, nodes: Sequence[Node]) -> list[Node]:
+    """Arguments of nested ``op`` nodes (small ones), in order."""
+    out: list[Node] = []
+    for node in nodes:
+        inner = unbroadcast(node)
+        if inner.op == op and len(inner.args) <= FLATTEN_LIMIT:
+            out.extend(flatten(op, inner.args))
+        else:
+            out.append(node)
+    return out
+
+
+def collect_common_scalars(terms: list[Node]) -> list[Node]:
+    """``s A x + s B x = s (A x + B x)`` for arrays sharing the same data-scalar factors."""
+    groups: dict[tuple[Node, ...], list[Node]] = {}
+    for term in terms:
+        scalars, rest = split_scalars(term)
+        data = tuple(f for f in scalars if f.op != "const")
+        if data and term.shape:
+            groups.setdefault(data, []).append(term)
+    out: list[Node] = []
+    for term in terms:
+        scalars, _ = split_scalars(term)
+        data = tuple(f for f in scalars if f.op != "const")
+        group = groups.get(data, []) if data and term.shape else []
+        if len(group) < 2:
+            out.append(term)
+        elif group[0] is term:
+            out.append(mul(*data, add(*(strip_scalars(t, data) for t in group))))
+    return out
+
+
+def strip_scalars(term: Node, data: tuple[Node, ...]) -> Node:
+    """``term`` without the data-scalar factors ``data`` (its constant kept)."""
+    return mul(*(f for f in term.args if f not in data))
+
+
+def matmul_parts(term: Node) -> tuple[sympy.Expr, Node, Node] | None:
+    """``c · (a @ b)`` as ``(c, a, b)``, else None."""
+    coefficient, core = split_coefficient(term)
+    if core is None or core.op != "matmul":
+        return None
+    return coefficient, core.args[0], core.args[1]
+
+
+def common_coefficient(coefficients: list[sympy.Expr]) -> sympy.Expr:
+    """The coefficient all terms share (``−A/2 − Aᵀ/2 = −(A + Aᵀ)/2``), else 1."""
+    first = coefficients[0]
+    return first if all(c == first for c in coefficients) else ONE
+
+
+def collect_common_factor(terms: list[Node], side: int) -> list[Node]:
+    """``A x + B x = (A + B) x`` (side 1: shared right factor; side 0: shared left factor).
+
+    Only factors of one shape are collected: ``A v + A M`` with a vector ``v`` and a matrix
+    ``M`` is not ``A (v + M)``, since NumPy would broadcast ``v`` as a row there.
+    """
+    groups: dict[tuple, list[tuple[sympy.Expr, Node]]] = {}
+    keys: list[tuple | None] = []
+    for term in terms:
+        parts = matmul_parts(term)
+        key = None
+        if parts is not None:
+            coefficient, left, right = parts
+            shared, other = (right, left) if side == 1 else (left, right)
+            key = (shared, other.shape)
+            groups.setdefault(key, []).append((coefficient, other))
+        keys.append(key)
+    out: list[Node] = []
+    done: set[tuple] = set()
+    for term, key in zip(terms, keys, strict=True):
+        if key is None or len(groups[key]) < 2:
+            out.append(term)
+        elif key not in done:
+            done.add(key)
+            shared = key[0]
+            common = common_coefficient([c for c, _ in groups[key]])
+            others = add(*(scale(c / common, other) for c, other in groups[key]))
+            product = matmul(others, shared) if side == 1 else matmul(shared, others)
+            out.append(scale(common, product))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Products and powers
+
+
+def base_and_exponent(factor: Node) -> tuple[Node, sympy.Expr]:
+    """``x^k`` as ``(x, k)`` for a constant exponent, else ``(factor, 1)``."""
+    if factor.op == "pow" and factor.args[1].op == "const":
+        return factor.args[0], const_value(factor.args[1])
+    return factor, ONE
+
+
+def mul(*factors: Node) -> Node:
+    """Elementwise product with NumPy broadcasting, constants folded, powers merged."""
+    shape = broadcast_shapes(*(f.shape for f in factors))
+    coefficient: sympy.Expr = ONE
+    exponents: dict[Node, sympy.Expr] = {}
+    for factor in flatten("mul", factors):
+        factor = unbroadcast(factor)
+        if is_zero(factor):
+            return zero_like(shape)
+        value = const_value(factor)
+        if value is not None:
+            coefficient *= value
+            continue
+        base, exponent = base_and_exponent(factor)
+        exponents[base] = exponents.get(base, 0) + exponent
+    rest = [raw_power(base, k) for base, k in exponents.items() if k != 0]
+    rest.sort(key=lambda n: n.serial)
+    if coefficient == 0:
+        return zero_like(shape)
+    if coefficient != 1 or not rest:
+        rest.insert(0, const(coefficient))
+    return fit(rest[0] if len(rest) == 1 else make("mul", rest), shape)
+
+
+def raw_power(base: Node, exponent: sympy.Expr) -> Node:
+    """``base^exponent`` without further rewriting (``base`` itself when the exponent is 1)."""
+    return base if exponent == 1 else make("pow", (base, const(exponent)))
+
+
+def fold_power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
+    """``base ** exponent`` for constants, refusing results too large to hold."""
+    if exponent.is_Integer and base.is_Rational and base not in (0, 1, -1):
+        p, q = sympy.fraction(base)
+        bits = max(int(abs(p)).bit_length(), int(abs(q)).bit_length())
+        if bits * abs(int(exponent)) > MAX_CONSTANT_BITS:
+            raise MatcalcError(f"the constant {base} ** {exponent} is too large to compute")
+    if exponent.is_Number and abs(exponent) > MAX_CONSTANT_BITS and base not in (0, 1, -1):
+        raise MatcalcError(f"the constant {base} ** {exponent} is too large to compute")
+    return sympy.Pow(base, exponent)
+
+
+def power(base: Node, exponent: Node) -> Node:
+    """Elementwise ``base ** exponent``."""
+    shape = broadcast_shapes(base.shape, exponent.shape)
+    k = const_value(exponent)
+    if k is None:
+        return make("pow", (base, exponent))
+    if k == 0:
+        return fit(const(1), shape)
+    if k == 1:
+        return base
+    value = const_value(base)
+    if value is not None:
+        return const(fold_power(value, k))
+    if k.is_Integer:
+        inner, j = base_and_exponent(base)
+        if j != 1:
+            return power(inner, const(j * k))
+        if base.op == "mul":
+            return mul(*(power(f, exponent) for f in base.args))
+    return make("pow", (base, exponent))
+
+
+# ----------------------------------------------------------------------------------------------
+# Matrix products and transposes
+
+
+def split_scalars(node: Node) -> tuple[list[Node], Node]:
+    """A product's scalar factors, and the rest (an array); ``c 𝟙`` counts as ``c · 𝟙``."""
+    if node.op == "broadcast" and const_value(node.args[0]) not in (None, 1):
+        return [node.args[0]], fit(const(1), node.shape)
+    if node.op != "mul" or not node.shape:
+        return [], node
+    scalars = [f for f in node.args if not f.shape]
+    arrays = [f for f in node.args if f.shape]
+    return scalars, arrays[0] if len(arrays) == 1 else make("mul", arrays)
+
+
+def matmul(a: Node, b: Node) -> Node:
+    """NumPy ``a @ b``; scalars pulled out, identities dropped, ``x A`` written ``Aᵀ x``."""
+    shape = matmul_shape(a.shape, b.shape)
+    if is_zero(a) or is_zero(b):
+        return zero_like(shape)
+    if a.op == "identity":
+        return b
+    if b.op == "identity":
+        return a
+    for one, other in ((a, b), (b, a)):                # a 1×1 matrix holding c: c times
+        if one.op == "broadcast" and one.shape == (ONE, ONE) and not one.args[0].shape:
+            return fit(mul(one.args[0], other), shape)
+    scalars_a, a = split_scalars(a)
+    scalars_b, b = split_scalars(b)
+    if scalars_a or scalars_b:
+        return mul(*scalars_a, *scalars_b, matmul(a, b))
+    if a.rank == 1 and b.rank == 2:
+        return matmul(transpose(b), a)
+    if b.op == "matmul" and a.rank == b.rank == b.args[1].rank == 2:   # (A B) C: one form
+        return matmul(matmul(a, b.args[0]), b.args[1])
+    if a.op == "kron" and b.op == "kron" and mixed_product_fits(a, b):
+        return kron(matmul_columns(a.args[0], b.args[0]), matmul_columns(a.args[1], b.args[1]))
+    if a.op == "diag" and a.args[0].rank == 1 and b.op == "broadcast" and b.shape[-1:] != (
+            a.shape[0],) and not b.args[0].shape:      # diag(v) c𝟙 = c v
+        v = a.args[0] if b.rank == 1 else expand(a.args[0], 1)
+        return fit(mul(b.args[0], v), shape)
+    if a.op == "broadcast" and not a.args[0].shape and b.op == "diag" and b.args[0].rank == 1:
+        return fit(expand(mul(a.args[0], b.args[0]), 0), shape)   # c 𝟙𝟙ᵀ diag(v) = 𝟙 (c v)ᵀ
+    if b.op == "broadcast" and not b.args[0].shape and a.op == "diag" and a.args[0].rank == 1 \
+            and b.rank == 2:
+        return fit(expand(mul(b.args[0], a.args[0]), 1), shape)   # diag(v) c 𝟙𝟙ᵀ = (c v) 𝟙ᵀ
+    if a.op == "diag" and b.op == "diag" and a.args[0].rank == b.args[0].rank == 1:
+        return apply("diag", mul(a.args[0], b.args[0]))
+    base_a, k_a, flipped_a = matrix_power_parts(a)
+    base_b, k_b, flipped_b = matrix_power_parts(b)
+    if base_a is base_b and flipped_a == flipped_b and a.rank == 2:
+        merged = make("matrix_power", (base_a,), (k_a + k_b,))
+        return transpose(merged) if flipped_a else merged
+    return make("matmul", (a, b))
+
+
+def kron(a: Node, b: Node) -> Node:
+    """``a ⊗ b`` (vectors as columns); ``I ⊗ I = I``, ``1×1 ⊗ B = B``, scalars pulled out."""
+    (a0, a1), (b0, b1) = as_matrix(a.shape), as_matrix(b.shape)
+    if is_zero(a) or is_zero(b):
+        return zeros((a0 * b0, a1 * b1))
+    if a.op == b.op == "identity":
+        return make("identity", (), (a0 * b0,))
+    if (a0, a1) == (ONE, ONE) and a.op == "identity":
+        return as_column(b)
+    if (b0, b1) == (ONE, ONE) and b.op == "identity":
+        return as_column(a)
+    return apply("kron", a, b)
+
+
+def as_column(x: Node) -> Node:
+    """A vector as a column, a scalar as 1×1, a matrix as it is: how ⊗ sees its operands."""
+    if x.rank == 1:
+        return expand(x, 1)
+    return fit(x, (ONE, ONE)) if not x.shape else x
+
+
+def mixed_product_fits(a: Node, b: Node) -> bool:
+    """(A ⊗ B)(C ⊗ D) = AC ⊗ BD needs A, C and B, D to multiply."""
+    return all(as_matrix(x.shape)[1] == as_matrix(y.shape)[0]
+               for x, y in zip(a.args, b.args, strict=True))
+
+
+def matmul_columns(a: Node, b: Node) -> Node:
+    """``a @ b`` with vectors taken as columns (so a column times a 1×k row is an outer)."""
+    if a.rank == 2 and b.rank == 1:
+        return matmul(a, b)
+    return matmul(as_column(a), as_column(b))
+
+
+def matrix_power_parts(x: Node) -> tuple[Node, int, bool]:
+    """``X``, ``Xᵏ``, ``Xᵀ``, ``(Xᵏ)ᵀ`` as ``(X, k, transposed)``: ``Xᵏ Xʲ = Xᵏ⁺ʲ``."""
+    flipped = x.op == "transpose"
+    inner = x.args[0] if flipped else x
+    if inner.op == "matrix_power":
+        return inner.args[0], inner.attrs[0], flipped
+    return inner, 1, flipped
+
+
+_TRANSPOSED: weakref.WeakKeyDictionary[Node, Node] = weakref.WeakKeyDictionary()
+
+
+def transpose(x: Node) -> Node:
+    """``xᵀ``, pushed through sums, products and matrix products to the leaves (each shared
+    part transposed once)."""
+    found = _TRANSPOSED.get(x)
+    if found is None:
+        found = _TRANSPOSED[x] = transposed(x)
+    return found
+
+
+def transposed(x: Node) -> Node:
+    if x.rank < 2 or is_symmetric(x):
+        return x
+    if x.op == "transpose":
+        return x.args[0]
+    if x.op == "expand" and x.args[0].rank == 1:      # a row becomes a column and back
+        return expand(x.args[0], 1 - x.attrs[0])
+    if x.op == "zeros":
+        return zeros(x.shape[::-1])
+    if x.op == "broadcast" and not x.args[0].shape:
+        return fit(x.args[0], x.shape[::-1])
+    if x.op == "broadcast":                              # rows repeated become columns
+        inner = x.args[0]
+        return fit(expand(inner, 1) if inner.rank == 1 else transpose(inner), x.shape[::-1])
+    if x.op == "matmul":
+        return matmul(transpose(x.args[1]), transpose(x.args[0]))
+    if x.op in ("add", "mul"):
+        build = add if x.op == "add" else mul
+        return build(*(transpose_operand(t) for t in x.args))
+    if x.op == "pow":
+        return power(*(transpose_operand(t) for t in x.args))
+    if x.op == "outer":
+        return make("outer", (x.args[1], x.args[0]))
+    if x.op == "kron":
+        return kron(*(transpose_matrix(t) for t in x.args))
+    if x.op == "commutation":
+        return make("commutation", (), x.attrs[::-1])
+    return make("transpose", (x,))
+
+
+def transpose_matrix(t: Node) -> Node:
+    """The transpose with a vector taken as a column: a 1×n row (and a row back to a vector)."""
+    if t.rank == 1:
+        return expand(t, 0)
+    if t.op == "expand" and t.attrs[0] == 0:
+        return t.args[0]
+    return transpose(t)
+
+
+def transpose_operand(t: Node) -> Node:
+    """An operand of an elementwise matrix operation, transposed with it: a vector there is
+    broadcast as a row, so it becomes a column; scalars stay as they are."""
+    if t.rank == 1:
+        return expand(t, 1)
+    return transpose(t)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reductions and broadcasting
+
+
+def reduce_sum(x: Node, axis: int | None = None, keepdims: bool = False) -> Node:
+    """``sum(x, axis)``; sums of broadcast constants become products with the size."""
+    axis = normalise_axis(axis, x.rank)
+    shape = reduced_shape(x.shape, axis, keepdims)
+    if not x.shape:
+        return x
+    if is_zero(x):
+        return zero_like(shape)
+    inner = unbroadcast(x)
+    if not inner.shape:
+        counted = x.shape if axis is None else (x.shape[axis],)
+        return fit(mul(inner, const(size(counted))), shape)
+    scalars, rest = split_scalars(x)
+    if scalars:
+        return mul(*scalars, reduce_sum(rest, axis, keepdims))
+    if x.op == "expand" and x.attrs[0] == axis and not keepdims:
+        return x.args[0]
+    if x.op == "diag" and x.args[0].rank == 1 and not keepdims and axis is not None:
+        return x.args[0]
+    if x.op == "identity" and not keepdims and axis is not None:
+        return fit(const(1), shape)
+    if x.op == "sum" and not x.attrs[1] and not keepdims and (axis is None or x.rank == 1):
+        return reduce_sum(x.args[0])
+    if x.op == "sum" and x.attrs == (axis, True) and not keepdims:   # summed again over 1 entry
+        return reduce_sum(x.args[0], axis)
+    if x.op == "sum" and x.attrs[1] and keepdims and x.rank == 2 and axis is not None:
+        if x.attrs[0] in (axis, None):                     # summed again over 1 entry
+            return x
+        return reduce_sum(x.args[0], None, keepdims=True)   # over rows, then columns: all
+    return make("sum", (x,), (axis, keepdims))
+
+
+def expand(x: Node, axis: int) -> Node:
+    """A new axis of length 1 at ``axis`` (``x[:, None]`` for axis 1)."""
+    if x.op == "broadcast" and not x.args[0].shape:
+        return fit(x.args[0], x.shape[:axis] + (ONE,) + x.shape[axis:])
+    return make("expand", (x,), (axis,))
+
+
+def reduce_to(g: Node, shape: Shape) -> Node:
+    """Sum ``g`` over the axes that broadcasting added to an array of ``shape``."""
+    if not shape:
+        return reduce_sum(g)
+    while g.rank > len(shape):
+        g = reduce_sum(g, 0)
+    for axis, d in enumerate(shape):
+        if d == ONE and g.shape[axis] != ONE:
+            g = reduce_sum(g, axis, keepdims=True)
+    return g
+
+
+def broadcast_like(g: Node, shape: Shape, axis: int | None) -> Node:
+    """The adjoint of a sum: ``g`` repeated along the summed ``axis`` (all axes for None)."""
+    if axis is not None and g.rank:
+        g = expand(g, axis)
+    return fit(g, shape)
+
+
+LINEAR = {"diag", "trace", "outer", "kron", "vec"}
+"""Operations that scalars factor out of: ``diag(2 x) = 2 diag(x)``."""
+
+
+def folded(op: str, args: Sequence[Node]) -> Node | None:
+    """An elementwise function of numbers as the number it is (``exp(0) = 1``), when real."""
+    function = SCALAR_FUNCTIONS.get(op)
+    values = [const_value(a) for a in args]
+    if function is None or any(v is None or not v.is_number for v in values):
+        return None
+    result = function(*values)
+    return const(result) if result.is_real and result.is_finite else None
+
+
+def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
+    """Any other operation; scalar factors are pulled out of linear ones, elementwise
+    functions of numbers folded."""
+    number = folded(op, args) if not attrs else None
+    if number is not None:
+        return number
+    if op == "inv" and is_zero(args[0]):
+        raise MatcalcError("inv of a zero matrix: it has no inverse")
+    if op == "vec" and args[0].rank <= 1:              # a vector is its own vec
+        return args[0]
+    if op == "inv" and args[0].op == "transpose":     # (Xᵀ)⁻¹ = (X⁻¹)ᵀ
+        return transpose(make("inv", (args[0].args[0],)))
+    if op == "diag" and args[0].op == "broadcast" and args[0].rank == 1 and (
+            not args[0].args[0].shape):
+        return mul(args[0].args[0], make("identity", (), (args[0].shape[0],)))
+    if op in LINEAR:
+        pulled = [split_scalars(a) for a in args]
+        scalars = [s for found, _ in pulled for s in found]
+        if scalars:
+            return mul(*scalars, make(op, [rest for _, rest in pulled], attrs))
+    return make(op, args, attrs)
+
+
+# ----------------------------------------------------------------------------------------------
+# The operators of IR nodes are these constructors
+
+
+def negate(a: Node) -> Node:
+    """``-a``."""
+    return mul(const(-1), a)
+
+
+def install_operators() -> None:
+    """``a + b``, ``a - b``, ``-a``, ``a * b``, ``a / b``, ``a ** k``, ``a @ b``, ``a.T`` on nodes
+    (numbers lifted to constants), so that rules read like the identities they are."""
+    Node.__add__ = lambda a, b: add(a, lift(b))
+    Node.__radd__ = lambda a, b: add(lift(b), a)
+    Node.__sub__ = lambda a, b: add(a, negate(lift(b)))
+    Node.__rsub__ = lambda a, b: add(lift(b), negate(a))
+    Node.__neg__ = negate
+    Node.__mul__ = lambda a, b: mul(a, lift(b))
+    Node.__rmul__ = lambda a, b: mul(lift(b), a)
+    Node.__truediv__ = lambda a, b: mul(a, power(lift(b), const(-1)))
+    Node.__rtruediv__ = lambda a, b: mul(lift(b), power(a, const(-1)))
+    Node.__pow__ = lambda a, b: power(a, lift(b))
+    Node.__matmul__ = matmul
+    Node.T = property(transpose)
+
+
+install_operators()
+
+__all__ = [
+    "add",
+    "apply",
+    "broadcast_like",
+    "expand",
+    "fit",
+    "matmul",
+    "mul",
+    "power",
+    "reduce_sum",
+    "reduce_to",
+    "transpose",
+    "zero_like",
+]
+

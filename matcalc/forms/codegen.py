@@ -1,0 +1,1180 @@
+"""Code generation: readable, CSE'd statements computing IR expressions, in NumPy or PyTorch.
+
+An :class:`Emitter` turns named outputs into :class:`Statement` s (a target, its code, the names
+the code reads, where it came from) so that every value is computed once: named intermediates
+keep their names, anything used twice becomes a temporary, sizes are read off the arrays
+(``N, D = X.shape``), and softmax, log-softmax, logsumexp and sigmoid go through max-shifted or
+``logaddexp`` helpers emitted only when used. Nothing materialises a Jacobian; ``np.eye``
+appears only when an identity is the answer itself (∂ tr X / ∂X = I).
+
+Names are allocated by :class:`Names`, which knows every user name before it invents one, so no
+variable, intermediate or dimension can collide with a temporary, a helper or a module alias:
+a user variable called ``np`` makes the generated code import ``numpy as np_1``. Boolean masks
+(``x > 0``) are kept boolean only where NumPy and torch multiply them correctly (a factor of a
+product with a floating array); anywhere else they are cast, so ``m + mᵀ`` never becomes a
+logical or. Long statements are split by naming subexpressions, never by editing text.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import keyword
+import string
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import sympy
+
+from matcalc.core.ir import Node, const, const_value, is_labels, make, postorder
+from matcalc.core.simplify import add, fit, matmul, mul, raw_power, transpose
+from matcalc.forms.printing import TEXT, Printer
+
+ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
+FLOAT, BOOL = "float", "bool"
+WIDTH = 89
+"""Longest right-hand side plus target before subexpressions are given names (lines are at
+most 100 characters at two levels of indentation)."""
+
+RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins))
+
+
+class Names:
+    """The names of one generated text: every user name first, then what the generator invents.
+
+    ``alias("np")`` is the module-level name a module or helper goes by (``np`` unless a user
+    name is ``np``); ``fresh("t")`` a new name in this scope. A function body is a ``scope()``
+    of the module's names: its temporaries are its own, its aliases the module's.
+    """
+
+    def __init__(self, user: Iterable[str], parent: Names | None = None) -> None:
+        self.parent = parent
+        self.user: frozenset[str] = frozenset(user) if parent is None else parent.user
+        self.taken: set[str] = set(self.user) | RESERVED if parent is None else set()
+        self.aliases: dict[str, str] = {} if parent is None else parent.aliases
+        self.scopes: list[Names] = []
+        self.counters: dict[str, int] = {}
+        """Where the search for the next ``t<k>`` starts: names are never given back."""
+
+    @property
+    def root(self) -> Names:
+        return self if self.parent is None else self.parent
+
+    def scope(self) -> Names:
+        """A function body's names."""
+        child = Names((), self.root)
+        self.root.scopes.append(child)
+        return child
+
+    def in_use(self, name: str) -> bool:
+        if name in self.taken or name in self.root.taken:
+            return True
+        return self.parent is None and any(name in s.taken for s in self.scopes)
+
+    def fresh(self, stem: str, numbered: bool = False) -> str:
+        """``stem`` if free (``t1``, ``t2`` … when ``numbered``), else ``stem_1``, ``stem_2`` …"""
+        if not numbered and not self.in_use(stem):
+            self.taken.add(stem)
+            return stem
+        pattern = "{}{}" if numbered else "{}_{}"
+        k = self.counters.get(pattern.format(stem, ""), 1)
+        while self.in_use(pattern.format(stem, k)):
+            k += 1
+        self.counters[pattern.format(stem, "")] = k + 1
+        name = pattern.format(stem, k)
+        self.taken.add(name)
+        return name
+
+    def alias(self, wanted: str) -> str:
+        """The module-level name standing for ``wanted`` (a module alias or a helper)."""
+        if wanted not in self.aliases:
+            self.aliases[wanted] = self.root.fresh(wanted)
+        return self.aliases[wanted]
+
+
+# ----------------------------------------------------------------------------------------------
+# Dialects: how NumPy and PyTorch spell each operation. In templates ``{0}`` is an argument as a
+# call argument, ``{p0}`` the same argument parenthesised unless atomic; ``{xp}`` is the array
+# module, ``{math}`` the math module and ``{_name}`` a helper function.
+
+NUMPY_HELPERS = {
+    "_softmax": '''def {_softmax}(x, axis=-1):
+    """Max-shifted softmax."""
+    e = {xp}.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)''',
+    "_log_softmax": '''def {_log_softmax}(x, axis=-1):
+    """Max-shifted log-softmax."""
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - {xp}.log({xp}.exp(shifted).sum(axis=axis, keepdims=True))''',
+    "_logsumexp": '''def {_logsumexp}(x, axis=None, keepdims=False):
+    """Max-shifted log-sum-exp; ±inf where an entry is +inf or every entry is -inf."""
+    m = {xp}.max(x, axis=axis, keepdims=True)
+    m = {xp}.where({xp}.isfinite(m), m, 0)
+    with {xp}.errstate(divide="ignore"):                 # log 0 = -inf: every entry -inf
+        total = {xp}.log({xp}.sum({xp}.exp(x - m), axis=axis, keepdims=True)) + m
+    return total if keepdims else {xp}.squeeze(total, axis=axis)[()]''',
+    "_sigmoid": '''def {_sigmoid}(x):
+    """Sigmoid that neither overflows nor loses precision in the tails."""
+    return {xp}.exp(-{xp}.logaddexp(0, -x))''',
+    "_inv": '''def {_inv}(x):
+    """The inverse; a ValueError saying so for a singular matrix."""
+    try:
+        return {xp}.linalg.inv(x)
+    except {xp}.linalg.LinAlgError:
+        raise ValueError("a matrix to be inverted is singular (det = 0): the value or the "
+                         "derivative needs its inverse, which does not exist there") from None''',
+    "_kron": '''def {_kron}(a, b):
+    """Kronecker product, vectors taken as columns."""
+    a = a[:, None] if {xp}.ndim(a) == 1 else a
+    return {xp}.kron(a, b[:, None] if {xp}.ndim(b) == 1 else b)''',
+    "_commutation": '''def {_commutation}(rows, cols):
+    """K with K @ vec(A) = vec(A.T) for a rows×cols matrix A (vec stacks columns)."""
+    k = {xp}.zeros((rows * cols, rows * cols))
+    i, j = {xp}.meshgrid({xp}.arange(rows), {xp}.arange(cols), indexing="ij")
+    k[(j + cols * i).ravel(), (i + rows * j).ravel()] = 1
+    return k''',
+    "_diag_embedding": '''def {_diag_embedding}(n):
+    """E with E @ v = vec(diag(v)) (vec stacks columns)."""
+    e = {xp}.zeros((n * n, n))
+    e[{xp}.arange(n) * (n + 1), {xp}.arange(n)] = 1
+    return e''',
+    "_add_at": '''def {_add_at}(x, labels, c):
+    """A copy of x with c added at each row's label (x − onehot(labels) for c = −1)."""
+    out = {xp}.array(x, copy=True)
+    index = {xp}.asarray(labels)[..., None]
+    {xp}.put_along_axis(out, index, {xp}.take_along_axis(out, index, axis=-1) + c, axis=-1)
+    return out''',
+    "_pick": '''def {_pick}(x, labels):
+    """Each row's entry at its label."""
+    return {xp}.take_along_axis(x, {xp}.asarray(labels)[..., None], axis=-1)[..., 0]''',
+    "_check_onehot": '''def {_check_onehot}(name, y):
+    """Raise ValueError unless each row of y is one 1 among 0s, as declared."""
+    if not (((y == 0) | (y == 1)).all() and (y.sum(axis=-1) == 1).all()):
+        raise ValueError(f"{{name}}: declared onehot, but a row is not one 1 among 0s")''',
+    "_check_probabilities": '''def {_check_probabilities}(name, y):
+    """Raise ValueError unless each row of y is a probability vector, as declared."""
+    if (y < 0).any() or not {xp}.allclose(y.sum(axis=-1), 1):
+        raise ValueError(f"{{name}}: declared probabilities, but a row is negative or does not "
+                         "sum to 1")''',
+    "_check_labels": '''def {_check_labels}(name, y, classes):
+    """Raise ValueError unless every label is a class, 0 … classes − 1."""
+    if {xp}.size(y) and ({xp}.min(y) < 0 or {xp}.max(y) >= classes):
+        raise ValueError(f"{{name}}: class labels must lie in 0 … {{classes - 1}}")''',
+    "_check_symmetric": '''def {_check_symmetric}(name, s):
+    """Raise ValueError unless s equals its transpose, as declared."""
+    if not {xp}.allclose(s, s.T):
+        raise ValueError(f"{{name}}: declared symmetric, but it differs from its transpose")''',
+    "_erf": '''def {_erf}(x):
+    """The error function, entry by entry (NumPy has none)."""
+    x = {xp}.asarray(x)
+    return {xp}.vectorize({math}.erf, otypes=[x.dtype])(x)''',
+}
+
+NUMPY_FUNCTIONS = {
+    "exp": "{xp}.exp({0})",
+    "log": "{xp}.log({0})",
+    "sqrt": "{xp}.sqrt({0})",
+    "abs": "{xp}.abs({0})",
+    "sin": "{xp}.sin({0})",
+    "cos": "{xp}.cos({0})",
+    "tanh": "{xp}.tanh({0})",
+    "sign": "{xp}.sign({0})",
+    "sigmoid": "{_sigmoid}({0})",
+    "relu": "{xp}.maximum({0}, 0)",
+    "softplus": "{xp}.logaddexp(0, {0})",
+    "normal_cdf": "0.5 * (1 + {_erf}({p0} / {math}.sqrt(2)))",
+    "normal_pdf": "{xp}.exp(-0.5 * {p0} ** 2) / {math}.sqrt(2 * {math}.pi)",
+    "step": "({0} > 0)",
+    "leaky_relu": "{xp}.where({p0} > 0, {p0}, {p1} * {p0})",
+    "trace": "{xp}.trace({0})",
+    "det": "{xp}.linalg.det({0})",
+    "logdet": "{xp}.linalg.slogdet({0})[1]",
+    "inv": "{_inv}({0})",
+    "diag": "{xp}.diag({0})",
+    "outer": "{xp}.outer({0}, {1})",
+    "kron": "{_kron}({0}, {1})",
+    "vec": '{xp}.ravel({0}, order="F")',
+    "norm": "{xp}.linalg.norm({0})",
+    "softmax": "{_softmax}({0}{axis})",
+    "log_softmax": "{_log_softmax}({0}{axis})",
+    "logsumexp": "{_logsumexp}({0}{axis})",
+    "matrix_power": "{xp}.linalg.matrix_power({0}, {k})",
+}
+"""One line per operation: how NumPy computes it."""
+
+TORCH_CHECKED = '''
+    if {xp}._C._functorch.is_functorch_wrapped_tensor(y):   # inside torch.func: not checked
+        return'''
+
+TORCH_HELPERS = {
+    "_check_onehot": '''def {_check_onehot}(name, y):
+    """Raise ValueError unless each row of y is one 1 among 0s, as declared."""''' + TORCH_CHECKED
+    + '''
+    if not (((y == 0) | (y == 1)).all() and (y.sum(dim=-1) == 1).all()):
+        raise ValueError(f"{{name}}: declared onehot, but a row is not one 1 among 0s")''',
+    "_check_probabilities": '''def {_check_probabilities}(name, y):
+    """Raise ValueError unless each row of y is a probability vector, as declared."""'''
+    + TORCH_CHECKED.replace("(y)", "(y)") + '''
+    total = y.sum(dim=-1)
+    if (y < 0).any() or not {xp}.allclose(total, {xp}.ones_like(total)):
+        raise ValueError(f"{{name}}: declared probabilities, but a row is negative or does not "
+                         "sum to 1")''',
+    "_check_labels": '''def {_check_labels}(name, y, classes):
+    """Raise ValueError unless every label is a class, 0 … classes − 1."""''' + TORCH_CHECKED
+    + '''
+    if y.numel() and (y.min() < 0 or y.max() >= classes):
+        raise ValueError(f"{{name}}: class labels must lie in 0 … {{classes - 1}}")''',
+    "_check_symmetric": '''def {_check_symmetric}(name, y):
+    """Raise ValueError unless y equals its transpose, as declared."""''' + TORCH_CHECKED
+    + '''
+    if not {xp}.allclose(y, y.T):
+        raise ValueError(f"{{name}}: declared symmetric, but it differs from its transpose")''',
+    "_add_at": '''def {_add_at}(x, labels, c):
+    """x with c added at each row's label (x − onehot(labels) for c = −1)."""
+    return x.scatter_add(-1, labels[..., None], {xp}.full_like(x[..., :1], c))''',
+    "_pick": '''def {_pick}(x, labels):
+    """Each row's entry at its label."""
+    return x.gather(-1, labels[..., None])[..., 0]''',
+    "_kron": '''def {_kron}(a, b):
+    """Kronecker product, vectors taken as columns."""
+    return {xp}.kron(a[:, None] if a.dim() == 1 else a, b[:, None] if b.dim() == 1 else b)''',
+    "_floating": '''def {_floating}(arrays, labels=()):
+    """Each argument as a floating tensor of one dtype and device (integer labels kept)."""
+    like = next((a for a in arrays.values() if {xp}.is_tensor(a) and a.is_floating_point()),
+                None)
+    dtype = like.dtype if like is not None else {xp}.get_default_dtype()
+    device = like.device if like is not None else None
+    return [{xp}.as_tensor(a, device=device) if name in labels
+            else {xp}.as_tensor(a, dtype=dtype, device=device) for name, a in arrays.items()]''',
+}
+
+TORCH_FUNCTIONS = {
+    **{op: NUMPY_FUNCTIONS[op] for op in ("exp", "log", "sqrt", "abs", "sin", "cos", "tanh",
+                                          "sign", "step", "leaky_relu", "trace", "diag",
+                                          "outer", "kron")},
+    "sigmoid": "{xp}.sigmoid({0})",
+    "relu": "{xp}.relu({0})",
+    "softplus": "{xp}.nn.functional.softplus({0})",
+    "normal_cdf": "0.5 * (1 + {xp}.erf({p0} / {math}.sqrt(2)))",
+    "normal_pdf": "{xp}.exp(-0.5 * {p0} ** 2) / {math}.sqrt(2 * {math}.pi)",
+    "det": "{xp}.linalg.det({0})",
+    "logdet": "{xp}.linalg.slogdet({0})[1]",
+    "inv": "{xp}.linalg.inv({0})",
+    "vec": "{p0}.T.reshape(-1)",
+    "norm": "{xp}.linalg.norm({0})",
+    "softmax": "{xp}.softmax({0}{axis})",
+    "log_softmax": "{xp}.log_softmax({0}{axis})",
+    "logsumexp": "{xp}.logsumexp({0}{axis})",
+    "matrix_power": "{xp}.linalg.matrix_power({0}, {k})",
+}
+"""The same operations in PyTorch (``{axis}`` is always given: torch has no default dim)."""
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """An array library: its module, its spelling of each operation and of reductions."""
+
+    name: str
+    module: str
+    alias: str
+    functions: dict[str, str]
+    helpers: dict[str, str]
+    axis: str
+    keepdims: str
+    like: str
+    """Keywords making a new array match the dtype (and device) of ``{0}``."""
+    cast: str
+    """A boolean mask ``{0}`` as numbers of the dtype of ``{1}``."""
+
+
+NUMPY = Dialect("numpy", "numpy", "np", NUMPY_FUNCTIONS, NUMPY_HELPERS, "axis", "keepdims",
+                ", dtype={0}.dtype", "{0}.astype({1}.dtype)")
+TORCH = Dialect("torch", "torch", "torch", TORCH_FUNCTIONS, TORCH_HELPERS, "dim", "keepdim",
+                ", dtype={0}.dtype, device={0}.device", "{0}.to({1}.dtype)")
+DIALECTS = {"numpy": NUMPY, "torch": TORCH}
+
+
+# ----------------------------------------------------------------------------------------------
+# Code
+
+
+@dataclass(frozen=True)
+class Code:
+    """An expression's text, how tightly it binds, whether it is a boolean mask, what it reads."""
+
+    text: str
+    prec: int
+    kind: str = FLOAT
+    reads: frozenset[str] = frozenset()
+    parts: tuple[str, ...] = ()
+    """For a flat sum or product: its operands with their operators, to break long lines."""
+
+
+@dataclass
+class Statement:
+    """``target = code``; ``comment`` says what it is when that is worth saying."""
+
+    target: str
+    code: Code
+    comment: str = ""
+
+    def lines(self, indent: str = "") -> list[str]:
+        """The statement laid out at ``indent``: one line, or its operands one per line."""
+        comment = [f"{indent}# {self.comment}"] if self.comment else []
+        text = f"{indent}{self.target} = {self.code.text}"
+        if len(text) <= WIDTH + 8 or not self.code.parts:
+            return [*comment, text]
+        inner = indent + "    "
+        first, *rest = self.code.parts
+        return [*comment, f"{indent}{self.target} = (", inner + first,
+                *(inner + part.lstrip() for part in rest), f"{indent})"]
+
+
+@dataclass
+class Block:
+    """Generated statements, and the module aliases and helpers they use."""
+
+    names: Names
+    dialect: Dialect = NUMPY
+    statements: list[Statement] = field(default_factory=list)
+    helpers: list[str] = field(default_factory=list)
+    modules: set[str] = field(default_factory=set)
+    outputs: list[str] = field(default_factory=list)
+    """The names the outputs were given."""
+
+    def lines(self, indent: str = "") -> list[str]:
+        return [line for s in self.statements for line in s.lines(indent)]
+
+    def imports(self) -> list[str]:
+        """``import math`` and ``import numpy as np`` (aliased as allocated), as used."""
+        found = []
+        if "math" in self.modules:
+            alias = self.names.alias("math")
+            found += ["import math" + (f" as {alias}" if alias != "math" else ""), ""]
+        if self.dialect.alias in self.modules or not found:
+            alias = self.names.alias(self.dialect.alias)
+            found.append(f"import {self.dialect.module}"
+                         + (f" as {alias}" if alias != self.dialect.module else ""))
+        return found
+
+    def helper_sources(self) -> list[str]:
+        """The source of every helper used, with the allocated names filled in."""
+        return [fill(self.dialect.helpers[h], self.names, self) for h in self.helpers]
+
+    def source(self) -> str:
+        """Imports, helpers and statements as one runnable text."""
+        parts = ["\n".join(self.imports()), *self.helper_sources(), "\n".join(self.lines())]
+        return "\n\n".join(p for p in parts if p) + "\n"
+
+    def function(self, name: str, params: Sequence[str], results: Sequence[str]) -> str:
+        """A module defining ``name(params)`` that runs the statements, returning ``results``."""
+        body = self.lines("    ") or ["    pass"]
+        returned = ", ".join(results) + ("," if len(results) == 1 else "")
+        return "\n\n".join(["\n".join(self.imports()), *self.helper_sources(),
+                            f"def {name}({', '.join(params)}):\n" + "\n".join(body)
+                            + f"\n    return ({returned})"]) + "\n"
+
+
+def fill(template: str, names: Names, block: Block | None = None, *args: str,
+         **keywords: str) -> str:
+    """``template`` with aliases (``{xp}``, ``{math}``, ``{_helper}``) allocated and filled."""
+    values: dict[str, str] = dict(keywords)
+    for _, field_name, _, _ in string.Formatter().parse(template):
+        if field_name is None or field_name in values or field_name.isdigit():
+            continue
+        if field_name == "xp":
+            values["xp"] = used_module(names, block, block.dialect.alias if block else "np")
+        elif field_name == "math":
+            values["math"] = used_module(names, block, "math")
+        elif field_name.startswith("_"):
+            if block is not None and field_name not in block.helpers:
+                block.helpers.append(field_name)
+                fill(block.dialect.helpers[field_name], names, block)   # what it uses in turn
+            values[field_name] = names.alias(field_name)
+    return template.format(*args, **values)
+
+
+def used_module(names: Names, block: Block | None, module: str) -> str:
+    if block is not None:
+        block.modules.add(module)
+    return names.alias(module)
+
+
+# ----------------------------------------------------------------------------------------------
+# Python constants
+
+
+def python_number(value: sympy.Expr, math: Callable[[], str]) -> tuple[str, int]:
+    """A numeric SymPy constant as Python: ints stay ints, irrationals become float literals
+    (``math()`` gives the name of the math module, for ``math.inf``)."""
+    text, precedence = number_literal(value)
+    if text.endswith("inf"):
+        return text.replace("inf", f"{math()}.inf"), precedence
+    return text, precedence
+
+
+@functools.lru_cache(maxsize=4096)
+def number_literal(value: sympy.Expr) -> tuple[str, int]:
+    """``python_number`` with ``inf`` for the infinities (the module is named by the caller)."""
+    if value.is_Integer and abs(value) < 2**53:
+        return str(int(value)), ATOM if value >= 0 else UNARY
+    if value.is_Rational and abs(value.q) < 2**53 and abs(value.p) < 2**53:
+        return f"{value.p} / {value.q}", MUL
+    number = float(value)
+    if number in (float("inf"), float("-inf")):
+        return ("-" if number < 0 else "") + "inf", ATOM if number > 0 else UNARY
+    return repr(number), ATOM if number >= 0 else UNARY
+
+
+CONSTANT_FUNCTIONS = {"exp": "exp", "log": "log", "sqrt": "sqrt", "sin": "sin", "cos": "cos",
+                      "tanh": "tanh", "erf": "erf", "Abs": "fabs"}
+
+
+class ConstantPrinter:
+    """A SymPy constant in sizes (``N``, ``1/(n m)``, ``π n``) as Python reading the sizes."""
+
+    def __init__(self, emitter: Emitter) -> None:
+        self.emitter = emitter
+        self.reads: set[str] = set()
+
+    def __call__(self, value: sympy.Expr) -> tuple[str, int]:
+        if value.is_number:
+            return python_number(value, lambda: self.emitter.module("math"))
+        if value.is_Symbol:
+            name = self.emitter.dim(value)
+            self.reads.add(name)
+            return name, ATOM
+        if value.is_Add:
+            terms = [self(t) for t in value.as_ordered_terms()]
+            text = " + ".join(t if p > ADD else f"({t})" for t, p in terms)
+            return text.replace("+ -", "- "), ADD
+        if value.is_Mul:
+            return self.product(value)
+        if value.is_Pow:
+            base, k = value.as_base_exp()
+            if k == sympy.Rational(1, 2):
+                return f"{self.emitter.module('math')}.sqrt({self(base)[0]})", ATOM
+            return f"{self.wrap(base, ATOM)} ** {self.wrap(k, UNARY)}", POW
+        name = CONSTANT_FUNCTIONS.get(type(value).__name__)
+        if name is None:
+            raise ValueError(f"no Python form for the constant {value}")
+        return f"{self.emitter.module('math')}.{name}({self(value.args[0])[0]})", ATOM
+
+    def wrap(self, value: sympy.Expr, level: int) -> str:
+        text, prec = self(value)
+        return text if prec >= level else f"({text})"
+
+    def product(self, value: sympy.Expr) -> tuple[str, int]:
+        num, den = sympy.fraction(value)
+        sign = ""
+        if num.could_extract_minus_sign():
+            sign, num = "-", -num
+        top = " * ".join(self.wrap(f, MUL) for f in sympy.Mul.make_args(num)) or "1"
+        if den == 1:
+            return sign + top, MUL if not sign else UNARY
+        return f"{sign}{top} / {self.wrap(den, POW)}", MUL
+
+
+# ----------------------------------------------------------------------------------------------
+# The emitter
+
+NAMED_TEMPORARIES = {"step": "mask", "softmax": "softmax", "log_softmax": "log_softmax",
+                     "inv": "inv", "sigmoid": "sigmoid", "det": "det", "norm": "norm",
+                     "exp": "exp", "tanh": "tanh", "normal_cdf": "cdf"}
+
+DEFAULT_AXIS = {"softmax": -1, "log_softmax": -1, "logsumexp": None}
+
+SIZED = {"const", "zeros", "identity", "broadcast", "commutation", "diag_embedding"}
+
+CHEAP = {"var", "const", "named", "delta", "zeros", "identity", "transpose", "expand"}
+
+MAX_TERMS = 64
+"""Longest sum in one statement; longer sums are added up in parts."""
+
+MAX_DEPTH = 30
+"""Expressions nest at most this deep before a part gets a name (no deep recursion)."""
+
+VIEWS = {"transpose", "expand", "named", "broadcast"}
+"""Operations whose result may share memory with their argument."""
+
+
+def lower(node: Node, memo: dict[Node, Node]) -> Node:
+    """Composites as the primitives they are made of, so that work is shared: gelu(x) is
+    x Φ(x), whose Φ(x) the backward pass reuses; silu(x) is x σ(x). A product around an outer
+    product is the outer product of two vectors, M (a bᵀ) N = (M a)(Nᵀ b)ᵀ: O(n²), not O(n³)."""
+    found = memo.get(node)
+    if found is not None:
+        return found
+    for child in postorder([node], stop=memo.__contains__):
+        if child in memo:
+            continue
+        args = tuple(memo[a] for a in child.args)
+        if child.op == "gelu":
+            result = mul(args[0], make("normal_cdf", args))
+        elif child.op == "silu":
+            result = mul(args[0], make("sigmoid", args))
+        elif args == child.args:
+            result = child
+        else:
+            result = make(child.op, args, child.attrs)
+        vectors = outer_vectors(result) if result.op == "matmul" else None
+        memo[child] = result if vectors is None else make("outer", vectors)
+    return memo[node]
+
+
+class Emitter:
+    """Emits statements computing IR expressions from the arrays ``inputs`` into ``block``.
+
+    ``like`` names an input whose dtype (and device) new arrays take; ``methods`` writes sums
+    as methods, ``x.sum(axis=0)``, which costs less than ``np.sum`` on small arrays.
+    """
+
+    def __init__(self, inputs: Sequence[Node], block: Block, like: str | None = None,
+                 methods: bool = False) -> None:
+        self.inputs = list(inputs)
+        self.block = block
+        self.names: dict[Node, str] = {v: v.attrs[0] for v in inputs}
+        self.kinds: dict[str, str] = {}
+        self.like = like
+        self.methods = methods
+        self.uses: Counter[Node] = Counter()
+        self.present: set[Node] = set()
+        self.named: dict[Node, Node] = {}
+        self.memo: dict[Node, Node] = {}
+        self.dims: dict[sympy.Expr, str] = {}
+        self.returned: set[Node] = set()
+        self.order = Printer(TEXT)
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.block.dialect
+
+    @property
+    def allocate(self) -> Names:
+        return self.block.names
+
+    def module(self, name: str) -> str:
+        """The alias of ``math`` or of the array module, marked as used."""
+        return used_module(self.allocate, self.block, name)
+
+    def xp(self) -> str:
+        return self.module(self.dialect.alias)
+
+    # -- statements ------------------------------------------------------------------------
+
+    def count(self, roots: Sequence[Node]) -> None:
+        """How often each value is used under ``roots`` (what ``emit`` computes and what later
+        calls will): a value used twice gets a name."""
+        everything = postorder([lower(r, self.memo) for r in roots],
+                               stop=self.names.__contains__)
+        self.present = set(everything)
+        self.uses = Counter(arg for node in everything for arg in node.args)
+        for node in reversed(everything):       # X.T used twice computes X twice: count it so
+            if node.op in ("transpose", "expand") and self.uses[node] > 1:
+                self.uses[node.args[0]] += self.uses[node] - 1
+        self.named = {n.args[0]: n for n in everything if n.op == "named"}
+
+    def emit(self, outputs: Sequence[tuple[str, Node]], later: Sequence[Node] = (),
+             comments: Sequence[str] = (), counted: bool = False) -> list[str]:
+        """Statements computing each output; returns the names given to them.
+
+        An output named ``stem*`` gets a fresh name from ``stem``. Work shared with ``later``
+        expressions (a later call computes them) gets a name, so that they can reuse it;
+        ``counted`` means ``count`` has already seen them.
+        """
+        outputs = [(name, lower(node, self.memo)) for name, node in outputs]
+        roots = [node for _, node in outputs]
+        if not counted:
+            self.count([*roots, *later])
+        order = postorder(roots, stop=self.names.__contains__)
+        named = self.named
+        depth: dict[Node, int] = {}
+        for node in self.share_log_softmax(order):
+            if node in self.names:
+                continue
+            depth[node] = 1 + max((depth.get(a, 0) for a in node.args if a not in self.names),
+                                  default=0)
+            if node.op == "named":
+                self.bind(node.attrs[0], node)
+            elif node in named and self.uses[node] > 1:      # used elsewhere: by its name
+                self.bind(named[node].attrs[0], named[node])
+                self.names[node] = named[node].attrs[0]
+            elif (self.uses[node] > 1 or depth[node] > MAX_DEPTH) and node.op not in CHEAP:
+                self.bind(self.temp_name(node), node)       # shared, or deep: a name of its own
+        targets = []
+        for i, (name, node) in enumerate(outputs):
+            target = self.allocate.fresh(name[:-1]) if name.endswith("*") else name
+            self.output(target, node, comments[i] if i < len(comments) else "")
+            targets.append(target)
+        return targets
+
+    def output(self, target: str, node: Node, comment: str = "") -> None:
+        """``target = node`` as a fresh array of numbers: never a mask, never a view of an
+        input, never the array of another output."""
+        base = view_base(node)
+        if node.op == "broadcast" and node not in self.names:
+            code = self.materialised(node)
+        elif base.op == "const":
+            code = self.number_array(self.expr(node), const_value(base))
+        else:
+            code = self.float_code(self.expr(node), node)
+            array = bool(node.shape) or self.dialect is TORCH      # torch scalars are tensors
+            if array and (base.op == "var" or base in self.returned):
+                code = self.copied(code)
+        if code.text != target:
+            self.add(Statement(target, code, comment), node)
+        self.returned.add(base)
+        self.names.setdefault(node, target)
+
+    def number_array(self, code: Code, value: sympy.Expr | None = None) -> Code:
+        """A constant result as a scalar of the inputs' dtype (a tensor, for torch)."""
+        if value is not None and value.is_number and self.like is None and (
+                self.dialect is NUMPY):
+            text, prec = python_number(value, lambda: self.module("math"))
+            return Code(repr(float(value)) if "inf" not in text else text, prec, FLOAT)
+        if self.dialect is TORCH:
+            return Code(f"{self.xp()}.as_tensor({code.text}{self.like_text()})", ATOM, FLOAT,
+                        code.reads | self.like_reads())
+        if self.like is None:
+            return Code(f"1.0 * {self.paren(code, MUL)}", MUL, FLOAT, code.reads)
+        return Code(f"{self.like}.dtype.type({code.text})", ATOM, FLOAT,
+                    code.reads | self.like_reads())
+
+    def copied(self, code: Code) -> Code:
+        method = "copy" if self.dialect is NUMPY else "clone"
+        return Code(f"{self.paren(code, ATOM)}.{method}()", ATOM, FLOAT, code.reads)
+
+    def materialised(self, node: Node) -> Code:
+        """A broadcast result as a writable array of the inputs' dtype."""
+        (x,) = node.args
+        inner = self.arg(x, ADD)
+        like = next((v for v in self.inputs if v.shape == node.shape and not is_labels(v)), None)
+        if like is not None and not x.shape and (self.dialect is NUMPY or x.op == "const"):
+            name = self.names[like]
+            return Code(f"{self.xp()}.full_like({name}, {inner.text})", ATOM, FLOAT,
+                        inner.reads | {name})
+        code = self.e_broadcast(node)
+        if self.dialect is TORCH and x.op == "const":
+            return code
+        return self.copied(code)
+
+    def bind(self, name: str, node: Node) -> None:
+        """``name = node`` (a named intermediate keeps its name; a mask stays a mask)."""
+        definition = node.args[0] if node.op == "named" else node
+        kind = self.kind(definition)
+        code = self.expr(definition)
+        if view_base(definition).op == "const" and self.dialect is TORCH:
+            code = self.number_array(code)       # a tensor, so torch functions take it
+        self.add(Statement(name, code), definition)
+        self.names[node] = name
+        self.kinds[name] = kind
+
+    def add(self, statement: Statement, node: Node) -> None:
+        """Append a statement; when it is too long, its longest parts are named first."""
+        width = WIDTH - len(statement.target)
+        while len(statement.code.text) > width and not fits_by_parts(statement.code, width):
+            child = self.longest_part(node)
+            if child is None:
+                break
+            self.bind(self.temp_name(child), child)
+            code = self.expr(node)
+            statement.code = self.float_code(code, node) if statement.code.kind == FLOAT else code
+        self.block.statements.append(statement)
+
+    def longest_part(self, node: Node) -> Node | None:
+        """The operand in ``node``'s code with the longest code that could have a name."""
+        parts = [a for a in self.parts(node) if a not in self.names and a.op not in CHEAP]
+        if not parts:
+            views = [a for a in self.parts(node) if a not in self.names and a.op in CHEAP]
+            parts = [p for p in map(self.longest_part, views) if p is not None]
+        return max(parts, key=lambda a: len(self.expr(a).text), default=None)
+
+    def parts(self, node: Node) -> list[Node]:
+        """The expressions whose code ``node``'s code contains (naming one shortens it)."""
+        if node.op == "mul":
+            return [raw_power(f.args[0], -const_value(f.args[1])) if f.op == "pow"
+                    and f.args[1].op == "const" and const_value(f.args[1]).is_negative else f
+                    for f in node.args]
+        if node.op == "add":
+            return [-t if negative(t) else t for t in node.args]
+        return list(node.args)
+
+    def share_log_softmax(self, order: list[Node]) -> list[Node]:
+        """Cross-entropy and softmax of the same logits share one log-softmax (its exp)."""
+        logits = {n.args[0] for n in order if n.op == "softmax_cross_entropy"
+                  and make("softmax", n.args[:1], (-1,)) in self.present}
+        result = []
+        for node in order:
+            result.append(node)
+            if node in logits:
+                shared = make("log_softmax", (node,), (-1,))
+                self.uses[shared] += 2
+                result.append(shared)
+        return result
+
+    def temp_name(self, node: Node) -> str:
+        """A temporary named after what it computes (``mask_Z1``), else ``t1``, ``t2`` …"""
+        stem = NAMED_TEMPORARIES.get(node.op)
+        if stem and len(node.args) == 1 and node.args[0] in self.names:
+            return self.allocate.fresh(f"{stem}_{self.names[node.args[0]]}")
+        return self.allocate.fresh("t", numbered=True)
+
+    def dim(self, symbol: sympy.Expr) -> str:
+        """The local name of a size, read off the first input that has it (``N, _ = X.shape``)."""
+        if symbol not in self.dims:
+            v = next((v for v in self.inputs if symbol in v.shape), None)
+            if v is None:
+                raise ValueError(f"no input has the size {symbol}")
+            source = self.names[v]
+            self.block.statements.append(Statement(str(symbol), Code(
+                f"{source}.shape[{v.shape.index(symbol)}]", ATOM, FLOAT, frozenset({source}))))
+            self.dims[symbol] = str(symbol)
+        return self.dims[symbol]
+
+    # -- expressions -----------------------------------------------------------------------
+
+    def expr(self, node: Node) -> Code:
+        """The code computing ``node`` (its name when it has one)."""
+        if node in self.names:
+            name = self.names[node]
+            return Code(name, ATOM, self.kinds.get(name, FLOAT), frozenset({name}))
+        method = getattr(self, "e_" + node.op, None)
+        return method(node) if method is not None else self.function(node)
+
+    def kind(self, node: Node) -> str:
+        """BOOL for a mask (``x > 0``, its transpose, a name for one), else FLOAT."""
+        if node in self.names:
+            return self.kinds.get(self.names[node], FLOAT)
+        if node.op in ("transpose", "expand", "named"):
+            return self.kind(node.args[0])
+        return BOOL if node.op == "step" else FLOAT
+
+    @staticmethod
+    def paren(code: Code, level: int) -> str:
+        return code.text if code.prec >= level else f"({code.text})"
+
+    def float_code(self, code: Code, node: Node | None = None) -> Code:
+        """``code`` as numbers: a mask is cast to the dtype of the inputs (or of its ``x``)."""
+        if code.kind != BOOL:
+            return code
+        reference = mask_reference(node, self.names) if node is not None else None
+        like = self.like or (self.names[reference] if reference is not None else None)
+        if like is None:
+            return Code(f"1.0 * {self.paren(code, UNARY)}", MUL, FLOAT, code.reads)
+        text = self.dialect.cast.format(self.paren(code, ATOM), like)
+        return Code(text, ATOM, FLOAT, code.reads | {like})
+
+    def arg(self, node: Node, level: int, masks: bool = False) -> Code:
+        """An operand at precedence ``level``; a mask is cast unless ``masks`` allows it."""
+        code = self.expr(node)
+        if not masks:
+            code = self.float_code(code, node)
+        if code.prec >= level:
+            return code
+        return Code(f"({code.text})", ATOM, code.kind, code.reads)
+
+    def named_first(self, node: Node) -> str:
+        """``node``'s code, named first unless it is a name or a number (for templates and
+        expressions that use it twice)."""
+        if node not in self.names and node.op not in ("var", "const"):
+            self.bind(self.temp_name(node), node)
+        return self.arg(node, ATOM).text
+
+    def function(self, node: Node) -> Code:
+        """An operation written with its dialect's template."""
+        template = self.dialect.functions[node.op]
+        counts = Counter(f for _, f, _, _ in string.Formatter().parse(template) if f)
+        args: list[Code] = []
+        constant = all(a.op == "const" for a in node.args)     # torch.exp(2) is an error
+        for i, a in enumerate(node.args):
+            if counts[str(i)] + counts[f"p{i}"] > 1:
+                self.named_first(a)
+            args.append(self.tensor_arg(a) if self.dialect is TORCH and constant
+                        else self.arg(a, ADD))
+        keywords = {f"p{i}": self.paren(c, ATOM) for i, c in enumerate(args)}
+        keywords |= self.template_attrs(node)
+        text = fill(template, self.allocate, self.block, *(c.text for c in args), **keywords)
+        reads = frozenset().union(*(c.reads for c in args))
+        prec = MUL if node.op in ("normal_cdf", "normal_pdf") else ATOM
+        return Code(text, prec, BOOL if node.op == "step" else FLOAT, reads)
+
+    def tensor_arg(self, node: Node) -> Code:
+        """A constant as a tensor, for a torch function of constants."""
+        code = self.arg(node, ADD)
+        return Code(f"{self.xp()}.as_tensor({code.text}{self.like_text()})", ATOM, FLOAT,
+                    code.reads | self.like_reads())
+
+    def template_attrs(self, node: Node) -> dict[str, str]:
+        """``{axis}`` and ``{k}`` of a template."""
+        if node.op == "matrix_power":
+            return {"k": str(node.attrs[0])}
+        if node.op not in DEFAULT_AXIS:
+            return {}
+        axis = node.attrs[0]
+        if self.dialect is TORCH:
+            return {"axis": f", dim={tuple(range(node.args[0].rank)) if axis is None else axis}"}
+        return {"axis": "" if axis == DEFAULT_AXIS[node.op] else f", axis={axis}"}
+
+    def e_softmax(self, node: Node) -> Code:
+        shared = make("log_softmax", node.args, node.attrs)
+        if shared in self.names:
+            name = self.names[shared]
+            return Code(f"{self.xp()}.exp({name})", ATOM, FLOAT, frozenset({name}))
+        if self.dialect is TORCH and node.attrs[0] is None:
+            return self.flattened(node)
+        return self.function(node)
+
+    def e_log_softmax(self, node: Node) -> Code:
+        if self.dialect is TORCH and node.attrs[0] is None:
+            return self.flattened(node)
+        return self.function(node)
+
+    def flattened(self, node: Node) -> Code:
+        """torch's softmax over every entry of a matrix: over the matrix flattened."""
+        x = self.named_first(node.args[0])
+        return Code(f"{self.xp()}.{node.op}({x}.reshape(-1), 0).reshape({x}.shape)", ATOM, FLOAT,
+                    self.expr(node.args[0]).reads)
+
+    def e_delta(self, node: Node) -> Code:
+        raise ValueError(f"δ{node.attrs[0]} is used before it is computed")
+
+    def e_var(self, node: Node) -> Code:
+        return Code(node.attrs[0], ATOM, FLOAT, frozenset({node.attrs[0]}))
+
+    def e_const(self, node: Node) -> Code:
+        return self.constant(node.attrs[0])
+
+    def constant(self, value: sympy.Expr) -> Code:
+        printer = ConstantPrinter(self)
+        text, prec = printer(value)
+        return Code(text, prec, FLOAT, frozenset(printer.reads))
+
+    def shape_code(self, shape: tuple) -> Code:
+        parts = [self.constant(d) for d in shape]
+        inner = ", ".join(p.text for p in parts) + ("," if len(parts) == 1 else "")
+        return Code(f"({inner})", ATOM, FLOAT, frozenset().union(*(p.reads for p in parts)))
+
+    def like_text(self) -> str:
+        """Keywords giving a new array the dtype (and device) of the inputs."""
+        return self.dialect.like.format(self.like) if self.like else ""
+
+    def like_reads(self) -> frozenset[str]:
+        return frozenset({self.like}) if self.like else frozenset()
+
+    def created(self, call: str, size: Code) -> Code:
+        """``np.zeros((n, m), dtype=X.dtype)`` and the like."""
+        return Code(f"{self.xp()}.{call}({size.text}{self.like_text()})", ATOM, FLOAT,
+                    size.reads | self.like_reads())
+
+    def e_zeros(self, node: Node) -> Code:
+        return self.created("zeros", self.shape_code(node.shape))
+
+    def e_identity(self, node: Node) -> Code:
+        return self.created("eye", self.constant(node.attrs[0]))
+
+    def e_diag_embedding(self, node: Node) -> Code:
+        n = self.constant(node.attrs[0])
+        return Code(fill("{_diag_embedding}", self.allocate, self.block) + f"({n.text})", ATOM,
+                    FLOAT, n.reads)
+
+    def e_commutation(self, node: Node) -> Code:
+        rows, cols = (self.constant(d) for d in node.attrs)
+        helper = fill("{_commutation}", self.allocate, self.block)
+        return Code(f"{helper}({rows.text}, {cols.text})", ATOM, FLOAT, rows.reads | cols.reads)
+
+    def e_broadcast(self, node: Node) -> Code:
+        (x,) = node.args
+        inner = self.arg(x, ADD)
+        shape = self.shape_code(node.shape)
+        reads = inner.reads | shape.reads
+        if self.dialect is TORCH:
+            if x.op == "const":
+                return Code(f"{self.xp()}.full({shape.text}, {inner.text}{self.like_text()})",
+                            ATOM, FLOAT, reads | self.like_reads())
+            return Code(f"{self.paren(inner, ATOM)}.expand({shape.text})", ATOM, FLOAT, reads)
+        return Code(f"{self.xp()}.broadcast_to({inner.text}, {shape.text})", ATOM, FLOAT, reads)
+
+    def e_expand(self, node: Node) -> Code:
+        (axis,) = node.attrs
+        inner = self.arg(node.args[0], ATOM, masks=True)
+        index = ", ".join("None" if i == axis else ":" for i in range(node.rank))
+        return Code(f"{inner.text}[{index}]", ATOM, inner.kind, inner.reads)
+
+    def e_transpose(self, node: Node) -> Code:
+        inner = self.arg(node.args[0], ATOM, masks=True)
+        return Code(f"{inner.text}.T", ATOM, inner.kind, inner.reads)
+
+    def e_matmul(self, node: Node) -> Code:
+        a, b = node.args
+        if b.op == "broadcast" and b.rank == 1 and not b.args[0].shape and a.rank == 2:
+            total = self.arg(a, ATOM)                            # M 𝟙: row sums
+            text = f"{total.text}.sum({self.dialect.axis}=1)"
+            if const_value(b.args[0]) == 1:
+                return Code(text, ATOM, FLOAT, total.reads)
+            c = self.arg(b.args[0], UNARY)
+            return Code(f"{c.text} * {text}", MUL, FLOAT, total.reads | c.reads)
+        if a.op == "diag" and a.args[0].rank == 1 and b.rank == 2:   # diag(c) B scales rows
+            c, m = self.arg(a.args[0], ATOM), self.arg(b, UNARY)
+            return Code(f"{c.text}[:, None] * {m.text}", MUL, FLOAT, c.reads | m.reads)
+        if b.op == "diag" and b.args[0].rank == 1 and a.rank == 2:   # A diag(c) scales columns
+            m, c = self.arg(a, MUL), self.arg(b.args[0], UNARY)
+            return Code(f"{m.text} * {c.text}", MUL, FLOAT, m.reads | c.reads)
+        left, right = self.arg(a, MUL), self.arg(b, UNARY)
+        return Code(f"{left.text} @ {right.text}", MUL, FLOAT, left.reads | right.reads)
+
+    def e_sum(self, node: Node) -> Code:
+        axis, keepdims = node.attrs
+        (x,) = node.args
+        if axis is None and keepdims and self.dialect is TORCH:
+            axis = tuple(range(x.rank))
+        options = ([] if axis is None else [f"{self.dialect.axis}={axis}"]) + (
+            [f"{self.dialect.keepdims}=True"] if keepdims else [])
+        return self.total(self.arg(x, ADD), options)
+
+    def total(self, code: Code, options: Sequence[str] = ()) -> Code:
+        """The sum of an expression's entries: ``x.sum(…)`` (or ``np.sum(x, …)``)."""
+        if self.methods or self.dialect is TORCH:
+            return Code(f"{self.paren(code, ATOM)}.sum({', '.join(options)})", ATOM, FLOAT,
+                        code.reads)
+        return Code(f"{self.xp()}.sum({', '.join([code.text, *options])})", ATOM, FLOAT,
+                    code.reads)
+
+    def e_softmax_cross_entropy(self, node: Node) -> Code:
+        z, y = node.args
+        log_softmax = self.expr(make("log_softmax", (z,), (-1,)))
+        targets = self.arg(y, MUL)
+        if is_labels(y):
+            picked = fill("{_pick}", self.allocate, self.block)
+            terms = Code(f"{picked}({log_softmax.text}, {targets.text})", ATOM, FLOAT,
+                         targets.reads | log_softmax.reads)
+        else:
+            terms = Code(f"{targets.text} * {self.paren(log_softmax, UNARY)}", MUL, FLOAT,
+                         targets.reads | log_softmax.reads)
+        total = self.total(terms)
+        if z.rank == 2:
+            rows = self.arg(const(z.shape[0]), POW)
+            return Code(f"-{total.text} / {rows.text}", MUL, FLOAT, total.reads | rows.reads)
+        return Code(f"-{total.text}", UNARY, FLOAT, total.reads)
+
+    def e_mse(self, node: Node) -> Code:
+        p, t = self.arg(node.args[0], ADD), self.arg(node.args[1], ADD + 1)
+        return Code(f"{self.xp()}.mean(({p.text} - {t.text}) ** 2)", ATOM, FLOAT,
+                    p.reads | t.reads)
+
+    def e_onehot(self, node: Node) -> Code:
+        """One-hot rows, materialised (a sum with them adds at the labels instead)."""
+        rows = self.created("zeros", self.shape_code(node.shape))
+        return self.added_at(rows, node, sympy.Integer(1))
+
+    def added_at(self, code: Code, onehot: Node, coefficient: sympy.Expr) -> Code:
+        """``code + coefficient · onehot(y)`` without forming the one-hot rows."""
+        labels = self.arg(onehot.args[0], ADD)
+        c = self.constant(coefficient)
+        helper = fill("{_add_at}", self.allocate, self.block)
+        return Code(f"{helper}({code.text}, {labels.text}, {c.text})", ATOM, FLOAT,
+                    code.reads | labels.reads | c.reads)
+
+    def e_add(self, node: Node) -> Code:
+        hot = [t for t in node.args if onehot_part(t) is not None]
+        if hot:                                  # added at the labels, never formed
+            rest = [t for t in node.args if t not in hot]
+            code = self.arg(add(*rest), ADD) if rest else self.e_onehot(onehot_part(hot[0])[1])
+            for term in hot[1:] if not rest else hot:
+                coefficient, onehot = onehot_part(term)
+                code = self.added_at(code, onehot, coefficient)
+            return code
+        terms = self.order.ordered_terms(node)
+        if len(terms) > MAX_TERMS:              # Python's compiler nests a + b + … deeply
+            chunks = [make("add", terms[i:i + MAX_TERMS])
+                      for i in range(0, len(terms), MAX_TERMS)]
+            for chunk in chunks:
+                if chunk not in self.names:
+                    self.bind(self.temp_name(chunk), chunk)
+            return self.e_add(make("add", chunks))
+        parts: list[str] = []
+        reads: frozenset[str] = frozenset()
+        for term in terms:
+            if parts and negative(term):
+                code = self.arg(-term, MUL)
+                parts.append(f" - {code.text}")
+            else:
+                code = self.arg(term, ADD + 1 if parts else ADD)
+                if parts and code.text.startswith("-") and code.prec in (UNARY, MUL):
+                    parts.append(f" - {code.text[1:]}")         # a + -b / n is a - b / n
+                else:
+                    parts.append(f" + {code.text}" if parts else code.text)
+            reads |= code.reads
+        return Code("".join(parts), ADD, FLOAT, reads, tuple(parts))
+
+    def e_mul(self, node: Node) -> Code:
+        factors = list(node.args)
+        coefficient = sympy.Integer(1)
+        if factors[0].op == "const":
+            coefficient = const_value(factors.pop(0))
+        sign = "-" if coefficient.is_negative else ""
+        num, den = sympy.fraction(-coefficient if sign else coefficient)
+        scalars = [self.constant(c) for c in (num, den)]
+        top = [] if num == 1 else [self.paren(scalars[0], ATOM)]
+        bottom = [] if den == 1 else [self.paren(scalars[1], ATOM)]
+        reads: frozenset[str] = scalars[0].reads | scalars[1].reads
+        masks = any(f.shape and self.kind(f) == FLOAT and not in_denominator(f)  # x * (x > 0)
+                    for f in factors)                                        # is right
+        for factor in sorted(factors, key=lambda f: self.kind(f) == BOOL):   # masks last
+            k = const_value(factor.args[1]) if factor.op == "pow" else None
+            if k is not None and k.is_negative:
+                code = self.arg(raw_power(factor.args[0], -k), POW)
+                bottom.append(code.text)
+            else:
+                code = self.arg(factor, MUL if not top else UNARY, masks=masks)
+                top.append(code.text)
+            reads |= code.reads
+        text = " * ".join(top) or "1"
+        if bottom:
+            text += " / " + (bottom[0] if len(bottom) == 1 else "(" + " * ".join(bottom) + ")")
+        if not sign:
+            return Code(text, MUL, FLOAT, reads)
+        # `-a` is unary; `-a * b` is a product (`x ** -a * b` would mean `(x ** -a) * b`)
+        single = not bottom and len(top) == 1 and (
+            not factors or self.expr(factors[0]).prec >= UNARY)
+        return Code(f"-{text}", UNARY if single else MUL, FLOAT, reads)
+
+    def e_pow(self, node: Node) -> Code:
+        base, k = node.args
+        value = const_value(k)
+        if value == sympy.Rational(1, 2):
+            inner = self.arg(base, ADD)
+            return Code(f"{self.xp()}.sqrt({inner.text})", ATOM, FLOAT, inner.reads)
+        if value is not None and value.is_negative:
+            inner = self.arg(raw_power(base, -value), POW)
+            return Code(f"1 / {inner.text}", MUL, FLOAT, inner.reads)
+        b, e = self.arg(base, ATOM), self.arg(k, UNARY)
+        return Code(f"{b.text} ** {e.text}", POW, FLOAT, b.reads | e.reads)
+
+
+def onehot_part(term: Node) -> tuple[sympy.Expr, Node] | None:
+    """``(c, onehot(y))`` for a term ``c · onehot(y)``, else None."""
+    if term.op == "onehot":
+        return sympy.Integer(1), term
+    if term.op == "mul" and len(term.args) == 2 and term.args[1].op == "onehot" and (
+            term.args[0].op == "const"):
+        return const_value(term.args[0]), term.args[1]
+    return None
+
+
+def in_denominator(factor: Node) -> bool:
+    """``x⁻ᵏ``: written after ``/``."""
+    k = const_value(factor.args[1]) if factor.op == "pow" else None
+    return bool(k is not None and k.is_negative)
+
+
+def negative(term: Node) -> bool:
+    """A term with a negative constant coefficient (written ``a - b``, not ``a + -b``)."""
+    coefficient = const_value(term.args[0]) if term.op == "mul" else const_value(term)
+    return bool(coefficient is not None and coefficient.is_negative)
+
+
+def fits_by_parts(code: Code, width: int) -> bool:
+    """A long sum or product whose operands each fit on a line of their own."""
+    return bool(code.parts) and max(len(p) for p in code.parts) <= width
+
+
+def view_base(node: Node) -> Node:
+    """The array ``node`` may be a view of: through transposes, new axes and names."""
+    while node.op in ("transpose", "expand", "named"):
+        node = node.args[0]
+    return node
+
+
+def mask_reference(node: Node, names: dict[Node, str]) -> Node | None:
+    """The ``x`` of a mask ``x > 0`` (through transposes and names) when ``x`` has a name."""
+    while node.op in ("transpose", "expand", "named"):
+        node = node.args[0]
+    if node.op == "step" and node.args[0] in names:
+        return node.args[0]
+    return None
+
+
+def outer_vectors(node: Node) -> tuple[Node, Node] | None:
+    """``(u, v)`` with ``node = u vᵀ`` when ``node`` is a product around an outer product."""
+    if node.op == "outer":
+        return node.args[0], node.args[1]
+    if node.op == "broadcast" and node.rank == 2 and not node.args[0].shape:   # c 𝟙𝟙ᵀ
+        return fit(node.args[0], node.shape[:1]), fit(const(1), node.shape[1:])
+    if node.op != "matmul" or node.rank != 2:
+        return None
+    a, b = node.args
+    inner = outer_vectors(b)
+    if inner is not None and a.rank == 2:
+        return matmul(a, inner[0]), inner[1]
+    inner = outer_vectors(a)
+    if inner is not None and b.rank == 2:
+        return inner[0], matmul(transpose(b), inner[1])
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Blocks of statements
+
+
+def prune(block: Block, keep: Iterable[str]) -> None:
+    """Drop the statements whose targets no later statement reads and that are not kept."""
+    needed = set(keep)
+    kept: list[Statement] = []
+    for statement in reversed(block.statements):
+        targets = {t.strip() for t in statement.target.split(",")} - {""}
+        if targets & needed:
+            kept.append(statement)
+            needed |= statement.code.reads
+    block.statements = kept[::-1]
+
+
+def user_names(inputs: Sequence[Node], nodes: Sequence[Node]) -> set[str]:
+    """Every name a user chose that the code may meet: variables, intermediates, sizes."""
+    found = {v.attrs[0] for v in inputs}
+    found |= {node.attrs[0] for node in postorder(list(nodes)) if node.op == "named"}
+    for v in inputs:                     # every size is declared by some input
+        for d in v.shape:
+            found |= {str(s) for s in d.free_symbols}
+    return found
+
+
+Step = tuple[Node, Node]
+"""An error signal: its ``delta`` leaf (how later expressions refer to it) and its expression."""
+
+
+def emit_in_turn(emitter: Emitter, steps: Sequence[Step], outputs: Sequence[tuple[str, Node]],
+                 ) -> tuple[list[str], list[str]]:
+    """Each error signal in turn as ``delta<k>`` (each may use the earlier ones), then every
+    output; returns the names given to the error signals and to the outputs."""
+    deltas = []
+    emitter.count([*(n for _, n in steps), *(n for _, n in outputs)])
+    for leaf, node in steps:
+        (target,) = emitter.emit([(f"delta{leaf.attrs[0]}*", node)], counted=True)
+        emitter.names[leaf] = target
+        deltas.append(target)
+    return deltas, emitter.emit(outputs, counted=True)
+
+
+def numpy_block(outputs: Sequence[tuple[str, Node]], inputs: Sequence[Node],
+                steps: Sequence[Step] = ()) -> Block:
+    """Statements computing ``steps`` in turn, then each ``(name, expression)`` output.
+
+    An output named ``stem*`` gets a fresh name; one named like a user's variable is computed
+    under another name and assigned last, so that nothing reads the variable after it changed.
+    """
+    nodes = [node for _, node in [*steps, *outputs]]
+    user = user_names(inputs, nodes)
+    block = Block(Names(user))
+    block.names.taken |= {name for name, _ in outputs if not name.endswith("*")}
+    clashing = {name for name, _ in outputs if name in user}
+    renamed = [(f"{name}*" if name in clashing else name, node) for name, node in outputs]
+    deltas, targets = emit_in_turn(Emitter(inputs, block), steps, renamed)
+    for (name, _), target in zip(outputs, targets, strict=True):
+        if name in clashing:
+            block.statements.append(Statement(name, Code(target, ATOM, FLOAT,
+                                                         frozenset({target}))))
+    block.outputs = [name if name in clashing else t
+                     for (name, _), t in zip(outputs, targets, strict=True)]
+    prune(block, [*deltas, *block.outputs])
+    return block

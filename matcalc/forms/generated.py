@@ -1,0 +1,523 @@
+"""Standalone gradient modules: NumPy functions or a ``torch.autograd.Function``, and lambdify.
+
+A module is generated from ``derive(..., steps=True)``: the forward pass computes each named
+intermediate once, the backward pass is the derivation's error signals ``delta1, delta2 …``
+and gradients ``dW1 …``, and the module docstring is the derivation itself. A function with a
+matrix value (a layer) is differentiated through ``sum(grad_output ⊙ value)``: its module
+computes vector-Jacobian products, which is what ``backward`` of an autograd function returns.
+
+Every name the module invents (temporaries, helpers, module aliases, the shape checker) is
+chosen after all user names are known, so a variable called ``np``, ``value`` or ``delta1``
+cannot change what the code computes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import linecache
+import textwrap
+import types
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from matcalc.core.ir import Node, class_counts, delta, has_property, is_labels, var
+from matcalc.core.simplify import reduce_sum
+from matcalc.errors import MatcalcError
+from matcalc.forms.codegen import (
+    NUMPY,
+    RESERVED,
+    TORCH,
+    Block,
+    Dialect,
+    Emitter,
+    Names,
+    Statement,
+    emit_in_turn,
+    fill,
+    prune,
+    user_names,
+)
+from matcalc.forms.derivation import Derivation, derive
+from matcalc.language.lowering import Program, parse
+
+TARGETS = ("numpy", "torch")
+WIDTH = 100
+INDENT = "    "
+SEED = "grad_output"
+
+CHECK_SHAPES = '''def {check}(**arrays):
+    """Raise ValueError unless the arrays have their declared shapes{what}."""
+    shapes = [getattr(array, "shape", ()) for array in arrays.values()]{kinds_line}
+    if list(map(len, shapes)) == {ranks}{kinds_test}:
+        dims = sum(shapes, ())
+        if tuple(map({{**dict(zip({names}, dims, strict=True)), **{fixed}}}.get, {names})) == dims:
+            return{types}
+    sizes, origin = {{}}, {{}}
+    for name, array in arrays.items():
+        declared, shape = {shapes}[name], tuple(getattr(array, "shape", ()))
+        for size, got in zip(declared, shape, strict=False):
+            if isinstance(size, str) and size not in sizes:
+                sizes[size], origin[size] = got, name
+        if shape != tuple(sizes.get(size, size) for size in declared):
+            known = [f"{{s}} = {{sizes[s]}} (from {{origin[s]}})" for s in dict.fromkeys(declared)
+                     if origin.get(s, name) != name]
+            given = f" with {{', '.join(known)}}" if known else ""
+            raise ValueError(
+                f"{{name}}: declared [{{', '.join(map(str, declared))}}]{{given}}, got {{shape}}"
+            ){slow}'''
+
+TYPES_CHECK = '''
+    for name, array in arrays.items():
+        if not isinstance(array, ({xp}.ndarray, {xp}.generic, int, float)):
+            raise ValueError(f"{{name}}: expected a NumPy array, got {{type(array).__name__}}")'''
+KINDS_CHECK = '''
+    for name, array in arrays.items():
+        if getattr(array, "dtype", {float}).kind != "f":
+            raise ValueError(f"{{name}}: expected floating-point numbers, got dtype {{array.dtype}}"
+                             f"; pass {{name}}.astype(float)")'''
+LABELS_CHECK = '''
+    for name, array in arrays.items():
+        labels = name in {labels}
+        if getattr(array, "dtype", {float}).kind not in ("iu" if labels else "f"):
+            what = "integer class labels" if labels else "floating-point numbers"
+            raise ValueError(f"{{name}}: expected {{what}}, got dtype {{array.dtype}}")'''
+"""NumPy code also refuses integer arrays for real-valued variables (results would be
+truncated) and floating arrays for integer class labels."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a module computes: the value, the derivation behind its gradients, the names."""
+
+    derivation: Derivation
+    value: Node
+    value_name: str
+    wrt: list[str]
+    seeded: bool
+    """True when the gradients are vector-Jacobian products with ``grad_output``."""
+    seed: str = SEED
+    named: bool = False
+    """True when the program's last statement names its value (``L = …``)."""
+
+    @property
+    def program(self) -> Program:
+        return self.derivation.program
+
+    @property
+    def inputs(self) -> list[Node]:
+        """The declared arrays, in declaration order (``grad_output`` last when seeded)."""
+        return list(self.program.variables.values())
+
+    @property
+    def params(self) -> list[str]:
+        return [name for name in self.program.variables if not (self.seeded and name == self.seed)]
+
+    @property
+    def like(self) -> str | None:
+        """An array argument whose dtype (and device) new arrays follow."""
+        return next((n.attrs[0] for n in self.inputs if n.shape and not is_labels(n)), None)
+
+
+def plan(source: str | Program, wrt: Sequence[str], declarations: Sequence[str] = (),
+         seeded: bool = False) -> Plan:
+    """Derive what a module needs; ``seeded`` (or a non-scalar value) differentiates
+    ``sum(grad_output ⊙ value)`` instead of the value itself (``grad_output_1`` when the
+    program uses the name ``grad_output``)."""
+    program = source if isinstance(source, Program) else parse(source, declarations)
+    taken = {*program.variables, *program.intermediates, *map(str, program.dims)}
+    seed = Names(taken).fresh(SEED)
+    value = program.function
+    named = program.function_name in program.intermediates
+    value_name = program.function_name if named else "value"
+    seeded = seeded or bool(value.shape)
+    if seeded:
+        seed_var = var(seed, value.shape)
+        program = dataclasses.replace(program, variables={**program.variables, seed: seed_var},
+                                      function=reduce_sum(seed_var * value), function_name="f",
+                                      seed=seed)
+    return Plan(derive(program, wrt, steps=True), value, value_name, list(wrt), seeded, seed,
+                named)
+
+
+def module_names(plan: Plan) -> Names:
+    """The user's names, to be kept; everything else is allocated around them."""
+    nodes = [plan.value, *(s.expr for s in plan.derivation.steps),
+             *(g.expr for g in plan.derivation.gradients)]
+    return Names(user_names(plan.inputs, nodes) | set(plan.program.intermediates))
+
+
+def grad_names(plan: Plan, names: Names) -> dict[str, str]:
+    """``dW1`` for ∂f/∂W1 (``grad_W1`` when ``dW1`` is taken)."""
+    found = {}
+    for w in plan.wrt:
+        stem = f"d{w}" if not names.in_use(f"d{w}") else f"grad_{w}"
+        found[w] = names.fresh(stem)
+    return found
+
+
+# ----------------------------------------------------------------------------------------------
+# Layout: every line is made valid and short by construction, never by editing text
+
+
+def call(function: str, args: Sequence[str], indent: str, prefix: str = "") -> list[str]:
+    """``prefix function(a, b)`` on one line, or one argument per line when it is too long."""
+    line = f"{indent}{prefix}{function}({', '.join(args)})"
+    if len(line) <= WIDTH or not args:
+        return [line]
+    return [f"{indent}{prefix}{function}(", *(f"{indent}{INDENT}{a}," for a in args),
+            f"{indent})"]
+
+
+def returned(parts: Sequence[str], mapping: Sequence[tuple[str, str]], indent: str
+             ) -> list[str]:
+    """``return a, {"x": dx}`` on one line, or the dictionary one entry per line."""
+    items = [f'"{k}": {v}' for k, v in mapping]
+    line = f"{indent}return {', '.join([*parts, '{' + ', '.join(items) + '}'])}"
+    if len(line) <= WIDTH:
+        return [line]
+    head = ", ".join([*parts, "{"])
+    return [f"{indent}return {head}", *(f"{indent}{INDENT}{item}," for item in items),
+            f"{indent}}}"]
+
+
+def function(name: str, params: Sequence[str], doc: str, body: Sequence[str],
+             indent: str = "") -> list[str]:
+    """A ``def`` with a docstring; ``body`` lines are already indented."""
+    head = call(name, params, indent, "def ")
+    head[-1] += ":"
+    return [*head, f'{indent}{INDENT}"""{doc}"""', *body]
+
+
+MAX_DOCUMENTED_STEPS = 400
+"""Derivations longer than this (intermediates plus error signals) are summarised."""
+
+
+def derivation_text(plan: Plan) -> str:
+    """The derivation for the docstring, or how to see it when it is very long."""
+    d = plan.derivation
+    length = len(d.program.intermediates) + len(d.steps)
+    if length <= MAX_DOCUMENTED_STEPS:
+        return d.text()
+    return (f"The derivation has {len(d.program.intermediates)} intermediates and "
+            f"{len(d.steps)} error signals; `matcalc derive SOURCE --wrt … --steps` prints it.")
+
+
+def docstring(plan: Plan, purpose: str) -> str:
+    """The module docstring: what it computes and the derivation, wrapped to the line width."""
+    lines: list[str] = []
+    for paragraph, hang in ((purpose, ""), ("", ""), (derivation_text(plan), "        ")):
+        for line in paragraph.splitlines() or [""]:
+            lines += textwrap.wrap(line, WIDTH - 4, subsequent_indent=hang,
+                                   drop_whitespace=True, replace_whitespace=False) or [""]
+    return '"""' + "\n".join(lines).replace("\\", "\\\\") + '\n"""'
+
+
+def shapes_table(inputs: Sequence[Node], names: Names) -> str:
+    """``SHAPES = {...}``: each argument's declared shape, size names as strings."""
+    shapes = names.alias("SHAPES")
+    rows = [f'    "{n.attrs[0]}": ({"".join(size_literal(d) + ", " for d in n.shape)[:-2]}'
+            f'{"," if len(n.shape) == 1 else ""}),' for n in inputs]
+    flat, ranks, fixed = (names.alias(a) for a in ("_NAMES", "_RANKS", "_FIXED"))
+    return "\n".join([f"{shapes} = {{", *rows, "}",
+                      f"{flat} = sum({shapes}.values(), ())",
+                      f"{ranks} = [len(shape) for shape in {shapes}.values()]",
+                      f"{fixed} = {{size: size for size in {flat} if isinstance(size, int)}}"])
+
+
+def size_literal(d) -> str:
+    return str(int(d)) if d.is_Integer else f'"{d}"'
+
+
+def checker(names: Names, block: Block, labels: Sequence[str]) -> str:
+    """The shape checker (for NumPy also the dtype checker), its names allocated."""
+    values = {"check": names.alias("_check_shapes"), "shapes": names.alias("SHAPES"),
+              "names": names.alias("_NAMES"), "ranks": names.alias("_RANKS"),
+              "fixed": names.alias("_FIXED"), "what": "", "kinds_line": "", "kinds_test": "",
+              "slow": "", "types": ""}
+    if block.dialect is NUMPY:
+        kinds, flt = names.alias("_KINDS"), names.alias("_FLOAT")
+        values |= {
+            "what": " and floating-point dtypes\n    (integer dtypes for class labels)",
+            "kinds_line": f'\n    kinds = [getattr(getattr(array, "dtype", {flt}), "kind", "") '
+                          "for array in arrays.values()]",
+            "kinds_test": f" and kinds == {kinds}",
+            "slow": (LABELS_CHECK if labels else KINDS_CHECK).format(
+                labels=repr(tuple(labels)), float=flt),
+            "types": TYPES_CHECK.format(xp=fill("{xp}", names, block)),
+        }
+    return CHECK_SHAPES.format(**values)
+
+
+def tables(plan: Plan, names: Names, block: Block, params: Sequence[str]) -> str:
+    """The declared shapes, and for NumPy the dtype kind each argument must have."""
+    text = shapes_table([plan.program.variables[p] for p in params], names)
+    if block.dialect is not NUMPY:
+        return text
+    labels = labels_of(plan)
+    kinds = "[" + ", ".join('"i"' if name in labels else '"f"' for name in params) + "]"
+    flt = names.alias("_FLOAT")
+    return (f"{text}\n{names.alias('_KINDS')} = {kinds}\n"
+            + fill(f"{flt} = {{xp}}.dtype(float)", names, block))
+
+
+def check_call(names: Names, params: Sequence[str], indent: str = INDENT) -> list[str]:
+    return call(names.alias("_check_shapes"), [f"{p}={p}" for p in params], indent)
+
+
+def declaration_checks(plan: Plan, block: Block) -> list[str]:
+    """Lines checking what the declarations promise: one-hot rows, probability rows, symmetric
+    matrices, labels that are classes. The derived gradients rely on it."""
+    lines = []
+    counts = class_counts(plan.value)
+    for name, node in plan.program.variables.items():
+        if name not in plan.params:
+            continue
+        for kind in ("onehot", "probabilities", "symmetric"):
+            if has_property(node, kind):
+                lines.append(f'{INDENT}{fill("{_check_" + kind + "}", block.names, block)}'
+                             f'("{name}", {name})')
+        if name in counts:
+            classes = size_text(plan, counts[name])
+            lines.append(f'{INDENT}{fill("{_check_labels}", block.names, block)}'
+                         f'("{name}", {name}, {classes})')
+    return lines
+
+
+def size_text(plan: Plan, size) -> str:
+    """A size as the generated code reads it: ``Z.shape[1]`` (or a number)."""
+    if size.is_Integer:
+        return str(int(size))
+    for v in plan.inputs:
+        if size in v.shape:
+            return f"{v.attrs[0]}.shape[{v.shape.index(size)}]"
+    raise MatcalcError(f"no input has the size {size}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Blocks of statements
+
+
+def steps_of(plan: Plan) -> list[tuple[Node, Node]]:
+    """The error signals as ``(δ leaf, expression)``."""
+    return [(delta(s.label, s.name, s.node.shape), s.expr) for s in plan.derivation.steps]
+
+
+def backward_roots(plan: Plan) -> list[Node]:
+    return [s.expr for s in plan.derivation.steps] + [g.expr for g in plan.derivation.gradients]
+
+
+def gradient_outputs(plan: Plan, grads: dict[str, str]) -> list[tuple[str, Node]]:
+    return [(grads[g.wrt], g.expr) for g in plan.derivation.gradients]
+
+
+def new_emitter(plan: Plan, block: Block, seed: bool = True) -> Emitter:
+    """An emitter for the module's functions: new arrays follow the inputs' dtype (torch's
+    arguments are all tensors, scalars included); without ``seed`` the function has no
+    ``grad_output`` to read."""
+    like = plan.like
+    if block.dialect is TORCH:
+        like = next((p for p in plan.params if p not in labels_of(plan)), None)
+    inputs = [v for v in plan.inputs if seed or v.attrs[0] != plan.seed]
+    return Emitter(inputs, block, like, methods=True)
+
+
+def helpers_and_imports(blocks: Sequence[Block]) -> tuple[list[str], list[str]]:
+    """The helpers and imports all ``blocks`` need, each once."""
+    helpers: dict[str, None] = {}
+    modules: set[str] = set()
+    for b in blocks:
+        helpers.update(dict.fromkeys(b.helpers))
+        modules |= b.modules
+    first = blocks[0]
+    merged = Block(first.names, first.dialect, helpers=list(helpers), modules=modules)
+    return merged.helper_sources(), merged.imports()
+
+
+def labels_of(plan: Plan) -> list[str]:
+    """The variables declared as integer class labels."""
+    return [name for name, node in plan.program.variables.items() if is_labels(node)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Targets
+
+
+def numpy_module(plan: Plan) -> str:
+    """``value`` and ``value_and_grad`` (``value_and_vjp`` for a layer) in plain NumPy."""
+    names = module_names(plan)
+    grads = grad_names(plan, names)
+    params = [*plan.params, *([plan.seed] if plan.seeded else [])]
+    value_var = plan.value.attrs[0] if plan.value.op == "named" else names.fresh("value")
+    first, second = Block(names.scope()), Block(names.scope())
+    new_emitter(plan, first, seed=not plan.seeded).emit([(value_var, plan.value)])
+    prune(first, [value_var])
+    emitter = new_emitter(plan, second)
+    emitter.emit([(value_var, plan.value)], backward_roots(plan))
+    emit_in_turn(emitter, steps_of(plan), gradient_outputs(plan, grads))
+    prune(second, [value_var, *grads.values()])
+    order = ", ".join(grads)
+    if plan.seeded:
+        name = "value_and_vjp"
+        what = (f"{plan.value_name} and the vector-Jacobian products ∂⟨{plan.seed}, "
+                f"{plan.value_name}⟩/∂x for x = {order}, each shaped like x.")
+    else:
+        name = "value_and_grad"
+        what = f"{plan.value_name} and its gradients with respect to {order}, shaped alike."
+    check = checker(names, first, labels_of(plan))
+    table = tables(plan, names, first, params)
+    checks = declaration_checks(plan, first)
+    helpers, imports = helpers_and_imports([first, second])
+    value_body = [*check_call(names, plan.params), *checks, *first.lines(INDENT),
+                  f"{INDENT}return {value_var}"]
+    grad_body = [*check_call(names, params), *checks, *second.lines(INDENT),
+                 *returned([value_var], list(grads.items()), INDENT)]
+    parts = [
+        docstring(plan, f"{plan.value_name} and its gradients, generated by matcalc."),
+        "\n".join(imports) + f'\n\n__all__ = ["value", "{name}"]',
+        *helpers,
+        check,
+        table,
+        "\n".join(function("value", plan.params, f"{plan.value_name}.", value_body)),
+        "\n".join(function(name, params, what, grad_body)),
+    ]
+    return "\n\n\n".join(parts) + "\n"
+
+
+def torch_plan(plan_: Plan) -> Plan:
+    """The plan deriving every real-valued input: autograd asks for each that requires grad."""
+    bad = [w for w in plan_.wrt if w not in plan_.program.variables]
+    if bad:
+        raise MatcalcError(f"--target torch differentiates declared variables only, not {bad[0]}")
+    labels = labels_of(plan_)
+    every = [n for n in plan_.params if n not in labels]
+    wrt = [*plan_.wrt, *(n for n in every if n not in plan_.wrt)]
+    derivation = derive(plan_.program, wrt, steps=True)
+    return dataclasses.replace(plan_, derivation=derivation, wrt=wrt)
+
+
+def torch_module(plan: Plan) -> str:
+    """A ``torch.autograd.Function`` with the derived backward pass and a function applying it.
+
+    ``forward`` computes the value; ``backward`` recomputes from the saved inputs what it needs,
+    so that autograd can differentiate it again (second derivatives by double backward,
+    ``torch.func.jacrev`` of ``torch.func.grad``), and ``setup_context`` makes ``torch.func``
+    transforms (``grad``, ``vmap``, ``jacrev``) work through the function.
+    """
+    plan = torch_plan(plan)
+    names = module_names(plan)
+    grads = grad_names(plan, names)
+    params = plan.params
+    ctx = names.fresh("ctx")
+    forward_names, backward_names = names.scope(), names.scope()
+    first, second = Block(forward_names, TORCH), Block(backward_names, TORCH)
+    value_var = value_name_in(plan, forward_names)
+    new_emitter(plan, first, seed=False).emit([(value_var, plan.value)])
+    prune(first, [value_var])
+    emitter = new_emitter(plan, second)
+    emitter.emit([(value_name_in(plan, backward_names), plan.value)], backward_roots(plan))
+    emit_in_turn(emitter, steps_of(plan), gradient_outputs(plan, grads))
+    prune(second, grads.values())
+    read = set().union(*(s.code.reads for s in second.statements))
+    saved = [p for p in params if p in read]
+    labels = labels_of(plan)
+    torch = used_alias(names, first, "torch")
+    cls = names.fresh(f"{plan.value_name[:1].upper()}{plan.value_name[1:]}Function")
+    floating = fill("{_floating}", names, first)
+    check = checker(names, first, labels)
+    table = tables(plan, names, first, params)
+    checks = declaration_checks(plan, first)
+    helpers, imports = helpers_and_imports([first, second])
+    level = 2 * INDENT
+    forward_body = [*check_call(names, params, level), *first.lines(level),
+                    f"{level}return {value_var}"]
+    context_body = [f"{level}{tuple_text(params)} = inputs"]
+    context_body += call(f"{ctx}.save_for_backward", saved, level) if saved else [
+        f"{level}pass"]
+    nothing = tuple_text(["None"] * len(params))
+    backward_body = [f"{level}if {plan.seed} is None:   # the value was not used",
+                     f"{level}    return {nothing}"]
+    backward_body += [f"{level}{tuple_text(saved)} = {ctx}.saved_tensors"] if saved else []
+    backward_body += [*second.lines(level),
+                      f"{level}return {tuple_text([grads.get(p, 'None') for p in params])}"]
+    wrapper = [*call(floating, ["{" + ", ".join(f'"{p}": {p}' for p in params) + "}",
+                                repr(tuple(labels))], INDENT, f"{tuple_text(params)} = "),
+               *checks, f"{INDENT}return {cls}.apply({', '.join(params)})"]
+    apply_name = function_name(plan, names)
+    parts = [
+        docstring(plan, f"{plan.value_name} as a torch.autograd.Function with the backward pass "
+                        f"derived by matcalc.\n\nbackward returns ∂f/∂x for f = sum({plan.seed} ⊙ "
+                        f"{plan.value_name}), the vector-Jacobian products autograd needs; it "
+                        "recomputes what it needs from the inputs, so that autograd can "
+                        "differentiate it again."),
+        "\n".join(imports) + f'\n\n__all__ = ["{cls}", "{apply_name}"]',
+        *helpers,
+        check,
+        table,
+        "\n".join([
+            f"class {cls}({torch}.autograd.Function):",
+            f'    """{plan.value_name} with the derived backward pass."""',
+            "",
+            "    generate_vmap_rule = True",
+            "",
+            "    @staticmethod",
+            *function("forward", params, f"{plan.value_name}.", forward_body, INDENT),
+            "",
+            "    @staticmethod",
+            *function("setup_context", [ctx, "inputs", "output"], "Keep the inputs backward "
+                      "reads.", context_body, INDENT),
+            "",
+            "    @staticmethod",
+            *function("backward", [ctx, plan.seed], "Gradients for each input (None for integer "
+                      "labels), differentiable again.", backward_body, INDENT),
+        ]),
+        "\n".join(function(apply_name, params, f"{plan.value_name}, differentiable by autograd "
+                           f"through {cls}.", wrapper)),
+    ]
+    return "\n\n\n".join(parts) + "\n"
+
+
+def value_name_in(plan: Plan, names: Names) -> str:
+    """What a function body calls the value: its name in the program, or ``value``."""
+    return plan.value.attrs[0] if plan.value.op == "named" else names.fresh("value")
+
+
+def function_name(plan: Plan, names: Names) -> str:
+    """The torch module's function: named as the program names its value (``L``), ``apply``
+    otherwise; a Python builtin's name (``list``) is not taken, the module's own code uses it."""
+    wanted = plan.value_name if plan.named else "apply"
+    return wanted if wanted not in RESERVED else names.fresh(wanted)
+
+
+def tuple_text(names: Sequence[str]) -> str:
+    """``a, b`` (``a,`` for one name) as an assignment target or a returned tuple."""
+    return ", ".join(names) + ("," if len(names) == 1 else "")
+
+
+def used_alias(names: Names, block: Block, module: str) -> str:
+    block.modules.add(module)
+    return names.alias(module)
+
+
+def generate(source: str | Program, wrt: Sequence[str], target: str = "numpy",
+             declarations: Sequence[str] = ()) -> str:
+    """The source of a standalone module computing the value and its derived gradients."""
+    if target not in TARGETS:
+        raise MatcalcError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if target == "torch":
+        return torch_module(plan(source, wrt, declarations, seeded=True))
+    return numpy_module(plan(source, wrt, declarations))
+
+
+def lambdify(source: str | Program, wrt: Sequence[str], target: str = "numpy",
+             declarations: Sequence[str] = ()) -> types.ModuleType:
+    """The generated module, compiled in memory: ``.value``, ``.value_and_grad`` (NumPy) or
+    the autograd function class and the function applying it (torch)."""
+    text = generate(source, wrt, target, declarations)
+    filename = f"<matcalc {target} module {abs(hash(text)):x}>"
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+    module = types.ModuleType("matcalc_generated", text.split('"""')[1])
+    exec(compile(text, filename, "exec"), module.__dict__)  # our own generator's output
+    return module
+
+
+__all__ = ["Dialect", "Plan", "Statement", "generate", "lambdify", "plan"]

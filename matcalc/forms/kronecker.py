@@ -1,0 +1,380 @@
+"""Third- and fourth-order derivatives in Kronecker (vec) form and in index form.
+
+For a matrix function F(X) the Jacobian ∂vec(F)/∂vec(X) is read off the same way as a vector
+Jacobian (:mod:`matcalc.forms.linear_map`): the rules give ∂⟨U, F⟩/∂X = L(U), linear in the
+seed U, and ``vec(L(U)) = M vec(U)`` is read structurally with the vec identities (column-major vec)
+
+    vec(A U B) = (Bᵀ ⊗ A) vec(U)      vec(Uᵀ) = K vec(U)      vec(C ⊙ U) = diag(vec(C)) vec(U)
+
+so that J = Mᵀ. ``A X B`` gives ``Bᵀ ⊗ A``, i.e. ∂Fᵢⱼ/∂Xₖₗ = Aᵢₖ Bₗⱼ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy
+
+from matcalc.core.ir import (
+    ONE,
+    Node,
+    as_matrix,
+    const,
+    const_value,
+    depends_on,
+    identity,
+    make,
+    postorder,
+    zeros,
+)
+from matcalc.core.simplify import (
+    add,
+    apply,
+    expand,
+    fit,
+    kron,
+    matmul,
+    mul,
+    split_scalars,
+    transpose,
+    transpose_matrix,
+)
+from matcalc.errors import MatcalcError
+
+
+def ones_row(n) -> Node:
+    """𝟙ᵀ as a 1×n row."""
+    return fit(const(1), (ONE, n))
+
+
+def commutation(rows, cols) -> Node:
+    """K with K vec(A) = vec(Aᵀ) for an rows×cols matrix A (the identity for a vector)."""
+    if ONE in (rows, cols):
+        return identity(rows * cols)
+    return make("commutation", (), (rows, cols))
+
+
+def broadcast_matrix(source: tuple, target: tuple) -> Node:
+    """B with vec(broadcast(t)) = B vec(t), for NumPy broadcasting of ``source`` to ``target``."""
+    (r, c) = as_matrix(target)
+    if not source:
+        return fit(const(1), (r * c, ONE))
+    if len(source) == 1 and len(target) == 2:        # a vector broadcasts as a row
+        (sr, sc) = (ONE, source[0])
+    else:
+        (sr, sc) = as_matrix(source)
+    rows = identity(r) if sr == r else fit(const(1), (r,))
+    cols = identity(c) if sc == c else fit(const(1), (c,))
+    return kron(cols, rows)
+
+
+class KroneckerReader:
+    """Reads ``M`` with ``vec(E) = M vec(U)`` for expressions linear in the seed ``U``."""
+
+    def __init__(self, u: Node, root: Node) -> None:
+        self.u = u
+        self.dependent = depends_on([root], {u})
+        self.memo: dict[Node, Node] = {}
+
+    def __call__(self, e: Node) -> Node:
+        found = self.memo.get(e)
+        if found is None:
+            for n in postorder([e], stop=lambda n: n in self.memo or n not in self.dependent):
+                if n in self.dependent and n not in self.memo:  # children first, no recursion
+                    self.memo[n] = self.read(n)
+            found = self.memo.get(e) or self.read(e)
+        return found
+
+    def size(self, node: Node):
+        r, c = as_matrix(node.shape)
+        return r * c
+
+    def read(self, e: Node) -> Node:
+        if e not in self.dependent:
+            return zeros((self.size(e), self.size(self.u)))
+        if e is self.u:
+            return identity(self.size(e))
+        method = getattr(self, "r_" + e.op, None)
+        if method is None:
+            raise MatcalcError(
+                f"no Kronecker form for a Jacobian through {e.op}(…) yet; gradients of scalar "
+                f"functions of it work (e.g. reduce it with sum(…) or norm(…))")
+        return method(e)
+
+    def widened(self, part: Node, e: Node) -> Node:
+        """``part``'s matrix, broadcast to the shape of ``e`` where NumPy broadcasts it."""
+        inner = self(part)
+        if part.shape == e.shape:
+            return inner
+        return matmul(broadcast_matrix(part.shape, e.shape), inner)
+
+    def r_add(self, e: Node) -> Node:
+        return add(*(self.widened(t, e) for t in e.args if t in self.dependent))
+
+    def r_mul(self, e: Node) -> Node:
+        (factor,) = [f for f in e.args if f in self.dependent]
+        others = [f for f in e.args if f is not factor]
+        inner = self.widened(factor, e)
+        if not others:
+            return inner
+        c = mul(*others)
+        if not c.shape:
+            return mul(c, inner)
+        return matmul(apply("diag", apply("vec", fit(c, e.shape))), inner)
+
+    def r_matmul(self, e: Node) -> Node:
+        a, b = e.args
+        if a in self.dependent and b in self.dependent:
+            raise MatcalcError("the seed appears on both sides of a product")
+        if b in self.dependent:                          # vec(A F) = (I ⊗ A) vec(F)
+            if a.rank == 1:                              # aᵀ f
+                return matmul(expand(a, 0), self(b))
+            cols = as_matrix(b.shape)[1]
+            return matmul(kron(identity(cols), a), self(b))
+        rows = as_matrix(a.shape)[0]                     # vec(F B) = (Bᵀ ⊗ I) vec(F)
+        if a.rank == 1 and b.rank == 1:
+            return matmul(expand(b, 0), self(a))
+        return matmul(kron(transpose_matrix(b), identity(rows)), self(a))
+
+    def r_transpose(self, e: Node) -> Node:
+        (x,) = e.args
+        rows, cols = as_matrix(x.shape)
+        return matmul(commutation(rows, cols), self(x))
+
+    def r_sum(self, e: Node) -> Node:
+        (x,) = e.args
+        axis = e.attrs[0]
+        rows, cols = as_matrix(x.shape)
+        if axis is None or x.rank == 1:
+            reducer = fit(const(1), (ONE, rows * cols))
+        elif axis == 0:
+            reducer = kron(identity(cols), ones_row(rows))
+        else:
+            reducer = kron(ones_row(cols), identity(rows))
+        return matmul(reducer, self(x))
+
+    def r_expand(self, e: Node) -> Node:
+        return self(e.args[0])
+
+    def r_broadcast(self, e: Node) -> Node:
+        return self.widened(e.args[0], e)
+
+    def r_diag(self, e: Node) -> Node:
+        (x,) = e.args
+        embedding = make("diag_embedding", (), (x.shape[0],))
+        if x.rank == 1:                                  # vec(diag(v)) = E v
+            return matmul(embedding, self(x))
+        return matmul(transpose(embedding), self(x))     # diag(X) = Eᵀ vec(X)
+
+    def r_outer(self, e: Node) -> Node:
+        a, b = e.args
+        if a in self.dependent:                          # vec(f bᵀ) = (b ⊗ I) f
+            return matmul(kron(b, identity(a.shape[0])), self(a))
+        return matmul(kron(identity(b.shape[0]), a), self(b))  # vec(a fᵀ) = (I ⊗ a) f
+
+
+def kronecker_matrix(expression: Node, u: Node) -> Node:
+    """``M`` with ``vec(expression) = M vec(u)``."""
+    return KroneckerReader(u, expression)(expression)
+
+
+# ----------------------------------------------------------------------------------------------
+# Index form: each entry of J = ∂vec(F)/∂vec(X), by expanding the Kronecker algebra into
+# entries and Kronecker deltas and then eliminating the deltas, as one does by hand.
+
+SUB = str.maketrans("ijklmnoprstuv", "ᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥ")
+SUMMATION = "mnoprstuv"
+
+
+@dataclass
+class Term:
+    """One product of entries and Kronecker deltas, summed over ``summed``."""
+
+    coefficient: sympy.Expr = sympy.Integer(1)
+    factors: list[tuple] = field(default_factory=list)      # ("δ", a, b) or ("A", node, idx)
+    summed: list[str] = field(default_factory=list)
+
+    def times(self, other: Term) -> Term:
+        return Term(self.coefficient * other.coefficient, self.factors + other.factors,
+                    self.summed + other.summed)
+
+
+def dims(shape: tuple) -> tuple:
+    """A shape's sizes other than 1: the indices an entry needs."""
+    return tuple(d for d in as_matrix(shape) if d != ONE)
+
+
+def factorization(node: Node, side: int) -> tuple | None:
+    """How the rows (side 0) or columns (side 1) of a vec-form matrix split into indices."""
+    if node.op == "kron":
+        p, q = node.args
+        return dims((as_matrix(q.shape)[side], as_matrix(p.shape)[side]))
+    if node.op == "commutation":
+        rows, cols = node.attrs
+        return dims((cols, rows) if side == 0 else (rows, cols))
+    if node.op == "diag_embedding":
+        n = node.attrs[0]
+        return (n, n) if side == 0 else (n,)
+    if node.op == "diag":
+        inner = node.args[0]
+        return dims(inner.args[0].shape) if inner.op == "vec" else dims(inner.shape)
+    if node.op == "transpose":
+        return factorization(node.args[0], 1 - side)
+    if node.op == "matmul":
+        return factorization(node.args[side], side)
+    if node.op in ("mul", "add"):
+        found = [factorization(a, side) for a in node.args if a.shape]
+        return next((f for f in found if f is not None), None)
+    return None
+
+
+class IndexExpander:
+    """Expands a vec-form node into terms over given row and column indices."""
+
+    def __init__(self) -> None:
+        self.fresh = iter(SUMMATION)
+
+    def __call__(self, node: Node, rows: tuple, cols: tuple) -> list[Term] | None:
+        method = getattr(self, "x_" + node.op, None)
+        return None if method is None else method(node, rows, cols)
+
+    def x_kron(self, node: Node, rows: tuple, cols: tuple) -> list[Term]:
+        p, q = node.args                       # (P ⊗ Q)[(i, j), (k, l)] = Q_ik P_jl
+        q_rows, q_cols = (len(dims((as_matrix(q.shape)[s],))) for s in (0, 1))
+        return [Term(factors=[*entries(q, rows[:q_rows], cols[:q_cols]),
+                              *entries(p, rows[q_rows:], cols[q_cols:])])]
+
+    def x_commutation(self, node: Node, rows: tuple, cols: tuple) -> list[Term]:
+        if len(rows) < 2:
+            return self.x_identity(node, rows, cols)
+        return [Term(factors=[("δ", rows[0], cols[1]), ("δ", rows[1], cols[0])])]
+
+    def x_identity(self, node: Node, rows: tuple, cols: tuple) -> list[Term] | None:
+        if len(rows) != len(cols):
+            return None
+        return [Term(factors=[("δ", r, c) for r, c in zip(rows, cols, strict=True)])]
+
+    def x_diag_embedding(self, node: Node, rows: tuple, cols: tuple) -> list[Term] | None:
+        if (len(rows), len(cols)) != (2, 1):
+            return None
+        return [Term(factors=[("δ", rows[0], rows[1]), ("δ", rows[0], cols[0])])]
+
+    def x_diag(self, node: Node, rows: tuple, cols: tuple) -> list[Term] | None:
+        inner = node.args[0]
+        values = inner.args[0] if inner.op == "vec" else inner
+        if len(rows) != len(cols):
+            return None
+        deltas = [("δ", r, c) for r, c in zip(rows, cols, strict=True)]
+        return [Term(factors=[*entries(values, rows, ()), *deltas])]
+
+    def x_transpose(self, node: Node, rows: tuple, cols: tuple) -> list[Term] | None:
+        return self(node.args[0], cols, rows)
+
+    def x_matmul(self, node: Node, rows: tuple, cols: tuple) -> list[Term] | None:
+        a, b = node.args
+        inner_dims = factorization(a, 1) or factorization(b, 0)
+        if inner_dims is None:
+            return None
+        inner = tuple(next(self.fresh, None) for _ in inner_dims)
+        if None in inner:                   # more sums than letters: too long to be read
+            return None
+        left, right = self(a, rows, inner), self(b, inner, cols)
+        if left is None or right is None:
+            return None
+        return [Term(summed=list(inner)).times(x).times(y) for x in left for y in right]
+
+    def x_mul(self, node: Node, rows: tuple, cols: tuple) -> list[Term] | None:
+        scalars, rest = split_scalars(node)
+        if len(scalars) != 1 or const_value(scalars[0]) is None:
+            return None
+        terms = self(rest, rows, cols)
+        factor = Term(const_value(scalars[0]))
+        return None if terms is None else [factor.times(t) for t in terms]
+
+    def x_add(self, node: Node, rows: tuple, cols: tuple) -> list[Term] | None:
+        terms = [self(t, rows, cols) for t in node.args]
+        return None if any(t is None for t in terms) else [x for t in terms for x in t]
+
+
+def entries(node: Node, rows: tuple, cols: tuple) -> list[tuple]:
+    """The entry factors of a matrix or vector with the given indices (δs for I)."""
+    if node.op == "identity":
+        return [("δ", r, c) for r, c in zip(rows, cols, strict=True)]
+    if node.op == "broadcast" and const_value(node.args[0]) == 1:   # 𝟙ᵢ = 1
+        return []
+    if node.op == "transpose":
+        return entries(node.args[0], cols, rows)
+    if node.op == "expand" and node.attrs[0] == 0:          # a row aᵀ
+        return [("A", node.args[0], cols)]
+    return [("A", node, rows + cols)]
+
+
+def eliminate(term: Term) -> Term:
+    """Sum out every Kronecker delta that touches a summed index (Σₘ δᵢₘ Aₘₖ = Aᵢₖ)."""
+    factors, summed = list(term.factors), list(term.summed)
+    changed = True
+    while changed:
+        changed = False
+        for factor in factors:
+            if factor[0] != "δ":
+                continue
+            _, a, b = factor
+            if a == b or a in summed or b in summed:
+                gone, kept = (a, b) if a in summed else (b, a)
+                factors.remove(factor)
+                if gone != kept:
+                    summed.remove(gone)
+                    factors = [rename(f, gone, kept) for f in factors]
+                changed = True
+                break
+    return Term(term.coefficient, factors, summed)
+
+
+def rename(factor: tuple, old: str, new: str) -> tuple:
+    if factor[0] == "δ":
+        return ("δ", *(new if i == old else i for i in factor[1:]))
+    return ("A", factor[1], tuple(new if i == old else i for i in factor[2]))
+
+
+def term_text(term: Term) -> str:
+    from matcalc.forms.printing import TEXT, to_text
+
+    parts = []
+    for factor in term.factors:
+        if factor[0] == "δ":
+            parts.append("δ" + "".join(sorted(factor[1:])).translate(SUB))
+        else:
+            parts.append(wrap(to_text(factor[1])) + "".join(factor[2]).translate(SUB))
+    sums = "Σ" + "".join(term.summed).translate(SUB) + " " if term.summed else ""
+    size = abs(term.coefficient)
+    if size != 1:
+        parts.insert(0, TEXT.scalar(size) if size.is_Atom else f"({TEXT.scalar(size)})")
+    return sums + (" ".join(parts) or "1")
+
+
+def wrap(text: str) -> str:
+    """A name as it is, anything else in parentheses: ``A``, ``(X⁻¹)``, ``(A B)``."""
+    return text if text.isidentifier() else f"({text})"
+
+
+def index_form(jacobian: Node, f_shape: tuple, x_shape: tuple, f_name: str, x_name: str,
+               second: bool = False) -> str | None:
+    """``∂Fᵢⱼ/∂Xₖₗ = Aᵢₖ Bₗⱼ`` for a Jacobian in Kronecker form, else None; with ``second``,
+    the Hessian ``∂²f/∂Xᵢⱼ∂Xₖₗ`` (``f_shape`` is then the shape of the gradient)."""
+    if ONE in (*f_shape, *x_shape):          # a length-1 axis has no index to name
+        return None
+    rows = ("i", "j")[:len(dims(f_shape))]
+    cols = ("k", "l")[:len(dims(x_shape))]
+    try:
+        terms = IndexExpander()(jacobian, rows, cols)
+    except (ValueError, IndexError):    # indices that do not fit a factor: no index form
+        return None
+    if not terms:
+        return None
+    parts = [eliminate(t) for t in terms]
+    body = "".join((" − " if t.coefficient.is_negative else " + ") + term_text(t) for t in parts)
+    body = body[3:] if body.startswith(" + ") else "−" + body[3:]
+    row_text, col_text = ("".join(ix).translate(SUB) for ix in (rows, cols))
+    lhs = (f"∂²{f_name}/∂{x_name}{row_text}∂{x_name}{col_text}" if second
+           else f"∂{f_name}{row_text}/∂{x_name}{col_text}")
+    return f"{lhs} = {body}"

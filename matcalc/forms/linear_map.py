@@ -1,0 +1,171 @@
+"""The matrix of a linear expression: ``E(u) = M u`` → ``M``.
+
+Jacobians come from the same rules as gradients: the gradient of ``uᵀ f`` with respect to ``x``
+is ``Jᵀ u``, an expression linear in the seed ``u``. Reading off its matrix structurally gives the
+Jacobian in matrix form (``W``, ``diag(1[z > 0])``, ``diag(s) − s sᵀ``) without expanding
+entries. Hessians are Jacobians of gradients.
+
+For an expression of rank 1 the result is ``M`` with ``E = M u``; for a scalar expression it is
+the vector ``w`` with ``E = wᵀ u``. Only vector and scalar expressions are handled: a map through
+a matrix-valued intermediate would need a third- or fourth-order tensor.
+"""
+
+from __future__ import annotations
+
+from matcalc.core.ir import ONE, Node, depends_on, identity, make, postorder, zeros
+from matcalc.core.simplify import (
+    add,
+    apply,
+    expand,
+    fit,
+    matmul,
+    mul,
+    reduce_sum,
+    split_scalars,
+    transpose,
+)
+from matcalc.errors import MatcalcError
+
+HIGHER_ORDER = (
+    "this derivative passes through a matrix-valued intermediate, so it is a third- or "
+    "fourth-order tensor; matcalc shows Jacobians and Hessians in matrix form for vectors and "
+    "scalars only (index and Kronecker forms are planned)"
+)
+
+
+class LinearMatrix:
+    """Reads off ``M`` (or ``w``) for expressions linear in the vector leaf ``u``."""
+
+    def __init__(self, u: Node, root: Node) -> None:
+        self.u = u
+        self.m = u.shape[0]
+        self.dependent = depends_on([root], {u})
+        self.memo: dict[Node, Node] = {}
+
+    def __call__(self, e: Node) -> Node:
+        found = self.memo.get(e)
+        if found is None:
+            for n in postorder([e], stop=lambda n: n in self.memo or n not in self.dependent):
+                if n in self.dependent and n not in self.memo:  # children first, no recursion
+                    self.memo[n] = self.checked_read(n)
+            found = self.memo.get(e) or self.checked_read(e)
+        return found
+
+    def checked_read(self, e: Node) -> Node:
+        if e.rank > 1:
+            raise MatcalcError(HIGHER_ORDER)
+        return self.read(e)
+
+    def zero(self, e: Node) -> Node:
+        return zeros((e.shape[0], self.m) if e.rank else (self.m,))
+
+    def read(self, e: Node) -> Node:
+        if e not in self.dependent:
+            return self.zero(e)
+        if e is self.u:
+            return identity(self.m)
+        method = getattr(self, "r_" + e.op, None)
+        if method is None:
+            raise MatcalcError(f"{e.op} of the seed is not linear; {HIGHER_ORDER}")
+        return method(e)
+
+    def to_rank(self, matrix: Node, term: Node, e: Node) -> Node:
+        """A term's matrix where NumPy broadcasts the term to the shape of ``e``: a scalar's
+        row ``wᵀ`` (or a length-1 vector's single row) repeated down the rows, ``𝟙 wᵀ``."""
+        if term.shape == e.shape:
+            return matrix
+        row = expand(matrix, 0) if term.rank == 0 else matrix
+        return fit(row, (e.shape[0], self.m))
+
+    def r_add(self, e: Node) -> Node:
+        return add(*(self.to_rank(self(t), t, e) for t in e.args if t in self.dependent))
+
+    def r_mul(self, e: Node) -> Node:
+        (factor,) = [f for f in e.args if f in self.dependent]
+        others = [f for f in e.args if f is not factor]
+        c = mul(*others) if others else None
+        inner = self(factor)
+        if c is None:
+            return self.to_rank(inner, factor, e)
+        if factor.rank == 1 and factor.shape != e.shape:     # a length-1 vector, broadcast
+            inner = self.to_rank(inner, factor, e)
+        if c.rank == 0:
+            return self.to_rank(mul(c, inner), factor, e)
+        if factor.rank == 1:                           # c ⊙ (M u) = diag(c) M u
+            return scale_rows(fit(c, e.shape), inner)
+        return apply("outer", c, inner)              # c (wᵀ u) = (c wᵀ) u
+
+    def r_matmul(self, e: Node) -> Node:
+        a, b = e.args
+        if a in self.dependent and b in self.dependent:
+            raise MatcalcError(f"the seed appears on both sides of a product; {HIGHER_ORDER}")
+        if a.rank == 2:
+            if a in self.dependent:                   # a matrix-valued function of the seed
+                raise MatcalcError(HIGHER_ORDER)
+            return matmul(a, self(b))                 # A (M u) = (A M) u
+        known, varying = (b, a) if a in self.dependent else (a, b)
+        return matmul(transpose(self(varying)), known)   # aᵀ (M u) = (Mᵀ a)ᵀ u
+
+    def r_transpose(self, e: Node) -> Node:
+        return self(e.args[0])
+
+    def r_sum(self, e: Node) -> Node:
+        (x,) = e.args
+        inner = self(x)
+        if x.rank == 0:
+            return inner
+        total = reduce_sum(inner, 0)                 # 𝟙ᵀ (M u) = (Mᵀ 𝟙)ᵀ u
+        return expand(total, 0) if e.rank else total
+
+    def r_broadcast(self, e: Node) -> Node:
+        (x,) = e.args
+        return self.to_rank(self(x), x, e)
+
+
+def scale_rows(c: Node, m: Node) -> Node:
+    """``diag(c) M``, distributed over the terms of a sum that simplify: ``diag(c) I =
+    diag(c)``, ``diag(c) 𝟙 wᵀ = c wᵀ``; the other terms keep one ``diag(c) (…)``, so that
+    nested sums do not multiply their terms."""
+    if m.op != "add":
+        return scale_rows_of_term(c, m)
+    terms = [as_rows(term, m.shape) for term in m.args]
+    simple = [t for t in terms if simplifies(t)]
+    others = [t for t in terms if not simplifies(t)]
+    scaled = [scale_rows_of_term(c, t) for t in simple]
+    if others:
+        scaled.append(matmul(apply("diag", c), add(*others)))
+    return add(*scaled)
+
+
+def simplifies(term: Node) -> bool:
+    """``diag(c) term`` is simpler than the product: an identity or a repeated row."""
+    _, rest = split_scalars(term)
+    return rest.op == "identity" or rest.shape[0] == 1
+
+
+def scale_rows_of_term(c: Node, m: Node) -> Node:
+    scalars, rest = split_scalars(m)
+    if scalars:
+        return mul(*scalars, scale_rows_of_term(c, rest))
+    if rest.shape[0] == 1:                       # one row wᵀ (a 1×1 I too), repeated down the rows
+        return apply("outer", c, reduce_sum(rest, 0))
+    if rest.op == "identity":
+        return apply("diag", c)
+    return matmul(apply("diag", c), rest)
+
+
+def as_rows(term: Node, shape: tuple) -> Node:
+    """A term of a matrix sum as a matrix: a vector or scalar broadcasts as one row."""
+    if term.rank == 2:
+        return term
+    return fit(expand(term, 0) if term.rank == 1 else term, (ONE, shape[1]))
+
+
+def linear_matrix(expression: Node, u: Node) -> Node:
+    """``M`` with ``expression = M u`` (rank 1), or ``w`` with ``expression = wᵀ u`` (scalar)."""
+    return LinearMatrix(u, expression)(expression)
+
+
+def seed(shape: tuple) -> Node:
+    """The seed ``ū`` of a Jacobian, shaped like the function (a name no program can use)."""
+    return make("var", (), ("ū", tuple(shape)))

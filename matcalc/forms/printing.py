@@ -1,0 +1,507 @@
+"""Printers: matrix notation a learner recognises, as Unicode text or LaTeX.
+
+One printer, two notations. Vectors are columns: ``A @ x`` prints ``A x``, ``x @ y`` prints
+``xᵀ y``, ``outer(a, b)`` prints ``a bᵀ``. Elementwise products print ``⊙``; a scalar factor is
+written in front (``2 x``, ``λ W``) unless it is a compound scalar such as ``det(X)``, written
+after (``X⁻ᵀ det(X)``); constant and dimension denominators become ``/ N``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import mpmath
+import sympy
+
+from matcalc.core.ir import Node, const_value, postorder, shape_str
+from matcalc.core.simplify import transpose
+
+SUM, NEG, PRODUCT, MATMUL, POSTFIX, ATOM = 10, 20, 30, 35, 40, 50
+
+SHORT = 200
+"""Terms up to this many array nodes are ordered by their text."""
+
+SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+GREEK = (
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho sigma tau "
+    "upsilon phi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Phi Psi Omega"
+).split()
+LATEX_ALIASES = {"lam": "lambda", "eps": "epsilon"}
+
+
+@dataclass(frozen=True)
+class Notation:
+    """The symbols of one output language."""
+
+    name: str
+    minus: str
+    hadamard: str
+    transpose: str
+    inverse: str
+    inverse_transpose: str
+    step: str
+    norm: str
+    frobenius: str
+    delta: str
+    identity: str
+    ones: str
+    kron: str
+    sized_identity: str
+    commutation: str
+    diag_embedding: str
+    func: Callable[[str, str], str]
+    divide: Callable[[str, str], str]
+    power: Callable[[str, sympy.Expr], str]
+    scalar: Callable[[sympy.Expr], str]
+    symbol: Callable[[str], str]
+
+
+def _text_power(base: str, k: sympy.Expr) -> str:
+    if k.is_Integer:
+        return base + str(k).translate(SUPERSCRIPT)
+    return f"{base}^({k})"
+
+
+def compact(value: sympy.Expr) -> sympy.Expr | str:
+    """A long number in scientific notation (``1e-5``, ``2.5e+12``); anything else as it is."""
+    if not value.is_Rational or max(abs(value.p), value.q) < 10**4:
+        return value
+    text = mpmath.nstr(mpmath.mpf(value.p) / value.q, 6, min_fixed=-4, max_fixed=6)
+    return text.replace(".0e", "e")
+
+
+def _text_scalar(value: sympy.Expr) -> str:
+    value = compact(value)
+    if isinstance(value, str):
+        return value
+    text = sympy.sstr(value).replace("**", "^").replace("*", " ")
+    text = re.sub(r"\bpi\b", "π", text)
+    text = re.sub(r"\^(\d)\b", lambda m: m.group(1).translate(SUPERSCRIPT), text)
+    return re.sub(r"sqrt\((\w+)\)", r"√\1", text)
+
+
+def latex_symbol(name: str) -> str:
+    """``W1`` → ``W_{1}``, ``theta`` → ``\\theta``, ``lam`` → ``\\lambda``."""
+    match = re.fullmatch(r"([A-Za-z]+)_?(\d*)", name)
+    if not match:
+        return r"\mathrm{" + name.replace("_", r"\_") + "}"
+    stem, digits = match.groups()
+    stem = LATEX_ALIASES.get(stem, stem)
+    if stem in GREEK:
+        stem = "\\" + stem
+    elif len(stem) > 1:
+        stem = r"\mathrm{" + stem + "}"
+    return stem + (f"_{{{digits}}}" if digits else "")
+
+
+TEXT = Notation(
+    name="text",
+    minus="−",
+    hadamard=" ⊙ ",
+    transpose="ᵀ",
+    inverse="⁻¹",
+    inverse_transpose="⁻ᵀ",
+    step="1[{} > 0]",
+    norm="‖{}‖",
+    frobenius="‖{}‖_F",
+    delta="δ{}",
+    identity="I",
+    ones="𝟙",
+    kron=" ⊗ ",
+    sized_identity="I_{}",
+    commutation="K_({},{})",
+    diag_embedding="E_{}",
+    func=lambda f, args: f"{f}({args})",
+    divide=lambda num, den: f"{num} / {den}",
+    power=_text_power,
+    scalar=_text_scalar,
+    symbol=lambda name: name,
+)
+
+LATEX_FUNCS = {
+    "exp": r"\exp", "log": r"\log", "sin": r"\sin", "cos": r"\cos", "tanh": r"\tanh",
+    "sigmoid": r"\sigma", "det": r"\det", "normal_cdf": r"\Phi", "normal_pdf": r"\phi",
+    "logdet": r"\log\det", "trace": r"\operatorname{tr}",
+}
+
+LATEX = Notation(
+    name="latex",
+    minus="-",
+    hadamard=r" \odot ",
+    transpose=r"^{\top}",
+    inverse="^{-1}",
+    inverse_transpose=r"^{-\top}",
+    step=r"\mathbb{{1}}\left[{} > 0\right]",
+    norm=r"\left\lVert {} \right\rVert",
+    frobenius=r"\left\lVert {} \right\rVert_F",
+    delta=r"\delta_{{{}}}",
+    identity="I",
+    ones=r"\mathbf{1}",
+    kron=r" \otimes ",
+    sized_identity="I_{{{}}}",
+    commutation="K_{{{},{}}}",
+    diag_embedding="E_{{{}}}",
+    func=lambda f, args: LATEX_FUNCS.get(f, rf"\operatorname{{{f.replace('_', chr(92) + '_')}}}")
+    + rf"\left({args}\right)",
+    divide=lambda num, den: rf"\frac{{{num}}}{{{den}}}",
+    power=lambda base, k: f"{base}^{{{sympy.latex(k)}}}",
+    scalar=lambda value: compact(value) if isinstance(compact(value), str) else sympy.latex(value),
+    symbol=latex_symbol,
+)
+
+TEXT_FUNCS = {"trace": "tr", "logdet": "log det", "normal_cdf": "Φ", "normal_pdf": "φ"}
+
+
+class Printer:
+    """Formats IR nodes in one notation; results are memoised per node."""
+
+    def __init__(self, notation: Notation, names: frozenset[str] = frozenset()) -> None:
+        self.n = notation
+        self.names = names
+        """The program's names: an identity is written ``I_n`` when the user has an ``I``."""
+        self.memo: dict[Node, tuple[str, int]] = {}
+
+    def __call__(self, node: Node) -> str:
+        if node not in self.memo and any(a not in self.memo for a in node.args):
+            for n in postorder([node], stop=lambda n: n in self.memo or n.op == "named"):
+                self.fmt(n)                              # children first: no deep recursion
+        return self.fmt(node)[0]
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def fmt(self, node: Node) -> tuple[str, int]:
+        found = self.memo.get(node)
+        if found is None:
+            method = getattr(self, "p_" + node.op, None) or self.p_function
+            found = self.memo[node] = method(node)
+        return found
+
+    def wrap(self, node: Node, level: int) -> str:
+        """``node``'s text, parenthesised when it binds looser than ``level``."""
+        text, prec = self.fmt(node)
+        if prec < level:
+            return rf"\left({text}\right)" if self.n is LATEX else f"({text})"
+        return text
+
+    def call(self, name: str, *parts: str) -> tuple[str, int]:
+        if self.n is TEXT:
+            name = TEXT_FUNCS.get(name, name)
+        return self.n.func(name, ", ".join(parts)), ATOM
+
+    def axis_part(self, axis: int | None, default: int | None) -> list[str]:
+        return [] if axis == default else [f"axis={axis}"]
+
+    # -- leaves ----------------------------------------------------------------------------
+
+    def p_var(self, node: Node) -> tuple[str, int]:
+        return self.n.symbol(node.attrs[0]), ATOM
+
+    p_named = p_var
+
+    def p_delta(self, node: Node) -> tuple[str, int]:
+        return self.n.delta.format(node.attrs[0]), ATOM
+
+    def p_const(self, node: Node) -> tuple[str, int]:
+        value = node.attrs[0]
+        text = self.n.scalar(value)
+        if value.is_negative:
+            return text, NEG
+        return text, ATOM if (value.is_Atom or value.is_Function) else PRODUCT
+
+    def p_zeros(self, node: Node) -> tuple[str, int]:
+        return "0", ATOM
+
+    def p_identity(self, node: Node) -> tuple[str, int]:
+        if "I" in self.names:
+            return self.n.sized_identity.format(self.n.scalar(node.attrs[0])), ATOM
+        return self.n.identity, ATOM
+
+    # -- sums and products -----------------------------------------------------------------
+
+    @cached_property
+    def weigher(self) -> Weigher:
+        return Weigher()
+
+    def term_order(self, term: Node) -> tuple:
+        """Positive terms first, bigger ones first; ``A`` before ``Aᵀ``; then alphabetically
+        (long terms by when they were made: their text would cost more than it tells)."""
+        coefficient = term.args[0] if term.op == "mul" else term
+        negative = bool(coefficient.op == "const" and const_value(coefficient).is_negative)
+        weight, transposes = self.weigher(term)
+        tie = self(term) if weight <= SHORT else f"\uffff{term.serial:012d}"
+        return (negative, -weight, transposes, tie)
+
+    def ordered_terms(self, node: Node) -> list[Node]:
+        """The terms of a sum in reading order."""
+        return sorted(node.args, key=self.term_order)
+
+    def p_add(self, node: Node) -> tuple[str, int]:
+        parts: list[str] = []
+        for i, term in enumerate(self.ordered_terms(node)):
+            negative, text = self.signed_term(term)
+            text = self.broadcast_term(text, term, node)
+            if i == 0:
+                parts.append(self.n.minus + text if negative else text)
+            else:
+                parts.append((f" {self.n.minus} " if negative else " + ") + text)
+        return "".join(parts), SUM
+
+    def broadcast_term(self, text: str, term: Node, total: Node) -> str:
+        """A part that NumPy repeats to fill a matrix: ``𝟙 wᵀ`` (a row), ``w 𝟙ᵀ`` (a column),
+        ``c 𝟙𝟙ᵀ`` (a number). A vector stays as written: NumPy adds it to every row."""
+        if total.rank != 2 or term.shape == total.shape or term.rank == 1:
+            return text
+        if term.op == "expand" and term.attrs[0] == 1:    # a vector as a column
+            text = self.wrap(term.args[0], ATOM)
+        elif not text.startswith("("):
+            text = f"({text})" if " " in text else text
+        ones, ones_row = self.n.ones, self.n.ones + self.n.transpose
+        rows, cols = (d != 1 for d in total.shape)
+        if term.rank == 0 or term.shape == (1, 1):
+            pattern = {(True, True): ones + ones_row, (True, False): ones, (False, True): ones_row}
+            if not (rows or cols):
+                return text
+            if text == "1":
+                return pattern[(rows, cols)]
+            text = f"({text})" if "/" in text and not text.startswith("(") else text
+            return f"{text} {pattern[(rows, cols)]}"
+        if term.shape[0] == 1 and rows:
+            return f"{ones} {text}"
+        return f"{text} {ones_row}"
+
+    def signed_term(self, term: Node) -> tuple[bool, str]:
+        """A term's sign and the text of its magnitude."""
+        if term.op == "mul" and term.args[0].op == "const":
+            value = const_value(term.args[0])
+            if value.is_negative:
+                return True, self.product_text(-value, term.args[1:])[0]
+        if term.op == "const" and const_value(term).is_negative:
+            return True, self.n.scalar(-const_value(term))
+        return False, self.wrap(term, SUM + 1)
+
+    def p_mul(self, node: Node) -> tuple[str, int]:
+        factors = node.args
+        coefficient = sympy.Integer(1)
+        if factors[0].op == "const":
+            coefficient, factors = const_value(factors[0]), factors[1:]
+        if coefficient.is_negative:
+            text, _ = self.product_text(-coefficient, factors, node)
+            return self.n.minus + text, NEG
+        return self.product_text(coefficient, factors, node)
+
+    def product_text(self, coefficient: sympy.Expr, factors: tuple[Node, ...],
+                     total: Node | None = None) -> tuple[str, int]:
+        """``c · f₁ ⊙ f₂ …`` with negative powers and denominators of ``c`` after ``/``; a
+        factor NumPy repeats to fill the matrix ``total`` shows how (``v 𝟙ᵀ``)."""
+        num, den = sympy.fraction(sympy.factor_terms(coefficient))
+        lead, arrays, trail, below = [], [], [], []
+        if num != 1:
+            lead.append(self.scalar_factor(num))
+        if den != 1:
+            below.append(self.scalar_factor(den))
+        for factor in factors:
+            if factor.op == "pow" and const_value(factor.args[1]) is not None and (
+                const_value(factor.args[1]).is_negative
+            ):
+                k = -const_value(factor.args[1])
+                below.append(self.wrap(factor.args[0], POSTFIX if k != 1 else PRODUCT + 1)
+                             if k == 1 else self.n.power(self.wrap(factor.args[0], ATOM), k))
+            elif not factor.shape:
+                called = self.fmt(factor)[1] == ATOM and bool(factor.args)
+                level = ATOM if factor.op == "matmul" else PRODUCT + 1   # (aᵀ x) I, not aᵀ x I
+                (trail if called else lead).append(self.wrap(factor, level))
+            else:
+                arrays.append(factor)
+        arrays.sort(key=lambda a: a.op == "step")
+        level = MATMUL + 1 if len(arrays) > 1 else MATMUL
+        texts = [self.wrap(a, level) for a in arrays]
+        if total is not None and len(arrays) > 1:
+            texts = [self.broadcast_term(t, a, total) if a.rank == 2 else t
+                     for t, a in zip(texts, arrays, strict=True)]
+        array_text = self.n.hadamard.join(texts)
+        numerator = " ".join(p for p in [*lead, array_text, *trail] if p) or "1"
+        if not below:
+            return numerator, PRODUCT
+        denominator = below[0] if len(below) == 1 else "(" + " ".join(below) + ")"
+        if self.n is LATEX:
+            denominator = " ".join(below)
+        return self.n.divide(numerator, denominator), PRODUCT
+
+    def scalar_factor(self, value: sympy.Expr) -> str:
+        text = self.n.scalar(value)
+        simple = value.is_Atom or value.is_Function or value.is_Pow and value.base.is_Atom
+        return text if simple else f"({text})"
+
+    def p_pow(self, node: Node) -> tuple[str, int]:
+        base, k = node.args
+        value = const_value(k)
+        if value is None:
+            return f"{self.wrap(base, ATOM)}^{self.wrap(k, ATOM)}", POSTFIX
+        if value.is_negative:
+            return self.product_text(sympy.Integer(1), (node,))
+        if value == sympy.Rational(1, 2):
+            return self.call("sqrt", self(base))
+        return self.n.power(self.wrap(base, ATOM), value), POSTFIX
+
+    # -- matrix algebra --------------------------------------------------------------------
+
+    def p_matmul(self, node: Node) -> tuple[str, int]:
+        a, b = node.args
+        left = self.wrap(a, MATMUL)
+        if a.rank == 1 and a.op == "matmul" and a.args[0].rank == 2:
+            left = self.quadratic_form_left(*a.args)
+        elif a.rank == 1:
+            left = self.wrap(a, ATOM) + self.n.transpose
+        right = self.wrap(b, MATMUL + 1 if b.op not in ("matmul", "outer") else MATMUL)
+        return f"{left} {right}", MATMUL
+
+    def quadratic_form_left(self, m: Node, v: Node) -> str:
+        """``(M v)ᵀ`` written ``vᵀ Mᵀ``, so ``(Aᵀ x)ᵀ y`` reads ``xᵀ A y``."""
+        return f"{self.wrap(v, ATOM)}{self.n.transpose} {self.wrap(transpose(m), MATMUL)}"
+
+    def p_outer(self, node: Node) -> tuple[str, int]:
+        a, b = node.args
+        return f"{self.wrap(a, POSTFIX)} {self.wrap(b, ATOM)}{self.n.transpose}", MATMUL
+
+    def p_kron(self, node: Node) -> tuple[str, int]:
+        a, b = (self.kron_operand(x) for x in node.args)
+        return f"{a}{self.n.kron}{b}", PRODUCT
+
+    def kron_operand(self, x: Node) -> str:
+        """An operand of ⊗; identities show their size (``I_p``), products are bracketed."""
+        if x.op == "identity":
+            return self.n.sized_identity.format(self.n.scalar(x.attrs[0]))
+        return self.wrap(x, MATMUL + 1)
+
+    def p_diag_embedding(self, node: Node) -> tuple[str, int]:
+        return self.n.diag_embedding.format(self.n.scalar(node.attrs[0])), ATOM
+
+    def p_commutation(self, node: Node) -> tuple[str, int]:
+        rows, cols = (self.n.scalar(d) for d in node.attrs)
+        return self.n.commutation.format(rows, cols), ATOM
+
+    def p_transpose(self, node: Node) -> tuple[str, int]:
+        (x,) = node.args
+        if x.op == "inv":
+            return self.wrap(x.args[0], ATOM) + self.n.inverse_transpose, POSTFIX
+        return self.wrap(x, ATOM) + self.n.transpose, POSTFIX
+
+    def p_inv(self, node: Node) -> tuple[str, int]:
+        return self.wrap(node.args[0], ATOM) + self.n.inverse, POSTFIX
+
+    def p_matrix_power(self, node: Node) -> tuple[str, int]:
+        return self.n.power(self.wrap(node.args[0], ATOM), sympy.Integer(node.attrs[0])), POSTFIX
+
+    def p_norm(self, node: Node) -> tuple[str, int]:
+        (x,) = node.args
+        template = self.n.frobenius if x.rank == 2 else self.n.norm
+        return template.format(self(x)), ATOM
+
+    def p_step(self, node: Node) -> tuple[str, int]:
+        return self.n.step.format(self(node.args[0])), ATOM
+
+    def p_sum(self, node: Node) -> tuple[str, int]:
+        axis, keepdims = node.attrs
+        if node.args[0].rank == 1:                # a vector's sum, kept as [1] or not
+            axis, keepdims = None, False
+        parts = [self(node.args[0]), *self.axis_part(axis, None)]
+        return self.call("sum", *parts, *(["keepdims=True"] if keepdims else []))
+
+    def p_expand(self, node: Node) -> tuple[str, int]:
+        (axis,) = node.attrs
+        if axis == 0 and node.rank == 2:                  # a vector as a row
+            return self.wrap(node.args[0], ATOM) + self.n.transpose, POSTFIX
+        if axis == 1 and node.rank == 2:                  # a vector as a column: itself
+            return self.fmt(node.args[0])
+        index = ", ".join("None" if i == axis else ":" for i in range(node.rank))
+        return f"{self.wrap(node.args[0], ATOM)}[{index}]", POSTFIX
+
+    def p_broadcast(self, node: Node) -> tuple[str, int]:
+        """Broadcasting as products with ones: ``c 𝟙``, ``𝟙𝟙ᵀ``, ``𝟙 vᵀ`` (rows), ``v 𝟙ᵀ``."""
+        (x,) = node.args
+        ones, ones_row = self.n.ones, self.n.ones + self.n.transpose
+        if not x.shape:
+            pattern = {(False, False): ones + ones_row, (True, False): ones_row,
+                       (False, True): ones, (True, True): ""}[
+                (node.shape[0] == 1, node.shape[-1] == 1)] if node.rank == 2 else ones
+            if not pattern:                                  # a 1×1 matrix holding x
+                return self.fmt(x)
+            if const_value(x) == 1:
+                return pattern, ATOM
+            return f"{self.wrap(x, PRODUCT + 1)} {pattern}", PRODUCT
+        if node.rank == 2 and x.rank == 2 and x.shape == (1, 1):  # a 1×1 matrix repeated
+            return self.broadcast_term(self.wrap(x, PRODUCT + 1), x, node), PRODUCT
+        if node.rank == 2 and x.shape[-1] == node.shape[1] and x.shape[0] != node.shape[0]:
+            if x.rank == 2 and x.op != "expand":                 # a row repeated down
+                return f"{ones} {self.wrap(x, MATMUL + 1)}", MATMUL
+            row = x.args[0] if x.op == "expand" else x
+            return f"{ones} {self.wrap(row, ATOM)}{self.n.transpose}", MATMUL
+        if node.rank == 2 and x.rank == 2 and x.shape[1] != node.shape[1]:
+            column = x.args[0] if x.op == "expand" else x        # a column repeated across
+            return f"{self.wrap(column, MATMUL + 1)} {ones_row}", MATMUL
+        shape = "[" + ", ".join(self.n.scalar(d) for d in node.attrs[0]) + "]"
+        return self.call("broadcast", self(node.args[0]), shape)
+
+    def p_softmax(self, node: Node) -> tuple[str, int]:
+        return self.call(node.op, self(node.args[0]), *self.axis_part(node.attrs[0], -1))
+
+    p_log_softmax = p_softmax
+
+    def p_logsumexp(self, node: Node) -> tuple[str, int]:
+        return self.call("logsumexp", self(node.args[0]), *self.axis_part(node.attrs[0], None))
+
+    def p_onehot(self, node: Node) -> tuple[str, int]:
+        return self.call("onehot", self(node.args[0]))
+
+    def p_function(self, node: Node) -> tuple[str, int]:
+        return self.call(node.op, *(self(a) for a in node.args),
+                         *(str(a) for a in node.attrs))
+
+
+class Weigher:
+    """Array nodes in an expression tree (transposes not counted), and its transposes.
+
+    Named intermediates count as leaves; scalar factors weigh nothing, so ``δ hᵀ + λ W``.
+    """
+
+    CAP = 10**6
+
+    def __init__(self) -> None:
+        self.memo: dict[Node, tuple[int, int]] = {}
+
+    def __call__(self, node: Node) -> tuple[int, int]:
+        if node not in self.memo:                        # children first, without recursion
+            for n in postorder([node], stop=lambda n: n in self.memo or n.op == "named"):
+                if n not in self.memo:
+                    self.memo[n] = self.weigh(n)
+        return self.memo[node]
+
+    def weigh(self, node: Node) -> tuple[int, int]:
+        weight = int(bool(node.shape) and node.op != "transpose")
+        transposes = int(node.op == "transpose")
+        for arg in node.args if node.op != "named" else ():
+            w, t = self.memo[arg]
+            weight, transposes = weight + w, transposes + t
+        return min(weight, self.CAP), min(transposes, self.CAP)
+
+
+def to_text(node: Node) -> str:
+    """Unicode matrix notation: ``(A + Aᵀ) x``."""
+    return Printer(TEXT)(node)
+
+
+def to_latex(node: Node) -> str:
+    """LaTeX: ``\\left(A + A^{\\top}\\right) x``."""
+    return Printer(LATEX)(node)
+
+
+def readable_repr(node: Node) -> str:
+    """A node as the debugger shows it once the printers are loaded: ``<add (A + Aᵀ) x [n]>``."""
+    return f"<{node.op} {to_text(node)} {shape_str(node.shape)}>"
+
+
+Node.__repr__ = readable_repr

@@ -1,0 +1,55 @@
+"""A program at concrete sizes: the memory its arrays need, refused above a budget."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from matcalc.core.ir import Node, postorder, shape_str
+from matcalc.errors import MatcalcError
+from matcalc.language.lowering import Program
+
+MEMORY_BUDGET = 4 * 10**9
+"""Most bytes of float64 arrays a command may need (every variable and intermediate, once)."""
+
+
+def check_memory(program: Program, sizes: Mapping[str, int], hint: str,
+                 extra: Iterable[Node] = ()) -> None:
+    """MatcalcError, before anything is allocated, when the program's variables and
+    intermediates (and the ``extra`` expressions) at ``sizes`` would need more than
+    ``MEMORY_BUDGET`` bytes as float64."""
+    roots = [*program.variables.values(), *program.intermediates.values(), *extra]
+    nodes = postorder([*roots, *([program.function] if program.function is not None else [])])
+    symbols = {program.dims[name]: value for name, value in sizes.items() if name in program.dims}
+    entries = [(math.prod(_concrete(d, symbols) for d in node.shape), node) for node in nodes]
+    total = 8 * sum(count for count, _ in entries)
+    if total <= MEMORY_BUDGET:
+        return
+    count, largest = max(entries, key=lambda pair: pair[0])
+    name = f"`{largest.attrs[0]}` " if largest.op in ("var", "named") else "an intermediate "
+    used = sorted({str(s) for _, node in entries for d in node.shape for s in d.free_symbols})
+    at = ", ".join(f"{d} = {sizes[d]}" for d in used if d in sizes)
+    raise MatcalcError(
+        f"the arrays would need {gigabytes(total)} GB{' at ' + at if at else ''} (the largest, "
+        f"{name}{shape_str(largest.shape)}, {gigabytes(8 * count)} GB), more than the "
+        f"{gigabytes(MEMORY_BUDGET)} GB matcalc allows", hint=hint)
+
+
+def _concrete(dim: Any, symbols: Mapping[Any, int]) -> int:
+    if dim.is_Integer:
+        return int(dim)
+    if dim in symbols:
+        return int(symbols[dim])
+    return int(dim.subs(symbols))
+
+
+def gigabytes(count: int) -> str:
+    """A byte count in GB (10⁹ bytes): ``0.5``, ``4``, ``7,280``, ``8e+15``, however large."""
+    value = Decimal(count) / Decimal(10**9)
+    if value < 10:
+        return f"{float(value):.2g}"
+    if value < 10**6:
+        return f"{float(value):,.0f}"
+    return f"{float(value):.3g}" if value < Decimal("1e300") else f"{value:.3g}"

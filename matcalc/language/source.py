@@ -1,0 +1,42 @@
+"""SOURCE as a command gives it: a ``.mc`` file's path or the program text itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from matcalc.errors import MatcalcError, reason
+
+BOM = "\ufeff"
+
+
+def read_source(source: str) -> str:
+    """SOURCE is a file path or the program text itself; a leading byte-order mark is dropped."""
+    path = Path(source)
+    if "\n" not in source and len(source) < 4096 and path.suffix == ".mc":
+        if path.is_dir():
+            raise MatcalcError(f"{source} is a directory, not a .mc file")
+        if not path.is_file():
+            raise MatcalcError(f"no such file: {source}")
+        return read_text(path)
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError):
+        is_file = False
+    return read_text(path) if is_file else source.removeprefix(BOM)
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 text file's contents without a leading byte-order mark; a MatcalcError naming
+    the file (and the byte offset when it is not UTF-8) otherwise."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise MatcalcError(f"cannot read {path}: {reason(err)}") from None
+    try:
+        return data.decode("utf-8").removeprefix(BOM)
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise MatcalcError(
+            f"{path} is not UTF-8 text: byte 0x{data[err.start]:02x} at offset {err.start} "
+            f"(line {line}) cannot be decoded",
+            hint="Save the file as UTF-8 (programs are plain text).") from None

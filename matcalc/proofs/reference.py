@@ -1,0 +1,149 @@
+"""An independent reference: the program's value computed straight from its source with NumPy.
+
+Finite-difference checks must not trust what they check. Gradients come from the IR after the
+simplifier has rewritten it, so the function they are compared against is computed here, from
+the parsed source text, with plain NumPy and none of the IR, simplifier or code generator. A
+simplifier bug that changed the function itself shows up as a failed check.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from matcalc.language import syntax
+from matcalc.language.lowering import Program
+
+
+def _softmax(x: np.ndarray, axis: int | None = -1) -> np.ndarray:
+    return np.exp(_log_softmax(x, axis))
+
+
+def _log_softmax(x: np.ndarray, axis: int | None = -1) -> np.ndarray:
+    return x - _logsumexp(x, axis, keepdims=True)
+
+
+def _logsumexp(x: np.ndarray, axis: int | None = None, keepdims: bool = False) -> np.ndarray:
+    top = np.max(x, axis=axis, keepdims=True)
+    total = np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True)) + top
+    return total if keepdims else np.squeeze(total, axis=axis)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1 + np.tanh(0.5 * x))
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+def _cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
+    """Mean over rows of −Σ targets ⊙ log_softmax; integer targets are class labels."""
+    rows = logits.shape[0] if logits.ndim == 2 else 1
+    if np.asarray(targets).dtype.kind in "iu":
+        picked = np.take_along_axis(_log_softmax(logits), np.asarray(targets)[..., None], -1)
+        return -np.sum(picked) / rows
+    return -np.sum(targets * _log_softmax(logits)) / rows
+
+
+NUMPY: dict[str, Callable] = {
+    "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs, "sin": np.sin,
+    "cos": np.cos, "tanh": np.tanh, "sigmoid": _sigmoid,
+    "relu": lambda x: np.maximum(x, 0), "softplus": lambda x: np.logaddexp(0, x),
+    "gelu": _gelu, "silu": lambda x: x * _sigmoid(x),
+    "leaky_relu": lambda x, a=0.01: np.where(x > 0, x, a * x),
+    "sum": lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
+    "mean": lambda x, axis=None, keepdims=False: np.mean(x, axis=axis, keepdims=keepdims),
+    "trace": np.trace, "det": np.linalg.det, "logdet": lambda x: np.linalg.slogdet(x)[1],
+    "inv": np.linalg.inv, "diag": np.diag, "outer": np.outer,
+    "norm": lambda x: np.sqrt(np.sum(np.square(x))),
+    "matrix_power": np.linalg.matrix_power,
+    "softmax": _softmax, "log_softmax": _log_softmax, "logsumexp": _logsumexp,
+    "softmax_cross_entropy": _cross_entropy,
+    "mse": lambda p, t: np.mean((p - t) ** 2),
+}
+"""Each function of the language, as NumPy computes it."""
+
+INTEGER_SECOND = {"matrix_power", "sum", "mean", "softmax", "log_softmax", "logsumexp"}
+"""Functions whose second argument is an integer (an axis or a power)."""
+
+LITERALS = {"None": None, "True": True, "False": False}
+
+BINARY: dict[str, Callable] = {
+    "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "**": np.power,
+    "@": np.matmul,
+}
+
+
+class Evaluator:
+    """Evaluates source expressions in an environment of arrays, sizes and intermediates."""
+
+    def __init__(self, env: dict[str, object]) -> None:
+        self.env = env
+
+    def __call__(self, e: syntax.Expr):
+        return getattr(self, "e_" + type(e).__name__)(e)
+
+    def e_Name(self, e: syntax.Name):  # noqa: N802
+        if e.id in LITERALS:
+            return LITERALS[e.id]
+        return math.pi if e.id == "pi" and e.id not in self.env else self.env[e.id]
+
+    def e_Number(self, e: syntax.Number):  # noqa: N802
+        return float(e.value)
+
+    def e_UnaryOp(self, e: syntax.UnaryOp):  # noqa: N802
+        value = self(e.operand)
+        return -value if e.op == "-" else value
+
+    def e_BinOp(self, e: syntax.BinOp):  # noqa: N802
+        first, links = syntax.chain(e)
+        value = self(first)
+        for link in links:
+            value = BINARY[link.op](value, self(link.right))
+        return value
+
+    def e_Transpose(self, e: syntax.Transpose):  # noqa: N802
+        return np.transpose(self(e.operand))
+
+    def e_Call(self, e: syntax.Call):  # noqa: N802
+        args = [self(a) for a in e.args]
+        kwargs = {name: self(value) for name, value, _ in e.kwargs}
+        if kwargs.get("axis") is not None:
+            kwargs["axis"] = int(kwargs["axis"])
+        if e.func in INTEGER_SECOND and len(args) > 1 and args[1] is not None:
+            args[1] = int(args[1])
+        return NUMPY[e.func](*args, **kwargs)
+
+
+def sizes_from(program: Program, arrays: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """Each symbolic dimension's size, read off the arrays."""
+    sizes: dict[str, int] = {}
+    for name, node in program.variables.items():
+        if name in arrays:
+            for d, n in zip(node.shape, np.shape(arrays[name]), strict=False):
+                if not d.is_Integer:
+                    sizes[str(d)] = n
+    return sizes
+
+
+def reference_function(program: Program) -> Callable[..., np.ndarray]:
+    """``(**arrays) -> value`` computed from ``program.source`` by NumPy alone."""
+    statements = [s for s in syntax.parse_program(program.source).statements
+                  if not isinstance(s, syntax.Decl)]
+
+    def value(**arrays: np.ndarray):
+        env: dict[str, object] = {**sizes_from(program, arrays), **arrays}
+        evaluate = Evaluator(env)
+        result = None
+        for statement in statements:
+            result = evaluate(statement.expr)
+            if isinstance(statement, syntax.Assign):
+                env[statement.name] = result
+        if program.seed is not None:
+            result = np.sum(arrays[program.seed] * result)
+        return result
+
+    return value

@@ -1,0 +1,358 @@
+"""Expansion to scalars, the independent verifier: IR expressions as explicit SymPy matrices.
+
+At concrete sizes every array becomes its entries, SymPy expressions in scalar symbols
+(``X_0_1`` is entry (0, 1) of ``X``, ``x_0`` entry 0 of a vector, a scalar is its own symbol).
+Each operation of :data:`matcalc.core.ir.SHAPE_RULES` is written out entry by entry with plain SymPy
+and NumPy's broadcasting. Nothing here uses the engine, its rules or the simplifier, so
+:func:`explicit_gradient` (``sympy.diff`` entry by entry) is ground truth for them.
+
+Results are SymPy values: a scalar expression, a vector as an n×1 column, a matrix as a Matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+
+from matcalc.core.elementwise import SYMPY_FUNCTIONS
+from matcalc.core.ir import Node, has_property
+from matcalc.errors import MatcalcError
+from matcalc.language.lowering import Program
+
+Sizes = Mapping[str, int]
+Index = tuple[int, ...]
+Value = sympy.Expr | sympy.Matrix
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A concrete array of rank 0, 1 or 2: its shape and its entries in row-major order."""
+
+    shape: tuple[int, ...]
+    flat: tuple[sympy.Expr, ...]
+
+    @classmethod
+    def build(cls, shape: tuple[int, ...], entry: Callable[[Index], sympy.Expr]) -> Tensor:
+        return cls(shape, tuple(entry(index) for index in np.ndindex(*shape)))
+
+    @classmethod
+    def of_matrix(cls, matrix: sympy.Matrix, shape: tuple[int, ...]) -> Tensor:
+        return cls(shape, tuple(matrix))
+
+    def __getitem__(self, index: Index) -> sympy.Expr:
+        position = 0
+        for i, d in zip(index, self.shape, strict=True):
+            position = position * d + i
+        return self.flat[position]
+
+    def matrix(self) -> sympy.Matrix:
+        """As a SymPy matrix: 1×1 for a scalar, a column for a vector."""
+        rows, cols = (self.shape + (1, 1))[:2]
+        return sympy.Matrix(rows, cols, list(self.flat))
+
+    def value(self) -> Value:
+        """The public form: a scalar expression or a matrix (vectors as columns)."""
+        return self.flat[0] if not self.shape else self.matrix()
+
+    def map(self, f: Callable[[sympy.Expr], sympy.Expr]) -> Tensor:
+        return Tensor(self.shape, tuple(f(x) for x in self.flat))
+
+
+def entry_symbol(name: str, index: Index, positive: bool, symmetric: bool = False
+                 ) -> sympy.Symbol:
+    """``X_0_1`` for entry (0, 1) of X (also for (1, 0) if X is symmetric); real, and positive
+    when asked."""
+    label = "_".join([name, *map(str, sorted(index) if symmetric else index)])
+    return sympy.Symbol(label, positive=True) if positive else sympy.Symbol(label, real=True)
+
+
+def rows_summing_to_one(t: Tensor) -> Tensor:
+    """``t`` with each row's last entry replaced by 1 minus the others: rows that sum to 1."""
+    width = t.shape[-1]
+    rows = [list(t.flat[i:i + width]) for i in range(0, len(t.flat), width)]
+    flat = [x for row in rows for x in [*row[:-1], 1 - sum(row[:-1])]]
+    return Tensor(t.shape, tuple(flat))
+
+
+def broadcast(f: Callable[..., sympy.Expr], *tensors: Tensor) -> Tensor:
+    """``f`` entry by entry over NumPy-broadcast arguments."""
+    shape = np.broadcast_shapes(*(t.shape for t in tensors))
+
+    def entry(index: Index) -> sympy.Expr:
+        return f(*(t[source_index(index, t.shape)] for t in tensors))
+
+    return Tensor.build(shape, entry)
+
+
+def source_index(index: Index, shape: tuple[int, ...]) -> Index:
+    """Where a broadcast entry comes from: trailing axes aligned, size-1 axes repeated."""
+    tail = index[len(index) - len(shape):]
+    return tuple(0 if d == 1 else i for i, d in zip(tail, shape, strict=True))
+
+
+def reduce(t: Tensor, axis: int | None, keepdims: bool,
+           combine: Callable[..., sympy.Expr] = sympy.Add) -> Tensor:
+    """``combine`` of the entries along ``axis`` (every axis for None), like ``np.sum``."""
+    axes = range(len(t.shape)) if axis is None else (axis % len(t.shape),)
+    groups: dict[Index, list[sympy.Expr]] = {}
+    for index in np.ndindex(*t.shape):
+        key = tuple(0 if i in axes else k for i, k in enumerate(index))
+        groups.setdefault(key, []).append(t[index])
+    full = tuple(1 if i in axes else d for i, d in enumerate(t.shape))
+    kept = Tensor.build(full, lambda index: combine(*groups[index]))
+    if keepdims:
+        return kept
+    return Tensor(tuple(d for i, d in enumerate(t.shape) if i not in axes), kept.flat)
+
+
+def _normal_cdf(x: sympy.Expr) -> sympy.Expr:
+    return (1 + sympy.erf(x / sympy.sqrt(2))) / 2
+
+
+def _normal_pdf(x: sympy.Expr) -> sympy.Expr:
+    return sympy.exp(-x**2 / 2) / sympy.sqrt(2 * sympy.pi)
+
+
+ELEMENTWISE: dict[str, Callable[..., sympy.Expr]] = {
+    **SYMPY_FUNCTIONS,
+    "normal_cdf": _normal_cdf,
+    "normal_pdf": _normal_pdf,
+    "add": sympy.Add,
+    "mul": sympy.Mul,
+    "pow": sympy.Pow,
+}
+"""Operations applied entry by entry (with broadcasting) and their meaning on scalars."""
+
+
+def log_softmax(t: Tensor, axis: int) -> Tensor:
+    return broadcast(lambda x, s: x - sympy.log(s), t, reduce(t.map(sympy.exp), axis, True))
+
+
+class Expander:
+    """Expands IR nodes at concrete ``sizes``; ``positive`` names variables with positive entries.
+
+    ``signals`` gives the definitions of error signals δ (labels to nodes) a derivation uses.
+    """
+
+    def __init__(self, sizes: Sizes, positive: Collection[str] = (),
+                 signals: Mapping[int, Node] | None = None) -> None:
+        self.sizes = {sympy.Symbol(k, integer=True, positive=True): v for k, v in sizes.items()}
+        self.positive = set(positive)
+        self.signals = dict(signals or {})
+        self.memo: dict[Node, Tensor] = {}
+
+    def __call__(self, node: Node) -> Tensor:
+        found = self.memo.get(node)
+        if found is None:
+            found = self.memo[node] = self.expand(node)
+        return found
+
+    def number(self, value: sympy.Expr) -> int | sympy.Expr:
+        """A dimension or a constant with the sizes substituted."""
+        return sympy.sympify(value).xreplace(self.sizes)
+
+    def shape(self, shape: Iterable[sympy.Expr]) -> tuple[int, ...]:
+        return tuple(int(self.number(d)) for d in shape)
+
+    def expand(self, node: Node) -> Tensor:
+        args = [self(a) for a in node.args]
+        if node.op in ELEMENTWISE or node.op == "leaky_relu":
+            return broadcast(ELEMENTWISE[node.op], *args)
+        return getattr(self, "op_" + node.op)(node, *args)
+
+    # -- leaves ----------------------------------------------------------------------------
+
+    def op_var(self, node: Node) -> Tensor:
+        name, shape, symmetric = node.attrs[0], node.attrs[-1], has_property(node, "symmetric")
+        if has_property(node, "labels"):
+            raise MatcalcError("the exact check does not expand integer class labels")
+        positive = name in self.positive
+        entries = Tensor.build(self.shape(shape),
+                               lambda i: entry_symbol(name, i, positive, symmetric))
+        if has_property(node, "onehot") or has_property(node, "probabilities"):
+            return rows_summing_to_one(entries)
+        return entries
+
+    def op_const(self, node: Node) -> Tensor:
+        return Tensor((), (self.number(node.attrs[0]),))
+
+    def op_zeros(self, node: Node) -> Tensor:
+        return Tensor.build(self.shape(node.attrs[0]), lambda i: sympy.Integer(0))
+
+    def op_identity(self, node: Node) -> Tensor:
+        n = int(self.number(node.attrs[0]))
+        return Tensor.of_matrix(sympy.eye(n), (n, n))
+
+    def op_delta(self, node: Node) -> Tensor:
+        return self(self.signals[node.attrs[0]])
+
+    def op_named(self, node: Node, definition: Tensor) -> Tensor:
+        return definition
+
+    # -- structure -------------------------------------------------------------------------
+
+    def op_matmul(self, node: Node, a: Tensor, b: Tensor) -> Tensor:
+        left = a.matrix().T if len(a.shape) == 1 else a.matrix()
+        shape = a.shape[:-1] + (b.shape[1:] if len(b.shape) == 2 else ())
+        return Tensor.of_matrix(left * b.matrix(), shape)
+
+    def op_transpose(self, node: Node, x: Tensor) -> Tensor:
+        return Tensor.build(x.shape[::-1], lambda i: x[i[::-1]])
+
+    def op_sum(self, node: Node, x: Tensor) -> Tensor:
+        axis, keepdims = node.attrs
+        return reduce(x, axis, keepdims)
+
+    def op_expand(self, node: Node, x: Tensor) -> Tensor:
+        (axis,) = node.attrs
+        return Tensor(x.shape[:axis] + (1,) + x.shape[axis:], x.flat)
+
+    def op_broadcast(self, node: Node, x: Tensor) -> Tensor:
+        return Tensor.build(self.shape(node.attrs[0]), lambda i: x[source_index(i, x.shape)])
+
+    # -- linear algebra --------------------------------------------------------------------
+
+    def op_trace(self, node: Node, x: Tensor) -> Tensor:
+        return Tensor((), (x.matrix().trace(),))
+
+    def op_det(self, node: Node, x: Tensor) -> Tensor:
+        return Tensor((), (x.matrix().det(),))
+
+    def op_logdet(self, node: Node, x: Tensor) -> Tensor:
+        return Tensor((), (sympy.log(x.matrix().det()),))
+
+    def op_inv(self, node: Node, x: Tensor) -> Tensor:
+        return Tensor.of_matrix(x.matrix().inv(method="ADJ"), x.shape)
+
+    def op_matrix_power(self, node: Node, x: Tensor) -> Tensor:
+        (k,) = node.attrs
+        m = x.matrix()
+        power = m.inv(method="ADJ") ** -k if k < 0 else m**k
+        return Tensor.of_matrix(power, x.shape)
+
+    def op_diag(self, node: Node, x: Tensor) -> Tensor:
+        if len(x.shape) == 1:
+            return Tensor.of_matrix(sympy.diag(*x.flat), x.shape * 2)
+        return Tensor.build(x.shape[:1], lambda i: x[i * 2])
+
+    def op_outer(self, node: Node, a: Tensor, b: Tensor) -> Tensor:
+        return Tensor.of_matrix(a.matrix() * b.matrix().T, a.shape + b.shape)
+
+    def op_kron(self, node: Node, a: Tensor, b: Tensor) -> Tensor:
+        """The Kronecker product, vectors as columns."""
+        left, right = a.matrix(), b.matrix()
+        rows, cols = right.shape
+
+        def entry(index: Index) -> sympy.Expr:
+            (i, k), (j, m) = divmod(index[0], rows), divmod(index[1], cols)
+            return left[i, j] * right[k, m]
+
+        return Tensor.build((left.rows * rows, left.cols * cols), entry)
+
+    def op_vec(self, node: Node, x: Tensor) -> Tensor:
+        """The columns stacked (a vector is its own vec)."""
+        return Tensor((len(x.flat),), tuple(x.matrix().T))
+
+    def op_commutation(self, node: Node) -> Tensor:
+        """K with K vec(A) = vec(Aᵀ) for a rows×cols matrix A: entry (j + cols i, i + rows j)."""
+        rows, cols = (int(self.number(d)) for d in node.attrs)
+
+        def entry(index: Index) -> sympy.Expr:
+            i, j = divmod(index[0], cols)
+            return sympy.Integer(int(index[1] == i + rows * j))
+
+        return Tensor.build((rows * cols, rows * cols), entry)
+
+    def op_diag_embedding(self, node: Node) -> Tensor:
+        """E with E v = vec(diag(v)): entry (i + n i, i)."""
+        n = int(self.number(node.attrs[0]))
+        return Tensor.build((n * n, n),
+                            lambda index: sympy.Integer(int(index[0] == index[1] * (n + 1))))
+
+    def op_norm(self, node: Node, x: Tensor) -> Tensor:
+        return Tensor((), (sympy.sqrt(sympy.Add(*(e**2 for e in x.flat))),))
+
+    # -- neural nets -----------------------------------------------------------------------
+
+    def op_softmax(self, node: Node, x: Tensor) -> Tensor:
+        e = x.map(sympy.exp)
+        return broadcast(lambda a, s: a / s, e, reduce(e, node.attrs[0], True))
+
+    def op_log_softmax(self, node: Node, x: Tensor) -> Tensor:
+        return log_softmax(x, node.attrs[0])
+
+    def op_logsumexp(self, node: Node, x: Tensor) -> Tensor:
+        return reduce(x.map(sympy.exp), node.attrs[0], False).map(sympy.log)
+
+    def op_softmax_cross_entropy(self, node: Node, z: Tensor, y: Tensor) -> Tensor:
+        rows = z.shape[0] if len(z.shape) == 2 else 1
+        total = sympy.Add(*broadcast(sympy.Mul, y, log_softmax(z, -1)).flat)
+        return Tensor((), (-total / rows,))
+
+    def op_mse(self, node: Node, p: Tensor, t: Tensor) -> Tensor:
+        squares = broadcast(lambda a, b: (a - b) ** 2, p, t)
+        return Tensor((), (sympy.Add(*squares.flat) / len(squares.flat),))
+
+
+def expand(node: Node, sizes: Sizes, positive: Collection[str] = ()) -> Value:
+    """The IR expression ``node`` written out in scalar symbols at concrete ``sizes``."""
+    return Expander(sizes, positive)(node).value()
+
+
+# ----------------------------------------------------------------------------------------------
+# Ground truth: derivatives of the expanded function, entry by entry
+
+
+def derivative(f: Tensor, x: Tensor) -> Tensor:
+    """∂fᵢ/∂xⱼ for every entry pair, shaped ``f.shape + x.shape``."""
+    return Tensor(f.shape + x.shape, tuple(sympy.diff(fi, xj) for fi in f.flat for xj in x.flat))
+
+
+def _function_and_variable(program: Program, name: str, sizes: Sizes,
+                           positive: Collection[str]) -> tuple[Tensor, Tensor]:
+    expander = Expander(sizes, positive)
+    return expander(program.function), expander(program.variables[name])
+
+
+def gradient_tensor(program: Program, name: str, sizes: Sizes,
+                    positive: Collection[str] = ()) -> Tensor:
+    """∂f/∂name shaped like the variable, for a scalar function.
+
+    For a symmetric S this is the gradient among symmetric matrices, (G + Gᵀ)/2: an off-diagonal
+    symbol stands for two entries, so its derivative G_ij + G_ji is halved.
+    """
+    f, x = _function_and_variable(program, name, sizes, positive)
+    if f.shape:
+        raise ValueError(f"the function has shape {f.shape}; a gradient needs a scalar")
+    g = derivative(f, x)
+    if "symmetric" not in program.variables[name].attrs:
+        return g
+    return Tensor.build(g.shape, lambda i: g[i] if i[0] == i[1] else g[i] / 2)
+
+
+def explicit_gradient(program: Program, name: str, sizes: Sizes,
+                      positive: Collection[str] = ()) -> Value:
+    """∂f/∂name by ``sympy.diff`` of the expanded scalar function (gradient layout)."""
+    return gradient_tensor(program, name, sizes, positive).value()
+
+
+def jacobian_tensor(program: Program, name: str, sizes: Sizes,
+                    positive: Collection[str] = ()) -> Tensor:
+    """∂f/∂name in numerator layout: rows follow f (a row gᵀ or Gᵀ for a scalar function)."""
+    f, x = _function_and_variable(program, name, sizes, positive)
+    if f.shape:
+        return derivative(f, x)
+    g = derivative(f, x)
+    if len(g.shape) == 1:
+        return Tensor((1,) + g.shape, g.flat)
+    return Tensor.build(g.shape[::-1], lambda i: g[i[::-1]])
+
+
+def hessian_tensor(program: Program, name: str, sizes: Sizes,
+                   positive: Collection[str] = ()) -> Tensor:
+    """∂²f/∂name²: the derivative of the gradient."""
+    x = Expander(sizes, positive)(program.variables[name])
+    return derivative(gradient_tensor(program, name, sizes, positive), x)

@@ -1,0 +1,252 @@
+"""Numerical proof of derived gradients, for the ``check`` command and for test suites.
+
+:func:`check_gradient` compares the generated ``value_and_grad`` with central finite
+differences on random float64 inputs drawn where the function is defined and smooth;
+:func:`assert_backward` compares a hand-written backward function with the derived gradients.
+A function with a matrix value (a layer) is checked through ``sum(grad_output ⊙ value)`` with a
+random ``grad_output``: its gradients are vector-Jacobian products.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from matcalc.core.ir import has_property, shape_str
+from matcalc.errors import MatcalcError
+from matcalc.forms.derivation import Derivation, jacobian
+from matcalc.forms.generated import lambdify, plan
+from matcalc.language.lowering import Program, parse
+from matcalc.proofs.finite_differences import (
+    directional,
+    evaluator,
+    function_value,
+    sizes_for,
+    smooth_inputs,
+    symmetric_part,
+    vec_jacobian,
+)
+
+EVERY_ENTRY = 10**4
+MAX_JACOBIAN_ENTRIES = 10**6
+"""Printed Jacobians with more entries are not checked entry by entry (the VJPs still are)."""
+DIRECTIONS = 20
+
+Gradients = Callable[..., tuple[object, Mapping[str, np.ndarray]]]
+
+
+@dataclass
+class VariableCheck:
+    """The worst errors of one variable's gradient over every draw."""
+
+    name: str
+    shape: str
+    entries: int
+    abs_error: float = 0.0
+    rel_error: float = 0.0
+    passed: bool = True
+    skipped: bool = False
+    """Too large to check entry by entry (a printed Jacobian past MAX_JACOBIAN_ENTRIES)."""
+
+    def line(self, width: int) -> str:
+        if self.skipped:
+            return (f"{self.name:<{width}}  {self.shape:<10} not checked: {self.entries:,} "
+                    "entries (its vector-Jacobian products are)")
+        how = "every entry" if self.entries <= EVERY_ENTRY else f"{DIRECTIONS} directions"
+        verdict = "PASS" if self.passed else "FAIL"
+        return (f"{self.name:<{width}}  {self.shape:<10} {how:<14} max abs error "
+                f"{self.abs_error:.2e}  max rel error {self.rel_error:.2e}  {verdict}")
+
+
+@dataclass
+class CheckReport:
+    """The verdict of :func:`check_gradient`: one :class:`VariableCheck` per variable."""
+
+    function: str
+    variables: list[VariableCheck]
+    draws: list[dict[str, int]] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.variables)
+
+    def text(self) -> str:
+        distinct = list(dict.fromkeys(", ".join(f"{k}={v}" for k, v in d.items()) or "no sizes"
+                                      for d in self.draws))
+        sizes = "; ".join(distinct)
+        width = max(len(v.name) for v in self.variables)
+        failed = sum(not v.passed for v in self.variables)
+        verdict = ("PASS: every gradient agrees with central finite differences" if not failed
+                   else f"FAIL: {failed} of {len(self.variables)} gradients disagree")
+        return "\n".join([f"gradients of {self.function} against central differences, float64, "
+                          f"{len(self.draws)} draws ({sizes})",
+                          *(v.line(width) for v in self.variables), verdict])
+
+
+def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str, int] | None = None,
+                   seed: int = 0, rtol: float = 1e-5, draws: int = 3,
+                   declarations: Sequence[str] = (), gradients: Gradients | None = None,
+                   ) -> CheckReport:
+    """Compare each derived gradient with central finite differences.
+
+    Inputs are float64 at ``dims`` (small random sizes where not given), ``draws`` times. A
+    gradient passes when its largest error is at most ``rtol`` times the larger of 1 and its
+    largest entry. ``gradients`` replaces the generated ``value_and_grad`` (to test a checker).
+    """
+    program = scalar_program(source, wrt, declarations)
+    unknown = set(dims or {}) - set(program.dims)
+    if unknown:
+        raise MatcalcError(f"--dims names {', '.join(sorted(unknown))}, not sizes of the program"
+                           f" (its sizes: {', '.join(program.dims) or 'none'})")
+    gradients = gradients or lambdify(program, wrt).value_and_grad
+    value = function_value(program)        # from the source text, not the derived IR
+    rng = np.random.default_rng(seed)
+    checks = {w: VariableCheck(w, shape_str(program.lookup(w).shape), 0) for w in wrt}
+    checked = program.function_name if program.seed is None else (
+        f"sum({program.seed} ⊙ value), the layer's backward pass,")
+    jacobians = printed_jacobians(source, wrt, declarations) if program.seed else []
+    if jacobians:
+        checked += " and the Jacobians derive prints,"
+    report = CheckReport(checked, [*checks.values(), *(j.check for j in jacobians)])
+    for _ in range(draws):
+        sizes = {**sizes_for(program, rng), **(dims or {})}
+        arrays = smooth_inputs(program, sizes, rng)
+        report.draws.append({k: sizes[k] for k in program.dims})
+        grads = gradients(**arrays)[1]
+        for name, check in checks.items():
+            record(check, grads[name], arrays, name, value, rng, rtol,
+                   has_property(program.lookup(name), "symmetric"))
+        for jac in jacobians:
+            jac.record(arrays, rtol)
+    return report
+
+
+@dataclass
+class JacobianCheck:
+    """The Jacobian ``derive`` prints for a vector or matrix function, against differences."""
+
+    program: Program
+    name: str
+    evaluate: Callable[..., tuple]
+    check: VariableCheck
+
+    def record(self, arrays: Mapping[str, np.ndarray], rtol: float) -> None:
+        own = {k: v for k, v in arrays.items() if k in self.program.variables}
+        entries = np.size(function_value(self.program)(**own)) * np.size(own[self.name])
+        if entries > MAX_JACOBIAN_ENTRIES:          # too large to difference entry by entry
+            self.check.entries, self.check.skipped = entries, True
+            return
+        derived = np.asarray(self.evaluate(**own)[0], dtype=float)
+        numeric = vec_jacobian(function_value(self.program), own, self.name)
+        derived = derived.reshape(numeric.shape)
+        error = float(np.max(np.abs(derived - numeric), initial=0.0))
+        scale = float(np.max(np.abs(numeric), initial=0.0))
+        self.check.entries = numeric.size
+        self.check.abs_error = max(self.check.abs_error, error)
+        self.check.rel_error = max(self.check.rel_error, error / scale if scale else error)
+        self.check.passed &= bool(np.all(np.isfinite(derived))) and error <= rtol * max(1, scale)
+
+
+def printed_jacobians(source: str | Program, wrt: Sequence[str],
+                      declarations: Sequence[str]) -> list[JacobianCheck]:
+    """For a vector or matrix function: the numerator-layout Jacobians ``derive`` shows."""
+    program = source if isinstance(source, Program) else parse(source, declarations)
+    checks = []
+    for name in wrt:
+        if has_property(program.lookup(name), "symmetric"):
+            continue
+        try:
+            (g,) = jacobian(program, [name]).gradients
+        except MatcalcError:
+            continue
+        label = Derivation(program, [g]).lhs(g)
+        checks.append(JacobianCheck(program, name, evaluator(program, [("j", g.expr)]),
+                                    VariableCheck(label, shape_str(g.shape), 0)))
+    return checks
+
+
+def scalar_program(source: str | Program, wrt: Sequence[str],
+                   declarations: Sequence[str] = ()) -> Program:
+    """The program, or ``sum(grad_output ⊙ value)`` for a layer: a scalar to differentiate."""
+    return plan(source, wrt, declarations).program
+
+
+def record(check: VariableCheck, grad: np.ndarray, arrays: Mapping[str, np.ndarray], name: str,
+           f: Callable[..., float], rng: np.random.Generator, rtol: float,
+           symmetric: bool = False) -> None:
+    """Compare one gradient with finite differences; keep the worst errors in ``check``."""
+    if name not in arrays:
+        raise MatcalcError(f"check differentiates declared variables only, not `{name}`")
+    x = np.asarray(arrays[name], dtype=float)
+    grad = np.asarray(grad, dtype=float)
+    if grad.shape != x.shape:
+        raise AssertionError(f"∂/∂{name} has shape {grad.shape}, {name} has {x.shape}")
+    check.entries = x.size
+    exact, numeric = [], []
+    for v in directions(x, rng, symmetric):         # one at a time: memory stays that of x
+        exact.append(np.sum(grad * v))
+        numeric.append(directional(f, arrays, name, v))
+    exact, numeric = np.array(exact), np.array(numeric)
+    error = float(np.max(np.abs(exact - numeric), initial=0.0))
+    scale = float(np.max(np.abs(numeric), initial=0.0))
+    check.abs_error = max(check.abs_error, error)
+    check.rel_error = max(check.rel_error, error / scale if scale else error)
+    agrees = bool(np.all(np.isfinite(exact))) and error <= rtol * max(1.0, scale)
+    check.passed = check.passed and agrees
+
+
+def directions(x: np.ndarray, rng: np.random.Generator, symmetric: bool
+               ) -> Iterator[np.ndarray]:
+    """Every unit direction (up to ``EVERY_ENTRY`` entries), else ``DIRECTIONS`` random ones;
+    among symmetric matrices for a symmetric ``x`` (Eᵢⱼ + Eⱼᵢ)."""
+    if x.size <= EVERY_ENTRY:
+        units = (np.eye(1, x.size, k).reshape(x.shape) for k in range(x.size))
+    else:
+        units = (rng.normal(size=x.shape) for _ in range(DIRECTIONS))
+    for v in units:
+        yield symmetric_part(v) if symmetric else v
+
+
+def assert_backward(fn: Callable[..., object], source: str | Program, wrt: Sequence[str],
+                    dims: Mapping[str, int] | None = None, seed: int = 0, rtol: float = 1e-6,
+                    draws: int = 3, declarations: Sequence[str] = ()) -> None:
+    """Raise AssertionError unless ``fn`` computes the derived gradients.
+
+    ``fn`` takes the declared arrays as keyword arguments (and ``grad_output`` when the value is
+    a matrix, a layer) and returns the gradients: a mapping by name, a sequence in the order of
+    ``wrt``, or one array for one variable.
+    """
+    program = scalar_program(source, wrt, declarations)
+    reference = lambdify(program, wrt).value_and_grad
+    rng = np.random.default_rng(seed)
+    for _ in range(draws):
+        sizes = {**sizes_for(program, rng), **(dims or {})}
+        arrays = smooth_inputs(program, sizes, rng)
+        expected = reference(**arrays)[1]
+        got = by_name(fn(**arrays), wrt)
+        for name in wrt:
+            compare(name, got[name], expected[name], rtol, sizes)
+
+
+def by_name(result: object, wrt: Sequence[str]) -> Mapping[str, object]:
+    """A backward function's result as gradients by name."""
+    if isinstance(result, Mapping):
+        return result
+    if len(wrt) == 1 and not isinstance(result, (tuple, list)):
+        return {wrt[0]: result}
+    return dict(zip(wrt, result, strict=True))
+
+
+def compare(name: str, got: object, expected: np.ndarray, rtol: float,
+            sizes: Mapping[str, int]) -> None:
+    got = np.asarray(got, dtype=float)
+    if got.shape != np.shape(expected):
+        raise AssertionError(f"∂/∂{name}: shape {got.shape}, derived {np.shape(expected)} "
+                             f"(sizes {dict(sizes)})")
+    error = float(np.max(np.abs(got - expected), initial=0.0))
+    scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+    if not error <= rtol * scale:
+        raise AssertionError(f"∂/∂{name}: max abs error {error:.3e} against the derived "
+                             f"gradient (largest entry {scale:.3e}, sizes {dict(sizes)})")

@@ -1,0 +1,74 @@
+"""The package shows its pipeline: each stage imports only the stages before it, no cycles."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "matcalc"
+
+STAGES = ["errors", "core", "language", "forms", "proofs", "applications", "cli"]
+"""The order data flows in: a module may import its own stage and the ones before it."""
+
+PUBLIC_FACES = {"matcalc": "forms", "matcalc.testing": "proofs", "matcalc.verify": "proofs"}
+"""The API (re-exporting forms and language) and the public faces of the proofs."""
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def stage(module: str) -> str:
+    if module in PUBLIC_FACES:
+        return PUBLIC_FACES[module]
+    return module.split(".")[1]
+
+
+def imported(path: Path, modules: set[str]) -> set[str]:
+    """The matcalc modules ``path`` imports, at any depth (function-level imports too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "matcalc"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "matcalc":
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                found.add(submodule if submodule in modules else node.module)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {m: imported(p, set(paths)) - {m} for m, p in paths.items()}
+
+
+def test_every_module_belongs_to_a_stage() -> None:
+    for module in graph():
+        assert stage(module) in STAGES, f"{module} is in no stage folder"
+
+
+def test_no_module_imports_a_later_stage() -> None:
+    wrong = [f"{m} ({stage(m)}) imports {d} ({stage(d)})"
+             for m, deps in graph().items() for d in deps
+             if STAGES.index(stage(d)) > STAGES.index(stage(m))]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_import_cycles() -> None:
+    edges = graph()
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for dep in sorted(edges.get(module, ())):
+            if state.get(dep) == "open":
+                cycle = path[path.index(dep):] + [dep] if dep in path else [module, dep]
+                raise AssertionError("import cycle: " + " → ".join(cycle))
+            if dep not in state:
+                visit(dep, [*path, dep])
+        state[module] = "done"
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [module])
