@@ -10,9 +10,9 @@ Run: python examples/l2_regularised.py
 from pathlib import Path
 
 import numpy as np
-from matcalc.testing import assert_backward
 
 import matcalc
+from matcalc.testing import assert_backward
 
 SOURCE = (Path(__file__).parent / "l2_regularised.mc").read_text()
 

@@ -8,9 +8,9 @@ Run: python examples/lesson8_backprop.py
 from pathlib import Path
 
 import numpy as np
-from matcalc.testing import assert_backward
 
 import matcalc
+from matcalc.testing import assert_backward
 
 SOURCE = (Path(__file__).parent / "lin_relu_mse.mc").read_text()
 

@@ -14,9 +14,9 @@ Run: python examples/one_layer_network.py
 from pathlib import Path
 
 import numpy as np
-from matcalc.testing import assert_backward
 
 import matcalc
+from matcalc.testing import assert_backward
 
 SOURCE = (Path(__file__).parent / "one_layer.mc").read_text()
 WRT = ["U", "b2", "W", "b1", "x"]

@@ -15,9 +15,9 @@ Run: python examples/prelu.py
 """
 
 import numpy as np
-from matcalc.testing import assert_backward
 
 import matcalc
+from matcalc.testing import assert_backward
 
 SOURCE = """
 X: [N, n]; a: [n, n]

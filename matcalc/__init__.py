@@ -11,7 +11,8 @@ The package is laid out as its data flows (see the README's Design section):
 
 A stage imports only the stages before it (the core first: every stage speaks its IR).
 :mod:`matcalc.errors` is shared by all. :mod:`matcalc.testing` and :mod:`matcalc.verify` are
-the public faces of the proofs used in test suites.
+the public faces of the proofs used in test suites, :mod:`matcalc.training` and
+:mod:`matcalc.variance` those of the applications.
 """
 
 from matcalc.errors import MatcalcError

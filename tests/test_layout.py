@@ -10,8 +10,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "matcalc"
 STAGES = ["errors", "core", "language", "forms", "proofs", "applications", "cli"]
 """The order data flows in: a module may import its own stage and the ones before it."""
 
-PUBLIC_FACES = {"matcalc": "forms", "matcalc.testing": "proofs", "matcalc.verify": "proofs"}
-"""The API (re-exporting forms and language) and the public faces of the proofs."""
+PUBLIC_FACES = {"matcalc": "forms", "matcalc.testing": "proofs", "matcalc.verify": "proofs",
+                "matcalc.training": "applications", "matcalc.variance": "applications"}
+"""The API (re-exporting forms and language) and the public faces of proofs and applications."""
 
 
 def module_name(path: Path) -> str:
@@ -72,3 +73,16 @@ def test_no_import_cycles() -> None:
     for module in sorted(edges):
         if module not in state:
             visit(module, [module])
+
+
+def test_the_documented_import_paths_still_work() -> None:
+    import matcalc
+    from matcalc.testing import assert_backward, check_gradient
+    from matcalc.training import train
+    from matcalc.variance import activation, moments
+    from matcalc.verify import assert_identity
+
+    assert callable(matcalc.derive) and callable(matcalc.lambdify) and callable(matcalc.generate)
+    assert all(map(callable, (assert_backward, check_gradient, train, activation, moments,
+                              assert_identity)))
+    assert moments(activation("relu")).second.value == 0.5    # E[relu(z)²] = 1/2 at σ = 1
