@@ -1,4 +1,5 @@
-"""Loss and all gradients of a softmax cross-entropy MLP: generated module vs hand-written NumPy.
+"""Loss and all gradients of softmax cross-entropy MLPs (ReLU, leaky ReLU, GELU): generated module
+vs hand-written NumPy.
 
 Single-threaded float32, best of many repeats; PyTorch eager too when it is installed. Run with
 ``python benchmarks/mlp_grad.py``. Peak memory is measured with tracemalloc (NumPy reports its
@@ -12,12 +13,14 @@ import os
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_variable] = "1"
 
+import math  # noqa: E402
 import timeit  # noqa: E402 - the thread counts must be set before NumPy loads
 import tracemalloc  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from scipy.special import erf  # noqa: E402
 
 from matcalc import lambdify  # noqa: E402
 
@@ -26,36 +29,59 @@ WRT = ["W1", "b1", "W2", "b2"]
 SIZES = [(256, 784, 128, 10), (64, 64, 32, 10)]
 
 
-def hand_written(X, Y, W1, b1, W2, b2):
+def relu(z):
+    """The activation and its derivative, as an expert computes them for backprop."""
+    return np.maximum(z, 0), z > 0
+
+
+def leaky_relu(z):
+    return np.where(z > 0, z, 0.01 * z), np.where(z > 0, 1, 0.01).astype(z.dtype)
+
+
+def gelu(z):
+    cdf = 0.5 * (1 + erf(z / math.sqrt(2)))
+    return z * cdf, cdf + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+
+ACTIVATIONS = {"relu": relu, "leaky_relu": leaky_relu, "gelu": gelu}
+
+
+def hand_written(activation):
     """The textbook backprop an expert writes by hand (CS231n style)."""
-    n = X.shape[0]
-    Z1 = X @ W1 + b1
-    H1 = np.maximum(Z1, 0)
-    Z2 = H1 @ W2 + b2
-    shifted = Z2 - Z2.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = -np.sum(Y * log_probs) / n
-    dZ2 = (np.exp(log_probs) - Y) / n
-    dW2 = H1.T @ dZ2
-    db2 = dZ2.sum(axis=0)
-    dZ1 = (dZ2 @ W2.T) * (Z1 > 0)
-    dW1 = X.T @ dZ1
-    db1 = dZ1.sum(axis=0)
-    return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+
+    def value_and_grad(X, Y, W1, b1, W2, b2):
+        n = X.shape[0]
+        Z1 = X @ W1 + b1
+        H1, slope = activation(Z1)
+        Z2 = H1 @ W2 + b2
+        shifted = Z2 - Z2.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        loss = -np.sum(Y * log_probs) / n
+        dZ2 = (np.exp(log_probs) - Y) / n
+        dW2 = H1.T @ dZ2
+        db2 = dZ2.sum(axis=0)
+        dZ1 = (dZ2 @ W2.T) * slope
+        dW1 = X.T @ dZ1
+        db1 = dZ1.sum(axis=0)
+        return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+
+    return value_and_grad
 
 
-def torch_eager() -> Callable | None:
+def torch_eager(name: str) -> Callable | None:
     """Loss and gradients by PyTorch autograd, or None without torch."""
     try:
         import torch
     except ImportError:
         return None
     torch.set_num_threads(1)
+    activation = {"relu": torch.relu, "gelu": torch.nn.functional.gelu,
+                  "leaky_relu": torch.nn.functional.leaky_relu}[name]
 
     def run(X, Y, W1, b1, W2, b2):
         params = [torch.from_numpy(p).requires_grad_() for p in (W1, b1, W2, b2)]
         w1, c1, w2, c2 = params
-        z2 = torch.relu(torch.from_numpy(X) @ w1 + c1) @ w2 + c2
+        z2 = activation(torch.from_numpy(X) @ w1 + c1) @ w2 + c2
         loss = -(torch.from_numpy(Y) * torch.log_softmax(z2, dim=1)).sum() / X.shape[0]
         grads = torch.autograd.grad(loss, params)
         return loss.item(), dict(zip(WRT, (g.numpy() for g in grads), strict=True))
@@ -95,24 +121,27 @@ def peak_memory(fn: Callable, arrays: dict) -> int:
 
 
 def main() -> None:
-    generated = lambdify(SOURCE, WRT).value_and_grad
-    contenders = {"matcalc": generated, "hand-written": hand_written, "pytorch": torch_eager()}
-    contenders = {name: fn for name, fn in contenders.items() if fn is not None}
-    for n, d, h, c in SIZES:
-        arrays = inputs(n, d, h, c)
-        reference = hand_written(**arrays)
-        for name, fn in contenders.items():
-            loss, grads = fn(**arrays)
-            assert np.isclose(loss, reference[0], rtol=1e-4), name
-            assert all(np.allclose(grads[k], reference[1][k], atol=1e-5) for k in WRT), name
-        times = best_times(contenders, arrays)
-        base_time = times["hand-written"]
-        base_memory = peak_memory(hand_written, arrays)
-        print(f"{n}x{d}->{h}->{c} float32, 1 thread")
-        for name, seconds in times.items():
-            memory = ("" if name == "pytorch" else
-                      f"   peak memory {peak_memory(contenders[name], arrays) / base_memory:.2f}x")
-            print(f"  {name:<13}{seconds * 1e6:9.1f} us   {seconds / base_time:.2f}x{memory}")
+    for name, activation in ACTIVATIONS.items():
+        source = SOURCE.replace("relu(Z1)", f"{name}(Z1)")
+        reference_fn = hand_written(activation)
+        contenders = {"matcalc": lambdify(source, WRT).value_and_grad,
+                      "hand-written": reference_fn, "pytorch": torch_eager(name)}
+        contenders = {k: fn for k, fn in contenders.items() if fn is not None}
+        for n, d, h, c in SIZES:
+            arrays = inputs(n, d, h, c)
+            reference = reference_fn(**arrays)
+            for k, fn in contenders.items():
+                loss, grads = fn(**arrays)
+                assert np.isclose(loss, reference[0], rtol=1e-4), k
+                assert all(np.allclose(grads[w], reference[1][w], atol=1e-5) for w in WRT), k
+            times = best_times(contenders, arrays)
+            base_time = times["hand-written"]
+            base_memory = peak_memory(reference_fn, arrays)
+            print(f"{name} MLP {n}x{d}->{h}->{c} float32, 1 thread")
+            for k, seconds in times.items():
+                memory = ("" if k == "pytorch" else
+                          f"   peak memory {peak_memory(contenders[k], arrays) / base_memory:.2f}x")
+                print(f"  {k:<13}{seconds * 1e6:9.1f} us   {seconds / base_time:.2f}x{memory}")
 
 
 if __name__ == "__main__":

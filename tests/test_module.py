@@ -234,3 +234,15 @@ def test_torch_layer_drops_into_a_model() -> None:
     assert torch.autograd.gradcheck(module.Y, (X, a))
     out = module.Y(X.float(), a.float())
     assert out.dtype == torch.float32
+
+
+@pytest.mark.parametrize("target", ["numpy", "torch"])
+@pytest.mark.parametrize("name", ["leaky_relu", "gelu", "silu", "softplus", "sigmoid"])
+def test_generated_code_computes_each_product_once(name: str, target: str) -> None:
+    """Functions whose code uses their argument several times (where(z > 0, z, a z), z Φ(z))
+    name it first: in every generated function, X @ W is computed once."""
+    code = generate(f"X: [n, d]; W: [d, k]; sum({name}(X @ W))", ["W"], target=target)
+    functions = code.split("\n    def " if target == "torch" else "\ndef ")[1:]
+    computing = [f for f in functions if "X @ W" in f]
+    assert computing, code
+    assert all(f.count("X @ W") == 1 for f in computing), code

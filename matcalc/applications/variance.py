@@ -652,21 +652,15 @@ def weight_variances(
     raise MatcalcError(f"unknown init `{init}`", hint=did_you_mean(init, INITS).strip() or None)
 
 
-def _np_erf(x: np.ndarray) -> np.ndarray:
-    """erf to about 1e-7 (Abramowitz & Stegun 7.1.26): enough for a simulation, no SciPy."""
-    t = 1 / (1 + 0.3275911 * np.abs(x))
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027
-                                                                        + t * 1.061405429))))
-    return np.sign(x) * (1 - poly * np.exp(-(x**2)))
-
-
 def numpy_function(act: Activation) -> Callable[[np.ndarray], np.ndarray]:
     """f as a vectorised NumPy function (every parameter needs a value)."""
     if act.missing():
         names = ", ".join(str(p) for p in act.missing())
         raise MatcalcError(f"parameter(s) {names} need a value to simulate",
                            hint="Give them with --param NAME=VALUE or use --fixed-point.")
-    function = sympy.lambdify(Z, act.bound(), modules=[{"erf": _np_erf}, "numpy"])
+    from scipy.special import erf  # loaded on first use: it takes a quarter of a second
+
+    function = sympy.lambdify(Z, act.bound(), modules=[{"erf": erf}, "numpy"])
     return lambda x: np.broadcast_to(function(x), x.shape)
 
 

@@ -36,7 +36,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+    from scipy.special import erf  # loaded on first use: it takes a quarter of a second
+
+    return 0.5 * x * (1 + erf(x / math.sqrt(2)))
 
 
 def _cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
