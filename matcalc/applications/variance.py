@@ -11,10 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-import signal
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,9 +20,10 @@ import numpy as np
 import sympy
 
 from matcalc.applications import figures
-from matcalc.core.elementwise import SYMPY_FUNCTIONS
+from matcalc.core.elementwise import LEAKY_SLOPE, SYMPY_FUNCTIONS
 from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.language.scalar_text import parse_scalar
+from matcalc.proofs.time_limits import OutOfTime, time_limit
 
 SIGMA = sympy.Symbol("σ", positive=True)
 """Standard deviation of the pre-activation z ~ N(0, σ²); named σ, which no parameter can be
@@ -83,7 +81,6 @@ LAMBDA = sympy.Symbol("lambda", real=True)
 ALPHA = sympy.Symbol("alpha", real=True)
 SELU_LAMBDA = sympy.Float("1.0507009873554804934193349852946", DIGITS)
 SELU_ALPHA = sympy.Float("1.6732632423543772848170429916717", DIGITS)
-LEAKY_DEFAULT = sympy.Rational(1, 100)
 
 
 def _selu(z: sympy.Expr) -> sympy.Expr:
@@ -97,7 +94,7 @@ def _builtin_table() -> dict[str, Activation]:
     selu_values = {LAMBDA: SELU_LAMBDA, ALPHA: SELU_ALPHA}
     return {
         **plain,
-        "leaky_relu": Activation("leaky_relu", leaky, (_A,), {_A: LEAKY_DEFAULT},
+        "leaky_relu": Activation("leaky_relu", leaky, (_A,), {_A: LEAKY_SLOPE},
                                  "leaky_relu(z, a)"),
         "selu": Activation("selu", _selu(Z), (LAMBDA, ALPHA), selu_values,
                            "lambda*(z if z > 0 else alpha*(exp(z) - 1))"),
@@ -167,30 +164,6 @@ class Quantity:
     value: float
     exact: bool
     general: sympy.Expr | None = None
-
-
-class _OutOfTime(BaseException):
-    """Raised by the alarm inside a time budget (BaseException: SymPy must not swallow it)."""
-
-
-@contextmanager
-def _time_budget(seconds: float) -> Iterator[None]:
-    """Interrupt the block after ``seconds`` (main thread on POSIX; elsewhere no limit)."""
-    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if not usable:
-        yield
-        return
-
-    def _expire(signum: int, frame: object) -> None:
-        raise _OutOfTime
-
-    previous = signal.signal(signal.SIGALRM, _expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 _KINKED = (sympy.Abs, sympy.sign, sympy.Heaviside, sympy.Max, sympy.Min)
@@ -321,13 +294,13 @@ def exact_expectation(g: sympy.Expr, z: sympy.Symbol) -> sympy.Expr | None:
     if pieces is None or not all(_gaussian_friendly(p, _T) for *_, p in pieces):
         return None
     try:
-        with _time_budget(EXACT_SECONDS):
+        with time_limit(EXACT_SECONDS):
             total = sum(
                 sympy.integrate(sympy.expand(piece * _DENSITY), (_T, low, high))
                 for low, high, piece in pieces
             )
             result = tidy(total)
-    except (_OutOfTime, NotImplementedError, ValueError, TypeError):
+    except (OutOfTime, NotImplementedError, ValueError, TypeError):
         return None
     if result.has(sympy.Integral, sympy.oo, -sympy.oo, sympy.zoo, sympy.nan):
         return None
@@ -455,9 +428,9 @@ def _shorter_factored(expr: sympy.Expr) -> sympy.Expr:
     if expr.has(sympy.Float):
         return expr
     try:
-        with _time_budget(FACTOR_SECONDS):
+        with time_limit(FACTOR_SECONDS):
             factored = sympy.factor(expr)
-    except (_OutOfTime, NotImplementedError, ValueError, TypeError):
+    except (OutOfTime, NotImplementedError, ValueError, TypeError):
         return expr
     return min((expr, factored), key=lambda e: len(str(e)))
 
@@ -564,9 +537,9 @@ def _solve_exactly(
             return None
         equations.append(general.subs(at) - target)
     try:
-        with _time_budget(EXACT_SECONDS):
+        with time_limit(EXACT_SECONDS):
             solutions = sympy.solve(equations, params, dict=True)
-    except (_OutOfTime, NotImplementedError, ValueError, TypeError):
+    except (OutOfTime, NotImplementedError, ValueError, TypeError):
         return None
     real = [s for s in solutions if len(s) == len(params) and all(_is_real(v) for v in s.values())]
     return min(real, key=_distance_from_start) if real else None

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
+from matcalc.core.elementwise import LEAKY_SLOPE
 from matcalc.core.ir import (
     ELEMENTWISE_UNARY,
     ONE,
@@ -83,7 +84,7 @@ def _unary(op: str) -> Signature:
 FUNCTIONS: dict[str, Signature] = {
     **{op: _unary(op) for op in ELEMENTWISE_UNARY if op not in INTERNAL},
     "leaky_relu": Signature(("x", "a"), lambda x, a: apply("leaky_relu", x, lift(a)),
-                            defaults=(("a", sympy.Rational(1, 100)),)),
+                            defaults=(("a", LEAKY_SLOPE),)),
     "sum": Signature(REDUCTION, reduce_sum, NO_AXIS, AXIS, ("keepdims",)),
     "mean": Signature(REDUCTION, mean, NO_AXIS, AXIS, ("keepdims",)),
     **{op: _unary(op) for op in ("trace", "det", "logdet", "inv", "diag", "norm")},

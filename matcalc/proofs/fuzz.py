@@ -21,7 +21,6 @@ import os
 import random
 import re
 import resource
-import signal
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ import matcalc
 from matcalc.errors import MatcalcError
 from matcalc.language import syntax
 from matcalc.proofs import programs
+from matcalc.proofs.time_limits import OutOfTime, time_limit
 from matcalc.proofs.torch_reference import Trace, torch_trace
 
 CATEGORIES = ("ok", "wrong", "shape-wrong", "internal", "refused", "timeout", "skipped")
@@ -137,32 +137,6 @@ class Failure(Exception):
     def __init__(self, category: str, message: str, detail: str = "", error: str = "") -> None:
         super().__init__(message)
         self.category, self.message, self.detail, self.error = category, message, detail, error
-
-
-class Timeout(BaseException):
-    """Raised by SIGALRM; a BaseException so that no ``except Exception`` swallows it."""
-
-
-@contextlib.contextmanager
-def alarm(seconds: float) -> Iterator[None]:
-    """Raise :class:`Timeout` in the main thread after ``seconds``, and again every second
-    after that (where Python cannot raise, in a weakref callback say, it is ignored quietly)."""
-    def ring(signum, frame):
-        raise Timeout
-
-    def unraisable(info) -> None:
-        if not isinstance(info.exc_value, Timeout):
-            hook(info)
-
-    previous, hook = signal.signal(signal.SIGALRM, ring), sys.unraisablehook
-    sys.unraisablehook = unraisable
-    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        sys.unraisablehook = hook
 
 
 def first_line(text: str) -> str:
@@ -381,7 +355,7 @@ def by_reference(run: Callable[[], object]) -> object:
     """Run part of the reference; its failure skips the path (it is not matcalc's)."""
     try:
         return run()
-    except (Timeout, Failure):
+    except (OutOfTime, Failure):
         raise
     except Exception as bad:
         raise Failure("skipped", f"the reference failed: {type(bad).__name__}: "
@@ -451,7 +425,7 @@ def generated(run: Callable[[], object], code: str = "") -> object:
     try:
         with np.errstate(all="ignore"):
             return run()
-    except Timeout:
+    except OutOfTime:
         raise
     except Exception as bad:
         where = "".join(traceback.format_exception(bad)[-6:])
@@ -722,9 +696,9 @@ def classify(path: str, run: Callable[[], None], limit: float, names: Iterable[s
     """Run one path under the time limit and put its end in a category (messages with the
     program's ``names`` blanked)."""
     try:
-        with alarm(limit):
+        with time_limit(limit):
             run()
-    except Timeout:
+    except OutOfTime:
         return Outcome(path, "timeout", "Timeout", f"no answer within {limit:g} s")
     except Failure as f:
         return Outcome(path, f.category, f.error, f.message, f.detail)

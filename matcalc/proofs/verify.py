@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import signal
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -52,6 +50,7 @@ from matcalc.proofs.scalar_expansion import (
     hessian_tensor,
     jacobian_tensor,
 )
+from matcalc.proofs.time_limits import OutOfTime, time_limit
 
 KINDS = {
     "grad": ("gradient layout", lambda p, x: derive(p, [x]), gradient_tensor),
@@ -277,29 +276,6 @@ def short(value: object, width: int = 90) -> str:
 # The exact check
 
 
-class _Timeout(Exception):
-    pass
-
-
-@contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Raise _Timeout after ``seconds`` (a no-op outside the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(signum: int, frame: object) -> None:
-        raise _Timeout
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def proved_zero(difference: sympy.Expr, deadline: float) -> bool:
     """Whether SymPy shows the difference is 0 before the deadline: in every branch of its
     relu-like Piecewise functions, by ``cancel`` or else ``simplify``."""
@@ -310,7 +286,7 @@ def proved_zero(difference: sympy.Expr, deadline: float) -> bool:
         with time_limit(remaining):
             return all(sympy.cancel(case) == 0 or sympy.simplify(case) == 0
                        for case in branches(difference))
-    except _Timeout:
+    except OutOfTime:
         return False
 
 
@@ -319,7 +295,7 @@ def tidy(e: sympy.Expr, seconds: float = 0.5) -> sympy.Expr:
     try:
         with time_limit(seconds):
             return sympy.simplify(e)
-    except _Timeout:
+    except OutOfTime:
         return e
 
 
@@ -409,7 +385,7 @@ def exact_check(program: Program, claim: Claim, derivation: Derivation,
     try:
         with time_limit(timeout):
             return compare_exactly(program, claim, derivation, sizes_list, deadline, rng)
-    except _Timeout:
+    except OutOfTime:
         return INCONCLUSIVE, [f"the expansion did not finish within {timeout:g} s"]
 
 
