@@ -13,7 +13,7 @@ import importlib.util
 import numpy as np
 
 import matcalc
-from matcalc.applications.training import load_data
+from matcalc.training import load_data
 
 if importlib.util.find_spec("sklearn") is None:
     print("skipped: this example needs scikit-learn (pip install 'matcalc[train]')")

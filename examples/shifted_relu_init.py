@@ -1,4 +1,4 @@
-"""The forum's shifted-ReLU init experiment: 21 layers, derived with matcalc.applications.variance.
+"""The forum's shifted-ReLU init experiment: 21 layers, derived with matcalc.variance.
 
 The forum shifts ReLU by c = −1/√(2π) so its output is centred, then argues (for normal
 pre-activations y ~ N(0, 1)) that Var(y_l) = n Var(W_l) (½ + 2c E[y⁺] + c²), hence
@@ -9,7 +9,7 @@ Run: python examples/shifted_relu_init.py   (matcalc init 'relu(z) - 1/sqrt(2*pi
 
 import sympy
 
-from matcalc.applications import variance
+from matcalc import variance
 
 act = variance.activation("relu(z) - 1/sqrt(2*pi)")
 m = variance.moments(act)

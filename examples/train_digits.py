@@ -1,4 +1,4 @@
-"""Train examples/mlp.mc on the UCI handwritten digits with matcalc.applications.training.train.
+"""Train examples/mlp.mc on the UCI handwritten digits with matcalc.training.train.
 
 Every step calls only code matcalc generated from the program: `value_and_grad` for the
 minibatch gradients, `value` for the test loss, and the logits Z2 for test accuracy. The
@@ -11,7 +11,7 @@ Run: python examples/train_digits.py   (needs scikit-learn: pip install 'matcalc
 import importlib.util
 from pathlib import Path
 
-from matcalc.applications.training import History, train
+from matcalc.training import History, train
 
 if importlib.util.find_spec("sklearn") is None:
     print("skipped: this example needs scikit-learn (pip install 'matcalc[train]')")

@@ -4,6 +4,15 @@ The public face of :mod:`matcalc.applications.variance`.
 """
 
 from matcalc.applications.variance import (
+    BUILTINS,
+    Activation,
+    Centring,
+    FixedPoint,
+    Init,
+    Moments,
+    N,
+    Quantity,
+    Simulation,
     activation,
     centring,
     fixed_point,
@@ -14,5 +23,6 @@ from matcalc.applications.variance import (
     weight_variances,
 )
 
-__all__ = ["activation", "centring", "fixed_point", "gain_table", "initialisation", "moments",
-           "simulate", "weight_variances"]
+__all__ = ["BUILTINS", "N", "Activation", "Centring", "FixedPoint", "Init", "Moments", "Quantity",
+           "Simulation", "activation", "centring", "fixed_point", "gain_table", "initialisation",
+           "moments", "simulate", "weight_variances"]

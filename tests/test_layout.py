@@ -27,7 +27,8 @@ def stage(module: str) -> str:
 
 
 def imported(path: Path, modules: set[str]) -> set[str]:
-    """The matcalc modules ``path`` imports, at any depth (function-level imports too)."""
+    """The matcalc modules ``path`` imports, at any depth (function-level imports too), and
+    those it reaches as attributes (``matcalc.core.ir.make``)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -36,6 +37,33 @@ def imported(path: Path, modules: set[str]) -> set[str]:
             for alias in node.names:
                 submodule = f"{node.module}.{alias.name}"
                 found.add(submodule if submodule in modules else node.module)
+        elif isinstance(node, ast.Attribute) and dotted(node).startswith("matcalc."):
+            parts = dotted(node).split(".")
+            found |= {".".join(parts[:k]) for k in range(2, len(parts) + 1)} & modules
+    return found
+
+
+def dotted(node: ast.AST) -> str:
+    """``a.b.c`` for an attribute chain on a name, else ``""``."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id, *reversed(parts)]) if isinstance(node, ast.Name) else ""
+
+
+def escapes(path: Path) -> list[str]:
+    """Imports the graph cannot see: relative imports, ``importlib`` and ``__import__``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            found.append(f"line {node.lineno}: a relative import")
+        elif isinstance(node, ast.Name) and node.id == "__import__":
+            found.append(f"line {node.lineno}: __import__")
+        elif isinstance(node, ast.Import | ast.ImportFrom) and any(
+                "importlib" in name for name in [getattr(node, "module", None) or "",
+                                                 *(a.name for a in node.names)]):
+            found.append(f"line {node.lineno}: importlib")
     return found
 
 
@@ -47,6 +75,12 @@ def graph() -> dict[str, set[str]]:
 def test_every_module_belongs_to_a_stage() -> None:
     for module in graph():
         assert stage(module) in STAGES, f"{module} is in no stage folder"
+
+
+def test_every_import_is_one_the_graph_sees() -> None:
+    hidden = [f"{p.relative_to(PACKAGE.parent)} {e}" for p in PACKAGE.rglob("*.py")
+              for e in escapes(p)]
+    assert not hidden, "\n".join(hidden)
 
 
 def test_no_module_imports_a_later_stage() -> None:
@@ -79,10 +113,11 @@ def test_the_documented_import_paths_still_work() -> None:
     import matcalc
     from matcalc.testing import assert_backward, check_gradient
     from matcalc.training import train
-    from matcalc.variance import activation, moments
+    from matcalc.variance import BUILTINS, N, activation, moments
     from matcalc.verify import assert_identity
 
     assert callable(matcalc.derive) and callable(matcalc.lambdify) and callable(matcalc.generate)
     assert all(map(callable, (assert_backward, check_gradient, train, activation, moments,
                               assert_identity)))
     assert moments(activation("relu")).second.value == 0.5    # E[relu(z)²] = 1/2 at σ = 1
+    assert "relu" in BUILTINS and str(N) == "n"

@@ -9,21 +9,17 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from matcalc.errors import MatcalcError, shown
 from matcalc.language.syntax import identifier
 
-if TYPE_CHECKING:
-    pass
-
 declarations_option = click.option(
     "--var", "declarations", multiple=True, metavar="'NAME: [dims]'",
     help="Extra declaration, e.g. --var 'x: [n]'.")
 """``--var``: declarations added to the program, shared by every command."""
-
 
 
 def wrt_option(help_text: str) -> Callable:

@@ -1,9 +1,9 @@
 """Scalar semantics of matcalc's elementwise functions, as SymPy expressions.
 
-``SYMPY_FUNCTIONS`` says what each elementwise function means for one real number; ``to_sympy``
-turns a scalar matcalc expression (an AST from :mod:`matcalc.language.syntax`) into SymPy and
-``parse_scalar`` does both steps from source text. Relu-like functions are ``Piecewise`` so that
-SymPy can integrate them against a Gaussian exactly.
+``SYMPY_FUNCTIONS`` says what each function a program (or ``matcalc init``) can call means for
+one real number; ``SCALAR_FUNCTIONS`` adds those only the rules emit (Φ and φ, from GELU's
+derivative). Relu-like functions are ``Piecewise`` so that SymPy can integrate them against a
+Gaussian exactly.
 """
 
 from __future__ import annotations
@@ -65,3 +65,10 @@ SYMPY_FUNCTIONS: dict[str, Callable[..., sympy.Expr]] = {
     "leaky_relu": _leaky_relu,
 }
 """Elementwise function name -> its meaning on scalars (``leaky_relu`` takes ``(x, a)``)."""
+
+SCALAR_FUNCTIONS: dict[str, Callable[..., sympy.Expr]] = {
+    **SYMPY_FUNCTIONS,
+    "normal_cdf": lambda x: (1 + sympy.erf(x / sympy.sqrt(2))) / 2,
+    "normal_pdf": lambda x: sympy.exp(-x**2 / 2) / sympy.sqrt(2 * sympy.pi),
+}
+"""Every elementwise function's meaning on scalars, with Φ and φ that only rules emit."""

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import sympy
 
+from matcalc.errors import MatcalcError
+
 Dim = sympy.Expr
 Shape = tuple[Dim, ...]
 
@@ -88,12 +90,13 @@ class Node:
     def rank(self) -> int:
         return len(self.shape)
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:      # the printers replace it with one showing the formula
         return f"<{self.op} {shape_str(self.shape)} #{self.serial}>"
 
     # ``a + b``, ``a - b``, ``-a``, ``a * b``, ``a / b``, ``a ** k``, ``a @ b`` and ``a.T`` are
-    # the canonical constructors of matcalc.core.simplify, which installs them (``install``):
-    # this module makes nodes exactly as asked and imports nothing of the later algebra.
+    # the canonical constructors of matcalc.core.simplify, which installs them
+    # (``install_operators``): this module makes nodes exactly as asked and imports nothing of
+    # the later algebra.
     __add__: Callable[[Node, Operand], Node]
     __radd__: Callable[[Node, Operand], Node]
     __sub__: Callable[[Node, Operand], Node]
@@ -482,8 +485,6 @@ def const(value: int | sympy.Expr) -> Node:
 def checked_const(value: int | sympy.Expr) -> Node:
     value = sympy.sympify(value)
     if value.has(sympy.zoo, sympy.nan, sympy.oo):
-        from matcalc.errors import MatcalcError
-
         raise MatcalcError("a constant in the program divides by zero (or is infinite)")
     return make("const", (), (value,))
 

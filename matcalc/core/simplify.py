@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import sympy
 
-from matcalc.core.elementwise import SYMPY_FUNCTIONS
+from matcalc.core.elementwise import SCALAR_FUNCTIONS
 from matcalc.core.ir import (
     ONE,
     Node,
@@ -42,13 +42,6 @@ from matcalc.core.ir import (
 from matcalc.errors import MatcalcError
 
 MAX_CONSTANT_BITS = 4096
-
-SCALAR_FUNCTIONS = {
-    **SYMPY_FUNCTIONS,
-    "normal_cdf": lambda x: (1 + sympy.erf(x / sympy.sqrt(2))) / 2,
-    "normal_pdf": lambda x: sympy.exp(-x**2 / 2) / sympy.sqrt(2 * sympy.pi),
-}
-"""What each elementwise function means for one number, for folding constants."""
 
 
 def zero_like(shape: Shape) -> Node:

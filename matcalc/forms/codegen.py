@@ -292,7 +292,6 @@ NUMPY = Dialect("numpy", "numpy", "np", NUMPY_FUNCTIONS, NUMPY_HELPERS, "axis", 
                 ", dtype={0}.dtype", "{0}.astype({1}.dtype)")
 TORCH = Dialect("torch", "torch", "torch", TORCH_FUNCTIONS, TORCH_HELPERS, "dim", "keepdim",
                 ", dtype={0}.dtype, device={0}.device", "{0}.to({1}.dtype)")
-DIALECTS = {"numpy": NUMPY, "torch": TORCH}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -485,8 +484,6 @@ NAMED_TEMPORARIES = {"step": "mask", "softmax": "softmax", "log_softmax": "log_s
 
 DEFAULT_AXIS = {"softmax": -1, "log_softmax": -1, "logsumexp": None}
 
-SIZED = {"const", "zeros", "identity", "broadcast", "commutation", "diag_embedding"}
-
 CHEAP = {"var", "const", "named", "delta", "zeros", "identity", "transpose", "expand"}
 
 MAX_TERMS = 64
@@ -495,8 +492,6 @@ MAX_TERMS = 64
 MAX_DEPTH = 30
 """Expressions nest at most this deep before a part gets a name (no deep recursion)."""
 
-VIEWS = {"transpose", "expand", "named", "broadcast"}
-"""Operations whose result may share memory with their argument."""
 
 
 def lower(node: Node, memo: dict[Node, Node]) -> Node:

@@ -40,6 +40,7 @@ from matcalc.core.simplify import (
     transpose_matrix,
 )
 from matcalc.errors import MatcalcError
+from matcalc.forms.printing import TEXT, to_text
 
 
 def ones_row(n) -> Node:
@@ -337,8 +338,6 @@ def rename(factor: tuple, old: str, new: str) -> tuple:
 
 
 def term_text(term: Term) -> str:
-    from matcalc.forms.printing import TEXT, to_text
-
     parts = []
     for factor in term.factors:
         if factor[0] == "δ":

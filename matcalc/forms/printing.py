@@ -494,11 +494,6 @@ def to_text(node: Node) -> str:
     return Printer(TEXT)(node)
 
 
-def to_latex(node: Node) -> str:
-    """LaTeX: ``\\left(A + A^{\\top}\\right) x``."""
-    return Printer(LATEX)(node)
-
-
 def readable_repr(node: Node) -> str:
     """A node as the debugger shows it once the printers are loaded: ``<add (A + Aᵀ) x [n]>``."""
     return f"<{node.op} {to_text(node)} {shape_str(node.shape)}>"

@@ -169,9 +169,10 @@ def numeric_jacobian(f: Callable[..., np.ndarray | float], arrays: Arrays, name:
     return np.moveaxis(np.array(columns), 0, -1).reshape(np.shape(columns[0]) + x.shape)
 
 
-def vec_jacobian(f: Callable[..., np.ndarray], arrays: Arrays, name: str) -> np.ndarray:
+def vec_jacobian(f: Callable[..., np.ndarray], arrays: Arrays, name: str, eps: float = EPS
+                 ) -> np.ndarray:
     """∂vec(f)/∂vec(x), vec stacking columns as matcalc's Kronecker forms do: [size f, size x]."""
-    jac = numeric_jacobian(f, arrays, name)
+    jac = numeric_jacobian(f, arrays, name, eps)
     rank = jac.ndim - np.ndim(arrays[name])
     column_major = [*reversed(range(rank)), *reversed(range(rank, jac.ndim))]
     size = int(np.prod(jac.shape[:rank], dtype=int))

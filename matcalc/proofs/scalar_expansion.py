@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 
-from matcalc.core.elementwise import SYMPY_FUNCTIONS
+from matcalc.core.elementwise import SCALAR_FUNCTIONS
 from matcalc.core.ir import Node, has_property
 from matcalc.errors import MatcalcError
 from matcalc.language.lowering import Program
@@ -108,18 +108,8 @@ def reduce(t: Tensor, axis: int | None, keepdims: bool,
     return Tensor(tuple(d for i, d in enumerate(t.shape) if i not in axes), kept.flat)
 
 
-def _normal_cdf(x: sympy.Expr) -> sympy.Expr:
-    return (1 + sympy.erf(x / sympy.sqrt(2))) / 2
-
-
-def _normal_pdf(x: sympy.Expr) -> sympy.Expr:
-    return sympy.exp(-x**2 / 2) / sympy.sqrt(2 * sympy.pi)
-
-
 ELEMENTWISE: dict[str, Callable[..., sympy.Expr]] = {
-    **SYMPY_FUNCTIONS,
-    "normal_cdf": _normal_cdf,
-    "normal_pdf": _normal_pdf,
+    **SCALAR_FUNCTIONS,
     "add": sympy.Add,
     "mul": sympy.Mul,
     "pow": sympy.Pow,

@@ -50,6 +50,16 @@ class VariableCheck:
     skipped: bool = False
     """Too large to check entry by entry (a printed Jacobian past MAX_JACOBIAN_ENTRIES)."""
 
+    def compare(self, derived: np.ndarray, numeric: np.ndarray, rtol: float) -> None:
+        """Keep the worst errors of ``derived`` against finite differences ``numeric``; fail
+        when an error exceeds rtol · max(1, largest |numeric|) or a derived entry is not finite."""
+        error = float(np.max(np.abs(derived - numeric), initial=0.0))
+        scale = float(np.max(np.abs(numeric), initial=0.0))
+        self.abs_error = max(self.abs_error, error)
+        self.rel_error = max(self.rel_error, error / scale if scale else error)
+        finite = bool(np.all(np.isfinite(derived)))
+        self.passed = self.passed and finite and error <= rtol * max(1.0, scale)
+
     def line(self, width: int) -> str:
         if self.skipped:
             return (f"{self.name:<{width}}  {self.shape:<10} not checked: {self.entries:,} "
@@ -140,13 +150,8 @@ class JacobianCheck:
             return
         derived = np.asarray(self.evaluate(**own)[0], dtype=float)
         numeric = vec_jacobian(function_value(self.program), own, self.name)
-        derived = derived.reshape(numeric.shape)
-        error = float(np.max(np.abs(derived - numeric), initial=0.0))
-        scale = float(np.max(np.abs(numeric), initial=0.0))
         self.check.entries = numeric.size
-        self.check.abs_error = max(self.check.abs_error, error)
-        self.check.rel_error = max(self.check.rel_error, error / scale if scale else error)
-        self.check.passed &= bool(np.all(np.isfinite(derived))) and error <= rtol * max(1, scale)
+        self.check.compare(derived.reshape(numeric.shape), numeric, rtol)
 
 
 def printed_jacobians(source: str | Program, wrt: Sequence[str],
@@ -188,13 +193,7 @@ def record(check: VariableCheck, grad: np.ndarray, arrays: Mapping[str, np.ndarr
     for v in directions(x, rng, symmetric):         # one at a time: memory stays that of x
         exact.append(np.sum(grad * v))
         numeric.append(directional(f, arrays, name, v))
-    exact, numeric = np.array(exact), np.array(numeric)
-    error = float(np.max(np.abs(exact - numeric), initial=0.0))
-    scale = float(np.max(np.abs(numeric), initial=0.0))
-    check.abs_error = max(check.abs_error, error)
-    check.rel_error = max(check.rel_error, error / scale if scale else error)
-    agrees = bool(np.all(np.isfinite(exact))) and error <= rtol * max(1.0, scale)
-    check.passed = check.passed and agrees
+    check.compare(np.array(exact), np.array(numeric), rtol)
 
 
 def directions(x: np.ndarray, rng: np.random.Generator, symmetric: bool
