@@ -49,7 +49,7 @@ def zero_like(shape: Shape) -> Node:
     return zeros(shape) if shape else const(0)
 
 
-def fit(node: Node, shape: Shape) -> Node:
+def broadcast_to(node: Node, shape: Shape) -> Node:
     """``node`` broadcast to ``shape`` when it is smaller (a broadcast broadcast once)."""
     if node.shape == shape:
         return node
@@ -58,7 +58,7 @@ def fit(node: Node, shape: Shape) -> Node:
     return make("broadcast", (node,), (shape,))
 
 
-def unbroadcast(node: Node) -> Node:
+def strip_broadcast(node: Node) -> Node:
     """The value under a ``broadcast`` (NumPy broadcasting restores it where it is used)."""
     return node.args[0] if node.op == "broadcast" else node
 
@@ -92,7 +92,7 @@ def add(*terms: Node) -> Node:
     for term in flatten("add", terms):
         if is_zero(term):
             continue
-        coefficient, core = split_coefficient(unbroadcast(term))
+        coefficient, core = split_coefficient(strip_broadcast(term))
         coefficients[core] = coefficients.get(core, 0) + coefficient
     merged = [scale(c, core) for core, c in coefficients.items() if c != 0]
     merged = collect_common_scalars(merged)
@@ -101,8 +101,8 @@ def add(*terms: Node) -> Node:
     if not merged:
         return zero_like(shape)
     if len(merged) == 1:
-        return fit(merged[0], shape)
-    return fit(make("add", sorted(merged, key=lambda n: n.serial)), shape)
+        return broadcast_to(merged[0], shape)
+    return broadcast_to(make("add", sorted(merged, key=lambda n: n.serial)), shape)
 
 
 FLATTEN_LIMIT = 8
@@ -114,7 +114,7 @@ def flatten(op: str, nodes: Sequence[Node]) -> list[Node]:
     """Arguments of nested ``op`` nodes (small ones), in order."""
     out: list[Node] = []
     for node in nodes:
-        inner = unbroadcast(node)
+        inner = strip_broadcast(node)
         if inner.op == op and len(inner.args) <= FLATTEN_LIMIT:
             out.extend(flatten(op, inner.args))
         else:
@@ -210,7 +210,7 @@ def mul(*factors: Node) -> Node:
     coefficient: sympy.Expr = ONE
     exponents: dict[Node, sympy.Expr] = {}
     for factor in flatten("mul", factors):
-        factor = unbroadcast(factor)
+        factor = strip_broadcast(factor)
         if is_zero(factor):
             return zero_like(shape)
         value = const_value(factor)
@@ -225,7 +225,7 @@ def mul(*factors: Node) -> Node:
         return zero_like(shape)
     if coefficient != 1 or not rest:
         rest.insert(0, const(coefficient))
-    return fit(rest[0] if len(rest) == 1 else make("mul", rest), shape)
+    return broadcast_to(rest[0] if len(rest) == 1 else make("mul", rest), shape)
 
 
 def raw_power(base: Node, exponent: sympy.Expr) -> Node:
@@ -252,7 +252,7 @@ def power(base: Node, exponent: Node) -> Node:
     if k is None:
         return make("pow", (base, exponent))
     if k == 0:
-        return fit(const(1), shape)
+        return broadcast_to(const(1), shape)
     if k == 1:
         return base
     value = const_value(base)
@@ -274,7 +274,7 @@ def power(base: Node, exponent: Node) -> Node:
 def split_scalars(node: Node) -> tuple[list[Node], Node]:
     """A product's scalar factors, and the rest (an array); ``c 𝟙`` counts as ``c · 𝟙``."""
     if node.op == "broadcast" and const_value(node.args[0]) not in (None, 1):
-        return [node.args[0]], fit(const(1), node.shape)
+        return [node.args[0]], broadcast_to(const(1), node.shape)
     if node.op != "mul" or not node.shape:
         return [], node
     scalars = [f for f in node.args if not f.shape]
@@ -293,7 +293,7 @@ def matmul(a: Node, b: Node) -> Node:
         return a
     for one, other in ((a, b), (b, a)):                # a 1×1 matrix holding c: c times
         if one.op == "broadcast" and one.shape == (ONE, ONE) and not one.args[0].shape:
-            return fit(mul(one.args[0], other), shape)
+            return broadcast_to(mul(one.args[0], other), shape)
     scalars_a, a = split_scalars(a)
     scalars_b, b = split_scalars(b)
     if scalars_a or scalars_b:
@@ -306,13 +306,13 @@ def matmul(a: Node, b: Node) -> Node:
         return kron(matmul_columns(a.args[0], b.args[0]), matmul_columns(a.args[1], b.args[1]))
     if a.op == "diag" and a.args[0].rank == 1 and b.op == "broadcast" and b.shape[-1:] != (
             a.shape[0],) and not b.args[0].shape:      # diag(v) c𝟙 = c v
-        v = a.args[0] if b.rank == 1 else expand(a.args[0], 1)
-        return fit(mul(b.args[0], v), shape)
+        v = a.args[0] if b.rank == 1 else new_axis(a.args[0], 1)
+        return broadcast_to(mul(b.args[0], v), shape)
     if a.op == "broadcast" and not a.args[0].shape and b.op == "diag" and b.args[0].rank == 1:
-        return fit(expand(mul(a.args[0], b.args[0]), 0), shape)   # c 𝟙𝟙ᵀ diag(v) = 𝟙 (c v)ᵀ
+        return broadcast_to(new_axis(mul(a.args[0], b.args[0]), 0), shape)  # c𝟙𝟙ᵀdiag(v) = 𝟙(cv)ᵀ
     if b.op == "broadcast" and not b.args[0].shape and a.op == "diag" and a.args[0].rank == 1 \
             and b.rank == 2:
-        return fit(expand(mul(b.args[0], a.args[0]), 1), shape)   # diag(v) c 𝟙𝟙ᵀ = (c v) 𝟙ᵀ
+        return broadcast_to(new_axis(mul(b.args[0], a.args[0]), 1), shape)  # diag(v)c𝟙𝟙ᵀ = (cv)𝟙ᵀ
     if a.op == "diag" and b.op == "diag" and a.args[0].rank == b.args[0].rank == 1:
         return apply("diag", mul(a.args[0], b.args[0]))
     base_a, k_a, flipped_a = matrix_power_parts(a)
@@ -340,8 +340,8 @@ def kron(a: Node, b: Node) -> Node:
 def as_column(x: Node) -> Node:
     """A vector as a column, a scalar as 1×1, a matrix as it is: how ⊗ sees its operands."""
     if x.rank == 1:
-        return expand(x, 1)
-    return fit(x, (ONE, ONE)) if not x.shape else x
+        return new_axis(x, 1)
+    return broadcast_to(x, (ONE, ONE)) if not x.shape else x
 
 
 def mixed_product_fits(a: Node, b: Node) -> bool:
@@ -384,14 +384,15 @@ def transposed(x: Node) -> Node:
     if x.op == "transpose":
         return x.args[0]
     if x.op == "expand" and x.args[0].rank == 1:      # a row becomes a column and back
-        return expand(x.args[0], 1 - x.attrs[0])
+        return new_axis(x.args[0], 1 - x.attrs[0])
     if x.op == "zeros":
         return zeros(x.shape[::-1])
     if x.op == "broadcast" and not x.args[0].shape:
-        return fit(x.args[0], x.shape[::-1])
+        return broadcast_to(x.args[0], x.shape[::-1])
     if x.op == "broadcast":                              # rows repeated become columns
         inner = x.args[0]
-        return fit(expand(inner, 1) if inner.rank == 1 else transpose(inner), x.shape[::-1])
+        flipped = new_axis(inner, 1) if inner.rank == 1 else transpose(inner)
+        return broadcast_to(flipped, x.shape[::-1])
     if x.op == "matmul":
         return matmul(transpose(x.args[1]), transpose(x.args[0]))
     if x.op in ("add", "mul"):
@@ -411,7 +412,7 @@ def transposed(x: Node) -> Node:
 def transpose_matrix(t: Node) -> Node:
     """The transpose with a vector taken as a column: a 1×n row (and a row back to a vector)."""
     if t.rank == 1:
-        return expand(t, 0)
+        return new_axis(t, 0)
     if t.op == "expand" and t.attrs[0] == 0:
         return t.args[0]
     return transpose(t)
@@ -421,7 +422,7 @@ def transpose_operand(t: Node) -> Node:
     """An operand of an elementwise matrix operation, transposed with it: a vector there is
     broadcast as a row, so it becomes a column; scalars stay as they are."""
     if t.rank == 1:
-        return expand(t, 1)
+        return new_axis(t, 1)
     return transpose(t)
 
 
@@ -437,10 +438,10 @@ def reduce_sum(x: Node, axis: int | None = None, keepdims: bool = False) -> Node
         return x
     if is_zero(x):
         return zero_like(shape)
-    inner = unbroadcast(x)
+    inner = strip_broadcast(x)
     if not inner.shape:
         counted = x.shape if axis is None else (x.shape[axis],)
-        return fit(mul(inner, const(size(counted))), shape)
+        return broadcast_to(mul(inner, const(size(counted))), shape)
     scalars, rest = split_scalars(x)
     if scalars:
         return mul(*scalars, reduce_sum(rest, axis, keepdims))
@@ -449,7 +450,7 @@ def reduce_sum(x: Node, axis: int | None = None, keepdims: bool = False) -> Node
     if x.op == "diag" and x.args[0].rank == 1 and not keepdims and axis is not None:
         return x.args[0]
     if x.op == "identity" and not keepdims and axis is not None:
-        return fit(const(1), shape)
+        return broadcast_to(const(1), shape)
     if x.op == "sum" and not x.attrs[1] and not keepdims and (axis is None or x.rank == 1):
         return reduce_sum(x.args[0])
     if x.op == "sum" and x.attrs == (axis, True) and not keepdims:   # summed again over 1 entry
@@ -461,10 +462,10 @@ def reduce_sum(x: Node, axis: int | None = None, keepdims: bool = False) -> Node
     return make("sum", (x,), (axis, keepdims))
 
 
-def expand(x: Node, axis: int) -> Node:
+def new_axis(x: Node, axis: int) -> Node:
     """A new axis of length 1 at ``axis`` (``x[:, None]`` for axis 1)."""
     if x.op == "broadcast" and not x.args[0].shape:
-        return fit(x.args[0], x.shape[:axis] + (ONE,) + x.shape[axis:])
+        return broadcast_to(x.args[0], x.shape[:axis] + (ONE,) + x.shape[axis:])
     return make("expand", (x,), (axis,))
 
 
@@ -483,8 +484,8 @@ def reduce_to(g: Node, shape: Shape) -> Node:
 def broadcast_like(g: Node, shape: Shape, axis: int | None) -> Node:
     """The adjoint of a sum: ``g`` repeated along the summed ``axis`` (all axes for None)."""
     if axis is not None and g.rank:
-        g = expand(g, axis)
-    return fit(g, shape)
+        g = new_axis(g, axis)
+    return broadcast_to(g, shape)
 
 
 LINEAR = {"diag", "trace", "outer", "kron", "vec"}
@@ -556,10 +557,10 @@ __all__ = [
     "add",
     "apply",
     "broadcast_like",
-    "expand",
-    "fit",
+    "broadcast_to",
     "matmul",
     "mul",
+    "new_axis",
     "power",
     "reduce_sum",
     "reduce_to",

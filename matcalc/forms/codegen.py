@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from matcalc.core.ir import Node, const, const_value, is_labels, make, postorder
-from matcalc.core.simplify import add, fit, matmul, mul, raw_power, transpose
+from matcalc.core.simplify import add, broadcast_to, matmul, mul, raw_power, transpose
 from matcalc.forms.printing import TEXT, Printer
 
 ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
@@ -1095,7 +1095,7 @@ def outer_vectors(node: Node) -> tuple[Node, Node] | None:
     if node.op == "outer":
         return node.args[0], node.args[1]
     if node.op == "broadcast" and node.rank == 2 and not node.args[0].shape:   # c 𝟙𝟙ᵀ
-        return fit(node.args[0], node.shape[:1]), fit(const(1), node.shape[1:])
+        return broadcast_to(node.args[0], node.shape[:1]), broadcast_to(const(1), node.shape[1:])
     if node.op != "matmul" or node.rank != 2:
         return None
     a, b = node.args

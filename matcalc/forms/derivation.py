@@ -21,7 +21,7 @@ from matcalc.core.ir import (
     rows_sum_to_one,
     shape_str,
 )
-from matcalc.core.simplify import expand, reduce_sum, transpose
+from matcalc.core.simplify import new_axis, reduce_sum, transpose
 from matcalc.errors import MatcalcError
 from matcalc.forms.codegen import numpy_block
 from matcalc.forms.kronecker import index_form, kronecker_matrix
@@ -354,7 +354,7 @@ EMBEDDING_NOTE = (" E_n = Σᵢ (eᵢ ⊗ eᵢ) eᵢᵀ puts a vector on a diago
 
 def numerator_form(g: Node) -> Node:
     """A gradient in numerator layout: a row ``gᵀ`` for a vector, ``Gᵀ`` for a matrix."""
-    return expand(g, 0) if g.rank == 1 else transpose(g)
+    return new_axis(g, 0) if g.rank == 1 else transpose(g)
 
 
 def jacobian(

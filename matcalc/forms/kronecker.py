@@ -30,11 +30,11 @@ from matcalc.core.ir import (
 from matcalc.core.simplify import (
     add,
     apply,
-    expand,
-    fit,
+    broadcast_to,
     kron,
     matmul,
     mul,
+    new_axis,
     split_scalars,
     transpose,
     transpose_matrix,
@@ -45,7 +45,7 @@ from matcalc.forms.printing import TEXT, to_text
 
 def ones_row(n) -> Node:
     """𝟙ᵀ as a 1×n row."""
-    return fit(const(1), (ONE, n))
+    return broadcast_to(const(1), (ONE, n))
 
 
 def commutation(rows, cols) -> Node:
@@ -59,13 +59,13 @@ def broadcast_matrix(source: tuple, target: tuple) -> Node:
     """B with vec(broadcast(t)) = B vec(t), for NumPy broadcasting of ``source`` to ``target``."""
     (r, c) = as_matrix(target)
     if not source:
-        return fit(const(1), (r * c, ONE))
+        return broadcast_to(const(1), (r * c, ONE))
     if len(source) == 1 and len(target) == 2:        # a vector broadcasts as a row
         (sr, sc) = (ONE, source[0])
     else:
         (sr, sc) = as_matrix(source)
-    rows = identity(r) if sr == r else fit(const(1), (r,))
-    cols = identity(c) if sc == c else fit(const(1), (c,))
+    rows = identity(r) if sr == r else broadcast_to(const(1), (r,))
+    cols = identity(c) if sc == c else broadcast_to(const(1), (c,))
     return kron(cols, rows)
 
 
@@ -121,7 +121,7 @@ class KroneckerReader:
         c = mul(*others)
         if not c.shape:
             return mul(c, inner)
-        return matmul(apply("diag", apply("vec", fit(c, e.shape))), inner)
+        return matmul(apply("diag", apply("vec", broadcast_to(c, e.shape))), inner)
 
     def r_matmul(self, e: Node) -> Node:
         a, b = e.args
@@ -129,12 +129,12 @@ class KroneckerReader:
             raise MatcalcError("the seed appears on both sides of a product")
         if b in self.dependent:                          # vec(A F) = (I ⊗ A) vec(F)
             if a.rank == 1:                              # aᵀ f
-                return matmul(expand(a, 0), self(b))
+                return matmul(new_axis(a, 0), self(b))
             cols = as_matrix(b.shape)[1]
             return matmul(kron(identity(cols), a), self(b))
         rows = as_matrix(a.shape)[0]                     # vec(F B) = (Bᵀ ⊗ I) vec(F)
         if a.rank == 1 and b.rank == 1:
-            return matmul(expand(b, 0), self(a))
+            return matmul(new_axis(b, 0), self(a))
         return matmul(kron(transpose_matrix(b), identity(rows)), self(a))
 
     def r_transpose(self, e: Node) -> Node:
@@ -147,7 +147,7 @@ class KroneckerReader:
         axis = e.attrs[0]
         rows, cols = as_matrix(x.shape)
         if axis is None or x.rank == 1:
-            reducer = fit(const(1), (ONE, rows * cols))
+            reducer = broadcast_to(const(1), (ONE, rows * cols))
         elif axis == 0:
             reducer = kron(identity(cols), ones_row(rows))
         else:

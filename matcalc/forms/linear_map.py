@@ -16,10 +16,10 @@ from matcalc.core.ir import ONE, Node, depends_on, identity, make, postorder, ze
 from matcalc.core.simplify import (
     add,
     apply,
-    expand,
-    fit,
+    broadcast_to,
     matmul,
     mul,
+    new_axis,
     reduce_sum,
     split_scalars,
     transpose,
@@ -74,8 +74,8 @@ class LinearMatrix:
         row ``wᵀ`` (or a length-1 vector's single row) repeated down the rows, ``𝟙 wᵀ``."""
         if term.shape == e.shape:
             return matrix
-        row = expand(matrix, 0) if term.rank == 0 else matrix
-        return fit(row, (e.shape[0], self.m))
+        row = new_axis(matrix, 0) if term.rank == 0 else matrix
+        return broadcast_to(row, (e.shape[0], self.m))
 
     def r_add(self, e: Node) -> Node:
         return add(*(self.to_rank(self(t), t, e) for t in e.args if t in self.dependent))
@@ -92,7 +92,7 @@ class LinearMatrix:
         if c.rank == 0:
             return self.to_rank(mul(c, inner), factor, e)
         if factor.rank == 1:                           # c ⊙ (M u) = diag(c) M u
-            return scale_rows(fit(c, e.shape), inner)
+            return scale_rows(broadcast_to(c, e.shape), inner)
         return apply("outer", c, inner)              # c (wᵀ u) = (c wᵀ) u
 
     def r_matmul(self, e: Node) -> Node:
@@ -115,7 +115,7 @@ class LinearMatrix:
         if x.rank == 0:
             return inner
         total = reduce_sum(inner, 0)                 # 𝟙ᵀ (M u) = (Mᵀ 𝟙)ᵀ u
-        return expand(total, 0) if e.rank else total
+        return new_axis(total, 0) if e.rank else total
 
     def r_broadcast(self, e: Node) -> Node:
         (x,) = e.args
@@ -158,7 +158,7 @@ def as_rows(term: Node, shape: tuple) -> Node:
     """A term of a matrix sum as a matrix: a vector or scalar broadcasts as one row."""
     if term.rank == 2:
         return term
-    return fit(expand(term, 0) if term.rank == 1 else term, (ONE, shape[1]))
+    return broadcast_to(new_axis(term, 0) if term.rank == 1 else term, (ONE, shape[1]))
 
 
 def linear_matrix(expression: Node, u: Node) -> Node:

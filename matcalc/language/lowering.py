@@ -27,7 +27,17 @@ from matcalc.core.ir import (
     size,
     var,
 )
-from matcalc.core.simplify import add, apply, expand, fit, matmul, mul, power, reduce_sum, transpose
+from matcalc.core.simplify import (
+    add,
+    apply,
+    broadcast_to,
+    matmul,
+    mul,
+    new_axis,
+    power,
+    reduce_sum,
+    transpose,
+)
 from matcalc.errors import MatcalcError, did_you_mean, listed
 from matcalc.language import syntax
 
@@ -69,8 +79,8 @@ def logsumexp(x: Node, axis: int | None, keepdims: bool = False) -> Node:
     if not keepdims:
         return total
     if axis is None:
-        return fit(total, (ONE,) * x.rank)
-    return expand(total, axis)
+        return broadcast_to(total, (ONE,) * x.rank)
+    return new_axis(total, axis)
 
 
 def softmax_like(op: str) -> Callable[[Node, int | None], Node]:
