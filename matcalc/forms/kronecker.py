@@ -21,10 +21,8 @@ from matcalc.core.ir import (
     as_matrix,
     const,
     const_value,
-    depends_on,
     identity,
     make,
-    postorder,
     zeros,
 )
 from matcalc.core.simplify import (
@@ -40,6 +38,7 @@ from matcalc.core.simplify import (
     transpose_matrix,
 )
 from matcalc.errors import MatcalcError
+from matcalc.forms.linear_map import LinearReader
 from matcalc.forms.printing import TEXT, to_text
 
 
@@ -69,22 +68,8 @@ def broadcast_matrix(source: tuple, target: tuple) -> Node:
     return kron(cols, rows)
 
 
-class KroneckerReader:
+class KroneckerReader(LinearReader):
     """Reads ``M`` with ``vec(E) = M vec(U)`` for expressions linear in the seed ``U``."""
-
-    def __init__(self, u: Node, root: Node) -> None:
-        self.u = u
-        self.dependent = depends_on([root], {u})
-        self.memo: dict[Node, Node] = {}
-
-    def __call__(self, e: Node) -> Node:
-        found = self.memo.get(e)
-        if found is None:
-            for n in postorder([e], stop=lambda n: n in self.memo or n not in self.dependent):
-                if n in self.dependent and n not in self.memo:  # children first, no recursion
-                    self.memo[n] = self.read(n)
-            found = self.memo.get(e) or self.read(e)
-        return found
 
     def size(self, node: Node):
         r, c = as_matrix(node.shape)

@@ -33,12 +33,12 @@ HIGHER_ORDER = (
 )
 
 
-class LinearMatrix:
-    """Reads off ``M`` (or ``w``) for expressions linear in the vector leaf ``u``."""
+class LinearReader:
+    """Reads expressions under ``root`` that are linear in the leaf ``u``: each node once,
+    children before parents (no recursion), by :meth:`read`."""
 
     def __init__(self, u: Node, root: Node) -> None:
         self.u = u
-        self.m = u.shape[0]
         self.dependent = depends_on([root], {u})
         self.memo: dict[Node, Node] = {}
 
@@ -46,20 +46,31 @@ class LinearMatrix:
         found = self.memo.get(e)
         if found is None:
             for n in postorder([e], stop=lambda n: n in self.memo or n not in self.dependent):
-                if n in self.dependent and n not in self.memo:  # children first, no recursion
-                    self.memo[n] = self.checked_read(n)
-            found = self.memo.get(e) or self.checked_read(e)
+                if n in self.dependent and n not in self.memo:
+                    self.memo[n] = self.read(n)
+            found = self.memo.get(e) or self.read(e)
         return found
 
-    def checked_read(self, e: Node) -> Node:
+    def read(self, e: Node) -> Node:
+        raise NotImplementedError
+
+
+class LinearMatrix(LinearReader):
+    """Reads off ``M`` (or ``w``) for expressions linear in the vector leaf ``u``."""
+
+    def __init__(self, u: Node, root: Node) -> None:
+        super().__init__(u, root)
+        self.m = u.shape[0]
+
+    def read(self, e: Node) -> Node:
         if e.rank > 1:
             raise MatcalcError(HIGHER_ORDER)
-        return self.read(e)
+        return self.read_linear(e)
 
     def zero(self, e: Node) -> Node:
         return zeros((e.shape[0], self.m) if e.rank else (self.m,))
 
-    def read(self, e: Node) -> Node:
+    def read_linear(self, e: Node) -> Node:
         if e not in self.dependent:
             return self.zero(e)
         if e is self.u:
