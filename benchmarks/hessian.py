@@ -21,7 +21,7 @@ from collections.abc import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 
 from matcalc import hessian  # noqa: E402
-from matcalc.proofs.finite_differences import evaluator  # noqa: E402
+from matcalc.proofs.evaluation import evaluator  # noqa: E402
 
 SOURCE = "X: [N, D]; w: [D]; y: [N]; lam: []\nmean(softplus(-y * (X @ w))) + lam / 2 * norm(w) ** 2"
 N, D = 2000, 500

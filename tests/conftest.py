@@ -9,13 +9,9 @@ import numpy as np
 from hypothesis import settings
 
 from matcalc.forms.derivation import derive
-from matcalc.proofs.finite_differences import (
-    evaluator,
-    function_value,
-    numeric_jacobian,
-    relative_error,
-    smooth_inputs,
-)
+from matcalc.proofs.evaluation import evaluator, function_value
+from matcalc.proofs.finite_differences import numeric_jacobian, relative_error
+from matcalc.proofs.inputs import smooth_inputs
 
 settings.register_profile("deterministic", max_examples=60, derandomize=True, database=None)
 settings.register_profile("random", max_examples=2000, derandomize=False)
@@ -60,7 +56,7 @@ def gradient_errors(f, arrays: Mapping[str, np.ndarray], name: str, got: np.ndar
 def generated_gradients(derivation, arrays: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     """The gradients as the generated NumPy code computes them.
 
-    Without error signals they are evaluated with ``finite_differences.evaluator``, and the
+    Without error signals they are evaluated with ``evaluation.evaluator``, and the
     user-facing ``derivation.numpy()`` text must agree; a derivation long enough to be given
     with steps refers to ``delta1 …``, so then ``derivation.numpy()`` (which defines them) runs.
     """

@@ -8,12 +8,8 @@ import numpy as np
 import pytest
 
 from matcalc import derive
-from matcalc.proofs.finite_differences import (
-    evaluator,
-    function_value,
-    numeric_jacobian,
-    relative_error,
-)
+from matcalc.proofs.evaluation import evaluator, function_value
+from matcalc.proofs.finite_differences import numeric_jacobian, relative_error
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -54,7 +50,7 @@ def formula(result, name: str) -> str:
 
 def check_numerically(result, sizes: dict[str, int], seed: int = 0) -> None:
     """Every gradient of ``result`` agrees with central differences (float64, rel ≤ 1e-6)."""
-    from matcalc.proofs.finite_differences import smooth_inputs
+    from matcalc.proofs.inputs import smooth_inputs
 
     program = result.program
     arrays = smooth_inputs(program, sizes, np.random.default_rng(seed))

@@ -14,7 +14,7 @@ from test_functions_fd import CASES, SIZES
 
 import matcalc
 from matcalc.language import syntax
-from matcalc.proofs.finite_differences import smooth_inputs
+from matcalc.proofs.inputs import smooth_inputs
 
 VOCABULARY = [
     "np", "math", "torch", "value", "delta1", "t1", "dx", "ctx", "sum", "len", "grad_output",

@@ -8,12 +8,9 @@ from click.testing import CliRunner
 
 from matcalc import hessian, jacobian
 from matcalc.cli import cli
-from matcalc.proofs.finite_differences import (
-    evaluator,
-    function_value,
-    numeric_jacobian,
-    smooth_inputs,
-)
+from matcalc.proofs.evaluation import evaluator, function_value
+from matcalc.proofs.finite_differences import numeric_jacobian
+from matcalc.proofs.inputs import smooth_inputs
 
 SIZES = [{"n": 3, "m": 4, "N": 5, "D": 3}, {"n": 5, "m": 2, "N": 3, "D": 4}]
 

@@ -14,7 +14,8 @@ from test_functions_fd import CASES, SIZES
 
 from matcalc import derive, lambdify, parse
 from matcalc.forms.generated import generate
-from matcalc.proofs.finite_differences import evaluator, smooth_inputs
+from matcalc.proofs.evaluation import evaluator
+from matcalc.proofs.inputs import smooth_inputs
 from matcalc.proofs.testing import check_gradient
 
 EXAMPLES = Path(__file__).parent.parent / "examples"

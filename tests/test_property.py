@@ -24,12 +24,8 @@ from hypothesis import strategies as st
 from matcalc.core.ir import postorder
 from matcalc.errors import MatcalcError
 from matcalc.language.lowering import parse
-from matcalc.proofs.finite_differences import (
-    evaluator,
-    function_value,
-    kink_distance,
-    smooth_inputs,
-)
+from matcalc.proofs.evaluation import evaluator, function_value
+from matcalc.proofs.inputs import kink_distance, smooth_inputs
 
 MAX_DEPTH = 5
 MAX_MAGNITUDE = 1e3

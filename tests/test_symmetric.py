@@ -35,7 +35,7 @@ def test_symmetric_gradients(source: str, wrt: str, expected: str | None) -> Non
 
 def test_symmetric_gradient_is_symmetric_and_matches_the_constrained_derivative() -> None:
     """Along symmetric directions D, ⟨∂f/∂S, D⟩ is the derivative; the result is symmetric."""
-    from matcalc.proofs.finite_differences import evaluator
+    from matcalc.proofs.evaluation import evaluator
 
     result = derive("S: [n, n] symmetric; A: [n, n]; trace(A @ S @ A)", ["S"])
     rng = np.random.default_rng(0)

@@ -16,7 +16,7 @@ from matcalc.core import ir
 from matcalc.core.ir import ELEMENTWISE_UNARY, SHAPE_RULES, const, make
 from matcalc.language.lowering import Program, parse
 from matcalc.proofs.catalog import CATALOG
-from matcalc.proofs.finite_differences import evaluator
+from matcalc.proofs.evaluation import evaluator
 from matcalc.proofs.scalar_expansion import Expander, explicit_gradient
 from matcalc.proofs.verify import FAIL, INCONCLUSIVE, PASS, assert_identity
 from matcalc.proofs.verify import verify as verify_claim

@@ -19,15 +19,9 @@ from matcalc.errors import MatcalcError
 from matcalc.forms.derivation import Derivation, jacobian
 from matcalc.forms.generated import lambdify, plan
 from matcalc.language.lowering import Program, parse
-from matcalc.proofs.finite_differences import (
-    directional,
-    evaluator,
-    function_value,
-    sizes_for,
-    smooth_inputs,
-    symmetric_part,
-    vec_jacobian,
-)
+from matcalc.proofs.evaluation import evaluator, function_value
+from matcalc.proofs.finite_differences import directional, vec_jacobian
+from matcalc.proofs.inputs import sizes_for, smooth_inputs, symmetric_part
 
 EVERY_ENTRY = 10**4
 MAX_JACOBIAN_ENTRIES = 10**6

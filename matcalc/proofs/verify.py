@@ -36,13 +36,9 @@ from matcalc.forms.derivation import Derivation, derive, hessian, jacobian
 from matcalc.forms.printing import to_text
 from matcalc.language import syntax
 from matcalc.language.lowering import Lowering, Program, parse
-from matcalc.proofs.finite_differences import (
-    compile_block,
-    domains,
-    relative_error,
-    sizes_for,
-    smooth_inputs,
-)
+from matcalc.proofs.evaluation import compile_block
+from matcalc.proofs.finite_differences import relative_error
+from matcalc.proofs.inputs import domains, sizes_for, smooth_inputs
 from matcalc.proofs.scalar_expansion import (
     Expander,
     Tensor,

@@ -1,0 +1,116 @@
+"""Valid random inputs: sizes, domains (positive, well conditioned, one-hot rows), values away
+from kinks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from matcalc.core.ir import class_counts, has_property, is_labels, postorder
+from matcalc.errors import MatcalcError
+from matcalc.language.lowering import Program
+from matcalc.proofs.evaluation import evaluator, function_value
+
+
+def concrete_shape(shape: tuple, sizes: Mapping[str, int]) -> tuple[int, ...]:
+    """Substitute sizes for symbolic dimensions."""
+    return tuple(int(d) if d.is_Integer else int(sizes[str(d)]) for d in shape)
+
+
+def domains(program: Program) -> dict[str, str]:
+    """What each variable must be for the function to be defined and smooth there.
+
+    ``positive`` under log/sqrt/pow with a fractional exponent, ``well_conditioned`` under
+    inv/det/logdet/matrix_power; declared targets are ``onehot`` or ``probabilities`` rows.
+    """
+    needs: dict[str, str] = {name: kind for name, node in program.variables.items()
+                             for kind in ("onehot", "probabilities")
+                             if has_property(node, kind)}
+    for node in postorder([program.function]):
+        kind = {"log": "positive", "sqrt": "positive", "inv": "well_conditioned",
+                "det": "well_conditioned", "logdet": "well_conditioned",
+                "matrix_power": "well_conditioned"}.get(node.op)
+        if node.op == "pow" and node.args[1].op == "const" and not node.args[1].attrs[0].is_integer:
+            kind = "positive"
+        if node.op == "pow" and node.args[1].op == "const" and node.args[1].attrs[0].is_negative:
+            kind = "positive"
+        targets = node.args[:1]
+        if kind:
+            for target in targets:
+                for leaf in postorder([target]):
+                    if leaf.op == "var":
+                        needs.setdefault(leaf.attrs[0], kind)
+    return needs
+
+
+def sample(shape: tuple[int, ...], kind: str | None, rng: np.random.Generator) -> np.ndarray:
+    """A float64 array valid for ``kind``."""
+    if kind == "positive":
+        return rng.uniform(0.5, 2.0, shape)
+    if kind == "well_conditioned" and len(shape) == 2 and shape[0] == shape[1]:
+        return np.eye(shape[0]) * 2.0 + rng.normal(0, 0.3, shape)
+    if kind == "probabilities":
+        p = rng.uniform(0.1, 1.0, shape)
+        return p / p.sum(axis=-1, keepdims=True)
+    if kind == "onehot":
+        return np.eye(shape[-1])[rng.integers(0, shape[-1], shape[:-1])]
+    return rng.normal(size=shape)
+
+
+
+def random_inputs(program: Program, sizes: Mapping[str, int], rng: np.random.Generator,
+                  ) -> dict[str, np.ndarray]:
+    """Random float64 arrays for every variable, drawn where the function is defined."""
+    kinds = domains(program)
+    arrays = {name: sample(concrete_shape(node.shape, sizes), kinds.get(name), rng)
+              for name, node in program.variables.items()}
+    counts = class_counts(program.function)
+    for name, node in program.variables.items():
+        if is_labels(node):
+            (count,) = concrete_shape((counts.get(name, 1),), sizes)
+            arrays[name] = rng.integers(0, count, np.shape(arrays[name]))
+    for name, node in program.variables.items():
+        if has_property(node, "symmetric"):
+            arrays[name] = symmetric_part(arrays[name])
+    return arrays
+
+
+def symmetric_part(a: np.ndarray) -> np.ndarray:
+    """(A + Aᵀ) / 2."""
+    return (a + a.T) / 2
+
+
+def sizes_for(program: Program, rng: np.random.Generator, low: int = 2, high: int = 5
+              ) -> dict[str, int]:
+    """Small random sizes for every symbolic dimension."""
+    return {name: int(rng.integers(low, high + 1)) for name in program.dims}
+
+
+KINKED = ("relu", "abs", "leaky_relu", "step", "sign")
+
+
+def kink_distance(program: Program) -> Callable[..., float]:
+    """``(**arrays) -> d``: how close any relu/abs argument comes to its kink at 0."""
+    kinks = [n.args[0] for n in postorder([program.function]) if n.op in KINKED
+             and any(leaf.op == "var" for leaf in postorder(n.args[:1]))]  # not abs(x - x)
+    if not kinks:
+        return lambda **arrays: np.inf
+    run = evaluator(program, [(f"kink{i}", k) for i, k in enumerate(kinks)])
+    return lambda **arrays: min(float(np.min(np.abs(np.asarray(v, dtype=float)), initial=np.inf))
+                                for v in run(**arrays))
+
+
+def smooth_inputs(program: Program, sizes: Mapping[str, int], rng: np.random.Generator,
+                  margin: float = 1e-3, tries: int = 50) -> dict[str, np.ndarray]:
+    """Random inputs with every kink argument at least ``margin`` from 0 and a finite value."""
+    distance, value = kink_distance(program), function_value(program)
+    for _ in range(tries):
+        arrays = random_inputs(program, sizes, rng)
+        with np.errstate(all="ignore"):
+            if distance(**arrays) > margin and np.all(np.isfinite(value(**arrays))):
+                return arrays
+    raise MatcalcError(
+        "could not draw random inputs where the function is finite and away from the kinks of "
+        "relu/abs (tried 50 draws); matcalc makes variables positive under log and sqrt and "
+        "well conditioned under inv/det, but not for shifted arguments such as log(x - 3)")
