@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -107,3 +108,50 @@ def check_gradients(source: str, wrt: Sequence[str], sizes: Mapping[str, int], s
             f"generated:\n{derivation.numpy()}\nanalytic:\n{got}\nfinite differences:\n{expected}")
         errors[gradient.wrt] = error
     return errors
+
+
+DECLARATION = re.compile(r"^\s*\w+(\s*,\s*\w+)*\s*:\s*\[")
+
+
+def annotated(source: str) -> str:
+    """The program with one declaration a line, each saying how the fuzz harness draws it
+    (``# draw: positive`` under log and sqrt, ``wc`` under inv and det), as the NumPy checks
+    draw it."""
+    from matcalc.core.ir import shape_str
+    from matcalc.language.lowering import parse
+    from matcalc.proofs.inputs import domains
+
+    program = parse(source)
+    kinds = {**domains(program)}
+    draw = {"well_conditioned": "wc"}
+    lines = []
+    for name, node in program.variables.items():
+        properties = " ".join(node.attrs[1:-1])
+        kind = kinds.get(name)
+        note = f"  # draw: {draw.get(kind, kind)}" if kind else ""
+        lines.append(f"{name}: {shape_str(node.shape)} {properties}".rstrip() + note)
+    body = [part for line in source.splitlines() for part in line.split(";")
+            if part.strip() and not DECLARATION.match(part)]
+    return "\n".join(lines + body)
+
+
+SCALAR_PATHS = ("derive", "steps", "numpy", "torch", "torch.func", "hessian", "hvp")
+
+
+def torch_outcomes(source: str, wrt: Sequence[str], sizes: Mapping[str, int]) -> list:
+    """The program through every output path (derive and --steps code, the NumPy module, the
+    torch target, Hessians, HVPs) against torch.autograd on the program rebuilt from its source
+    with torch operations (the fuzz gate's harness), independently of the code generator.
+    Asserts that none is wrong or an internal error; none without torch."""
+    try:
+        from matcalc.proofs import fuzz  # imports torch
+    except ImportError:
+        return []
+
+    used = tuple((d, k) for d, k in sorted(sizes.items()) if re.search(rf"\b{d}\b", source))
+    case = fuzz.Case(annotated(source), used, draw=7, wrt=tuple(wrt), x=wrt[0],
+                     layout="denominator", paths=SCALAR_PATHS)
+    outcomes = fuzz.run_case(case, limit=60.0)
+    bad = [o for o in outcomes if o.category not in ("ok", "skipped")]
+    assert not bad, "\n".join(f"{o.path}: {o.category} {o.message}\n{o.detail}" for o in bad)
+    return outcomes

@@ -10,7 +10,7 @@ is checked (relative error ≤ 1e-6, see ``conftest.check_gradients``).
 from __future__ import annotations
 
 import pytest
-from conftest import check_gradients
+from conftest import check_gradients, torch_outcomes
 
 from matcalc.language.lowering import FUNCTIONS
 
@@ -230,6 +230,23 @@ PARAMS = [pytest.param(source, sizes, id=f"{name}-{'ab'[i]}")
 @pytest.mark.parametrize(("source", "sizes"), PARAMS)
 def test_gradient_matches_finite_differences(source: str, sizes: dict[str, int]) -> None:
     check_gradients(source, variables(source), sizes, seed=len(source))
+
+
+
+
+ALWAYS_AT_A_KINK = {"regression-constant-kink"}
+"""abs(x − x) is at its kink for every input: torch's harness rightly draws none."""
+
+
+@pytest.mark.parametrize("source", [pytest.param(s, id=name) for name, s in CASES.items()
+                                    if name not in ALWAYS_AT_A_KINK])
+def test_every_path_agrees_with_torch_autograd(source: str) -> None:
+    """The same programs through every output path (derive and --steps code, the NumPy module,
+    the torch target, Hessians, HVPs) against torch.autograd on the program rebuilt from its
+    source with torch operations (the fuzz gate's harness), independently of the generator."""
+    pytest.importorskip("torch")
+    outcomes = torch_outcomes(source, variables(source), SIZES[0])
+    assert sum(o.category == "ok" for o in outcomes) >= 3, outcomes
 
 
 def test_every_language_function_is_covered() -> None:

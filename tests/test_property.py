@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, replace
 
 import numpy as np
-from conftest import check_gradients
+from conftest import check_gradients, torch_outcomes
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -400,3 +400,4 @@ def test_random_programs_match_finite_differences(case, seed) -> None:
             if array.ndim == 2 and array.shape[0] == array.shape[1] and array.shape[0] > 1:
                 assume(np.linalg.cond(array) < 50)
     check_gradients(source, names, sizes, arrays=arrays)
+    torch_outcomes(source, names, sizes)
