@@ -74,8 +74,9 @@ def test_every_generated_module_passes_ruff(tmp_path: Path) -> None:
 def test_mlp_module_reads_like_backprop() -> None:
     text = generate(MLP, MLP_WRT)
     body = text.split("def value_and_grad")[1]
-    for line in ("Z1 = X @ W1 + b1", "H1 = np.maximum(Z1, 0)", "delta2 = delta1 @ W2.T",
-                 "dW1 = X.T @ delta3", "db1 = delta3.sum(axis=0)", "dW2 = H1.T @ delta1"):
+    for line in ("Z1 = X @ W1 + b1", "H1 = np.maximum(Z1, 0)",
+                 "# δ2 = ∂L/∂H1\n    dH1 = dZ2 @ W2.T", "dW1 = X.T @ dZ1",
+                 "db1 = dZ1.sum(axis=0)", "dW2 = H1.T @ dZ2"):
         assert line in body
     assert body.count("X @ W1") == 1 and body.count("_log_softmax(") == 1
     for waste in ("np.eye", "np.ones", "np.outer", "einsum", "np.zeros"):

@@ -1139,20 +1139,25 @@ Step = tuple[Node, Node]
 
 
 def emit_in_turn(emitter: Emitter, steps: Sequence[Step], outputs: Sequence[tuple[str, Node]],
-                 ) -> tuple[list[str], list[str]]:
-    """Each error signal in turn as ``delta<k>`` (each may use the earlier ones), then every
-    output; returns the names given to the error signals and to the outputs."""
+                 of: str = "f") -> tuple[list[str], list[str]]:
+    """Each error signal in turn (each may use the earlier ones), then every output; returns
+    the names given to the error signals and to the outputs. The signal δ<k> = ∂f/∂Z2 is named
+    ``dZ2`` after what it differentiates (``delta<k>`` for an unnamed value), under a comment
+    saying which δ of the derivation it is."""
     deltas = []
     emitter.count([*(n for _, n in steps), *(n for _, n in outputs)])
     for leaf, node in steps:
-        (target,) = emitter.emit([(f"delta{leaf.attrs[0]}*", node)], counted=True)
+        label, name = leaf.attrs[0], leaf.attrs[1]
+        stem = f"d{name}" if name.isidentifier() else f"delta{label}"
+        (target,) = emitter.emit([(f"{stem}*", node)], comments=[f"δ{label} = ∂{of}/∂{name}"],
+                                 counted=True)
         emitter.names[leaf] = target
         deltas.append(target)
     return deltas, emitter.emit(outputs, counted=True)
 
 
 def numpy_block(outputs: Sequence[tuple[str, Node]], inputs: Sequence[Node],
-                steps: Sequence[Step] = ()) -> Block:
+                steps: Sequence[Step] = (), of: str = "f") -> Block:
     """Statements computing ``steps`` in turn, then each ``(name, expression)`` output.
 
     An output named ``stem*`` gets a fresh name; one named like a user's variable is computed
@@ -1164,7 +1169,7 @@ def numpy_block(outputs: Sequence[tuple[str, Node]], inputs: Sequence[Node],
     block.names.taken |= {name for name, _ in outputs if not name.endswith("*")}
     clashing = {name for name, _ in outputs if name in user}
     renamed = [(f"{name}*" if name in clashing else name, node) for name, node in outputs]
-    deltas, targets = emit_in_turn(Emitter(inputs, block), steps, renamed)
+    deltas, targets = emit_in_turn(Emitter(inputs, block), steps, renamed, of)
     for (name, _), target in zip(outputs, targets, strict=True):
         if name in clashing:
             block.statements.append(Statement(name, Code(target, ATOM, FLOAT,

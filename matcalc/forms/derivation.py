@@ -161,10 +161,14 @@ class Derivation:
         return self.code_for(self.gradients)
 
     def code_for(self, gradients: Sequence[Gradient]) -> str:
-        """Statements assigning each error signal ``delta<k>`` in turn, then each result."""
-        steps = [(delta(s.label, s.name, s.node.shape), s.expr) for s in self.steps]
+        """Statements assigning each error signal in turn, then each result."""
         outputs = [(f"{KINDS[g.kind].prefix}_{g.wrt}", g.expr) for g in gradients]
-        return numpy_block(outputs, list(self.program.variables.values()), steps).source()
+        return numpy_block(outputs, list(self.program.variables.values()), self.signals(),
+                           self.f).source()
+
+    def signals(self) -> list[tuple[Node, Node]]:
+        """The error signals as ``(δ leaf, expression)``, for the code emitters."""
+        return [(delta(s.label, s.name, s.node.shape), s.expr) for s in self.steps]
 
     def json(self) -> list[dict]:
         """``[{wrt, shape, text, latex, numpy}]``, one object per variable."""

@@ -1,8 +1,9 @@
 """Standalone gradient modules: NumPy functions or a ``torch.autograd.Function``, and lambdify.
 
 A module is generated from ``derive(..., steps=True)``: the forward pass computes each named
-intermediate once, the backward pass is the derivation's error signals ``delta1, delta2 …``
-and gradients ``dW1 …``, and the module docstring is the derivation itself. A function with a
+intermediate once, the backward pass is the derivation's error signals named after what they
+differentiate (``dZ2`` for δ1 = ∂L/∂Z2, …) and gradients ``dW1 …``, and the module docstring
+is the derivation itself. A function with a
 matrix value (a layer) is differentiated through ``sum(grad_output ⊙ value)``: its module
 computes vector-Jacobian products, which is what ``backward`` of an autograd function returns.
 
@@ -20,7 +21,7 @@ import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from matcalc.core.ir import Node, class_counts, delta, has_property, is_labels, var
+from matcalc.core.ir import Node, class_counts, has_property, is_labels, var
 from matcalc.core.simplify import reduce_sum
 from matcalc.errors import MatcalcError
 from matcalc.forms.codegen import (
@@ -297,11 +298,6 @@ def size_text(plan: Plan, size) -> str:
 # Blocks of statements
 
 
-def steps_of(plan: Plan) -> list[tuple[Node, Node]]:
-    """The error signals as ``(δ leaf, expression)``."""
-    return [(delta(s.label, s.name, s.node.shape), s.expr) for s in plan.derivation.steps]
-
-
 def backward_roots(plan: Plan) -> list[Node]:
     return [s.expr for s in plan.derivation.steps] + [g.expr for g in plan.derivation.gradients]
 
@@ -353,7 +349,8 @@ def numpy_module(plan: Plan) -> str:
     prune(first, [value_var])
     emitter = new_emitter(plan, second)
     emitter.emit([(value_var, plan.value)], backward_roots(plan))
-    emit_in_turn(emitter, steps_of(plan), gradient_outputs(plan, grads))
+    emit_in_turn(emitter, plan.derivation.signals(), gradient_outputs(plan, grads),
+                 plan.derivation.f)
     prune(second, [value_var, *grads.values()])
     order = ", ".join(grads)
     if plan.seeded:
@@ -415,7 +412,8 @@ def torch_module(plan: Plan) -> str:
     prune(first, [value_var])
     emitter = new_emitter(plan, second)
     emitter.emit([(value_name_in(plan, backward_names), plan.value)], backward_roots(plan))
-    emit_in_turn(emitter, steps_of(plan), gradient_outputs(plan, grads))
+    emit_in_turn(emitter, plan.derivation.signals(), gradient_outputs(plan, grads),
+                 plan.derivation.f)
     prune(second, grads.values())
     read = set().union(*(s.code.reads for s in second.statements))
     saved = [p for p in params if p in read]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import sympy
 
-from matcalc.core.ir import ONE, Node, const_value, delta, identity, shape_str
+from matcalc.core.ir import ONE, Node, const_value, identity, shape_str
 from matcalc.core.simplify import apply
 from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.forms.codegen import numpy_block
@@ -430,9 +430,8 @@ def numeric_check(program: Program, claim: Claim, derivation: Derivation,
                   sizes_list: Sequence[Mapping[str, int]], rng: np.random.Generator
                   ) -> tuple[float, list[str]]:
     """Max relative error between the claim's and matcalc's NumPy values, and where it fails."""
-    steps = [(delta(s.label, s.name, s.node.shape), s.expr) for s in derivation.steps]
     outputs = [("claimed*", claim.expr), ("derived*", derivation.gradients[0].expr)]
-    block = numpy_block(outputs, list(program.variables.values()), steps)
+    block = numpy_block(outputs, list(program.variables.values()), derivation.signals())
     run = compile_block(block, list(program.variables), block.outputs)
     worst, where = 0.0, []
     draws = [(sizes, scale) for sizes in sizes_list for scale in (1.0, FAR)]
