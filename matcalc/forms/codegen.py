@@ -592,7 +592,7 @@ class Emitter:
                                   default=0)
             if node.op == "named":
                 self.bind(node.attrs[0], node)
-            elif node in named and self.uses[node] > 1:      # used elsewhere: by its name
+            elif node in named:                # the body of a named value: by its name
                 self.bind(named[node].attrs[0], named[node])
                 self.names[node] = named[node].attrs[0]
             elif (self.uses[node] > 1 or depth[node] > MAX_DEPTH) and node.op not in CHEAP:
@@ -974,8 +974,9 @@ class Emitter:
         hot = [t for t in node.args if onehot_part(t) is not None]
         if hot:                                  # added at the labels, never formed
             rest = [t for t in node.args if t not in hot]
-            code = self.arg(add(*rest), ADD) if rest else self.e_onehot(onehot_part(hot[0])[1])
-            for term in hot[1:] if not rest else hot:
+            code = (self.arg(add(*rest), ADD) if rest
+                    else self.created("zeros", self.shape_code(node.shape)))
+            for term in hot:
                 coefficient, onehot = onehot_part(term)
                 code = self.added_at(code, onehot, coefficient)
             return code
