@@ -317,13 +317,14 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
     found: list[str] = [SYMMETRIC_NOTE.format(f=program.function_name, x=g.wrt)
                         for g in gradients if has_property(g.node, "symmetric")
                         and g.kind == "grad"]
-    depends = set(postorder([program.function]))
+    order = postorder([program.function])                # reading order: notes in it too
+    depends = set(order)
     for g in gradients:
         if is_zero(g.expr) and g.node not in depends:
             found.append(f"{program.function_name} does not depend on {g.wrt}; "
                          "its gradient is zero.")
     printer = Printer(TEXT)
-    for node in (n for n in depends if n.op == "softmax_cross_entropy"):
+    for node in (n for n in order if n.op == "softmax_cross_entropy"):
         z, y = (set(n for n in postorder([a]) if n.op == "var") for a in node.args)
         if z & y:
             continue                      # targets made of the logits: the formula would mislead

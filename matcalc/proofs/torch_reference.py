@@ -71,9 +71,9 @@ def softmax(x: Tensor, axis: int | None = -1) -> Tensor:
 def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     """Mean over rows of −Σ targets ⊙ log_softmax(logits); integer targets are class labels."""
     logs = log_softmax(logits, -1)
-    if not targets.is_floating_point():
-        rows = torch.arange(logits.shape[0])
-        return -torch.mean(logs[rows, targets])
+    if not targets.is_floating_point():              # a label per row (one for a vector)
+        picked = torch.take_along_dim(logs, targets[..., None].long(), dim=-1)
+        return -torch.mean(picked)
     rows = logits.shape[0] if logits.dim() == 2 else 1
     return -torch.sum(targets * logs) / rows
 
