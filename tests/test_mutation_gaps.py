@@ -157,6 +157,13 @@ def test_diag_times_a_constant_matrix_is_a_column_repeated() -> None:
     assert formula(source, "x") == "(2 n) 𝟙"
 
 
+def test_a_constant_matrix_times_diag_is_a_row_repeated() -> None:
+    """simplify:310:92:1 of the second campaign (``b.args[0].rank == 1`` → ``== 0`` in
+    matmul): (c 𝟙𝟙ᵀ) diag(v) = 𝟙 (c v)ᵀ, the twin of the rule above from the left."""
+    source = "x: [n]\nA: [n, n]\nf = sum((0 * A + 2) @ diag(x))"
+    assert formula(source, "x") == "(2 n) 𝟙"
+
+
 def test_sums_of_the_identity_and_of_plain_sums_are_simplified() -> None:
     """simplify:457:30:1 (``not keepdims`` → ``keepdims`` for a sum of I in reduce_sum) and
     simplify:459:37:1 / simplify:459:25:1 (``not x.attrs[1]`` → ``not x.attrs[0]`` /

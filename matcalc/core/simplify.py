@@ -305,9 +305,8 @@ def matmul(a: Node, b: Node) -> Node:
     if a.op == "kron" and b.op == "kron" and mixed_product_fits(a, b):
         return kron(matmul_columns(a.args[0], b.args[0]), matmul_columns(a.args[1], b.args[1]))
     if a.op == "diag" and a.args[0].rank == 1 and b.op == "broadcast" and b.shape[-1:] != (
-            a.shape[0],) and not b.args[0].shape:      # diag(v) c𝟙 = c v
-        v = a.args[0] if b.rank == 1 else new_axis(a.args[0], 1)
-        return broadcast_to(mul(b.args[0], v), shape)
+            a.shape[0],) and not b.args[0].shape:      # diag(v) c𝟙𝟙ᵀ = (c v) 𝟙ᵀ, [n, m]
+        return broadcast_to(mul(b.args[0], new_axis(a.args[0], 1)), shape)
     if a.op == "broadcast" and not a.args[0].shape and b.op == "diag" and b.args[0].rank == 1:
         return broadcast_to(new_axis(mul(a.args[0], b.args[0]), 0), shape)  # c𝟙𝟙ᵀdiag(v) = 𝟙(cv)ᵀ
     if b.op == "broadcast" and not b.args[0].shape and a.op == "diag" and a.args[0].rank == 1 \
