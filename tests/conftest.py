@@ -132,7 +132,7 @@ def annotated(source: str) -> str:
     from matcalc.proofs.inputs import domains
 
     program = parse(source)
-    kinds = {**domains(program)}
+    kinds = domains(program)
     draw = {"well_conditioned": "wc"}
     lines = []
     for name, node in program.variables.items():

@@ -45,13 +45,19 @@ def renamed(source: str) -> tuple[str, dict[str, str]]:
 PARAMS = [pytest.param(source, id=name) for name, source in CASES.items()]
 
 
-@pytest.mark.parametrize("source", PARAMS)
-def test_generated_code_ignores_what_names_are_called(source: str) -> None:
+def hostile_case(source: str, seed: int) -> tuple[str, dict, list[str], dict]:
+    """The program renamed into the generator's vocabulary, the renaming, every variable, and
+    inputs drawn for the original names."""
     hostile, mapping = renamed(source)
     program = matcalc.parse(source)
-    wrt = list(program.variables)
     sizes = {k: v for k, v in SIZES[0].items() if k in program.dims}
-    arrays = smooth_inputs(program, sizes, np.random.default_rng(3))
+    arrays = smooth_inputs(program, sizes, np.random.default_rng(seed))
+    return hostile, mapping, list(program.variables), arrays
+
+
+@pytest.mark.parametrize("source", PARAMS)
+def test_generated_code_ignores_what_names_are_called(source: str) -> None:
+    hostile, mapping, wrt, arrays = hostile_case(source, 3)
     value, grads = matcalc.lambdify(source, wrt).value_and_grad(**arrays)
     renamed_arrays = {mapping[k]: v for k, v in arrays.items()}
     module = matcalc.lambdify(hostile, [mapping[w] for w in wrt])
@@ -70,11 +76,7 @@ def test_generated_code_ignores_what_names_are_called(source: str) -> None:
 @pytest.mark.parametrize("source", PARAMS[::5])
 def test_torch_target_ignores_what_names_are_called(source: str) -> None:
     torch = pytest.importorskip("torch")
-    hostile, mapping = renamed(source)
-    program = matcalc.parse(source)
-    wrt = list(program.variables)
-    sizes = {k: v for k, v in SIZES[0].items() if k in program.dims}
-    arrays = smooth_inputs(program, sizes, np.random.default_rng(4))
+    hostile, mapping, wrt, arrays = hostile_case(source, 4)
     _, grads = matcalc.lambdify(source, wrt).value_and_grad(**arrays)
     module = matcalc.lambdify(hostile, [mapping[w] for w in wrt], target="torch")
     tensors = {mapping[k]: torch.tensor(v, requires_grad=True) for k, v in arrays.items()}

@@ -405,6 +405,6 @@ def test_random_programs_match_finite_differences(case, seed) -> None:
         f = function_value(program)            # finite differences that disagree among
         if all(differences_agree(f, arrays, name) for name in names):   # themselves cannot
             raise                                                       # judge: torch does
-        assume(torch_outcomes(source, names, sizes))
+        assume(any(o.category == "ok" for o in torch_outcomes(source, names, sizes)))
         return
     torch_outcomes(source, names, sizes)

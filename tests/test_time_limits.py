@@ -43,7 +43,7 @@ def test_an_inner_limit_longer_than_the_outer_rings_at_the_outer_time() -> None:
 
 
 def test_a_block_that_ends_in_time_is_not_interrupted() -> None:
-    with time_limit(30):
+    with time_limit(0.05):
         total = sum(range(1000))
     assert total == 499500
-    time.sleep(0.02)                  # nothing rings after the block
+    time.sleep(0.2)                   # nothing rings after the block: its timer is cancelled
