@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from hypothesis import settings
 
+from matcalc.core.ir import params
 from matcalc.forms.derivation import derive
 from matcalc.proofs.evaluation import evaluator, function_value
 from matcalc.proofs.finite_differences import numeric_jacobian, relative_error
@@ -136,7 +137,7 @@ def annotated(source: str) -> str:
     draw = {"well_conditioned": "wc"}
     lines = []
     for name, node in program.variables.items():
-        properties = " ".join(node.attrs[1:-1])
+        properties = " ".join(params(node)["properties"])
         kind = kinds.get(name)
         note = f"  # draw: {draw.get(kind, kind)}" if kind else ""
         lines.append(f"{name}: {shape_str(node.shape)} {properties}".rstrip() + note)

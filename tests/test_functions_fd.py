@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 from conftest import check_gradients, torch_outcomes
 
+from matcalc.core.rules import callable_elementwise
 from matcalc.language.lowering import FUNCTIONS
 
 SIZES = (
@@ -23,8 +24,7 @@ AM = "A: [n, m]\n"
 MAT = "A: [n, m]; x: [m]; c: [n]\n"
 SQ = "X: [n, n]; C: [n, n]\n"
 
-ELEMENTWISE = "exp log sqrt abs sin cos tanh sigmoid relu softplus gelu silu".split()
-ELEMENTWISE += [name for name in ("normal_cdf", "normal_pdf") if name in FUNCTIONS]  # if exposed
+ELEMENTWISE = callable_elementwise()
 
 CASES: dict[str, str] = {}
 

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from matcalc.core.ir import postorder
+from matcalc.core.rules import callable_elementwise
 from matcalc.errors import MatcalcError
 from matcalc.language.lowering import parse
 from matcalc.proofs.evaluation import evaluator, function_value
@@ -82,8 +83,7 @@ def size_bound(shape: tuple[str, ...]) -> int:
     return DIM_SIZE_BOUND ** sum(d != ONE for d in shape)
 
 
-ELEMENTWISE = ["exp", "log", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid", "relu",
-               "softplus", "gelu", "silu", "leaky_relu", "neg", "square_plus_one"]
+ELEMENTWISE = [*callable_elementwise(), "leaky_relu", "neg", "square_plus_one"]
 BINARY = ["+", "-", "*", "/", "**const", "**var", "scale", "by_dim"]
 STRUCTURE = ["@", ".T", "sum", "mean", "softmax", "log_softmax", "logsumexp", "trace", "det",
              "logdet", "inv", "matrix_power", "diag", "outer", "norm"]

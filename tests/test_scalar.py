@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sympy
 
-from matcalc.core.elementwise import SYMPY_FUNCTIONS
+from matcalc.core.rules import SYMPY_FUNCTIONS
 from matcalc.errors import MatcalcError
 from matcalc.language.scalar_text import parse_scalar, to_sympy
 from matcalc.language.syntax import BinOp, Call, Name, Number, Transpose, UnaryOp

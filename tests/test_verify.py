@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from matcalc.cli import cli
 from matcalc.core import ir
-from matcalc.core.ir import ELEMENTWISE_UNARY, SHAPE_RULES, const, make
+from matcalc.core.ir import OPERATIONS, const, make, same_shape
 from matcalc.language.lowering import Program, parse
 from matcalc.proofs.catalog import CATALOG
 from matcalc.proofs.evaluation import evaluator
@@ -193,7 +193,8 @@ OPS: dict[str, ir.Node] = {
     "identity": op("identity", attrs=(n,)), "named": ir.named("h", op("exp", A)),
     "add": op("add", A, u), "mul": op("mul", A, V["C"]), "pow": op("pow", P, const(-1.5)),
     "pow-int": op("pow", A, const(3)), "leaky_relu": op("leaky_relu", A, V["s"]),
-    **{f: op(f, P if f in ("log", "sqrt") else A) for f in ELEMENTWISE_UNARY},
+    **{f: op(f, P if d.domain == "positive" else A) for f, d in OPERATIONS.items()
+       if d.elementwise and d.shape is same_shape},
     "matmul": op("matmul", A, u), "matmul-vm": op("matmul", v, A),
     "matmul-mm": op("matmul", A, op("transpose", B)), "matmul-vv": op("matmul", v, w),
     "transpose": op("transpose", A), "sum": op("sum", A, attrs=(None, False)),
@@ -219,7 +220,7 @@ OPS: dict[str, ir.Node] = {
 
 def test_every_operation_is_covered() -> None:
     covered = {node.op for node in OPS.values()}
-    assert set(SHAPE_RULES) - covered == {"delta", "onehot"}   # integer labels: numeric only
+    assert set(OPERATIONS) - covered == {"delta", "onehot"}   # integer labels: numeric only
 
 
 def test_error_signals_expand_to_their_definitions() -> None:

@@ -20,7 +20,8 @@ import numpy as np
 import sympy
 
 from matcalc.applications import figures
-from matcalc.core.elementwise import LEAKY_SLOPE, SYMPY_FUNCTIONS
+from matcalc.core.elementwise import LEAKY_SLOPE
+from matcalc.core.rules import SYMPY_FUNCTIONS
 from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.language.scalar_text import parse_scalar
 from matcalc.proofs.time_limits import OutOfTime, time_limit

@@ -14,8 +14,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from matcalc.core.ir import Node, const, delta, depends_on, is_zero, postorder, shape_str
-from matcalc.core.rules import RULES
+from matcalc.core.ir import (
+    OPERATIONS,
+    Node,
+    const,
+    delta,
+    depends_on,
+    is_zero,
+    params,
+    postorder,
+    shape_str,
+)
 from matcalc.core.simplify import add, reduce_to, zero_like
 
 TRIVIAL = {"const", "var", "named", "delta", "zeros"}
@@ -78,8 +87,8 @@ def back_through(node: Node, out: Node, index: int, g: Node) -> Node:
     """The adjoint contribution of ``g`` (∂f/∂node) to ``node.args[index]``; ``out`` is the
     node's value as the rules should refer to it (its name, when it has one)."""
     arg = node.args[index]
-    rule = RULES[node.op][index]
-    result = reduce_to(rule(g, out, *node.args, *node.attrs), arg.shape)
+    rule = OPERATIONS[node.op].vjp[index]
+    result = reduce_to(rule(g, out, *node.args, **params(node)), arg.shape)
     if result.shape != arg.shape:
         raise InternalError(
             f"rule for {node.op} argument {index} returned {shape_str(result.shape)}, "

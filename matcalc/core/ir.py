@@ -17,6 +17,7 @@ import functools
 import itertools
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import sympy
 
@@ -186,43 +187,115 @@ def reduced_shape(shape: Shape, axis: int | None, keepdims: bool) -> Shape:
 
 
 # ----------------------------------------------------------------------------------------------
-# The operations: name -> shape rule. Elementwise functions share one rule.
+# Operations: everything about each one in one record, registered once
 
 ShapeRule = Callable[[Sequence[Node], tuple], Shape]
+Rule = Callable[..., Node]
 
-ELEMENTWISE_UNARY = (
-    "exp log sqrt abs sin cos tanh sigmoid relu softplus gelu silu step sign "
-    "normal_cdf normal_pdf".split()
-)
-"""Elementwise functions of one argument. The rules also make ``step`` (1[x > 0]), ``sign``
-and the standard normal's ``normal_cdf`` Φ and ``normal_pdf`` φ."""
+METHOD = "method"
+"""A facet written by a method of its own (``Printer.p_<op>``, ``Emitter.e_<op>``) because no
+template says it: sums, products, broadcasts, softmax with its axis."""
 
 
-def _same(args: Sequence[Node], attrs: tuple) -> Shape:
+@dataclass(frozen=True)
+class OpDef:
+    """One operation: the shape of its result, its vector-Jacobian rules, what it is, how it
+    prints and how each array library computes it. Registered once, with :func:`define`.
+
+    Code templates write ``{0}`` for an argument, ``{p0}`` for it parenthesised unless atomic,
+    ``{axis}``/``{k}`` for a parameter, ``{xp}`` for the array module, ``{math}`` for Python's
+    math module and ``{_name}`` for a helper function of the generated module.
+    """
+
+    name: str
+    shape: ShapeRule
+    """``(args, attrs) -> shape``; raises ShapeError when the arguments do not fit."""
+    vjp: Sequence[Rule] = ()
+    """One rule per argument: ``(g, out, *args, **params) -> contribution``."""
+    params: tuple[str, ...] = ()
+    """The names of the node's ``attrs``, in order (``axis``, ``keepdims``)."""
+    elementwise: bool = False
+    """Applied entry by entry, arguments broadcast together."""
+    linear: bool = False
+    """Scalars factor out of it: ``diag(2 x) = 2 diag(x)``."""
+    symmetric: bool = False
+    """Symmetric matrix arguments (and scalars) give a symmetric matrix."""
+    kinked: bool = False
+    """Its derivative jumps at 0 of its first argument: checks draw inputs away from 0."""
+    domain: str | None = None
+    """What its first argument must be: ``positive`` (log) or ``well_conditioned`` (inv)."""
+    internal: bool = False
+    """Made by derivative rules only; programs cannot call it."""
+    vec_form: bool = False
+    """Made only to write derivatives in vec/Kronecker form; never itself differentiated."""
+    text: str = METHOD
+    """Its name in printed text (``tr``), or METHOD."""
+    latex: str = METHOD
+    """Its name in LaTeX (``\\operatorname{tr}``), or METHOD."""
+    numpy: str = METHOD
+    """How NumPy computes it: a template, or METHOD."""
+    torch: str = METHOD
+    """How PyTorch computes it: a template, or METHOD."""
+    scalar: Callable[..., sympy.Expr] | None = None
+    """An elementwise function's meaning for real numbers, in SymPy."""
+    primitives: Callable[..., Node] | None = None
+    """A composite as the primitives it is made of, which generated code computes (so that
+    common subexpressions are shared: gelu(x) = x Φ(x), whose Φ(x) the backward pass reuses)."""
+
+
+OPERATIONS: dict[str, OpDef] = {}
+"""Every operation by name. The leaves are defined here, the rest in :mod:`matcalc.core.rules`,
+which the package imports first."""
+
+
+def define(name: str, shape: ShapeRule, vjp: Sequence[Rule] = (), **facets) -> OpDef:
+    """Register the operation ``name``. A function printed ``name(…)`` needs no ``text``; its
+    LaTeX defaults to ``\\operatorname{name}`` and its torch code to its NumPy template."""
+    facets.setdefault("text", name)
+    if facets["text"] != METHOD:
+        facets.setdefault("latex", operator_name(name))
+    facets.setdefault("torch", facets.get("numpy", METHOD))
+    if name in OPERATIONS:
+        raise ValueError(f"operation {name} is defined twice")
+    definition = OPERATIONS[name] = OpDef(name, shape, vjp, **facets)
+    return definition
+
+
+def operator_name(name: str) -> str:
+    """``\\operatorname{log\\_softmax}``: a function without a LaTeX command of its own."""
+    return r"\operatorname{" + name.replace("_", r"\_") + "}"
+
+
+def params(node: Node) -> dict[str, object]:
+    """The node's parameters by name: ``{"axis": 0, "keepdims": True}`` for a sum."""
+    return dict(zip(OPERATIONS[node.op].params, node.attrs, strict=True))
+
+
+def same_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     return args[0].shape
 
 
-def _broadcast(args: Sequence[Node], attrs: tuple) -> Shape:
+def broadcast_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     return broadcast_shapes(*(a.shape for a in args))
 
 
-def _scalar(args: Sequence[Node], attrs: tuple) -> Shape:
+def scalar_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     return ()
 
 
-def _attr_shape(args: Sequence[Node], attrs: tuple) -> Shape:
+def attr_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     return attrs[-1]
 
 
-def _matmul(args: Sequence[Node], attrs: tuple) -> Shape:
+def product_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     return matmul_shape(args[0].shape, args[1].shape)
 
 
-def _transpose(args: Sequence[Node], attrs: tuple) -> Shape:
+def transpose_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     return args[0].shape[::-1]
 
 
-def _square_scalar(what: str) -> ShapeRule:
+def square_to_scalar(what: str) -> ShapeRule:
     def rule(args: Sequence[Node], attrs: tuple) -> Shape:
         square(args[0].shape, what)
         return ()
@@ -230,7 +303,7 @@ def _square_scalar(what: str) -> ShapeRule:
     return rule
 
 
-def _square_same(what: str) -> ShapeRule:
+def square_to_same(what: str) -> ShapeRule:
     def rule(args: Sequence[Node], attrs: tuple) -> Shape:
         square(args[0].shape, what)
         return args[0].shape
@@ -238,25 +311,25 @@ def _square_same(what: str) -> ShapeRule:
     return rule
 
 
-def _sum(args: Sequence[Node], attrs: tuple) -> Shape:
+def sum_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     axis, keepdims = attrs
     return reduced_shape(args[0].shape, axis, keepdims)
 
 
-def _expand(args: Sequence[Node], attrs: tuple) -> Shape:
+def expand_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     (axis,) = attrs
     shape = args[0].shape
     return shape[:axis] + (ONE,) + shape[axis:]
 
 
-def _broadcast_to(args: Sequence[Node], attrs: tuple) -> Shape:
+def broadcast_to_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     (target,) = attrs
     if broadcast_shapes(args[0].shape, target) != target:
         raise ShapeError(f"{shape_str(args[0].shape)} does not broadcast to {shape_str(target)}")
     return target
 
 
-def _diag(args: Sequence[Node], attrs: tuple) -> Shape:
+def diag_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     shape = args[0].shape
     if len(shape) == 1:
         return (shape[0], shape[0])
@@ -265,7 +338,7 @@ def _diag(args: Sequence[Node], attrs: tuple) -> Shape:
     raise ShapeError(f"diag needs a vector or a square matrix, got {shape_str(shape)}")
 
 
-def _outer(args: Sequence[Node], attrs: tuple) -> Shape:
+def outer_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     a, b = (x.shape for x in args)
     if len(a) != 1 or len(b) != 1:
         raise ShapeError(f"outer needs two vectors, got {shape_str(a)} and {shape_str(b)}")
@@ -277,27 +350,27 @@ def as_matrix(shape: Shape) -> Shape:
     return tuple(shape) + (ONE,) * (2 - len(shape))
 
 
-def _kron(args: Sequence[Node], attrs: tuple) -> Shape:
+def kron_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     (a0, a1), (b0, b1) = (as_matrix(x.shape) for x in args)
     return (a0 * b0, a1 * b1)
 
 
-def _vec(args: Sequence[Node], attrs: tuple) -> Shape:
+def vec_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     return (size(args[0].shape),)
 
 
-def _softmax_like(args: Sequence[Node], attrs: tuple) -> Shape:
+def softmax_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     if not args[0].shape:
         raise ShapeError("softmax of a scalar is always 1; it needs a vector or a matrix")
     return args[0].shape
 
 
-def _logsumexp(args: Sequence[Node], attrs: tuple) -> Shape:
+def logsumexp_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     (axis,) = attrs
     return reduced_shape(args[0].shape, axis, False)
 
 
-def _same_pair(what: str) -> ShapeRule:
+def same_pair_to_scalar(what: str) -> ShapeRule:
     def rule(args: Sequence[Node], attrs: tuple) -> Shape:
         a, b = (x.shape for x in args)
         if a != b:
@@ -312,10 +385,10 @@ def _same_pair(what: str) -> ShapeRule:
     return rule
 
 
-def _cross_entropy(args: Sequence[Node]) -> Shape:
+def cross_entropy_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     z, y = args
     if not has_property(y, "labels"):
-        return _same_pair("softmax_cross_entropy")(args, ())
+        return same_pair_to_scalar("softmax_cross_entropy")(args, ())
     if not z.shape or y.shape != z.shape[:-1]:
         wanted = "[" + ", ".join([*map(dim_str, y.shape), "C"]) + "]"
         raise ShapeError(f"softmax_cross_entropy with integer labels of shape "
@@ -324,55 +397,10 @@ def _cross_entropy(args: Sequence[Node]) -> Shape:
     return ()
 
 
-SHAPE_RULES: dict[str, ShapeRule] = {
-    # leaves
-    "var": _attr_shape,
-    "const": _scalar,
-    "zeros": _attr_shape,
-    "identity": lambda args, attrs: (attrs[0], attrs[0]),
-    "delta": _attr_shape,
-    # a named intermediate wraps its definition
-    "named": _same,
-    # elementwise with broadcasting
-    "add": _broadcast,
-    "mul": _broadcast,
-    "pow": _broadcast,
-    "leaky_relu": _broadcast,
-    **{name: _same for name in ELEMENTWISE_UNARY},
-    # structure
-    "matmul": _matmul,
-    "transpose": _transpose,
-    "sum": _sum,
-    "expand": _expand,
-    "broadcast": _broadcast_to,
-    # linear algebra
-    "trace": _square_scalar("trace"),
-    "det": _square_scalar("det"),
-    "logdet": _square_scalar("logdet"),
-    "inv": _square_same("inv"),
-    "matrix_power": _square_same("matrix_power"),
-    "diag": _diag,
-    "outer": _outer,
-    # vectorised (Kronecker) forms of third- and fourth-order derivatives
-    "kron": _kron,
-    "vec": _vec,
-    "commutation": lambda args, attrs: (attrs[0] * attrs[1], attrs[0] * attrs[1]),
-    "diag_embedding": lambda args, attrs: (attrs[0] * attrs[0], attrs[0]),
-    "norm": _scalar,
-    # neural nets
-    "softmax": _softmax_like,
-    "log_softmax": _softmax_like,
-    "logsumexp": _logsumexp,
-    "softmax_cross_entropy": lambda args, attrs: _cross_entropy(args),
-    "onehot": lambda args, attrs: args[0].shape + (attrs[0],),
-    "mse": _same_pair("mse"),
-}
-
-
 def make(op: str, args: Sequence[Node] = (), attrs: tuple = ()) -> Node:
     """The node ``op(args; attrs)`` exactly as given, its shape checked (ShapeError)."""
     args = tuple(args)
-    return Node(op, args, attrs, SHAPE_RULES[op](args, attrs))
+    return Node(op, args, attrs, OPERATIONS[op].shape(args, attrs))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -386,13 +414,13 @@ def var(name: str, shape: Shape, symmetric: bool = False, properties: tuple[str,
     if symmetric:
         square(tuple(shape), "a symmetric variable")
         properties = ("symmetric", *properties)
-    return make("var", (), (name, *properties, tuple(shape)))
+    return make("var", (), (name, tuple(properties), tuple(shape)))
 
 
 def has_property(node: Node, name: str) -> bool:
     """A variable declared with the property ``name`` (``symmetric``, ``onehot`` …); a variable
     merely *called* ``symmetric`` has none."""
-    return node.op == "var" and name in node.attrs[1:-1]
+    return node.op == "var" and name in node.attrs[1]
 
 
 def rows_sum_to_one(node: Node) -> bool:
@@ -415,14 +443,6 @@ def class_counts(root: Node) -> dict[str, Dim]:
     """For each variable of integer labels under ``root``: its classes, the logits' last size."""
     return {node.args[1].attrs[0]: node.args[0].shape[-1] for node in postorder([root])
             if node.op == "softmax_cross_entropy" and is_labels(node.args[1])}
-
-
-SYMMETRY_PRESERVING = {"add", "mul", "inv", "matrix_power", "exp", "log", "sqrt", "abs",
-                       "sin", "cos", "tanh", "sigmoid", "relu", "softplus", "gelu", "silu",
-                       "step", "sign", "normal_cdf", "normal_pdf"}
-"""Operations that give a symmetric matrix when every matrix argument is symmetric. Named
-intermediates are not among them: the gradient with respect to ``T = X Xᵀ`` is the
-unconstrained one (``Tᵀ`` must stay ``Tᵀ`` in ``sum(A ⊙ Tᵀ)`` for ∂/∂T to be ``Aᵀ``)."""
 
 
 def matmul_chain(node: Node) -> list[Node]:
@@ -461,7 +481,7 @@ def _symmetric(node: Node) -> bool:
         return False
     if node.op == "var":
         return has_property(node, "symmetric")
-    if node.op in ("identity", "diag", "zeros"):
+    if node.op == "diag":                         # diag(v)
         return True
     if node.op == "broadcast":
         return not node.args[0].shape
@@ -469,9 +489,20 @@ def _symmetric(node: Node) -> bool:
         return palindromic(matmul_chain(node))
     if node.op == "outer":
         return node.args[0] is node.args[1]
-    if node.op in SYMMETRY_PRESERVING:
+    if OPERATIONS[node.op].symmetric:
         return all(is_symmetric(a) or not a.shape for a in node.args)
     return False
+
+
+LEAF = {"text": METHOD, "latex": METHOD}
+define("var", attr_shape, params=("name", "properties", "shape"), **LEAF)
+define("const", scalar_shape, params=("value",), **LEAF)
+define("zeros", attr_shape, params=("shape",), symmetric=True, **LEAF)
+define("identity", lambda args, attrs: (attrs[0], attrs[0]), params=("n",), symmetric=True,
+       **LEAF)
+define("delta", attr_shape, params=("label", "name", "shape"), **LEAF)
+define("named", same_shape, [lambda g, out, x, name: g], params=("name",), **LEAF)
+"""The leaves, and a named intermediate, which passes its adjoint through."""
 
 
 def const(value: int | sympy.Expr) -> Node:

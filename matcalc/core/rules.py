@@ -1,11 +1,14 @@
-"""The derivative rules: one vector-Jacobian product per primitive, as in the textbooks.
+"""The operations, each defined once, with its derivative rules: one vector-Jacobian product per
+argument, as in the textbooks.
 
-Each entry maps an operation to one function per argument. A function receives
+Every operation is one :func:`matcalc.core.ir.define` call: its shape rule, its rules, its
+properties (elementwise, linear, symmetric, kinked, domain), how it prints, how NumPy and
+PyTorch compute it and what it means for one number. A rule receives
 
 - ``g``: the adjoint Ḡ = ∂f/∂out of the node's output (same shape as the output),
 - ``out``: the node's value, by its name when it has one (for rules such as ``exp``:
   x̄ = Ḡ ⊙ exp(x) is written ``g * out``, so ``y = exp(x)`` gives ``ȳ ⊙ y``),
-- the node's arguments, then its ``attrs`` in order (``axis``, ``keepdims``, ``k`` …),
+- the node's arguments, then its parameters by name (``axis=``, ``keepdims=``, ``k=`` …),
 
 and returns that argument's contribution to ∂f/∂arg. Broadcasting is undone once by the engine
 (:func:`matcalc.core.simplify.reduce_to`), never here. Rules build their results with the operator
@@ -18,7 +21,36 @@ from collections.abc import Callable
 
 import sympy
 
-from matcalc.core.ir import ONE, Node, is_labels, rows_sum_to_one, size
+from matcalc.core import elementwise as real
+from matcalc.core.ir import (
+    METHOD,
+    ONE,
+    OPERATIONS,
+    Node,
+    Rule,
+    broadcast_shape,
+    broadcast_to_shape,
+    cross_entropy_shape,
+    define,
+    diag_shape,
+    expand_shape,
+    is_labels,
+    kron_shape,
+    logsumexp_shape,
+    outer_shape,
+    product_shape,
+    rows_sum_to_one,
+    same_pair_to_scalar,
+    same_shape,
+    scalar_shape,
+    size,
+    softmax_shape,
+    square_to_same,
+    square_to_scalar,
+    sum_shape,
+    transpose_shape,
+    vec_shape,
+)
 from matcalc.core.simplify import (
     apply,
     broadcast_like,
@@ -29,9 +61,6 @@ from matcalc.core.simplify import (
     zero_like,
 )
 from matcalc.errors import MatcalcError
-
-Rule = Callable[..., Node]
-
 
 # ----------------------------------------------------------------------------------------------
 # The functions rules are written in
@@ -121,7 +150,7 @@ def product_rule(index: int) -> Rule:
 
 
 class EveryArgument:
-    """Rules for operations of any arity: ``RULES["mul"][i]`` is the rule for factor i."""
+    """Rules for operations of any arity: ``vjp[i]`` is the rule for factor i."""
 
     def __init__(self, rule_for: Callable[[int], Rule]) -> None:
         self.rule_for = rule_for
@@ -183,67 +212,151 @@ def diag_rule(g: Node, out: Node, x: Node) -> Node:
 
 
 # ----------------------------------------------------------------------------------------------
-# The table
+# The operations. Each is defined once: its shape, its rule for each argument (first, reading
+# like the identity), what it is, how it prints where that is not ``name(…)``, how NumPy and
+# PyTorch compute it, and what it means for one number. Leaves are defined in the IR.
 
-RULES: dict[str, tuple[Rule, ...] | EveryArgument] = {
-    # sums, products, powers
-    "add": EveryArgument(pass_through),
-    "mul": EveryArgument(product_rule),
-    "pow": (
-        lambda g, out, x, k: g * k * x ** (k - 1),          # x̄ = Ḡ k x^(k−1)
-        lambda g, out, x, k: g * out * log(x),              # k̄ = Ḡ xᵏ log x
-    ),
-    "named": (lambda g, out, x, name: g,),
-    "broadcast": (lambda g, out, x, shape: reduce_to(g, x.shape),),
-    "expand": (lambda g, out, x, axis: reduce_sum(g, axis),),
-    "sum": (sum_rule,),
-    # elementwise functions
-    "exp": (lambda g, out, x: g * out,),                    # exp′ = exp
-    "log": (lambda g, out, x: g / x,),
-    "sqrt": (lambda g, out, x: g / (2 * out),),
-    "abs": (lambda g, out, x: g * sign(x),),
-    "sin": (lambda g, out, x: g * cos(x),),
-    "cos": (lambda g, out, x: -(g * sin(x)),),
-    "tanh": (lambda g, out, x: g * (1 - out**2),),
-    "sigmoid": (lambda g, out, x: g * out * (1 - out),),
-    "relu": (lambda g, out, x: g * step(x),),               # relu′ = 1[x > 0]
-    "softplus": (lambda g, out, x: g * sigmoid(x),),
-    "gelu": (lambda g, out, x: g * (normal_cdf(x) + x * normal_pdf(x)),),
-    "silu": (lambda g, out, x: g * sigmoid(x) * (1 + x * (1 - sigmoid(x))),),
-    "normal_cdf": (lambda g, out, x: g * normal_pdf(x),),  # Φ′ = φ
-    "normal_pdf": (lambda g, out, x: -(g * x * out),),      # φ′(x) = −x φ(x)
-    "leaky_relu": (
-        lambda g, out, x, a: g * (a + (1 - a) * step(x)),  # slope 1 above 0, a below
-        lambda g, out, x, a: g * (x - relu(x)),             # ā = Ḡ ⊙ min(x, 0)
-    ),
-    "step": (lambda g, out, x: zero_like(x.shape),),
-    "sign": (lambda g, out, x: zero_like(x.shape),),
-    # matrix algebra
-    "matmul": (matmul_left, matmul_right),
-    "transpose": (lambda g, out, x: transpose(g),),
-    "outer": (lambda g, out, a, b: matmul(g, b), lambda g, out, a, b: matmul(transpose(g), a)),
-    "trace": (lambda g, out, x: g * eye(x.shape[0]),),      # ∂ tr X / ∂X = I
-    "det": (lambda g, out, x: g * out * transpose(inv(x)),),  # ∂ det X / ∂X = det(X) X⁻ᵀ
-    "logdet": (lambda g, out, x: g * transpose(inv(x)),),   # ∂ log|det X| / ∂X = X⁻ᵀ
-    "inv": (lambda g, out, x: -(transpose(out) @ g @ transpose(out)),),  # X̄ = −X⁻ᵀ Ḡ X⁻ᵀ
-    "diag": (diag_rule,),
-    "norm": (lambda g, out, x: g * x / out,),               # ∂‖x‖/∂x = x / ‖x‖
-    "matrix_power": (matrix_power_rule,),
-    "identity": (),
-    # neural nets
-    "softmax": (
-        lambda g, out, x, axis: out * (g - row_sum(g * out, axis)),
-    ),
-    "log_softmax": (
-        lambda g, out, x, axis: g - softmax(x, axis) * row_sum(g, axis),
-    ),
-    "logsumexp": (
-        lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * softmax(x, vector_axis(x, axis)),
-    ),
-    "softmax_cross_entropy": (cross_entropy_logits, cross_entropy_targets),
-    "onehot": (lambda g, out, y, classes: zero_like(y.shape),),     # integers: no gradient
-    "mse": (
-        lambda g, out, p, t: g * 2 * (p - t) / size(p.shape),
-        lambda g, out, p, t: g * 2 * (t - p) / size(p.shape),
-    ),
-}
+
+def elementwise(name: str, rule: Rule, meaning: Callable[..., sympy.Expr], **facets) -> None:
+    """A function applied entry by entry; it keeps symmetric matrices symmetric, and NumPy and
+    PyTorch spell it ``name(x)`` unless ``numpy``/``torch`` say otherwise."""
+    facets.setdefault("numpy", f"{{xp}}.{name}({{0}})")
+    define(name, same_shape, [rule], elementwise=True, symmetric=True, scalar=meaning, **facets)
+
+
+def zero_rule(g: Node, out: Node, x: Node) -> Node:
+    """A piecewise-constant function: zero derivative (away from its jumps)."""
+    return zero_like(x.shape)
+
+
+SYMBOL = {"text": METHOD, "latex": METHOD}
+"""Printed with a symbol of its own (``+``, ``Xᵀ``, ``X⁻¹``, ``𝟙``) by the printer's method."""
+
+# sums, products, powers
+define("add", broadcast_shape, EveryArgument(pass_through),
+       elementwise=True, symmetric=True, scalar=sympy.Add, **SYMBOL)
+define("mul", broadcast_shape, EveryArgument(product_rule),
+       elementwise=True, symmetric=True, scalar=sympy.Mul, **SYMBOL)
+define("pow", broadcast_shape, [
+    lambda g, out, x, k: g * k * x ** (k - 1),          # x̄ = Ḡ k x^(k−1)
+    lambda g, out, x, k: g * out * log(x),              # k̄ = Ḡ xᵏ log x
+], elementwise=True, symmetric=True, scalar=sympy.Pow, **SYMBOL)
+define("broadcast", broadcast_to_shape, [lambda g, out, x, shape: reduce_to(g, x.shape)],
+       params=("shape",), **SYMBOL)
+define("expand", expand_shape, [lambda g, out, x, axis: reduce_sum(g, axis)],
+       params=("axis",), **SYMBOL)
+define("sum", sum_shape, [sum_rule], params=("axis", "keepdims"), **SYMBOL)
+
+# elementwise functions: x̄ = Ḡ ⊙ f′(x)
+elementwise("exp", lambda g, out, x: g * out, sympy.exp, latex=r"\exp")      # exp′ = exp
+elementwise("log", lambda g, out, x: g / x, sympy.log, latex=r"\log", domain="positive")
+elementwise("sqrt", lambda g, out, x: g / (2 * out), sympy.sqrt, domain="positive")
+elementwise("abs", lambda g, out, x: g * sign(x), sympy.Abs, kinked=True)
+elementwise("sin", lambda g, out, x: g * cos(x), sympy.sin, latex=r"\sin")
+elementwise("cos", lambda g, out, x: -(g * sin(x)), sympy.cos, latex=r"\cos")
+elementwise("tanh", lambda g, out, x: g * (1 - out**2), sympy.tanh, latex=r"\tanh")
+elementwise("sigmoid", lambda g, out, x: g * out * (1 - out), real.sigmoid, latex=r"\sigma",
+            numpy="{_sigmoid}({0})", torch="{xp}.sigmoid({0})")
+elementwise("relu", lambda g, out, x: g * step(x), real.relu, kinked=True,  # relu′ = 1[x > 0]
+            numpy="{xp}.maximum({0}, 0)", torch="{xp}.relu({0})")
+elementwise("softplus", lambda g, out, x: g * sigmoid(x), real.softplus,
+            numpy="{xp}.logaddexp(0, {0})", torch="{xp}.nn.functional.softplus({0})")
+elementwise("gelu", lambda g, out, x: g * (normal_cdf(x) + x * normal_pdf(x)), real.gelu,
+            primitives=lambda x: x * normal_cdf(x), numpy=METHOD)
+elementwise("silu", lambda g, out, x: g * sigmoid(x) * (1 + x * (1 - sigmoid(x))), real.silu,
+            primitives=lambda x: x * sigmoid(x), numpy=METHOD)
+elementwise("step", zero_rule, real.step, kinked=True, internal=True, numpy="({0} > 0)",
+            **SYMBOL)                                                          # 1[x > 0]
+elementwise("sign", zero_rule, sympy.sign, kinked=True, internal=True)
+elementwise("normal_cdf", lambda g, out, x: g * normal_pdf(x), real.normal_cdf,  # Φ′ = φ
+            internal=True, text="Φ", latex=r"\Phi",
+            numpy="0.5 * (1 + {_erf}({p0} / {math}.sqrt(2)))",
+            torch="0.5 * (1 + {xp}.erf({p0} / {math}.sqrt(2)))")
+elementwise("normal_pdf", lambda g, out, x: -(g * x * out), real.normal_pdf,     # φ′ = −x φ
+            internal=True, text="φ", latex=r"\phi",
+            numpy="{xp}.exp(-0.5 * {p0} ** 2) / {math}.sqrt(2 * {math}.pi)")
+define("leaky_relu", broadcast_shape, [
+    lambda g, out, x, a: g * (a + (1 - a) * step(x)),  # slope 1 above 0, a below
+    lambda g, out, x, a: g * (x - relu(x)),             # ā = Ḡ ⊙ min(x, 0)
+], elementwise=True, symmetric=True, kinked=True, scalar=real.leaky_relu,
+       numpy="{xp}.where({p0} > 0, {p0}, {p1} * {p0})")
+
+# matrix algebra
+define("matmul", product_shape, [matmul_left, matmul_right], **SYMBOL)
+define("transpose", transpose_shape, [lambda g, out, x: transpose(g)], **SYMBOL)
+define("outer", outer_shape, [
+    lambda g, out, a, b: matmul(g, b),
+    lambda g, out, a, b: matmul(transpose(g), a),
+], linear=True, numpy="{xp}.outer({0}, {1})", **SYMBOL)
+define("trace", square_to_scalar("trace"), [
+    lambda g, out, x: g * eye(x.shape[0]),              # ∂ tr X / ∂X = I
+], linear=True, text="tr", latex=r"\operatorname{tr}", numpy="{xp}.trace({0})")
+define("det", square_to_scalar("det"), [
+    lambda g, out, x: g * out * transpose(inv(x)),      # ∂ det X / ∂X = det(X) X⁻ᵀ
+], domain="well_conditioned", latex=r"\det", numpy="{xp}.linalg.det({0})")
+define("logdet", square_to_scalar("logdet"), [
+    lambda g, out, x: g * transpose(inv(x)),            # ∂ log|det X| / ∂X = X⁻ᵀ
+], domain="well_conditioned", text="log det", latex=r"\log\det",
+       numpy="{xp}.linalg.slogdet({0})[1]")
+define("inv", square_to_same("inv"), [
+    lambda g, out, x: -(transpose(out) @ g @ transpose(out)),  # X̄ = −X⁻ᵀ Ḡ X⁻ᵀ
+], symmetric=True, domain="well_conditioned", numpy="{_inv}({0})",
+       torch="{xp}.linalg.inv({0})", **SYMBOL)
+define("diag", diag_shape, [diag_rule], linear=True, numpy="{xp}.diag({0})")
+define("norm", scalar_shape, [lambda g, out, x: g * x / out],  # ∂‖x‖/∂x = x / ‖x‖
+       numpy="{xp}.linalg.norm({0})", **SYMBOL)
+define("matrix_power", square_to_same("matrix_power"), [matrix_power_rule], params=("k",),
+       symmetric=True, domain="well_conditioned",
+       numpy="{xp}.linalg.matrix_power({0}, {k})", **SYMBOL)
+
+# vectorised (Kronecker) forms: made to write third- and fourth-order derivatives, never
+# differentiated themselves
+define("kron", kron_shape, linear=True, vec_form=True, numpy="{_kron}({0}, {1})", **SYMBOL)
+define("vec", vec_shape, linear=True, vec_form=True, numpy='{xp}.ravel({0}, order="F")',
+       torch="{p0}.T.reshape(-1)")
+define("commutation", lambda args, attrs: (attrs[0] * attrs[1], attrs[0] * attrs[1]),
+       params=("rows", "cols"), vec_form=True, **SYMBOL)
+define("diag_embedding", lambda args, attrs: (attrs[0] * attrs[0], attrs[0]), params=("n",),
+       vec_form=True, **SYMBOL)
+
+# neural nets
+define("softmax", softmax_shape, [
+    lambda g, out, x, axis: out * (g - row_sum(g * out, axis)),
+], params=("axis",), numpy="{_softmax}({0}{axis})", torch="{xp}.softmax({0}{axis})", **SYMBOL)
+define("log_softmax", softmax_shape, [
+    lambda g, out, x, axis: g - softmax(x, axis) * row_sum(g, axis),
+], params=("axis",), numpy="{_log_softmax}({0}{axis})", torch="{xp}.log_softmax({0}{axis})",
+       **SYMBOL)
+define("logsumexp", logsumexp_shape, [
+    lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * softmax(x, vector_axis(x, axis)),
+], params=("axis",), numpy="{_logsumexp}({0}{axis})", torch="{xp}.logsumexp({0}{axis})",
+       **SYMBOL)
+define("softmax_cross_entropy", cross_entropy_shape, [cross_entropy_logits,
+                                                      cross_entropy_targets])
+define("onehot", lambda args, attrs: args[0].shape + (attrs[0],), [
+    lambda g, out, y, classes: zero_like(y.shape),      # integers: no gradient
+], params=("classes",), **SYMBOL)
+define("mse", same_pair_to_scalar("mse"), [
+    lambda g, out, p, t: g * 2 * (p - t) / size(p.shape),
+    lambda g, out, p, t: g * 2 * (t - p) / size(p.shape),
+])
+
+
+# ----------------------------------------------------------------------------------------------
+# What the table answers
+
+
+def callable_elementwise() -> list[str]:
+    """The elementwise functions of one argument a program may call, in definition order."""
+    return [name for name, d in OPERATIONS.items()
+            if d.elementwise and d.shape is same_shape and not d.internal]
+
+
+SCALAR_FUNCTIONS: dict[str, Callable[..., sympy.Expr]] = {
+    name: d.scalar for name, d in OPERATIONS.items()
+    if d.scalar is not None and d.shape is not broadcast_shape or name == "leaky_relu"}
+"""Every elementwise function's meaning for one number (``leaky_relu`` takes ``(x, a)``)."""
+
+SYMPY_FUNCTIONS: dict[str, Callable[..., sympy.Expr]] = {**SCALAR_FUNCTIONS, "erf": sympy.erf}
+"""The functions ``matcalc init`` reads in an activation's formula: every elementwise function,
+and erf."""

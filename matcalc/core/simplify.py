@@ -20,9 +20,9 @@ from collections.abc import Sequence
 
 import sympy
 
-from matcalc.core.elementwise import SCALAR_FUNCTIONS
 from matcalc.core.ir import (
     ONE,
+    OPERATIONS,
     Node,
     Shape,
     as_matrix,
@@ -487,13 +487,9 @@ def broadcast_like(g: Node, shape: Shape, axis: int | None) -> Node:
     return broadcast_to(g, shape)
 
 
-LINEAR = {"diag", "trace", "outer", "kron", "vec"}
-"""Operations that scalars factor out of: ``diag(2 x) = 2 diag(x)``."""
-
-
 def folded(op: str, args: Sequence[Node]) -> Node | None:
     """An elementwise function of numbers as the number it is (``exp(0) = 1``), when real."""
-    function = SCALAR_FUNCTIONS.get(op)
+    function = OPERATIONS[op].scalar
     values = [const_value(a) for a in args]
     if function is None or any(v is None or not v.is_number for v in values):
         return None
@@ -516,7 +512,7 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
     if op == "diag" and args[0].op == "broadcast" and args[0].rank == 1 and (
             not args[0].args[0].shape):
         return mul(args[0].args[0], make("identity", (), (args[0].shape[0],)))
-    if op in LINEAR:
+    if OPERATIONS[op].linear:
         pulled = [split_scalars(a) for a in args]
         scalars = [s for found, _ in pulled for s in found]
         if scalars:

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from matcalc.core.ir import Node, const, const_value, is_labels, make, postorder
-from matcalc.core.simplify import add, broadcast_to, matmul, mul, raw_power, transpose
+from matcalc.core.ir import OPERATIONS, Node, const, const_value, is_labels, make, postorder
+from matcalc.core.simplify import add, broadcast_to, matmul, raw_power, transpose
 from matcalc.forms.printing import TEXT, Printer
 
 ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
@@ -94,9 +94,8 @@ class Names:
 
 
 # ----------------------------------------------------------------------------------------------
-# Dialects: how NumPy and PyTorch spell each operation. In templates ``{0}`` is an argument as a
-# call argument, ``{p0}`` the same argument parenthesised unless atomic; ``{xp}`` is the array
-# module, ``{math}`` the math module and ``{_name}`` a helper function.
+# Dialects: NumPy and PyTorch, with the helper functions their operations' templates (the
+# ``numpy`` and ``torch`` facets of each operation's definition) call as ``{_name}``.
 
 NUMPY_HELPERS = {
     "_softmax": '''def {_softmax}(x, axis=-1):
@@ -171,38 +170,6 @@ NUMPY_HELPERS = {
     return erf(x)''',
 }
 
-NUMPY_FUNCTIONS = {
-    "exp": "{xp}.exp({0})",
-    "log": "{xp}.log({0})",
-    "sqrt": "{xp}.sqrt({0})",
-    "abs": "{xp}.abs({0})",
-    "sin": "{xp}.sin({0})",
-    "cos": "{xp}.cos({0})",
-    "tanh": "{xp}.tanh({0})",
-    "sign": "{xp}.sign({0})",
-    "sigmoid": "{_sigmoid}({0})",
-    "relu": "{xp}.maximum({0}, 0)",
-    "softplus": "{xp}.logaddexp(0, {0})",
-    "normal_cdf": "0.5 * (1 + {_erf}({p0} / {math}.sqrt(2)))",
-    "normal_pdf": "{xp}.exp(-0.5 * {p0} ** 2) / {math}.sqrt(2 * {math}.pi)",
-    "step": "({0} > 0)",
-    "leaky_relu": "{xp}.where({p0} > 0, {p0}, {p1} * {p0})",
-    "trace": "{xp}.trace({0})",
-    "det": "{xp}.linalg.det({0})",
-    "logdet": "{xp}.linalg.slogdet({0})[1]",
-    "inv": "{_inv}({0})",
-    "diag": "{xp}.diag({0})",
-    "outer": "{xp}.outer({0}, {1})",
-    "kron": "{_kron}({0}, {1})",
-    "vec": '{xp}.ravel({0}, order="F")',
-    "norm": "{xp}.linalg.norm({0})",
-    "softmax": "{_softmax}({0}{axis})",
-    "log_softmax": "{_log_softmax}({0}{axis})",
-    "logsumexp": "{_logsumexp}({0}{axis})",
-    "matrix_power": "{xp}.linalg.matrix_power({0}, {k})",
-}
-"""One line per operation: how NumPy computes it."""
-
 TORCH_CHECKED = '''
     if {xp}._C._functorch.is_functorch_wrapped_tensor(y):   # inside torch.func: not checked
         return'''
@@ -249,36 +216,14 @@ TORCH_HELPERS = {
             else {xp}.as_tensor(a, dtype=dtype, device=device) for name, a in arrays.items()]''',
 }
 
-TORCH_FUNCTIONS = {
-    **{op: NUMPY_FUNCTIONS[op] for op in ("exp", "log", "sqrt", "abs", "sin", "cos", "tanh",
-                                          "sign", "step", "leaky_relu", "trace", "diag",
-                                          "outer", "kron")},
-    "sigmoid": "{xp}.sigmoid({0})",
-    "relu": "{xp}.relu({0})",
-    "softplus": "{xp}.nn.functional.softplus({0})",
-    "normal_cdf": "0.5 * (1 + {xp}.erf({p0} / {math}.sqrt(2)))",
-    "normal_pdf": "{xp}.exp(-0.5 * {p0} ** 2) / {math}.sqrt(2 * {math}.pi)",
-    "det": "{xp}.linalg.det({0})",
-    "logdet": "{xp}.linalg.slogdet({0})[1]",
-    "inv": "{xp}.linalg.inv({0})",
-    "vec": "{p0}.T.reshape(-1)",
-    "norm": "{xp}.linalg.norm({0})",
-    "softmax": "{xp}.softmax({0}{axis})",
-    "log_softmax": "{xp}.log_softmax({0}{axis})",
-    "logsumexp": "{xp}.logsumexp({0}{axis})",
-    "matrix_power": "{xp}.linalg.matrix_power({0}, {k})",
-}
-"""The same operations in PyTorch (``{axis}`` is always given: torch has no default dim)."""
-
-
 @dataclass(frozen=True)
 class Dialect:
-    """An array library: its module, its spelling of each operation and of reductions."""
+    """An array library: its module, its helpers and its spelling of reductions. ``name`` is
+    the facet of :class:`matcalc.core.ir.OpDef` that spells each operation in it."""
 
     name: str
     module: str
     alias: str
-    functions: dict[str, str]
     helpers: dict[str, str]
     axis: str
     keepdims: str
@@ -288,9 +233,9 @@ class Dialect:
     """A boolean mask ``{0}`` as numbers of the dtype of ``{1}``."""
 
 
-NUMPY = Dialect("numpy", "numpy", "np", NUMPY_FUNCTIONS, NUMPY_HELPERS, "axis", "keepdims",
+NUMPY = Dialect("numpy", "numpy", "np", NUMPY_HELPERS, "axis", "keepdims",
                 ", dtype={0}.dtype", "{0}.astype({1}.dtype)")
-TORCH = Dialect("torch", "torch", "torch", TORCH_FUNCTIONS, TORCH_HELPERS, "dim", "keepdim",
+TORCH = Dialect("torch", "torch", "torch", TORCH_HELPERS, "dim", "keepdim",
                 ", dtype={0}.dtype, device={0}.device", "{0}.to({1}.dtype)")
 
 
@@ -505,10 +450,9 @@ def lower(node: Node, memo: dict[Node, Node]) -> Node:
         if child in memo:
             continue
         args = tuple(memo[a] for a in child.args)
-        if child.op == "gelu":
-            result = mul(args[0], make("normal_cdf", args))
-        elif child.op == "silu":
-            result = mul(args[0], make("sigmoid", args))
+        primitives = OPERATIONS[child.op].primitives
+        if primitives is not None:
+            result = primitives(*args)
         elif args == child.args:
             result = child
         else:
@@ -778,7 +722,7 @@ class Emitter:
 
     def function(self, node: Node) -> Code:
         """An operation written with its dialect's template."""
-        template = self.dialect.functions[node.op]
+        template = getattr(OPERATIONS[node.op], self.dialect.name)
         counts = Counter(f for _, f, _, _ in string.Formatter().parse(template) if f)
         args: list[Code] = []
         constant = all(a.op == "const" for a in node.args)     # torch.exp(2) is an error
@@ -830,6 +774,10 @@ class Emitter:
         x = self.named_first(node.args[0])
         return Code(f"{self.xp()}.{node.op}({x}.reshape(-1), 0).reshape({x}.shape)", ATOM, FLOAT,
                     self.expr(node.args[0]).reads)
+
+    def e_named(self, node: Node) -> Code:
+        """A named intermediate not yet bound to its name: its definition."""
+        return self.expr(node.args[0])
 
     def e_delta(self, node: Node) -> Code:
         raise ValueError(f"δ{node.attrs[0]} is used before it is computed")

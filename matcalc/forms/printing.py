@@ -16,7 +16,15 @@ from functools import cached_property
 import mpmath
 import sympy
 
-from matcalc.core.ir import Node, const_value, postorder, shape_str
+from matcalc.core.ir import (
+    METHOD,
+    OPERATIONS,
+    Node,
+    const_value,
+    operator_name,
+    postorder,
+    shape_str,
+)
 from matcalc.core.simplify import transpose
 
 SUM, NEG, PRODUCT, MATMUL, POSTFIX, ATOM = 10, 20, 30, 35, 40, 50
@@ -122,12 +130,6 @@ TEXT = Notation(
     symbol=lambda name: name,
 )
 
-LATEX_FUNCS = {
-    "exp": r"\exp", "log": r"\log", "sin": r"\sin", "cos": r"\cos", "tanh": r"\tanh",
-    "sigmoid": r"\sigma", "det": r"\det", "normal_cdf": r"\Phi", "normal_pdf": r"\phi",
-    "logdet": r"\log\det", "trace": r"\operatorname{tr}",
-}
-
 LATEX = Notation(
     name="latex",
     minus="-",
@@ -145,16 +147,12 @@ LATEX = Notation(
     sized_identity="I_{{{}}}",
     commutation="K_{{{},{}}}",
     diag_embedding="E_{{{}}}",
-    func=lambda f, args: LATEX_FUNCS.get(f, rf"\operatorname{{{f.replace('_', chr(92) + '_')}}}")
-    + rf"\left({args}\right)",
+    func=lambda f, args: rf"{f}\left({args}\right)",
     divide=lambda num, den: rf"\frac{{{num}}}{{{den}}}",
     power=lambda base, k: f"{base}^{{{sympy.latex(k)}}}",
     scalar=lambda value: compact(value) if isinstance(compact(value), str) else sympy.latex(value),
     symbol=latex_symbol,
 )
-
-TEXT_FUNCS = {"trace": "tr", "logdet": "log det", "normal_cdf": "Φ", "normal_pdf": "φ"}
-
 
 class Printer:
     """Formats IR nodes in one notation; results are memoised per node."""
@@ -187,10 +185,12 @@ class Printer:
             return rf"\left({text}\right)" if self.n is LATEX else f"({text})"
         return text
 
-    def call(self, name: str, *parts: str) -> tuple[str, int]:
-        if self.n is TEXT:
-            name = TEXT_FUNCS.get(name, name)
-        return self.n.func(name, ", ".join(parts)), ATOM
+    def call(self, op: str, *parts: str) -> tuple[str, int]:
+        """``op(parts)`` with the operation's name in this notation (``tr``, ``\\det``)."""
+        written = getattr(OPERATIONS[op], self.n.name)
+        if written == METHOD:
+            written = op if self.n is TEXT else operator_name(op)
+        return self.n.func(written, ", ".join(parts)), ATOM
 
     def axis_part(self, axis: int | None, default: int | None) -> list[str]:
         return [] if axis == default else [f"axis={axis}"]

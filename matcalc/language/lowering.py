@@ -13,7 +13,6 @@ import sympy
 
 from matcalc.core.elementwise import LEAKY_SLOPE
 from matcalc.core.ir import (
-    ELEMENTWISE_UNARY,
     ONE,
     Dim,
     Node,
@@ -27,6 +26,7 @@ from matcalc.core.ir import (
     size,
     var,
 )
+from matcalc.core.rules import callable_elementwise
 from matcalc.core.simplify import (
     add,
     apply,
@@ -42,8 +42,6 @@ from matcalc.errors import MatcalcError, did_you_mean, listed
 from matcalc.language import syntax
 
 MAX_RANK = 2
-INTERNAL = {"step", "sign", "normal_cdf", "normal_pdf"}
-"""Elementwise functions that derivatives produce but programs do not call."""
 CONSTANTS = {"pi": sympy.pi}
 
 
@@ -92,7 +90,7 @@ def _unary(op: str) -> Signature:
 
 
 FUNCTIONS: dict[str, Signature] = {
-    **{op: _unary(op) for op in ELEMENTWISE_UNARY if op not in INTERNAL},
+    **{op: _unary(op) for op in callable_elementwise()},
     "leaky_relu": Signature(("x", "a"), lambda x, a: apply("leaky_relu", x, lift(a)),
                             defaults=(("a", LEAKY_SLOPE),)),
     "sum": Signature(REDUCTION, reduce_sum, NO_AXIS, AXIS, ("keepdims",)),

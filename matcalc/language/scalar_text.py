@@ -12,7 +12,7 @@ from typing import Any
 
 import sympy
 
-from matcalc.core.elementwise import SYMPY_FUNCTIONS
+from matcalc.core.rules import SYMPY_FUNCTIONS
 from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.language.syntax import parse_expression
 

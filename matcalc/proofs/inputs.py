@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from matcalc.core.ir import class_counts, has_property, is_labels, postorder
+from matcalc.core.ir import OPERATIONS, class_counts, has_property, is_labels, postorder
 from matcalc.errors import MatcalcError
 from matcalc.language.lowering import Program
 from matcalc.proofs.evaluation import evaluator, function_value
@@ -28,9 +28,7 @@ def domains(program: Program) -> dict[str, str]:
                              for kind in ("onehot", "probabilities")
                              if has_property(node, kind)}
     for node in postorder([program.function]):
-        kind = {"log": "positive", "sqrt": "positive", "inv": "well_conditioned",
-                "det": "well_conditioned", "logdet": "well_conditioned",
-                "matrix_power": "well_conditioned"}.get(node.op)
+        kind = OPERATIONS[node.op].domain
         if node.op == "pow" and node.args[1].op == "const" and not node.args[1].attrs[0].is_integer:
             kind = "positive"
         if node.op == "pow" and node.args[1].op == "const" and node.args[1].attrs[0].is_negative:
@@ -87,12 +85,9 @@ def sizes_for(program: Program, rng: np.random.Generator, low: int = 2, high: in
     return {name: int(rng.integers(low, high + 1)) for name in program.dims}
 
 
-KINKED = ("relu", "abs", "leaky_relu", "step", "sign")
-
-
 def kink_distance(program: Program) -> Callable[..., float]:
     """``(**arrays) -> d``: how close any relu/abs argument comes to its kink at 0."""
-    kinks = [n.args[0] for n in postorder([program.function]) if n.op in KINKED
+    kinks = [n.args[0] for n in postorder([program.function]) if OPERATIONS[n.op].kinked
              and any(leaf.op == "var" for leaf in postorder(n.args[:1]))]  # not abs(x - x)
     if not kinks:
         return lambda **arrays: np.inf

@@ -2,8 +2,9 @@
 
 At concrete sizes every array becomes its entries, SymPy expressions in scalar symbols
 (``X_0_1`` is entry (0, 1) of ``X``, ``x_0`` entry 0 of a vector, a scalar is its own symbol).
-Each operation of :data:`matcalc.core.ir.SHAPE_RULES` is written out entry by entry with plain SymPy
-and NumPy's broadcasting. Nothing here uses the engine, its rules or the simplifier, so
+Each operation of :data:`matcalc.core.ir.OPERATIONS` is written out entry by entry with plain
+SymPy and NumPy's broadcasting (elementwise ones through their ``scalar`` meaning). Nothing here
+uses the engine, its rules or the simplifier, so
 :func:`explicit_gradient` (``sympy.diff`` entry by entry) is ground truth for them.
 
 Results are SymPy values: a scalar expression, a vector as an n×1 column, a matrix as a Matrix.
@@ -17,8 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 
-from matcalc.core.elementwise import SCALAR_FUNCTIONS
-from matcalc.core.ir import Node, has_property
+from matcalc.core.ir import OPERATIONS, Node, has_property
 from matcalc.errors import MatcalcError
 from matcalc.language.lowering import Program
 
@@ -109,11 +109,7 @@ def reduce(t: Tensor, axis: int | None, keepdims: bool,
 
 
 ELEMENTWISE: dict[str, Callable[..., sympy.Expr]] = {
-    **SCALAR_FUNCTIONS,
-    "add": sympy.Add,
-    "mul": sympy.Mul,
-    "pow": sympy.Pow,
-}
+    name: d.scalar for name, d in OPERATIONS.items() if d.elementwise}
 """Operations applied entry by entry (with broadcasting) and their meaning on scalars."""
 
 
@@ -149,7 +145,7 @@ class Expander:
 
     def expand(self, node: Node) -> Tensor:
         args = [self(a) for a in node.args]
-        if node.op in ELEMENTWISE or node.op == "leaky_relu":
+        if node.op in ELEMENTWISE:
             return broadcast(ELEMENTWISE[node.op], *args)
         return getattr(self, "op_" + node.op)(node, *args)
 
@@ -318,7 +314,7 @@ def gradient_tensor(program: Program, name: str, sizes: Sizes,
     if f.shape:
         raise ValueError(f"the function has shape {f.shape}; a gradient needs a scalar")
     g = derivative(f, x)
-    if "symmetric" not in program.variables[name].attrs:
+    if not has_property(program.variables[name], "symmetric"):
         return g
     return Tensor.build(g.shape, lambda i: g[i] if i[0] == i[1] else g[i] / 2)
 
