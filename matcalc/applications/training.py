@@ -228,7 +228,7 @@ def target_name(program: Program, y: str | None) -> str:
     ``softmax_cross_entropy`` (``y: [N] labels`` needs no ``--y y``)."""
     if y is not None:
         return y
-    targets = {n.args[1].attrs[0] for n in postorder([program.function])
+    targets = {n.args[1].attrs.name for n in postorder([program.function])
                if n.op == "softmax_cross_entropy" and n.args[1].op == "var"}
     return targets.pop() if "Y" not in program.variables and len(targets) == 1 else "Y"
 
@@ -271,7 +271,7 @@ def batch_dim(program: Program, x: str, y: str) -> str:
 def shaped(node: Node, rows: np.ndarray) -> np.ndarray:
     """Data rows shaped as the variable is declared: ``[N, D]`` as they are, ``[N]`` flat,
     integer class labels as integers (one-hot rows become their classes)."""
-    name, shape = node.attrs[0], node.attrs[-1]
+    name, shape = node.attrs.name, node.attrs.shape
     if is_labels(node):
         labels = rows.argmax(axis=1) if rows.shape[1] > 1 else rows[:, 0]
         if not np.array_equal(labels, np.round(labels)) or np.min(labels, initial=0) < 0:
@@ -509,7 +509,7 @@ def logits_function(program: Program, y: str, wrt: Sequence[str],
                     hint="Use classification data (--data digits) or a regression loss such "
                          "as mse.")
             logits = node.args[0]
-            name = logits.attrs[0] if logits.op == "named" else "logits"
+            name = logits.attrs.name if logits.op == "named" else "logits"
             sub = dataclasses.replace(program, function=logits, function_name=name)
             return lambdify(sub, wrt[:1]).value
     return None

@@ -66,8 +66,8 @@ def vector_jacobian_products(
             continue
         g = add(*parts)
         if steps and node.op == "named" and node is not f and not trivial(g):
-            signals.append(Step(len(signals) + 1, node.attrs[0], node, g))
-            g = delta(len(signals), node.attrs[0], node.shape)
+            signals.append(Step(len(signals) + 1, node.attrs.name, node, g))
+            g = delta(len(signals), node.attrs.name, node.shape)
         adjoints[node] = g
         if is_zero(g):
             continue

@@ -13,6 +13,7 @@ This module makes nodes exactly as asked; the canonical algebra (constant foldin
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import weakref
@@ -66,7 +67,8 @@ _INTERN: weakref.WeakValueDictionary[tuple, Node] = weakref.WeakValueDictionary(
 
 
 class Node:
-    """An interned IR node. ``args`` are nodes, ``attrs`` hashable parameters."""
+    """An interned IR node. ``args`` are nodes, ``attrs`` its parameters: a frozen record of
+    the fields its operation names (``sum``'s ``attrs.axis``, ``attrs.keepdims``)."""
 
     __slots__ = ("op", "args", "attrs", "shape", "serial", "__weakref__")
 
@@ -82,7 +84,8 @@ class Node:
         if found is not None:
             return found
         self = object.__new__(cls)
-        self.op, self.args, self.attrs, self.shape = op, args, attrs, shape
+        self.op, self.args, self.shape = op, args, shape
+        self.attrs = OPERATIONS[op].record._make(attrs)
         self.serial = next(_COUNTER)
         _INTERN[key] = self
         return self
@@ -238,6 +241,8 @@ class OpDef:
     """How PyTorch computes it: a template, or METHOD."""
     scalar: Callable[..., sympy.Expr] | None = None
     """An elementwise function's meaning for real numbers, in SymPy."""
+    record: type[tuple] = tuple
+    """The frozen record of its parameters (``sum(axis=0, keepdims=True)``), made by define."""
     primitives: Callable[..., Node] | None = None
     """A composite as the primitives it is made of, which generated code computes (so that
     common subexpressions are shared: gelu(x) = x Φ(x), whose Φ(x) the backward pass reuses)."""
@@ -257,7 +262,8 @@ def define(name: str, shape: ShapeRule, vjp: Sequence[Rule] = (), **facets) -> O
     facets.setdefault("torch", facets.get("numpy", METHOD))
     if name in OPERATIONS:
         raise ValueError(f"operation {name} is defined twice")
-    definition = OPERATIONS[name] = OpDef(name, shape, vjp, **facets)
+    record = collections.namedtuple(name, facets.get("params", ()))
+    definition = OPERATIONS[name] = OpDef(name, shape, vjp, record=record, **facets)
     return definition
 
 
@@ -268,7 +274,7 @@ def operator_name(name: str) -> str:
 
 def params(node: Node) -> dict[str, object]:
     """The node's parameters by name: ``{"axis": 0, "keepdims": True}`` for a sum."""
-    return dict(zip(OPERATIONS[node.op].params, node.attrs, strict=True))
+    return node.attrs._asdict()
 
 
 def same_shape(args: Sequence[Node], attrs: tuple) -> Shape:
@@ -420,7 +426,7 @@ def var(name: str, shape: Shape, symmetric: bool = False, properties: tuple[str,
 def has_property(node: Node, name: str) -> bool:
     """A variable declared with the property ``name`` (``symmetric``, ``onehot`` …); a variable
     merely *called* ``symmetric`` has none."""
-    return node.op == "var" and name in node.attrs[1]
+    return node.op == "var" and name in node.attrs.properties
 
 
 def rows_sum_to_one(node: Node) -> bool:
@@ -430,8 +436,9 @@ def rows_sum_to_one(node: Node) -> bool:
         node = node.args[0]
     if node.op == "var":
         return has_property(node, "onehot") or has_property(node, "probabilities")
-    return node.op == "softmax" and node.attrs[0] in (-1, node.rank - 1) and bool(node.shape) and (
-        node.attrs[0] is not None or node.rank == 1)
+    if node.op != "softmax" or not node.shape:
+        return False
+    return node.attrs.axis in (-1, node.rank - 1) or node.attrs.axis is None and node.rank == 1
 
 
 def is_labels(node: Node) -> bool:
@@ -441,7 +448,7 @@ def is_labels(node: Node) -> bool:
 
 def class_counts(root: Node) -> dict[str, Dim]:
     """For each variable of integer labels under ``root``: its classes, the logits' last size."""
-    return {node.args[1].attrs[0]: node.args[0].shape[-1] for node in postorder([root])
+    return {node.args[1].attrs.name: node.args[0].shape[-1] for node in postorder([root])
             if node.op == "softmax_cross_entropy" and is_labels(node.args[1])}
 
 
@@ -545,7 +552,7 @@ def delta(label: int, name: str, shape: Shape) -> Node:
 
 def const_value(node: Node) -> sympy.Expr | None:
     """The value of a constant node, else None."""
-    return node.attrs[0] if node.op == "const" else None
+    return node.attrs.value if node.op == "const" else None
 
 
 def is_zero(node: Node) -> bool:

@@ -361,7 +361,7 @@ def matrix_power_parts(x: Node) -> tuple[Node, int, bool]:
     flipped = x.op == "transpose"
     inner = x.args[0] if flipped else x
     if inner.op == "matrix_power":
-        return inner.args[0], inner.attrs[0], flipped
+        return inner.args[0], inner.attrs.k, flipped
     return inner, 1, flipped
 
 
@@ -383,7 +383,7 @@ def transposed(x: Node) -> Node:
     if x.op == "transpose":
         return x.args[0]
     if x.op == "expand" and x.args[0].rank == 1:      # a row becomes a column and back
-        return new_axis(x.args[0], 1 - x.attrs[0])
+        return new_axis(x.args[0], 1 - x.attrs.axis)
     if x.op == "zeros":
         return zeros(x.shape[::-1])
     if x.op == "broadcast" and not x.args[0].shape:
@@ -412,7 +412,7 @@ def transpose_matrix(t: Node) -> Node:
     """The transpose with a vector taken as a column: a 1×n row (and a row back to a vector)."""
     if t.rank == 1:
         return new_axis(t, 0)
-    if t.op == "expand" and t.attrs[0] == 0:
+    if t.op == "expand" and t.attrs.axis == 0:
         return t.args[0]
     return transpose(t)
 
@@ -444,18 +444,18 @@ def reduce_sum(x: Node, axis: int | None = None, keepdims: bool = False) -> Node
     scalars, rest = split_scalars(x)
     if scalars:
         return mul(*scalars, reduce_sum(rest, axis, keepdims))
-    if x.op == "expand" and x.attrs[0] == axis and not keepdims:
+    if x.op == "expand" and x.attrs.axis == axis and not keepdims:
         return x.args[0]
     if x.op == "diag" and x.args[0].rank == 1 and not keepdims and axis is not None:
         return x.args[0]
     if x.op == "identity" and not keepdims and axis is not None:
         return broadcast_to(const(1), shape)
-    if x.op == "sum" and not x.attrs[1] and not keepdims and (axis is None or x.rank == 1):
+    if x.op == "sum" and not x.attrs.keepdims and not keepdims and (axis is None or x.rank == 1):
         return reduce_sum(x.args[0])
     if x.op == "sum" and x.attrs == (axis, True) and not keepdims:   # summed again over 1 entry
         return reduce_sum(x.args[0], axis)
-    if x.op == "sum" and x.attrs[1] and keepdims and x.rank == 2 and axis is not None:
-        if x.attrs[0] in (axis, None):                     # summed again over 1 entry
+    if x.op == "sum" and x.attrs.keepdims and keepdims and x.rank == 2 and axis is not None:
+        if x.attrs.axis in (axis, None):                     # summed again over 1 entry
             return x
         return reduce_sum(x.args[0], None, keepdims=True)   # over rows, then columns: all
     return make("sum", (x,), (axis, keepdims))

@@ -473,7 +473,7 @@ class Emitter:
                  methods: bool = False) -> None:
         self.inputs = list(inputs)
         self.block = block
-        self.names: dict[Node, str] = {v: v.attrs[0] for v in inputs}
+        self.names: dict[Node, str] = {v: v.attrs.name for v in inputs}
         self.kinds: dict[str, str] = {}
         self.like = like
         self.methods = methods
@@ -535,10 +535,10 @@ class Emitter:
             depth[node] = 1 + max((depth.get(a, 0) for a in node.args if a not in self.names),
                                   default=0)
             if node.op == "named":
-                self.bind(node.attrs[0], node)
+                self.bind(node.attrs.name, node)
             elif node in named:                # the body of a named value: by its name
-                self.bind(named[node].attrs[0], named[node])
-                self.names[node] = named[node].attrs[0]
+                self.bind(named[node].attrs.name, named[node])
+                self.names[node] = named[node].attrs.name
             elif (self.uses[node] > 1 or depth[node] > MAX_DEPTH) and node.op not in CHEAP:
                 self.bind(self.temp_name(node), node)       # shared, or deep: a name of its own
         targets = []
@@ -747,10 +747,10 @@ class Emitter:
     def template_attrs(self, node: Node) -> dict[str, str]:
         """``{axis}`` and ``{k}`` of a template."""
         if node.op == "matrix_power":
-            return {"k": str(node.attrs[0])}
+            return {"k": str(node.attrs.k)}
         if node.op not in DEFAULT_AXIS:
             return {}
-        axis = node.attrs[0]
+        axis = node.attrs.axis
         if self.dialect is TORCH:
             return {"axis": f", dim={tuple(range(node.args[0].rank)) if axis is None else axis}"}
         return {"axis": "" if axis == DEFAULT_AXIS[node.op] else f", axis={axis}"}
@@ -760,12 +760,12 @@ class Emitter:
         if shared in self.names:
             name = self.names[shared]
             return Code(f"{self.xp()}.exp({name})", ATOM, FLOAT, frozenset({name}))
-        if self.dialect is TORCH and node.attrs[0] is None:
+        if self.dialect is TORCH and node.attrs.axis is None:
             return self.flattened(node)
         return self.function(node)
 
     def e_log_softmax(self, node: Node) -> Code:
-        if self.dialect is TORCH and node.attrs[0] is None:
+        if self.dialect is TORCH and node.attrs.axis is None:
             return self.flattened(node)
         return self.function(node)
 
@@ -780,13 +780,13 @@ class Emitter:
         return self.expr(node.args[0])
 
     def e_delta(self, node: Node) -> Code:
-        raise ValueError(f"δ{node.attrs[0]} is used before it is computed")
+        raise ValueError(f"δ{node.attrs.label} is used before it is computed")
 
     def e_var(self, node: Node) -> Code:
-        return Code(node.attrs[0], ATOM, FLOAT, frozenset({node.attrs[0]}))
+        return Code(node.attrs.name, ATOM, FLOAT, frozenset({node.attrs.name}))
 
     def e_const(self, node: Node) -> Code:
-        return self.constant(node.attrs[0])
+        return self.constant(node.attrs.value)
 
     def constant(self, value: sympy.Expr) -> Code:
         printer = ConstantPrinter(self)
@@ -814,10 +814,10 @@ class Emitter:
         return self.created("zeros", self.shape_code(node.shape))
 
     def e_identity(self, node: Node) -> Code:
-        return self.created("eye", self.constant(node.attrs[0]))
+        return self.created("eye", self.constant(node.attrs.n))
 
     def e_diag_embedding(self, node: Node) -> Code:
-        n = self.constant(node.attrs[0])
+        n = self.constant(node.attrs.n)
         return Code(fill("{_diag_embedding}", self.allocate, self.block) + f"({n.text})", ATOM,
                     FLOAT, n.reads)
 
@@ -1075,8 +1075,8 @@ def prune(block: Block, keep: Iterable[str]) -> None:
 
 def user_names(inputs: Sequence[Node], nodes: Sequence[Node]) -> set[str]:
     """Every name a user chose that the code may meet: variables, intermediates, sizes."""
-    found = {v.attrs[0] for v in inputs}
-    found |= {node.attrs[0] for node in postorder(list(nodes)) if node.op == "named"}
+    found = {v.attrs.name for v in inputs}
+    found |= {node.attrs.name for node in postorder(list(nodes)) if node.op == "named"}
     for v in inputs:                     # every size is declared by some input
         for d in v.shape:
             found |= {str(s) for s in d.free_symbols}
@@ -1096,7 +1096,7 @@ def emit_in_turn(emitter: Emitter, steps: Sequence[Step], outputs: Sequence[tupl
     deltas = []
     emitter.count([*(n for _, n in steps), *(n for _, n in outputs)])
     for leaf, node in steps:
-        label, name = leaf.attrs[0], leaf.attrs[1]
+        label, name = leaf.attrs.label, leaf.attrs.name
         stem = f"d{name}" if name.isidentifier() else f"delta{label}"
         (target,) = emitter.emit([(f"{stem}*", node)], comments=[f"δ{label} = ∂{of}/∂{name}"],
                                  counted=True)

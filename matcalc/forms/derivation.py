@@ -127,7 +127,7 @@ class Derivation:
             definition = node.args[0] if node.op == "named" else node
             for used in postorder([definition], stop=lambda n: n.op == "named"):
                 if used.op == "named":
-                    found.setdefault(used.attrs[0], []).append(name)
+                    found.setdefault(used.attrs.name, []).append(name)
         return found
 
     @property

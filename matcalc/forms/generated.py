@@ -116,7 +116,7 @@ class Plan:
     @property
     def like(self) -> str | None:
         """An array argument whose dtype (and device) new arrays follow."""
-        return next((n.attrs[0] for n in self.inputs if n.shape and not is_labels(n)), None)
+        return next((n.attrs.name for n in self.inputs if n.shape and not is_labels(n)), None)
 
 
 def plan(source: str | Program, wrt: Sequence[str], declarations: Sequence[str] = (),
@@ -216,7 +216,7 @@ def docstring(plan: Plan, purpose: str) -> str:
 def shapes_table(inputs: Sequence[Node], names: Names) -> str:
     """``SHAPES = {...}``: each argument's declared shape, size names as strings."""
     shapes = names.alias("SHAPES")
-    rows = [f'    "{n.attrs[0]}": ({"".join(size_literal(d) + ", " for d in n.shape)[:-2]}'
+    rows = [f'    "{n.attrs.name}": ({"".join(size_literal(d) + ", " for d in n.shape)[:-2]}'
             f'{"," if len(n.shape) == 1 else ""}),' for n in inputs]
     flat, ranks, fixed = (names.alias(a) for a in ("_NAMES", "_RANKS", "_FIXED"))
     return "\n".join([f"{shapes} = {{", *rows, "}",
@@ -290,7 +290,7 @@ def size_text(plan: Plan, size) -> str:
         return str(int(size))
     for v in plan.inputs:
         if size in v.shape:
-            return f"{v.attrs[0]}.shape[{v.shape.index(size)}]"
+            return f"{v.attrs.name}.shape[{v.shape.index(size)}]"
     raise MatcalcError(f"no input has the size {size}")
 
 
@@ -313,7 +313,7 @@ def new_emitter(plan: Plan, block: Block, seed: bool = True) -> Emitter:
     like = plan.like
     if block.dialect is TORCH:
         like = next((p for p in plan.params if p not in labels_of(plan)), None)
-    inputs = [v for v in plan.inputs if seed or v.attrs[0] != plan.seed]
+    inputs = [v for v in plan.inputs if seed or v.attrs.name != plan.seed]
     return Emitter(inputs, block, like, methods=True)
 
 
@@ -343,7 +343,7 @@ def numpy_module(plan: Plan) -> str:
     names = module_names(plan)
     grads = grad_names(plan, names)
     params = [*plan.params, *([plan.seed] if plan.seeded else [])]
-    value_var = plan.value.attrs[0] if plan.value.op == "named" else names.fresh("value")
+    value_var = plan.value.attrs.name if plan.value.op == "named" else names.fresh("value")
     first, second = Block(names.scope()), Block(names.scope())
     new_emitter(plan, first, seed=not plan.seeded).emit([(value_var, plan.value)])
     prune(first, [value_var])
@@ -476,7 +476,7 @@ def torch_module(plan: Plan) -> str:
 
 def value_name_in(plan: Plan, names: Names) -> str:
     """What a function body calls the value: its name in the program, or ``value``."""
-    return plan.value.attrs[0] if plan.value.op == "named" else names.fresh("value")
+    return plan.value.attrs.name if plan.value.op == "named" else names.fresh("value")
 
 
 def function_name(plan: Plan, names: Names) -> str:

@@ -129,7 +129,7 @@ class KroneckerReader(LinearReader):
 
     def r_sum(self, e: Node) -> Node:
         (x,) = e.args
-        axis = e.attrs[0]
+        axis = e.attrs.axis
         rows, cols = as_matrix(x.shape)
         if axis is None or x.rank == 1:
             reducer = broadcast_to(const(1), (ONE, rows * cols))
@@ -199,7 +199,7 @@ def factorization(node: Node, side: int) -> tuple | None:
         rows, cols = node.attrs
         return dims((cols, rows) if side == 0 else (rows, cols))
     if node.op == "diag_embedding":
-        n = node.attrs[0]
+        n = node.attrs.n
         return (n, n) if side == 0 else (n,)
     if node.op == "diag":
         inner = node.args[0]
@@ -290,7 +290,7 @@ def entries(node: Node, rows: tuple, cols: tuple) -> list[tuple]:
         return []
     if node.op == "transpose":
         return entries(node.args[0], cols, rows)
-    if node.op == "expand" and node.attrs[0] == 0:          # a row aᵀ
+    if node.op == "expand" and node.attrs.axis == 0:          # a row aᵀ
         return [("A", node.args[0], cols)]
     return [("A", node, rows + cols)]
 

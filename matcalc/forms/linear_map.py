@@ -12,7 +12,7 @@ a matrix-valued intermediate would need a third- or fourth-order tensor.
 
 from __future__ import annotations
 
-from matcalc.core.ir import ONE, Node, depends_on, identity, make, postorder, zeros
+from matcalc.core.ir import ONE, Node, depends_on, identity, postorder, var, zeros
 from matcalc.core.simplify import (
     add,
     apply,
@@ -179,4 +179,4 @@ def linear_matrix(expression: Node, u: Node) -> Node:
 
 def seed(shape: tuple) -> Node:
     """The seed ``ū`` of a Jacobian, shaped like the function (a name no program can use)."""
-    return make("var", (), ("ū", tuple(shape)))
+    return var("ū", tuple(shape))

@@ -198,15 +198,15 @@ class Printer:
     # -- leaves ----------------------------------------------------------------------------
 
     def p_var(self, node: Node) -> tuple[str, int]:
-        return self.n.symbol(node.attrs[0]), ATOM
+        return self.n.symbol(node.attrs.name), ATOM
 
     p_named = p_var
 
     def p_delta(self, node: Node) -> tuple[str, int]:
-        return self.n.delta.format(node.attrs[0]), ATOM
+        return self.n.delta.format(node.attrs.label), ATOM
 
     def p_const(self, node: Node) -> tuple[str, int]:
-        value = node.attrs[0]
+        value = node.attrs.value
         text = self.n.scalar(value)
         if value.is_negative:
             return text, NEG
@@ -217,7 +217,7 @@ class Printer:
 
     def p_identity(self, node: Node) -> tuple[str, int]:
         if "I" in self.names:
-            return self.n.sized_identity.format(self.n.scalar(node.attrs[0])), ATOM
+            return self.n.sized_identity.format(self.n.scalar(node.attrs.n)), ATOM
         return self.n.identity, ATOM
 
     # -- sums and products -----------------------------------------------------------------
@@ -255,7 +255,7 @@ class Printer:
         ``c 𝟙𝟙ᵀ`` (a number). A vector stays as written: NumPy adds it to every row."""
         if total.rank != 2 or term.shape == total.shape or term.rank == 1:
             return text
-        if term.op == "expand" and term.attrs[0] == 1:    # a vector as a column
+        if term.op == "expand" and term.attrs.axis == 1:    # a vector as a column
             text = self.wrap(term.args[0], ATOM)
         elif not text.startswith("("):
             text = f"({text})" if " " in text else text
@@ -374,11 +374,11 @@ class Printer:
     def kron_operand(self, x: Node) -> str:
         """An operand of ⊗; identities show their size (``I_p``), products are bracketed."""
         if x.op == "identity":
-            return self.n.sized_identity.format(self.n.scalar(x.attrs[0]))
+            return self.n.sized_identity.format(self.n.scalar(x.attrs.n))
         return self.wrap(x, MATMUL + 1)
 
     def p_diag_embedding(self, node: Node) -> tuple[str, int]:
-        return self.n.diag_embedding.format(self.n.scalar(node.attrs[0])), ATOM
+        return self.n.diag_embedding.format(self.n.scalar(node.attrs.n)), ATOM
 
     def p_commutation(self, node: Node) -> tuple[str, int]:
         rows, cols = (self.n.scalar(d) for d in node.attrs)
@@ -394,7 +394,7 @@ class Printer:
         return self.wrap(node.args[0], ATOM) + self.n.inverse, POSTFIX
 
     def p_matrix_power(self, node: Node) -> tuple[str, int]:
-        return self.n.power(self.wrap(node.args[0], ATOM), sympy.Integer(node.attrs[0])), POSTFIX
+        return self.n.power(self.wrap(node.args[0], ATOM), sympy.Integer(node.attrs.k)), POSTFIX
 
     def p_norm(self, node: Node) -> tuple[str, int]:
         (x,) = node.args
@@ -443,16 +443,16 @@ class Printer:
         if node.rank == 2 and x.rank == 2 and x.shape[1] != node.shape[1]:
             column = x.args[0] if x.op == "expand" else x        # a column repeated across
             return f"{self.wrap(column, MATMUL + 1)} {ones_row}", MATMUL
-        shape = "[" + ", ".join(self.n.scalar(d) for d in node.attrs[0]) + "]"
+        shape = "[" + ", ".join(self.n.scalar(d) for d in node.attrs.shape) + "]"
         return self.call("broadcast", self(node.args[0]), shape)
 
     def p_softmax(self, node: Node) -> tuple[str, int]:
-        return self.call(node.op, self(node.args[0]), *self.axis_part(node.attrs[0], -1))
+        return self.call(node.op, self(node.args[0]), *self.axis_part(node.attrs.axis, -1))
 
     p_log_softmax = p_softmax
 
     def p_logsumexp(self, node: Node) -> tuple[str, int]:
-        return self.call("logsumexp", self(node.args[0]), *self.axis_part(node.attrs[0], None))
+        return self.call("logsumexp", self(node.args[0]), *self.axis_part(node.attrs.axis, None))
 
     def p_onehot(self, node: Node) -> tuple[str, int]:
         return self.call("onehot", self(node.args[0]))

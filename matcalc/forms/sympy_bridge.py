@@ -38,13 +38,13 @@ def is_matrix(value: sympy.Expr) -> bool:
 def convert(node: Node, args: list[sympy.Expr]) -> sympy.Expr:
     op = node.op
     if op in ("var", "named"):
-        return leaf(node.attrs[0], node.shape)
+        return leaf(node.attrs.name, node.shape)
     if op == "delta":
-        return leaf(f"delta{node.attrs[0]}", node.shape)
+        return leaf(f"delta{node.attrs.label}", node.shape)
     if op == "const":
-        return node.attrs[0]
+        return node.attrs.value
     if op == "identity":
-        return sympy.Identity(node.attrs[0])
+        return sympy.Identity(node.attrs.n)
     if op == "zeros":
         return sympy.ZeroMatrix(*node.shape) if len(node.shape) == 2 else sympy.Integer(0)
     if op == "add":

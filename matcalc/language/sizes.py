@@ -28,7 +28,7 @@ def check_memory(program: Program, sizes: Mapping[str, int], hint: str,
     if total <= MEMORY_BUDGET:
         return
     count, largest = max(entries, key=lambda pair: pair[0])
-    name = f"`{largest.attrs[0]}` " if largest.op in ("var", "named") else "an intermediate "
+    name = f"`{largest.attrs.name}` " if largest.op in ("var", "named") else "an intermediate "
     used = sorted({str(s) for _, node in entries for d in node.shape for s in d.free_symbols})
     at = ", ".join(f"{d} = {sizes[d]}" for d in used if d in sizes)
     raise MatcalcError(

@@ -29,16 +29,16 @@ def domains(program: Program) -> dict[str, str]:
                              if has_property(node, kind)}
     for node in postorder([program.function]):
         kind = OPERATIONS[node.op].domain
-        if node.op == "pow" and node.args[1].op == "const" and not node.args[1].attrs[0].is_integer:
-            kind = "positive"
-        if node.op == "pow" and node.args[1].op == "const" and node.args[1].attrs[0].is_negative:
-            kind = "positive"
+        if node.op == "pow" and node.args[1].op == "const":
+            k = node.args[1].attrs.value
+            if not k.is_integer or k.is_negative:
+                kind = "positive"
         targets = node.args[:1]
         if kind:
             for target in targets:
                 for leaf in postorder([target]):
                     if leaf.op == "var":
-                        needs.setdefault(leaf.attrs[0], kind)
+                        needs.setdefault(leaf.attrs.name, kind)
     return needs
 
 

@@ -152,7 +152,7 @@ class Expander:
     # -- leaves ----------------------------------------------------------------------------
 
     def op_var(self, node: Node) -> Tensor:
-        name, shape, symmetric = node.attrs[0], node.attrs[-1], has_property(node, "symmetric")
+        name, shape, symmetric = node.attrs.name, node.attrs.shape, has_property(node, "symmetric")
         if has_property(node, "labels"):
             raise MatcalcError("the exact check does not expand integer class labels")
         positive = name in self.positive
@@ -163,17 +163,17 @@ class Expander:
         return entries
 
     def op_const(self, node: Node) -> Tensor:
-        return Tensor((), (self.number(node.attrs[0]),))
+        return Tensor((), (self.number(node.attrs.value),))
 
     def op_zeros(self, node: Node) -> Tensor:
-        return Tensor.build(self.shape(node.attrs[0]), lambda i: sympy.Integer(0))
+        return Tensor.build(self.shape(node.attrs.shape), lambda i: sympy.Integer(0))
 
     def op_identity(self, node: Node) -> Tensor:
-        n = int(self.number(node.attrs[0]))
+        n = int(self.number(node.attrs.n))
         return Tensor.of_matrix(sympy.eye(n), (n, n))
 
     def op_delta(self, node: Node) -> Tensor:
-        return self(self.signals[node.attrs[0]])
+        return self(self.signals[node.attrs.label])
 
     def op_named(self, node: Node, definition: Tensor) -> Tensor:
         return definition
@@ -197,7 +197,7 @@ class Expander:
         return Tensor(x.shape[:axis] + (1,) + x.shape[axis:], x.flat)
 
     def op_broadcast(self, node: Node, x: Tensor) -> Tensor:
-        return Tensor.build(self.shape(node.attrs[0]), lambda i: x[source_index(i, x.shape)])
+        return Tensor.build(self.shape(node.attrs.shape), lambda i: x[source_index(i, x.shape)])
 
     # -- linear algebra --------------------------------------------------------------------
 
@@ -254,7 +254,7 @@ class Expander:
 
     def op_diag_embedding(self, node: Node) -> Tensor:
         """E with E v = vec(diag(v)): entry (i + n i, i)."""
-        n = int(self.number(node.attrs[0]))
+        n = int(self.number(node.attrs.n))
         return Tensor.build((n * n, n),
                             lambda index: sympy.Integer(int(index[0] == index[1] * (n + 1))))
 
@@ -265,13 +265,13 @@ class Expander:
 
     def op_softmax(self, node: Node, x: Tensor) -> Tensor:
         e = x.map(sympy.exp)
-        return broadcast(lambda a, s: a / s, e, reduce(e, node.attrs[0], True))
+        return broadcast(lambda a, s: a / s, e, reduce(e, node.attrs.axis, True))
 
     def op_log_softmax(self, node: Node, x: Tensor) -> Tensor:
-        return log_softmax(x, node.attrs[0])
+        return log_softmax(x, node.attrs.axis)
 
     def op_logsumexp(self, node: Node, x: Tensor) -> Tensor:
-        return reduce(x.map(sympy.exp), node.attrs[0], False).map(sympy.log)
+        return reduce(x.map(sympy.exp), node.attrs.axis, False).map(sympy.log)
 
     def op_softmax_cross_entropy(self, node: Node, z: Tensor, y: Tensor) -> Tensor:
         rows = z.shape[0] if len(z.shape) == 2 else 1
