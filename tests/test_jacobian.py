@@ -275,7 +275,7 @@ INDEXED = [
 @pytest.mark.parametrize("source", INDEXED)
 def test_index_forms_equal_the_kronecker_forms_entry_by_entry(source: str) -> None:
     """Evaluate the index form's terms with einsum and compare with the vec-form Jacobian."""
-    from matcalc.forms.kronecker import IndexExpander, dims, eliminate
+    from matcalc.forms.index_form import IndexExpander, dims, eliminate
 
     wrt = "W" if "W:" in source else "X"
     result = jacobian(source, [wrt])

@@ -1,0 +1,235 @@
+"""How derivations are presented: aligned text, LaTeX, JSON and NumPy statements, and the prose
+of the notes a careful reader needs. :mod:`matcalc.forms.derivation` computes; this formats."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sympy
+
+from matcalc.core.ir import (
+    Node,
+    dim_str,
+    has_property,
+    is_labels,
+    is_zero,
+    postorder,
+    rows_sum_to_one,
+    shape_str,
+)
+from matcalc.forms.codegen import numpy_block
+from matcalc.forms.printing import ATOM, LATEX, TEXT, Printer, Weigher
+from matcalc.forms.results import Gradient, Result
+from matcalc.forms.sympy_bridge import to_sympy
+from matcalc.language.lowering import Program
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How a derivative is written: its left-hand side in text and LaTeX, its code name."""
+
+    text: str
+    latex: str
+    prefix: str
+
+
+KINDS = {
+    "grad": Kind("∂{f}/∂{x}", r"\frac{{\partial {f}}}{{\partial {x}}}", "grad"),
+    "jac": Kind("∂{f}/∂{x}", r"\frac{{\partial {f}}}{{\partial {x}}}", "jac"),
+    "hess": Kind("∂²{f}/∂{x}²", r"\frac{{\partial^2 {f}}}{{\partial {x}^2}}", "hess"),
+    "kron": Kind("∂vec({f})/∂vec({x})",
+                 r"\frac{{\partial \operatorname{{vec}} {f}}}{{\partial \operatorname{{vec}} {x}}}",
+                 "jac"),
+    "hvp": Kind("(∂²{f}/∂{x}²) {v}", r"\frac{{\partial^2 {f}}}{{\partial {x}^2}} {v}", "hvp"),
+    "hess_kron": Kind("∂²{f}/∂vec({x})²",
+                      r"\frac{{\partial^2 {f}}}{{\partial \operatorname{{vec}} {x}^2}}", "hess"),
+}
+
+
+class Derivation(Result):
+    """A derivation with its views: text, LaTeX, NumPy statements, JSON."""
+
+    def partial(self, name: str, notation=TEXT, kind: str = "grad", direction: str = "") -> str:
+        """``∂f/∂x`` (or ``∂²f/∂x²`` …) in the notation."""
+        template = getattr(KINDS[kind], notation.name)
+        return template.format(f=notation.symbol(self.f), x=notation.symbol(name),
+                               v=notation.symbol(direction) if direction else "")
+
+    def lhs(self, g: Gradient, notation=TEXT) -> str:
+        return self.partial(g.wrt, notation, g.kind, g.direction)
+
+    def text(self) -> str:
+        """One line per variable: ``∂f/∂x = (A + Aᵀ) x   [n]``; with steps, the derivation."""
+        printer = Printer(TEXT, self.names)
+        rows = [(self.lhs(g), formula(printer, g.expr), g.shape) for g in self.gradients]
+        if not self.steps and not self.stepwise:
+            indices = "".join(f"\nindex form: {g.index}" for g in self.gradients if g.index)
+            return aligned(rows) + indices + self.notes_text()
+        forward = [(name, printer(node.args[0]), node.shape)
+                   for name, node in self.program.intermediates.items()]
+        users = self.users()
+        signals = [(f"δ{s.label} = {self.partial(s.name)}", printer(s.expr), s.node.shape,
+                    "back through " + ", ".join(users.get(s.name, ())))
+                   for s in self.steps]
+        parts = ["Forward pass:", aligned(forward, indent="  ")]
+        if signals:
+            parts += [f"Backward pass (error signals δ = ∂{self.f}/∂·, each shaped like what it "
+                      "differentiates):", aligned(signals, indent="  ")]
+        parts += ["Gradients (each shaped like its variable):", aligned(rows, indent="  ")]
+        return "\n".join(parts) + self.notes_text()
+
+    def notes_text(self) -> str:
+        return "".join(f"\nnote: {note}" for note in self.notes)
+
+    def latex(self) -> str:
+        """LaTeX lines, one equation per variable (error signals first with steps)."""
+        printer = Printer(LATEX, self.names)
+        lines = [rf"\delta_{{{s.label}}} = {self.partial(s.name, LATEX)} = {printer(s.expr)}"
+                 for s in self.steps]
+        lines += [f"{self.lhs(g, LATEX)} = {formula(printer, g.expr)}" for g in self.gradients]
+        return " \\\\\n".join(lines)
+
+    def _repr_latex_(self) -> str:
+        return "$$\\begin{aligned}" + self.latex().replace(" = ", " &= ", 1) + "\\end{aligned}$$"
+
+    def numpy(self) -> str:
+        """Python statements assigning ``grad_<NAME>``; shared work computed once."""
+        return self.code_for(self.gradients)
+
+    def code_for(self, gradients: Sequence[Gradient]) -> str:
+        """Statements assigning each error signal in turn, then each result."""
+        outputs = [(f"{KINDS[g.kind].prefix}_{g.wrt}", g.expr) for g in gradients]
+        return numpy_block(outputs, list(self.program.variables.values()), self.signals(),
+                           self.f).source()
+
+    def json(self) -> list[dict]:
+        """``[{wrt, shape, text, latex, numpy}]``, one object per variable."""
+        return [
+            {
+                "wrt": g.wrt,
+                "shape": [int(d) if d.is_Integer else str(d) for d in g.shape],
+                "text": formula(Printer(TEXT, self.names), g.expr),
+                "latex": formula(Printer(LATEX, self.names), g.expr),
+                "numpy": self.code_for([g]),
+                **({"index": g.index} if g.index else {}),
+            }
+            for g in self.gradients
+        ]
+
+    def to_sympy(self) -> dict[str, sympy.Expr]:
+        """Each gradient as a SymPy matrix expression, for display."""
+        return {g.wrt: to_sympy(g.expr) for g in self.gradients}
+
+
+ALIGNED = 100
+
+
+def aligned(rows: Sequence[tuple], indent: str = "") -> str:
+    """``name = formula   [shape]   comment`` lines, shapes (and comments) in one column (lines
+    longer than ``ALIGNED`` characters are not padded to, nor padded)."""
+    lines = [f"{indent}{row[0]} = {row[1]}" for row in rows]
+    width = max((len(line) for line in lines if len(line) <= ALIGNED), default=0)
+    shapes = [shape_str(row[2]) for row in rows]
+    shape_width = max((len(text) for text in shapes), default=0)
+    return "\n".join(
+        f"{line.ljust(width)}   {shape.ljust(shape_width)}   {row[3]}".rstrip()
+        if len(row) > 3 else f"{line.ljust(width)}   {shape}"
+        for line, shape, row in zip(lines, shapes, rows, strict=True))
+
+
+MAX_INLINE_SIZE = 400
+"""Past this many terms a gradient is written with named error signals δ."""
+MAX_PRINTED_SIZE = 5000
+"""Past this many terms a formula is not printed (its code is still generated)."""
+
+
+def weight(expr: Node) -> int:
+    """How many array terms ``expr`` has written out in full (shared parts counted each time)."""
+    return Weigher()(expr)[0]
+
+
+def formula(printer: Printer, expr: Node) -> str:
+    """``expr`` in the printer's notation, or a placeholder when it is too long to print."""
+    size = weight(expr)
+    if size > MAX_PRINTED_SIZE:
+        more = f"{size:,}" if size < Weigher.CAP else f"more than {Weigher.CAP:,}"
+        return f"… ({more} terms written out: too long to print; --format numpy computes it)"
+    return printer(expr)
+
+
+TOO_LONG_NOTE = (f"written out in full a gradient would have more than {MAX_INLINE_SIZE} terms; "
+                 "it is shown with named error signals δ instead.")
+
+CE_NOTES = {
+    "general": "softmax_cross_entropy({z_}, {y_}) = −Σ {y} ⊙ log_softmax({z_}){per}: its gradient "
+               "with respect to the logits, (softmax({z_}) ⊙ ({y} 𝟙) − {y}){per}, holds for any "
+               "targets; {advice}",
+    "rows": "softmax_cross_entropy({z_}, {y_}): each row of {y} sums to 1 ({why}), so its "
+            "gradient with respect to the logits is (softmax({z_}) − {y}){per}.",
+    "labels": "softmax_cross_entropy({z_}, {y_}) with integer class labels {y} is "
+              "−Σᵢ log_softmax({z_})ᵢ,{y}ᵢ{per}, as PyTorch's cross_entropy; onehot({y}) is "
+              "never formed in the generated code.",
+}
+ADVICE = {
+    True: "declare `{y}: {shape} onehot` (or `probabilities`) when each row sums to 1, to get "
+          "softmax({z_}) − {y}.",
+    False: "for targets whose rows sum to 1 it is softmax({z_}) − {y}.",
+}
+
+
+def cross_entropy_note(node: Node, printer: Printer) -> str:
+    """What the gradient of ``softmax_cross_entropy(z, y)`` assumes, in the program's names."""
+    z, y = node.args
+    kind = "labels" if is_labels(y) else "rows" if rows_sum_to_one(y) else "general"
+    why = next((f"declared {p}" for p in ("onehot", "probabilities") if has_property(y, p)),
+               "a softmax")
+    names = {"z_": printer(z), "y_": printer(y), "y": printer.wrap(y, ATOM), "why": why,
+             "per": f" / {dim_str(z.shape[0])}" if z.rank == 2 else "",
+             "shape": shape_str(y.shape)}
+    return CE_NOTES[kind].format(advice=ADVICE[y.op == "var"].format(**names), **names)
+
+
+SYMMETRIC_NOTE = (
+    "{x} is symmetric: ∂{f}/∂{x} is the gradient among symmetric matrices, (G + Gᵀ)/2 for the "
+    "unconstrained G, so that {x} − η ∂{f}/∂{x} stays symmetric. Derivatives with respect to "
+    "the independent entries {x}ᵢⱼ (i ≤ j), as in the Matrix Cookbook, are G + Gᵀ − I ⊙ G.")
+
+
+def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
+    """What a careful reader should know about these results."""
+    found: list[str] = [SYMMETRIC_NOTE.format(f=program.function_name, x=g.wrt)
+                        for g in gradients if has_property(g.node, "symmetric")
+                        and g.kind == "grad"]
+    order = postorder([program.function])                # reading order: notes in it too
+    depends = set(order)
+    for g in gradients:
+        if is_zero(g.expr) and g.node not in depends:
+            found.append(f"{program.function_name} does not depend on {g.wrt}; "
+                         "its gradient is zero.")
+    printer = Printer(TEXT)
+    for node in (n for n in order if n.op == "softmax_cross_entropy"):
+        z, y = (set(n for n in postorder([a]) if n.op == "var") for a in node.args)
+        if z & y:
+            continue                      # targets made of the logits: the formula would mislead
+        note = cross_entropy_note(node, printer)
+        if note not in found:
+            found.append(note)
+    return found
+
+
+LAYOUT_NOTE = {
+    "numerator": "numerator layout: (∂{f}/∂{x})ᵢⱼ = ∂{f}ᵢ/∂{x}ⱼ, rows follow {f}.",
+    "denominator": "denominator layout: (∂{f}/∂{x})ᵢⱼ = ∂{f}ⱼ/∂{x}ᵢ, rows follow {x}, "
+                   "the transpose of the numerator-layout Jacobian.",
+}
+SCALAR_NUMERATOR_NOTE = ("numerator layout: for the scalar {f}, ∂{f}/∂x is the gradient "
+                         "transposed, a row for a vector x: (∂{f}/∂x)ᵢⱼ = ∂{f}/∂xⱼᵢ.")
+VEC_NOTE = ("{layout} layout of ∂vec({f})/∂vec({x}); vec stacks the columns of a matrix "
+            "(Magnus & Neudecker), so vec(A X B) = (Bᵀ ⊗ A) vec(X).")
+INDEX_NOTE = " The index form gives each entry."
+HESSIAN_VEC_NOTE = ("∂²{f}/∂vec({x})² is the Hessian of {f} as a function of vec({x}), vec "
+                    "stacking the columns of {x} (Magnus & Neudecker: vec(A X B) = (Bᵀ ⊗ A) "
+                    "vec(X)).")
+EMBEDDING_NOTE = (" E_n = Σᵢ (eᵢ ⊗ eᵢ) eᵢᵀ puts a vector on a diagonal: vec(diag(v)) = E_n v, and "
+                  "diag(X) = E_nᵀ vec(X).")
