@@ -52,6 +52,31 @@ def test_npz_regression_and_constants(tmp_path: Path) -> None:
     assert np.allclose(history.params["w"], [1.0, -2.0, 0.5], atol=1e-3)
 
 
+def test_a_symmetric_parameter_starts_and_stays_symmetric(tmp_path: Path) -> None:
+    """A quadratic form xᵀ S x with S declared symmetric is fitted: S is drawn symmetric and
+    every step keeps it so (the generated code checks the declaration)."""
+    rng = np.random.default_rng(2)
+    inputs = rng.normal(size=(400, 3))
+    target = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, -1.0], [0.0, -1.0, 3.0]])
+    path = tmp_path / "quadratic.npz"
+    np.savez(path, X=inputs, Y=np.einsum("ni,ij,nj->n", inputs, target, inputs)[:, None])
+    program = "X: [N, D]; Y: [N, 1]; S: [D, D] symmetric\n" \
+              "L = mse(sum((X @ S) * X, axis=1, keepdims=True), Y)"
+    history = train(program, ["S"], str(path), epochs=60, lr=0.02)
+    fitted = history.params["S"]
+    assert np.array_equal(fitted, fitted.T)
+    assert np.allclose(fitted, target, atol=1e-2), fitted
+
+
+def test_the_batch_cannot_size_another_axis(tmp_path: Path) -> None:
+    path = tmp_path / "square.npz"
+    np.savez(path, X=np.eye(4), Y=np.ones((4, 1)))
+    result = run("train", "X: [N, N] symmetric; Y: [N, 1]; w: [N, 1]; L = mse(X @ w, Y)",
+                 "--wrt", "w", "--data", str(path))
+    assert result.exit_code == 2
+    assert "`N` is the batch, the rows of `X` and `Y`, but `X: [N, N]` uses it" in result.output
+
+
 def test_blobs_line_fit() -> None:
     pytest.importorskip("sklearn")
     result = run("train", LINE, "--wrt", "m", "--wrt", "b", "--x", "x", "--y", "y",

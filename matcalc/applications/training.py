@@ -25,7 +25,15 @@ import numpy as np
 import sympy
 
 from matcalc.applications import figures, variance
-from matcalc.core.ir import Node, class_counts, const_value, is_labels, postorder, shape_str
+from matcalc.core.ir import (
+    Node,
+    class_counts,
+    const_value,
+    has_property,
+    is_labels,
+    postorder,
+    shape_str,
+)
 from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.forms.generated import lambdify
 from matcalc.forms.printing import to_text
@@ -265,7 +273,16 @@ def batch_dim(program: Program, x: str, y: str) -> str:
         raise MatcalcError(
             f"`{x}` and `{y}` need the batch as their first dimension (declared {declared})",
             hint=f"Declare one row per example, e.g. `{x}: [N, D]; {y}: [N, C]`.")
-    return str(dims[0][0])
+    batch = dims[0][0]
+    for name, node in program.variables.items():
+        axes = node.shape[1:] if name in (x, y) else node.shape
+        if any(batch in d.free_symbols for d in axes):
+            raise MatcalcError(
+                f"`{batch}` is the batch, the rows of `{x}` and `{y}`, but `{name}: "
+                f"{shape_str(node.shape)}` uses it for another axis: a minibatch changes the "
+                f"batch size, and that axis with it",
+                hint=f"Give that axis a size of its own, e.g. `{x}: [{batch}, D]` and `w: [D, 1]`.")
+    return str(batch)
 
 
 def shaped(node: Node, rows: np.ndarray) -> np.ndarray:
@@ -397,7 +414,10 @@ def initial_params(program: Program, wrt: Sequence[str], sizes: Mapping[str, int
             params[name], notes[name] = np.zeros(shape), "zeros"
             continue
         var, why = weight_variance(init, layer)
-        params[name] = rng.standard_normal(shape) * math.sqrt(var)
+        draw = rng.standard_normal(shape)
+        if has_property(node, "symmetric"):          # (A + Aᵀ)/√2: off-diagonals keep Var
+            draw, why = (draw + draw.T) / math.sqrt(2), why + ", symmetrised"
+        params[name] = draw * math.sqrt(var)
         notes[name] = f"normal, Var = {var:.4g} ({why})"
     return params, notes
 
