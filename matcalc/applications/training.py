@@ -22,7 +22,6 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-import sympy
 
 from matcalc.applications import figures, variance
 from matcalc.core.ir import (
@@ -38,7 +37,7 @@ from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.forms.generated import lambdify
 from matcalc.forms.printing import to_text
 from matcalc.language.lowering import Program, parse
-from matcalc.language.sizes import check_memory
+from matcalc.language.sizes import check_memory, concrete_shape, size_of
 from matcalc.language.source import read_source
 
 DATASETS = ("digits", "blobs")
@@ -362,15 +361,10 @@ def layer_of(program: Program, weight: Node, sizes: Mapping[str, int]) -> Layer 
             continue
         for mine, other in (node.args, node.args[::-1]):
             if mine is weight or (mine.op == "transpose" and mine.args[0] is weight):
-                fan_in = concrete(node.args[0].shape[-1], sizes)
-                total = math.prod(concrete(d, sizes) for d in weight.shape)
+                fan_in = size_of(node.args[0].shape[-1], sizes)
+                total = math.prod(concrete_shape(weight.shape, sizes))
                 return Layer(fan_in, total // fan_in, other)
     return None
-
-
-def concrete(dim: sympy.Expr, sizes: Mapping[str, int]) -> int:
-    """A declared dimension's size: a number, or a name looked up in ``sizes``."""
-    return int(dim) if dim.is_Integer else sizes[str(dim)]
 
 
 def input_activation(node: Node) -> variance.Activation | None:
@@ -408,7 +402,7 @@ def initial_params(program: Program, wrt: Sequence[str], sizes: Mapping[str, int
     params, notes = {}, {}
     for name in wrt:
         node = program.variables[name]
-        shape = tuple(concrete(d, sizes) for d in node.shape)
+        shape = concrete_shape(node.shape, sizes)
         layer = layer_of(program, node, sizes)
         if layer is None:
             params[name], notes[name] = np.zeros(shape), "zeros"

@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
 
-from matcalc.core.ir import Node, postorder, shape_str
+from matcalc.core.ir import Dim, Node, postorder, shape_str
 from matcalc.errors import MatcalcError
 from matcalc.language.lowering import Program
 
@@ -22,8 +21,7 @@ def check_memory(program: Program, sizes: Mapping[str, int], hint: str,
     ``MEMORY_BUDGET`` bytes as float64."""
     roots = [*program.variables.values(), *program.intermediates.values(), *extra]
     nodes = postorder([*roots, *([program.function] if program.function is not None else [])])
-    symbols = {program.dims[name]: value for name, value in sizes.items() if name in program.dims}
-    entries = [(math.prod(_concrete(d, symbols) for d in node.shape), node) for node in nodes]
+    entries = [(math.prod(concrete_shape(node.shape, sizes)), node) for node in nodes]
     total = 8 * sum(count for count, _ in entries)
     if total <= MEMORY_BUDGET:
         return
@@ -37,12 +35,19 @@ def check_memory(program: Program, sizes: Mapping[str, int], hint: str,
         f"{gigabytes(MEMORY_BUDGET)} GB matcalc allows", hint=hint)
 
 
-def _concrete(dim: Any, symbols: Mapping[Any, int]) -> int:
+def size_of(dim: Dim, sizes: Mapping[str, int]) -> int:
+    """A dimension at ``sizes`` (sizes by name): a number as it is, a name looked up, a
+    product of names (``n·p``) multiplied out."""
     if dim.is_Integer:
         return int(dim)
-    if dim in symbols:
-        return int(symbols[dim])
-    return int(dim.subs(symbols))
+    if str(dim) in sizes:
+        return int(sizes[str(dim)])
+    return int(dim.subs({s: sizes[str(s)] for s in dim.free_symbols}))
+
+
+def concrete_shape(shape: Iterable[Dim], sizes: Mapping[str, int]) -> tuple[int, ...]:
+    """A declared shape at ``sizes``: ``[n, 3]`` with n = 5 is ``(5, 3)``."""
+    return tuple(size_of(d, sizes) for d in shape)
 
 
 def gigabytes(count: int) -> str:

@@ -35,6 +35,7 @@ import torch
 import matcalc
 from matcalc.errors import MatcalcError
 from matcalc.language import syntax
+from matcalc.language.sizes import concrete_shape
 from matcalc.proofs import programs
 from matcalc.proofs.time_limits import OutOfTime, time_limit
 from matcalc.proofs.torch_reference import Trace, torch_trace
@@ -225,10 +226,6 @@ def annotations(source: str) -> dict[str, tuple[str, str]]:
     return found
 
 
-def concrete(shape: tuple, sizes: dict[str, int]) -> tuple[int, ...]:
-    return tuple(int(d) if d.is_Integer else sizes[str(d)] for d in shape)
-
-
 def sample(shape: tuple[int, ...], prop: str, kind: str, sizes: dict[str, int],
            rng: np.random.Generator) -> np.ndarray:
     """A float64 array (int64 for labels) that is what its declaration promises."""
@@ -293,7 +290,7 @@ class Context:
     def draw(self) -> dict[str, np.ndarray]:
         """Random arrays for every variable, each what its declaration promises."""
         kinds, sizes = annotations(self.case.source), self.sizes
-        return {name: sample(concrete(node.shape, sizes), *kinds.get(name, ("", "")), sizes,
+        return {name: sample(concrete_shape(node.shape, sizes), *kinds.get(name, ("", "")), sizes,
                              self.rng)
                 for name, node in self.program.variables.items()}
 

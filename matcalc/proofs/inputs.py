@@ -10,12 +10,8 @@ import numpy as np
 from matcalc.core.ir import OPERATIONS, class_counts, has_property, is_labels, postorder
 from matcalc.errors import MatcalcError
 from matcalc.language.lowering import Program
+from matcalc.language.sizes import concrete_shape
 from matcalc.proofs.evaluation import evaluator, function_value
-
-
-def concrete_shape(shape: tuple, sizes: Mapping[str, int]) -> tuple[int, ...]:
-    """Substitute sizes for symbolic dimensions."""
-    return tuple(int(d) if d.is_Integer else int(sizes[str(d)]) for d in shape)
 
 
 def domains(program: Program) -> dict[str, str]:
