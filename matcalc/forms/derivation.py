@@ -14,7 +14,7 @@ from matcalc.core.simplify import new_axis, reduce_sum, transpose
 from matcalc.errors import MatcalcError
 from matcalc.forms.index_form import index_form
 from matcalc.forms.kronecker import kronecker_matrix
-from matcalc.forms.linear_map import linear_matrix, seed
+from matcalc.forms.linear_map import linear_matrix, probe
 from matcalc.forms.rendering import (
     EMBEDDING_NOTE,
     HESSIAN_VEC_NOTE,
@@ -106,7 +106,7 @@ def jacobian(
 ) -> Derivation:
     """∂f/∂x in matrix form for a vector (or scalar) function of vectors (or scalars).
 
-    The rules give ∂(ūᵀ f)/∂x = Jᵀ ū for a seed ū; ``linear_map.linear_matrix`` reads off Jᵀ
+    The rules give ∂(ūᵀ f)/∂x = Jᵀ ū for a probe ū; ``linear_map.linear_matrix`` reads off Jᵀ
     (denominator layout), transposed for numerator layout.
     """
     program = source if isinstance(source, Program) else parse(source, declarations)
@@ -118,7 +118,7 @@ def jacobian(
                                 for g in result.gradients]
             result.notes.append(SCALAR_NUMERATOR_NOTE.format(f=result.f))
         return result
-    u = seed(f.shape)
+    u = probe(f.shape)
     targets = [program.lookup(name) for name in wrt]
     adjoints, _ = vector_jacobian_products(reduce_sum(u * f), targets)
     gradients = [jacobian_of(program.function_name, name, x, adjoints[x], u, layout)
@@ -191,7 +191,7 @@ def hessian(
     if has_property(x, "symmetric"):
         raise MatcalcError(f"{wrt} is symmetric: its Hessian acts on symmetric directions only; "
                            f"use --hvp V for the product H V (V symmetric) in matrix form")
-    u = seed(x.shape)
+    u = probe(x.shape)
     adjoints, _ = vector_jacobian_products(reduce_sum(u * g), [x])
     h = jacobian_of(program.function_name, wrt, x, adjoints[x], u, "denominator")
     if h.kind == "jac":

@@ -2,7 +2,7 @@
 
 For a matrix function F(X) the Jacobian ∂vec(F)/∂vec(X) is read off the same way as a vector
 Jacobian (:mod:`matcalc.forms.linear_map`): the rules give ∂⟨U, F⟩/∂X = L(U), linear in the
-seed U, and ``vec(L(U)) = M vec(U)`` is read structurally with the vec identities (column-major vec)
+probe U, and ``vec(L(U)) = M vec(U)`` is read structurally with the vec identities (column-major vec)
 
     vec(A U B) = (Bᵀ ⊗ A) vec(U)      vec(Uᵀ) = K vec(U)      vec(C ⊙ U) = diag(vec(C)) vec(U)
 
@@ -62,7 +62,7 @@ def broadcast_matrix(source: tuple, target: tuple) -> Node:
 
 
 class KroneckerReader(LinearReader):
-    """Reads ``M`` with ``vec(E) = M vec(U)`` for expressions linear in the seed ``U``."""
+    """Reads ``M`` with ``vec(E) = M vec(U)`` for expressions linear in the probe ``U``."""
 
     def size(self, node: Node):
         r, c = as_matrix(node.shape)
@@ -104,7 +104,7 @@ class KroneckerReader(LinearReader):
     def r_matmul(self, e: Node) -> Node:
         a, b = e.args
         if a in self.dependent and b in self.dependent:
-            raise MatcalcError("the seed appears on both sides of a product")
+            raise MatcalcError("the probe appears on both sides of a product")
         if b in self.dependent:                          # vec(A F) = (I ⊗ A) vec(F)
             if a.rank == 1:                              # aᵀ f
                 return matmul(new_axis(a, 0), self(b))

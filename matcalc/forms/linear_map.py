@@ -1,7 +1,7 @@
 """The matrix of a linear expression: ``E(u) = M u`` → ``M``.
 
 Jacobians come from the same rules as gradients: the gradient of ``uᵀ f`` with respect to ``x``
-is ``Jᵀ u``, an expression linear in the seed ``u``. Reading off its matrix structurally gives the
+is ``Jᵀ u``, an expression linear in the probe ``u``. Reading off its matrix structurally gives the
 Jacobian in matrix form (``W``, ``diag(1[z > 0])``, ``diag(s) − s sᵀ``) without expanding
 entries. Hessians are Jacobians of gradients.
 
@@ -77,7 +77,7 @@ class LinearMatrix(LinearReader):
             return identity(self.m)
         method = getattr(self, "r_" + e.op, None)
         if method is None:
-            raise MatcalcError(f"{e.op} of the seed is not linear; {HIGHER_ORDER}")
+            raise MatcalcError(f"{e.op} of the probe is not linear; {HIGHER_ORDER}")
         return method(e)
 
     def to_rank(self, matrix: Node, term: Node, e: Node) -> Node:
@@ -109,9 +109,9 @@ class LinearMatrix(LinearReader):
     def r_matmul(self, e: Node) -> Node:
         a, b = e.args
         if a in self.dependent and b in self.dependent:
-            raise MatcalcError(f"the seed appears on both sides of a product; {HIGHER_ORDER}")
+            raise MatcalcError(f"the probe appears on both sides of a product; {HIGHER_ORDER}")
         if a.rank == 2:
-            if a in self.dependent:                   # a matrix-valued function of the seed
+            if a in self.dependent:                   # a matrix-valued function of the probe
                 raise MatcalcError(HIGHER_ORDER)
             return matmul(a, self(b))                 # A (M u) = (A M) u
         known, varying = (b, a) if a in self.dependent else (a, b)
@@ -177,6 +177,7 @@ def linear_matrix(expression: Node, u: Node) -> Node:
     return LinearMatrix(u, expression)(expression)
 
 
-def seed(shape: tuple) -> Node:
-    """The seed ``ū`` of a Jacobian, shaped like the function (a name no program can use)."""
+def probe(shape: tuple) -> Node:
+    """The probe ``ū`` of a Jacobian, shaped like the function (a name no program can use):
+    ∂⟨ū, f⟩/∂x = Jᵀ ū is linear in ū, and its matrix is read off."""
     return var("ū", tuple(shape))
