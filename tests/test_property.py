@@ -96,6 +96,11 @@ def unary(op: str, a: Item, draw) -> Item | None:
     t, s, d = a.text, a.shape, a.depth + 1
     if op == "exp":
         return Item(f"exp({t})", s, d, math.exp(a.mag), math.exp(-a.mag)) if a.mag <= 4 else None
+    if op == "expm1":
+        return Item(f"expm1({t})", s, d, math.exp(a.mag)) if a.mag <= 4 else None
+    if op == "log1p":
+        return Item(f"log1p({t})", s, d, math.log1p(a.mag) + 1, math.log1p(a.low)) if (
+            a.low >= 0.05) else None
     if op == "log":
         if a.low < 0.05:
             return None
@@ -125,7 +130,7 @@ def unary(op: str, a: Item, draw) -> Item | None:
         return Item(f"(-{t})", s, d, a.mag)
     if op == "square_plus_one":
         return bounded_item(f"({t} * {t} + 1)", s, d, a.mag**2 + 1, 1.0)
-    return None
+    raise KeyError(f"no growth bound for {op}: add one here and in suits()")
 
 
 def bounded_item(text: str, shape, depth: int, mag: float, low: float = 0.0, wc: bool = False
@@ -272,9 +277,9 @@ NEEDS_ARRAY = ("@", "sum", "mean", "softmax", "log_softmax", "logsumexp")
 
 def suits(op: str, a: Item) -> bool:
     """Whether ``a`` can be the (first) operand of ``op``."""
-    if op in ("log", "sqrt"):
+    if op in ("log", "sqrt", "log1p"):
         return a.low >= 0.05
-    if op == "exp":
+    if op in ("exp", "expm1"):
         return a.mag <= 4
     if op in WELL_CONDITIONED_OPS:
         return a.wc and is_square(a.shape) and a.shape[0] != ONE

@@ -251,6 +251,9 @@ define("sum", sum_shape, [sum_rule], params=("axis", "keepdims"), **SYMBOL)
 elementwise("exp", lambda g, out, x: g * out, sympy.exp, latex=r"\exp")      # exp′ = exp
 elementwise("log", lambda g, out, x: g / x, sympy.log, latex=r"\log", domain="positive")
 elementwise("sqrt", lambda g, out, x: g / (2 * out), sympy.sqrt, domain="positive")
+elementwise("log1p", lambda g, out, x: g / (1 + x), lambda x: sympy.log(1 + x),
+            domain="positive")                                          # log(1 + x), exactly
+elementwise("expm1", lambda g, out, x: g * (out + 1), lambda x: sympy.exp(x) - 1)
 elementwise("abs", lambda g, out, x: g * sign(x), sympy.Abs, kinked=True)
 elementwise("sin", lambda g, out, x: g * cos(x), sympy.sin, latex=r"\sin")
 elementwise("cos", lambda g, out, x: -(g * sin(x)), sympy.cos, latex=r"\cos")

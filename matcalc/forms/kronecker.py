@@ -1,8 +1,9 @@
 """Third- and fourth-order derivatives in Kronecker (vec) form (index form: :mod:`index_form`).
 
 For a matrix function F(X) the Jacobian ∂vec(F)/∂vec(X) is read off the same way as a vector
-Jacobian (:mod:`matcalc.forms.linear_map`): the rules give ∂⟨U, F⟩/∂X = L(U), linear in the
-probe U, and ``vec(L(U)) = M vec(U)`` is read structurally with the vec identities (column-major vec)
+Jacobian (:mod:`matcalc.forms.linear_map`): the rules give ∂⟨U, F⟩/∂X = L(U), linear in
+the probe U, and ``vec(L(U)) = M vec(U)`` is read structurally with the vec identities
+(column-major vec)
 
     vec(A U B) = (Bᵀ ⊗ A) vec(U)      vec(Uᵀ) = K vec(U)      vec(C ⊙ U) = diag(vec(C)) vec(U)
 

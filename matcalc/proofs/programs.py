@@ -276,7 +276,7 @@ def role(shape: Shape) -> str:
 CONSTANTS = ("0.5", "2.5", "3", "1e-3", "pi", "2/3", "dim")
 POWERS = ("2", "3", "-1", "-2", "0.5", "1.5", "-0.5", "0", "1", "2/3")
 UNARY = ("exp", "log", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid", "relu", "softplus",
-         "gelu", "silu", "leaky_relu", "neg")
+         "gelu", "silu", "leaky_relu", "neg", "log1p", "expm1")
 ELEMENTWISE_BINARY = ("+", "-", "*", "/")
 STRUCTURE = ("@", "@", "@", "T", "sum", "mean", "softmax", "log_softmax", "logsumexp", "trace",
              "det", "logdet", "inv", "matrix_power", "diag", "outer", "norm")
@@ -380,7 +380,8 @@ class Builder:
             self.pool.append(made)
 
     def unary(self, op: str) -> Expr | None:
-        need = {"exp": lambda e: e.mag <= 4, "log": lambda e: e.low >= 0.05,
+        need = {"exp": lambda e: e.mag <= 4, "expm1": lambda e: e.mag <= 4,
+                "log": lambda e: e.low >= 0.05, "log1p": lambda e: e.low >= 0.05,
                 "sqrt": lambda e: e.low >= 0.05}.get(op, lambda e: True)
         a = self.first(need)
         if a is None:
@@ -392,8 +393,12 @@ class Builder:
             return self.leaky_relu(a)
         if op == "exp":
             facts = math.exp(mag), math.exp(-mag)
+        elif op == "expm1":
+            facts = math.exp(mag), 0.0
         elif op == "log":
             facts = max(abs(math.log(low)), math.log(mag) + 1), 0.0
+        elif op == "log1p":
+            facts = math.log1p(mag) + 1, math.log1p(low)
         elif op == "sqrt":
             facts = math.sqrt(mag), math.sqrt(low)
         elif op == "sigmoid":

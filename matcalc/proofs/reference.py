@@ -51,7 +51,8 @@ def _cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
 
 
 NUMPY: dict[str, Callable] = {
-    "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs, "sin": np.sin,
+    "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "log1p": np.log1p, "expm1": np.expm1,
+    "abs": np.abs, "sin": np.sin,
     "cos": np.cos, "tanh": np.tanh, "sigmoid": _sigmoid,
     "relu": lambda x: np.maximum(x, 0), "softplus": lambda x: np.logaddexp(0, x),
     "gelu": _gelu, "silu": lambda x: x * _sigmoid(x),
