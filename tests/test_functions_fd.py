@@ -33,6 +33,7 @@ for name in ELEMENTWISE:
     CASES[f"{name}(A@x)"] = MAT + f"sum({name}(A @ x) * c)"
     CASES[f"{name}(A)"] = "A: [n, m]; W: [n, m]\n" + f"sum({name}(A) * W)"
     CASES[f"{name}-scalar"] = "s: []; t: []\n" + f"{name}(s) * t + {name}(s * t)"
+CASES["square(A@x)"] = MAT + "sum(square(A @ x) * c) + square(x @ x)"
 CASES["leaky_relu-default-a"] = MAT + "sum(leaky_relu(A @ x) * c)"
 CASES["leaky_relu-scalar-a"] = MAT + "a: []\n" + "sum(leaky_relu(A @ x, a) * c)"
 CASES["leaky_relu-vector-a"] = MAT + "a: [n]\n" + "sum(leaky_relu(A @ x, a) * c)"

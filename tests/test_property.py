@@ -109,8 +109,15 @@ def unary(op: str, a: Item, draw) -> Item | None:
         if a.low < 0.05:
             return None
         return Item(f"sqrt({t})", s, d, math.sqrt(a.mag), math.sqrt(a.low))
-    if op in ("sin", "cos", "tanh"):
+    if op in ("sin", "cos", "tanh", "sign", "erf"):
         return Item(f"{op}({t})", s, d, 1.0)
+    if op == "arctan":
+        return Item(f"arctan({t})", s, d, min(a.mag, math.pi / 2))
+    if op == "tan":
+        return Item(f"tan({t})", s, d, math.tan(a.mag)) if a.mag <= 1 else None
+    if op in ("sinh", "cosh"):
+        low = 1.0 if op == "cosh" else 0.0
+        return Item(f"{op}({t})", s, d, math.cosh(a.mag), low) if a.mag <= 4 else None
     if op == "sigmoid":
         low = 1 / (1 + math.exp(a.mag)) if a.mag <= 4 else 0.0
         return Item(f"sigmoid({t})", s, d, 1.0, low)
@@ -279,8 +286,10 @@ def suits(op: str, a: Item) -> bool:
     """Whether ``a`` can be the (first) operand of ``op``."""
     if op in ("log", "sqrt", "log1p"):
         return a.low >= 0.05
-    if op in ("exp", "expm1"):
+    if op in ("exp", "expm1", "sinh", "cosh"):
         return a.mag <= 4
+    if op == "tan":
+        return a.mag <= 1
     if op in WELL_CONDITIONED_OPS:
         return a.wc and is_square(a.shape) and a.shape[0] != ONE
     if op == "trace":

@@ -226,7 +226,8 @@ class OpDef:
     kinked: bool = False
     """Its derivative jumps at 0 of its first argument: checks draw inputs away from 0."""
     domain: str | None = None
-    """What its first argument must be: ``positive`` (log) or ``well_conditioned`` (inv)."""
+    """What its first argument must be: ``positive`` (log), ``small`` (tan, |x| < π/2) or
+    ``well_conditioned`` (inv)."""
     internal: bool = False
     """Made by derivative rules only; programs cannot call it."""
     vec_form: bool = False

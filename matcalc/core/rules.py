@@ -71,8 +71,8 @@ def call(op: str) -> Callable[..., Node]:
     return lambda *args, **attrs: apply(op, *args, attrs=tuple(attrs.values()))
 
 
-exp, log, sign, step, sigmoid, relu, cos, sin = map(
-    call, "exp log sign step sigmoid relu cos sin".split()
+exp, log, sign, step, sigmoid, relu, cos, sin, cosh, sinh = map(
+    call, "exp log sign step sigmoid relu cos sin cosh sinh".split()
 )
 inv, diag, outer = call("inv"), call("diag"), call("outer")
 
@@ -258,6 +258,12 @@ elementwise("abs", lambda g, out, x: g * sign(x), sympy.Abs, kinked=True)
 elementwise("sin", lambda g, out, x: g * cos(x), sympy.sin, latex=r"\sin")
 elementwise("cos", lambda g, out, x: -(g * sin(x)), sympy.cos, latex=r"\cos")
 elementwise("tanh", lambda g, out, x: g * (1 - out**2), sympy.tanh, latex=r"\tanh")
+elementwise("tan", lambda g, out, x: g * (1 + out**2), sympy.tan, latex=r"\tan", domain="small")
+elementwise("arctan", lambda g, out, x: g / (1 + x**2), sympy.atan, latex=r"\arctan")
+elementwise("sinh", lambda g, out, x: g * cosh(x), sympy.sinh, latex=r"\sinh")
+elementwise("cosh", lambda g, out, x: g * sinh(x), sympy.cosh, latex=r"\cosh")
+elementwise("erf", lambda g, out, x: g * (2 / sympy.sqrt(sympy.pi)) * exp(-x**2), sympy.erf,
+            latex=r"\operatorname{erf}", numpy="{_erf}({0})", torch="{xp}.erf({0})")
 elementwise("sigmoid", lambda g, out, x: g * out * (1 - out), real.sigmoid, latex=r"\sigma",
             numpy="{_sigmoid}({0})", torch="{xp}.sigmoid({0})")
 elementwise("relu", lambda g, out, x: g * step(x), real.relu, kinked=True,  # relu′ = 1[x > 0]
@@ -270,7 +276,7 @@ elementwise("silu", lambda g, out, x: g * sigmoid(x) * (1 + x * (1 - sigmoid(x))
             primitives=lambda x: x * sigmoid(x), numpy=METHOD)
 elementwise("step", zero_rule, real.step, kinked=True, internal=True, numpy="({0} > 0)",
             **SYMBOL)                                                          # 1[x > 0]
-elementwise("sign", zero_rule, sympy.sign, kinked=True, internal=True)
+elementwise("sign", zero_rule, sympy.sign, kinked=True)
 elementwise("normal_cdf", lambda g, out, x: g * normal_pdf(x), real.normal_cdf,  # Φ′ = φ
             internal=True, text="Φ", latex=r"\Phi",
             numpy="0.5 * (1 + {_erf}({p0} / {math}.sqrt(2)))",
@@ -360,6 +366,5 @@ SCALAR_FUNCTIONS: dict[str, Callable[..., sympy.Expr]] = {
     if d.scalar is not None and d.shape is not broadcast_shape or name == "leaky_relu"}
 """Every elementwise function's meaning for one number (``leaky_relu`` takes ``(x, a)``)."""
 
-SYMPY_FUNCTIONS: dict[str, Callable[..., sympy.Expr]] = {**SCALAR_FUNCTIONS, "erf": sympy.erf}
-"""The functions ``matcalc init`` reads in an activation's formula: every elementwise function,
-and erf."""
+SYMPY_FUNCTIONS: dict[str, Callable[..., sympy.Expr]] = dict(SCALAR_FUNCTIONS)
+"""The functions ``matcalc init`` reads in an activation's formula: every elementwise one."""

@@ -91,6 +91,7 @@ def _unary(op: str) -> Signature:
 
 FUNCTIONS: dict[str, Signature] = {
     **{op: _unary(op) for op in callable_elementwise()},
+    "square": Signature(("x",), lambda x: power(x, const(2))),
     "leaky_relu": Signature(("x", "a"), lambda x, a: apply("leaky_relu", x, lift(a)),
                             defaults=(("a", LEAKY_SLOPE),)),
     "sum": Signature(REDUCTION, reduce_sum, NO_AXIS, AXIS, ("keepdims",)),

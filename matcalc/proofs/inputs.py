@@ -17,7 +17,8 @@ from matcalc.proofs.evaluation import evaluator, function_value
 def domains(program: Program) -> dict[str, str]:
     """What each variable must be for the function to be defined and smooth there.
 
-    ``positive`` under log/sqrt/pow with a fractional exponent, ``well_conditioned`` under
+    ``positive`` under log/sqrt/pow with a fractional exponent, ``small`` under tan,
+    ``well_conditioned`` under
     inv/det/logdet/matrix_power; declared targets are ``onehot`` or ``probabilities`` rows.
     """
     needs: dict[str, str] = {name: kind for name, node in program.variables.items()
@@ -42,6 +43,8 @@ def sample(shape: tuple[int, ...], kind: str | None, rng: np.random.Generator) -
     """A float64 array valid for ``kind``."""
     if kind == "positive":
         return rng.uniform(0.5, 2.0, shape)
+    if kind == "small":                               # tan: far from its poles at ±π/2
+        return rng.uniform(-0.5, 0.5, shape)
     if kind == "well_conditioned" and len(shape) == 2 and shape[0] == shape[1]:
         return np.eye(shape[0]) * 2.0 + rng.normal(0, 0.3, shape)
     if kind == "probabilities":

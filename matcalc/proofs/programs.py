@@ -276,8 +276,35 @@ def role(shape: Shape) -> str:
 CONSTANTS = ("0.5", "2.5", "3", "1e-3", "pi", "2/3", "dim")
 POWERS = ("2", "3", "-1", "-2", "0.5", "1.5", "-0.5", "0", "1", "2/3")
 UNARY = ("exp", "log", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid", "relu", "softplus",
-         "gelu", "silu", "leaky_relu", "neg", "log1p", "expm1")
+         "gelu", "silu", "leaky_relu", "neg", "log1p", "expm1", "tan", "arctan", "sinh",
+         "cosh", "erf", "square", "sign")
 ELEMENTWISE_BINARY = ("+", "-", "*", "/")
+
+Bounds = Callable[[float, float], tuple[float, float]]
+GROWTH: dict[str, tuple[Callable[[Expr], bool], Bounds]] = {
+    "exp": (lambda e: e.mag <= 4, lambda mag, low: (math.exp(mag), math.exp(-mag))),
+    "expm1": (lambda e: e.mag <= 4, lambda mag, low: (math.exp(mag), 0.0)),
+    "log": (lambda e: e.low >= 0.05,
+            lambda mag, low: (max(abs(math.log(low)), math.log(mag) + 1), 0.0)),
+    "log1p": (lambda e: e.low >= 0.05, lambda mag, low: (math.log1p(mag) + 1, math.log1p(low))),
+    "sqrt": (lambda e: e.low >= 0.05, lambda mag, low: (math.sqrt(mag), math.sqrt(low))),
+    "sigmoid": (lambda e: True,
+                lambda mag, low: (1.0, 1 / (1 + math.exp(mag)) if mag <= 4 else 0.0)),
+    "softplus": (lambda e: True, lambda mag, low: (
+        mag + 1, math.log1p(math.exp(-mag)) if mag <= 4 else 0.0)),
+    **{op: (lambda e: True, lambda mag, low: (1.0, 0.0))
+       for op in ("sin", "cos", "tanh", "sign", "erf")},
+    "arctan": (lambda e: True, lambda mag, low: (min(mag, math.pi / 2), 0.0)),
+    "tan": (lambda e: e.mag <= 1, lambda mag, low: (math.tan(mag), 0.0)),
+    "sinh": (lambda e: e.mag <= 4, lambda mag, low: (math.sinh(mag), 0.0)),
+    "cosh": (lambda e: e.mag <= 4, lambda mag, low: (math.cosh(mag), 1.0)),
+    "square": (lambda e: e.mag <= 30, lambda mag, low: (mag * mag, low * low)),
+    **{op: (lambda e: True, lambda mag, low: (mag + 1, 0.0))
+       for op in ("abs", "relu", "gelu", "silu")},
+}
+"""For each elementwise function: which operands it takes (away from overflow and from the
+edges of its domain) and bounds on its result's magnitude and, where known, on how close to
+0 it comes, from the operand's."""
 STRUCTURE = ("@", "@", "@", "T", "sum", "mean", "softmax", "log_softmax", "logsumexp", "trace",
              "det", "logdet", "inv", "matrix_power", "diag", "outer", "norm")
 SPECIAL = ("pow", "pow_pow", "pow_var", "scale", "by_dim", "square_plus_one")
@@ -380,34 +407,16 @@ class Builder:
             self.pool.append(made)
 
     def unary(self, op: str) -> Expr | None:
-        need = {"exp": lambda e: e.mag <= 4, "expm1": lambda e: e.mag <= 4,
-                "log": lambda e: e.low >= 0.05, "log1p": lambda e: e.low >= 0.05,
-                "sqrt": lambda e: e.low >= 0.05}.get(op, lambda e: True)
+        need, bounds = GROWTH.get(op, (lambda e: True, None))
         a = self.first(need)
         if a is None:
             return None
-        s, mag, low = a.shape, a.mag, a.low
         if op == "neg":
-            return Expr("neg", args=(a,), shape=s, mag=mag, depth=a.depth + 1)
+            return Expr("neg", args=(a,), shape=a.shape, mag=a.mag, depth=a.depth + 1)
         if op == "leaky_relu":
             return self.leaky_relu(a)
-        if op == "exp":
-            facts = math.exp(mag), math.exp(-mag)
-        elif op == "expm1":
-            facts = math.exp(mag), 0.0
-        elif op == "log":
-            facts = max(abs(math.log(low)), math.log(mag) + 1), 0.0
-        elif op == "log1p":
-            facts = math.log1p(mag) + 1, math.log1p(low)
-        elif op == "sqrt":
-            facts = math.sqrt(mag), math.sqrt(low)
-        elif op == "sigmoid":
-            facts = 1.0, 1 / (1 + math.exp(mag)) if mag <= 4 else 0.0
-        elif op == "softplus":
-            facts = mag + 1, math.log1p(math.exp(-mag)) if mag <= 4 else 0.0
-        else:
-            facts = 1.0 if op in ("sin", "cos", "tanh") else mag + 1, 0.0
-        return call(op, a, shape=s, mag=facts[0], low=facts[1])
+        mag, low = bounds(a.mag, a.low)
+        return call(op, a, shape=a.shape, mag=mag, low=low)
 
     def leaky_relu(self, a: Expr) -> Expr:
         form = self.rng.choice(["default", "positional", "keyword", "scalar"])

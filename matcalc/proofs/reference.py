@@ -35,10 +35,14 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1 + np.tanh(0.5 * x))
 
 
-def _gelu(x: np.ndarray) -> np.ndarray:
+def _erf(x: np.ndarray) -> np.ndarray:
     from scipy.special import erf  # loaded on first use: it takes a quarter of a second
 
-    return 0.5 * x * (1 + erf(x / math.sqrt(2)))
+    return erf(x)
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
 
 
 def _cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
@@ -52,7 +56,8 @@ def _cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
 
 NUMPY: dict[str, Callable] = {
     "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "log1p": np.log1p, "expm1": np.expm1,
-    "abs": np.abs, "sin": np.sin,
+    "abs": np.abs, "sin": np.sin, "tan": np.tan, "arctan": np.arctan, "sinh": np.sinh,
+    "cosh": np.cosh, "erf": lambda x: _erf(x), "square": np.square, "sign": np.sign,
     "cos": np.cos, "tanh": np.tanh, "sigmoid": _sigmoid,
     "relu": lambda x: np.maximum(x, 0), "softplus": lambda x: np.logaddexp(0, x),
     "gelu": _gelu, "silu": lambda x: x * _sigmoid(x),

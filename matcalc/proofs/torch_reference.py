@@ -94,7 +94,9 @@ def elementwise(f: Callable[[Tensor], Tensor]) -> Callable[..., Tensor]:
 FUNCTIONS: dict[str, Callable[..., Tensor]] = {
     **{name: elementwise(f) for name, f in {
         "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "abs": torch.abs,
-        "log1p": torch.log1p, "expm1": torch.expm1,
+        "log1p": torch.log1p, "expm1": torch.expm1, "tan": torch.tan, "arctan": torch.arctan,
+        "sinh": torch.sinh, "cosh": torch.cosh, "erf": torch.erf, "square": torch.square,
+        "sign": torch.sign,
         "sin": torch.sin, "cos": torch.cos, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
         "relu": torch.relu, "softplus": lambda x: torch.logaddexp(x, torch.zeros_like(x)),
         "gelu": lambda x: 0.5 * x * (1 + torch.erf(x / math.sqrt(2))),
