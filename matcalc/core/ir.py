@@ -223,8 +223,11 @@ class OpDef:
     """Scalars factor out of it: ``diag(2 x) = 2 diag(x)``."""
     symmetric: bool = False
     """Symmetric matrix arguments (and scalars) give a symmetric matrix."""
-    kinked: bool = False
-    """Its derivative jumps at 0 of its first argument: checks draw inputs away from 0."""
+    kink: str | None = None
+    """Where its derivative jumps, which checks draw inputs away from: ``zero`` (its first
+    argument at 0: relu, abs), ``equal`` (its two arguments equal: maximum), ``bounds`` (its
+    first argument at either of the others: clip) or ``tie`` (two entries tied for the largest
+    along its axis: max)."""
     domain: str | None = None
     """What its first argument must be: ``positive`` (log), ``small`` (tan, |x| < π/2) or
     ``well_conditioned`` (inv)."""
@@ -240,6 +243,8 @@ class OpDef:
     """How NumPy computes it: a template, or METHOD."""
     torch: str = METHOD
     """How PyTorch computes it: a template, or METHOD."""
+    tensor_args: bool = False
+    """PyTorch's function takes tensors only (``torch.maximum(x, 0.5)`` is an error)."""
     scalar: Callable[..., sympy.Expr] | None = None
     """An elementwise function's meaning for real numbers, in SymPy."""
     record: type[tuple] = tuple

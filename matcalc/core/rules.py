@@ -202,6 +202,11 @@ def cross_entropy_targets(g: Node, out: Node, z: Node, y: Node) -> Node:
     return -(g * log_softmax(z, -1)) / rows(z)
 
 
+def first_max(x: Node, axis: int | None) -> Node:
+    """1 at the first largest entry along ``axis`` (of every entry for None), 0 elsewhere."""
+    return apply("first_max", x, attrs=(axis,))
+
+
 def onehot(y: Node, classes: sympy.Expr) -> Node:
     return apply("onehot", y, attrs=(classes,))
 
@@ -254,7 +259,7 @@ elementwise("sqrt", lambda g, out, x: g / (2 * out), sympy.sqrt, domain="positiv
 elementwise("log1p", lambda g, out, x: g / (1 + x), lambda x: sympy.log(1 + x),
             domain="positive")                                          # log(1 + x), exactly
 elementwise("expm1", lambda g, out, x: g * (out + 1), lambda x: sympy.exp(x) - 1)
-elementwise("abs", lambda g, out, x: g * sign(x), sympy.Abs, kinked=True)
+elementwise("abs", lambda g, out, x: g * sign(x), sympy.Abs, kink="zero")
 elementwise("sin", lambda g, out, x: g * cos(x), sympy.sin, latex=r"\sin")
 elementwise("cos", lambda g, out, x: -(g * sin(x)), sympy.cos, latex=r"\cos")
 elementwise("tanh", lambda g, out, x: g * (1 - out**2), sympy.tanh, latex=r"\tanh")
@@ -266,7 +271,7 @@ elementwise("erf", lambda g, out, x: g * (2 / sympy.sqrt(sympy.pi)) * exp(-x**2)
             latex=r"\operatorname{erf}", numpy="{_erf}({0})", torch="{xp}.erf({0})")
 elementwise("sigmoid", lambda g, out, x: g * out * (1 - out), real.sigmoid, latex=r"\sigma",
             numpy="{_sigmoid}({0})", torch="{xp}.sigmoid({0})")
-elementwise("relu", lambda g, out, x: g * step(x), real.relu, kinked=True,  # relu′ = 1[x > 0]
+elementwise("relu", lambda g, out, x: g * step(x), real.relu, kink="zero",  # relu′ = 1[x > 0]
             numpy="{xp}.maximum({0}, 0)", torch="{xp}.relu({0})")
 elementwise("softplus", lambda g, out, x: g * sigmoid(x), real.softplus,
             numpy="{xp}.logaddexp(0, {0})", torch="{xp}.nn.functional.softplus({0})")
@@ -274,9 +279,9 @@ elementwise("gelu", lambda g, out, x: g * (normal_cdf(x) + x * normal_pdf(x)), r
             primitives=lambda x: x * normal_cdf(x), numpy=METHOD)
 elementwise("silu", lambda g, out, x: g * sigmoid(x) * (1 + x * (1 - sigmoid(x))), real.silu,
             primitives=lambda x: x * sigmoid(x), numpy=METHOD)
-elementwise("step", zero_rule, real.step, kinked=True, internal=True, numpy="({0} > 0)",
+elementwise("step", zero_rule, real.step, kink="zero", internal=True, numpy="({0} > 0)",
             **SYMBOL)                                                          # 1[x > 0]
-elementwise("sign", zero_rule, sympy.sign, kinked=True)
+elementwise("sign", zero_rule, sympy.sign, kink="zero")
 elementwise("normal_cdf", lambda g, out, x: g * normal_pdf(x), real.normal_cdf,  # Φ′ = φ
             internal=True, text="Φ", latex=r"\Phi",
             numpy="0.5 * (1 + {_erf}({p0} / {math}.sqrt(2)))",
@@ -284,10 +289,27 @@ elementwise("normal_cdf", lambda g, out, x: g * normal_pdf(x), real.normal_cdf, 
 elementwise("normal_pdf", lambda g, out, x: -(g * x * out), real.normal_pdf,     # φ′ = −x φ
             internal=True, text="φ", latex=r"\phi",
             numpy="{xp}.exp(-0.5 * {p0} ** 2) / {math}.sqrt(2 * {math}.pi)")
+define("maximum", broadcast_shape, [
+    lambda g, out, a, b: g * (1 + sign(a - b)) / 2,     # 1 where a > b, ½ at a tie (PyTorch)
+    lambda g, out, a, b: g * (1 - sign(a - b)) / 2,
+], elementwise=True, symmetric=True, kink="equal", scalar=sympy.Max,
+       numpy="{xp}.maximum({0}, {1})", tensor_args=True)
+define("minimum", broadcast_shape, [
+    lambda g, out, a, b: g * (1 - sign(a - b)) / 2,
+    lambda g, out, a, b: g * (1 + sign(a - b)) / 2,
+], elementwise=True, symmetric=True, kink="equal", scalar=sympy.Min,
+       numpy="{xp}.minimum({0}, {1})", tensor_args=True)
+define("clip", broadcast_shape, [
+    lambda g, out, x, lo, hi: g * step(x - lo) * step(hi - x),   # 1 strictly inside, 0 at
+    lambda g, out, x, lo, hi: g * step(lo - x),                  # the bounds
+    lambda g, out, x, lo, hi: g * step(x - hi),
+], elementwise=True, symmetric=True, kink="bounds", tensor_args=True,
+       scalar=lambda x, lo, hi: sympy.Min(sympy.Max(x, lo), hi),
+       numpy="{xp}.clip({0}, {1}, {2})", torch="{xp}.clamp({0}, {1}, {2})")
 define("leaky_relu", broadcast_shape, [
     lambda g, out, x, a: g * (a + (1 - a) * step(x)),  # slope 1 above 0, a below
     lambda g, out, x, a: g * (x - relu(x)),             # ā = Ḡ ⊙ min(x, 0)
-], elementwise=True, symmetric=True, kinked=True, scalar=real.leaky_relu,
+], elementwise=True, symmetric=True, kink="zero", scalar=real.leaky_relu,
        numpy="{xp}.where({p0} > 0, {p0}, {p1} * {p0})")
 
 # matrix algebra
@@ -340,6 +362,16 @@ define("logsumexp", logsumexp_shape, [
     lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * softmax(x, vector_axis(x, axis)),
 ], params=("axis",), numpy="{_logsumexp}({0}{axis})", torch="{xp}.logsumexp({0}{axis})",
        **SYMBOL)
+define("max", logsumexp_shape, [
+    lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * first_max(x, axis),
+], params=("axis",), kink="tie", latex=r"\max", numpy="{xp}.max({0}{axis})",
+       torch="{xp}.amax({0}{axis})")                # to the first largest entry, as PyTorch
+define("min", logsumexp_shape, [
+    lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * first_max(-x, axis),
+], params=("axis",), kink="tie", latex=r"\min", numpy="{xp}.min({0}{axis})",
+       torch="{xp}.amin({0}{axis})")
+define("first_max", same_shape, [lambda g, out, x, axis: zero_like(x.shape)], params=("axis",),
+       internal=True, numpy="{_first_max}({0}{axis})", **SYMBOL)   # 1 at each argmax, else 0
 define("softmax_cross_entropy", cross_entropy_shape, [cross_entropy_logits,
                                                       cross_entropy_targets])
 define("onehot", lambda args, attrs: args[0].shape + (attrs[0],), [

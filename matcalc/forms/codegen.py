@@ -164,6 +164,14 @@ NUMPY_HELPERS = {
     """Raise ValueError unless s equals its transpose, as declared."""
     if not {xp}.allclose(s, s.T):
         raise ValueError(f"{{name}}: declared symmetric, but it differs from its transpose")''',
+    "_first_max": '''def {_first_max}(x, axis=None):
+    """1 at the first largest entry along axis (of every entry for None), 0 elsewhere."""
+    mask = {xp}.zeros_like(x)
+    if axis is None:
+        mask.flat[{xp}.argmax(x)] = 1
+    else:
+        {xp}.put_along_axis(mask, {xp}.expand_dims({xp}.argmax(x, axis=axis), axis), 1, axis)
+    return mask''',
     "_erf": '''def {_erf}(x):
     """The error function, entry by entry (NumPy has none; SciPy's is vectorised)."""
     from scipy.special import erf
@@ -206,6 +214,12 @@ TORCH_HELPERS = {
     "_kron": '''def {_kron}(a, b):
     """Kronecker product, vectors taken as columns."""
     return {xp}.kron(a[:, None] if a.dim() == 1 else a, b[:, None] if b.dim() == 1 else b)''',
+    "_first_max": '''def {_first_max}(x, dim):
+    """1 at the first largest entry along dim (of every entry for a tuple of all), else 0."""
+    if isinstance(dim, tuple):
+        flat = {xp}.zeros_like(x).reshape(-1)
+        return flat.scatter(0, {xp}.argmax(x).reshape(1), 1.0).reshape(x.shape)
+    return {xp}.zeros_like(x).scatter(dim, {xp}.argmax(x, dim=dim, keepdim=True), 1.0)''',
     "_floating": '''def {_floating}(arrays, labels=()):
     """Each argument as a floating tensor of one dtype and device (integer labels kept)."""
     like = next((a for a in arrays.values() if {xp}.is_tensor(a) and a.is_floating_point()),
@@ -427,7 +441,8 @@ NAMED_TEMPORARIES = {"step": "mask", "softmax": "softmax", "log_softmax": "log_s
                      "inv": "inv", "sigmoid": "sigmoid", "det": "det", "norm": "norm",
                      "exp": "exp", "tanh": "tanh", "normal_cdf": "cdf"}
 
-DEFAULT_AXIS = {"softmax": -1, "log_softmax": -1, "logsumexp": None}
+DEFAULT_AXIS = {"softmax": -1, "log_softmax": -1, "logsumexp": None, "max": None, "min": None,
+                "first_max": None}
 
 CHEAP = {"var", "const", "named", "delta", "zeros", "identity", "transpose", "expand"}
 
@@ -725,12 +740,15 @@ class Emitter:
         template = getattr(OPERATIONS[node.op], self.dialect.name)
         counts = Counter(f for _, f, _, _ in string.Formatter().parse(template) if f)
         args: list[Code] = []
-        constant = all(a.op == "const" for a in node.args)     # torch.exp(2) is an error
+        torch = self.dialect is TORCH
+        constant = torch and all(a.op == "const" for a in node.args)  # torch.exp(2): an error
+        tensors = torch and OPERATIONS[node.op].tensor_args
         for i, a in enumerate(node.args):
+            if tensors and a.op == "const" and a not in self.names:
+                self.bind(self.temp_name(a), a)  # a named constant is a tensor in torch code
             if counts[str(i)] + counts[f"p{i}"] > 1:
                 self.named_first(a)
-            args.append(self.tensor_arg(a) if self.dialect is TORCH and constant
-                        else self.arg(a, ADD))
+            args.append(self.tensor_arg(a) if constant and not tensors else self.arg(a, ADD))
         keywords = {f"p{i}": self.paren(c, ATOM) for i, c in enumerate(args)}
         keywords |= self.template_attrs(node)
         text = fill(template, self.allocate, self.block, *(c.text for c in args), **keywords)

@@ -52,6 +52,7 @@ class Notation:
     inverse: str
     inverse_transpose: str
     step: str
+    indicator: str
     norm: str
     frobenius: str
     delta: str
@@ -114,6 +115,7 @@ TEXT = Notation(
     inverse="⁻¹",
     inverse_transpose="⁻ᵀ",
     step="1[{} > 0]",
+    indicator="1[{}]",
     norm="‖{}‖",
     frobenius="‖{}‖_F",
     delta="δ{}",
@@ -138,6 +140,7 @@ LATEX = Notation(
     inverse="^{-1}",
     inverse_transpose=r"^{-\top}",
     step=r"\mathbb{{1}}\left[{} > 0\right]",
+    indicator=r"\mathbb{{1}}\left[{}\right]",
     norm=r"\left\lVert {} \right\rVert",
     frobenius=r"\left\lVert {} \right\rVert_F",
     delta=r"\delta_{{{}}}",
@@ -187,7 +190,8 @@ class Printer:
 
     def call(self, op: str, *parts: str) -> tuple[str, int]:
         """``op(parts)`` with the operation's name in this notation (``tr``, ``\\det``)."""
-        written = getattr(OPERATIONS[op], self.n.name)
+        definition = OPERATIONS.get(op)           # argmax is printed, never computed
+        written = getattr(definition, self.n.name) if definition else METHOD
         if written == METHOD:
             written = op if self.n is TEXT else operator_name(op)
         return self.n.func(written, ", ".join(parts)), ATOM
@@ -452,7 +456,14 @@ class Printer:
     p_log_softmax = p_softmax
 
     def p_logsumexp(self, node: Node) -> tuple[str, int]:
-        return self.call("logsumexp", self(node.args[0]), *self.axis_part(node.attrs.axis, None))
+        return self.call(node.op, self(node.args[0]), *self.axis_part(node.attrs.axis, None))
+
+    p_max = p_min = p_logsumexp
+
+    def p_first_max(self, node: Node) -> tuple[str, int]:
+        """``1[argmax(x)]``: 1 at the (first) largest entry, 0 elsewhere."""
+        inner, _ = self.call("argmax", self(node.args[0]), *self.axis_part(node.attrs.axis, None))
+        return self.n.indicator.format(inner), ATOM
 
     def p_onehot(self, node: Node) -> tuple[str, int]:
         return self.call("onehot", self(node.args[0]))

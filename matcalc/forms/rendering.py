@@ -196,6 +196,20 @@ SYMMETRIC_NOTE = (
     "the independent entries {x}ᵢⱼ (i ≤ j), as in the Matrix Cookbook, are G + Gᵀ − I ⊙ G.")
 
 
+CONVENTIONS = {
+    "relu": "relu′(0) = 0 (as PyTorch)",
+    "abs": "abs′(0) = 0",
+    "leaky_relu": "leaky_relu′(0) = a",
+    "sign": "sign′ = 0",
+    "max": "max sends the gradient to the first of tied largest entries (as torch.max(x, dim))",
+    "min": "min sends it to the first of tied smallest entries",
+    "maximum": "maximum(a, b) splits it equally when a = b (as PyTorch)",
+    "minimum": "minimum(a, b) splits it equally when a = b",
+    "clip": "clip′ = 0 at its bounds (PyTorch's clamp takes 1 there)",
+}
+"""How the derivative of each nonsmooth function is defined where it jumps."""
+
+
 def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
     """What a careful reader should know about these results."""
     found: list[str] = [SYMMETRIC_NOTE.format(f=program.function_name, x=g.wrt)
@@ -207,6 +221,10 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
         if is_zero(g.expr) and g.node not in depends:
             found.append(f"{program.function_name} does not depend on {g.wrt}; "
                          "its gradient is zero.")
+    conventions = [CONVENTIONS[op] for op in dict.fromkeys(n.op for n in order)
+                   if op in CONVENTIONS]
+    if conventions:
+        found.append("where a derivative jumps, matcalc takes " + "; ".join(conventions) + ".")
     printer = Printer(TEXT)
     for node in (n for n in order if n.op == "softmax_cross_entropy"):
         z, y = (set(n for n in postorder([a]) if n.op == "var") for a in node.args)

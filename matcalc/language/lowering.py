@@ -68,17 +68,22 @@ def mean(x: Node, axis: int | None, keepdims: bool = False) -> Node:
     return reduce_sum(x, axis, keepdims) * const(1 / size(counted))
 
 
-def logsumexp(x: Node, axis: int | None, keepdims: bool = False) -> Node:
-    """log Σ exp over ``axis`` (every entry for None), the reduced axes kept with ``keepdims``."""
-    if not x.shape:
-        return x                                          # log(exp(c)) = c
-    axis = normalise_axis(axis, x.rank)
-    total = apply("logsumexp", x, attrs=(axis,))
-    if not keepdims:
-        return total
-    if axis is None:
-        return broadcast_to(total, (ONE,) * x.rank)
-    return new_axis(total, axis)
+def keeping(op: str) -> Callable[..., Node]:
+    """A reduction (logsumexp, max, min) over ``axis`` (every entry for None), the reduced
+    axes kept with ``keepdims``; of a scalar, the scalar itself."""
+
+    def reduction(x: Node, axis: int | None, keepdims: bool = False) -> Node:
+        if not x.shape:
+            return x
+        axis = normalise_axis(axis, x.rank)
+        total = apply(op, x, attrs=(axis,))
+        if not keepdims:
+            return total
+        if axis is None:
+            return broadcast_to(total, (ONE,) * x.rank)
+        return new_axis(total, axis)
+
+    return reduction
 
 
 def softmax_like(op: str) -> Callable[[Node, int | None], Node]:
@@ -102,7 +107,12 @@ FUNCTIONS: dict[str, Signature] = {
                               integers=("k",)),
     "softmax": Signature(("x", "axis"), softmax_like("softmax"), (("axis", -1),), AXIS),
     "log_softmax": Signature(("x", "axis"), softmax_like("log_softmax"), (("axis", -1),), AXIS),
-    "logsumexp": Signature(REDUCTION, logsumexp, NO_AXIS, AXIS, ("keepdims",)),
+    "logsumexp": Signature(REDUCTION, keeping("logsumexp"), NO_AXIS, AXIS, ("keepdims",)),
+    "max": Signature(REDUCTION, keeping("max"), NO_AXIS, AXIS, ("keepdims",)),
+    "min": Signature(REDUCTION, keeping("min"), NO_AXIS, AXIS, ("keepdims",)),
+    "maximum": Signature(("a", "b"), lambda a, b: apply("maximum", lift(a), lift(b))),
+    "minimum": Signature(("a", "b"), lambda a, b: apply("minimum", lift(a), lift(b))),
+    "clip": Signature(("x", "lo", "hi"), lambda x, lo, hi: apply("clip", *map(lift, (x, lo, hi)))),
     "softmax_cross_entropy": Signature(
         ("logits", "targets"), lambda z, y: apply("softmax_cross_entropy", z, y)
     ),

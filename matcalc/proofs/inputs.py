@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from matcalc.core.ir import OPERATIONS, class_counts, has_property, is_labels, postorder
+from matcalc.core.ir import OPERATIONS, Node, class_counts, has_property, is_labels, postorder
 from matcalc.errors import MatcalcError
 from matcalc.language.lowering import Program
 from matcalc.language.sizes import concrete_shape
@@ -85,14 +85,44 @@ def sizes_for(program: Program, rng: np.random.Generator, low: int = 2, high: in
 
 
 def kink_distance(program: Program) -> Callable[..., float]:
-    """``(**arrays) -> d``: how close any relu/abs argument comes to its kink at 0."""
-    kinks = [n.args[0] for n in postorder([program.function]) if OPERATIONS[n.op].kinked
-             and any(leaf.op == "var" for leaf in postorder(n.args[:1]))]  # not abs(x - x)
+    """``(**arrays) -> d``: how close the program comes to a point where a derivative jumps:
+    a relu/abs argument to 0, the arguments of maximum to each other, the largest entry of a
+    max to the runner-up."""
+    kinks = [n for n in postorder([program.function]) if OPERATIONS[n.op].kink
+             and any(leaf.op == "var" for leaf in postorder(n.args))]  # not abs(x - x)
     if not kinks:
         return lambda **arrays: np.inf
-    run = evaluator(program, [(f"kink{i}", k) for i, k in enumerate(kinks)])
-    return lambda **arrays: min(float(np.min(np.abs(np.asarray(v, dtype=float)), initial=np.inf))
-                                for v in run(**arrays))
+    measured = [(n, m) for n in kinks for m in kink_arguments(n)]
+    run = evaluator(program, [(f"kink{i}", m) for i, (_, m) in enumerate(measured)])
+
+    def distance(**arrays: np.ndarray) -> float:
+        values = (np.asarray(v, dtype=float) for v in run(**arrays))
+        return min(gap(v, n) for (n, _), v in zip(measured, values, strict=True))
+
+    return distance
+
+
+def kink_arguments(node: Node) -> list[Node]:
+    """What is 0 where ``node``'s derivative jumps (for a max: its argument, whose ties)."""
+    kind, args = OPERATIONS[node.op].kink, node.args
+    if kind == "equal":
+        return [args[0] - args[1]]
+    if kind == "bounds":
+        return [args[0] - args[1], args[0] - args[2]]
+    return [args[0]]
+
+
+def gap(value: np.ndarray, kink: Node) -> float:
+    """How far ``value`` is from ``kink``'s jump: |value| for a kink at 0 (or at equal
+    arguments), the distance between the two largest (smallest) entries for a max (min)."""
+    if OPERATIONS[kink.op].kink != "tie":
+        return float(np.min(np.abs(value), initial=np.inf))
+    axis = kink.attrs.axis
+    flat = value.reshape(-1) if axis is None else np.moveaxis(value, axis, -1)
+    if flat.shape[-1] < 2:
+        return np.inf
+    top = np.sort(-flat if kink.op == "max" else flat, axis=-1)
+    return float(np.min(top[..., 1] - top[..., 0]))
 
 
 def smooth_inputs(program: Program, sizes: Mapping[str, int], rng: np.random.Generator,

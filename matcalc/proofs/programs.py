@@ -306,7 +306,8 @@ GROWTH: dict[str, tuple[Callable[[Expr], bool], Bounds]] = {
 edges of its domain) and bounds on its result's magnitude and, where known, on how close to
 0 it comes, from the operand's."""
 STRUCTURE = ("@", "@", "@", "T", "sum", "mean", "softmax", "log_softmax", "logsumexp", "trace",
-             "det", "logdet", "inv", "matrix_power", "diag", "outer", "norm")
+             "det", "logdet", "inv", "matrix_power", "diag", "outer", "norm", "max", "min",
+             "maximum")
 SPECIAL = ("pow", "pow_pow", "pow_var", "scale", "by_dim", "square_plus_one")
 OPERATIONS = UNARY + ELEMENTWISE_BINARY * 2 + STRUCTURE + SPECIAL
 
@@ -576,6 +577,8 @@ class Builder:
         count = entries_bound(a.shape) // max(entries_bound(shape), 1)
         if op == "logsumexp":
             return call(op, a, params=params, shape=shape, mag=a.mag + math.log(count) + 1)
+        if op in ("max", "min"):
+            return call(op, a, params=params, shape=shape, mag=a.mag)
         mag = a.mag * (count if op == "sum" else 1)
         return call(op, a, params=params, shape=shape, mag=mag, low=a.low)
 
@@ -587,6 +590,26 @@ class Builder:
 
     def op_logsumexp(self) -> Expr | None:
         return self.reduction("logsumexp")
+
+    def op_max(self) -> Expr | None:
+        return self.reduction("max")
+
+    def op_min(self) -> Expr | None:
+        return self.reduction("min")
+
+    def op_maximum(self) -> Expr | None:
+        """maximum or minimum of two operands that broadcast, or clip between constants."""
+        a = self.first(lambda e: True)
+        b = None if a is None else self.broadcast_partner(a)
+        if b is None:
+            return None
+        shape = broadcast(a.shape, b.shape)
+        kind = self.rng.choice(["maximum", "minimum", "clip"])
+        if kind == "clip":
+            lo, hi = sorted(self.rng.sample([-1.5, -0.5, 0.0, 0.5, 1.5], 2))
+            return call("clip", a, num(str(lo)), num(str(hi)), shape=a.shape,
+                        mag=max(abs(lo), abs(hi)))
+        return call(kind, a, b, shape=shape, mag=max(a.mag, b.mag))
 
     def softmax(self, op: str) -> Expr | None:
         a = self.first(lambda e: bool(e.shape) and e.mag <= 20)

@@ -64,6 +64,9 @@ NUMPY: dict[str, Callable] = {
     "leaky_relu": lambda x, a=0.01: np.where(x > 0, x, a * x),
     "sum": lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
     "mean": lambda x, axis=None, keepdims=False: np.mean(x, axis=axis, keepdims=keepdims),
+    "max": lambda x, axis=None, keepdims=False: np.max(x, axis=axis, keepdims=keepdims),
+    "min": lambda x, axis=None, keepdims=False: np.min(x, axis=axis, keepdims=keepdims),
+    "maximum": np.maximum, "minimum": np.minimum, "clip": np.clip,
     "trace": np.trace, "det": np.linalg.det, "logdet": lambda x: np.linalg.slogdet(x)[1],
     "inv": np.linalg.inv, "diag": np.diag, "outer": np.outer,
     "norm": lambda x: np.sqrt(np.sum(np.square(x))),
@@ -74,7 +77,8 @@ NUMPY: dict[str, Callable] = {
 }
 """Each function of the language, as NumPy computes it."""
 
-INTEGER_SECOND = {"matrix_power", "sum", "mean", "softmax", "log_softmax", "logsumexp"}
+INTEGER_SECOND = {"matrix_power", "sum", "mean", "softmax", "log_softmax", "logsumexp", "max",
+                  "min"}
 """Functions whose second argument is an integer (an axis or a power)."""
 
 LITERALS = {"None": None, "True": True, "False": False}

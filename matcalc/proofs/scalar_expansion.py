@@ -273,6 +273,28 @@ class Expander:
     def op_logsumexp(self, node: Node, x: Tensor) -> Tensor:
         return reduce(x.map(sympy.exp), node.attrs.axis, False).map(sympy.log)
 
+    def op_max(self, node: Node, x: Tensor) -> Tensor:
+        return reduce(x, node.attrs.axis, False, combine=sympy.Max)
+
+    def op_min(self, node: Node, x: Tensor) -> Tensor:
+        return reduce(x, node.attrs.axis, False, combine=sympy.Min)
+
+    def op_first_max(self, node: Node, x: Tensor) -> Tensor:
+        """1 where an entry is larger than those before it along the axis and no smaller than
+        those after it (the first largest), else 0."""
+        axes = range(len(x.shape)) if node.attrs.axis is None else (node.attrs.axis % len(x.shape),)
+        groups: dict[Index, list[Index]] = {}
+        for index in np.ndindex(*x.shape):
+            groups.setdefault(tuple(0 if i in axes else k for i, k in enumerate(index)),
+                              []).append(index)
+        mask: dict[Index, sympy.Expr] = {}
+        for members in groups.values():
+            for k, i in enumerate(members):
+                first = sympy.And(*(x[i] > x[j] for j in members[:k]),
+                                  *(x[i] >= x[j] for j in members[k + 1:]))
+                mask[i] = sympy.Piecewise((1, first), (0, True))
+        return Tensor.build(x.shape, mask.__getitem__)
+
     def op_softmax_cross_entropy(self, node: Node, z: Tensor, y: Tensor) -> Tensor:
         rows = z.shape[0] if len(z.shape) == 2 else 1
         total = sympy.Add(*broadcast(sympy.Mul, y, log_softmax(z, -1)).flat)

@@ -59,6 +59,15 @@ def logsumexp(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Ten
     return torch.logsumexp(x, dim=dims, keepdim=keepdims) if dims else x
 
 
+def largest(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    dims = reduce_dims(x, axis)
+    return torch.amax(x, dim=dims, keepdim=keepdims) if dims else x
+
+
+def smallest(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    return -largest(-x, axis, keepdims)
+
+
 def log_softmax(x: Tensor, axis: int | None = -1) -> Tensor:
     """Log-softmax along ``axis``, or over all entries for None."""
     return x - logsumexp(x, axis, keepdims=True)
@@ -104,7 +113,10 @@ FUNCTIONS: dict[str, Callable[..., Tensor]] = {
         "logdet": lambda x: torch.linalg.slogdet(x)[1], "inv": torch.linalg.inv,
         "diag": torch.diag, "norm": lambda x: torch.sqrt(torch.sum(x * x)),
     }.items()},
-    "leaky_relu": leaky_relu, "sum": total, "mean": average,
+    "leaky_relu": leaky_relu, "sum": total, "mean": average, "max": largest, "min": smallest,
+    "maximum": lambda a, b: torch.maximum(*torch.broadcast_tensors(a, b)),
+    "minimum": lambda a, b: torch.minimum(*torch.broadcast_tensors(a, b)),
+    "clip": lambda x, lo, hi: torch.clamp(*torch.broadcast_tensors(x, lo, hi)),
     "outer": lambda a, b: torch.outer(a, b),
     "matrix_power": lambda x, k: torch.linalg.matrix_power(x, k),
     "softmax": softmax, "log_softmax": log_softmax, "logsumexp": logsumexp,
@@ -116,6 +128,8 @@ names (so keyword arguments bind alike)."""
 
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "leaky_relu": ("x", "a"), "sum": ("x", "axis", "keepdims"),
+    "max": ("x", "axis", "keepdims"), "min": ("x", "axis", "keepdims"), "maximum": ("a", "b"),
+    "minimum": ("a", "b"), "clip": ("x", "lo", "hi"),
     "mean": ("x", "axis", "keepdims"), "logsumexp": ("x", "axis", "keepdims"),
     "softmax": ("x", "axis"), "log_softmax": ("x", "axis"), "matrix_power": ("x", "k"),
     "outer": ("a", "b"), "softmax_cross_entropy": ("logits", "targets"),
@@ -187,11 +201,29 @@ class Evaluator:
 
     def record(self, func: str, values: dict[str, object]) -> Tensor:
         """Apply ``func``, noting arguments at which it is not differentiable."""
-        if func in ("relu", "abs", "leaky_relu"):
+        if func in ("relu", "abs", "leaky_relu", "sign"):
             self.trace.kinks.append(values["x"].detach())
+        if func in ("maximum", "minimum"):
+            self.trace.kinks.append((values["a"] - values["b"]).detach())
+        if func == "clip":
+            x = values["x"].detach()
+            self.trace.kinks += [x - values["lo"], x - values["hi"]]
+        if func in ("max", "min") and values["x"].dim():
+            self.trace.kinks.append(runner_up_gap(values["x"].detach(), values.get("axis")))
         if func == "norm":
             self.trace.norms.append(values["x"].detach())
         return FUNCTIONS[func](**values)
+
+
+def runner_up_gap(x: Tensor, axis: int | None) -> Tensor:
+    """The gap between the two largest entries along ``axis`` (all for None): max ties at 0.
+    (The two smallest for min have the same gaps between neighbours in sorted order.)"""
+    flat = x.reshape(-1) if axis is None else x.movedim(axis, -1)
+    if flat.shape[-1] < 2:
+        return torch.ones(1, dtype=x.dtype)
+    ordered = torch.sort(flat, dim=-1).values
+    return torch.cat([ordered[..., 1:2] - ordered[..., :1],
+                      ordered[..., -1:] - ordered[..., -2:-1]], dim=-1)
 
 
 def sizes_from(program: Program, tensors: Mapping[str, Tensor]) -> dict[str, int]:
