@@ -3,7 +3,7 @@
 The package is laid out as its data flows (see the README's Design section):
 
 - :mod:`matcalc.language`: source text → tokens and a syntax tree → lowered to the typed IR;
-- :mod:`matcalc.core`: the IR, the simplifier, the rule table and reverse mode;
+- :mod:`matcalc.core`: the IR, the simplifier, the operations with their rules, reverse mode;
 - :mod:`matcalc.forms`: printers, Jacobian, Kronecker and index forms, generated code;
 - :mod:`matcalc.proofs`: finite differences, independent references, verify, the fuzz gate;
 - :mod:`matcalc.applications`: initialisation variances, training, figures;

@@ -38,6 +38,11 @@ CASES["max-keepdims"] = "A: [n, m]; W: [n, m]\n" + "sum(exp(A - max(A, axis=1, k
 CASES["min-axis"] = "A: [n, m]; W: [n, m]; x: [m]\n" + "sum(min(A * W, axis=1)) + min(x)"
 CASES["maximum-minimum"] = MAT + "sum(maximum(A @ x, c) * c) + sum(minimum(A, 0.5) * A)"
 CASES["clip"] = MAT + "sum(clip(A @ x, -1, 1) * c) + sum(clip(A, x, 2))"
+CASES["solve"] = SQ + "b: [n]; B: [n, m]; W: [n, m]\n" + \
+    "b @ solve(X @ X.T + C @ C.T + eye(n), b) + sum(solve(X + 3 * eye(n), B) * W)"
+CASES["var-std"] = "A: [n, m]; W: [m]\n" + \
+    "sum(var(A, axis=0) * W) + std(A) + sum(std(A, axis=1, ddof=1, keepdims=True) * A)"
+CASES["ones-zeros"] = MAT + "sum((A + ones(n, m)) @ x * c) + sum(zeros(n) + ones(n) * c)"
 CASES["square(A@x)"] = MAT + "sum(square(A @ x) * c) + square(x @ x)"
 CASES["leaky_relu-default-a"] = MAT + "sum(leaky_relu(A @ x) * c)"
 CASES["leaky_relu-scalar-a"] = MAT + "a: []\n" + "sum(leaky_relu(A @ x, a) * c)"

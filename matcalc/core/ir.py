@@ -341,6 +341,16 @@ def broadcast_to_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     return target
 
 
+def solve_shape(args: Sequence[Node], attrs: tuple) -> Shape:
+    """``solve(A, B)``: A square n×n, B [n] or [n, k]; the result is shaped like B."""
+    a, b = (x.shape for x in args)
+    n = square(a, "solve(A, B)")
+    if len(b) not in (1, 2) or b[0] != n:
+        raise ShapeError(f"solve(A, B) needs B of shape [{dim_str(n)}] or [{dim_str(n)}, k] "
+                         f"for A of shape {shape_str(a)}, got {shape_str(b)}")
+    return b
+
+
 def diag_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     shape = args[0].shape
     if len(shape) == 1:

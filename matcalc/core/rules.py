@@ -45,6 +45,7 @@ from matcalc.core.ir import (
     scalar_shape,
     size,
     softmax_shape,
+    solve_shape,
     square_to_same,
     square_to_scalar,
     sum_shape,
@@ -68,7 +69,7 @@ from matcalc.errors import MatcalcError
 
 def call(op: str) -> Callable[..., Node]:
     """``call("exp")(x)`` is the node ``exp(x)``."""
-    return lambda *args, **attrs: apply(op, *args, attrs=tuple(attrs.values()))
+    return lambda *args, **params: apply(op, *args, attrs=OPERATIONS[op].record(**params))
 
 
 exp, log, sign, step, sigmoid, relu, cos, sin, cosh, sinh = map(
@@ -211,6 +212,17 @@ def onehot(y: Node, classes: sympy.Expr) -> Node:
     return apply("onehot", y, attrs=(classes,))
 
 
+def solve_rhs_rule(g: Node, out: Node, a: Node, b: Node) -> Node:
+    """X = A⁻¹ B: B̄ = A⁻ᵀ Ḡ, a solve with Aᵀ (no inverse is formed)."""
+    return apply("solve", transpose(a), g)
+
+
+def solve_matrix_rule(g: Node, out: Node, a: Node, b: Node) -> Node:
+    """X = A⁻¹ B: Ā = −B̄ Xᵀ (−b̄ xᵀ for vectors)."""
+    b_bar = solve_rhs_rule(g, out, a, b)
+    return -(outer(b_bar, out) if b.rank == 1 else b_bar @ transpose(out))
+
+
 def diag_rule(g: Node, out: Node, x: Node) -> Node:
     """diag maps vector ↔ matrix; its adjoint is diag the other way."""
     return diag(g)
@@ -333,6 +345,8 @@ define("inv", square_to_same("inv"), [
     lambda g, out, x: -(transpose(out) @ g @ transpose(out)),  # X̄ = −X⁻ᵀ Ḡ X⁻ᵀ
 ], symmetric=True, domain="well_conditioned", numpy="{_inv}({0})",
        torch="{xp}.linalg.inv({0})", **SYMBOL)
+define("solve", solve_shape, [solve_matrix_rule, solve_rhs_rule], domain="well_conditioned",
+       numpy="{_solve}({0}, {1})", torch="{xp}.linalg.solve({0}, {1})", **SYMBOL)
 define("diag", diag_shape, [diag_rule], linear=True, numpy="{xp}.diag({0})")
 define("norm", scalar_shape, [lambda g, out, x: g * x / out],  # ∂‖x‖/∂x = x / ‖x‖
        numpy="{xp}.linalg.norm({0})", **SYMBOL)
@@ -393,10 +407,16 @@ def callable_elementwise() -> list[str]:
             if d.elementwise and d.shape is same_shape and not d.internal]
 
 
+OPERATORS = ("add", "mul", "pow")
+"""The elementwise operations written with operators (+, *, **), not called by name."""
+
 SCALAR_FUNCTIONS: dict[str, Callable[..., sympy.Expr]] = {
     name: d.scalar for name, d in OPERATIONS.items()
-    if d.scalar is not None and d.shape is not broadcast_shape or name == "leaky_relu"}
+    if d.scalar is not None and name not in OPERATORS}
 """Every elementwise function's meaning for one number (``leaky_relu`` takes ``(x, a)``)."""
 
-SYMPY_FUNCTIONS: dict[str, Callable[..., sympy.Expr]] = dict(SCALAR_FUNCTIONS)
-"""The functions ``matcalc init`` reads in an activation's formula: every elementwise one."""
+SYMPY_FUNCTIONS: dict[str, Callable[..., sympy.Expr]] = {
+    name: f for name, f in SCALAR_FUNCTIONS.items() if not OPERATIONS[name].internal
+    or name == "step"}
+"""The functions ``matcalc init`` reads in an activation's formula: those programs call, and
+``step`` (1[z > 0])."""

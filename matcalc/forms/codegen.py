@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from matcalc.core.ir import OPERATIONS, Node, const, const_value, is_labels, make, postorder
+from matcalc.core.ir import METHOD, OPERATIONS, Node, const, const_value, is_labels, make, postorder
 from matcalc.core.simplify import add, broadcast_to, matmul, raw_power, transpose
 from matcalc.forms.printing import TEXT, Printer
 
@@ -122,6 +122,13 @@ NUMPY_HELPERS = {
         return {xp}.linalg.inv(x)
     except {xp}.linalg.LinAlgError:
         raise ValueError("a matrix to be inverted is singular (det = 0): the value or the "
+                         "derivative needs its inverse, which does not exist there") from None''',
+    "_solve": '''def {_solve}(a, b):
+    """The solution x of a x = b; a ValueError saying so for a singular matrix."""
+    try:
+        return {xp}.linalg.solve(a, b)
+    except {xp}.linalg.LinAlgError:
+        raise ValueError("a matrix to be solved with is singular (det = 0): the value or the "
                          "derivative needs its inverse, which does not exist there") from None''',
     "_kron": '''def {_kron}(a, b):
     """Kronecker product, vectors taken as columns."""
@@ -738,6 +745,9 @@ class Emitter:
     def function(self, node: Node) -> Code:
         """An operation written with its dialect's template."""
         template = getattr(OPERATIONS[node.op], self.dialect.name)
+        if template == METHOD:
+            raise AssertionError(f"{node.op} has no {self.dialect.name} template: it needs an "
+                                 f"emitter method e_{node.op} or its primitives")
         counts = Counter(f for _, f, _, _ in string.Formatter().parse(template) if f)
         args: list[Code] = []
         torch = self.dialect is TORCH
@@ -753,8 +763,8 @@ class Emitter:
         keywords |= self.template_attrs(node)
         text = fill(template, self.allocate, self.block, *(c.text for c in args), **keywords)
         reads = frozenset().union(*(c.reads for c in args))
-        prec = MUL if node.op in ("normal_cdf", "normal_pdf") else ATOM
-        return Code(text, prec, BOOL if node.op == "step" else FLOAT, reads)
+        return Code(text, template_precedence(template), BOOL if node.op == "step" else FLOAT,
+                    reads)
 
     def tensor_arg(self, node: Node) -> Code:
         """A constant as a tensor, for a torch function of constants."""
@@ -1012,6 +1022,23 @@ class Emitter:
             return Code(f"1 / {inner.text}", MUL, FLOAT, inner.reads)
         b, e = self.arg(base, ATOM), self.arg(k, UNARY)
         return Code(f"{b.text} ** {e.text}", POW, FLOAT, b.reads | e.reads)
+
+
+def template_precedence(template: str) -> int:
+    """How tightly a filled template binds: ``f(…)`` and ``(…)`` are atoms; otherwise the
+    loosest operator outside parentheses decides (``0.5 * (1 + …)`` is a product)."""
+    depth, loosest = 0, UNARY if template.startswith("-") else ATOM
+    for i, char in enumerate(template):
+        depth += (char in "([{") - (char in ")]}")
+        if depth or i == 0:
+            continue
+        if char in "+-" and template[i - 1] == " ":
+            loosest = min(loosest, ADD)
+        elif char in "*/" and template[i - 1:i + 1] != "**" and template[i:i + 2] != "**":
+            loosest = min(loosest, MUL)
+        elif char == "*":
+            loosest = min(loosest, POW)
+    return loosest
 
 
 def onehot_part(term: Node) -> tuple[sympy.Expr, Node] | None:

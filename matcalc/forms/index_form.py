@@ -199,7 +199,8 @@ def index_form(jacobian: Node, f_shape: tuple, x_shape: tuple, f_name: str, x_na
         return None
     if not terms:
         return None
-    parts = [eliminate(t) for t in terms]
+    parts = sorted((eliminate(t) for t in terms),   # in one order whatever made them first
+                   key=lambda t: (bool(t.coefficient.is_negative), term_text(t)))
     body = "".join((" − " if t.coefficient.is_negative else " + ") + term_text(t) for t in parts)
     body = body[3:] if body.startswith(" + ") else "−" + body[3:]
     row_text, col_text = ("".join(ix).translate(SUB) for ix in (rows, cols))

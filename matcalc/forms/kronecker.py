@@ -121,6 +121,16 @@ class KroneckerReader(LinearReader):
         rows, cols = as_matrix(x.shape)
         return matmul(commutation(rows, cols), self(x))
 
+    def r_solve(self, e: Node) -> Node:
+        """vec(A⁻¹ B) = (I ⊗ A⁻¹) vec(B), for A that does not depend on the probe."""
+        a, b = e.args
+        if a in self.dependent:
+            raise MatcalcError("no Kronecker form for a Jacobian through solve(A, B) with A "
+                               "depending on the variable yet; take its HVP (--hvp V) instead")
+        if b.rank == 1:
+            return apply("solve", a, self(b))
+        return matmul(kron(identity(b.shape[1]), apply("inv", a)), self(b))
+
     def r_sum(self, e: Node) -> Node:
         (x,) = e.args
         axis = e.attrs.axis

@@ -120,6 +120,12 @@ class LinearMatrix(LinearReader):
     def r_transpose(self, e: Node) -> Node:
         return self(e.args[0])
 
+    def r_solve(self, e: Node) -> Node:
+        a, b = e.args
+        if a in self.dependent:                      # a matrix-valued function of the probe
+            raise MatcalcError(HIGHER_ORDER)
+        return apply("solve", a, self(b))            # A⁻¹ (M u) = (A⁻¹ M) u
+
     def r_sum(self, e: Node) -> Node:
         (x,) = e.args
         inner = self(x)

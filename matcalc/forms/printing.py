@@ -397,6 +397,13 @@ class Printer:
     def p_inv(self, node: Node) -> tuple[str, int]:
         return self.wrap(node.args[0], ATOM) + self.n.inverse, POSTFIX
 
+    def p_solve(self, node: Node) -> tuple[str, int]:
+        """A⁻¹ B, as the books write the solution of A X = B."""
+        a, b = node.args
+        inverse = self.n.inverse_transpose if a.op == "transpose" else self.n.inverse
+        base = a.args[0] if a.op == "transpose" else a
+        return f"{self.wrap(base, ATOM)}{inverse} {self.wrap(b, MATMUL + 1)}", MATMUL
+
     def p_matrix_power(self, node: Node) -> tuple[str, int]:
         return self.n.power(self.wrap(node.args[0], ATOM), sympy.Integer(node.attrs.k)), POSTFIX
 

@@ -19,12 +19,14 @@ from matcalc.core.ir import (
     ShapeError,
     const,
     dim,
+    identity,
     is_labels,
     lift,
     named,
     normalise_axis,
     size,
     var,
+    zeros,
 )
 from matcalc.core.rules import callable_elementwise
 from matcalc.core.simplify import (
@@ -48,13 +50,16 @@ CONSTANTS = {"pi": sympy.pi}
 @dataclass(frozen=True)
 class Signature:
     """A function of the language: parameter names, defaults, and the parameters that take
-    literals: integers (axes, powers; an axis may also be None) and flags (True or False)."""
+    literals: integers (axes, powers; an axis may also be None), flags (True or False) and
+    sizes."""
 
     params: tuple[str, ...]
     build: Callable[..., Node]
     defaults: tuple[tuple[str, object], ...] = ()
     integers: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
+    sizes: tuple[str, ...] = ()
+    """Parameters that take a size: a dimension's name or a positive integer (``eye(n)``)."""
 
 
 AXIS = ("axis",)
@@ -66,6 +71,18 @@ def mean(x: Node, axis: int | None, keepdims: bool = False) -> Node:
     """``sum(x, axis) / count``."""
     counted = x.shape if axis is None else (x.shape[axis],)
     return reduce_sum(x, axis, keepdims) * const(1 / size(counted))
+
+
+def variance(x: Node, axis: int | None, ddof: int = 0, keepdims: bool = False) -> Node:
+    """Σ (x − mean)² / (count − ddof) over ``axis``, as ``np.var``."""
+    counted = size(x.shape) if axis is None else x.shape[axis]
+    centred = x - mean(x, axis, keepdims=True)
+    return reduce_sum(centred * centred, axis, keepdims) * const(1 / (counted - ddof))
+
+
+def sized(shape: Sequence[Dim | None]) -> tuple[Dim, ...]:
+    """The sizes given, the ``None`` of an omitted one dropped: ``ones(n)``, ``ones(n, m)``."""
+    return tuple(d for d in shape if d is not None)
 
 
 def keeping(op: str) -> Callable[..., Node]:
@@ -117,6 +134,17 @@ FUNCTIONS: dict[str, Signature] = {
         ("logits", "targets"), lambda z, y: apply("softmax_cross_entropy", z, y)
     ),
     "mse": Signature(("pred", "target"), lambda p, t: apply("mse", p, t)),
+    "solve": Signature(("A", "B"), lambda a, b: apply("solve", a, b)),
+    "var": Signature(("x", "axis", "ddof", "keepdims"), variance, (*NO_AXIS, ("ddof", 0)),
+                     ("axis", "ddof"), ("keepdims",)),
+    "std": Signature(("x", "axis", "ddof", "keepdims"),
+                     lambda *args: power(variance(*args), const(sympy.Rational(1, 2))),
+                     (*NO_AXIS, ("ddof", 0)), ("axis", "ddof"), ("keepdims",)),
+    "eye": Signature(("n",), identity, sizes=("n",)),
+    "ones": Signature(("rows", "cols"), lambda *dims: broadcast_to(const(1), sized(dims)),
+                      (("cols", None),), sizes=("rows", "cols")),
+    "zeros": Signature(("rows", "cols"), lambda *dims: zeros(sized(dims)),
+                       (("cols", None),), sizes=("rows", "cols")),
 }
 """The functions a program may call, by name."""
 
@@ -324,6 +352,8 @@ class Lowering:
                 values[name] = self.integer(value, e.func, name, none=name == "axis")
             elif name in signature.flags:
                 values[name] = self.flag(value, e.func, name)
+            elif name in signature.sizes:
+                values[name] = self.size(value, e.func, name)
             else:
                 self.labels_allowed = (e.func, name) == ("softmax_cross_entropy", "targets")
                 try:
@@ -353,6 +383,18 @@ class Lowering:
             return -int(inner.value) if negative else int(inner.value)
         allowed = "an integer literal" + (" or None" if none else "")
         raise self.error(f"{func}: `{param}` must be {allowed}", e.pos)
+
+    def size(self, e: syntax.Expr, func: str, param: str) -> Dim | None:
+        """A dimension of the program (``n``) or a positive integer literal; ``None``."""
+        if isinstance(e, syntax.Name) and e.id in self.program.dims:
+            return self.program.dims[e.id]
+        if isinstance(e, syntax.Name) and e.id == "None":
+            return None
+        if isinstance(e, syntax.Number) and e.value.is_Integer and 0 < e.value < 2**31:
+            return dim(int(e.value))
+        sizes = ", ".join(f"`{d}`" for d in self.program.dims) or "none declared yet"
+        raise self.error(f"{func}: `{param}` must be a size, a dimension's name or a positive "
+                         f"integer (sizes: {sizes})", e.pos)
 
     def flag(self, e: syntax.Expr, func: str, param: str) -> bool:
         """``True`` or ``False``."""

@@ -1,7 +1,8 @@
 """Scalar expressions as text (``relu(z) - 1/sqrt(2*pi)``) to SymPy, for ``matcalc init``.
 
 ``to_sympy`` turns a scalar matcalc expression (a syntax tree of :mod:`matcalc.language.syntax`)
-into SymPy with the meanings of :mod:`matcalc.core.elementwise`; ``parse_scalar`` does both steps
+into SymPy with the operations' scalar meanings (:data:`matcalc.core.rules.SYMPY_FUNCTIONS`);
+``parse_scalar`` does both steps
 from source text.
 """
 

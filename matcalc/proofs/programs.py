@@ -307,7 +307,7 @@ edges of its domain) and bounds on its result's magnitude and, where known, on h
 0 it comes, from the operand's."""
 STRUCTURE = ("@", "@", "@", "T", "sum", "mean", "softmax", "log_softmax", "logsumexp", "trace",
              "det", "logdet", "inv", "matrix_power", "diag", "outer", "norm", "max", "min",
-             "maximum")
+             "maximum", "solve", "construct", "var")
 SPECIAL = ("pow", "pow_pow", "pow_var", "scale", "by_dim", "square_plus_one")
 OPERATIONS = UNARY + ELEMENTWISE_BINARY * 2 + STRUCTURE + SPECIAL
 
@@ -579,6 +579,10 @@ class Builder:
             return call(op, a, params=params, shape=shape, mag=a.mag + math.log(count) + 1)
         if op in ("max", "min"):
             return call(op, a, params=params, shape=shape, mag=a.mag)
+        if op in ("var", "std"):
+            if self.rng.random() < 0.3:
+                params = (*params, ("ddof", "1"))
+            return call(op, a, params=params, shape=shape, mag=a.mag * a.mag + 1)
         mag = a.mag * (count if op == "sum" else 1)
         return call(op, a, params=params, shape=shape, mag=mag, low=a.low)
 
@@ -593,6 +597,9 @@ class Builder:
 
     def op_max(self) -> Expr | None:
         return self.reduction("max")
+
+    def op_var(self) -> Expr | None:
+        return self.reduction(self.rng.choice(["var", "std"]))
 
     def op_min(self) -> Expr | None:
         return self.reduction("min")
@@ -650,6 +657,33 @@ class Builder:
         if a is None:
             return None
         return call("inv", a, shape=a.shape, mag=3.0, wc=a.op in ("var", "T"))
+
+    def op_solve(self) -> Expr | None:
+        """solve(A, b) or solve(A, B) for a well-conditioned A."""
+        a = self.square_wc()
+        if a is None:
+            return None
+        n = a.shape[0]
+        b = self.pick(lambda e: len(e.shape) >= 1 and e.shape[0] == n and e.mag <= 30,
+                      [(n,), (n, self.rng.choice(self.dims))])
+        if b is None:
+            return None
+        return call("solve", a, b, shape=b.shape, mag=3.0 * b.mag * SIZE_BOUND)
+
+    def op_construct(self) -> Expr | None:
+        """An operand plus eye(n), times ones(…), or plus zeros(…) of its shape."""
+        a = self.first(lambda e: bool(e.shape))
+        if a is None:
+            return None
+        sizes = tuple(Expr("dim", d, mag=SIZE_BOUND, low=1.0) for d in a.shape)
+        if is_square(a.shape) and self.rng.random() < 0.5:
+            made = call("eye", sizes[0], shape=a.shape, mag=1.0)
+            return binary("+", a, made, a.shape, a.mag + 1)
+        kind = self.rng.choice(["ones", "zeros"])
+        made = call(kind, *sizes, shape=a.shape, mag=1.0)
+        if kind == "ones":
+            return binary("*", a, made, a.shape, a.mag, a.low)
+        return binary("+", made, a, a.shape, a.mag, a.low)
 
     def op_matrix_power(self) -> Expr | None:
         a = self.square_wc()

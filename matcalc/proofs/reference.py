@@ -66,7 +66,14 @@ NUMPY: dict[str, Callable] = {
     "mean": lambda x, axis=None, keepdims=False: np.mean(x, axis=axis, keepdims=keepdims),
     "max": lambda x, axis=None, keepdims=False: np.max(x, axis=axis, keepdims=keepdims),
     "min": lambda x, axis=None, keepdims=False: np.min(x, axis=axis, keepdims=keepdims),
-    "maximum": np.maximum, "minimum": np.minimum, "clip": np.clip,
+    "maximum": np.maximum, "minimum": np.minimum, "clip": np.clip, "solve": np.linalg.solve,
+    "var": lambda x, axis=None, ddof=0, keepdims=False: np.var(x, axis, ddof=ddof,
+                                                              keepdims=keepdims),
+    "std": lambda x, axis=None, ddof=0, keepdims=False: np.std(x, axis, ddof=ddof,
+                                                              keepdims=keepdims),
+    "eye": lambda n: np.eye(int(n)),
+    "ones": lambda rows, cols=None: np.ones(tuple(int(d) for d in (rows, cols) if d is not None)),
+    "zeros": lambda rows, cols=None: np.zeros(tuple(int(d) for d in (rows, cols) if d is not None)),
     "trace": np.trace, "det": np.linalg.det, "logdet": lambda x: np.linalg.slogdet(x)[1],
     "inv": np.linalg.inv, "diag": np.diag, "outer": np.outer,
     "norm": lambda x: np.sqrt(np.sum(np.square(x))),
@@ -78,7 +85,7 @@ NUMPY: dict[str, Callable] = {
 """Each function of the language, as NumPy computes it."""
 
 INTEGER_SECOND = {"matrix_power", "sum", "mean", "softmax", "log_softmax", "logsumexp", "max",
-                  "min"}
+                  "min", "var", "std"}
 """Functions whose second argument is an integer (an axis or a power)."""
 
 LITERALS = {"None": None, "True": True, "False": False}

@@ -273,6 +273,9 @@ class Expander:
     def op_logsumexp(self, node: Node, x: Tensor) -> Tensor:
         return reduce(x.map(sympy.exp), node.attrs.axis, False).map(sympy.log)
 
+    def op_solve(self, node: Node, a: Tensor, b: Tensor) -> Tensor:
+        return Tensor.of_matrix(a.matrix().LUsolve(b.matrix()), b.shape)
+
     def op_max(self, node: Node, x: Tensor) -> Tensor:
         return reduce(x, node.attrs.axis, False, combine=sympy.Max)
 

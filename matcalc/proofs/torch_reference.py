@@ -59,6 +59,16 @@ def logsumexp(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Ten
     return torch.logsumexp(x, dim=dims, keepdim=keepdims) if dims else x
 
 
+def variance(x: Tensor, axis: int | None = None, ddof: int = 0, keepdims: bool = False
+             ) -> Tensor:
+    return torch.var(x, dim=reduce_dims(x, axis), correction=ddof, keepdim=keepdims)
+
+
+def sizes_of(*dims: Tensor | None) -> tuple[int, ...]:
+    """The shape ``ones(rows, cols)`` makes (sizes come as scalar tensors)."""
+    return tuple(int(d) for d in dims if d is not None)
+
+
 def largest(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
     dims = reduce_dims(x, axis)
     return torch.amax(x, dim=dims, keepdim=keepdims) if dims else x
@@ -114,6 +124,12 @@ FUNCTIONS: dict[str, Callable[..., Tensor]] = {
         "diag": torch.diag, "norm": lambda x: torch.sqrt(torch.sum(x * x)),
     }.items()},
     "leaky_relu": leaky_relu, "sum": total, "mean": average, "max": largest, "min": smallest,
+    "solve": torch.linalg.solve, "var": variance,
+    "std": lambda x, axis=None, ddof=0, keepdims=False: torch.sqrt(variance(x, axis, ddof,
+                                                                            keepdims)),
+    "eye": lambda n: torch.eye(int(n), dtype=DTYPE),
+    "ones": lambda rows, cols=None: torch.ones(sizes_of(rows, cols), dtype=DTYPE),
+    "zeros": lambda rows, cols=None: torch.zeros(sizes_of(rows, cols), dtype=DTYPE),
     "maximum": lambda a, b: torch.maximum(*torch.broadcast_tensors(a, b)),
     "minimum": lambda a, b: torch.minimum(*torch.broadcast_tensors(a, b)),
     "clip": lambda x, lo, hi: torch.clamp(*torch.broadcast_tensors(x, lo, hi)),
@@ -129,7 +145,9 @@ names (so keyword arguments bind alike)."""
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "leaky_relu": ("x", "a"), "sum": ("x", "axis", "keepdims"),
     "max": ("x", "axis", "keepdims"), "min": ("x", "axis", "keepdims"), "maximum": ("a", "b"),
-    "minimum": ("a", "b"), "clip": ("x", "lo", "hi"),
+    "minimum": ("a", "b"), "clip": ("x", "lo", "hi"), "solve": ("A", "B"),
+    "var": ("x", "axis", "ddof", "keepdims"), "std": ("x", "axis", "ddof", "keepdims"),
+    "eye": ("n",), "ones": ("rows", "cols"), "zeros": ("rows", "cols"),
     "mean": ("x", "axis", "keepdims"), "logsumexp": ("x", "axis", "keepdims"),
     "softmax": ("x", "axis"), "log_softmax": ("x", "axis"), "matrix_power": ("x", "k"),
     "outer": ("a", "b"), "softmax_cross_entropy": ("logits", "targets"),
@@ -137,7 +155,7 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
 }
 """Parameter names of the functions with more than one (the others take ``x``)."""
 
-LITERAL = {"axis", "keepdims", "k"}
+LITERAL = {"axis", "keepdims", "k", "ddof"}
 """Parameters that are literals (integers, None, True, False), not tensors."""
 
 BINARY: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
