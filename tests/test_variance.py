@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -181,3 +182,16 @@ def test_cli_latex_fixed_point_and_simulation(tmp_path) -> None:
 def test_cli_errors_without_traceback(args: list[str]) -> None:
     code, out, err = run(*args)
     assert code == 2 and err.startswith("error:") and "Traceback" not in err + out
+
+
+@pytest.mark.parametrize("activation", ["log(z)", "sqrt(z)", "log1p(z)"])
+def test_an_activation_not_real_everywhere_is_refused(activation: str) -> None:
+    code, _, err = run(activation)
+    assert code == 2 and "not real-valued for every z" in err, err
+
+
+def test_a_kink_inside_a_product_has_no_point_mass() -> None:
+    """d(sign(z) z)/dz = sign(z) + 2 z δ(z): the δ weighs nothing, E[f′²] = 1 as for |z|."""
+    code, out, _ = run("sign(z) * z")
+    assert code == 0, out
+    assert re.search(r"E\[f′\(z\)²\]\s+= 1 ", out), out

@@ -318,7 +318,13 @@ def numeric_expectation(g: sympy.Expr, z: sympy.Symbol, sigma: float) -> float:
             f"parameter(s) {names} need a value for a numeric expectation",
             hint="Give them with --param NAME=VALUE, or solve for them with --fixed-point.",
         )
-    return float(_quad(g, z, sigma))
+    value = _quad(g, z, sigma)
+    if not isinstance(value, mpmath.mpf):
+        raise MatcalcError(
+            "the activation is not real-valued for every z (log or sqrt of a negative number, "
+            "say), and z ~ N(0, σ²) takes every real value: its moments do not exist",
+            hint="Shift or square its argument, e.g. log(1 + exp(z)) or sqrt(z * z + 1).")
+    return float(value)
 
 
 def _quad(g: sympy.Expr, z: sympy.Symbol, sigma: float) -> mpmath.mpf:
@@ -363,12 +369,18 @@ class Moments:
         return (self.mean, self.second, self.variance, self.grad_second)
 
 
+def derivative(f: sympy.Expr) -> sympy.Expr:
+    """f′ almost everywhere, as backpropagation uses it: the point masses of a kink
+    (``z δ(z)`` from ``d|z|/dz = sign(z) + 2 z δ(z)``) weigh nothing under a density."""
+    return sympy.diff(f, Z).replace(lambda e: isinstance(e, sympy.DiracDelta), lambda e: 0)
+
+
 def moments(act: Activation, sigma: float = 1.0) -> Moments:
     """E[f], E[f²], Var f = E[f²] − E[f]², E[f′²] for z ~ N(0, σ²)."""
     f = act.expr
     mean = expectation("E[f(z)]", f, act, sigma)
     second = expectation("E[f(z)²]", f**2, act, sigma)
-    grad_second = expectation("E[f′(z)²]", sympy.diff(f, Z) ** 2, act, sigma)
+    grad_second = expectation("E[f′(z)²]", derivative(f) ** 2, act, sigma)
     return Moments(sigma, mean, second, _variance(mean, second, act), grad_second)
 
 
