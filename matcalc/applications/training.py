@@ -409,7 +409,7 @@ def initial_params(program: Program, wrt: Sequence[str], sizes: Mapping[str, int
             continue
         var, why = weight_variance(init, layer)
         draw = rng.standard_normal(shape)
-        if has_property(node, "symmetric"):          # (A + Aᵀ)/√2: off-diagonals keep Var
+        if has_property(node, "symmetric"):   # (A + Aᵀ)/√2: Var off the diagonal, 2 Var on it
             draw, why = (draw + draw.T) / math.sqrt(2), why + ", symmetrised"
         params[name] = draw * math.sqrt(var)
         notes[name] = f"normal, Var = {var:.4g} ({why})"

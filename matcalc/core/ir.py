@@ -517,14 +517,16 @@ def _symmetric(node: Node) -> bool:
     return False
 
 
-LEAF = {"text": METHOD, "latex": METHOD}
-define("var", attr_shape, params=("name", "properties", "shape"), **LEAF)
-define("const", scalar_shape, params=("value",), **LEAF)
-define("zeros", attr_shape, params=("shape",), symmetric=True, **LEAF)
+OWN_PRINTER = {"text": METHOD, "latex": METHOD}
+"""Printed by a printer method of its own (``p_<op>``): a symbol (``+``, ``Xᵀ``, ``X⁻¹``, ``𝟙``)
+or a call that shows its parameters (``sum(x, axis=0)``)."""
+define("var", attr_shape, params=("name", "properties", "shape"), **OWN_PRINTER)
+define("const", scalar_shape, params=("value",), **OWN_PRINTER)
+define("zeros", attr_shape, params=("shape",), symmetric=True, **OWN_PRINTER)
 define("identity", lambda args, attrs: (attrs[0], attrs[0]), params=("n",), symmetric=True,
-       **LEAF)
-define("delta", attr_shape, params=("label", "name", "shape"), **LEAF)
-define("named", same_shape, [lambda g, out, x, name: g], params=("name",), **LEAF)
+       **OWN_PRINTER)
+define("delta", attr_shape, params=("label", "name", "shape"), **OWN_PRINTER)
+define("named", same_shape, [lambda g, out, x, name: g], params=("name",), **OWN_PRINTER)
 """The leaves, and a named intermediate, which passes its adjoint through."""
 
 

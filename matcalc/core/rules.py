@@ -26,6 +26,7 @@ from matcalc.core.ir import (
     METHOD,
     ONE,
     OPERATIONS,
+    OWN_PRINTER,
     Node,
     Rule,
     broadcast_shape,
@@ -246,23 +247,20 @@ def zero_rule(g: Node, out: Node, x: Node) -> Node:
     return zero_like(x.shape)
 
 
-SYMBOL = {"text": METHOD, "latex": METHOD}
-"""Printed with a symbol of its own (``+``, ``Xᵀ``, ``X⁻¹``, ``𝟙``) by the printer's method."""
-
 # sums, products, powers
 define("add", broadcast_shape, EveryArgument(pass_through),
-       elementwise=True, symmetric=True, scalar=sympy.Add, **SYMBOL)
+       elementwise=True, symmetric=True, scalar=sympy.Add, **OWN_PRINTER)
 define("mul", broadcast_shape, EveryArgument(product_rule),
-       elementwise=True, symmetric=True, scalar=sympy.Mul, **SYMBOL)
+       elementwise=True, symmetric=True, scalar=sympy.Mul, **OWN_PRINTER)
 define("pow", broadcast_shape, [
     lambda g, out, x, k: g * k * x ** (k - 1),          # x̄ = Ḡ k x^(k−1)
     lambda g, out, x, k: g * out * log(x),              # k̄ = Ḡ xᵏ log x
-], elementwise=True, symmetric=True, scalar=sympy.Pow, **SYMBOL)
+], elementwise=True, symmetric=True, scalar=sympy.Pow, **OWN_PRINTER)
 define("broadcast", broadcast_to_shape, [lambda g, out, x, shape: reduce_to(g, x.shape)],
-       params=("shape",), **SYMBOL)
+       params=("shape",), **OWN_PRINTER)
 define("expand", expand_shape, [lambda g, out, x, axis: reduce_sum(g, axis)],
-       params=("axis",), **SYMBOL)
-define("sum", sum_shape, [sum_rule], params=("axis", "keepdims"), **SYMBOL)
+       params=("axis",), **OWN_PRINTER)
+define("sum", sum_shape, [sum_rule], params=("axis", "keepdims"), **OWN_PRINTER)
 
 # elementwise functions: x̄ = Ḡ ⊙ f′(x)
 elementwise("exp", lambda g, out, x: g * out, sympy.exp, latex=r"\exp")      # exp′ = exp
@@ -292,7 +290,7 @@ elementwise("gelu", lambda g, out, x: g * (normal_cdf(x) + x * normal_pdf(x)), r
 elementwise("silu", lambda g, out, x: g * sigmoid(x) * (1 + x * (1 - sigmoid(x))), real.silu,
             primitives=lambda x: x * sigmoid(x), numpy=METHOD)
 elementwise("step", zero_rule, real.step, kink="zero", internal=True, numpy="({0} > 0)",
-            **SYMBOL)                                                          # 1[x > 0]
+            **OWN_PRINTER)                                                          # 1[x > 0]
 elementwise("sign", zero_rule, sympy.sign, kink="zero")
 elementwise("normal_cdf", lambda g, out, x: g * normal_pdf(x), real.normal_cdf,  # Φ′ = φ
             internal=True, text="Φ", latex=r"\Phi",
@@ -325,12 +323,12 @@ define("leaky_relu", broadcast_shape, [
        numpy="{xp}.where({p0} > 0, {p0}, {p1} * {p0})")
 
 # matrix algebra
-define("matmul", product_shape, [matmul_left, matmul_right], **SYMBOL)
-define("transpose", transpose_shape, [lambda g, out, x: transpose(g)], **SYMBOL)
+define("matmul", product_shape, [matmul_left, matmul_right], **OWN_PRINTER)
+define("transpose", transpose_shape, [lambda g, out, x: transpose(g)], **OWN_PRINTER)
 define("outer", outer_shape, [
     lambda g, out, a, b: matmul(g, b),
     lambda g, out, a, b: matmul(transpose(g), a),
-], linear=True, numpy="{xp}.outer({0}, {1})", **SYMBOL)
+], linear=True, numpy="{xp}.outer({0}, {1})", **OWN_PRINTER)
 define("trace", square_to_scalar("trace"), [
     lambda g, out, x: g * eye(x.shape[0]),              # ∂ tr X / ∂X = I
 ], linear=True, text="tr", latex=r"\operatorname{tr}", numpy="{xp}.trace({0})")
@@ -344,38 +342,42 @@ define("logdet", square_to_scalar("logdet"), [
 define("inv", square_to_same("inv"), [
     lambda g, out, x: -(transpose(out) @ g @ transpose(out)),  # X̄ = −X⁻ᵀ Ḡ X⁻ᵀ
 ], symmetric=True, domain="well_conditioned", numpy="{_inv}({0})",
-       torch="{xp}.linalg.inv({0})", **SYMBOL)
+       torch="{xp}.linalg.inv({0})", **OWN_PRINTER)
 define("solve", solve_shape, [solve_matrix_rule, solve_rhs_rule], domain="well_conditioned",
-       numpy="{_solve}({0}, {1})", torch="{xp}.linalg.solve({0}, {1})", **SYMBOL)
+       numpy="{_solve}({0}, {1})", torch="{xp}.linalg.solve({0}, {1})", **OWN_PRINTER)
 define("diag", diag_shape, [diag_rule], linear=True, numpy="{xp}.diag({0})")
+define("tril", square_to_same("tril"), [lambda g, out, x, k: apply("tril", g, attrs=(k,))],
+       params=("k",), linear=True, numpy="{xp}.tril({0}, {k})", **OWN_PRINTER)  # a mask: linear
+define("triu", square_to_same("triu"), [lambda g, out, x, k: apply("triu", g, attrs=(k,))],
+       params=("k",), linear=True, numpy="{xp}.triu({0}, {k})", **OWN_PRINTER)
 define("norm", scalar_shape, [lambda g, out, x: g * x / out],  # ∂‖x‖/∂x = x / ‖x‖
-       numpy="{xp}.linalg.norm({0})", **SYMBOL)
+       numpy="{xp}.linalg.norm({0})", **OWN_PRINTER)
 define("matrix_power", square_to_same("matrix_power"), [matrix_power_rule], params=("k",),
        symmetric=True, domain="well_conditioned",
-       numpy="{xp}.linalg.matrix_power({0}, {k})", **SYMBOL)
+       numpy="{xp}.linalg.matrix_power({0}, {k})", **OWN_PRINTER)
 
 # vectorised (Kronecker) forms: made to write third- and fourth-order derivatives, never
 # differentiated themselves
-define("kron", kron_shape, linear=True, vec_form=True, numpy="{_kron}({0}, {1})", **SYMBOL)
+define("kron", kron_shape, linear=True, vec_form=True, numpy="{_kron}({0}, {1})", **OWN_PRINTER)
 define("vec", vec_shape, linear=True, vec_form=True, numpy='{xp}.ravel({0}, order="F")',
        torch="{p0}.T.reshape(-1)")
 define("commutation", lambda args, attrs: (attrs[0] * attrs[1], attrs[0] * attrs[1]),
-       params=("rows", "cols"), vec_form=True, **SYMBOL)
+       params=("rows", "cols"), vec_form=True, **OWN_PRINTER)
 define("diag_embedding", lambda args, attrs: (attrs[0] * attrs[0], attrs[0]), params=("n",),
-       vec_form=True, **SYMBOL)
+       vec_form=True, **OWN_PRINTER)
 
 # neural nets
 define("softmax", softmax_shape, [
     lambda g, out, x, axis: out * (g - row_sum(g * out, axis)),
-], params=("axis",), numpy="{_softmax}({0}{axis})", torch="{xp}.softmax({0}{axis})", **SYMBOL)
+], params=("axis",), numpy="{_softmax}({0}{axis})", torch="{xp}.softmax({0}{axis})", **OWN_PRINTER)
 define("log_softmax", softmax_shape, [
     lambda g, out, x, axis: g - softmax(x, axis) * row_sum(g, axis),
 ], params=("axis",), numpy="{_log_softmax}({0}{axis})", torch="{xp}.log_softmax({0}{axis})",
-       **SYMBOL)
+       **OWN_PRINTER)
 define("logsumexp", logsumexp_shape, [
     lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * softmax(x, vector_axis(x, axis)),
 ], params=("axis",), numpy="{_logsumexp}({0}{axis})", torch="{xp}.logsumexp({0}{axis})",
-       **SYMBOL)
+       **OWN_PRINTER)
 define("max", logsumexp_shape, [
     lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * first_max(x, axis),
 ], params=("axis",), kink="tie", latex=r"\max", numpy="{xp}.max({0}{axis})",
@@ -385,12 +387,12 @@ define("min", logsumexp_shape, [
 ], params=("axis",), kink="tie", latex=r"\min", numpy="{xp}.min({0}{axis})",
        torch="{xp}.amin({0}{axis})")
 define("first_max", same_shape, [lambda g, out, x, axis: zero_like(x.shape)], params=("axis",),
-       internal=True, numpy="{_first_max}({0}{axis})", **SYMBOL)   # 1 at each argmax, else 0
+       internal=True, numpy="{_first_max}({0}{axis})", **OWN_PRINTER)   # 1 at each argmax, else 0
 define("softmax_cross_entropy", cross_entropy_shape, [cross_entropy_logits,
                                                       cross_entropy_targets])
 define("onehot", lambda args, attrs: args[0].shape + (attrs[0],), [
     lambda g, out, y, classes: zero_like(y.shape),      # integers: no gradient
-], params=("classes",), **SYMBOL)
+], params=("classes",), **OWN_PRINTER)
 define("mse", same_pair_to_scalar("mse"), [
     lambda g, out, p, t: g * 2 * (p - t) / size(p.shape),
     lambda g, out, p, t: g * 2 * (t - p) / size(p.shape),

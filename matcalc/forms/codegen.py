@@ -774,7 +774,7 @@ class Emitter:
 
     def template_attrs(self, node: Node) -> dict[str, str]:
         """``{axis}`` and ``{k}`` of a template."""
-        if node.op == "matrix_power":
+        if node.op in ("matrix_power", "tril", "triu"):
             return {"k": str(node.attrs.k)}
         if node.op not in DEFAULT_AXIS:
             return {}

@@ -131,6 +131,14 @@ class KroneckerReader(LinearReader):
             return apply("solve", a, self(b))
         return matmul(kron(identity(b.shape[1]), apply("inv", a)), self(b))
 
+    def r_tril(self, e: Node) -> Node:
+        """vec(tril(X)) = diag(vec(tril(𝟙𝟙ᵀ))) vec(X): a mask, entry by entry."""
+        (x,) = e.args
+        mask = apply(e.op, broadcast_to(const(1), x.shape), attrs=e.attrs)
+        return matmul(apply("diag", apply("vec", mask)), self(x))
+
+    r_triu = r_tril
+
     def r_sum(self, e: Node) -> Node:
         (x,) = e.args
         axis = e.attrs.axis

@@ -397,6 +397,13 @@ class Printer:
     def p_inv(self, node: Node) -> tuple[str, int]:
         return self.wrap(node.args[0], ATOM) + self.n.inverse, POSTFIX
 
+    def p_tril(self, node: Node) -> tuple[str, int]:
+        """``tril(X)``, ``triu(X, 1)``: the diagonal offset only when there is one."""
+        k = node.attrs.k
+        return self.call(node.op, self(node.args[0]), *([str(k)] if k else []))
+
+    p_triu = p_tril
+
     def p_solve(self, node: Node) -> tuple[str, int]:
         """A⁻¹ B, as the books write the solution of A X = B."""
         a, b = node.args

@@ -307,7 +307,7 @@ edges of its domain) and bounds on its result's magnitude and, where known, on h
 0 it comes, from the operand's."""
 STRUCTURE = ("@", "@", "@", "T", "sum", "mean", "softmax", "log_softmax", "logsumexp", "trace",
              "det", "logdet", "inv", "matrix_power", "diag", "outer", "norm", "max", "min",
-             "maximum", "solve", "construct", "var")
+             "maximum", "solve", "construct", "var", "tril")
 SPECIAL = ("pow", "pow_pow", "pow_var", "scale", "by_dim", "square_plus_one")
 OPERATIONS = UNARY + ELEMENTWISE_BINARY * 2 + STRUCTURE + SPECIAL
 
@@ -684,6 +684,14 @@ class Builder:
         if kind == "ones":
             return binary("*", a, made, a.shape, a.mag, a.low)
         return binary("+", made, a, a.shape, a.mag, a.low)
+
+    def op_tril(self) -> Expr | None:
+        """tril or triu of a square operand, sometimes off the diagonal."""
+        a = self.first(lambda e: is_square(e.shape))
+        if a is None:
+            return None
+        k = self.rng.choice([(), (), (("", "1"),), (("k", "-1"),)])
+        return call(self.rng.choice(["tril", "triu"]), a, params=k, shape=a.shape, mag=a.mag)
 
     def op_matrix_power(self) -> Expr | None:
         a = self.square_wc()

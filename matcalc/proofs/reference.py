@@ -71,7 +71,7 @@ NUMPY: dict[str, Callable] = {
                                                               keepdims=keepdims),
     "std": lambda x, axis=None, ddof=0, keepdims=False: np.std(x, axis, ddof=ddof,
                                                               keepdims=keepdims),
-    "eye": lambda n: np.eye(int(n)),
+    "eye": lambda n: np.eye(int(n)), "tril": np.tril, "triu": np.triu,
     "ones": lambda rows, cols=None: np.ones(tuple(int(d) for d in (rows, cols) if d is not None)),
     "zeros": lambda rows, cols=None: np.zeros(tuple(int(d) for d in (rows, cols) if d is not None)),
     "trace": np.trace, "det": np.linalg.det, "logdet": lambda x: np.linalg.slogdet(x)[1],
@@ -85,7 +85,7 @@ NUMPY: dict[str, Callable] = {
 """Each function of the language, as NumPy computes it."""
 
 INTEGER_SECOND = {"matrix_power", "sum", "mean", "softmax", "log_softmax", "logsumexp", "max",
-                  "min", "var", "std"}
+                  "min", "var", "std", "tril", "triu"}
 """Functions whose second argument is an integer (an axis or a power)."""
 
 LITERALS = {"None": None, "True": True, "False": False}

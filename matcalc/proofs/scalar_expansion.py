@@ -273,6 +273,14 @@ class Expander:
     def op_logsumexp(self, node: Node, x: Tensor) -> Tensor:
         return reduce(x.map(sympy.exp), node.attrs.axis, False).map(sympy.log)
 
+    def op_tril(self, node: Node, x: Tensor) -> Tensor:
+        k = node.attrs.k
+        return Tensor.build(x.shape, lambda i: x[i] if i[1] - i[0] <= k else sympy.Integer(0))
+
+    def op_triu(self, node: Node, x: Tensor) -> Tensor:
+        k = node.attrs.k
+        return Tensor.build(x.shape, lambda i: x[i] if i[1] - i[0] >= k else sympy.Integer(0))
+
     def op_solve(self, node: Node, a: Tensor, b: Tensor) -> Tensor:
         return Tensor.of_matrix(a.matrix().LUsolve(b.matrix()), b.shape)
 
