@@ -40,6 +40,8 @@ CASES["maximum-minimum"] = MAT + "sum(maximum(A @ x, c) * c) + sum(minimum(A, 0.
 CASES["clip"] = MAT + "sum(clip(A @ x, -1, 1) * c) + sum(clip(A, x, 2))"
 CASES["solve"] = SQ + "b: [n]; B: [n, m]; W: [n, m]\n" + \
     "b @ solve(X @ X.T + C @ C.T + eye(n), b) + sum(solve(X + 3 * eye(n), B) * W)"
+CASES["cholesky"] = SQ + "S: [n, n] symmetric; x: [n]\n" + \
+    "L = cholesky(S)\nsum(L * C) + x @ cholesky(X @ X.T + eye(n)) @ x"
 CASES["tril-triu"] = SQ + "sum(tril(X) @ C) + sum(triu(X @ C, 1) * X) + sum(tril(X, -1) * C)"
 CASES["var-std"] = "A: [n, m]; W: [m]\n" + \
     "sum(var(A, axis=0) * W) + std(A) + sum(std(A, axis=1, ddof=1, keepdims=True) * A)"

@@ -216,6 +216,8 @@ OPS: dict[str, ir.Node] = {
     "softmax_cross_entropy-vector": op("softmax_cross_entropy", u, op("softmax", u, attrs=(0,))),
     "mse": op("mse", A, B),
     "tril": op("tril", S, attrs=(0,)), "triu": op("triu", S, attrs=(1,)),
+    "cholesky": op("cholesky", op("add", op("matmul", S, op("transpose", S)),
+                                      op("identity", attrs=(n,)))),
     "solve": op("solve", S, v), "solve-matrix": op("solve", S, A),
     "maximum": op("maximum", A, B), "minimum": op("minimum", A, u),
     "clip": op("clip", A, const(-1) / 2, const(1) / 2), "max": op("max", A, attrs=(0,)),

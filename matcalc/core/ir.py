@@ -341,6 +341,16 @@ def broadcast_to_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     return target
 
 
+def cholesky_shape(args: Sequence[Node], attrs: tuple) -> Shape:
+    """``cholesky(S)``: S square and symmetric (declared, or symmetric by construction)."""
+    shape = args[0].shape
+    square(shape, "cholesky")
+    if not is_symmetric(args[0]):
+        raise ShapeError("cholesky needs a symmetric matrix: declare it `S: [n, n] symmetric` "
+                         "or build it symmetric, e.g. A @ A.T + eye(n)")
+    return shape
+
+
 def solve_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     """``solve(A, B)``: A square n×n, B [n] or [n, k]; the result is shaped like B."""
     a, b = (x.shape for x in args)

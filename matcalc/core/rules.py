@@ -31,6 +31,7 @@ from matcalc.core.ir import (
     Rule,
     broadcast_shape,
     broadcast_to_shape,
+    cholesky_shape,
     cross_entropy_shape,
     define,
     diag_shape,
@@ -224,6 +225,23 @@ def solve_matrix_rule(g: Node, out: Node, a: Node, b: Node) -> Node:
     return -(outer(b_bar, out) if b.rank == 1 else b_bar @ transpose(out))
 
 
+def cholesky_rule(g: Node, out: Node, s: Node) -> Node:
+    """L = chol(S): S̄ = sym(L⁻ᵀ Φ(Lᵀ L̄) L⁻¹), Φ the lower triangle with half its diagonal
+    (Murray 2016; PyTorch's symmetric form), by two solves with Lᵀ: no inverse."""
+    p = lower_half(transpose(out) @ tril(g))
+    x = transpose(apply("solve", transpose(out), transpose(apply("solve", transpose(out), p))))
+    return (x + transpose(x)) / 2
+
+
+def lower_half(x: Node) -> Node:
+    """Φ(X): the lower triangle of X with its diagonal halved."""
+    return tril(x) - diag(diag(x)) / 2
+
+
+def tril(x: Node) -> Node:
+    return apply("tril", x, attrs=(0,))
+
+
 def diag_rule(g: Node, out: Node, x: Node) -> Node:
     """diag maps vector ↔ matrix; its adjoint is diag the other way."""
     return diag(g)
@@ -346,6 +364,8 @@ define("inv", square_to_same("inv"), [
 define("solve", solve_shape, [solve_matrix_rule, solve_rhs_rule], domain="well_conditioned",
        numpy="{_solve}({0}, {1})", torch="{xp}.linalg.solve({0}, {1})", **OWN_PRINTER)
 define("diag", diag_shape, [diag_rule], linear=True, numpy="{xp}.diag({0})")
+define("cholesky", cholesky_shape, [cholesky_rule], domain="well_conditioned", text="chol",
+       numpy="{xp}.linalg.cholesky({0})")       # the lower-triangular L with S = L Lᵀ
 define("tril", square_to_same("tril"), [lambda g, out, x, k: apply("tril", g, attrs=(k,))],
        params=("k",), linear=True, numpy="{xp}.tril({0}, {k})", **OWN_PRINTER)  # a mask: linear
 define("triu", square_to_same("triu"), [lambda g, out, x, k: apply("triu", g, attrs=(k,))],

@@ -76,6 +76,9 @@ def mean(x: Node, axis: int | None, keepdims: bool = False) -> Node:
 def variance(x: Node, axis: int | None, ddof: int = 0, keepdims: bool = False) -> Node:
     """Σ (x − mean)² / (count − ddof) over ``axis``, as ``np.var``."""
     counted = size(x.shape) if axis is None else x.shape[axis]
+    if (counted - ddof).is_nonpositive:
+        raise MatcalcError(f"a variance with ddof={ddof} over {counted} "
+                           f"entr{'y' if counted == 1 else 'ies'} divides by zero")
     centred = x - mean(x, axis, keepdims=True)
     return reduce_sum(centred * centred, axis, keepdims) * const(1 / (counted - ddof))
 
@@ -118,7 +121,7 @@ FUNCTIONS: dict[str, Signature] = {
                             defaults=(("a", LEAKY_SLOPE),)),
     "sum": Signature(REDUCTION, reduce_sum, NO_AXIS, AXIS, ("keepdims",)),
     "mean": Signature(REDUCTION, mean, NO_AXIS, AXIS, ("keepdims",)),
-    **{op: _unary(op) for op in ("trace", "det", "logdet", "inv", "diag", "norm")},
+    **{op: _unary(op) for op in ("trace", "det", "logdet", "inv", "diag", "norm", "cholesky")},
     "outer": Signature(("a", "b"), lambda a, b: apply("outer", a, b)),
     "matrix_power": Signature(("x", "k"), lambda x, k: apply("matrix_power", x, attrs=(k,)),
                               integers=("k",)),
@@ -340,7 +343,8 @@ class Lowering:
         params = signature.params
         if len(e.args) > len(params):
             raise self.error(
-                f"{e.func} takes at most {len(params)} arguments ({', '.join(params)}), "
+                f"{e.func} takes at most {len(params)} argument{'s' * (len(params) > 1)} "
+                f"({', '.join(params)}), "
                 f"got {len(e.args)}", e.args[len(params)].pos)
         given: dict[str, tuple[syntax.Expr, int]] = {
             p: (a, a.pos) for p, a in zip(params, e.args, strict=False)}

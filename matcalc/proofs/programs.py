@@ -307,7 +307,7 @@ edges of its domain) and bounds on its result's magnitude and, where known, on h
 0 it comes, from the operand's."""
 STRUCTURE = ("@", "@", "@", "T", "sum", "mean", "softmax", "log_softmax", "logsumexp", "trace",
              "det", "logdet", "inv", "matrix_power", "diag", "outer", "norm", "max", "min",
-             "maximum", "solve", "construct", "var", "tril")
+             "maximum", "solve", "construct", "var", "tril", "cholesky")
 SPECIAL = ("pow", "pow_pow", "pow_var", "scale", "by_dim", "square_plus_one")
 OPERATIONS = UNARY + ELEMENTWISE_BINARY * 2 + STRUCTURE + SPECIAL
 
@@ -580,7 +580,7 @@ class Builder:
         if op in ("max", "min"):
             return call(op, a, params=params, shape=shape, mag=a.mag)
         if op in ("var", "std"):
-            if self.rng.random() < 0.3:
+            if self.rng.random() < 0.3 and count > 1:
                 params = (*params, ("ddof", "1"))
             return call(op, a, params=params, shape=shape, mag=a.mag * a.mag + 1)
         mag = a.mag * (count if op == "sum" else 1)
@@ -684,6 +684,18 @@ class Builder:
         if kind == "ones":
             return binary("*", a, made, a.shape, a.mag, a.low)
         return binary("+", made, a, a.shape, a.mag, a.low)
+
+    def op_cholesky(self) -> Expr | None:
+        """cholesky(A @ A.T + eye(n)): of a matrix symmetric positive definite by construction."""
+        a = self.first(lambda e: len(e.shape) == 2 and e.mag <= 10)
+        if a is None:
+            return None
+        n = a.shape[0]
+        t = Expr("T", args=(a,), shape=a.shape[::-1], mag=a.mag, depth=a.depth + 1)
+        gram = binary("@", a, t, (n, n), a.mag ** 2 * SIZE_BOUND)
+        spd = binary("+", gram, call("eye", Expr("dim", n, mag=SIZE_BOUND, low=1.0),
+                                     shape=(n, n), mag=1.0), (n, n), gram.mag + 1)
+        return call("cholesky", spd, shape=(n, n), mag=math.sqrt(spd.mag) + 1)
 
     def op_tril(self) -> Expr | None:
         """tril or triu of a square operand, sometimes off the diagonal."""

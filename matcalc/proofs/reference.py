@@ -72,6 +72,7 @@ NUMPY: dict[str, Callable] = {
     "std": lambda x, axis=None, ddof=0, keepdims=False: np.std(x, axis, ddof=ddof,
                                                               keepdims=keepdims),
     "eye": lambda n: np.eye(int(n)), "tril": np.tril, "triu": np.triu,
+    "cholesky": lambda s: np.linalg.cholesky((s + s.T) / 2),  # of symmetric S: its sym. part
     "ones": lambda rows, cols=None: np.ones(tuple(int(d) for d in (rows, cols) if d is not None)),
     "zeros": lambda rows, cols=None: np.zeros(tuple(int(d) for d in (rows, cols) if d is not None)),
     "trace": np.trace, "det": np.linalg.det, "logdet": lambda x: np.linalg.slogdet(x)[1],

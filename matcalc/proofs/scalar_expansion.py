@@ -281,6 +281,9 @@ class Expander:
         k = node.attrs.k
         return Tensor.build(x.shape, lambda i: x[i] if i[1] - i[0] >= k else sympy.Integer(0))
 
+    def op_cholesky(self, node: Node, s: Tensor) -> Tensor:
+        return Tensor.of_matrix(s.matrix().cholesky(hermitian=False), s.shape)
+
     def op_solve(self, node: Node, a: Tensor, b: Tensor) -> Tensor:
         return Tensor.of_matrix(a.matrix().LUsolve(b.matrix()), b.shape)
 

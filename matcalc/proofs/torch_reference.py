@@ -10,6 +10,7 @@ tensors of their own, so gradients with respect to them can be taken too.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -61,7 +62,9 @@ def logsumexp(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Ten
 
 def variance(x: Tensor, axis: int | None = None, ddof: int = 0, keepdims: bool = False
              ) -> Tensor:
-    return torch.var(x, dim=reduce_dims(x, axis), correction=ddof, keepdim=keepdims)
+    with warnings.catch_warnings():      # ddof ≥ the count: inf or nan, as NumPy gives
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.var(x, dim=reduce_dims(x, axis), correction=ddof, keepdim=keepdims)
 
 
 def sizes_of(*dims: Tensor | None) -> tuple[int, ...]:
@@ -126,6 +129,7 @@ FUNCTIONS: dict[str, Callable[..., Tensor]] = {
     "leaky_relu": leaky_relu, "sum": total, "mean": average, "max": largest, "min": smallest,
     "solve": torch.linalg.solve, "var": variance, "tril": lambda x, k=0: torch.tril(x, k),
     "triu": lambda x, k=0: torch.triu(x, k),
+    "cholesky": lambda x: torch.linalg.cholesky((x + x.mT) / 2),
     "std": lambda x, axis=None, ddof=0, keepdims=False: torch.sqrt(variance(x, axis, ddof,
                                                                             keepdims)),
     "eye": lambda n: torch.eye(int(n), dtype=DTYPE),
