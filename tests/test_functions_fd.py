@@ -38,6 +38,7 @@ CASES["max-keepdims"] = "A: [n, m]; W: [n, m]\n" + "sum(exp(A - max(A, axis=1, k
 CASES["min-axis"] = "A: [n, m]; W: [n, m]; x: [m]\n" + "sum(min(A * W, axis=1)) + min(x)"
 CASES["maximum-minimum"] = MAT + "sum(maximum(A @ x, c) * c) + sum(minimum(A, 0.5) * A)"
 CASES["clip"] = MAT + "sum(clip(A @ x, -1, 1) * c) + sum(clip(A, x, 2))"
+CASES["clip-bounds"] = MAT + "h: []\n" + "sum(clip(A @ x, -h * h, h * c) * c)"
 CASES["solve"] = SQ + "b: [n]; B: [n, m]; W: [n, m]\n" + \
     "b @ solve(X @ X.T + C @ C.T + eye(n), b) + sum(solve(X + 3 * eye(n), B) * W)"
 CASES["cholesky"] = SQ + "S: [n, n] symmetric; x: [n]\n" + \

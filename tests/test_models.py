@@ -44,6 +44,21 @@ def test_the_svm_loss_and_max_pooling_derive_in_matrix_form() -> None:
     assert "max sends the gradient to the first of tied largest entries" in pooled.text()
 
 
+def test_the_gradient_at_an_intermediate_before_cholesky_is_symmetric() -> None:
+    """∂f/∂S for S = X Xᵀ + I feeding cholesky is PyTorch's symmetric form, not the gradient
+    of the lower triangle alone."""
+    torch = pytest.importorskip("torch")
+    module = lambdify("X: [n, n]; x: [n]\nS = X @ X.T + eye(n)\nf = x @ cholesky(S) @ x",
+                      ["S"])
+    rng = np.random.default_rng(4)
+    X, x = rng.normal(size=(4, 4)), rng.normal(size=4)
+    _, grads = module.value_and_grad(X=X, x=x)
+    s = torch.tensor(X @ X.T + np.eye(4), requires_grad=True)
+    t = torch.tensor(x)
+    (t @ torch.linalg.cholesky(s) @ t).backward()
+    np.testing.assert_allclose(grads["S"], s.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
 def test_gradients_through_solve_never_form_an_inverse() -> None:
     from matcalc import generate
 

@@ -345,10 +345,17 @@ def cholesky_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     """``cholesky(S)``: S square and symmetric (declared, or symmetric by construction)."""
     shape = args[0].shape
     square(shape, "cholesky")
-    if not is_symmetric(args[0]):
+    if not is_symmetric(definition_of(args[0])):
         raise ShapeError("cholesky needs a symmetric matrix: declare it `S: [n, n] symmetric` "
                          "or build it symmetric, e.g. A @ A.T + eye(n)")
     return shape
+
+
+def definition_of(node: Node) -> Node:
+    """A named intermediate's definition (through names of names); any other node itself."""
+    while node.op == "named":
+        node = node.args[0]
+    return node
 
 
 def solve_shape(args: Sequence[Node], attrs: tuple) -> Shape:
@@ -458,8 +465,7 @@ def has_property(node: Node, name: str) -> bool:
 def rows_sum_to_one(node: Node) -> bool:
     """Every row (along the last axis) provably sums to 1: declared one-hot or probability
     targets, or a softmax over the last axis."""
-    while node.op == "named":
-        node = node.args[0]
+    node = definition_of(node)
     if node.op == "var":
         return has_property(node, "onehot") or has_property(node, "probabilities")
     if node.op != "softmax" or not node.shape:

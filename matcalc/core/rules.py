@@ -233,6 +233,16 @@ def cholesky_rule(g: Node, out: Node, s: Node) -> Node:
     return (x + transpose(x)) / 2
 
 
+def clip_inside(x: Node, lo: Node, hi: Node) -> Node:
+    """1[lo < x < hi]: where clip(x, lo, hi) = min(max(x, lo), hi) is x."""
+    return step(x - lo) * step(hi - x)
+
+
+def clip_below(x: Node, lo: Node, hi: Node) -> Node:
+    """1[x < lo < hi]: where it is lo (where lo > hi it is hi, as NumPy's clip)."""
+    return step(lo - x) * step(hi - lo)
+
+
 def lower_half(x: Node) -> Node:
     """Φ(X): the lower triangle of X with its diagonal halved."""
     return tril(x) - diag(diag(x)) / 2
@@ -328,9 +338,9 @@ define("minimum", broadcast_shape, [
 ], elementwise=True, symmetric=True, kink="equal", scalar=sympy.Min,
        numpy="{xp}.minimum({0}, {1})", tensor_args=True)
 define("clip", broadcast_shape, [
-    lambda g, out, x, lo, hi: g * step(x - lo) * step(hi - x),   # 1 strictly inside, 0 at
-    lambda g, out, x, lo, hi: g * step(lo - x),                  # the bounds
-    lambda g, out, x, lo, hi: g * step(x - hi),
+    lambda g, out, x, lo, hi: g * clip_inside(x, lo, hi),       # 1 strictly inside, 0 at
+    lambda g, out, x, lo, hi: g * clip_below(x, lo, hi),        # the bounds
+    lambda g, out, x, lo, hi: g * (1 - clip_inside(x, lo, hi) - clip_below(x, lo, hi)),
 ], elementwise=True, symmetric=True, kink="bounds", tensor_args=True,
        scalar=lambda x, lo, hi: sympy.Min(sympy.Max(x, lo), hi),
        numpy="{xp}.clip({0}, {1}, {2})", torch="{xp}.clamp({0}, {1}, {2})")

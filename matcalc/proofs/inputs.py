@@ -108,7 +108,7 @@ def kink_arguments(node: Node) -> list[Node]:
     if kind == "equal":
         return [args[0] - args[1]]
     if kind == "bounds":
-        return [args[0] - args[1], args[0] - args[2]]
+        return [args[0] - args[1], args[0] - args[2], args[1] - args[2]]
     return [args[0]]
 
 

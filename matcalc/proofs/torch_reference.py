@@ -231,7 +231,7 @@ class Evaluator:
             self.trace.kinks.append((values["a"] - values["b"]).detach())
         if func == "clip":
             x = values["x"].detach()
-            self.trace.kinks += [x - values["lo"], x - values["hi"]]
+            self.trace.kinks += [x - values["lo"], x - values["hi"], values["lo"] - values["hi"]]
         if func in ("max", "min") and values["x"].dim():
             self.trace.kinks.append(runner_up_gap(values["x"].detach(), values.get("axis")))
         if func == "norm":
