@@ -520,7 +520,7 @@ def _symmetric(node: Node) -> bool:
         return False
     if node.op == "var":
         return has_property(node, "symmetric")
-    if node.op == "diag":                         # diag(v)
+    if node.op in ("diag", "sym"):                # diag(v), (X + Xᵀ)/2
         return True
     if node.op == "broadcast":
         return not node.args[0].shape
@@ -528,6 +528,9 @@ def _symmetric(node: Node) -> bool:
         return palindromic(matmul_chain(node))
     if node.op == "outer":
         return node.args[0] is node.args[1]
+    if node.op == "add":                          # A + Aᵀ + S: terms pair with their transposes
+        return all(not a.shape or is_symmetric(a) or any(transposed_of(a, b) for b in node.args)
+                   for a in node.args)
     if OPERATIONS[node.op].symmetric:
         return all(is_symmetric(a) or not a.shape for a in node.args)
     return False

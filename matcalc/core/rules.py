@@ -374,6 +374,8 @@ define("inv", square_to_same("inv"), [
 define("solve", solve_shape, [solve_matrix_rule, solve_rhs_rule], domain="well_conditioned",
        numpy="{_solve}({0}, {1})", torch="{xp}.linalg.solve({0}, {1})", **OWN_PRINTER)
 define("diag", diag_shape, [diag_rule], linear=True, numpy="{xp}.diag({0})")
+define("sym", square_to_same("sym"), [lambda g, out, x: apply("sym", g)], linear=True,
+       symmetric=True, internal=True, numpy="({p0} + {p0}.T) / 2", **OWN_PRINTER)  # (X + Xᵀ)/2
 define("cholesky", cholesky_shape, [cholesky_rule], domain="well_conditioned", text="chol",
        numpy="{xp}.linalg.cholesky({0})")       # the lower-triangular L with S = L Lᵀ
 define("tril", square_to_same("tril"), [lambda g, out, x, k: apply("tril", g, attrs=(k,))],

@@ -507,6 +507,8 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
         raise MatcalcError("inv of a zero matrix: it has no inverse")
     if op == "vec" and args[0].rank <= 1:              # a vector is its own vec
         return args[0]
+    if op == "sym" and is_symmetric(args[0]):          # a symmetric matrix is its own sym
+        return args[0]
     if op == "inv" and args[0].op == "transpose":     # (Xᵀ)⁻¹ = (X⁻¹)ᵀ
         return transpose(make("inv", (args[0].args[0],)))
     if op == "diag" and args[0].op == "broadcast" and args[0].rank == 1 and (

@@ -131,6 +131,12 @@ class KroneckerReader(LinearReader):
             return apply("solve", a, self(b))
         return matmul(kron(identity(b.shape[1]), apply("inv", a)), self(b))
 
+    def r_sym(self, e: Node) -> Node:
+        """vec((X + Xᵀ)/2) = (vec(X) + K vec(X)) / 2."""
+        (x,) = e.args
+        inner = self(x)
+        return (inner + matmul(commutation(x.shape[0], x.shape[1]), inner)) / 2
+
     def r_tril(self, e: Node) -> Node:
         """vec(tril(X)) = diag(vec(tril(𝟙𝟙ᵀ))) vec(X): a mask, entry by entry."""
         (x,) = e.args

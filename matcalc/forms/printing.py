@@ -404,6 +404,14 @@ class Printer:
 
     p_triu = p_tril
 
+    def p_sym(self, node: Node) -> tuple[str, int]:
+        """(X + Xᵀ) / 2, the symmetric part."""
+        x = self.wrap(node.args[0], POSTFIX)
+        return self.n.divide(self.wrap_text(f"{x} + {x}{self.n.transpose}"), "2"), PRODUCT
+
+    def wrap_text(self, text: str) -> str:
+        return rf"\left({text}\right)" if self.n is LATEX else f"({text})"
+
     def p_solve(self, node: Node) -> tuple[str, int]:
         """A⁻¹ B, as the books write the solution of A X = B."""
         a, b = node.args

@@ -281,6 +281,9 @@ class Expander:
         k = node.attrs.k
         return Tensor.build(x.shape, lambda i: x[i] if i[1] - i[0] >= k else sympy.Integer(0))
 
+    def op_sym(self, node: Node, x: Tensor) -> Tensor:
+        return Tensor.build(x.shape, lambda i: (x[i] + x[i[::-1]]) / 2)
+
     def op_cholesky(self, node: Node, s: Tensor) -> Tensor:
         return Tensor.of_matrix(s.matrix().cholesky(hermitian=False), s.shape)
 

@@ -236,7 +236,10 @@ class Evaluator:
             self.trace.kinks.append(runner_up_gap(values["x"].detach(), values.get("axis")))
         if func == "norm":
             self.trace.norms.append(values["x"].detach())
-        return FUNCTIONS[func](**values)
+        result = FUNCTIONS[func](**values)
+        if func == "std":                        # not differentiable where it is 0
+            self.trace.kinks.append(result.detach().reshape(-1))
+        return result
 
 
 def runner_up_gap(x: Tensor, axis: int | None) -> Tensor:
