@@ -229,8 +229,8 @@ def cholesky_rule(g: Node, out: Node, s: Node) -> Node:
     """L = chol(S): S̄ = sym(L⁻ᵀ Φ(Lᵀ L̄) L⁻¹), Φ the lower triangle with half its diagonal
     (Murray 2016; PyTorch's symmetric form), by two solves with Lᵀ: no inverse."""
     p = lower_half(transpose(out) @ tril(g))
-    x = transpose(apply("solve", transpose(out), transpose(apply("solve", transpose(out), p))))
-    return (x + transpose(x)) / 2
+    x = apply("solve", transpose(out), transpose(apply("solve", transpose(out), p)))
+    return (x + transpose(x)) / 2                   # x = (L⁻ᵀ P L⁻¹)ᵀ: symmetrised alike
 
 
 def clip_inside(x: Node, lo: Node, hi: Node) -> Node:
