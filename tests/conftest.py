@@ -128,12 +128,13 @@ def annotated(source: str) -> str:
     """The program with one declaration a line, each saying how the fuzz harness draws it
     (``# draw: positive`` under log and sqrt, ``wc`` under inv and det), as the NumPy checks
     draw it."""
-    from matcalc.core.ir import shape_str
+    from matcalc.core.ir import class_counts, shape_str
     from matcalc.language.lowering import parse
     from matcalc.proofs.inputs import domains
 
     program = parse(source)
     kinds = domains(program)
+    kinds |= {name: f"labels:{classes}" for name, classes in class_counts(program.function).items()}
     draw = {"well_conditioned": "wc"}
     lines = []
     for name, node in program.variables.items():

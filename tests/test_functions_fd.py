@@ -43,6 +43,8 @@ CASES["solve"] = SQ + "b: [n]; B: [n, m]; W: [n, m]\n" + \
     "b @ solve(X @ X.T + C @ C.T + eye(n), b) + sum(solve(X + 3 * eye(n), B) * W)"
 CASES["cholesky"] = SQ + "S: [n, n] symmetric; x: [n]\n" + \
     "L = cholesky(S)\nsum(L * C) + x @ cholesky(X @ X.T + eye(n)) @ x"
+CASES["onehot"] = "Z: [N, K]; y: [N] labels\n" + \
+    "sum(onehot(y, K) * Z * Z) + sum(softmax(Z) * onehot(y, K))"
 CASES["tril-triu"] = SQ + "sum(tril(X) @ C) + sum(triu(X @ C, 1) * X) + sum(tril(X, -1) * C)"
 CASES["var-std"] = "A: [n, m]; W: [m]\n" + \
     "sum(var(A, axis=0) * W) + std(A) + sum(std(A, axis=1, ddof=1, keepdims=True) * A)"
@@ -233,9 +235,11 @@ CASES.update(REGRESSIONS)
 
 
 def variables(source: str) -> list[str]:
+    """Every declared variable but integer class labels (which have no gradient)."""
+    from matcalc.core.ir import is_labels
     from matcalc.language.lowering import parse
 
-    return list(parse(source).variables)
+    return [name for name, node in parse(source).variables.items() if not is_labels(node)]
 
 
 PARAMS = [pytest.param(source, sizes, id=f"{name}-{'ab'[i]}")

@@ -13,6 +13,7 @@ import pytest
 from test_functions_fd import CASES, SIZES
 
 import matcalc
+from matcalc.core.ir import is_labels
 from matcalc.language import syntax
 from matcalc.proofs.inputs import smooth_inputs
 
@@ -46,13 +47,14 @@ PARAMS = [pytest.param(source, id=name) for name, source in CASES.items()]
 
 
 def hostile_case(source: str, seed: int) -> tuple[str, dict, list[str], dict]:
-    """The program renamed into the generator's vocabulary, the renaming, every variable, and
-    inputs drawn for the original names."""
+    """The program renamed into the generator's vocabulary, the renaming, every variable with a
+    gradient (not integer labels), and inputs drawn for the original names."""
     hostile, mapping = renamed(source)
     program = matcalc.parse(source)
     sizes = {k: v for k, v in SIZES[0].items() if k in program.dims}
     arrays = smooth_inputs(program, sizes, np.random.default_rng(seed))
-    return hostile, mapping, list(program.variables), arrays
+    wrt = [name for name, node in program.variables.items() if not is_labels(node)]
+    return hostile, mapping, wrt, arrays
 
 
 @pytest.mark.parametrize("source", PARAMS)

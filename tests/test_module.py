@@ -10,7 +10,7 @@ from pathlib import Path
 import mpmath
 import numpy as np
 import pytest
-from test_functions_fd import CASES, SIZES
+from test_functions_fd import CASES, SIZES, variables
 
 from matcalc import derive, lambdify, parse
 from matcalc.forms.generated import generate
@@ -26,7 +26,8 @@ PARAMS = [pytest.param(source, sizes, id=f"{name}-{'ab'[i]}")
 
 
 def wrt_all(source: str) -> list[str]:
-    return list(parse(source).variables)
+    """Every variable with a gradient (integer labels have none)."""
+    return variables(source)
 
 
 def mlp_inputs(n=6, d=5, h=4, c=3, dtype=np.float64, seed=0) -> dict[str, np.ndarray]:

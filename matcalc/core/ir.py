@@ -358,6 +358,13 @@ def definition_of(node: Node) -> Node:
     return node
 
 
+def onehot_shape(args: Sequence[Node], attrs: tuple) -> Shape:
+    """``onehot(y, C)``: integer labels y of shape [N] (or []) give rows [N, C]."""
+    if not is_labels(definition_of(args[0])):
+        raise ShapeError("onehot needs integer class labels: declare them `y: [N] labels`")
+    return args[0].shape + (attrs[0],)
+
+
 def solve_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     """``solve(A, B)``: A square n×n, B [n] or [n, k]; the result is shaped like B."""
     a, b = (x.shape for x in args)
@@ -480,8 +487,10 @@ def is_labels(node: Node) -> bool:
 
 def class_counts(root: Node) -> dict[str, Dim]:
     """For each variable of integer labels under ``root``: its classes, the logits' last size."""
-    return {node.args[1].attrs.name: node.args[0].shape[-1] for node in postorder([root])
-            if node.op == "softmax_cross_entropy" and is_labels(node.args[1])}
+    found = {node.args[1].attrs.name: node.args[0].shape[-1] for node in postorder([root])
+             if node.op == "softmax_cross_entropy" and is_labels(node.args[1])}
+    return found | {node.args[0].attrs.name: node.attrs.classes for node in postorder([root])
+                    if node.op == "onehot" and node.args[0].op == "var"}
 
 
 def matmul_chain(node: Node) -> list[Node]:

@@ -39,6 +39,7 @@ from matcalc.core.ir import (
     is_labels,
     kron_shape,
     logsumexp_shape,
+    onehot_shape,
     outer_shape,
     product_shape,
     rows_sum_to_one,
@@ -422,7 +423,7 @@ define("first_max", same_shape, [lambda g, out, x, axis: zero_like(x.shape)], pa
        internal=True, numpy="{_first_max}({0}{axis})", **OWN_PRINTER)   # 1 at each argmax, else 0
 define("softmax_cross_entropy", cross_entropy_shape, [cross_entropy_logits,
                                                       cross_entropy_targets])
-define("onehot", lambda args, attrs: args[0].shape + (attrs[0],), [
+define("onehot", onehot_shape, [
     lambda g, out, y, classes: zero_like(y.shape),      # integers: no gradient
 ], params=("classes",), **OWN_PRINTER)
 define("mse", same_pair_to_scalar("mse"), [

@@ -950,7 +950,7 @@ class Emitter:
         hot = [t for t in node.args if onehot_part(t) is not None]
         if hot:                                  # added at the labels, never formed
             rest = [t for t in node.args if t not in hot]
-            code = (self.arg(add(*rest), ADD) if rest
+            code = (self.arg(broadcast_to(add(*rest), node.shape), ADD) if rest  # rows whole
                     else self.created("zeros", self.shape_code(node.shape)))
             for term in hot:
                 coefficient, onehot = onehot_part(term)

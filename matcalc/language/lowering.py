@@ -90,6 +90,10 @@ def sized(shape: Sequence[Dim | None]) -> tuple[Dim, ...]:
     return tuple(d for d in shape if d is not None)
 
 
+LABELS_ALLOWED = {("softmax_cross_entropy", "targets"), ("onehot", "y")}
+"""The arguments that may be integer class labels."""
+
+
 def keeping(op: str) -> Callable[..., Node]:
     """A reduction (logsumexp, max, min) over ``axis`` (every entry for None), the reduced
     axes kept with ``keepdims``; of a scalar, the scalar itself."""
@@ -142,6 +146,8 @@ FUNCTIONS: dict[str, Signature] = {
     ),
     "mse": Signature(("pred", "target"), lambda p, t: apply("mse", p, t)),
     "solve": Signature(("A", "B"), lambda a, b: apply("solve", a, b)),
+    "onehot": Signature(("y", "classes"), lambda y, c: apply("onehot", y, attrs=(c,)),
+                        sizes=("classes",)),
     "tril": Signature(("x", "k"), lambda x, k: apply("tril", x, attrs=(k,)), (("k", 0),),
                       ("k",)),
     "triu": Signature(("x", "k"), lambda x, k: apply("triu", x, attrs=(k,)), (("k", 0),),
@@ -367,7 +373,7 @@ class Lowering:
             elif name in signature.sizes:
                 values[name] = self.size(value, e.func, name)
             else:
-                self.labels_allowed = (e.func, name) == ("softmax_cross_entropy", "targets")
+                self.labels_allowed = (e.func, name) in LABELS_ALLOWED
                 try:
                     values[name] = self.expr(value)
                 finally:

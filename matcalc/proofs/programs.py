@@ -775,7 +775,7 @@ class Builder:
         if not s:
             return self.rng.choice([e, call("sin", e, shape=(), mag=1.0),
                                     binary("*", e, e, (), e.mag ** 2)])
-        how = ["sum", "mean", "norm", "sum_none", "mse", "quadratic"]
+        how = ["sum", "mean", "norm", "sum_none", "mse", "quadratic"] + ["onehot"] * (len(s) == 2)
         if e.mag <= 20:
             how += ["logsumexp", "ce_float", "ce_onehot", "ce_probabilities", "ce_softmax"]
             how += ["ce_labels"] * (len(s) == 2)
@@ -789,6 +789,12 @@ class Builder:
                         mag=e.mag * entries_bound(s))
         if choice == "quadratic":
             return self.quadratic(e)
+        if choice == "onehot":                             # the entries of e at the labels
+            y = self.declare((s[0],), f"labels:{s[1]}", "labels", who="labels")
+            picked = call("onehot", y, Expr("dim", s[1], mag=SIZE_BOUND, low=1.0), shape=s,
+                          mag=1.0)
+            return call("sum", binary("*", picked, e, s, e.mag), shape=(),
+                        mag=e.mag * entries_bound(s))
         if choice == "mse":
             other = self.pick(lambda o: o.shape == s and o != e, [s]) or e
             args = (e, other) if self.rng.random() < 0.5 else (other, e)

@@ -73,6 +73,7 @@ NUMPY: dict[str, Callable] = {
                                                               keepdims=keepdims),
     "eye": lambda n: np.eye(int(n)), "tril": np.tril, "triu": np.triu,
     "cholesky": lambda s: np.linalg.cholesky((s + s.T) / 2),  # of symmetric S: its sym. part
+    "onehot": lambda y, classes: np.eye(int(classes))[np.asarray(y, dtype=int)],
     "ones": lambda rows, cols=None: np.ones(tuple(int(d) for d in (rows, cols) if d is not None)),
     "zeros": lambda rows, cols=None: np.zeros(tuple(int(d) for d in (rows, cols) if d is not None)),
     "trace": np.trace, "det": np.linalg.det, "logdet": lambda x: np.linalg.slogdet(x)[1],
