@@ -45,6 +45,9 @@ CASES["cholesky"] = SQ + "S: [n, n] symmetric; x: [n]\n" + \
     "L = cholesky(S)\nsum(L * C) + x @ cholesky(X @ X.T + eye(n)) @ x"
 CASES["onehot"] = "Z: [N, K]; y: [N] labels\n" + \
     "sum(onehot(y, K) * Z * Z) + sum(softmax(Z) * onehot(y, K))"
+CASES["comparisons-where"] = MAT + "h: []\n" + (
+    "sum(where(A @ x > c, A @ x, c * h) * c) + sum((x <= 0.3) * x * x) + sum((A >= h) * A) "
+    "+ sum(where((c < 1) * (c > -1), c, 0) * (A @ x))")
 CASES["tril-triu"] = SQ + "sum(tril(X) @ C) + sum(triu(X @ C, 1) * X) + sum(tril(X, -1) * C)"
 CASES["var-std"] = "A: [n, m]; W: [m]\n" + \
     "sum(var(A, axis=0) * W) + std(A) + sum(std(A, axis=1, ddof=1, keepdims=True) * A)"

@@ -248,8 +248,8 @@ def test_parse_expression_allows_only_one_expression() -> None:
         ("lambda: 0", "lambda expressions are not part of the matcalc language", 0),
         ("lambda", "`lambda` is a Python keyword, not a matcalc name", 0),
         ("y = (z := 3)", "the walrus operator `:=` is not part of the matcalc language", 7),
-        ("x == y", "comparisons like `==` are not part of the matcalc language", 2),
-        ("x < y", "comparisons like `<` are not part of the matcalc language", 2),
+        ("x == y", "`==` is not part of the matcalc language", 2),
+        ("x < y < z", "comparisons do not chain in matcalc", 6),
         ("x += 1", "augmented assignment `+=`", 2),
         ("x // 2", "floor division", 2),
         ("x, y", "tuples are not part of the matcalc language", 1),
@@ -435,6 +435,10 @@ def test_arbitrary_text_gives_tree_or_matcalc_error(source: str) -> None:
         ("(x).T.T", "x.T.T"),
         ("f( x , axis = -1 )", "f(x, axis=-1)"),
         ("--x", "--x"),
+        ("(a<b)*(c>=d+1)", "(a < b) * (c >= d + 1)"),
+        ("(a<b)<c", "(a < b) < c"),
+        ("a<=(b>c)", "a <= (b > c)"),
+        ("f(x > 0, -x)", "f(x > 0, -x)"),
     ],
 )
 def test_unparse_canonical(source: str, text: str) -> None:
@@ -451,7 +455,8 @@ NUMBERS = st.from_regex(
 def _extend(children: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
     return st.one_of(
         st.builds(UnaryOp, st.sampled_from(["-", "+"]), children),
-        st.builds(BinOp, st.sampled_from(["+", "-", "*", "/", "@", "**"]), children, children),
+        st.builds(BinOp, st.sampled_from(["+", "-", "*", "/", "@", "**", "<", ">=", "<=", ">"]),
+                  children, children),
         st.builds(Transpose, children),
         st.builds(
             Call,

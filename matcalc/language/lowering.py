@@ -18,6 +18,7 @@ from matcalc.core.ir import (
     Node,
     ShapeError,
     const,
+    const_value,
     definition_of,
     dim,
     identity,
@@ -120,6 +121,37 @@ def _unary(op: str) -> Signature:
     return Signature(("x",), lambda x: apply(op, x))
 
 
+def minus(a: Node, b: Node) -> Node:
+    return add(a, mul(const(-1), b))
+
+
+def above(a: Node, b: Node) -> Node:
+    """The mask 1[a > b], 0/1 entry by entry: a step, whose derivative is 0."""
+    return apply("step", minus(a, b))
+
+
+def is_mask(node: Node) -> bool:
+    """Made of comparisons: 1[a > b], 1 − mask, and products of masks (0/1 entry by entry)."""
+    node = definition_of(node)
+    if node.op == "step":
+        return True
+    if node.op == "mul":
+        return all(is_mask(a) for a in node.args)
+    if node.op == "add" and len(node.args) == 2 and const_value(node.args[0]) == 1:
+        negated = node.args[1]
+        return (negated.op == "mul" and len(negated.args) == 2
+                and const_value(negated.args[0]) == -1 and is_mask(negated.args[1]))
+    return False
+
+
+def where(cond: Node, a: Node, b: Node) -> Node:
+    """``where(cond, a, b)`` = cond ⊙ a + (1 − cond) ⊙ b for a 0/1 mask made by comparisons."""
+    if not is_mask(cond):
+        raise ShapeError("where needs a condition made by comparisons, such as `x > 0` or "
+                         "`(x > 0) * (y < 1)`: a 0/1 mask")
+    return add(mul(cond, lift(a)), mul(minus(const(1), cond), lift(b)))
+
+
 FUNCTIONS: dict[str, Signature] = {
     **{op: _unary(op) for op in callable_elementwise()},
     "square": Signature(("x",), lambda x: power(x, const(2))),
@@ -146,6 +178,7 @@ FUNCTIONS: dict[str, Signature] = {
     ),
     "mse": Signature(("pred", "target"), lambda p, t: apply("mse", p, t)),
     "solve": Signature(("A", "B"), lambda a, b: apply("solve", a, b)),
+    "where": Signature(("condition", "x", "y"), where),
     "onehot": Signature(("y", "classes"), lambda y, c: apply("onehot", y, attrs=(c,)),
                         sizes=("classes",)),
     "tril": Signature(("x", "k"), lambda x, k: apply("tril", x, attrs=(k,)), (("k", 0),),
@@ -167,11 +200,15 @@ FUNCTIONS: dict[str, Signature] = {
 
 BINARY: dict[str, Callable[[Node, Node], Node]] = {
     "+": add,
-    "-": lambda a, b: add(a, mul(const(-1), b)),
+    "-": minus,
     "*": mul,
     "/": lambda a, b: mul(a, power(b, const(-1))),
     "**": power,
     "@": matmul,
+    ">": above,
+    "<": lambda a, b: above(b, a),
+    ">=": lambda a, b: minus(const(1), above(b, a)),
+    "<=": lambda a, b: minus(const(1), above(a, b)),
 }
 
 

@@ -6,7 +6,8 @@ One grammar serves files and the command line::
     statement  := NAME ("," NAME)* ":" "[" [dim ("," dim)*] "]"   # declaration
                 | NAME "=" expr                                  # assignment
                 | expr                                           # expression statement
-    expr       := term (("+" | "-") term)*
+    expr       := sum [("<" | ">" | "<=" | ">=") sum]               # a 0/1 mask
+    sum        := term (("+" | "-") term)*
     term       := factor (("*" | "/" | "@") factor)*
     factor     := ("-" | "+") factor | power
     power      := atom (".T")* ["**" factor]
@@ -197,8 +198,8 @@ _TOKEN_RE = re.compile(
     | (?P<newline>\n)
     | (?P<number>(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]*)?)
     | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-    | (?P<bad>\*\*=|:=|==|!=|<=|>=|//=?|[-+*/@%]=|[<>'"{}\\])
-    | (?P<op>\*\*|[-+*/@()\[\],:=.;])
+    | (?P<bad>\*\*=|:=|==|!=|//=?|[-+*/@%]=|['"{}\\])
+    | (?P<op>\*\*|<=|>=|[-+*/@()\[\],:=.;<>])
     | (?P<other>.)
     """,
     re.VERBOSE | re.DOTALL,
@@ -274,8 +275,9 @@ def _bad_token(text: str) -> tuple[str, str | None]:
         )
     if text == ":=":
         return "the walrus operator `:=` is not part of the matcalc language", "Assign with `=`."
-    if text in ("==", "!=", "<", ">", "<=", ">="):
-        return f"comparisons like `{text}` are not part of the matcalc language", None
+    if text in ("==", "!="):
+        return (f"`{text}` is not part of the matcalc language: equality of real numbers has no "
+                "derivative", "Compare with `<`, `>`, `<=` or `>=`: they give 0/1 masks.")
     if text.startswith("//"):
         return f"floor division `{text}` is not part of the matcalc language", "Use `/`."
     op = text[:-1]
@@ -579,6 +581,20 @@ class _Parser:
         return self.error(f"unexpected {_describe(tok)}", tok.pos)
 
     def expr(self, after: _Token | None) -> _Parsed:
+        """A sum, or one comparison of two sums (``a > b``: a 0/1 mask; not chained)."""
+        node, start, height = self.sum(after)
+        tok = self.peek()
+        if tok.kind not in COMPARISONS:
+            return node, start, height
+        self.i += 1
+        right, _, right_height = self.sum(tok)
+        if self.peek().kind in COMPARISONS:
+            raise self.error("comparisons do not chain in matcalc: write `(a < b) * (b < c)`",
+                             self.peek().pos)
+        height = self.check_height(max(height, right_height) + 1, start)
+        return BinOp(tok.kind, node, right, start, tok.pos), start, height
+
+    def sum(self, after: _Token | None) -> _Parsed:
         # Both binary levels in one loop (fewer Python frames per nesting level). A chain
         # `a + b - c + …` (or `a * b @ c …`) is one level however long: readers walk it by
         # `chain`, without recursion.
@@ -732,7 +748,9 @@ class _Parser:
 # --------------------------------------------------------------------------------------------
 # Public entry points
 
-LEVELS = ({"+", "-"}, {"*", "/", "@"})
+COMPARISONS = ("<", ">", "<=", ">=")
+
+LEVELS = ({"+", "-"}, {"*", "/", "@"}, set(COMPARISONS))
 """Left-associative operators of one precedence level: a chain of them is one level."""
 
 
@@ -742,7 +760,8 @@ def chain(e: BinOp) -> tuple[Expr, list[BinOp]]:
     level = next(ops for ops in LEVELS if e.op in ops) if e.op != "**" else {"**"}
     links: list[BinOp] = []
     node: Expr = e
-    while isinstance(node, BinOp) and node.op in level and (node.op != "**" or not links):
+    single = e.op == "**" or e.op in COMPARISONS          # right-nested, or never chained
+    while isinstance(node, BinOp) and node.op in level and (not single or not links):
         links.append(node)
         node = node.left
     return node, links[::-1]
@@ -780,7 +799,8 @@ def parse_expression(source: str) -> Expr:
     raise p.unexpected(tok, "an operator or the end of the expression")
 
 
-_BINARY_PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "@": 2, "**": 4}
+_BINARY_PREC = {"<": 0, ">": 0, "<=": 0, ">=": 0, "+": 1, "-": 1, "*": 2, "/": 2, "@": 2,
+                "**": 4}
 _UNARY_PREC = 3
 _POSTFIX_PREC = 5
 _ATOM_PREC = 6
@@ -819,6 +839,9 @@ def unparse(expr: Expr) -> str:
             left = _wrap(expr.left, _prec(expr.left) <= p)
             right = _wrap(expr.right, _prec(expr.right) < _UNARY_PREC)
             return f"{left} {expr.op} {right}"
+        if expr.op in COMPARISONS:
+            return (f"{_wrap(expr.left, _prec(expr.left) <= p)} {expr.op} "
+                    f"{_wrap(expr.right, _prec(expr.right) <= p)}")
         first, links = chain(expr)
         parts = [_wrap(first, _prec(first) < p)]
         parts += [f"{link.op} {_wrap(link.right, _prec(link.right) <= p)}" for link in links]

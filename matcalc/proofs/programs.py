@@ -132,7 +132,8 @@ def weight(e: Expr) -> int:
     return 1 + len(e.params) + sum(weight(a) for a in e.args)
 
 
-PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "@": 2, "neg": 3, "**": 4, "T": 5}
+PRECEDENCE = {"<": 0, ">": 0, "<=": 0, ">=": 0, "+": 1, "-": 1, "*": 2, "/": 2, "@": 2,
+              "neg": 3, "**": 4, "T": 5}
 ATOM = 6
 
 
@@ -163,6 +164,8 @@ def text(e: Expr) -> str:
     if e.op == "**":
         return (f"{wrapped(left, precedence(left) <= p)} ** "
                 f"{wrapped(right, precedence(right) < PRECEDENCE['neg'])}")
+    if p == 0:                                     # comparisons do not chain
+        return f"{wrapped(left, precedence(left) <= p)} {e.op} {wrapped(right, True)}"
     return f"{wrapped(left, precedence(left) < p)} {e.op} {wrapped(right, precedence(right) <= p)}"
 
 
@@ -307,7 +310,7 @@ edges of its domain) and bounds on its result's magnitude and, where known, on h
 0 it comes, from the operand's."""
 STRUCTURE = ("@", "@", "@", "T", "sum", "mean", "softmax", "log_softmax", "logsumexp", "trace",
              "det", "logdet", "inv", "matrix_power", "diag", "outer", "norm", "max", "min",
-             "maximum", "solve", "construct", "var", "tril", "cholesky")
+             "maximum", "solve", "construct", "var", "tril", "cholesky", "where")
 SPECIAL = ("pow", "pow_pow", "pow_var", "scale", "by_dim", "square_plus_one")
 OPERATIONS = UNARY + ELEMENTWISE_BINARY * 2 + STRUCTURE + SPECIAL
 
@@ -603,6 +606,22 @@ class Builder:
 
     def op_min(self) -> Expr | None:
         return self.reduction("min")
+
+    def op_where(self) -> Expr | None:
+        """where(a > b, a, c), or a comparison as a mask times an operand."""
+        a = self.first(lambda e: True)
+        b = None if a is None else self.broadcast_partner(a)
+        if b is None:
+            return None
+        shape = broadcast(a.shape, b.shape)
+        op = self.rng.choice(["<", ">", "<=", ">="])
+        mask = Expr(op, args=(a, b), shape=shape, mag=1.0, depth=max(a.depth, b.depth) + 1)
+        if self.rng.random() < 0.5:
+            return binary("*", mask, a, shape, a.mag)
+        c = self.broadcast_partner(Expr("num", "0", shape=shape))
+        if c is None or broadcast(shape, c.shape) != shape:
+            return binary("*", mask, b, shape, b.mag)
+        return call("where", mask, a, c, shape=shape, mag=max(a.mag, c.mag))
 
     def op_maximum(self) -> Expr | None:
         """maximum or minimum of two operands that broadcast, or clip between constants."""

@@ -73,6 +73,7 @@ NUMPY: dict[str, Callable] = {
                                                               keepdims=keepdims),
     "eye": lambda n: np.eye(int(n)), "tril": np.tril, "triu": np.triu,
     "cholesky": lambda s: np.linalg.cholesky((s + s.T) / 2),  # of symmetric S: its sym. part
+    "where": lambda condition, x, y: np.where(np.asarray(condition) > 0.5, x, y),
     "onehot": lambda y, classes: np.eye(int(classes))[np.asarray(y, dtype=int)],
     "ones": lambda rows, cols=None: np.ones(tuple(int(d) for d in (rows, cols) if d is not None)),
     "zeros": lambda rows, cols=None: np.zeros(tuple(int(d) for d in (rows, cols) if d is not None)),
@@ -95,6 +96,8 @@ LITERALS = {"None": None, "True": True, "False": False}
 BINARY: dict[str, Callable] = {
     "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "**": np.power,
     "@": np.matmul,
+    **{op: lambda a, b, f=f: f(a, b).astype(float) for op, f in {
+        "<": np.less, ">": np.greater, "<=": np.less_equal, ">=": np.greater_equal}.items()},
 }
 
 

@@ -130,6 +130,7 @@ FUNCTIONS: dict[str, Callable[..., Tensor]] = {
     "solve": torch.linalg.solve, "var": variance, "tril": lambda x, k=0: torch.tril(x, k),
     "triu": lambda x, k=0: torch.triu(x, k),
     "cholesky": lambda x: torch.linalg.cholesky((x + x.mT) / 2),
+    "where": lambda condition, x, y: torch.where(condition > 0.5, x, y),
     "onehot": lambda y, classes: torch.nn.functional.one_hot(y.long(), int(classes)).to(DTYPE),
     "std": lambda x, axis=None, ddof=0, keepdims=False: torch.sqrt(variance(x, axis, ddof,
                                                                             keepdims)),
@@ -153,8 +154,8 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "max": ("x", "axis", "keepdims"), "min": ("x", "axis", "keepdims"), "maximum": ("a", "b"),
     "minimum": ("a", "b"), "clip": ("x", "lo", "hi"), "solve": ("A", "B"),
     "var": ("x", "axis", "ddof", "keepdims"), "std": ("x", "axis", "ddof", "keepdims"),
-    "onehot": ("y", "classes"), "eye": ("n",), "ones": ("rows", "cols"),
-    "zeros": ("rows", "cols"), "tril": ("x", "k"), "triu": ("x", "k"),
+    "where": ("condition", "x", "y"), "onehot": ("y", "classes"), "eye": ("n",),
+    "ones": ("rows", "cols"), "zeros": ("rows", "cols"), "tril": ("x", "k"), "triu": ("x", "k"),
     "mean": ("x", "axis", "keepdims"), "logsumexp": ("x", "axis", "keepdims"),
     "softmax": ("x", "axis"), "log_softmax": ("x", "axis"), "matrix_power": ("x", "k"),
     "outer": ("a", "b"), "softmax_cross_entropy": ("logits", "targets"),
@@ -168,6 +169,8 @@ LITERAL = {"axis", "keepdims", "k", "ddof"}
 BINARY: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "+": torch.add, "-": torch.sub, "*": torch.mul, "/": torch.div, "**": torch.pow,
     "@": torch.matmul,
+    **{op: lambda a, b, f=f: f(a, b).to(DTYPE) for op, f in {
+        "<": torch.lt, ">": torch.gt, "<=": torch.le, ">=": torch.ge}.items()},
 }
 
 WORDS = {"None": None, "True": True, "False": False}
@@ -213,7 +216,10 @@ class Evaluator:
         return -value if e.op == "-" else value
 
     def e_BinOp(self, e: syntax.BinOp) -> Tensor:  # noqa: N802
-        return BINARY[e.op](self(e.left), self(e.right))
+        left, right = self(e.left), self(e.right)
+        if e.op in syntax.COMPARISONS:              # a mask jumps where its sides are equal
+            self.trace.kinks.append(torch.as_tensor(left - right).detach().reshape(-1))
+        return BINARY[e.op](left, right)
 
     def e_Transpose(self, e: syntax.Transpose) -> Tensor:  # noqa: N802
         return transpose(self(e.operand))
