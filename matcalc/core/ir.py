@@ -365,12 +365,22 @@ def onehot_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     return args[0].shape + (attrs[0],)
 
 
+def matrix_shape(what: str) -> ShapeRule:
+    """Any matrix, its shape kept (tril, triu)."""
+    def rule(args: Sequence[Node], attrs: tuple) -> Shape:
+        if args[0].rank != 2:
+            raise ShapeError(f"{what} needs a matrix, got {shape_str(args[0].shape)}")
+        return args[0].shape
+
+    return rule
+
+
 def solve_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     """``solve(A, B)``: A square n×n, B [n] or [n, k]; the result is shaped like B."""
     a, b = (x.shape for x in args)
     n = square(a, "solve(A, B)")
     if len(b) not in (1, 2) or b[0] != n:
-        raise ShapeError(f"solve(A, B) needs B of shape [{dim_str(n)}] or [{dim_str(n)}, k] "
+        raise ShapeError(f"B needs the shape [{dim_str(n)}] or [{dim_str(n)}, k] "
                          f"for A of shape {shape_str(a)}, got {shape_str(b)}")
     return b
 

@@ -39,6 +39,7 @@ from matcalc.core.ir import (
     is_labels,
     kron_shape,
     logsumexp_shape,
+    matrix_shape,
     onehot_shape,
     outer_shape,
     product_shape,
@@ -379,9 +380,9 @@ define("sym", square_to_same("sym"), [lambda g, out, x: apply("sym", g)], linear
        symmetric=True, internal=True, numpy="({p0} + {p0}.T) / 2", **OWN_PRINTER)  # (X + Xᵀ)/2
 define("cholesky", cholesky_shape, [cholesky_rule], domain="well_conditioned", text="chol",
        numpy="{xp}.linalg.cholesky({0})")       # the lower-triangular L with S = L Lᵀ
-define("tril", square_to_same("tril"), [lambda g, out, x, k: apply("tril", g, attrs=(k,))],
+define("tril", matrix_shape("tril"), [lambda g, out, x, k: apply("tril", g, attrs=(k,))],
        params=("k",), linear=True, numpy="{xp}.tril({0}, {k})", **OWN_PRINTER)  # a mask: linear
-define("triu", square_to_same("triu"), [lambda g, out, x, k: apply("triu", g, attrs=(k,))],
+define("triu", matrix_shape("triu"), [lambda g, out, x, k: apply("triu", g, attrs=(k,))],
        params=("k",), linear=True, numpy="{xp}.triu({0}, {k})", **OWN_PRINTER)
 define("norm", scalar_shape, [lambda g, out, x: g * x / out],  # ∂‖x‖/∂x = x / ‖x‖
        numpy="{xp}.linalg.norm({0})", **OWN_PRINTER)

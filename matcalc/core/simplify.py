@@ -509,6 +509,8 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
         return args[0]
     if op == "sym" and is_symmetric(args[0]):          # a symmetric matrix is its own sym
         return args[0]
+    if op in ("tril", "triu") and args[0].op == op and tuple(args[0].attrs) == tuple(attrs):
+        return args[0]                                  # a mask applied twice
     if op == "inv" and args[0].op == "transpose":     # (Xᵀ)⁻¹ = (X⁻¹)ᵀ
         return transpose(make("inv", (args[0].args[0],)))
     if op == "diag" and args[0].op == "broadcast" and args[0].rank == 1 and (
@@ -518,7 +520,7 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
         pulled = [split_scalars(a) for a in args]
         scalars = [s for found, _ in pulled for s in found]
         if scalars:
-            return mul(*scalars, make(op, [rest for _, rest in pulled], attrs))
+            return mul(*scalars, apply(op, *(rest for _, rest in pulled), attrs=attrs))
     return make(op, args, attrs)
 
 

@@ -224,7 +224,7 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
     conventions = [CONVENTIONS[op] for op in dict.fromkeys(n.op for n in order)
                    if op in CONVENTIONS]
     if conventions:
-        found.append("where a derivative jumps, matcalc takes " + "; ".join(conventions) + ".")
+        found.append("where a derivative jumps: " + "; ".join(conventions) + ".")
     printer = Printer(TEXT)
     for node in (n for n in order if n.op == "softmax_cross_entropy"):
         z, y = (set(n for n in postorder([a]) if n.op == "var") for a in node.args)

@@ -79,6 +79,8 @@ def mean(x: Node, axis: int | None, keepdims: bool = False) -> Node:
 def variance(x: Node, axis: int | None, ddof: int = 0, keepdims: bool = False) -> Node:
     """Σ (x − mean)² / (count − ddof) over ``axis``, as ``np.var``."""
     counted = size(x.shape) if axis is None else x.shape[axis]
+    if ddof < 0:
+        raise MatcalcError(f"ddof={ddof}: the degrees of freedom removed cannot be negative")
     if (counted - ddof).is_nonpositive:
         raise MatcalcError(f"a variance with ddof={ddof} over {counted} "
                            f"entr{'y' if counted == 1 else 'ies'} divides by zero")
@@ -160,8 +162,8 @@ FUNCTIONS: dict[str, Signature] = {
     "sum": Signature(REDUCTION, reduce_sum, NO_AXIS, AXIS, ("keepdims",)),
     "mean": Signature(REDUCTION, mean, NO_AXIS, AXIS, ("keepdims",)),
     **{op: _unary(op) for op in ("trace", "det", "logdet", "inv", "diag", "norm")},
-    "cholesky": Signature(("x",), lambda s: apply("cholesky", s if is_symmetric(
-        definition_of(s)) else apply("sym", s))),
+    "cholesky": Signature(("x",), lambda s: apply("cholesky", apply("sym", s) if (
+        s.rank == 2 and s.shape[0] == s.shape[1] and not is_symmetric(definition_of(s))) else s)),
     "outer": Signature(("a", "b"), lambda a, b: apply("outer", a, b)),
     "matrix_power": Signature(("x", "k"), lambda x, k: apply("matrix_power", x, attrs=(k,)),
                               integers=("k",)),
@@ -341,7 +343,8 @@ class Lowering:
         p = self.program
         if e.id in p.variables and is_labels(p.variables[e.id]) and not self.labels_allowed:
             raise self.error(f"`{e.id}` holds integer class labels: it can only be the targets "
-                             f"of softmax_cross_entropy(logits, {e.id})", e.pos)
+                             f"of softmax_cross_entropy(logits, {e.id}) or the labels of "
+                             f"onehot({e.id}, C)", e.pos)
         for table in (p.intermediates, p.variables):
             if e.id in table:
                 return table[e.id]

@@ -135,6 +135,7 @@ def smooth_inputs(program: Program, sizes: Mapping[str, int], rng: np.random.Gen
             if distance(**arrays) > margin and np.all(np.isfinite(value(**arrays))):
                 return arrays
     raise MatcalcError(
-        "could not draw random inputs where the function is finite and away from the kinks of "
-        "relu/abs (tried 50 draws); matcalc makes variables positive under log and sqrt and "
-        "well conditioned under inv/det, but not for shifted arguments such as log(x - 3)")
+        "could not draw random inputs where the function is finite and away from its kinks and "
+        "ties (relu, abs, clip, max, comparisons …; tried 50 draws); matcalc makes variables "
+        "positive under log and sqrt and well conditioned under inv/det, but not for shifted "
+        "arguments such as log(x - 3) or a clip that saturates")
