@@ -607,13 +607,18 @@ class Builder:
     def op_min(self) -> Expr | None:
         return self.reduction("min")
 
-    def op_where(self) -> Expr | None:
-        """where(a > b, a, c), or a comparison as a mask times an operand."""
+    def pair(self) -> tuple[Expr, Expr, Shape] | None:
+        """Two operands that broadcast together, and the shape they broadcast to."""
         a = self.first(lambda e: True)
         b = None if a is None else self.broadcast_partner(a)
-        if b is None:
+        return None if b is None else (a, b, broadcast(a.shape, b.shape))
+
+    def op_where(self) -> Expr | None:
+        """where(a > b, a, c), or a comparison as a mask times an operand."""
+        operands = self.pair()
+        if operands is None:
             return None
-        shape = broadcast(a.shape, b.shape)
+        a, b, shape = operands
         op = self.rng.choice(["<", ">", "<=", ">="])
         mask = Expr(op, args=(a, b), shape=shape, mag=1.0, depth=max(a.depth, b.depth) + 1)
         if self.rng.random() < 0.5:
@@ -625,11 +630,10 @@ class Builder:
 
     def op_maximum(self) -> Expr | None:
         """maximum or minimum of two operands that broadcast, or clip between constants."""
-        a = self.first(lambda e: True)
-        b = None if a is None else self.broadcast_partner(a)
-        if b is None:
+        operands = self.pair()
+        if operands is None:
             return None
-        shape = broadcast(a.shape, b.shape)
+        a, b, shape = operands
         kind = self.rng.choice(["maximum", "minimum", "clip"])
         if kind == "clip":
             lo, hi = sorted(self.rng.sample([-1.5, -0.5, 0.0, 0.5, 1.5], 2))
