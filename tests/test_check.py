@@ -157,3 +157,14 @@ def test_check_also_proves_the_jacobians_derive_prints() -> None:
     rng = np.random.default_rng(0)
     wrong.record({"x": rng.normal(size=3), "W": rng.normal(size=(2, 3))}, 1e-5)
     assert not wrong.check.passed and wrong.check.abs_error > 1e-3
+
+
+def test_a_function_nowhere_differentiable_where_drawn_is_refused_not_failed() -> None:
+    """std of a clip that saturates at every draw (inputs are drawn positive for the sqrt)
+    has no finite gradient there: a clear refusal, not a FAIL with a zero error."""
+    from matcalc.errors import MatcalcError
+    from matcalc.testing import check_gradient
+
+    source = "X: [N, D]; W: [D, H]; Z = X @ W; out = clip(Z, -0.5, 3); sum(std(out))"
+    with pytest.raises(MatcalcError, match="could not draw inputs where every gradient is finite"):
+        check_gradient(source, ["W"])

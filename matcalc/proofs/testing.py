@@ -43,6 +43,8 @@ class VariableCheck:
     passed: bool = True
     skipped: bool = False
     """Too large to check entry by entry (a printed Jacobian past MAX_JACOBIAN_ENTRIES)."""
+    infinite: bool = False
+    """The derived gradient was not finite at some draw (nan or ±inf)."""
 
     def compare(self, derived: np.ndarray, numeric: np.ndarray, rtol: float) -> None:
         """Keep the worst errors of ``derived`` against finite differences ``numeric``; fail
@@ -52,6 +54,7 @@ class VariableCheck:
         self.abs_error = max(self.abs_error, error)
         self.rel_error = max(self.rel_error, error / scale if scale else error)
         finite = bool(np.all(np.isfinite(derived)))
+        self.infinite = self.infinite or not finite
         self.passed = self.passed and finite and error <= rtol * max(1.0, scale)
 
     def line(self, width: int) -> str:
@@ -59,7 +62,9 @@ class VariableCheck:
             return (f"{self.name:<{width}}  {self.shape:<10} not checked: {self.entries:,} "
                     "entries (its vector-Jacobian products are)")
         how = "every entry" if self.entries <= EVERY_ENTRY else f"{DIRECTIONS} directions"
-        verdict = "PASS" if self.passed else "FAIL"
+        verdict = "PASS" if self.passed else "FAIL" + (
+            " (the gradient is not finite there: a point where f is not differentiable)"
+            * self.infinite)
         return (f"{self.name:<{width}}  {self.shape:<10} {how:<14} max abs error "
                 f"{self.abs_error:.2e}  max rel error {self.rel_error:.2e}  {verdict}")
 
@@ -116,15 +121,37 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
     report = CheckReport(checked, [*checks.values(), *(j.check for j in jacobians)])
     for _ in range(draws):
         sizes = {**sizes_for(program, rng), **(dims or {})}
-        arrays = smooth_inputs(program, sizes, rng)
+        arrays, grads = differentiable_draw(program, sizes, rng, gradients, list(checks))
         report.draws.append({k: sizes[k] for k in program.dims})
-        grads = gradients(**arrays)[1]
         for name, check in checks.items():
             record(check, grads[name], arrays, name, value, rng, rtol,
                    has_property(program.lookup(name), "symmetric"))
         for jac in jacobians:
             jac.record(arrays, rtol)
     return report
+
+
+FINITE_TRIES = 10
+"""Draws tried for inputs where every derived gradient is finite."""
+
+
+def differentiable_draw(program: Program, sizes: Mapping[str, int], rng: np.random.Generator,
+                        gradients: Gradients, names: Sequence[str]
+                        ) -> tuple[dict[str, np.ndarray], Mapping[str, np.ndarray]]:
+    """Inputs away from kinks where every gradient is finite (std of a saturated clip is not
+    differentiable), and the gradients there; a MatcalcError when no draw gives them."""
+    for _ in range(FINITE_TRIES):
+        arrays = smooth_inputs(program, sizes, rng)
+        with np.errstate(all="ignore"):
+            grads = gradients(**arrays)[1]
+        if all(np.all(np.isfinite(np.asarray(grads[n], dtype=float))) for n in names):
+            return arrays, grads
+    raise MatcalcError(
+        f"could not draw inputs where every gradient is finite (tried {FINITE_TRIES} draws): "
+        "the function is not differentiable at any of them, e.g. sqrt or std of something that "
+        "is 0 there (a clip that saturates, positive inputs drawn for a sqrt)",
+        hint="matcalc draws positive values for variables under log and sqrt; shift such an "
+             "argument (sqrt(v + 1e-5)) so that the function is differentiable where it draws.")
 
 
 @dataclass
