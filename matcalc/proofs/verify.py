@@ -391,7 +391,7 @@ def compare_exactly(program: Program, claim: Claim, derivation: Derivation,
     """The exact check itself (see :func:`exact_check`)."""
     expr = derivation.gradients[0].expr
     signals = {s.label: s.expr for s in derivation.steps}
-    timeout = deadline - time.monotonic()
+    timeout = deadline - time.monotonic()           # what the expansion left of the budget
     verdicts = []
     for i, sizes in enumerate(sizes_list):
         check = ExactCheck(program, sizes, deadline, rng)
@@ -408,7 +408,7 @@ def compare_exactly(program: Program, claim: Claim, derivation: Derivation,
         verdicts += [verdict, ours]
     proved, agreed = sizes_text(sizes_list[0]), "; ".join(map(sizes_text, sizes_list[1:]))
     if INCONCLUSIVE in verdicts:
-        return INCONCLUSIVE, [f"SymPy could not prove every entry equal within {timeout:g} s "
+        return INCONCLUSIVE, [f"SymPy could not prove every entry equal within {timeout:.2g} s "
                               f"(at {proved}); none differs at random points, so neither PASS "
                               "nor FAIL"]
     also = f"; equal to {PRECISION} digits at random points at {agreed}" if agreed else ""
