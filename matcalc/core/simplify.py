@@ -488,13 +488,19 @@ def broadcast_like(g: Node, shape: Shape, axis: int | None) -> Node:
 
 
 def folded(op: str, args: Sequence[Node]) -> Node | None:
-    """An elementwise function of numbers as the number it is (``exp(0) = 1``), when real."""
+    """An elementwise function of numbers as the number it is (``exp(0) = 1``), when real; of
+    zero arrays, that number repeated (``1[0 > 0]`` is 0)."""
     function = OPERATIONS[op].scalar
-    values = [const_value(a) for a in args]
+    values = [sympy.Integer(0) if a.op == "zeros" else const_value(a) for a in args]
     if function is None or any(v is None or not v.is_number for v in values):
         return None
     result = function(*values)
-    return const(result) if result.is_real and result.is_finite else None
+    if not (result.is_real and result.is_finite):
+        return None
+    shape = broadcast_shapes(*(a.shape for a in args))
+    if shape and result == 0:
+        return zeros(shape)
+    return broadcast_to(const(result), shape) if shape else const(result)
 
 
 def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:

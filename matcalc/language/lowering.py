@@ -135,8 +135,10 @@ def above(a: Node, b: Node) -> Node:
 def is_mask(node: Node) -> bool:
     """Made of comparisons: 1[a > b], 1 − mask, and products of masks (0/1 entry by entry)."""
     node = definition_of(node)
-    if node.op == "step":
+    if node.op in ("step", "zeros") or const_value(node) in (0, 1):   # x > x folds to 0
         return True
+    if node.op == "broadcast":
+        return is_mask(node.args[0])
     if node.op == "mul":
         return all(is_mask(a) for a in node.args)
     if node.op == "add" and len(node.args) == 2 and const_value(node.args[0]) == 1:
