@@ -13,13 +13,16 @@ from typing import Any
 
 import sympy
 
+from matcalc.core.ir import OPERATIONS
 from matcalc.core.rules import SYMPY_FUNCTIONS
 from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.language.syntax import parse_expression
 
-ARITY: dict[str, tuple[int, int]] = {name: (1, 1) for name in SYMPY_FUNCTIONS}
+ARITY: dict[str, tuple[int, int]] = {
+    name: (len(OPERATIONS[name].vjp),) * 2 for name in SYMPY_FUNCTIONS}
 ARITY["leaky_relu"] = (1, 2)
-"""Allowed (min, max) number of positional arguments; leaky_relu's slope defaults to 0.01."""
+"""Allowed (min, max) number of positional arguments, one per derivative rule (maximum takes
+two, clip three); leaky_relu's slope defaults to 0.01."""
 
 MATRIX_FUNCTIONS = frozenset(
     "trace det logdet inv diag norm matrix_power outer softmax log_softmax logsumexp sum mean "
