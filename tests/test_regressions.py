@@ -88,6 +88,14 @@ CASES = [
     ("a: []\nx: []\na + tanh(sigmoid(x)) - tanh(sigmoid(x))", ("a", "x"), "x", SCALAR),
     ("A: [1, 1]\nlabels: [1] labels  # draw: labels:1\nt5 = logsumexp(A, axis=-2)\n"
      "sum(t5) * sum(t5)", ("A",), "A", SCALAR),
+    # one-hot rows added into a sum are added at the labels only where they are not broadcast
+    # (a [1, 1] one-hot broadcast along a row was added at column 0 alone), and a broadcast
+    # column gets one-hot rows added after it is broadcast
+    ("B: [1, n]\nlabels: [1] labels  # draw: labels:1\n"
+     "sum(onehot(labels, 1) * sum(B, keepdims=True)) + softmax_cross_entropy(B, B)",
+     ("B",), "B", SCALAR),
+    ("Z: [N, K]\ny: [N] labels  # draw: labels:K\n"
+     "sum(onehot(y, K) * Z * Z) + sum(softmax(Z) * onehot(y, K))", ("Z",), "Z", SCALAR),
     # outer products inside shared products stay shared (the HVP's code took time 3ᵏ)
     ("X: [n, n]\nh1 = X\n" + "".join(f"h{i} = h{i - 1} @ h{i - 1} + h{i - 1}\n"
                                       for i in range(2, 14)) + "L = sum(h13 @ h13 + h13)",

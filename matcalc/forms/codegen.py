@@ -947,7 +947,7 @@ class Emitter:
                     code.reads | labels.reads | c.reads)
 
     def e_add(self, node: Node) -> Code:
-        hot = [t for t in node.args if onehot_part(t) is not None]
+        hot = [t for t in node.args if onehot_part(t) is not None and t.shape == node.shape]
         if hot:                                  # added at the labels, never formed
             rest = [t for t in node.args if t not in hot]
             code = (self.arg(broadcast_to(add(*rest), node.shape), ADD) if rest  # rows whole
