@@ -96,6 +96,10 @@ CASES = [
      ("B",), "B", SCALAR),
     ("Z: [N, K]\ny: [N] labels  # draw: labels:K\n"
      "sum(onehot(y, K) * Z * Z) + sum(softmax(Z) * onehot(y, K))", ("Z",), "Z", SCALAR),
+    # a constant broadcast in NumPy code is a float array (one-hot rows added at the labels of
+    # an integer np.broadcast_to(-1, …) were truncated)
+    ("T: [n, n]\nk: [n] labels  # draw: labels:n\nsum(onehot(k, n) * (T / n)) - sum(T)",
+     ("T",), "T", SCALAR),
     # outer products inside shared products stay shared (the HVP's code took time 3ᵏ)
     ("X: [n, n]\nh1 = X\n" + "".join(f"h{i} = h{i - 1} @ h{i - 1} + h{i - 1}\n"
                                       for i in range(2, 14)) + "L = sum(h13 @ h13 + h13)",

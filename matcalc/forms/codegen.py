@@ -864,6 +864,10 @@ class Emitter:
                 return Code(f"{self.xp()}.full({shape.text}, {inner.text}{self.like_text()})",
                             ATOM, FLOAT, reads | self.like_reads())
             return Code(f"{self.paren(inner, ATOM)}.expand({shape.text})", ATOM, FLOAT, reads)
+        if x.op == "const":                  # of the inputs' dtype, not an integer array
+            value = inner if self.like else self.number_array(inner, const_value(x))
+            return Code(f"{self.xp()}.full({shape.text}, {value.text}{self.like_text()})", ATOM,
+                        FLOAT, reads | value.reads | self.like_reads())
         return Code(f"{self.xp()}.broadcast_to({inner.text}, {shape.text})", ATOM, FLOAT, reads)
 
     def e_expand(self, node: Node) -> Code:
