@@ -48,6 +48,7 @@ CASES["onehot"] = "Z: [N, K]; y: [N] labels\n" + \
 CASES["comparisons-where"] = MAT + "h: []\n" + (
     "sum(where(A @ x > c, A @ x, c * h) * c) + sum((x <= 0.3) * x * x) + sum((A >= h) * A) "
     "+ sum(where((c < 1) * (c > -1), c, 0) * (A @ x))")
+CASES["norm-ord"] = MAT + "norm(A @ x, 1) + norm(x, 2) * norm(A) + norm(c, ord=1)"
 CASES["tril-triu"] = SQ + "sum(tril(X) @ C) + sum(triu(X @ C, 1) * X) + sum(tril(X, -1) * C)"
 CASES["var-std"] = "A: [n, m]; W: [m]\n" + \
     "sum(var(A, axis=0) * W) + std(A) + sum(std(A, axis=1, ddof=1, keepdims=True) * A)"

@@ -97,6 +97,16 @@ LABELS_ALLOWED = {("softmax_cross_entropy", "targets"), ("onehot", "y")}
 """The arguments that may be integer class labels."""
 
 
+def norm(x: Node, k: int | None) -> Node:
+    """‖x‖ (Frobenius for a matrix), ‖x‖₂ or ‖x‖₁ of a vector, as ``np.linalg.norm``."""
+    if k is None or k == 2 and x.rank == 1:
+        return apply("norm", x)
+    if k == 1 and x.rank == 1:
+        return reduce_sum(apply("abs", x))
+    raise ShapeError("matcalc has the 1- and 2-norms of a vector and the "
+                     "Frobenius norm norm(X) of a matrix; the matrix k-norms are not there yet")
+
+
 def keeping(op: str) -> Callable[..., Node]:
     """A reduction (logsumexp, max, min) over ``axis`` (every entry for None), the reduced
     axes kept with ``keepdims``; of a scalar, the scalar itself."""
@@ -163,7 +173,8 @@ FUNCTIONS: dict[str, Signature] = {
                             defaults=(("a", LEAKY_SLOPE),)),
     "sum": Signature(REDUCTION, reduce_sum, NO_AXIS, AXIS, ("keepdims",)),
     "mean": Signature(REDUCTION, mean, NO_AXIS, AXIS, ("keepdims",)),
-    **{op: _unary(op) for op in ("trace", "det", "logdet", "inv", "diag", "norm")},
+    **{op: _unary(op) for op in ("trace", "det", "logdet", "inv", "diag")},
+    "norm": Signature(("x", "ord"), lambda x, k: norm(x, k), (("ord", None),), ("ord",)),
     "cholesky": Signature(("x",), lambda s: apply("cholesky", apply("sym", s) if (
         s.rank == 2 and s.shape[0] == s.shape[1] and not is_symmetric(definition_of(s))) else s)),
     "outer": Signature(("a", "b"), lambda a, b: apply("outer", a, b)),

@@ -757,8 +757,12 @@ class Builder:
                     low=a.low * b.low)
 
     def op_norm(self) -> Expr | None:
+        """‖a‖, or the 1-norm ‖a‖₁ of a vector."""
         a = self.first(lambda e: True)
-        return None if a is None else call("norm", a, shape=(), mag=a.mag * SIZE_BOUND)
+        if a is None:
+            return None
+        ord_ = (("", "1"),) if len(a.shape) == 1 and self.rng.random() < 0.3 else ()
+        return call("norm", a, params=ord_, shape=(), mag=a.mag * SIZE_BOUND)
 
     # -- statements --------------------------------------------------------------------------
 

@@ -79,7 +79,8 @@ NUMPY: dict[str, Callable] = {
     "zeros": lambda rows, cols=None: np.zeros(tuple(int(d) for d in (rows, cols) if d is not None)),
     "trace": np.trace, "det": np.linalg.det, "logdet": lambda x: np.linalg.slogdet(x)[1],
     "inv": np.linalg.inv, "diag": np.diag, "outer": np.outer,
-    "norm": lambda x: np.sqrt(np.sum(np.square(x))),
+    "norm": lambda x, ord=None: (np.sum(np.abs(x)) if ord == 1  # noqa: A006 (NumPy's name)
+                                 else np.sqrt(np.sum(np.square(x)))),
     "matrix_power": np.linalg.matrix_power,
     "softmax": _softmax, "log_softmax": _log_softmax, "logsumexp": _logsumexp,
     "softmax_cross_entropy": _cross_entropy,
@@ -88,7 +89,7 @@ NUMPY: dict[str, Callable] = {
 """Each function of the language, as NumPy computes it."""
 
 INTEGER_SECOND = {"matrix_power", "sum", "mean", "softmax", "log_softmax", "logsumexp", "max",
-                  "min", "var", "std", "tril", "triu"}
+                  "min", "var", "std", "tril", "triu", "norm"}
 """Functions whose second argument is an integer (an axis or a power)."""
 
 LITERALS = {"None": None, "True": True, "False": False}

@@ -124,8 +124,10 @@ FUNCTIONS: dict[str, Callable[..., Tensor]] = {
         "gelu": lambda x: 0.5 * x * (1 + torch.erf(x / math.sqrt(2))),
         "silu": lambda x: x * torch.sigmoid(x), "trace": torch.trace, "det": torch.linalg.det,
         "logdet": lambda x: torch.linalg.slogdet(x)[1], "inv": torch.linalg.inv,
-        "diag": torch.diag, "norm": lambda x: torch.sqrt(torch.sum(x * x)),
+        "diag": torch.diag,
     }.items()},
+    "norm": lambda x, ord=None: (torch.sum(torch.abs(x)) if ord == 1  # noqa: A006
+                                 else torch.sqrt(torch.sum(x * x))),
     "leaky_relu": leaky_relu, "sum": total, "mean": average, "max": largest, "min": smallest,
     "solve": torch.linalg.solve, "var": variance, "tril": lambda x, k=0: torch.tril(x, k),
     "triu": lambda x, k=0: torch.triu(x, k),
@@ -154,7 +156,8 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "max": ("x", "axis", "keepdims"), "min": ("x", "axis", "keepdims"), "maximum": ("a", "b"),
     "minimum": ("a", "b"), "clip": ("x", "lo", "hi"), "solve": ("A", "B"),
     "var": ("x", "axis", "ddof", "keepdims"), "std": ("x", "axis", "ddof", "keepdims"),
-    "where": ("condition", "x", "y"), "onehot": ("y", "classes"), "eye": ("n",),
+    "where": ("condition", "x", "y"), "norm": ("x", "ord"), "onehot": ("y", "classes"),
+    "eye": ("n",),
     "ones": ("rows", "cols"), "zeros": ("rows", "cols"), "tril": ("x", "k"), "triu": ("x", "k"),
     "mean": ("x", "axis", "keepdims"), "logsumexp": ("x", "axis", "keepdims"),
     "softmax": ("x", "axis"), "log_softmax": ("x", "axis"), "matrix_power": ("x", "k"),
@@ -163,7 +166,7 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
 }
 """Parameter names of the functions with more than one (the others take ``x``)."""
 
-LITERAL = {"axis", "keepdims", "k", "ddof"}
+LITERAL = {"axis", "keepdims", "k", "ddof", "ord"}
 """Parameters that are literals (integers, None, True, False), not tensors."""
 
 BINARY: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -241,7 +244,9 @@ class Evaluator:
             self.trace.kinks += [x - values["lo"], x - values["hi"], values["lo"] - values["hi"]]
         if func in ("max", "min") and values["x"].dim():
             self.trace.kinks.append(runner_up_gap(values["x"].detach(), values.get("axis")))
-        if func == "norm":
+        if func == "norm" and values.get("ord") == 1:
+            self.trace.kinks.append(values["x"].detach())     # |x| at 0
+        elif func == "norm":
             self.trace.norms.append(values["x"].detach())
         result = FUNCTIONS[func](**values)
         if func == "std":                        # not differentiable where it is 0
