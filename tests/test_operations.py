@@ -20,7 +20,7 @@ from matcalc.core.rules import EveryArgument, callable_elementwise
 from matcalc.forms.codegen import NUMPY, TORCH, Dialect, Emitter
 from matcalc.forms.printing import Printer
 from matcalc.language.lowering import FUNCTIONS
-from matcalc.proofs import programs, reference, torch_reference
+from matcalc.proofs import programs, reference
 from matcalc.proofs.scalar_expansion import ELEMENTWISE, Expander
 
 LEAVES = {"var", "const", "zeros", "identity", "delta"}
@@ -86,6 +86,7 @@ def test_the_scalar_expansion_knows_every_operation(d: OpDef) -> None:
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
 def test_every_function_of_the_language_has_independent_oracles(function: str) -> None:
     assert function in reference.NUMPY, f"{function}: no NumPy reference"
+    torch_reference = pytest.importorskip("matcalc.proofs.torch_reference")  # torch: optional
     assert function in torch_reference.FUNCTIONS, f"{function}: no torch reference"
 
 
