@@ -564,7 +564,8 @@ define("zeros", attr_shape, params=("shape",), symmetric=True, **OWN_PRINTER)
 define("identity", lambda args, attrs: (attrs[0], attrs[0]), params=("n",), symmetric=True,
        **OWN_PRINTER)
 define("delta", attr_shape, params=("label", "name", "shape"), **OWN_PRINTER)
-define("named", same_shape, [lambda g, out, x, name: g], params=("name",), **OWN_PRINTER)
+define("named", same_shape, [lambda g, out, x, name: g], params=("name",), numpy="{0}",
+       **OWN_PRINTER)                          # code: its name once bound, else its definition
 """The leaves, and a named intermediate, which passes its adjoint through."""
 
 

@@ -80,6 +80,8 @@ exp, log, sign, step, sigmoid, relu, cos, sin, cosh, sinh = map(
     call, "exp log sign step sigmoid relu cos sin cosh sinh".split()
 )
 inv, diag, outer = call("inv"), call("diag"), call("outer")
+solve, sym, tril, triu = map(call, "solve sym tril triu".split())
+first_max = call("first_max")  # 1 at the first largest entry along an axis, 0 elsewhere
 
 
 def softmax(x: Node, axis: int | None) -> Node:
@@ -207,18 +209,13 @@ def cross_entropy_targets(g: Node, out: Node, z: Node, y: Node) -> Node:
     return -(g * log_softmax(z, -1)) / rows(z)
 
 
-def first_max(x: Node, axis: int | None) -> Node:
-    """1 at the first largest entry along ``axis`` (of every entry for None), 0 elsewhere."""
-    return apply("first_max", x, attrs=(axis,))
-
-
 def onehot(y: Node, classes: sympy.Expr) -> Node:
     return apply("onehot", y, attrs=(classes,))
 
 
 def solve_rhs_rule(g: Node, out: Node, a: Node, b: Node) -> Node:
     """X = A⁻¹ B: B̄ = A⁻ᵀ Ḡ, a solve with Aᵀ (no inverse is formed)."""
-    return apply("solve", transpose(a), g)
+    return solve(transpose(a), g)
 
 
 def solve_matrix_rule(g: Node, out: Node, a: Node, b: Node) -> Node:
@@ -230,8 +227,8 @@ def solve_matrix_rule(g: Node, out: Node, a: Node, b: Node) -> Node:
 def cholesky_rule(g: Node, out: Node, s: Node) -> Node:
     """L = chol(S): S̄ = sym(L⁻ᵀ Φ(Lᵀ L̄) L⁻¹), Φ the lower triangle with half its diagonal
     (Murray 2016; PyTorch's symmetric form), by two solves with Lᵀ: no inverse."""
-    p = lower_half(transpose(out) @ tril(g))
-    x = apply("solve", transpose(out), transpose(apply("solve", transpose(out), p)))
+    p = lower_half(transpose(out) @ tril(g, k=0))
+    x = solve(transpose(out), transpose(solve(transpose(out), p)))
     return (x + transpose(x)) / 2                   # x = (L⁻ᵀ P L⁻¹)ᵀ: symmetrised alike
 
 
@@ -247,11 +244,7 @@ def clip_below(x: Node, lo: Node, hi: Node) -> Node:
 
 def lower_half(x: Node) -> Node:
     """Φ(X): the lower triangle of X with its diagonal halved."""
-    return tril(x) - diag(diag(x)) / 2
-
-
-def tril(x: Node) -> Node:
-    return apply("tril", x, attrs=(0,))
+    return tril(x, k=0) - diag(diag(x)) / 2
 
 
 def diag_rule(g: Node, out: Node, x: Node) -> Node:
@@ -376,13 +369,13 @@ define("inv", square_to_same("inv"), [
 define("solve", solve_shape, [solve_matrix_rule, solve_rhs_rule], domain="well_conditioned",
        numpy="{_solve}({0}, {1})", torch="{xp}.linalg.solve({0}, {1})", **OWN_PRINTER)
 define("diag", diag_shape, [diag_rule], linear=True, numpy="{xp}.diag({0})")
-define("sym", square_to_same("sym"), [lambda g, out, x: apply("sym", g)], linear=True,
+define("sym", square_to_same("sym"), [lambda g, out, x: sym(g)], linear=True,
        symmetric=True, internal=True, numpy="({p0} + {p0}.T) / 2", **OWN_PRINTER)  # (X + Xᵀ)/2
 define("cholesky", cholesky_shape, [cholesky_rule], domain="well_conditioned", text="chol",
        numpy="{xp}.linalg.cholesky({0})")       # the lower-triangular L with S = L Lᵀ
-define("tril", matrix_shape("tril"), [lambda g, out, x, k: apply("tril", g, attrs=(k,))],
+define("tril", matrix_shape("tril"), [lambda g, out, x, k: tril(g, k=k)],
        params=("k",), linear=True, numpy="{xp}.tril({0}, {k})", **OWN_PRINTER)  # a mask: linear
-define("triu", matrix_shape("triu"), [lambda g, out, x, k: apply("triu", g, attrs=(k,))],
+define("triu", matrix_shape("triu"), [lambda g, out, x, k: triu(g, k=k)],
        params=("k",), linear=True, numpy="{xp}.triu({0}, {k})", **OWN_PRINTER)
 define("norm", scalar_shape, [lambda g, out, x: g * x / out],  # ∂‖x‖/∂x = x / ‖x‖
        numpy="{xp}.linalg.norm({0})", **OWN_PRINTER)
@@ -413,11 +406,11 @@ define("logsumexp", logsumexp_shape, [
 ], params=("axis",), numpy="{_logsumexp}({0}{axis})", torch="{xp}.logsumexp({0}{axis})",
        **OWN_PRINTER)
 define("max", logsumexp_shape, [
-    lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * first_max(x, axis),
+    lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * first_max(x, axis=axis),
 ], params=("axis",), kink="tie", latex=r"\max", numpy="{xp}.max({0}{axis})",
        torch="{xp}.amax({0}{axis})")                # to the first largest entry, as PyTorch
 define("min", logsumexp_shape, [
-    lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * first_max(-x, axis),
+    lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * first_max(-x, axis=axis),
 ], params=("axis",), kink="tie", latex=r"\min", numpy="{xp}.min({0}{axis})",
        torch="{xp}.amin({0}{axis})")
 define("first_max", same_shape, [lambda g, out, x, axis: zero_like(x.shape)], params=("axis",),

@@ -27,7 +27,17 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from matcalc.core.ir import METHOD, OPERATIONS, Node, const, const_value, is_labels, make, postorder
+from matcalc.core.ir import (
+    METHOD,
+    OPERATIONS,
+    Node,
+    const,
+    const_value,
+    is_labels,
+    make,
+    params,
+    postorder,
+)
 from matcalc.core.simplify import add, broadcast_to, matmul, raw_power, transpose
 from matcalc.forms.printing import TEXT, Printer
 
@@ -773,11 +783,10 @@ class Emitter:
                     code.reads | self.like_reads())
 
     def template_attrs(self, node: Node) -> dict[str, str]:
-        """``{axis}`` and ``{k}`` of a template."""
-        if node.op in ("matrix_power", "tril", "triu"):
-            return {"k": str(node.attrs.k)}
+        """A template's parameters: ``{k}`` as written, ``{axis}`` as a keyword or nothing."""
+        found = {name: str(value) for name, value in params(node).items() if name != "axis"}
         if node.op not in DEFAULT_AXIS:
-            return {}
+            return found
         axis = node.attrs.axis
         if self.dialect is TORCH:
             return {"axis": f", dim={tuple(range(node.args[0].rank)) if axis is None else axis}"}
@@ -802,10 +811,6 @@ class Emitter:
         x = self.named_first(node.args[0])
         return Code(f"{self.xp()}.{node.op}({x}.reshape(-1), 0).reshape({x}.shape)", ATOM, FLOAT,
                     self.expr(node.args[0]).reads)
-
-    def e_named(self, node: Node) -> Code:
-        """A named intermediate not yet bound to its name: its definition."""
-        return self.expr(node.args[0])
 
     def e_delta(self, node: Node) -> Code:
         raise ValueError(f"δ{node.attrs.label} is used before it is computed")
@@ -1030,9 +1035,12 @@ class Emitter:
 
 def template_precedence(template: str) -> int:
     """How tightly a filled template binds: ``f(…)`` and ``(…)`` are atoms; otherwise the
-    loosest operator outside parentheses decides (``0.5 * (1 + …)`` is a product)."""
+    loosest operator outside parentheses decides (``0.5 * (1 + …)`` is a product), and an
+    argument ``{0}`` written bare there, whose own precedence is unknown, counts as a sum."""
     depth, loosest = 0, UNARY if template.startswith("-") else ATOM
     for i, char in enumerate(template):
+        if char == "{" and not depth and template[i + 1:i + 2].isdigit():
+            loosest = ADD
         depth += (char in "([{") - (char in ")]}")
         if depth or i == 0:
             continue

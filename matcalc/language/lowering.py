@@ -133,13 +133,9 @@ def _unary(op: str) -> Signature:
     return Signature(("x",), lambda x: apply(op, x))
 
 
-def minus(a: Node, b: Node) -> Node:
-    return add(a, mul(const(-1), b))
-
-
 def above(a: Node, b: Node) -> Node:
     """The mask 1[a > b], 0/1 entry by entry: a step, whose derivative is 0."""
-    return apply("step", minus(a, b))
+    return apply("step", a - b)
 
 
 def is_mask(node: Node) -> bool:
@@ -163,7 +159,7 @@ def where(cond: Node, a: Node, b: Node) -> Node:
     if not is_mask(cond):
         raise ShapeError("where needs a condition made by comparisons, such as `x > 0` or "
                          "`(x > 0) * (y < 1)`: a 0/1 mask")
-    return add(mul(cond, lift(a)), mul(minus(const(1), cond), lift(b)))
+    return cond * lift(a) + (1 - cond) * lift(b)
 
 
 FUNCTIONS: dict[str, Signature] = {
@@ -215,15 +211,15 @@ FUNCTIONS: dict[str, Signature] = {
 
 BINARY: dict[str, Callable[[Node, Node], Node]] = {
     "+": add,
-    "-": minus,
+    "-": lambda a, b: a - b,
     "*": mul,
     "/": lambda a, b: mul(a, power(b, const(-1))),
     "**": power,
     "@": matmul,
     ">": above,
     "<": lambda a, b: above(b, a),
-    ">=": lambda a, b: minus(const(1), above(b, a)),
-    "<=": lambda a, b: minus(const(1), above(a, b)),
+    ">=": lambda a, b: 1 - above(b, a),
+    "<=": lambda a, b: 1 - above(a, b),
 }
 
 
