@@ -49,6 +49,11 @@ class MatcalcError(Exception):
         return "\n".join(lines)
 
 
+class NotDerived(MatcalcError):
+    """A derivative matcalc states it does not derive (second derivatives through the SVD):
+    a documented limit, reported like any error."""
+
+
 def escaped(text: str, keep: str = "\n") -> str:
     """``text`` with each non-printable character (but those in ``keep``) as an escape such as
     ``\\x1b`` or ``\\u202e``, so that no terminal control sequence reaches the screen."""

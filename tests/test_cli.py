@@ -54,6 +54,15 @@ BAD = [
     ("x: [n, n, n]; sum(x)", "x", "rank-3 arrays are not supported", None),
     ("x: [n]; sum(softmax(x, axis=2))", "x", "axis 2 is out of range", None),
     ("x: [n]; x ** 2 ** 100000", "x", "too large", None),
+    ('X: [n, m]; norm(X, "frob")', "X", 'must be one of None, 1, 2, inf, -inf, -1, "fro", "nuc". '
+     "Did you mean `fro`?", 19),
+    ('x: [n]; norm(x, "nuc")', "x", 'ord "nuc" is a matrix norm', 8),
+    ("x: [n]; sum(gelu(x, approximate=tanh))", "x", '`approximate` must be one of "none", '
+     '"tanh"', 32),
+    ('x: [n]; sum(x * "x")', "x", '"x" is a quoted word: it can only be an option', 16),
+    ("X: [n, n]; slogdet(X)", "X", "matcalc's `logdet(A)` is log|det A|", 11),
+    ("X: [n, m]; sum(eigvalsh(X))", "X", "eigvalsh needs a square matrix, got [n, m]", 15),
+    ("x: [n]; sum(pinv(x))", "x", "pinv needs a matrix, got a vector", 12),
 ]
 
 

@@ -49,6 +49,30 @@ CASES["comparisons-where"] = MAT + "h: []\n" + (
     "sum(where(A @ x > c, A @ x, c * h) * c) + sum((x <= 0.3) * x * x) + sum((A >= h) * A) "
     "+ sum(where((c < 1) * (c > -1), c, 0) * (A @ x))")
 CASES["norm-ord"] = MAT + "norm(A @ x, 1) + norm(x, 2) * norm(A) + norm(c, ord=1)"
+CASES["norm-inf"] = MAT + "norm(A @ x, inf) + norm(x, -inf) * norm(c, ord=inf)"
+CASES["norm-matrix"] = "A: [n, m]; W: [n, m]\n" + (
+    'norm(A * W, "fro") + norm(A, "nuc") + norm(A + W, 2) + norm(A, 1) * norm(W, -1) '
+    "+ norm(A * A, inf) + norm(A, -inf)")
+CASES["norm-axis"] = "A: [n, m]; W: [n, m]; c: [n]\n" + (
+    "sum(norm(A * W, axis=1) * c) + sum(norm(A, 1, axis=0, keepdims=True) * W) "
+    "+ sum(norm(A, inf, axis=1, keepdims=True) * W)")
+CASES["gelu-tanh"] = MAT + (
+    'sum(gelu(A @ x, approximate="tanh") * c) + sum(gelu(A, approximate="none"))')
+CASES["prod"] = MAT + (
+    "prod(A @ x) + sum(prod(A, axis=0) * x) + sum(prod(A, axis=1, keepdims=True) * A) + prod(c)")
+CASES["concatenate"] = MAT + "B: [n, m]; W: [n, m]\n" + (
+    "sum(sin(concatenate([A, B * B], axis=1)) @ concatenate([x, x]))"
+    " + sum(concatenate([A, W]) * concatenate([W, A], axis=0)) + concatenate([c, x]) @ "
+    "concatenate([c, x * x])")
+CASES["vstack-hstack"] = MAT + "s: []; W: [n, m]\n" + (
+    "sum(tanh(vstack([A, W * A])) @ x) + sum(vstack([x, 2 * x]) ** 3) + "
+    "hstack([c, s, s * c]) @ hstack([c, s * s, c]) + sum(hstack([A, W]) ** 2)")
+CASES["kron"] = MAT + "B: [N, K]; y: [K]\n" + (
+    "sum(sin(kron(A, B))) + sum(kron(x, y) ** 3) + sum(kron(A, y) ** 2) + sum(kron(c, B) * 2)")
+CASES["eigvalsh"] = SQ + "S: [n, n] symmetric; x: [n]\n" + (
+    "eigvalsh(S) @ x + eigvalsh(X @ X.T + C) @ eigvalsh(X + C)")
+CASES["pinv"] = "A: [n, m]; W: [m, n]; X: [n, n]\n" + (
+    "sum(pinv(A) * W) + sum(pinv(A.T @ A) @ W @ A) + trace(pinv(X + 3 * eye(n)))")
 CASES["tril-triu"] = SQ + "sum(tril(X) @ C) + sum(triu(X @ C, 1) * X) + sum(tril(X, -1) * C)"
 CASES["var-std"] = "A: [n, m]; W: [m]\n" + \
     "sum(var(A, axis=0) * W) + std(A) + sum(std(A, axis=1, ddof=1, keepdims=True) * A)"

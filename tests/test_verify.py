@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from matcalc.cli import cli
 from matcalc.core import ir
-from matcalc.core.ir import OPERATIONS, const, make, same_shape
+from matcalc.core.ir import ONE, OPERATIONS, const, make, same_shape
 from matcalc.language.lowering import Program, parse
 from matcalc.proofs.catalog import CATALOG
 from matcalc.proofs.evaluation import evaluator
@@ -223,12 +223,23 @@ OPS: dict[str, ir.Node] = {
     "clip": op("clip", A, const(-1) / 2, const(1) / 2), "max": op("max", A, attrs=(0,)),
     "max-all": op("max", A, attrs=(None,)), "min": op("min", A, attrs=(1,)),
     "first_max": op("first_max", A, attrs=(1,)), "first_max-all": op("first_max", A, attrs=(None,)),
+    "prod": op("prod", A, attrs=(0,)), "prod-all": op("prod", A, attrs=(None,)),
+    "prod_others": op("prod_others", A, attrs=(1,)),
+    "prod_others-all": op("prod_others", A, attrs=(None,)),
+    "concat": op("concat", A, B, attrs=(0,)), "concat-1": op("concat", A, P, B, attrs=(1,)),
+    "concat-vectors": op("concat", u, v, attrs=(0,)),
+    "slice": op("slice", A, attrs=(0, ONE, n)), "slice-1": op("slice", A, attrs=(1, 0 * n, m - 1)),
+    "slice-vector": op("slice", u, attrs=(0, ONE, 2 * ONE)), "pinv": op("pinv", A),
+    "block_sums": op("block_sums", op("kron", A, S), attrs=(n, m, n, n)),
+    "sum_of_blocks": op("sum_of_blocks", op("kron", S, A), attrs=(n, n, n, m)),
 }
+SPECTRAL = {"nuclear_norm", "spectral_norm", "polar", "top_singular", "eigvalsh", "eigenvectors"}
+"""Singular values and eigenvalues: no closed form entry by entry, checked numerically."""
 
 
 def test_every_operation_is_covered() -> None:
     covered = {node.op for node in OPS.values()}
-    assert set(OPERATIONS) - covered == {"delta", "onehot"}   # integer labels: numeric only
+    assert set(OPERATIONS) - covered == {"delta", "onehot", *SPECTRAL}  # onehot: of labels
 
 
 def test_error_signals_expand_to_their_definitions() -> None:

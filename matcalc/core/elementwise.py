@@ -50,5 +50,19 @@ def gelu(x: sympy.Expr) -> sympy.Expr:
     return x / 2 * (1 + sympy.erf(x / sympy.sqrt(2)))
 
 
+GELU_CUBIC = sympy.Rational(44715, 10**6)
+"""The 0.044715 of the tanh approximation of GELU (Hendrycks & Gimpel; PyTorch, GPT-2)."""
+
+
+def gelu_tanh_inner(x: sympy.Expr) -> sympy.Expr:
+    """√(2/π) (x + 0.044715 x³), whose tanh approximates erf(x/√2)."""
+    return sympy.sqrt(2 / sympy.pi) * (x + GELU_CUBIC * x**3)
+
+
+def gelu_tanh(x: sympy.Expr) -> sympy.Expr:
+    """x (1 + tanh(√(2/π) (x + 0.044715 x³))) / 2: PyTorch's ``gelu(x, approximate="tanh")``."""
+    return x / 2 * (1 + sympy.tanh(gelu_tanh_inner(x)))
+
+
 def silu(x: sympy.Expr) -> sympy.Expr:
     return x * sigmoid(x)

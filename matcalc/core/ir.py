@@ -394,6 +394,32 @@ def diag_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     raise ShapeError(f"diag needs a vector or a square matrix, got {shape_str(shape)}")
 
 
+def concat_shape(args: Sequence[Node], attrs: tuple) -> Shape:
+    """Vectors or matrices joined along ``axis``: equal elsewhere, sizes added along it."""
+    (axis,) = attrs
+    first = args[0].shape
+    for other in args[1:]:
+        if other.rank != len(first) or any(
+                d != e for k, (d, e) in enumerate(zip(first, other.shape, strict=True))
+                if k != axis):
+            raise ShapeError(f"concatenate along axis {axis}: {shape_str(first)} and "
+                             f"{shape_str(other.shape)} do not fit (all sizes but the joined "
+                             "axis must agree)")
+    joined = sympy.Add(*(a.shape[axis] for a in args))
+    return tuple(joined if k == axis else d for k, d in enumerate(first))
+
+
+def slice_shape(args: Sequence[Node], attrs: tuple) -> Shape:
+    """Entries ``start`` … ``stop − 1`` along ``axis``."""
+    axis, start, stop = attrs
+    return tuple(stop - start if k == axis else d for k, d in enumerate(args[0].shape))
+
+
+def spectrum_shape(args: Sequence[Node], attrs: tuple) -> Shape:
+    """The n eigenvalues of a square matrix."""
+    return (square(args[0].shape, "eigvalsh"),)
+
+
 def outer_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     a, b = (x.shape for x in args)
     if len(a) != 1 or len(b) != 1:

@@ -29,9 +29,12 @@ from matcalc.core.ir import (
     OWN_PRINTER,
     Node,
     Rule,
+    as_matrix,
     broadcast_shape,
     broadcast_to_shape,
     cholesky_shape,
+    concat_shape,
+    const,
     cross_entropy_shape,
     define,
     diag_shape,
@@ -48,8 +51,10 @@ from matcalc.core.ir import (
     same_shape,
     scalar_shape,
     size,
+    slice_shape,
     softmax_shape,
     solve_shape,
+    spectrum_shape,
     square_to_same,
     square_to_scalar,
     sum_shape,
@@ -59,13 +64,15 @@ from matcalc.core.ir import (
 from matcalc.core.simplify import (
     apply,
     broadcast_like,
+    broadcast_to,
+    kron,
     matmul,
     reduce_sum,
     reduce_to,
     transpose,
     zero_like,
 )
-from matcalc.errors import MatcalcError
+from matcalc.errors import MatcalcError, NotDerived
 
 # ----------------------------------------------------------------------------------------------
 # The functions rules are written in
@@ -76,12 +83,21 @@ def call(op: str) -> Callable[..., Node]:
     return lambda *args, **params: apply(op, *args, attrs=OPERATIONS[op].record(**params))
 
 
-exp, log, sign, step, sigmoid, relu, cos, sin, cosh, sinh = map(
-    call, "exp log sign step sigmoid relu cos sin cosh sinh".split()
+exp, log, sign, step, sigmoid, relu, cos, sin, cosh, sinh, tanh = map(
+    call, "exp log sign step sigmoid relu cos sin cosh sinh tanh".split()
 )
 inv, diag, outer = call("inv"), call("diag"), call("outer")
 solve, sym, tril, triu = map(call, "solve sym tril triu".split())
 first_max = call("first_max")  # 1 at the first largest entry along an axis, 0 elsewhere
+polar, top_singular, eigenvectors = map(call, "polar top_singular eigenvectors".split())
+prod_others = call("prod_others")  # each entry: the product of the others along an axis
+concat, part = call("concat"), call("slice")  # [A; B] and A[start:stop] along an axis
+block_sums, sum_of_blocks = call("block_sums"), call("sum_of_blocks")
+
+
+def ones_of(shape: tuple) -> Node:
+    """𝟙𝟙ᵀ of a shape."""
+    return broadcast_to(const(1), tuple(shape))
 
 
 def softmax(x: Node, axis: int | None) -> Node:
@@ -119,6 +135,18 @@ def rows(x: Node) -> sympy.Expr:
 
 
 normal_cdf, normal_pdf = call("normal_cdf"), call("normal_pdf")  # Φ and φ of N(0, 1)
+
+
+def gelu_tanh_inner(x: Node) -> Node:
+    """u = √(2/π) (x + 0.044715 x³)."""
+    return sympy.sqrt(2 / sympy.pi) * (x + real.GELU_CUBIC * x**3)
+
+
+def gelu_tanh_slope(x: Node) -> Node:
+    """d/dx x (1 + tanh u) / 2 = (1 + tanh u) / 2 + x (1 − tanh² u) u′ / 2."""
+    t = tanh(gelu_tanh_inner(x))
+    du = sympy.sqrt(2 / sympy.pi) * (1 + 3 * real.GELU_CUBIC * x**2)
+    return (1 + t) / 2 + x * (1 - t**2) * du / 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -164,6 +192,44 @@ class EveryArgument:
 
     def __getitem__(self, index: int) -> Rule:
         return self.rule_for(index)
+
+
+def concat_part(index: int) -> Rule:
+    """Y = [X₁; X₂; …] along an axis: X̄ᵢ = Ḡ's block where Xᵢ sits."""
+
+    def rule(g: Node, out: Node, *blocks: Node, axis: int) -> Node:
+        start = sympy.Add(*(b.shape[axis] for b in blocks[:index]))
+        return part(g, axis=axis, start=start, stop=start + blocks[index].shape[axis])
+
+    return rule
+
+
+def slice_rule(g: Node, out: Node, x: Node, axis: int, start: sympy.Expr, stop: sympy.Expr
+               ) -> Node:
+    """Y = X[start:stop] along an axis: X̄ is Ḡ in place, zeros around it."""
+    def zeros_of(length: sympy.Expr) -> Node:
+        return zero_like(tuple(length if k == axis else d for k, d in enumerate(x.shape)))
+
+    size = x.shape[axis]
+    blocks = [*([zeros_of(start)] if start != 0 else []), g,
+              *([zeros_of(size - stop)] if stop != size else [])]
+    return concat(*blocks, axis=axis) if len(blocks) > 1 else g
+
+
+def kron_left(g: Node, out: Node, a: Node, b: Node) -> Node:
+    """C = A ⊗ B: Āᵢⱼ = ⟨Ḡ's block (i, j), B⟩ = block_sums(Ḡ ⊙ (𝟙𝟙ᵀ ⊗ B)) (vectors as
+    columns)."""
+    (m, n), (p, q) = as_matrix(a.shape), as_matrix(b.shape)
+    bar = block_sums(g * kron(ones_of((m, n)), b), rows=m, cols=n, block_rows=p, block_cols=q)
+    return bar if a.rank == 2 else reduce_sum(bar, 1)
+
+
+def kron_right(g: Node, out: Node, a: Node, b: Node) -> Node:
+    """C = A ⊗ B: B̄ = Σᵢⱼ Aᵢⱼ Ḡ's block (i, j) = sum_of_blocks(Ḡ ⊙ (A ⊗ 𝟙𝟙ᵀ))."""
+    (m, n), (p, q) = as_matrix(a.shape), as_matrix(b.shape)
+    bar = sum_of_blocks(g * kron(a, ones_of((p, q))), rows=m, cols=n, block_rows=p,
+                        block_cols=q)
+    return bar if b.rank == 2 else reduce_sum(bar, 1)
 
 
 def sum_rule(g: Node, out: Node, x: Node, axis: int | None, keepdims: bool) -> Node:
@@ -230,6 +296,27 @@ def cholesky_rule(g: Node, out: Node, s: Node) -> Node:
     p = lower_half(transpose(out) @ tril(g, k=0))
     x = solve(transpose(out), transpose(solve(transpose(out), p)))
     return (x + transpose(x)) / 2                   # x = (L⁻ᵀ P L⁻¹)ᵀ: symmetrised alike
+
+
+def pinv_rule(g: Node, out: Node, a: Node) -> Node:
+    """P = A⁺ (constant rank; Golub & Pereyra 1973): Ā = −Pᵀ Ḡ Pᵀ + (I − A P) Ḡᵀ P Pᵀ
+    + Pᵀ P Ḡᵀ (I − P A), the last two terms 0 for full row and full column rank."""
+    p, gt = out, transpose(g)
+    left = gt @ p @ transpose(p)                    # (I − A P) M = M − A (P M)
+    right = transpose(p) @ p @ gt                   # N (I − P A) = N − (N P) A
+    return -(transpose(p) @ g @ transpose(p)) + left - a @ (p @ left) + right - right @ p @ a
+
+
+def first_order_only(what: str) -> Rule:
+    """The rule of what only a first derivative makes (a factor of the SVD or of the
+    eigendecomposition, products of the other entries), which matcalc does not differentiate."""
+
+    def refuse(g: Node, out: Node, x: Node, **params: object) -> Node:
+        raise NotDerived(f"second derivatives of {what} are not derived: matcalc "
+                         "differentiates through the SVD, the eigendecomposition and products "
+                         "of entries once (gradients, Jacobians), not twice (Hessians, HVPs)")
+
+    return refuse
 
 
 def clip_inside(x: Node, lo: Node, hi: Node) -> Node:
@@ -310,6 +397,8 @@ elementwise("softplus", lambda g, out, x: g * sigmoid(x), real.softplus,
             numpy="{xp}.logaddexp(0, {0})", torch="{xp}.nn.functional.softplus({0})")
 elementwise("gelu", lambda g, out, x: g * (normal_cdf(x) + x * normal_pdf(x)), real.gelu,
             primitives=lambda x: x * normal_cdf(x), numpy=METHOD)
+elementwise("gelu_tanh", lambda g, out, x: g * gelu_tanh_slope(x), real.gelu_tanh,
+            primitives=lambda x: x * (1 + tanh(gelu_tanh_inner(x))) / 2, numpy=METHOD)
 elementwise("silu", lambda g, out, x: g * sigmoid(x) * (1 + x * (1 - sigmoid(x))), real.silu,
             primitives=lambda x: x * sigmoid(x), numpy=METHOD)
 elementwise("step", zero_rule, real.step, kink="zero", internal=True, numpy="({0} > 0)",
@@ -345,6 +434,12 @@ define("leaky_relu", broadcast_shape, [
 ], elementwise=True, symmetric=True, kink="zero", scalar=real.leaky_relu,
        numpy="{xp}.where({p0} > 0, {p0}, {p1} * {p0})")
 
+# joining and cutting
+define("concat", concat_shape, EveryArgument(concat_part), params=("axis",), numpy=METHOD,
+       **OWN_PRINTER)
+define("slice", slice_shape, [slice_rule], params=("axis", "start", "stop"), internal=True,
+       linear=True, numpy=METHOD, **OWN_PRINTER)
+
 # matrix algebra
 define("matmul", product_shape, [matmul_left, matmul_right], **OWN_PRINTER)
 define("transpose", transpose_shape, [lambda g, out, x: transpose(g)], **OWN_PRINTER)
@@ -379,13 +474,38 @@ define("triu", matrix_shape("triu"), [lambda g, out, x, k: triu(g, k=k)],
        params=("k",), linear=True, numpy="{xp}.triu({0}, {k})", **OWN_PRINTER)
 define("norm", scalar_shape, [lambda g, out, x: g * x / out],  # ∂‖x‖/∂x = x / ‖x‖
        numpy="{xp}.linalg.norm({0})", **OWN_PRINTER)
+define("nuclear_norm", scalar_shape, [lambda g, out, x: g * polar(x)],  # ∂‖X‖_*/∂X = U Vᵀ
+       kink="full_rank", numpy='{xp}.linalg.norm({0}, "nuc")',
+       torch='{xp}.linalg.matrix_norm({0}, "nuc")', **OWN_PRINTER)
+define("spectral_norm", scalar_shape, [lambda g, out, x: g * top_singular(x)],  # = u₁ v₁ᵀ
+       kink="simple_top", numpy="{xp}.linalg.norm({0}, 2)",
+       torch="{xp}.linalg.matrix_norm({0}, 2)", **OWN_PRINTER)
+define("polar", same_shape, [first_order_only("the nuclear norm")], internal=True,
+       numpy="{_polar}({0})")                   # U Vᵀ of the thin SVD X = U Σ Vᵀ
+define("top_singular", same_shape, [first_order_only("the spectral norm")], internal=True,
+       numpy="{_top_singular}({0})")  # of the largest singular value
+define("eigvalsh", spectrum_shape, [
+    lambda g, out, s: eigenvectors(s) @ diag(g) @ transpose(eigenvectors(s)),  # S̄ = V diag(λ̄) Vᵀ
+], kink="distinct", latex=r"\lambda", text="λ", numpy="{xp}.linalg.eigvalsh({0})")
+define("eigenvectors", square_to_same("eigenvectors"), [first_order_only("eigvalsh")],
+       internal=True, numpy="{xp}.linalg.eigh({0})[1]")    # columns: λ ascending
+define("pinv", transpose_shape, [pinv_rule], numpy="{xp}.linalg.pinv({0})",
+       **OWN_PRINTER)
 define("matrix_power", square_to_same("matrix_power"), [matrix_power_rule], params=("k",),
        symmetric=True, domain="well_conditioned",
        numpy="{xp}.linalg.matrix_power({0}, {k})", **OWN_PRINTER)
 
-# vectorised (Kronecker) forms: made to write third- and fourth-order derivatives, never
-# differentiated themselves
-define("kron", kron_shape, linear=True, vec_form=True, numpy="{_kron}({0}, {1})", **OWN_PRINTER)
+# Kronecker products: in programs, and in the vec forms of third- and fourth-order derivatives
+define("kron", kron_shape, [kron_left, kron_right], numpy="{_kron}({0}, {1})", **OWN_PRINTER)
+BLOCKS = ("rows", "cols", "block_rows", "block_cols")   # an [m·p, n·q] matrix of m×n p×q blocks
+define("block_sums", lambda args, attrs: (attrs[0], attrs[1]), [
+    lambda g, out, x, rows, cols, block_rows, block_cols: kron(
+        g, ones_of((block_rows, block_cols))),
+], params=BLOCKS, internal=True, linear=True, numpy=METHOD, **OWN_PRINTER)  # each block's sum
+define("sum_of_blocks", lambda args, attrs: (attrs[2], attrs[3]), [
+    lambda g, out, x, rows, cols, block_rows, block_cols: kron(ones_of((rows, cols)), g),
+], params=BLOCKS, internal=True, linear=True, numpy=METHOD, **OWN_PRINTER)  # the blocks added
+# vectorised forms: made to write third- and fourth-order derivatives, never differentiated
 define("vec", vec_shape, linear=True, vec_form=True, numpy='{xp}.ravel({0}, order="F")',
        torch="{p0}.T.reshape(-1)")
 define("commutation", lambda args, attrs: (attrs[0] * attrs[1], attrs[0] * attrs[1]),
@@ -413,6 +533,12 @@ define("min", logsumexp_shape, [
     lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * first_max(-x, axis=axis),
 ], params=("axis",), kink="tie", latex=r"\min", numpy="{xp}.min({0}{axis})",
        torch="{xp}.amin({0}{axis})")
+define("prod", logsumexp_shape, [
+    lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * prod_others(x, axis=axis),
+], params=("axis",), numpy="{xp}.prod({0}{axis})", torch="{_prod}({0}{axis})",
+       **OWN_PRINTER)                               # ∂ ∏ⱼ xⱼ / ∂xᵢ = ∏_{j≠i} xⱼ, exact at 0
+define("prod_others", same_shape, [first_order_only("prod")], params=("axis",), internal=True,
+       numpy="{_prod_others}({0}{axis})", **OWN_PRINTER)
 define("first_max", same_shape, [lambda g, out, x, axis: zero_like(x.shape)], params=("axis",),
        internal=True, numpy="{_first_max}({0}{axis})", **OWN_PRINTER)   # 1 at each argmax, else 0
 define("softmax_cross_entropy", cross_entropy_shape, [cross_entropy_logits,

@@ -522,12 +522,37 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
     if op == "diag" and args[0].op == "broadcast" and args[0].rank == 1 and (
             not args[0].args[0].shape):
         return mul(args[0].args[0], make("identity", (), (args[0].shape[0],)))
+    if op == "slice":
+        cut = sliced(args[0], *attrs)
+        if cut is not None:
+            return cut
+    if op == "concat" and all(is_zero(a) for a in args):
+        return zero_like(make(op, args, attrs).shape)
     if OPERATIONS[op].linear:
         pulled = [split_scalars(a) for a in args]
         scalars = [s for found, _ in pulled for s in found]
         if scalars:
             return mul(*scalars, apply(op, *(rest for _, rest in pulled), attrs=attrs))
     return make(op, args, attrs)
+
+
+def sliced(x: Node, axis: int, start: sympy.Expr, stop: sympy.Expr) -> Node | None:
+    """X[start:stop] along ``axis`` when it is simpler: X itself, zero, (part of) one of the
+    blocks X joins, or the slices of a sum's terms."""
+    if sympy.expand(start) == 0 and sympy.expand(stop - x.shape[axis]) == 0:
+        return x
+    if is_zero(x):
+        return zero_like(tuple(stop - start if k == axis else d for k, d in enumerate(x.shape)))
+    if x.op == "concat" and x.attrs.axis == axis:
+        offset = sympy.Integer(0)
+        for block in x.args:
+            end = offset + block.shape[axis]
+            if (start - offset).is_nonnegative and (end - stop).is_nonnegative:
+                return apply("slice", block, attrs=(axis, start - offset, stop - offset))
+            offset = end
+    if x.op == "add" and all(t.shape == x.shape for t in x.args):
+        return add(*(apply("slice", t, attrs=(axis, start, stop)) for t in x.args))
+    return None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -189,6 +189,23 @@ NUMPY_HELPERS = {
     else:
         {xp}.put_along_axis(mask, {xp}.expand_dims({xp}.argmax(x, axis=axis), axis), 1, axis)
     return mask''',
+    "_polar": '''def {_polar}(x):
+    """U Vᵀ of the thin SVD x = U Σ Vᵀ: the gradient of the nuclear norm."""
+    u, _, vt = {xp}.linalg.svd(x, full_matrices=False)
+    return u @ vt''',
+    "_top_singular": '''def {_top_singular}(x):
+    """u₁ v₁ᵀ of the largest singular value of x: the gradient of the spectral norm."""
+    u, _, vt = {xp}.linalg.svd(x, full_matrices=False)
+    return {xp}.outer(u[:, 0], vt[0])''',
+    "_prod_others": '''def {_prod_others}(x, axis=None):
+    """For each entry, the product of the others along axis (of all for None): exact at 0."""
+    if axis is None:
+        return {_prod_others}(x.reshape(-1), 0).reshape({xp}.shape(x))
+    x = {xp}.moveaxis(x, axis, -1)
+    ones = {xp}.ones_like(x[..., :1])
+    before = {xp}.cumprod({xp}.concatenate([ones, x[..., :-1]], axis=-1), axis=-1)
+    after = {xp}.cumprod({xp}.concatenate([ones, x[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    return {xp}.moveaxis(before * after, -1, axis)''',
     "_erf": '''def {_erf}(x):
     """The error function, entry by entry (NumPy has none; SciPy's is vectorised)."""
     from scipy.special import erf
@@ -231,6 +248,26 @@ TORCH_HELPERS = {
     "_kron": '''def {_kron}(a, b):
     """Kronecker product, vectors taken as columns."""
     return {xp}.kron(a[:, None] if a.dim() == 1 else a, b[:, None] if b.dim() == 1 else b)''',
+    "_polar": '''def {_polar}(x):
+    """U Vᵀ of the thin SVD x = U Σ Vᵀ: the gradient of the nuclear norm."""
+    u, _, vh = {xp}.linalg.svd(x, full_matrices=False)
+    return u @ vh''',
+    "_top_singular": '''def {_top_singular}(x):
+    """u₁ v₁ᵀ of the largest singular value of x: the gradient of the spectral norm."""
+    u, _, vh = {xp}.linalg.svd(x, full_matrices=False)
+    return {xp}.outer(u[:, 0], vh[0])''',
+    "_prod": '''def {_prod}(x, dim):
+    """The product along dim (of every entry for a tuple of all)."""
+    return x.reshape(-1).prod() if isinstance(dim, tuple) else x.prod(dim)''',
+    "_prod_others": '''def {_prod_others}(x, dim):
+    """For each entry, the product of the others along dim (of all for a tuple): exact at 0."""
+    if isinstance(dim, tuple):
+        return {_prod_others}(x.reshape(-1), 0).reshape(x.shape)
+    x = x.movedim(dim, -1)
+    ones = {xp}.ones_like(x[..., :1])
+    before = {xp}.cumprod({xp}.cat([ones, x[..., :-1]], dim=-1), dim=-1)
+    after = {xp}.cumprod({xp}.cat([ones, x.flip(-1)[..., :-1]], dim=-1), dim=-1).flip(-1)
+    return (before * after).movedim(-1, dim)''',
     "_first_max": '''def {_first_max}(x, dim):
     """1 at the first largest entry along dim (of every entry for a tuple of all), else 0."""
     if isinstance(dim, tuple):
@@ -459,7 +496,7 @@ NAMED_TEMPORARIES = {"step": "mask", "softmax": "softmax", "log_softmax": "log_s
                      "exp": "exp", "tanh": "tanh", "normal_cdf": "cdf"}
 
 DEFAULT_AXIS = {"softmax": -1, "log_softmax": -1, "logsumexp": None, "max": None, "min": None,
-                "first_max": None}
+                "first_max": None, "prod": None, "prod_others": None}
 
 CHEAP = {"var", "const", "named", "delta", "zeros", "identity", "transpose", "expand"}
 
@@ -842,6 +879,37 @@ class Emitter:
         """``np.zeros((n, m), dtype=X.dtype)`` and the like."""
         return Code(f"{self.xp()}.{call}({size.text}{self.like_text()})", ATOM, FLOAT,
                     size.reads | self.like_reads())
+
+    def e_concat(self, node: Node) -> Code:
+        """``np.concatenate([A, B], axis=0)``, ``torch.cat([A, B], dim=0)``."""
+        blocks = [self.arg(block, ADD) for block in node.args]
+        join = "concatenate" if self.dialect is NUMPY else "cat"
+        text = f"{self.xp()}.{join}([{', '.join(b.text for b in blocks)}], " \
+               f"{self.dialect.axis}={node.attrs.axis})"
+        return Code(text, ATOM, FLOAT, frozenset().union(*(b.reads for b in blocks)))
+
+    def e_slice(self, node: Node) -> Code:
+        """``G[n:n + m, :]``."""
+        axis, start, stop = node.attrs
+        x, first, last = self.arg(node.args[0], ATOM), self.constant(start), self.constant(stop)
+        cut = f"{first.text if start != 0 else ''}:{last.text}"
+        index = ", ".join(cut if k == axis else ":" for k in range(node.rank))
+        return Code(f"{x.text}[{index}]", ATOM, FLOAT, x.reads | first.reads | last.reads)
+
+    def e_block_sums(self, node: Node) -> Code:
+        """``X.reshape(m, p, n, q).sum(axis=(1, 3))``: the sum of each p×q block."""
+        return self.blocks_summed(node, (1, 3))
+
+    def e_sum_of_blocks(self, node: Node) -> Code:
+        """``X.reshape(m, p, n, q).sum(axis=(0, 2))``: the m×n grid of blocks added up."""
+        return self.blocks_summed(node, (0, 2))
+
+    def blocks_summed(self, node: Node, axes: tuple[int, int]) -> Code:
+        x = self.arg(node.args[0], ATOM)
+        rows, cols, p, q = (self.constant(d) for d in node.attrs)
+        sizes = ", ".join(d.text for d in (rows, p, cols, q))
+        text = f"{x.text}.reshape({sizes}).sum({self.dialect.axis}={axes})"
+        return Code(text, ATOM, FLOAT, x.reads.union(*(d.reads for d in (rows, cols, p, q))))
 
     def e_zeros(self, node: Node) -> Code:
         return self.created("zeros", self.shape_code(node.shape))

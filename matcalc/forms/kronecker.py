@@ -33,12 +33,7 @@ from matcalc.core.simplify import (
     transpose_matrix,
 )
 from matcalc.errors import MatcalcError
-from matcalc.forms.linear_map import LinearReader
-
-
-def ones_row(n) -> Node:
-    """𝟙ᵀ as a 1×n row."""
-    return broadcast_to(const(1), (ONE, n))
+from matcalc.forms.linear_map import LinearReader, ones_row
 
 
 def commutation(rows, cols) -> Node:
@@ -156,6 +151,56 @@ class KroneckerReader(LinearReader):
         else:
             reducer = kron(ones_row(cols), identity(rows))
         return matmul(reducer, self(x))
+
+    def r_concat(self, e: Node) -> Node:
+        """vec([A, B]) = [vec A; vec B]; down the rows through transposes: [A; B] = [Aᵀ, Bᵀ]ᵀ,
+        so vec([A; B]) = K [K vec A; K vec B]."""
+        if e.rank == 1 or e.attrs.axis == 1:
+            return apply("concat", *(self(b) for b in e.args), attrs=(0,))
+        rows, cols = e.shape
+        flipped = [matmul(commutation(b.shape[0], cols), self(b)) for b in e.args]
+        return matmul(commutation(cols, rows), apply("concat", *flipped, attrs=(0,)))
+
+    def r_slice(self, e: Node) -> Node:
+        """Columns s … t − 1 of X are entries s·rows … t·rows − 1 of vec(X); rows through
+        transposes, as for concat."""
+        (x,) = e.args
+        axis, start, stop = e.attrs
+        inner = self(x)
+        if x.rank == 1:
+            return apply("slice", inner, attrs=(0, start, stop))
+        rows, cols = x.shape
+        if axis == 1:
+            return apply("slice", inner, attrs=(0, start * rows, stop * rows))
+        columns = apply("slice", matmul(commutation(rows, cols), inner),
+                        attrs=(0, start * cols, stop * cols))   # vec(Xᵀ[:, s:t])
+        return matmul(commutation(cols, stop - start), columns)
+
+    def r_kron(self, e: Node) -> Node:
+        """vec(A ⊗ B) = R (vec A ⊗ vec B), R = I_n ⊗ K_(q,m) ⊗ I_p (Magnus & Neudecker), and
+        vec A ⊗ vec B = (I ⊗ vec B) vec A = (vec A ⊗ I) vec B."""
+        a, b = e.args
+        if a in self.dependent and b in self.dependent:
+            raise MatcalcError("the probe appears on both sides of a Kronecker product")
+        (m, n), (p, q) = as_matrix(a.shape), as_matrix(b.shape)
+        shuffle = kron(kron(identity(n), commutation(q, m)), identity(p))
+        if a in self.dependent:
+            return matmul(shuffle, matmul(kron(identity(m * n), apply("vec", b)), self(a)))
+        return matmul(shuffle, matmul(kron(apply("vec", a), identity(p * q)), self(b)))
+
+    def r_block_sums(self, e: Node) -> Node:
+        """block_sums(X) = (I_m ⊗ 𝟙ᵀ_p) X (I_n ⊗ 𝟙_q): vec by vec(L X R) = (Rᵀ ⊗ L) vec X."""
+        m, n, p, q = e.attrs
+        left = kron(identity(m), ones_row(p))
+        right_t = kron(identity(n), ones_row(q))
+        return matmul(kron(right_t, left), self(e.args[0]))
+
+    def r_sum_of_blocks(self, e: Node) -> Node:
+        """sum_of_blocks(X) = (𝟙ᵀ_m ⊗ I_p) X (𝟙_n ⊗ I_q)."""
+        m, n, p, q = e.attrs
+        left = kron(ones_row(m), identity(p))
+        right_t = kron(ones_row(n), identity(q))
+        return matmul(kron(right_t, left), self(e.args[0]))
 
     def r_expand(self, e: Node) -> Node:
         return self(e.args[0])

@@ -12,7 +12,7 @@ a matrix-valued intermediate would need a third- or fourth-order tensor.
 
 from __future__ import annotations
 
-from matcalc.core.ir import ONE, Node, depends_on, identity, postorder, var, zeros
+from matcalc.core.ir import ONE, Node, const, depends_on, identity, postorder, var, zeros
 from matcalc.core.simplify import (
     add,
     apply,
@@ -63,7 +63,7 @@ class LinearMatrix(LinearReader):
         self.m = u.shape[0]
 
     def read(self, e: Node) -> Node:
-        if e.rank > 1:
+        if e.rank > 1 and not is_column(e):            # a column [r, 1] reads as a vector
             raise MatcalcError(HIGHER_ORDER)
         return self.read_linear(e)
 
@@ -104,6 +104,8 @@ class LinearMatrix(LinearReader):
             return self.to_rank(mul(c, inner), factor, e)
         if factor.rank == 1:                           # c ⊙ (M u) = diag(c) M u
             return scale_rows(broadcast_to(c, e.shape), inner)
+        if is_column(factor) and is_column(e):
+            return scale_rows(reduce_sum(broadcast_to(c, e.shape), 1), inner)
         return apply("outer", c, inner)              # c (wᵀ u) = (c wᵀ) u
 
     def r_matmul(self, e: Node) -> Node:
@@ -129,14 +131,57 @@ class LinearMatrix(LinearReader):
     def r_sum(self, e: Node) -> Node:
         (x,) = e.args
         inner = self(x)
-        if x.rank == 0:
-            return inner
+        if x.rank == 0 or is_column(x) and e.attrs.axis == 1 and e.rank == 1:
+            return inner                                # a column summed across: itself
         total = reduce_sum(inner, 0)                 # 𝟙ᵀ (M u) = (Mᵀ 𝟙)ᵀ u
         return new_axis(total, 0) if e.rank else total
 
     def r_broadcast(self, e: Node) -> Node:
         (x,) = e.args
         return self.to_rank(self(x), x, e)
+
+    def r_expand(self, e: Node) -> Node:
+        """A vector as a column: the same entries."""
+        if not is_column(e):
+            raise MatcalcError(HIGHER_ORDER)
+        return self(e.args[0])
+
+    def r_kron(self, e: Node) -> Node:
+        """Columns: a ⊗ b = (I ⊗ b) a = (a ⊗ I) b."""
+        a, b = e.args
+        if a in self.dependent and b in self.dependent:
+            raise MatcalcError(f"the probe appears on both sides of a Kronecker product; "
+                               f"{HIGHER_ORDER}")
+        if a in self.dependent:
+            return matmul(apply("kron", identity(a.shape[0]), b), self(a))
+        return matmul(apply("kron", a, identity(b.shape[0])), self(b))
+
+    def r_block_sums(self, e: Node) -> Node:
+        """Of a column: (I_m ⊗ 𝟙ᵀ_p) x, the sum of each run of p entries."""
+        m, _, p, _ = e.attrs
+        return matmul(apply("kron", identity(m), ones_row(p)), self(e.args[0]))
+
+    def r_sum_of_blocks(self, e: Node) -> Node:
+        """Of a column: (𝟙ᵀ_m ⊗ I_p) x, its m runs of p entries added up."""
+        m, _, p, _ = e.attrs
+        return matmul(apply("kron", ones_row(m), identity(p)), self(e.args[0]))
+
+    def r_concat(self, e: Node) -> Node:
+        """[a; b] = [Mₐ; M_b] u: the blocks' matrices stacked."""
+        return apply("concat", *(self(block) for block in e.args), attrs=(0,))
+
+    def r_slice(self, e: Node) -> Node:
+        """x[i:j] = M[i:j, :] u: the rows of the block."""
+        return apply("slice", self(e.args[0]), attrs=tuple(e.attrs))
+
+
+def is_column(e: Node) -> bool:
+    return e.rank == 2 and e.shape[1] == ONE
+
+
+def ones_row(n) -> Node:
+    """𝟙ᵀ as a 1×n row."""
+    return broadcast_to(const(1), (ONE, n))
 
 
 def scale_rows(c: Node, m: Node) -> Node:

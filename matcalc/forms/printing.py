@@ -77,7 +77,7 @@ def _text_power(base: str, k: sympy.Expr) -> str:
 
 def compact(value: sympy.Expr) -> sympy.Expr | str:
     """A long number in scientific notation (``1e-5``, ``2.5e+12``); anything else as it is."""
-    if not value.is_Rational or max(abs(value.p), value.q) < 10**4:
+    if not value.is_Rational or max(abs(value.p), value.q) < 10**4 or value.is_Integer:
         return value
     text = mpmath.nstr(mpmath.mpf(value.p) / value.q, 6, min_fixed=-4, max_fixed=6)
     return text.replace(".0e", "e")
@@ -427,6 +427,43 @@ class Printer:
         template = self.n.frobenius if x.rank == 2 else self.n.norm
         return template.format(self(x)), ATOM
 
+    def p_nuclear_norm(self, node: Node) -> tuple[str, int]:
+        """‖X‖_*, the sum of the singular values."""
+        return self.n.norm.format(self(node.args[0])) + "_*", ATOM
+
+    def p_spectral_norm(self, node: Node) -> tuple[str, int]:
+        """‖X‖₂, the largest singular value."""
+        return self.n.norm.format(self(node.args[0])) + ("_2" if self.n is LATEX else "₂"), ATOM
+
+    def p_pinv(self, node: Node) -> tuple[str, int]:
+        """A⁺, the Moore–Penrose pseudo-inverse."""
+        return self.wrap(node.args[0], ATOM) + ("^{+}" if self.n is LATEX else "⁺"), POSTFIX
+
+    def p_concat(self, node: Node) -> tuple[str, int]:
+        """Blocks stacked: ``[A; B]`` down (axis 0), ``[A, B]`` across (axis 1)."""
+        parts = [self(block) for block in node.args]
+        if self.n is LATEX:
+            joiner = r" \\ " if node.attrs.axis == 0 else " & "
+            return r"\begin{bmatrix} " + joiner.join(parts) + r" \end{bmatrix}", ATOM
+        return "[" + ("; " if node.attrs.axis == 0 else ", ").join(parts) + "]", ATOM
+
+    def p_slice(self, node: Node) -> tuple[str, int]:
+        """``G[n:n + m, :]``: the block of entries start … stop − 1 along the axis."""
+        axis, start, stop = node.attrs
+        cut = f"{self.n.scalar(start)}:{self.n.scalar(stop)}"
+        index = ", ".join(cut if k == axis else ":" for k in range(node.rank))
+        return f"{self.wrap(node.args[0], ATOM)}[{index}]", POSTFIX
+
+    def p_block_sums(self, node: Node) -> tuple[str, int]:
+        """``block_sums(X, [p, q])``: the sum of each p×q block of X."""
+        _, _, p, q = (self.n.scalar(d) for d in node.attrs)
+        return self.call(node.op, self(node.args[0]), f"[{p}, {q}]")
+
+    def p_sum_of_blocks(self, node: Node) -> tuple[str, int]:
+        """``sum_of_blocks(X, [m, n])``: X's m×n grid of blocks added up."""
+        m, n, _, _ = (self.n.scalar(d) for d in node.attrs)
+        return self.call(node.op, self(node.args[0]), f"[{m}, {n}]")
+
     def p_step(self, node: Node) -> tuple[str, int]:
         return self.n.step.format(self(node.args[0])), ATOM
 
@@ -480,7 +517,7 @@ class Printer:
     def p_logsumexp(self, node: Node) -> tuple[str, int]:
         return self.call(node.op, self(node.args[0]), *self.axis_part(node.attrs.axis, None))
 
-    p_max = p_min = p_logsumexp
+    p_max = p_min = p_prod = p_prod_others = p_logsumexp
 
     def p_first_max(self, node: Node) -> tuple[str, int]:
         """``1[argmax(x)]``: 1 at the (first) largest entry, 0 elsewhere."""

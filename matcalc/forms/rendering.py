@@ -209,6 +209,23 @@ CONVENTIONS = {
 }
 """How the derivative of each nonsmooth function is defined where it jumps."""
 
+ASSUMPTIONS = {
+    "nuclear_norm": "∂‖X‖_*/∂X = polar(X) = U Vᵀ of the thin SVD X = U Σ Vᵀ, for X of full rank",
+    "spectral_norm": "∂‖X‖₂/∂X = top_singular(X) = u₁ v₁ᵀ, the singular vectors of the largest "
+                     "singular value σ₁ of X, assumed simple",
+    "eigvalsh": "∂λᵢ/∂S = vᵢ vᵢᵀ: eigenvectors(S) = V holds the orthonormal eigenvectors of "
+                "the symmetric S in columns, eigenvalues λ(S) ascending and assumed distinct",
+    "prod": "prod_others(x) holds for each entry the product of the other entries along the "
+            "axis: ∂ prod(x)/∂xᵢ = ∏_{j≠i} xⱼ, exact where entries are 0",
+    "kron": "through A ⊗ B, block_sums(X, shape of B) sums each block of X the size of B "
+            "(∂⟨G, A ⊗ B⟩/∂A = block_sums(G ⊙ (𝟙𝟙ᵀ ⊗ B))), and sum_of_blocks(X, shape of A) adds "
+            "up X's grid of such blocks, one per entry of A (∂⟨G, A ⊗ B⟩/∂B = "
+            "sum_of_blocks(G ⊙ (A ⊗ 𝟙𝟙ᵀ)))",
+    "pinv": "∂A⁺ holds where the rank of A does not change (full rank: A⁺ = (AᵀA)⁻¹Aᵀ or "
+            "Aᵀ(AAᵀ)⁻¹)",
+}
+"""What the derivative of each spectral function assumes."""
+
 
 def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
     """What a careful reader should know about these results."""
@@ -225,6 +242,8 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
                    if op in CONVENTIONS]
     if conventions:
         found.append("where a derivative jumps: " + "; ".join(conventions) + ".")
+    found += [ASSUMPTIONS[op] + "." for op in dict.fromkeys(n.op for n in order)
+              if op in ASSUMPTIONS]
     printer = Printer(TEXT)
     for node in (n for n in order if n.op == "softmax_cross_entropy"):
         z, y = (set(n for n in postorder([a]) if n.op == "var") for a in node.args)

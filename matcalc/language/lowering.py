@@ -6,6 +6,7 @@ Errors point at the offending column and, for shape clashes, name both shapes an
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -63,6 +64,10 @@ class Signature:
     flags: tuple[str, ...] = ()
     sizes: tuple[str, ...] = ()
     """Parameters that take a size: a dimension's name or a positive integer (``eye(n)``)."""
+    options: tuple[tuple[str, tuple[object, ...]], ...] = ()
+    """Parameters that take one of a few literals: ``norm``'s ``ord`` (1, 2, inf, "fro" …)."""
+    arrays: tuple[str, ...] = ()
+    """Parameters that take a list of arrays, ``[A, B]`` (``concatenate``)."""
 
 
 AXIS = ("axis",)
@@ -88,6 +93,73 @@ def variance(x: Node, axis: int | None, ddof: int = 0, keepdims: bool = False) -
     return reduce_sum(centred * centred, axis, keepdims) * const(1 / (counted - ddof))
 
 
+def literal_option(e: syntax.Expr) -> object:
+    """The value of an option as written: a word, an integer, ``±inf`` or ``None`` (a tuple,
+    matching no option, for anything else)."""
+    if isinstance(e, syntax.String):
+        return e.value
+    if isinstance(e, syntax.Name) and e.id in ("None", "inf"):
+        return None if e.id == "None" else INF
+    if isinstance(e, syntax.Number) and e.value.is_Integer and abs(e.value) < 2**31:
+        return int(e.value)
+    if isinstance(e, syntax.UnaryOp) and e.op == "-":
+        inner = literal_option(e.operand)
+        if type(inner) in (int, float):
+            return -inner
+    return ()
+
+
+def concatenate(blocks: Sequence[Node], axis: int = 0) -> Node:
+    """``np.concatenate(blocks, axis)`` of vectors or matrices."""
+    rank = blocks[0].rank
+    if rank == 0:
+        raise ShapeError("concatenate joins vectors or matrices; for scalars use hstack([a, b])")
+    if not -rank <= axis < rank:
+        raise ShapeError(f"concatenate: axis {axis} is out of range for rank-{rank} arrays")
+    return blocks[0] if len(blocks) == 1 else apply("concat", *blocks, attrs=(axis % rank,))
+
+
+def vstack(blocks: Sequence[Node]) -> Node:
+    """``np.vstack``: matrices on top of each other, vectors (and scalars) as rows."""
+    return concatenate([b if b.rank == 2 else new_axis(as_vector(b), 0) for b in blocks], 0)
+
+
+def hstack(blocks: Sequence[Node]) -> Node:
+    """``np.hstack``: matrices side by side, vectors (and scalars) end to end."""
+    blocks = [as_vector(b) for b in blocks]
+    return concatenate(blocks, 1 if blocks[0].rank == 2 else 0)
+
+
+def as_vector(x: Node) -> Node:
+    """A scalar as a vector of one entry (NumPy's atleast_1d); arrays as they are."""
+    return broadcast_to(x, (ONE,)) if not x.shape else x
+
+
+def kronecker(a: Node, b: Node) -> Node:
+    """``np.kron(a, b)``: a vector beside a matrix is a row, two vectors give a vector."""
+    if not a.shape or not b.shape:
+        return a * b
+    if a.rank == b.rank == 1:
+        return reduce_sum(apply("kron", a, b), 1)          # [m·p, 1] as a vector
+    a, b = (new_axis(x, 0) if x.rank == 1 else x for x in (a, b))
+    return apply("kron", a, b)
+
+
+def symmetric_part(s: Node) -> Node:
+    """What cholesky and eigvalsh of S mean for any square S: of (S + Sᵀ)/2 (NumPy reads one
+    triangle, which is the same for symmetric S and differentiates alike)."""
+    if s.rank == 2 and s.shape[0] == s.shape[1] and not is_symmetric(definition_of(s)):
+        return apply("sym", s)
+    return s
+
+
+def pseudo_inverse(a: Node) -> Node:
+    """A⁺ of a matrix, ``np.linalg.pinv``."""
+    if a.rank != 2:
+        raise ShapeError(f"pinv needs a matrix, got a {'vector' if a.rank else 'scalar'}")
+    return apply("pinv", a)
+
+
 def sized(shape: Sequence[Dim | None]) -> tuple[Dim, ...]:
     """The sizes given, the ``None`` of an omitted one dropped: ``ones(n)``, ``ones(n, m)``."""
     return tuple(d for d in shape if d is not None)
@@ -97,14 +169,54 @@ LABELS_ALLOWED = {("softmax_cross_entropy", "targets"), ("onehot", "y")}
 """The arguments that may be integer class labels."""
 
 
-def norm(x: Node, k: int | None) -> Node:
-    """‖x‖ (Frobenius for a matrix), ‖x‖₂ or ‖x‖₁ of a vector, as ``np.linalg.norm``."""
-    if k is None or k == 2 and x.rank == 1:
+INF = math.inf
+NORM_ORDERS = (None, 1, 2, INF, -INF, -1, "fro", "nuc")
+"""The ``ord`` values of ``np.linalg.norm`` that matcalc differentiates."""
+
+
+def norm(x: Node, k: object, axis: int | None = None, keepdims: bool = False) -> Node:
+    """``np.linalg.norm(x, ord, axis, keepdims)``: vector norms of a vector (or along ``axis``),
+    matrix norms of a matrix."""
+    if axis is not None or x.rank < 2:
+        return vector_norm(x, k, axis, keepdims)
+    total = matrix_norm(x, k)
+    return broadcast_to(total, (ONE, ONE)) if keepdims else total
+
+
+def vector_norm(x: Node, k: object, axis: int | None, keepdims: bool) -> Node:
+    """‖x‖₂ (``None``, 2), ‖x‖₁, ‖x‖_∞ = max |xᵢ| and min |xᵢ| (``-inf``)."""
+    if k in (None, 2) and axis is None and not keepdims:
         return apply("norm", x)
-    if k == 1 and x.rank == 1:
-        return reduce_sum(apply("abs", x))
-    raise ShapeError("matcalc has the 1- and 2-norms of a vector and the "
-                     "Frobenius norm norm(X) of a matrix; the matrix k-norms are not there yet")
+    if k in (None, 2):
+        return power(reduce_sum(x * x, axis, keepdims), const(sympy.Rational(1, 2)))
+    if k == 1:
+        return reduce_sum(apply("abs", x), axis, keepdims)
+    if k in (INF, -INF):
+        return keeping("max" if k > 0 else "min")(apply("abs", x), axis, keepdims)
+    raise ShapeError(f"ord {option_text(k)} is a matrix norm; the norms of a vector (or along "
+                     "an axis) are ord None or 2, 1, inf and -inf")
+
+
+def matrix_norm(x: Node, k: object) -> Node:
+    """Frobenius (``None``, "fro"), nuclear Σσᵢ ("nuc"), spectral σ₁ (2), and the largest
+    (smallest) absolute column sum (1, -1) or row sum (inf, -inf)."""
+    if k in (None, "fro"):
+        return apply("norm", x)
+    if k == "nuc":
+        return apply("nuclear_norm", x)
+    if k == 2:
+        return apply("spectral_norm", x)
+    sums = reduce_sum(apply("abs", x), 0 if k in (1, -1) else 1)
+    return apply("max" if k > 0 else "min", sums, attrs=(None,))
+
+
+def option_text(value: object) -> str:
+    """An option as it is written in a program: ``"fro"``, ``inf``, ``-inf``, ``None``."""
+    if isinstance(value, str):
+        return f'"{value}"'
+    if value in (INF, -INF):
+        return "inf" if value > 0 else "-inf"
+    return str(value)
 
 
 def keeping(op: str) -> Callable[..., Node]:
@@ -170,9 +282,19 @@ FUNCTIONS: dict[str, Signature] = {
     "sum": Signature(REDUCTION, reduce_sum, NO_AXIS, AXIS, ("keepdims",)),
     "mean": Signature(REDUCTION, mean, NO_AXIS, AXIS, ("keepdims",)),
     **{op: _unary(op) for op in ("trace", "det", "logdet", "inv", "diag")},
-    "norm": Signature(("x", "ord"), lambda x, k: norm(x, k), (("ord", None),), ("ord",)),
-    "cholesky": Signature(("x",), lambda s: apply("cholesky", apply("sym", s) if (
-        s.rank == 2 and s.shape[0] == s.shape[1] and not is_symmetric(definition_of(s))) else s)),
+    "norm": Signature(("x", "ord", "axis", "keepdims"), norm, (("ord", None), *NO_AXIS),
+                      AXIS, ("keepdims",), options=(("ord", NORM_ORDERS),)),
+    "gelu": Signature(("x", "approximate"), lambda x, how: apply(
+        "gelu_tanh" if how == "tanh" else "gelu", x), (("approximate", "none"),),
+        options=(("approximate", ("none", "tanh")),)),
+    "cholesky": Signature(("x",), lambda s: apply("cholesky", symmetric_part(s))),
+    "kron": Signature(("a", "b"), kronecker),
+    "concatenate": Signature(("arrays", "axis"), concatenate, (("axis", 0),), AXIS,
+                             arrays=("arrays",)),
+    "vstack": Signature(("arrays",), vstack, arrays=("arrays",)),
+    "hstack": Signature(("arrays",), hstack, arrays=("arrays",)),
+    "eigvalsh": Signature(("x",), lambda s: apply("eigvalsh", symmetric_part(s))),
+    "pinv": Signature(("x",), pseudo_inverse),
     "outer": Signature(("a", "b"), lambda a, b: apply("outer", a, b)),
     "matrix_power": Signature(("x", "k"), lambda x, k: apply("matrix_power", x, attrs=(k,)),
                               integers=("k",)),
@@ -181,6 +303,7 @@ FUNCTIONS: dict[str, Signature] = {
     "logsumexp": Signature(REDUCTION, keeping("logsumexp"), NO_AXIS, AXIS, ("keepdims",)),
     "max": Signature(REDUCTION, keeping("max"), NO_AXIS, AXIS, ("keepdims",)),
     "min": Signature(REDUCTION, keeping("min"), NO_AXIS, AXIS, ("keepdims",)),
+    "prod": Signature(REDUCTION, keeping("prod"), NO_AXIS, AXIS, ("keepdims",)),
     "maximum": Signature(("a", "b"), lambda a, b: apply("maximum", lift(a), lift(b))),
     "minimum": Signature(("a", "b"), lambda a, b: apply("minimum", lift(a), lift(b))),
     "clip": Signature(("x", "lo", "hi"), lambda x, lo, hi: apply("clip", *map(lift, (x, lo, hi)))),
@@ -208,6 +331,16 @@ FUNCTIONS: dict[str, Signature] = {
                        (("cols", None),), sizes=("rows", "cols")),
 }
 """The functions a program may call, by name."""
+
+INSTEAD = {
+    "slogdet": "`slogdet` gives NumPy's pair (sign, log|det A|); matcalc's `logdet(A)` is "
+               "log|det A|, computed with slogdet, and `det(A)` is the determinant",
+    "argmax": "`argmax` gives integer positions, which have no derivative; `max(x, axis)` is "
+              "differentiable",
+    "argmin": "`argmin` gives integer positions, which have no derivative; `min(x, axis)` is "
+              "differentiable",
+}
+"""Names users reach for that matcalc answers with another function."""
 
 BINARY: dict[str, Callable[[Node, Node], Node]] = {
     "+": add,
@@ -389,6 +522,8 @@ class Lowering:
 
     def e_Call(self, e: syntax.Call) -> Node:  # noqa: N802
         signature = FUNCTIONS.get(e.func)
+        if e.func in INSTEAD:
+            raise self.error(INSTEAD[e.func], e.pos)
         if signature is None:
             what = "a variable" if e.func in self.program.variables else "not a function"
             raise self.error(
@@ -421,6 +556,10 @@ class Lowering:
                 values[name] = self.flag(value, e.func, name)
             elif name in signature.sizes:
                 values[name] = self.size(value, e.func, name)
+            elif name in signature.arrays:
+                values[name] = self.arrays(value, e.func, name)
+            elif name in dict(signature.options):
+                values[name] = self.option(value, e.func, name, dict(signature.options)[name])
             else:
                 self.labels_allowed = (e.func, name) in LABELS_ALLOWED
                 try:
@@ -430,7 +569,7 @@ class Lowering:
         missing = [p for p in params if p not in values]
         if missing:
             raise self.error(f"{e.func} needs the argument `{missing[0]}`", e.pos)
-        if "axis" in values and values["axis"] is not None:
+        if "axis" in values and values["axis"] is not None and "x" in values:
             rank = values["x"].rank
             where = given["axis"][1] if "axis" in given else e.pos
             if rank == 0:
@@ -462,6 +601,32 @@ class Lowering:
         sizes = ", ".join(f"`{d}`" for d in self.program.dims) or "none declared yet"
         raise self.error(f"{func}: `{param}` must be a size, a dimension's name or a positive "
                          f"integer (sizes: {sizes})", e.pos)
+
+    def option(self, e: syntax.Expr, func: str, param: str, allowed: tuple[object, ...]
+               ) -> object:
+        """One of ``allowed``: a quoted word, an integer, ``inf``, ``-inf`` or ``None``."""
+        value = literal_option(e)
+        if any(value == a and type(value) is type(a) for a in allowed):
+            return value
+        choices = ", ".join(option_text(a) for a in allowed)
+        words = [a for a in allowed if isinstance(a, str)]
+        hint = did_you_mean(e.value, words) if isinstance(e, syntax.String) else ""
+        raise self.error(f"{func}: `{param}` must be one of {choices}." + hint, e.pos)
+
+    def arrays(self, e: syntax.Expr, func: str, param: str) -> list[Node]:
+        """A list of arrays, ``[A, B]``."""
+        if not isinstance(e, syntax.List):
+            raise self.error(f"{func}: `{param}` is a list of arrays in brackets, as in "
+                             f"`{func}([A, B])`", e.pos)
+        return [self.expr(item) for item in e.items]
+
+    def e_List(self, e: syntax.List) -> Node:  # noqa: N802
+        raise self.error("a list is only the arrays joined by concatenate, vstack or hstack, "
+                         "as in `vstack([A, B])`", e.pos)
+
+    def e_String(self, e: syntax.String) -> Node:  # noqa: N802
+        raise self.error(f'"{e.value}" is a quoted word: it can only be an option of a function, '
+                         'as in `norm(X, "fro")` or `gelu(x, approximate="tanh")`', e.pos)
 
     def flag(self, e: syntax.Expr, func: str, param: str) -> bool:
         """``True`` or ``False``."""

@@ -85,6 +85,23 @@ class Number:
 
 
 @dataclass(frozen=True)
+class String:
+    """A word in quotes, for options such as ``norm(X, "fro")`` and ``approximate="tanh"``."""
+
+    value: str
+    pos: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class List:
+    """``[a, b, …]``: the arrays of ``concatenate``, ``vstack`` and ``hstack``; only a call's
+    argument."""
+
+    items: tuple[Expr, ...]
+    pos: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
 class UnaryOp:
     """``-x`` or ``+x``; ``pos`` is the operator's offset."""
 
@@ -133,7 +150,7 @@ class Call:
         return hash(self._key())
 
 
-Expr = Name | Number | UnaryOp | BinOp | Transpose | Call
+Expr = Name | Number | String | List | UnaryOp | BinOp | Transpose | Call
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,6 +215,7 @@ _TOKEN_RE = re.compile(
     | (?P<newline>\n)
     | (?P<number>(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]*)?)
     | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+    | (?P<string>"[A-Za-z_][A-Za-z0-9_]{0,39}"|'[A-Za-z_][A-Za-z0-9_]{0,39}')
     | (?P<bad>\*\*=|:=|==|!=|//=?|[-+*/@%]=|['"{}\\])
     | (?P<op>\*\*|<=|>=|[-+*/@()\[\],:=.;<>])
     | (?P<other>.)
@@ -265,7 +283,8 @@ def _number_value(text: str) -> sympy.Rational | str:
 def _bad_token(text: str) -> tuple[str, str | None]:
     """Message and hint for a token that is Python but not matcalc."""
     if text in ("'", '"'):
-        return "strings are not part of the matcalc language", None
+        return ("strings in matcalc are only option words in quotes, such as "
+                '`norm(X, "fro")` or `gelu(x, approximate="tanh")`', None)
     if text in ("{", "}"):
         return f"braces (`{text}`) are not part of the matcalc language", None
     if text == "\\":
@@ -312,8 +331,8 @@ def _tokenize(source: str) -> list[_Token]:
             if depth == 0:
                 tokens.append(_Token("newline", text, pos))
             continue
-        if kind == "name":
-            tokens.append(_Token("name", text, pos))
+        if kind in ("name", "string"):
+            tokens.append(_Token(kind, text, pos))
             continue
         if kind == "number":
             if text[-1] in "eE+-":
@@ -691,6 +710,9 @@ class _Parser:
             self.i += 1
             assert tok.value is not None
             return Number(tok.text, tok.value, tok.pos), tok.pos, 0
+        if tok.kind == "string":
+            self.i += 1
+            return String(tok.text[1:-1], tok.pos), tok.pos, 0
         if tok.kind == "(":
             self.i += 1
             self.enter(tok.pos)
@@ -704,8 +726,31 @@ class _Parser:
             self.depth -= 1
             return inner, tok.pos, self.check_height(height + 1, tok.pos)
         if tok.kind == "[":
-            raise self.error("lists are not part of the matcalc language", tok.pos)
+            raise self.error("lists are not part of the matcalc language", tok.pos,
+                             "A list is only the arrays joined by concatenate, vstack and "
+                             "hstack, as in `vstack([A, B])`.")
         raise self.expected_expression(after, tok)
+
+    def array_list(self) -> _Parsed:
+        """``[a, b, …]``, a call's argument: one or more expressions."""
+        opener = self.advance()
+        self.enter(opener.pos)
+        items: list[Expr] = []
+        height = 0
+        after = opener
+        while True:
+            item, _, item_height = self.expr(after)
+            items.append(item)
+            height = max(height, item_height)
+            tok = self.advance()
+            if tok.kind == "]":
+                break
+            if tok.kind != ",":
+                raise self.close_error(opener, tok, "an operator, `,` or `]`")
+            after = tok
+        self.depth -= 1
+        return List(tuple(items), opener.pos), opener.pos, self.check_height(height + 1,
+                                                                             opener.pos)
 
     def call(self, func: _Token) -> _Parsed:
         opener = self.advance()
@@ -730,7 +775,7 @@ class _Parser:
             else:
                 if kwargs and tok.kind not in ("eof", "newline", ";"):
                     raise self.error("positional argument after a keyword argument", tok.pos)
-                value, _, vh = self.expr(after)
+                value, _, vh = self.array_list() if tok.kind == "[" else self.expr(after)
                 args.append(value)
             height = max(height, vh)
             tok = self.peek()
@@ -827,6 +872,10 @@ def unparse(expr: Expr) -> str:
         return expr.id
     if isinstance(expr, Number):
         return expr.text
+    if isinstance(expr, String):
+        return f'"{expr.value}"'
+    if isinstance(expr, List):
+        return "[" + ", ".join(unparse(item) for item in expr.items) + "]"
     if isinstance(expr, UnaryOp):
         return expr.op + _wrap(expr.operand, _prec(expr.operand) < _UNARY_PREC)
     if isinstance(expr, Transpose):

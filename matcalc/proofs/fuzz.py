@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 import matcalc
-from matcalc.errors import MatcalcError
+from matcalc.errors import MatcalcError, NotDerived
 from matcalc.language import syntax
 from matcalc.language.sizes import concrete_shape
 from matcalc.proofs import programs
@@ -701,6 +701,8 @@ def classify(path: str, run: Callable[[], None], limit: float, names: Iterable[s
         return Outcome(path, "timeout", "Timeout", f"no answer within {limit:g} s")
     except Failure as f:
         return Outcome(path, f.category, f.error, f.message, f.detail)
+    except NotDerived as limit:                     # a stated limit, not a refusal to fix
+        return Outcome(path, "skipped", "NotDerived", normalise(limit.message, names))
     except MatcalcError as refusal:
         return Outcome(path, "refused", "MatcalcError", normalise(refusal.message, names),
                        str(refusal))

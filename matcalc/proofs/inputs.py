@@ -87,7 +87,7 @@ def sizes_for(program: Program, rng: np.random.Generator, low: int = 2, high: in
 def kink_distance(program: Program) -> Callable[..., float]:
     """``(**arrays) -> d``: how close the program comes to a point where a derivative jumps:
     a relu/abs argument to 0, the arguments of maximum to each other, the largest entry of a
-    max to the runner-up."""
+    max to the runner-up, a spectral gap."""
     kinks = [n for n in postorder([program.function]) if OPERATIONS[n.op].kink
              and any(leaf.op == "var" for leaf in postorder(n.args))]  # not abs(x - x)
     if not kinks:
@@ -112,10 +112,28 @@ def kink_arguments(node: Node) -> list[Node]:
     return [args[0]]
 
 
+def singular_values(x: np.ndarray) -> np.ndarray:
+    return np.linalg.svd(x, compute_uv=False)
+
+
+SPECTRAL_GAPS: dict[str, Callable[[np.ndarray], float]] = {
+    "full_rank": lambda x: singular_values(x)[-1],
+    "simple_top": lambda x: np.subtract(*singular_values(x)[:2]) if min(x.shape) > 1 else np.inf,
+    "distinct": lambda s: np.min(np.diff(np.linalg.eigvalsh((s + s.T) / 2)), initial=np.inf),
+}
+"""How far a spectral function's argument is from where its derivative does not exist: the
+smallest singular value (nuclear norm), the gap below the largest (spectral norm), the
+smallest gap between eigenvalues (eigvalsh)."""
+
+
 def gap(value: np.ndarray, kink: Node) -> float:
     """How far ``value`` is from ``kink``'s jump: |value| for a kink at 0 (or at equal
-    arguments), the distance between the two largest (smallest) entries for a max (min)."""
-    if OPERATIONS[kink.op].kink != "tie":
+    arguments), the distance between the two largest (smallest) entries for a max (min), a
+    spectral gap."""
+    kind = OPERATIONS[kink.op].kink
+    if kind in SPECTRAL_GAPS:
+        return float(SPECTRAL_GAPS[kind](value))
+    if kind != "tie":
         return float(np.min(np.abs(value), initial=np.inf))
     axis = kink.attrs.axis
     flat = value.reshape(-1) if axis is None else np.moveaxis(value, axis, -1)

@@ -156,6 +156,8 @@ def text(e: Expr) -> str:
     if e.op == "T":
         inner = e.args[0]
         return wrapped(inner, precedence(inner) < PRECEDENCE["T"] or inner.op == "num") + ".T"
+    if e.op == "list":
+        return "[" + ", ".join(text(a) for a in e.args) + "]"
     if e.op == "call":
         parts = [text(a) for a in e.args] + [f"{k}={v}" if k else v for k, v in e.params]
         return f"{e.name}({', '.join(parts)})"
@@ -280,7 +282,7 @@ CONSTANTS = ("0.5", "2.5", "3", "1e-3", "pi", "2/3", "dim")
 POWERS = ("2", "3", "-1", "-2", "0.5", "1.5", "-0.5", "0", "1", "2/3")
 UNARY = ("exp", "log", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid", "relu", "softplus",
          "gelu", "silu", "leaky_relu", "neg", "log1p", "expm1", "tan", "arctan", "sinh",
-         "cosh", "erf", "square", "sign")
+         "cosh", "erf", "square", "sign", "gelu_tanh")
 ELEMENTWISE_BINARY = ("+", "-", "*", "/")
 
 Bounds = Callable[[float, float], tuple[float, float]]
@@ -303,14 +305,15 @@ GROWTH: dict[str, tuple[Callable[[Expr], bool], Bounds]] = {
     "cosh": (lambda e: e.mag <= 4, lambda mag, low: (math.cosh(mag), 1.0)),
     "square": (lambda e: e.mag <= 30, lambda mag, low: (mag * mag, low * low)),
     **{op: (lambda e: True, lambda mag, low: (mag + 1, 0.0))
-       for op in ("abs", "relu", "gelu", "silu")},
+       for op in ("abs", "relu", "gelu", "silu", "gelu_tanh")},
 }
 """For each elementwise function: which operands it takes (away from overflow and from the
 edges of its domain) and bounds on its result's magnitude and, where known, on how close to
 0 it comes, from the operand's."""
 STRUCTURE = ("@", "@", "@", "T", "sum", "mean", "softmax", "log_softmax", "logsumexp", "trace",
              "det", "logdet", "inv", "matrix_power", "diag", "outer", "norm", "max", "min",
-             "maximum", "solve", "construct", "var", "tril", "cholesky", "where")
+             "maximum", "solve", "construct", "var", "tril", "cholesky", "where", "eigvalsh",
+             "pinv", "prod", "concat", "kron")
 SPECIAL = ("pow", "pow_pow", "pow_var", "scale", "by_dim", "square_plus_one")
 OPERATIONS = UNARY + ELEMENTWISE_BINARY * 2 + STRUCTURE + SPECIAL
 
@@ -420,7 +423,9 @@ class Builder:
         if op == "leaky_relu":
             return self.leaky_relu(a)
         mag, low = bounds(a.mag, a.low)
-        return call(op, a, shape=a.shape, mag=mag, low=low)
+        tanh = op == "gelu" and self.rng.random() < 0.3          # PyTorch's two GELUs
+        return call(op, a, params=(("approximate", '"tanh"'),) if tanh else (), shape=a.shape,
+                    mag=mag, low=low)
 
     def leaky_relu(self, a: Expr) -> Expr:
         form = self.rng.choice(["default", "positional", "keyword", "scalar"])
@@ -568,8 +573,10 @@ class Builder:
         return axis, (("axis", str(axis)),) if style != "positional" else (("", str(axis)),)
 
     def reduction(self, op: str) -> Expr | None:
-        """sum, mean or logsumexp, over an axis or everything, keeping dims sometimes."""
-        a = self.first(lambda e: bool(e.shape) and (op != "logsumexp" or e.mag <= 20))
+        """sum, mean, logsumexp, max, min, var, std or prod, over an axis or everything,
+        keeping dims sometimes."""
+        limit = {"logsumexp": 20.0, "prod": 2.0}.get(op, math.inf)
+        a = self.first(lambda e: bool(e.shape) and e.mag <= limit)
         if a is None:
             return None
         axis, params = self.axis(len(a.shape), True, None)
@@ -582,6 +589,9 @@ class Builder:
             return call(op, a, params=params, shape=shape, mag=a.mag + math.log(count) + 1)
         if op in ("max", "min"):
             return call(op, a, params=params, shape=shape, mag=a.mag)
+        if op == "prod":
+            return call(op, a, params=params, shape=shape, mag=max(a.mag, 1.0) ** count,
+                        low=a.low ** count)
         if op in ("var", "std"):
             if self.rng.random() < 0.3 and count > 1:
                 params = (*params, ("ddof", "1"))
@@ -606,6 +616,9 @@ class Builder:
 
     def op_min(self) -> Expr | None:
         return self.reduction("min")
+
+    def op_prod(self) -> Expr | None:
+        return self.reduction("prod")
 
     def pair(self) -> tuple[Expr, Expr, Shape] | None:
         """Two operands that broadcast together, and the shape they broadcast to."""
@@ -757,12 +770,82 @@ class Builder:
                     low=a.low * b.low)
 
     def op_norm(self) -> Expr | None:
-        """‖a‖, or the 1-norm ‖a‖₁ of a vector."""
+        """‖a‖; a vector's 1-, ∞- and −∞-norm; a matrix's "fro", "nuc", 1, ∞ … norm, or its
+        rows' or columns' norms (``axis=``, sometimes ``keepdims``)."""
         a = self.first(lambda e: True)
         if a is None:
             return None
-        ord_ = (("", "1"),) if len(a.shape) == 1 and self.rng.random() < 0.3 else ()
-        return call("norm", a, params=ord_, shape=(), mag=a.mag * SIZE_BOUND)
+        mag = a.mag * SIZE_BOUND * SIZE_BOUND
+        if len(a.shape) == 2 and self.rng.random() < 0.3:
+            axis = self.rng.choice([0, 1])
+            keep = self.rng.random() < 0.4
+            ord_ = self.rng.choice([(), (("", "1"),), (("ord", "inf"),)])
+            params = (*ord_, ("axis", str(axis)), *((("keepdims", "True"),) if keep else ()))
+            return call("norm", a, params=params, shape=reduced(a.shape, axis, keep), mag=mag)
+        orders = (["1", "inf", "-inf", "2"] if len(a.shape) == 1 else
+                  ['"fro"', '"nuc"', "2", "1", "-1", "inf", "-inf"] if len(a.shape) == 2 else [])
+        if not orders or self.rng.random() < 0.4:
+            return call("norm", a, shape=(), mag=mag)
+        order = self.rng.choice(orders)
+        return call("norm", a, params=(("ord" if self.rng.random() < 0.3 else "", order),),
+                    shape=(), mag=mag)
+
+    def op_concat(self, *, who: str = "") -> Expr | None:
+        """Two operands joined (vstack, hstack, concatenate) and contracted with two others
+        joined alike, back to the pool's sizes: ``hstack([a, b]) @ hstack([c, d])``,
+        ``vstack([A, B]).T @ vstack([C, D])``, ``hstack([A, B]) @ hstack([C, D]).T``."""
+        a = self.first(lambda e: len(e.shape) >= 1 and e.mag <= 30)
+        if a is None:
+            return None
+        same = [a.shape]
+        b, c, d = (self.pick(lambda e: e.shape == a.shape and e.mag <= 30, same)
+                   for _ in range(3))
+        if b is None or c is None or d is None:
+            return None
+        if len(a.shape) == 1:
+            how = self.rng.choice(["hstack", "concatenate"])
+            left, right = (call(how, Expr("list", args=pair), shape=("2",), mag=1.0)
+                           for pair in ((a, b), (c, d)))
+            return binary("@", left, right, (), 2 * a.mag * c.mag * SIZE_BOUND)
+        axis = self.rng.choice([0, 1])
+        how = self.rng.choice([("vstack", "hstack")[axis], "concatenate"])
+        params = (("axis", str(axis)),) if how == "concatenate" and axis else ()
+        left, right = (call(how, Expr("list", args=pair), params=params, shape=a.shape, mag=1.0)
+                       for pair in ((a, b), (c, d)))
+        flipped = Expr("T", args=(left if axis == 0 else right,), shape=a.shape[::-1], mag=1.0)
+        operands = (flipped, right) if axis == 0 else (left, flipped)
+        shape = (a.shape[1], a.shape[1]) if axis == 0 else (a.shape[0], a.shape[0])
+        return binary("@", *operands, shape, 2 * a.mag * c.mag * SIZE_BOUND)
+
+    def op_kron(self) -> Expr | None:
+        """mean(kron(a, b) * kron(c, d)): ⟨a ⊗ b, c ⊗ d⟩ over the entries, back to a scalar."""
+        a = self.first(lambda e: len(e.shape) >= 1 and e.mag <= 10)
+        b = self.pick(lambda e: len(e.shape) >= 1 and e.mag <= 10, self.shapes())
+        if a is None or b is None:
+            return None
+        c = self.pick(lambda e: e.shape == a.shape and e.mag <= 10, [a.shape])
+        d = self.pick(lambda e: e.shape == b.shape and e.mag <= 10, [b.shape])
+        if c is None or d is None:
+            return None
+        left, right = (call("kron", x, y, shape=("2",), mag=x.mag * y.mag)
+                       for x, y in ((a, b), (c, d)))
+        product = binary("*", left, right, ("2",), left.mag * right.mag)
+        return call("mean", product, shape=(), mag=product.mag)
+
+    def op_eigvalsh(self) -> Expr | None:
+        """The eigenvalues of a square operand's symmetric part."""
+        a = self.first(lambda e: is_square(e.shape) and e.mag <= 30)
+        if a is None:
+            return None
+        return call("eigvalsh", a, shape=a.shape[:1], mag=a.mag * SIZE_BOUND)
+
+    def op_pinv(self) -> Expr | None:
+        """A⁺ of a well-conditioned square matrix (rectangular ones are tested on their own:
+        a random rectangular product may lose rank, where A⁺ jumps)."""
+        a = self.square_wc()
+        if a is None:
+            return None
+        return call("pinv", a, shape=a.shape, mag=3.0)
 
     # -- statements --------------------------------------------------------------------------
 

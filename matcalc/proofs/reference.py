@@ -41,7 +41,9 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return erf(x)
 
 
-def _gelu(x: np.ndarray) -> np.ndarray:
+def _gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
     return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
 
 
@@ -60,12 +62,15 @@ NUMPY: dict[str, Callable] = {
     "cosh": np.cosh, "erf": lambda x: _erf(x), "square": np.square, "sign": np.sign,
     "cos": np.cos, "tanh": np.tanh, "sigmoid": _sigmoid,
     "relu": lambda x: np.maximum(x, 0), "softplus": lambda x: np.logaddexp(0, x),
-    "gelu": _gelu, "silu": lambda x: x * _sigmoid(x),
+    "gelu": _gelu, "gelu_tanh": lambda x: _gelu(x, "tanh"), "silu": lambda x: x * _sigmoid(x),
     "leaky_relu": lambda x, a=0.01: np.where(x > 0, x, a * x),
     "sum": lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
     "mean": lambda x, axis=None, keepdims=False: np.mean(x, axis=axis, keepdims=keepdims),
     "max": lambda x, axis=None, keepdims=False: np.max(x, axis=axis, keepdims=keepdims),
     "min": lambda x, axis=None, keepdims=False: np.min(x, axis=axis, keepdims=keepdims),
+    "concatenate": lambda arrays, axis=0: np.concatenate(arrays, axis=int(axis)),
+    "vstack": np.vstack, "hstack": np.hstack, "kron": np.kron,
+    "prod": lambda x, axis=None, keepdims=False: np.prod(x, axis=axis, keepdims=keepdims),
     "maximum": np.maximum, "minimum": np.minimum, "clip": np.clip, "solve": np.linalg.solve,
     "var": lambda x, axis=None, ddof=0, keepdims=False: np.var(x, axis, ddof=ddof,
                                                               keepdims=keepdims),
@@ -79,8 +84,8 @@ NUMPY: dict[str, Callable] = {
     "zeros": lambda rows, cols=None: np.zeros(tuple(int(d) for d in (rows, cols) if d is not None)),
     "trace": np.trace, "det": np.linalg.det, "logdet": lambda x: np.linalg.slogdet(x)[1],
     "inv": np.linalg.inv, "diag": np.diag, "outer": np.outer,
-    "norm": lambda x, ord=None: (np.sum(np.abs(x)) if ord == 1  # noqa: A006 (NumPy's name)
-                                 else np.sqrt(np.sum(np.square(x)))),
+    "norm": np.linalg.norm, "eigvalsh": lambda s: np.linalg.eigvalsh((s + s.T) / 2),
+    "pinv": np.linalg.pinv,
     "matrix_power": np.linalg.matrix_power,
     "softmax": _softmax, "log_softmax": _log_softmax, "logsumexp": _logsumexp,
     "softmax_cross_entropy": _cross_entropy,
@@ -89,10 +94,10 @@ NUMPY: dict[str, Callable] = {
 """Each function of the language, as NumPy computes it."""
 
 INTEGER_SECOND = {"matrix_power", "sum", "mean", "softmax", "log_softmax", "logsumexp", "max",
-                  "min", "var", "std", "tril", "triu", "norm"}
+                  "min", "prod", "var", "std", "tril", "triu", "norm"}
 """Functions whose second argument is an integer (an axis or a power)."""
 
-LITERALS = {"None": None, "True": True, "False": False}
+LITERALS = {"None": None, "True": True, "False": False, "inf": math.inf}
 
 BINARY: dict[str, Callable] = {
     "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "**": np.power,
@@ -100,6 +105,11 @@ BINARY: dict[str, Callable] = {
     **{op: lambda a, b, f=f: f(a, b).astype(float) for op, f in {
         "<": np.less, ">": np.greater, "<=": np.less_equal, ">=": np.greater_equal}.items()},
 }
+
+
+def is_whole(value: object) -> bool:
+    """A whole number read as a float (``2.0`` from ``2``), not inf, a word or None."""
+    return isinstance(value, float) and value.is_integer()
 
 
 class Evaluator:
@@ -118,6 +128,12 @@ class Evaluator:
 
     def e_Number(self, e: syntax.Number):  # noqa: N802
         return float(e.value)
+
+    def e_String(self, e: syntax.String):  # noqa: N802
+        return e.value
+
+    def e_List(self, e: syntax.List):  # noqa: N802
+        return [self(item) for item in e.items]
 
     def e_UnaryOp(self, e: syntax.UnaryOp):  # noqa: N802
         value = self(e.operand)
@@ -138,8 +154,10 @@ class Evaluator:
         kwargs = {name: self(value) for name, value, _ in e.kwargs}
         if kwargs.get("axis") is not None:
             kwargs["axis"] = int(kwargs["axis"])
-        if e.func in INTEGER_SECOND and len(args) > 1 and args[1] is not None:
+        if e.func in INTEGER_SECOND and len(args) > 1 and is_whole(args[1]):
             args[1] = int(args[1])
+        if is_whole(kwargs.get("ord")):
+            kwargs["ord"] = int(kwargs["ord"])
         return NUMPY[e.func](*args, **kwargs)
 
 

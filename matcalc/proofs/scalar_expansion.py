@@ -261,6 +261,18 @@ class Expander:
     def op_norm(self, node: Node, x: Tensor) -> Tensor:
         return Tensor((), (sympy.sqrt(sympy.Add(*(e**2 for e in x.flat))),))
 
+    def op_pinv(self, node: Node, x: Tensor) -> Tensor:
+        return Tensor.of_matrix(x.matrix().pinv(), self.shape(node.shape))
+
+    def spectral(self, node: Node, *args: Tensor) -> Tensor:
+        """Singular values and eigenvalues have no closed form entry by entry beyond 4×4."""
+        raise MatcalcError(f"the exact check cannot expand {node.op} entry by entry (its "
+                           "singular values or eigenvalues have no closed form): check it "
+                           "numerically with `matcalc check`")
+
+    op_nuclear_norm = op_spectral_norm = op_eigvalsh = spectral
+    op_polar = op_top_singular = op_eigenvectors = spectral
+
     # -- neural nets -----------------------------------------------------------------------
 
     def op_softmax(self, node: Node, x: Tensor) -> Tensor:
@@ -272,6 +284,37 @@ class Expander:
 
     def op_logsumexp(self, node: Node, x: Tensor) -> Tensor:
         return reduce(x.map(sympy.exp), node.attrs.axis, False).map(sympy.log)
+
+    def op_block_sums(self, node: Node, x: Tensor) -> Tensor:
+        """The sum of each p×q block."""
+        _, _, p, q = (int(self.number(d)) for d in node.attrs)
+        return Tensor.build(self.shape(node.shape), lambda index: sympy.Add(*(
+            x[(index[0] * p + r, index[1] * q + c)] for r in range(p) for c in range(q))))
+
+    def op_sum_of_blocks(self, node: Node, x: Tensor) -> Tensor:
+        """The m×n grid of p×q blocks added up."""
+        m, n, p, q = (int(self.number(d)) for d in node.attrs)
+        return Tensor.build(self.shape(node.shape), lambda index: sympy.Add(*(
+            x[(i * p + index[0], j * q + index[1])] for i in range(m) for j in range(n))))
+
+    def op_concat(self, node: Node, *blocks: Tensor) -> Tensor:
+        """Blocks joined along the axis: each index finds its block by the sizes before it."""
+        axis = node.attrs.axis
+
+        def entry(index: Index) -> sympy.Expr:
+            k = index[axis]
+            for block in blocks:
+                if k < block.shape[axis]:
+                    return block[(*index[:axis], k, *index[axis + 1:])]
+                k -= block.shape[axis]
+            raise IndexError(index)
+
+        return Tensor.build(self.shape(node.shape), entry)
+
+    def op_slice(self, node: Node, x: Tensor) -> Tensor:
+        axis, start = node.attrs.axis, int(self.number(node.attrs.start))
+        return Tensor.build(self.shape(node.shape), lambda index: x[
+            (*index[:axis], index[axis] + start, *index[axis + 1:])])
 
     def op_tril(self, node: Node, x: Tensor) -> Tensor:
         k = node.attrs.k
@@ -295,6 +338,20 @@ class Expander:
 
     def op_min(self, node: Node, x: Tensor) -> Tensor:
         return reduce(x, node.attrs.axis, False, combine=sympy.Min)
+
+    def op_prod(self, node: Node, x: Tensor) -> Tensor:
+        return reduce(x, node.attrs.axis, False, combine=sympy.Mul)
+
+    def op_prod_others(self, node: Node, x: Tensor) -> Tensor:
+        """Each entry: the product of the others along the axis (all others for None)."""
+        axis = node.attrs.axis
+        along = [k for k in range(len(x.shape)) if axis is None or k == axis % len(x.shape)]
+
+        def others(index: Index) -> sympy.Expr:
+            return sympy.Mul(*(x[j] for j in np.ndindex(*x.shape) if j != index and all(
+                j[k] == index[k] for k in range(len(x.shape)) if k not in along)))
+
+        return Tensor.build(x.shape, others)
 
     def op_first_max(self, node: Node, x: Tensor) -> Tensor:
         """1 where an entry is larger than those before it along the axis and no smaller than

@@ -77,6 +77,13 @@ def largest(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tenso
     return torch.amax(x, dim=dims, keepdim=keepdims) if dims else x
 
 
+def product(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    if axis is not None:
+        return torch.prod(x, dim=axis, keepdim=keepdims)
+    whole = torch.prod(x.reshape(-1))
+    return whole.reshape((1,) * x.dim()) if keepdims else whole
+
+
 def smallest(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
     return -largest(-x, axis, keepdims)
 
@@ -121,14 +128,20 @@ FUNCTIONS: dict[str, Callable[..., Tensor]] = {
         "sign": torch.sign,
         "sin": torch.sin, "cos": torch.cos, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
         "relu": torch.relu, "softplus": lambda x: torch.logaddexp(x, torch.zeros_like(x)),
-        "gelu": lambda x: 0.5 * x * (1 + torch.erf(x / math.sqrt(2))),
+        "gelu_tanh": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),
         "silu": lambda x: x * torch.sigmoid(x), "trace": torch.trace, "det": torch.linalg.det,
         "logdet": lambda x: torch.linalg.slogdet(x)[1], "inv": torch.linalg.inv,
         "diag": torch.diag,
     }.items()},
-    "norm": lambda x, ord=None: (torch.sum(torch.abs(x)) if ord == 1  # noqa: A006
-                                 else torch.sqrt(torch.sum(x * x))),
+    "gelu": lambda x, approximate="none": torch.nn.functional.gelu(x, approximate=approximate),
+    "norm": lambda x, ord=None, axis=None, keepdims=False: (  # noqa: A006 (NumPy's name)
+        torch.linalg.norm(x, ord, dim=axis, keepdim=keepdims) if x.dim() else torch.abs(x)),
+    "eigvalsh": lambda x: torch.linalg.eigvalsh((x + x.mT) / 2),
+    "pinv": lambda x: torch.linalg.pinv(x),
     "leaky_relu": leaky_relu, "sum": total, "mean": average, "max": largest, "min": smallest,
+    "prod": product, "concatenate": lambda arrays, axis=0: torch.cat(arrays, dim=axis),
+    "vstack": lambda arrays: torch.vstack(arrays), "kron": lambda a, b: torch.kron(a, b),
+    "hstack": lambda arrays: torch.hstack([torch.atleast_1d(a) for a in arrays]),
     "solve": torch.linalg.solve, "var": variance, "tril": lambda x, k=0: torch.tril(x, k),
     "triu": lambda x, k=0: torch.triu(x, k),
     "cholesky": lambda x: torch.linalg.cholesky((x + x.mT) / 2),
@@ -153,20 +166,22 @@ names (so keyword arguments bind alike)."""
 
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "leaky_relu": ("x", "a"), "sum": ("x", "axis", "keepdims"),
-    "max": ("x", "axis", "keepdims"), "min": ("x", "axis", "keepdims"), "maximum": ("a", "b"),
+    "max": ("x", "axis", "keepdims"), "min": ("x", "axis", "keepdims"),
+    "prod": ("x", "axis", "keepdims"), "concatenate": ("arrays", "axis"),
+    "vstack": ("arrays",), "hstack": ("arrays",), "kron": ("a", "b"), "maximum": ("a", "b"),
     "minimum": ("a", "b"), "clip": ("x", "lo", "hi"), "solve": ("A", "B"),
     "var": ("x", "axis", "ddof", "keepdims"), "std": ("x", "axis", "ddof", "keepdims"),
-    "where": ("condition", "x", "y"), "norm": ("x", "ord"), "onehot": ("y", "classes"),
-    "eye": ("n",),
+    "where": ("condition", "x", "y"), "norm": ("x", "ord", "axis", "keepdims"),
+    "onehot": ("y", "classes"), "eye": ("n",),
     "ones": ("rows", "cols"), "zeros": ("rows", "cols"), "tril": ("x", "k"), "triu": ("x", "k"),
     "mean": ("x", "axis", "keepdims"), "logsumexp": ("x", "axis", "keepdims"),
     "softmax": ("x", "axis"), "log_softmax": ("x", "axis"), "matrix_power": ("x", "k"),
     "outer": ("a", "b"), "softmax_cross_entropy": ("logits", "targets"),
-    "mse": ("pred", "target"),
+    "mse": ("pred", "target"), "gelu": ("x", "approximate"),
 }
 """Parameter names of the functions with more than one (the others take ``x``)."""
 
-LITERAL = {"axis", "keepdims", "k", "ddof", "ord"}
+LITERAL = {"axis", "keepdims", "k", "ddof", "ord", "approximate"}
 """Parameters that are literals (integers, None, True, False), not tensors."""
 
 BINARY: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -176,7 +191,7 @@ BINARY: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
         "<": torch.lt, ">": torch.gt, "<=": torch.le, ">=": torch.ge}.items()},
 }
 
-WORDS = {"None": None, "True": True, "False": False}
+WORDS = {"None": None, "True": True, "False": False, "inf": math.inf}
 
 
 def literal(e: syntax.Expr) -> int | float | bool | None:
@@ -188,6 +203,8 @@ def literal(e: syntax.Expr) -> int | float | bool | None:
         return -value if e.op == "-" else value
     if isinstance(e, syntax.Number):
         return int(e.value) if e.value.is_Integer else float(e.value)
+    if isinstance(e, syntax.String):
+        return e.value
     raise ValueError(f"not a literal: {syntax.unparse(e)}")
 
 
@@ -213,6 +230,9 @@ class Evaluator:
 
     def e_Number(self, e: syntax.Number) -> Tensor:  # noqa: N802
         return scalar(float(e.value))
+
+    def e_List(self, e: syntax.List) -> list[Tensor]:  # noqa: N802
+        return [self(item) for item in e.items]
 
     def e_UnaryOp(self, e: syntax.UnaryOp) -> Tensor:  # noqa: N802
         value = self(e.operand)
@@ -244,14 +264,36 @@ class Evaluator:
             self.trace.kinks += [x - values["lo"], x - values["hi"], values["lo"] - values["hi"]]
         if func in ("max", "min") and values["x"].dim():
             self.trace.kinks.append(runner_up_gap(values["x"].detach(), values.get("axis")))
-        if func == "norm" and values.get("ord") == 1:
-            self.trace.kinks.append(values["x"].detach())     # |x| at 0
-        elif func == "norm":
-            self.trace.norms.append(values["x"].detach())
+        if func == "norm":
+            self.norm_kinks(values["x"].detach(), values.get("ord"), values.get("axis"))
+        if func == "eigvalsh":                   # distinct eigenvalues
+            s = values["x"].detach()
+            self.trace.kinks.append(torch.diff(torch.linalg.eigvalsh((s + s.mT) / 2)))
         result = FUNCTIONS[func](**values)
         if func == "std":                        # not differentiable where it is 0
             self.trace.kinks.append(result.detach().reshape(-1))
         return result
+
+
+    def norm_kinks(self, x: Tensor, k: object, axis: int | None) -> None:
+        """Where ``norm(x, k)`` is not differentiable: ‖x‖₂ at 0, |xᵢ| at 0 and ties of the
+        largest sums of the 1- and ∞-norms, a smallest singular value 0 ("nuc"), a largest one
+        not simple (2 of a matrix)."""
+        matrix = x.dim() == 2 and axis is None
+        if k in (None, 2, "fro") and not (matrix and k == 2):
+            self.trace.norms.append(x)
+        elif k == "nuc":
+            self.trace.kinks.append(torch.linalg.svdvals(x)[-1:])
+        elif k == 2:
+            top = torch.linalg.svdvals(x)
+            self.trace.kinks.append(top[:1] - top[1:2] if len(top) > 1 else torch.ones(1))
+        else:
+            self.trace.kinks.append(x.reshape(-1))
+            if matrix:
+                sums = torch.sum(torch.abs(x), dim=0 if abs(k) == 1 else 1)
+                self.trace.kinks.append(runner_up_gap(sums, None))
+            elif abs(k) == math.inf:
+                self.trace.kinks.append(runner_up_gap(torch.abs(x), axis).reshape(-1))
 
 
 def runner_up_gap(x: Tensor, axis: int | None) -> Tensor:
