@@ -14,21 +14,27 @@ from typing import Any
 import sympy
 
 from matcalc.core.ir import OPERATIONS
-from matcalc.core.rules import SYMPY_FUNCTIONS
+from matcalc.core.rules import SYMPY_FUNCTIONS as OPERATION_MEANINGS
 from matcalc.errors import MatcalcError, did_you_mean
+from matcalc.language.lowering import FUNCTIONS
 from matcalc.language.syntax import parse_expression
 
+SYMPY_FUNCTIONS: dict[str, Callable[..., sympy.Expr]] = {
+    **OPERATION_MEANINGS, "square": lambda x: x**2}
+"""The elementwise functions of the language for one number (``square`` is written x²)."""
+
 ARITY: dict[str, tuple[int, int]] = {
-    name: (len(OPERATIONS[name].vjp),) * 2 for name in SYMPY_FUNCTIONS}
+    name: (len(OPERATIONS[name].vjp) if name in OPERATIONS else 1,) * 2
+    for name in SYMPY_FUNCTIONS}
 ARITY["leaky_relu"] = (1, 2)
 """Allowed (min, max) number of positional arguments, one per derivative rule (maximum takes
 two, clip three); leaky_relu's slope defaults to 0.01."""
 
-MATRIX_FUNCTIONS = frozenset(
-    "trace det logdet inv diag norm matrix_power outer softmax log_softmax logsumexp sum mean "
-    "softmax_cross_entropy mse eye zeros ones".split()
-)
+MATRIX_FUNCTIONS = frozenset(FUNCTIONS) - set(SYMPY_FUNCTIONS)
 """Functions of the language that are not elementwise (rejected in scalar expressions)."""
+
+VARIANTS = {("gelu", "approximate", "tanh"): "gelu_tanh", ("gelu", "approximate", "none"): "gelu"}
+"""Keyword choices that name another function: PyTorch's two GELUs."""
 
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi, "e": sympy.E}
 
@@ -109,8 +115,11 @@ def _call(node: Any, symbols: ScalarSymbols) -> sympy.Expr:
     if function is None:
         raise _unknown_function(node)
     if node.kwargs:
-        keyword, _, offset = node.kwargs[0]
-        raise MatcalcError(f"`{node.func}` takes no keyword `{keyword}`", offset=offset)
+        keyword, value, offset = node.kwargs[0]
+        variant = VARIANTS.get((node.func, keyword, getattr(value, "value", None)))
+        if variant is None or len(node.kwargs) > 1:
+            raise MatcalcError(f"`{node.func}` takes no keyword `{keyword}` here", offset=offset)
+        function = SYMPY_FUNCTIONS[variant]
     low, high = ARITY[node.func]
     if not low <= len(node.args) <= high:
         expected = str(low) if low == high else f"{low} or {high}"

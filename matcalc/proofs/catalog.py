@@ -64,6 +64,16 @@ CATALOG = [
     Identity("inverse inside a trace", "inverse derivatives: ∂tr(AX⁻¹)/∂X = −X⁻ᵀ Aᵀ X⁻ᵀ",
              "A: [n, n]; X: [n, n]\nf = trace(A @ inv(X))\n"
              "claim grad(f, X) = -inv(X).T @ A.T @ inv(X).T"),
+    Identity("inverse in a bilinear form", "Matrix Cookbook (61): ∂aᵀX⁻¹b/∂X = −X⁻ᵀ a bᵀ X⁻ᵀ, "
+             "by solves", "a: [n]; X: [n, n]; b: [n]\nf = a @ solve(X, b)\n"
+             "claim grad(f, X) = -outer(solve(X.T, a), solve(X, b))"),
+    Identity("trace of a Kronecker product", "Kronecker products: tr(A ⊗ B) = tr A tr B, so "
+             "∂/∂A = tr(B) I", "A: [n, n]; B: [m, m]\nf = trace(kron(A, B))\n"
+             "claim grad(f, A) = trace(B) * eye(n)"),
+    Identity("squared Frobenius norm", "Frobenius norm: ∂‖X‖²_F/∂X = 2X",
+             'X: [n, m]\nf = norm(X, "fro") ** 2\nclaim grad(f, X) = 2 * X'),
+    Identity("product of entries", "∂∏ⱼxⱼ/∂xᵢ = ∏_{j≠i} xⱼ = ∏ⱼxⱼ / xᵢ (x without zeros)",
+             "x: [n]\nf = prod(x)\nclaim grad(f, x) = prod(x) / x"),
     Identity("Euclidean distance", "norm derivatives: ∂‖x − a‖/∂x = (x − a) / ‖x − a‖",
              "x: [n]; a: [n]\nf = norm(x - a)\nclaim grad(f, x) = (x - a) / norm(x - a)"),
     Identity("least squares", "least squares: ∂‖Ax − b‖²/∂x = 2 Aᵀ(Ax − b)",
