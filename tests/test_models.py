@@ -66,3 +66,22 @@ def test_gradients_through_solve_never_form_an_inverse() -> None:
                     "w = solve(X.T @ X + lam * eye(D), X.T @ y)\n"
                     "E = mean((Xv @ w - yv) ** 2)", ["lam"])
     assert "solve(" in code and "inv(" not in code
+
+
+def test_products_with_an_inverse_are_generated_as_solves() -> None:
+    """trace(A⁻¹ B Bᵀ) + xᵀ A⁻¹ x: no inverse is formed, only solves, and the numbers agree."""
+    from matcalc import generate
+
+    source = "A: [n, n]; B: [n, m]; x: [n]\ntrace(inv(A) @ B @ B.T) + x @ inv(A) @ x"
+    code = generate(source, ["A", "B", "x"])
+    assert "solve(" in code and "inv(" not in code
+    namespace: dict = {}
+    exec(compile(code, "<generated>", "exec"), namespace)  # noqa: S102 (our own generated code)
+    rng = np.random.default_rng(3)
+    a, b, x = 3 * np.eye(4) + rng.normal(size=(4, 4)), rng.normal(size=(4, 2)), rng.normal(size=4)
+    value, grads = namespace["value_and_grad"](A=a, B=b, x=x)
+    inverse = np.linalg.inv(a)
+    assert np.isclose(value, np.trace(inverse @ b @ b.T) + x @ inverse @ x)
+    np.testing.assert_allclose(grads["B"], (inverse + inverse.T) @ b, rtol=1e-10)
+    np.testing.assert_allclose(grads["A"], -inverse.T @ (np.outer(x, x) + b @ b.T) @ inverse.T,
+                               rtol=1e-10)

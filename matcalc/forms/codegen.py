@@ -526,9 +526,44 @@ def lower(node: Node, memo: dict[Node, Node]) -> Node:
             result = child
         else:
             result = make(child.op, args, child.attrs)
-        vectors = outer_vectors(result) if result.op == "matmul" else None
-        memo[child] = result if vectors is None else make("outer", vectors)
+        if result.op == "matmul":
+            vectors = outer_vectors(result)
+            result = by_solving(result) if vectors is None else make("outer", vectors)
+        memo[child] = result
     return memo[node]
+
+
+def by_solving(product: Node) -> Node:
+    """A product with an inverse as a solve, so that no inverse is formed for it:
+    M⁻¹ B = solve(M, B), B M⁻¹ = solve(Mᵀ, Bᵀ)ᵀ (M⁻ᵀ counts as (Mᵀ)⁻¹)."""
+    a, b = product.args
+    for side, s in ((a, 0), (b, 1)):          # (M⁻¹ + N) B = M⁻¹ B + N B: each term solved
+        if side.op == "add" and all(t.shape == side.shape for t in side.args) and any(
+                inverted(t) is not None for t in side.args):
+            return make("add", tuple(by_solving(make("matmul", (t, b) if s == 0 else (a, t)))
+                                     for t in side.args))
+    if (m := inverted(a)) is not None:
+        return make("solve", (m, b))
+    if (m := inverted(b)) is not None:
+        solved = make("solve", (flipped(m), flipped(a)))
+        return solved if a.rank == 1 else make("transpose", (solved,))
+    return product
+
+
+def inverted(x: Node) -> Node | None:
+    """M when ``x`` is M⁻¹ (or (Mᵀ) when it is M⁻ᵀ)."""
+    if x.op == "inv":
+        return x.args[0]
+    if x.op == "transpose" and x.args[0].op == "inv":
+        return flipped(x.args[0].args[0])
+    return None
+
+
+def flipped(x: Node) -> Node:
+    """Xᵀ without a double transpose (a vector is its own)."""
+    if x.rank < 2:
+        return x
+    return x.args[0] if x.op == "transpose" else make("transpose", (x,))
 
 
 class Emitter:
