@@ -63,6 +63,13 @@ BAD = [
     ("X: [n, n]; slogdet(X)", "X", "matcalc's `logdet(A)` is log|det A|", 11),
     ("X: [n, m]; sum(eigvalsh(X))", "X", "eigvalsh needs a square matrix, got [n, m]", 15),
     ("x: [n]; sum(pinv(x))", "x", "pinv needs a matrix, got a vector", 12),
+    ("x: [n]; sum(concatenate([x, x], axis=None))", "x", "flattens its arrays", 12),
+    ("x: []; norm(x, 1)", "x", "the norm of a scalar is its absolute value", 7),
+    ("x: [n]; sum(concatenate([]))", "x", "an empty list", 24),
+    ("x: [n]; y: [m]; sum(vstack([x, y]))", "x", "vstack stacks vectors as rows", 20),
+    ("x: [n]; sum(clip(x, 0, None))", "x", "`hi` must be an array or a number, not None", 23),
+    ("X: [n, m]; sum(norm(X, axis=(0, 1)))", "X", "tuples are not part of", 30),
+    ("x: [n]; np.linalg.norm(x)", "x", "attribute access is not part of matcalc", 11),
 ]
 
 

@@ -104,6 +104,14 @@ CASES = [
     ("X: [n, n]\nh1 = X\n" + "".join(f"h{i} = h{i - 1} @ h{i - 1} + h{i - 1}\n"
                                       for i in range(2, 14)) + "L = sum(h13 @ h13 + h13)",
      ("X",), "X", SCALAR),
+    # sizes that are sums and products compare equal however they are written (n·(m + p))
+    ("A: [m, n]\nB: [p, n]\nvstack([A, B])", ("B",), "B", LAYER),
+    ("A: [m, n]\nB: [m, p]\nsum(sin(hstack([A, B])))", ("A", "B"), "A", SCALAR),
+    ("A: [m, n]\nB: [p, n]\nsum(sin(vstack([A, B * B])))", ("A", "B"), "B", SCALAR),
+    # a column times a scalar in a Hessian's linear map
+    ("A: [n, 1]\nx: [1]\nnorm(A - x)", ("x",), "x", SCALAR),
+    # torch.kron needs contiguous operands
+    ("A: [n, m]\nB: [n, m]\nsum(sin(kron(A.T, B)))", ("A", "B"), "A", SCALAR),
 ]
 
 
@@ -189,6 +197,15 @@ def test_generated_gradients_are_fresh_arrays() -> None:
     grads["x"] += 1
     grads["w"] += 1
     assert np.array_equal(arrays["w"], np.full(3, 2.0)) and np.array_equal(arrays["x"], np.ones(3))
+
+
+def test_gradients_that_are_slices_of_an_input_are_copies() -> None:
+    module = matcalc.lambdify("A: [2, 3]; B: [1, 3]; C: [3, 3]; sum(vstack([A, B]) * C)",
+                              ["A", "B"])
+    c = np.arange(9.0).reshape(3, 3)
+    _, grads = module.value_and_grad(A=np.ones((2, 3)), B=np.ones((1, 3)), C=c)
+    assert not np.shares_memory(grads["A"], c) and not np.shares_memory(grads["B"], c)
+    np.testing.assert_array_equal(grads["B"], c[2:3])
 
 
 def test_integer_inputs_are_refused_not_truncated() -> None:

@@ -55,7 +55,7 @@ def dim_str(d: Dim) -> str:
 
 def size(shape: Shape) -> sympy.Expr:
     """Number of entries, symbolic."""
-    return sympy.Mul(*shape) if shape else ONE
+    return sympy.expand(sympy.Mul(*shape)) if shape else ONE
 
 
 # ----------------------------------------------------------------------------------------------
@@ -405,14 +405,30 @@ def concat_shape(args: Sequence[Node], attrs: tuple) -> Shape:
             raise ShapeError(f"concatenate along axis {axis}: {shape_str(first)} and "
                              f"{shape_str(other.shape)} do not fit (all sizes but the joined "
                              "axis must agree)")
-    joined = sympy.Add(*(a.shape[axis] for a in args))
-    return tuple(joined if k == axis else d for k, d in enumerate(first))
+    return with_length(first, axis, sympy.Add(*(a.shape[axis] for a in args)))
 
 
 def slice_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     """Entries ``start`` … ``stop − 1`` along ``axis``."""
     axis, start, stop = attrs
-    return tuple(stop - start if k == axis else d for k, d in enumerate(args[0].shape))
+    return with_length(args[0].shape, axis, stop - start)
+
+
+def with_length(shape: Shape, axis: int, length: sympy.Expr) -> Shape:
+    """``shape`` with ``length`` entries along ``axis``."""
+    return tuple(length if k == axis else d for k, d in enumerate(shape))
+
+
+def block_sums_shape(args: Sequence[Node], attrs: tuple) -> Shape:
+    """One sum per block: [m, n] of an [m·p, n·q] matrix of p×q blocks."""
+    rows, cols, _, _ = attrs
+    return (rows, cols)
+
+
+def sum_of_blocks_shape(args: Sequence[Node], attrs: tuple) -> Shape:
+    """The blocks added up: [p, q]."""
+    _, _, block_rows, block_cols = attrs
+    return (block_rows, block_cols)
 
 
 def spectrum_shape(args: Sequence[Node], attrs: tuple) -> Shape:
@@ -480,9 +496,13 @@ def cross_entropy_shape(args: Sequence[Node], attrs: tuple) -> Shape:
 
 
 def make(op: str, args: Sequence[Node] = (), attrs: tuple = ()) -> Node:
-    """The node ``op(args; attrs)`` exactly as given, its shape checked (ShapeError)."""
+    """The node ``op(args; attrs)`` exactly as given, its shape checked (ShapeError); sizes
+    that are sums or products expanded, so that n·(m + p) and m·n + n·p are one size."""
     args = tuple(args)
-    return Node(op, args, attrs, OPERATIONS[op].shape(args, attrs))
+    shape = OPERATIONS[op].shape(args, attrs)
+    if not all(d.is_Atom for d in shape):
+        shape = tuple(d if d.is_Atom else sympy.expand(d) for d in shape)
+    return Node(op, args, attrs, shape)
 
 
 # ----------------------------------------------------------------------------------------------

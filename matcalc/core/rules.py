@@ -30,6 +30,7 @@ from matcalc.core.ir import (
     Node,
     Rule,
     as_matrix,
+    block_sums_shape,
     broadcast_shape,
     broadcast_to_shape,
     cholesky_shape,
@@ -57,9 +58,11 @@ from matcalc.core.ir import (
     spectrum_shape,
     square_to_same,
     square_to_scalar,
+    sum_of_blocks_shape,
     sum_shape,
     transpose_shape,
     vec_shape,
+    with_length,
 )
 from matcalc.core.simplify import (
     apply,
@@ -137,14 +140,9 @@ def rows(x: Node) -> sympy.Expr:
 normal_cdf, normal_pdf = call("normal_cdf"), call("normal_pdf")  # Φ and φ of N(0, 1)
 
 
-def gelu_tanh_inner(x: Node) -> Node:
-    """u = √(2/π) (x + 0.044715 x³)."""
-    return sympy.sqrt(2 / sympy.pi) * (x + real.GELU_CUBIC * x**3)
-
-
 def gelu_tanh_slope(x: Node) -> Node:
     """d/dx x (1 + tanh u) / 2 = (1 + tanh u) / 2 + x (1 − tanh² u) u′ / 2."""
-    t = tanh(gelu_tanh_inner(x))
+    t = tanh(real.gelu_tanh_inner(x))
     du = sympy.sqrt(2 / sympy.pi) * (1 + 3 * real.GELU_CUBIC * x**2)
     return (1 + t) / 2 + x * (1 - t**2) * du / 2
 
@@ -208,11 +206,11 @@ def slice_rule(g: Node, out: Node, x: Node, axis: int, start: sympy.Expr, stop: 
                ) -> Node:
     """Y = X[start:stop] along an axis: X̄ is Ḡ in place, zeros around it."""
     def zeros_of(length: sympy.Expr) -> Node:
-        return zero_like(tuple(length if k == axis else d for k, d in enumerate(x.shape)))
+        return zero_like(with_length(x.shape, axis, length))
 
-    size = x.shape[axis]
+    end = x.shape[axis]
     blocks = [*([zeros_of(start)] if start != 0 else []), g,
-              *([zeros_of(size - stop)] if stop != size else [])]
+              *([zeros_of(end - stop)] if stop != end else [])]
     return concat(*blocks, axis=axis) if len(blocks) > 1 else g
 
 
@@ -300,7 +298,8 @@ def cholesky_rule(g: Node, out: Node, s: Node) -> Node:
 
 def pinv_rule(g: Node, out: Node, a: Node) -> Node:
     """P = A⁺ (constant rank; Golub & Pereyra 1973): Ā = −Pᵀ Ḡ Pᵀ + (I − A P) Ḡᵀ P Pᵀ
-    + Pᵀ P Ḡᵀ (I − P A), the last two terms 0 for full row and full column rank."""
+    + Pᵀ P Ḡᵀ (I − P A); the second term is 0 at full row rank, the third at full column
+    rank."""
     p, gt = out, transpose(g)
     left = gt @ p @ transpose(p)                    # (I − A P) M = M − A (P M)
     right = transpose(p) @ p @ gt                   # N (I − P A) = N − (N P) A
@@ -375,7 +374,7 @@ define("sum", sum_shape, [sum_rule], params=("axis", "keepdims"), **OWN_PRINTER)
 # elementwise functions: x̄ = Ḡ ⊙ f′(x)
 elementwise("exp", lambda g, out, x: g * out, sympy.exp, latex=r"\exp")      # exp′ = exp
 elementwise("log", lambda g, out, x: g / x, sympy.log, latex=r"\log", domain="positive")
-elementwise("sqrt", lambda g, out, x: g / (2 * out), sympy.sqrt, domain="positive")
+elementwise("sqrt", lambda g, out, x: g / out / 2, sympy.sqrt, domain="positive")
 elementwise("log1p", lambda g, out, x: g / (1 + x), lambda x: sympy.log(1 + x),
             domain="positive")                                          # log(1 + x), exactly
 elementwise("expm1", lambda g, out, x: g * (out + 1), lambda x: sympy.exp(x) - 1)
@@ -398,7 +397,7 @@ elementwise("softplus", lambda g, out, x: g * sigmoid(x), real.softplus,
 elementwise("gelu", lambda g, out, x: g * (normal_cdf(x) + x * normal_pdf(x)), real.gelu,
             primitives=lambda x: x * normal_cdf(x), numpy=METHOD)
 elementwise("gelu_tanh", lambda g, out, x: g * gelu_tanh_slope(x), real.gelu_tanh,
-            primitives=lambda x: x * (1 + tanh(gelu_tanh_inner(x))) / 2, numpy=METHOD)
+            primitives=lambda x: x * (1 + tanh(real.gelu_tanh_inner(x))) / 2, numpy=METHOD)
 elementwise("silu", lambda g, out, x: g * sigmoid(x) * (1 + x * (1 - sigmoid(x))), real.silu,
             primitives=lambda x: x * sigmoid(x), numpy=METHOD)
 elementwise("step", zero_rule, real.step, kink="zero", internal=True, numpy="({0} > 0)",
@@ -498,19 +497,19 @@ define("matrix_power", square_to_same("matrix_power"), [matrix_power_rule], para
 # Kronecker products: in programs, and in the vec forms of third- and fourth-order derivatives
 define("kron", kron_shape, [kron_left, kron_right], numpy="{_kron}({0}, {1})", **OWN_PRINTER)
 BLOCKS = ("rows", "cols", "block_rows", "block_cols")   # an [m·p, n·q] matrix of m×n p×q blocks
-define("block_sums", lambda args, attrs: (attrs[0], attrs[1]), [
+define("block_sums", block_sums_shape, [
     lambda g, out, x, rows, cols, block_rows, block_cols: kron(
         g, ones_of((block_rows, block_cols))),
 ], params=BLOCKS, internal=True, linear=True, numpy=METHOD, **OWN_PRINTER)  # each block's sum
-define("sum_of_blocks", lambda args, attrs: (attrs[2], attrs[3]), [
+define("sum_of_blocks", sum_of_blocks_shape, [
     lambda g, out, x, rows, cols, block_rows, block_cols: kron(ones_of((rows, cols)), g),
 ], params=BLOCKS, internal=True, linear=True, numpy=METHOD, **OWN_PRINTER)  # the blocks added
 # vectorised forms: made to write third- and fourth-order derivatives, never differentiated
 define("vec", vec_shape, linear=True, vec_form=True, numpy='{xp}.ravel({0}, order="F")',
        torch="{p0}.T.reshape(-1)")
-define("commutation", lambda args, attrs: (attrs[0] * attrs[1], attrs[0] * attrs[1]),
+define("commutation", lambda args, attrs: (size(attrs), size(attrs)),
        params=("rows", "cols"), vec_form=True, **OWN_PRINTER)
-define("diag_embedding", lambda args, attrs: (attrs[0] * attrs[0], attrs[0]), params=("n",),
+define("diag_embedding", lambda args, attrs: (size(attrs * 2), attrs[0]), params=("n",),
        vec_form=True, **OWN_PRINTER)
 
 # neural nets

@@ -27,6 +27,7 @@ from matcalc.core.ir import (
     Shape,
     as_matrix,
     broadcast_shapes,
+    concat_shape,
     const,
     const_value,
     is_symmetric,
@@ -37,6 +38,7 @@ from matcalc.core.ir import (
     normalise_axis,
     reduced_shape,
     size,
+    with_length,
     zeros,
 )
 from matcalc.errors import MatcalcError
@@ -209,8 +211,12 @@ def mul(*factors: Node) -> Node:
     shape = broadcast_shapes(*(f.shape for f in factors))
     coefficient: sympy.Expr = ONE
     exponents: dict[Node, sympy.Expr] = {}
-    for factor in flatten("mul", factors):
-        factor = strip_broadcast(factor)
+    pending = list(reversed(flatten("mul", factors)))
+    while pending:
+        factor = strip_broadcast(pending.pop())
+        if factor.op == "mul":                  # a product NumPy repeats: its factors join in
+            pending.extend(reversed(factor.args))
+            continue
         if is_zero(factor):
             return zero_like(shape)
         value = const_value(factor)
@@ -446,6 +452,9 @@ def reduce_sum(x: Node, axis: int | None = None, keepdims: bool = False) -> Node
         return mul(*scalars, reduce_sum(rest, axis, keepdims))
     if x.op == "expand" and x.attrs.axis == axis and not keepdims:
         return x.args[0]
+    if x.op == "broadcast" and axis == 0 and x.shape[0] == ONE and not keepdims and (
+            x.args[0].rank < x.rank):                  # 𝟙 vᵀ of one row, summed: v
+        return broadcast_to(x.args[0], shape)
     if x.op == "diag" and x.args[0].rank == 1 and not keepdims and axis is not None:
         return x.args[0]
     if x.op == "identity" and not keepdims and axis is not None:
@@ -462,7 +471,16 @@ def reduce_sum(x: Node, axis: int | None = None, keepdims: bool = False) -> Node
 
 
 def new_axis(x: Node, axis: int) -> Node:
-    """A new axis of length 1 at ``axis`` (``x[:, None]`` for axis 1)."""
+    """A new axis of length 1 at ``axis`` (``x[:, None]`` for axis 1), scalar factors kept
+    outside."""
+    scalars, rest = split_scalars(x)
+    if scalars and rest.shape == x.shape:           # (c v)[:, None] = c v[:, None]
+        return mul(*scalars, new_axis(rest, axis))
+    return expanded(x, axis)
+
+
+def expanded(x: Node, axis: int) -> Node:
+    """The new axis of an array without scalar factors (a broadcast constant stays one)."""
     if x.op == "broadcast" and not x.args[0].shape:
         return broadcast_to(x.args[0], x.shape[:axis] + (ONE,) + x.shape[axis:])
     return make("expand", (x,), (axis,))
@@ -527,7 +545,11 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
         if cut is not None:
             return cut
     if op == "concat" and all(is_zero(a) for a in args):
-        return zero_like(make(op, args, attrs).shape)
+        return zero_like(concat_shape(args, attrs))
+    if op in ("block_sums", "sum_of_blocks") and args[0].op == "kron":
+        found = blocks_of_kron(op, args[0], *attrs)
+        if found is not None:
+            return found
     if OPERATIONS[op].linear:
         pulled = [split_scalars(a) for a in args]
         scalars = [s for found, _ in pulled for s in found]
@@ -536,13 +558,24 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
     return make(op, args, attrs)
 
 
+def blocks_of_kron(op: str, product: Node, rows: sympy.Expr, cols: sympy.Expr,
+                   block_rows: sympy.Expr, block_cols: sympy.Expr) -> Node | None:
+    """The blocks of C ⊗ B are cᵢⱼ B: their sums are C sum(B), and added up they are
+    sum(C) B."""
+    c, b = product.args
+    if c.shape != (rows, cols) or b.shape != (block_rows, block_cols):
+        return None
+    return mul(c, reduce_sum(b)) if op == "block_sums" else mul(reduce_sum(c), b)
+
+
 def sliced(x: Node, axis: int, start: sympy.Expr, stop: sympy.Expr) -> Node | None:
     """X[start:stop] along ``axis`` when it is simpler: X itself, zero, (part of) one of the
     blocks X joins, or the slices of a sum's terms."""
     if sympy.expand(start) == 0 and sympy.expand(stop - x.shape[axis]) == 0:
         return x
-    if is_zero(x):
-        return zero_like(tuple(stop - start if k == axis else d for k, d in enumerate(x.shape)))
+    if is_zero(x) or x.op == "broadcast" and not x.args[0].shape:   # 0, c 𝟙𝟙ᵀ: cut to size
+        cut = with_length(x.shape, axis, sympy.expand(stop - start))
+        return zero_like(cut) if is_zero(x) else broadcast_to(x.args[0], cut)
     if x.op == "concat" and x.attrs.axis == axis:
         offset = sympy.Integer(0)
         for block in x.args:

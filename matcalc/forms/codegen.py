@@ -107,7 +107,20 @@ class Names:
 # Dialects: NumPy and PyTorch, with the helper functions their operations' templates (the
 # ``numpy`` and ``torch`` facets of each operation's definition) call as ``{_name}``.
 
+SPECTRAL_HELPERS = {
+    "_polar": '''def {_polar}(x):
+    """U Vᵀ of the thin SVD x = U Σ Vᵀ: the gradient of the nuclear norm."""
+    u, _, vt = {xp}.linalg.svd(x, full_matrices=False)
+    return u @ vt''',
+    "_top_singular": '''def {_top_singular}(x):
+    """u₁ v₁ᵀ of the largest singular value of x: the gradient of the spectral norm."""
+    u, _, vt = {xp}.linalg.svd(x, full_matrices=False)
+    return {xp}.outer(u[:, 0], vt[0])''',
+}
+"""Helpers NumPy and PyTorch spell alike: the SVD's factors."""
+
 NUMPY_HELPERS = {
+    **SPECTRAL_HELPERS,
     "_softmax": '''def {_softmax}(x, axis=-1):
     """Max-shifted softmax."""
     e = {xp}.exp(x - x.max(axis=axis, keepdims=True))
@@ -189,14 +202,6 @@ NUMPY_HELPERS = {
     else:
         {xp}.put_along_axis(mask, {xp}.expand_dims({xp}.argmax(x, axis=axis), axis), 1, axis)
     return mask''',
-    "_polar": '''def {_polar}(x):
-    """U Vᵀ of the thin SVD x = U Σ Vᵀ: the gradient of the nuclear norm."""
-    u, _, vt = {xp}.linalg.svd(x, full_matrices=False)
-    return u @ vt''',
-    "_top_singular": '''def {_top_singular}(x):
-    """u₁ v₁ᵀ of the largest singular value of x: the gradient of the spectral norm."""
-    u, _, vt = {xp}.linalg.svd(x, full_matrices=False)
-    return {xp}.outer(u[:, 0], vt[0])''',
     "_prod_others": '''def {_prod_others}(x, axis=None):
     """For each entry, the product of the others along axis (of all for None): exact at 0."""
     if axis is None:
@@ -217,6 +222,7 @@ TORCH_CHECKED = '''
         return'''
 
 TORCH_HELPERS = {
+    **SPECTRAL_HELPERS,
     "_check_onehot": '''def {_check_onehot}(name, y):
     """Raise ValueError unless each row of y is one 1 among 0s, as declared."""''' + TORCH_CHECKED
     + '''
@@ -246,16 +252,9 @@ TORCH_HELPERS = {
     """Each row's entry at its label."""
     return x.gather(-1, labels[..., None])[..., 0]''',
     "_kron": '''def {_kron}(a, b):
-    """Kronecker product, vectors taken as columns."""
-    return {xp}.kron(a[:, None] if a.dim() == 1 else a, b[:, None] if b.dim() == 1 else b)''',
-    "_polar": '''def {_polar}(x):
-    """U Vᵀ of the thin SVD x = U Σ Vᵀ: the gradient of the nuclear norm."""
-    u, _, vh = {xp}.linalg.svd(x, full_matrices=False)
-    return u @ vh''',
-    "_top_singular": '''def {_top_singular}(x):
-    """u₁ v₁ᵀ of the largest singular value of x: the gradient of the spectral norm."""
-    u, _, vh = {xp}.linalg.svd(x, full_matrices=False)
-    return {xp}.outer(u[:, 0], vh[0])''',
+    """Kronecker product, vectors taken as columns (torch.kron needs contiguous inputs)."""
+    a, b = (x[:, None] if x.dim() == 1 else x for x in (a, b))
+    return {xp}.kron(a.contiguous(), b.contiguous())''',
     "_prod": '''def {_prod}(x, dim):
     """The product along dim (of every entry for a tuple of all)."""
     return x.reshape(-1).prod() if isinstance(dim, tuple) else x.prod(dim)''',
@@ -528,7 +527,8 @@ def lower(node: Node, memo: dict[Node, Node]) -> Node:
             result = make(child.op, args, child.attrs)
         if result.op == "matmul":
             vectors = outer_vectors(result)
-            result = by_solving(result) if vectors is None else make("outer", vectors)
+            result = by_solving(result) if vectors is None else make(
+                "outer", tuple(by_solving(v) if v.op == "matmul" else v for v in vectors))
         memo[child] = result
     return memo[node]
 
@@ -1184,8 +1184,8 @@ def fits_by_parts(code: Code, width: int) -> bool:
 
 
 def view_base(node: Node) -> Node:
-    """The array ``node`` may be a view of: through transposes, new axes and names."""
-    while node.op in ("transpose", "expand", "named"):
+    """The array ``node`` may be a view of: through transposes, new axes, slices and names."""
+    while node.op in ("transpose", "expand", "slice", "named"):
         node = node.args[0]
     return node
 

@@ -19,6 +19,7 @@ from matcalc.core.ir import (
     const,
     identity,
     make,
+    size,
     zeros,
 )
 from matcalc.core.simplify import (
@@ -61,8 +62,7 @@ class KroneckerReader(LinearReader):
     """Reads ``M`` with ``vec(E) = M vec(U)`` for expressions linear in the probe ``U``."""
 
     def size(self, node: Node):
-        r, c = as_matrix(node.shape)
-        return r * c
+        return size(as_matrix(node.shape))
 
     def read(self, e: Node) -> Node:
         if e not in self.dependent:

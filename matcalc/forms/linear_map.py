@@ -106,6 +106,8 @@ class LinearMatrix(LinearReader):
             return scale_rows(broadcast_to(c, e.shape), inner)
         if is_column(factor) and is_column(e):
             return scale_rows(reduce_sum(broadcast_to(c, e.shape), 1), inner)
+        if is_column(e):                               # a column c (wᵀ u): its entries
+            c = reduce_sum(broadcast_to(c, e.shape), 1)
         return apply("outer", c, inner)              # c (wᵀ u) = (c wᵀ) u
 
     def r_matmul(self, e: Node) -> Node:

@@ -8,6 +8,7 @@ after (``X⁻ᵀ det(X)``); constant and dimension denominators become ``/ N``.
 
 from __future__ import annotations
 
+import decimal
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +82,25 @@ def compact(value: sympy.Expr) -> sympy.Expr | str:
         return value
     text = mpmath.nstr(mpmath.mpf(value.p) / value.q, 6, min_fixed=-4, max_fixed=6)
     return text.replace(".0e", "e")
+
+
+def decimal_text(value: sympy.Expr) -> str | None:
+    """A fraction with a long denominator of 2s and 5s as the decimal it is written as
+    (``0.044715``), when that takes at most 8 digits; None otherwise."""
+    if not value.is_Rational or value.is_Integer or value.q < 100:
+        return None
+    q = int(value.q)
+    while q % 10 == 0:
+        q //= 10
+    while q % 2 == 0 or q % 5 == 0:
+        q //= 2 if q % 2 == 0 else 5
+    if q != 1:
+        return None
+    text = format(decimal.Decimal(int(value.p)) / decimal.Decimal(int(value.q)), "f")
+    if len(text.replace("-", "").replace(".", "").lstrip("0")) > 8:
+        return None
+    small = compact(value)
+    return small if abs(value) < sympy.Rational(1, 1000) and isinstance(small, str) else text
 
 
 def _text_scalar(value: sympy.Expr) -> str:
@@ -221,7 +241,7 @@ class Printer:
 
     def p_identity(self, node: Node) -> tuple[str, int]:
         if "I" in self.names:
-            return self.n.sized_identity.format(self.n.scalar(node.attrs.n)), ATOM
+            return self.sized_identity(node.attrs.n), ATOM
         return self.n.identity, ATOM
 
     # -- sums and products -----------------------------------------------------------------
@@ -303,6 +323,10 @@ class Printer:
         factor NumPy repeats to fill the matrix ``total`` shows how (``v 𝟙ᵀ``)."""
         num, den = sympy.fraction(sympy.factor_terms(coefficient))
         lead, arrays, trail, below = [], [], [], []
+        decimal = decimal_text(coefficient)
+        if decimal is not None:                       # 0.044715 x³, not 8943 x³ / 200000
+            lead.append(decimal)
+            num = den = sympy.Integer(1)
         if num != 1:
             lead.append(self.scalar_factor(num))
         if den != 1:
@@ -378,8 +402,14 @@ class Printer:
     def kron_operand(self, x: Node) -> str:
         """An operand of ⊗; identities show their size (``I_p``), products are bracketed."""
         if x.op == "identity":
-            return self.n.sized_identity.format(self.n.scalar(x.attrs.n))
+            return self.sized_identity(x.attrs.n)
         return self.wrap(x, MATMUL + 1)
+
+    def sized_identity(self, n: sympy.Expr) -> str:
+        """``I_n``; ``I_(m n)`` for a size that is a product or a sum."""
+        size = self.n.scalar(n)
+        return self.n.sized_identity.format(size if n.is_Atom or self.n is LATEX
+                                            else f"({size})")
 
     def p_diag_embedding(self, node: Node) -> tuple[str, int]:
         return self.n.diag_embedding.format(self.n.scalar(node.attrs.n)), ATOM
@@ -469,6 +499,9 @@ class Printer:
 
     def p_sum(self, node: Node) -> tuple[str, int]:
         axis, keepdims = node.attrs
+        x = node.args[0]
+        if x.rank == 2 and axis == 1 and x.shape[1] == 1 and not keepdims:
+            return self.fmt(x)                    # a column summed across: its entries
         if node.args[0].rank == 1:                # a vector's sum, kept as [1] or not
             axis, keepdims = None, False
         parts = [self(node.args[0]), *self.axis_part(axis, None)]
@@ -520,8 +553,11 @@ class Printer:
     p_max = p_min = p_prod = p_prod_others = p_logsumexp
 
     def p_first_max(self, node: Node) -> tuple[str, int]:
-        """``1[argmax(x)]``: 1 at the (first) largest entry, 0 elsewhere."""
-        inner, _ = self.call("argmax", self(node.args[0]), *self.axis_part(node.attrs.axis, None))
+        """``1[argmax(x)]``: 1 at the (first) largest entry, 0 elsewhere (``argmin(x)`` for −x)."""
+        x, which = node.args[0], "argmax"
+        if x.op == "mul" and len(x.args) == 2 and const_value(x.args[0]) == -1:
+            x, which = x.args[1], "argmin"
+        inner, _ = self.call(which, self(x), *self.axis_part(node.attrs.axis, None))
         return self.n.indicator.format(inner), ATOM
 
     def p_onehot(self, node: Node) -> tuple[str, int]:

@@ -210,11 +210,15 @@ CONVENTIONS = {
 """How the derivative of each nonsmooth function is defined where it jumps."""
 
 ASSUMPTIONS = {
-    "nuclear_norm": "∂‖X‖_*/∂X = polar(X) = U Vᵀ of the thin SVD X = U Σ Vᵀ, for X of full rank",
-    "spectral_norm": "∂‖X‖₂/∂X = top_singular(X) = u₁ v₁ᵀ, the singular vectors of the largest "
-                     "singular value σ₁ of X, assumed simple",
-    "eigvalsh": "∂λᵢ/∂S = vᵢ vᵢᵀ: eigenvectors(S) = V holds the orthonormal eigenvectors of "
-                "the symmetric S in columns, eigenvalues λ(S) ascending and assumed distinct",
+    "nuclear_norm": "the gradient of the nuclear norm ‖·‖_* (the sum of the singular values) is "
+                    "polar(·), the left singular vectors times the right ones transposed (full "
+                    "rank assumed)",
+    "spectral_norm": "the gradient of the spectral norm ‖·‖₂ (the largest singular value, "
+                     "assumed simple) is top_singular(·), the outer product of its left and "
+                     "right singular vectors",
+    "eigvalsh": "λ(·) lists the eigenvalues of a symmetric matrix in ascending order, assumed "
+                "distinct; eigenvectors(·) holds its orthonormal eigenvectors in columns in the "
+                "same order, and ∂λᵢ/∂S = vᵢ vᵢᵀ",
     "prod": "prod_others(x) holds for each entry the product of the other entries along the "
             "axis: ∂ prod(x)/∂xᵢ = ∏_{j≠i} xⱼ, exact where entries are 0",
     "kron": "through A ⊗ B, block_sums(X, shape of B) sums each block of X the size of B "

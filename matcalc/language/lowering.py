@@ -28,6 +28,7 @@ from matcalc.core.ir import (
     lift,
     named,
     normalise_axis,
+    shape_str,
     size,
     var,
     zeros,
@@ -114,6 +115,9 @@ def concatenate(blocks: Sequence[Node], axis: int = 0) -> Node:
     rank = blocks[0].rank
     if rank == 0:
         raise ShapeError("concatenate joins vectors or matrices; for scalars use hstack([a, b])")
+    if axis is None:
+        raise ShapeError("concatenate(…, axis=None) flattens its arrays, which matcalc does "
+                         "not do; join along an axis (0 or 1)")
     if not -rank <= axis < rank:
         raise ShapeError(f"concatenate: axis {axis} is out of range for rank-{rank} arrays")
     return blocks[0] if len(blocks) == 1 else apply("concat", *blocks, attrs=(axis % rank,))
@@ -121,6 +125,10 @@ def concatenate(blocks: Sequence[Node], axis: int = 0) -> Node:
 
 def vstack(blocks: Sequence[Node]) -> Node:
     """``np.vstack``: matrices on top of each other, vectors (and scalars) as rows."""
+    lengths = {b.shape for b in blocks if b.rank == 1}
+    if len(lengths) > 1:
+        raise ShapeError("vstack stacks vectors as rows, so they need one length; got "
+                         + " and ".join(shape_str(s) for s in sorted(lengths, key=str)))
     return concatenate([b if b.rank == 2 else new_axis(as_vector(b), 0) for b in blocks], 0)
 
 
@@ -177,6 +185,9 @@ NORM_ORDERS = (None, 1, 2, INF, -INF, -1, "fro", "nuc")
 def norm(x: Node, k: object, axis: int | None = None, keepdims: bool = False) -> Node:
     """``np.linalg.norm(x, ord, axis, keepdims)``: vector norms of a vector (or along ``axis``),
     matrix norms of a matrix."""
+    if x.rank == 0 and k is not None:
+        raise ShapeError("the norm of a scalar is its absolute value, with no ord (NumPy "
+                         "refuses one): write abs(x) or norm(x)")
     if axis is not None or x.rank < 2:
         return vector_norm(x, k, axis, keepdims)
     total = matrix_norm(x, k)
@@ -184,17 +195,20 @@ def norm(x: Node, k: object, axis: int | None = None, keepdims: bool = False) ->
 
 
 def vector_norm(x: Node, k: object, axis: int | None, keepdims: bool) -> Node:
-    """‖x‖₂ (``None``, 2), ‖x‖₁, ‖x‖_∞ = max |xᵢ| and min |xᵢ| (``-inf``)."""
+    """‖x‖₂ (``None``, 2), ‖x‖₁, ‖x‖_∞ = max |xᵢ|, min |xᵢ| (``-inf``) and (Σ 1/|xᵢ|)⁻¹
+    (-1)."""
     if k in (None, 2) and axis is None and not keepdims:
         return apply("norm", x)
     if k in (None, 2):
-        return power(reduce_sum(x * x, axis, keepdims), const(sympy.Rational(1, 2)))
+        return apply("sqrt", reduce_sum(x * x, axis, keepdims))
     if k == 1:
         return reduce_sum(apply("abs", x), axis, keepdims)
     if k in (INF, -INF):
         return keeping("max" if k > 0 else "min")(apply("abs", x), axis, keepdims)
+    if k == -1:                                          # (Σ 1/|xᵢ|)⁻¹, as NumPy
+        return power(reduce_sum(power(apply("abs", x), const(-1)), axis, keepdims), const(-1))
     raise ShapeError(f"ord {option_text(k)} is a matrix norm; the norms of a vector (or along "
-                     "an axis) are ord None or 2, 1, inf and -inf")
+                     "an axis) are ord None or 2, 1, -1, inf and -inf")
 
 
 def matrix_norm(x: Node, k: object) -> Node:
@@ -208,6 +222,18 @@ def matrix_norm(x: Node, k: object) -> Node:
         return apply("spectral_norm", x)
     sums = reduce_sum(apply("abs", x), 0 if k in (1, -1) else 1)
     return apply("max" if k > 0 else "min", sums, attrs=(None,))
+
+
+def option_hint(e: syntax.Expr, func: str, allowed: tuple[object, ...]) -> str | None:
+    """How to write an option that was nearly right: a word without quotes, ``inf`` in
+    quotes, a p-norm."""
+    if isinstance(e, syntax.Name) and e.id in allowed:
+        return f'Quote the word: "{e.id}".'
+    if isinstance(e, syntax.String) and e.value in ("inf", "-inf"):
+        return f"Write {e.value} without quotes."
+    if func == "norm" and type(literal_option(e)) is int:
+        return "For another p-norm of a vector write `sum(abs(x) ** p) ** (1 / p)`."
+    return None
 
 
 def option_text(value: object) -> str:
@@ -271,7 +297,16 @@ def where(cond: Node, a: Node, b: Node) -> Node:
     if not is_mask(cond):
         raise ShapeError("where needs a condition made by comparisons, such as `x > 0` or "
                          "`(x > 0) * (y < 1)`: a 0/1 mask")
-    return cond * lift(a) + (1 - cond) * lift(b)
+    return cond * lift(a) + complement(cond) * lift(b)
+
+
+def complement(mask: Node) -> Node:
+    """1 − mask, without a double negation: 1 − (1 − m) is m."""
+    if mask.op == "add" and len(mask.args) == 2 and const_value(mask.args[0]) == 1:
+        negated = mask.args[1]
+        if negated.op == "mul" and len(negated.args) == 2 and const_value(negated.args[0]) == -1:
+            return negated.args[1]
+    return 1 - mask
 
 
 FUNCTIONS: dict[str, Signature] = {
@@ -332,6 +367,9 @@ FUNCTIONS: dict[str, Signature] = {
 }
 """The functions a program may call, by name."""
 
+NONE_HINTS = {"clip": "For one bound use `maximum(x, lo)` or `minimum(x, hi)`."}
+"""What to write instead of a None the function does not take."""
+
 INSTEAD = {
     "slogdet": "`slogdet` gives NumPy's pair (sign, log|det A|); matcalc's `logdet(A)` is "
                "log|det A|, computed with slogdet, and `det(A)` is the determinant",
@@ -339,6 +377,14 @@ INSTEAD = {
               "differentiable",
     "argmin": "`argmin` gives integer positions, which have no derivative; `min(x, axis)` is "
               "differentiable",
+    "svd": "matcalc has no `svd` (its factors' derivatives are not derived); the singular "
+           'values enter through `norm(X, "nuc")` (their sum) and `norm(X, 2)` (the largest)',
+    "eigh": "matcalc has `eigvalsh(S)`, the eigenvalues of a symmetric matrix (ascending); the "
+            "eigenvectors' derivatives are not derived",
+    "eig": "matcalc has `eigvalsh(S)`, the eigenvalues of a symmetric matrix (ascending)",
+    "eigvals": "matcalc has `eigvalsh(S)`, the eigenvalues of a symmetric matrix (ascending)",
+    "dot": "write products with `@`, as in `x @ y` or `A @ x`",
+    "matmul": "write products with `@`, as in `A @ B`",
 }
 """Names users reach for that matcalc answers with another function."""
 
@@ -545,7 +591,7 @@ class Lowering:
         for name, value, offset in e.kwargs:
             if name not in params or name in given:
                 problem = "repeats" if name in given else "has no"
-                raise self.error(f"{e.func} {problem} argument `{name}`"
+                raise self.error(f"{e.func} {problem} argument `{name}`."
                                  + did_you_mean(name, params), offset)
             given[name] = (value, offset)
         values: dict[str, object] = dict(signature.defaults)
@@ -562,6 +608,9 @@ class Lowering:
                 values[name] = self.option(value, e.func, name, dict(signature.options)[name])
             else:
                 self.labels_allowed = (e.func, name) in LABELS_ALLOWED
+                if isinstance(value, syntax.Name) and value.id == "None":
+                    raise self.error(f"{e.func}: `{name}` must be an array or a number, not "
+                                     "None", value.pos, NONE_HINTS.get(e.func))
                 try:
                     values[name] = self.expr(value)
                 finally:
@@ -611,7 +660,8 @@ class Lowering:
         choices = ", ".join(option_text(a) for a in allowed)
         words = [a for a in allowed if isinstance(a, str)]
         hint = did_you_mean(e.value, words) if isinstance(e, syntax.String) else ""
-        raise self.error(f"{func}: `{param}` must be one of {choices}." + hint, e.pos)
+        raise self.error(f"{func}: `{param}` must be one of {choices}." + hint, e.pos,
+                         option_hint(e, func, allowed))
 
     def arrays(self, e: syntax.Expr, func: str, param: str) -> list[Node]:
         """A list of arrays, ``[A, B]``."""

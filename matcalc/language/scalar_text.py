@@ -14,23 +14,23 @@ from typing import Any
 import sympy
 
 from matcalc.core.ir import OPERATIONS
-from matcalc.core.rules import SYMPY_FUNCTIONS as OPERATION_MEANINGS
+from matcalc.core.rules import SYMPY_FUNCTIONS
 from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.language.lowering import FUNCTIONS
 from matcalc.language.syntax import parse_expression
 
-SYMPY_FUNCTIONS: dict[str, Callable[..., sympy.Expr]] = {
-    **OPERATION_MEANINGS, "square": lambda x: x**2}
-"""The elementwise functions of the language for one number (``square`` is written x²)."""
+MEANINGS: dict[str, Callable[..., sympy.Expr]] = {**SYMPY_FUNCTIONS, "square": lambda x: x**2}
+"""The elementwise functions a scalar text may call, for one number: the operations' meanings
+and ``square`` (written x² in programs)."""
 
 ARITY: dict[str, tuple[int, int]] = {
     name: (len(OPERATIONS[name].vjp) if name in OPERATIONS else 1,) * 2
-    for name in SYMPY_FUNCTIONS}
+    for name in MEANINGS}
 ARITY["leaky_relu"] = (1, 2)
 """Allowed (min, max) number of positional arguments, one per derivative rule (maximum takes
 two, clip three); leaky_relu's slope defaults to 0.01."""
 
-MATRIX_FUNCTIONS = frozenset(FUNCTIONS) - set(SYMPY_FUNCTIONS)
+MATRIX_FUNCTIONS = frozenset(FUNCTIONS) - set(MEANINGS)
 """Functions of the language that are not elementwise (rejected in scalar expressions)."""
 
 VARIANTS = {("gelu", "approximate", "tanh"): "gelu_tanh", ("gelu", "approximate", "none"): "gelu"}
@@ -64,7 +64,7 @@ def _name(node: Any, symbols: ScalarSymbols) -> sympy.Expr:
         return symbols[node.id]
     if node.id in CONSTANTS:
         return CONSTANTS[node.id]
-    if node.id in SYMPY_FUNCTIONS or node.id in MATRIX_FUNCTIONS:
+    if node.id in MEANINGS or node.id in MATRIX_FUNCTIONS:
         raise MatcalcError(
             f"`{node.id}` is a function; call it, e.g. `{node.id}(z)`", offset=node.pos
         )
@@ -111,7 +111,7 @@ def _transpose(node: Any, symbols: ScalarSymbols) -> sympy.Expr:
 
 
 def _call(node: Any, symbols: ScalarSymbols) -> sympy.Expr:
-    function = SYMPY_FUNCTIONS.get(node.func)
+    function = MEANINGS.get(node.func)
     if function is None:
         raise _unknown_function(node)
     if node.kwargs:
@@ -119,7 +119,7 @@ def _call(node: Any, symbols: ScalarSymbols) -> sympy.Expr:
         variant = VARIANTS.get((node.func, keyword, getattr(value, "value", None)))
         if variant is None or len(node.kwargs) > 1:
             raise MatcalcError(f"`{node.func}` takes no keyword `{keyword}` here", offset=offset)
-        function = SYMPY_FUNCTIONS[variant]
+        function = MEANINGS[variant]
     low, high = ARITY[node.func]
     if not low <= len(node.args) <= high:
         expected = str(low) if low == high else f"{low} or {high}"
@@ -135,11 +135,11 @@ def _unknown_function(node: Any) -> MatcalcError:
             f"`{node.func}` is not an elementwise function; a scalar expression is needed here",
             offset=node.pos,
         )
-    hint = did_you_mean(node.func, SYMPY_FUNCTIONS).strip()
+    hint = did_you_mean(node.func, MEANINGS).strip()
     return MatcalcError(
         f"unknown function `{node.func}`",
         offset=node.pos,
-        hint=hint or "Elementwise functions: " + ", ".join(sorted(SYMPY_FUNCTIONS)) + ".",
+        hint=hint or "Elementwise functions: " + ", ".join(sorted(MEANINGS)) + ".",
     )
 
 
@@ -196,6 +196,6 @@ def parse_scalar(
 
 
 def _parameter_symbols(tree: Any, symbols: ScalarSymbols) -> ScalarSymbols:
-    skip = {*symbols, *CONSTANTS, *SYMPY_FUNCTIONS, *MATRIX_FUNCTIONS}
+    skip = {*symbols, *CONSTANTS, *MEANINGS, *MATRIX_FUNCTIONS}
     names = (node.id for node in free_names(tree) if node.id not in skip)
     return {name: sympy.Symbol(name, real=True) for name in dict.fromkeys(names)}

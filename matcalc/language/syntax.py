@@ -60,6 +60,8 @@ MAX_NUMBER_DIGITS = 400
 
 PYTHON_KEYWORDS = frozenset(keyword.kwlist)
 LITERALS = frozenset({"None", "True", "False"})
+ARRAY_MODULES = frozenset({"np", "numpy", "torch", "jnp", "jax", "math", "linalg", "scipy"})
+"""Module names users write before a function (``np.linalg.norm``)."""
 """Keywords read as values, for arguments such as ``axis=None`` and ``keepdims=True``."""
 
 
@@ -478,6 +480,10 @@ class _Parser:
 
     def close_error(self, opener: _Token, tok: _Token, expected: str) -> MatcalcError:
         """The error for a missing closing bracket: "unclosed" if the line ended first."""
+        if tok.kind == "," and opener.kind == "(":
+            return self.error("tuples are not part of the matcalc language", tok.pos,
+                              "An axis is one integer or None (`axis=None` reduces over every "
+                              "axis).")
         if tok.kind in ("eof", ";", "newline") or "\n" in self.source[opener.pos : tok.pos]:
             closer = ")" if opener.kind == "(" else "]"
             return self.error(
@@ -669,9 +675,12 @@ class _Parser:
                     height = self.check_height(height + 1, tok.pos)
                     node = Transpose(node, tok.pos)
                 elif attr.kind == "name":
+                    module = isinstance(node, Name) and node.id in ARRAY_MODULES
                     raise self.error(
                         "attribute access is not part of matcalc; only `.T` (transpose) is allowed",
                         attr.pos,
+                        f"Drop the `{node.id}.` prefix: matcalc's functions are NumPy's, called "
+                        "by name, as in `norm(x)`." if module else None,
                     )
                 else:
                     raise self.error(
@@ -732,9 +741,12 @@ class _Parser:
         raise self.expected_expression(after, tok)
 
     def array_list(self) -> _Parsed:
-        """``[a, b, …]``, a call's argument: one or more expressions."""
+        """``[a, b, …]``, a call's argument: one or more expressions (a trailing comma allowed)."""
         opener = self.advance()
         self.enter(opener.pos)
+        if self.peek().kind == "]":
+            raise self.error("an empty list: it needs at least one array, as in `[A, B]`",
+                             opener.pos)
         items: list[Expr] = []
         height = 0
         after = opener
@@ -743,6 +755,8 @@ class _Parser:
             items.append(item)
             height = max(height, item_height)
             tok = self.advance()
+            if tok.kind == "," and self.peek().kind == "]":
+                tok = self.advance()
             if tok.kind == "]":
                 break
             if tok.kind != ",":

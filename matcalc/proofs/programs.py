@@ -804,18 +804,19 @@ class Builder:
             return None
         if len(a.shape) == 1:
             how = self.rng.choice(["hstack", "concatenate"])
-            left, right = (call(how, Expr("list", args=pair), shape=("2",), mag=1.0)
-                           for pair in ((a, b), (c, d)))
-            return binary("@", left, right, (), 2 * a.mag * c.mag * SIZE_BOUND)
+            left, right = (call(how, Expr("list", args=pair), shape=("2",),
+                                mag=max(pair[0].mag, pair[1].mag)) for pair in ((a, b), (c, d)))
+            return binary("@", left, right, (), 2 * left.mag * right.mag * SIZE_BOUND)
         axis = self.rng.choice([0, 1])
         how = self.rng.choice([("vstack", "hstack")[axis], "concatenate"])
         params = (("axis", str(axis)),) if how == "concatenate" and axis else ()
-        left, right = (call(how, Expr("list", args=pair), params=params, shape=a.shape, mag=1.0)
-                       for pair in ((a, b), (c, d)))
-        flipped = Expr("T", args=(left if axis == 0 else right,), shape=a.shape[::-1], mag=1.0)
+        left, right = (call(how, Expr("list", args=pair), params=params, shape=a.shape,
+                            mag=max(pair[0].mag, pair[1].mag)) for pair in ((a, b), (c, d)))
+        turned = left if axis == 0 else right
+        flipped = Expr("T", args=(turned,), shape=a.shape[::-1], mag=turned.mag)
         operands = (flipped, right) if axis == 0 else (left, flipped)
         shape = (a.shape[1], a.shape[1]) if axis == 0 else (a.shape[0], a.shape[0])
-        return binary("@", *operands, shape, 2 * a.mag * c.mag * SIZE_BOUND)
+        return binary("@", *operands, shape, 2 * left.mag * right.mag * SIZE_BOUND)
 
     def op_kron(self) -> Expr | None:
         """mean(kron(a, b) * kron(c, d)): ⟨a ⊗ b, c ⊗ d⟩ over the entries, back to a scalar."""

@@ -140,7 +140,8 @@ FUNCTIONS: dict[str, Callable[..., Tensor]] = {
     "pinv": lambda x: torch.linalg.pinv(x),
     "leaky_relu": leaky_relu, "sum": total, "mean": average, "max": largest, "min": smallest,
     "prod": product, "concatenate": lambda arrays, axis=0: torch.cat(arrays, dim=axis),
-    "vstack": lambda arrays: torch.vstack(arrays), "kron": lambda a, b: torch.kron(a, b),
+    "vstack": lambda arrays: torch.vstack(arrays),
+    "kron": lambda a, b: torch.kron(a.contiguous(), b.contiguous()),
     "hstack": lambda arrays: torch.hstack([torch.atleast_1d(a) for a in arrays]),
     "solve": torch.linalg.solve, "var": variance, "tril": lambda x, k=0: torch.tril(x, k),
     "triu": lambda x, k=0: torch.triu(x, k),
@@ -273,7 +274,6 @@ class Evaluator:
         if func == "std":                        # not differentiable where it is 0
             self.trace.kinks.append(result.detach().reshape(-1))
         return result
-
 
     def norm_kinks(self, x: Tensor, k: object, axis: int | None) -> None:
         """Where ``norm(x, k)`` is not differentiable: ‖x‖₂ at 0, |xᵢ| at 0 and ties of the
