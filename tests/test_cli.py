@@ -51,7 +51,7 @@ BAD = [
     ("x: [n]; x @ x", "z", "`z` is not a variable", None),
     ("X: [n, n]; X @ X", "Y", "`Y` is not a variable or intermediate", None),
     ("x: [n]; y: [m]; sum(x + y)", "x", "[n] and [m] do not broadcast (m ≠ n)", None),
-    ("x: [n, n, n]; sum(x)", "x", "rank-3 arrays are not supported", None),
+    ("x: [n, n, n, n, n, n, n, n, n]; sum(x)", "x", "matcalc takes at most 8 axes", None),
     ("x: [n]; sum(softmax(x, axis=2))", "x", "axis 2 is out of range", None),
     ("x: [n]; x ** 2 ** 100000", "x", "too large", None),
     ('X: [n, m]; norm(X, "frob")', "X", 'must be one of None, 1, 2, inf, -inf, -1, "fro", "nuc". '

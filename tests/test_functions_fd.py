@@ -69,6 +69,9 @@ CASES["vstack-hstack"] = MAT + "s: []; W: [n, m]\n" + (
     "hstack([c, s, s * c]) @ hstack([c, s * s, c]) + sum(hstack([A, W]) ** 2)")
 CASES["kron"] = MAT + "B: [N, K]; y: [K]\n" + (
     "sum(sin(kron(A, B))) + sum(kron(x, y) ** 3) + sum(kron(A, y) ** 2) + sum(kron(c, B) * 2)")
+CASES["swapaxes-transpose"] = "A: [n, m]; W: [m, n]; X: [n, n]\n" + (
+    "sum(sin(swapaxes(A, 0, 1)) * W) + sum(transpose(A, [1, 0]) * W) + sum(A.mT * W) "
+    "+ sum(transpose(X) @ X)")
 CASES["eigvalsh"] = SQ + "S: [n, n] symmetric; x: [n]\n" + (
     "eigvalsh(S) @ x + eigvalsh(X @ X.T + C) @ eigvalsh(X + C)")
 CASES["pinv"] = "A: [n, m]; W: [m, n]; X: [n, n]\n" + (

@@ -232,6 +232,10 @@ OPS: dict[str, ir.Node] = {
     "slice-vector": op("slice", u, attrs=(0, ONE, 2 * ONE)), "pinv": op("pinv", A),
     "block_sums": op("block_sums", op("kron", A, S), attrs=(n, m, n, n)),
     "sum_of_blocks": op("sum_of_blocks", op("kron", S, A), attrs=(n, n, n, m)),
+    "permute": op("permute", A, attrs=((1, 0),)),
+    "permute-3": op("permute", op("mul", op("expand", A, attrs=(0,)), A), attrs=((2, 0, 1),)),
+    "transpose-stack": op("transpose", op("mul", op("expand", A, attrs=(0,)), A)),
+    "matmul-stack": op("matmul", op("mul", op("expand", S, attrs=(0,)), S), A),
 }
 SPECTRAL = {"nuclear_norm", "spectral_norm", "polar", "top_singular", "eigvalsh", "eigenvectors"}
 """Singular values and eigenvalues: no closed form entry by entry, checked numerically."""

@@ -153,9 +153,12 @@ def _broadcast_shapes(shapes: tuple[Shape, ...]) -> Shape:
 
 
 def matmul_shape(a: Shape, b: Shape) -> Shape:
-    """NumPy ``@`` on vectors and matrices."""
+    """NumPy ``@`` on vectors and matrices, and on stacks of matrices (the leading axes
+    broadcast: [B, T, d] @ [d, k] is [B, T, k])."""
     if not a or not b:
         raise ShapeError(f"{shape_str(a)} and {shape_str(b)}: `@` needs vectors or matrices")
+    if len(a) > 2 or len(b) > 2:
+        return stacked_matmul_shape(a, b)
     inner_a = a[-1]
     inner_b = b[0] if len(b) == 1 else b[-2]
     if inner_a != inner_b:
@@ -163,6 +166,20 @@ def matmul_shape(a: Shape, b: Shape) -> Shape:
             f"{shape_str(a)} and {shape_str(b)} do not align ({inner_a} ≠ {inner_b})"
         )
     return a[:-1] + b[1:] if len(b) == 2 else a[:-1]
+
+
+def stacked_matmul_shape(a: Shape, b: Shape) -> Shape:
+    """``@`` with a stack of matrices on either side: matrix by matrix, leading axes broadcast;
+    a vector is a row on the left, a column on the right, and its axis is dropped."""
+    inner_a, inner_b = a[-1], b[0] if len(b) == 1 else b[-2]
+    if inner_a != inner_b:
+        raise ShapeError(f"{shape_str(a)} and {shape_str(b)} do not align "
+                         f"({inner_a} ≠ {inner_b})")
+    if len(a) == 1:
+        return stacked_matmul_shape((ONE, *a), b)[:-2] + (b[-1],)
+    if len(b) == 1:
+        return stacked_matmul_shape(a, (*b, ONE))[:-1]
+    return broadcast_shapes(a[:-2], b[:-2]) + (a[-2], b[-1])
 
 
 def square(shape: Shape, what: str) -> Dim:
@@ -304,7 +321,19 @@ def product_shape(args: Sequence[Node], attrs: tuple) -> Shape:
 
 
 def transpose_shape(args: Sequence[Node], attrs: tuple) -> Shape:
-    return args[0].shape[::-1]
+    """A matrix transposed; a stack of matrices each transposed (NumPy's ``.mT``)."""
+    shape = args[0].shape
+    return shape[::-1] if len(shape) <= 2 else shape[:-2] + (shape[-1], shape[-2])
+
+
+def permute_shape(args: Sequence[Node], attrs: tuple) -> Shape:
+    """The axes in the order ``axes`` gives (``np.transpose(x, axes)``)."""
+    (axes,) = attrs
+    shape = args[0].shape
+    if sorted(axes) != list(range(len(shape))):
+        raise ShapeError(f"transpose: axes {list(axes)} are not a permutation of the "
+                         f"{len(shape)} axes of a {shape_str(shape)} array")
+    return tuple(shape[k] for k in axes)
 
 
 def square_to_scalar(what: str) -> ShapeRule:

@@ -46,6 +46,7 @@ from matcalc.core.ir import (
     matrix_shape,
     onehot_shape,
     outer_shape,
+    permute_shape,
     product_shape,
     rows_sum_to_one,
     same_pair_to_scalar,
@@ -95,6 +96,7 @@ first_max = call("first_max")  # 1 at the first largest entry along an axis, 0 e
 polar, top_singular, eigenvectors = map(call, "polar top_singular eigenvectors".split())
 prod_others = call("prod_others")  # each entry: the product of the others along an axis
 concat, part = call("concat"), call("slice")  # [A; B] and A[start:stop] along an axis
+permute = call("permute")                     # np.transpose(x, axes)
 block_sums, sum_of_blocks = call("block_sums"), call("sum_of_blocks")
 
 
@@ -228,6 +230,14 @@ def kron_right(g: Node, out: Node, a: Node, b: Node) -> Node:
     bar = sum_of_blocks(g * kron(a, ones_of((p, q))), rows=m, cols=n, block_rows=p,
                         block_cols=q)
     return bar if b.rank == 2 else reduce_sum(bar, 1)
+
+
+def inverse_permutation(axes: tuple[int, ...]) -> tuple[int, ...]:
+    """The axes that undo ``np.transpose(x, axes)``."""
+    inverse = [0] * len(axes)
+    for position, axis in enumerate(axes):
+        inverse[axis] = position
+    return tuple(inverse)
 
 
 def sum_rule(g: Node, out: Node, x: Node, axis: int | None, keepdims: bool) -> Node:
@@ -442,6 +452,10 @@ define("slice", slice_shape, [slice_rule], params=("axis", "start", "stop"), int
 # matrix algebra
 define("matmul", product_shape, [matmul_left, matmul_right], **OWN_PRINTER)
 define("transpose", transpose_shape, [lambda g, out, x: transpose(g)], **OWN_PRINTER)
+define("permute", permute_shape, [
+    lambda g, out, x, axes: permute(g, axes=inverse_permutation(axes)),
+], params=("axes",), linear=True, numpy="{xp}.transpose({0}, {axes})",
+       torch="{p0}.permute({axes})", **OWN_PRINTER)
 define("outer", outer_shape, [
     lambda g, out, a, b: matmul(g, b),
     lambda g, out, a, b: matmul(transpose(g), a),

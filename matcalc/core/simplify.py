@@ -304,6 +304,12 @@ def matmul(a: Node, b: Node) -> Node:
     scalars_b, b = split_scalars(b)
     if scalars_a or scalars_b:
         return mul(*scalars_a, *scalars_b, matmul(a, b))
+    if a.rank > 2 and b.rank == 1:                       # a vector: a column, then dropped
+        return reduce_sum(make("matmul", (a, new_axis(b, 1))), a.rank - 1)
+    if b.rank > 2 and a.rank == 1:                       # … a row
+        return reduce_sum(make("matmul", (new_axis(a, 0), b)), b.rank - 2)
+    if a.rank > 2 or b.rank > 2:                         # stacks of matrices: as written
+        return make("matmul", (a, b))
     if a.rank == 1 and b.rank == 2:
         return matmul(transpose(b), a)
     if b.op == "matmul" and a.rank == b.rank == b.args[1].rank == 2:   # (A B) C: one form
@@ -388,6 +394,13 @@ def transposed(x: Node) -> Node:
         return x
     if x.op == "transpose":
         return x.args[0]
+    if x.rank > 2:                                      # each matrix of a stack
+        scalars, rest = split_scalars(x)
+        if scalars and rest.shape == x.shape:
+            return mul(*scalars, transpose(rest))
+        if x.op == "matmul":
+            return matmul(transpose(x.args[1]), transpose(x.args[0]))
+        return make("transpose", (x,))
     if x.op == "expand" and x.args[0].rank == 1:      # a row becomes a column and back
         return new_axis(x.args[0], 1 - x.attrs.axis)
     if x.op == "zeros":
@@ -540,6 +553,8 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
     if op == "diag" and args[0].op == "broadcast" and args[0].rank == 1 and (
             not args[0].args[0].shape):
         return mul(args[0].args[0], make("identity", (), (args[0].shape[0],)))
+    if op == "permute":
+        return permuted(args[0], tuple(attrs[0]))
     if op == "slice":
         cut = sliced(args[0], *attrs)
         if cut is not None:
@@ -556,6 +571,20 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
         if scalars:
             return mul(*scalars, apply(op, *(rest for _, rest in pulled), attrs=attrs))
     return make(op, args, attrs)
+
+
+def permuted(x: Node, axes: tuple[int, ...]) -> Node:
+    """``np.transpose(x, axes)``: nothing for the identity, one permutation for two, the
+    transpose of each matrix when only the last two axes swap."""
+    if x.op == "permute":
+        axes = tuple(x.attrs.axes[k] for k in axes)
+        x = x.args[0]
+    rank = len(axes)
+    if axes == tuple(range(rank)):
+        return x
+    if rank >= 2 and axes == (*range(rank - 2), rank - 1, rank - 2):
+        return transpose(x)
+    return make("permute", (x,), (axes,))
 
 
 def blocks_of_kron(op: str, product: Node, rows: sympy.Expr, cols: sympy.Expr,

@@ -985,8 +985,13 @@ class Emitter:
         return Code(f"{inner.text}[{index}]", ATOM, inner.kind, inner.reads)
 
     def e_transpose(self, node: Node) -> Code:
+        """``x.T``; ``x.mT`` of a stack of matrices (``np.swapaxes(x, -1, -2)`` in NumPy)."""
         inner = self.arg(node.args[0], ATOM, masks=True)
-        return Code(f"{inner.text}.T", ATOM, inner.kind, inner.reads)
+        if node.rank <= 2:
+            return Code(f"{inner.text}.T", ATOM, inner.kind, inner.reads)
+        if self.dialect is TORCH:
+            return Code(f"{inner.text}.mT", ATOM, inner.kind, inner.reads)
+        return Code(f"{self.xp()}.swapaxes({inner.text}, -1, -2)", ATOM, inner.kind, inner.reads)
 
     def e_matmul(self, node: Node) -> Code:
         a, b = node.args

@@ -33,7 +33,7 @@ from matcalc.core.simplify import (
     transpose,
     transpose_matrix,
 )
-from matcalc.errors import MatcalcError
+from matcalc.errors import MatcalcError, NotDerived
 from matcalc.forms.linear_map import LinearReader, ones_row
 
 
@@ -58,6 +58,10 @@ def broadcast_matrix(source: tuple, target: tuple) -> Node:
     return kron(cols, rows)
 
 
+STACKED = ("a Jacobian or Hessian through an array of rank 3 or more has no matrix or "
+           "Kronecker form in matcalc yet; take a Hessian-vector product (--hvp V) instead")
+
+
 class KroneckerReader(LinearReader):
     """Reads ``M`` with ``vec(E) = M vec(U)`` for expressions linear in the probe ``U``."""
 
@@ -65,6 +69,8 @@ class KroneckerReader(LinearReader):
         return size(as_matrix(node.shape))
 
     def read(self, e: Node) -> Node:
+        if e.rank > 2:
+            raise NotDerived(STACKED)
         if e not in self.dependent:
             return zeros((self.size(e), self.size(self.u)))
         if e is self.u:

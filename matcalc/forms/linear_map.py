@@ -24,7 +24,7 @@ from matcalc.core.simplify import (
     split_scalars,
     transpose,
 )
-from matcalc.errors import MatcalcError
+from matcalc.errors import MatcalcError, NotDerived
 
 HIGHER_ORDER = (
     "this derivative passes through a matrix-valued intermediate, so it is a third- or "
@@ -63,6 +63,8 @@ class LinearMatrix(LinearReader):
         self.m = u.shape[0]
 
     def read(self, e: Node) -> Node:
+        if e.rank > 2:
+            raise NotDerived(HIGHER_ORDER)
         if e.rank > 1 and not is_column(e):            # a column [r, 1] reads as a vector
             raise MatcalcError(HIGHER_ORDER)
         return self.read_linear(e)

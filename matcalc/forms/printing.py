@@ -418,6 +418,14 @@ class Printer:
         rows, cols = (self.n.scalar(d) for d in node.attrs)
         return self.n.commutation.format(rows, cols), ATOM
 
+    def p_permute(self, node: Node) -> tuple[str, int]:
+        """``swapaxes(X, 1, 2)`` for two axes exchanged, else ``transpose(X, (2, 0, 1))``."""
+        axes = node.attrs.axes
+        moved = [k for k, axis in enumerate(axes) if axis != k]
+        if len(moved) == 2:
+            return self.call("swapaxes", self(node.args[0]), *map(str, moved))
+        return self.call("transpose", self(node.args[0]), str(tuple(axes)))
+
     def p_transpose(self, node: Node) -> tuple[str, int]:
         (x,) = node.args
         if x.op == "inv":

@@ -209,6 +209,10 @@ CONVENTIONS = {
 }
 """How the derivative of each nonsmooth function is defined where it jumps."""
 
+STACKS_NOTE = ("arrays of rank 3 or more are stacks of matrices, as in NumPy: a product multiplies "
+               "them matrix by matrix, broadcasting the leading axes, and ᵀ transposes each "
+               "matrix (NumPy's .mT).")
+
 ASSUMPTIONS = {
     "nuclear_norm": "the gradient of the nuclear norm ‖·‖_* (the sum of the singular values) is "
                     "polar(·), the left singular vectors times the right ones transposed (full "
@@ -248,6 +252,8 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
         found.append("where a derivative jumps: " + "; ".join(conventions) + ".")
     found += [ASSUMPTIONS[op] + "." for op in dict.fromkeys(n.op for n in order)
               if op in ASSUMPTIONS]
+    if any(n.rank > 2 for n in order):
+        found.append(STACKS_NOTE)
     printer = Printer(TEXT)
     for node in (n for n in order if n.op == "softmax_cross_entropy"):
         z, y = (set(n for n in postorder([a]) if n.op == "var") for a in node.args)

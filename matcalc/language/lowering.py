@@ -48,7 +48,7 @@ from matcalc.core.simplify import (
 from matcalc.errors import MatcalcError, did_you_mean, listed
 from matcalc.language import syntax
 
-MAX_RANK = 2
+MAX_RANK = 8
 CONSTANTS = {"pi": sympy.pi}
 
 
@@ -69,6 +69,8 @@ class Signature:
     """Parameters that take one of a few literals: ``norm``'s ``ord`` (1, 2, inf, "fro" …)."""
     arrays: tuple[str, ...] = ()
     """Parameters that take a list of arrays, ``[A, B]`` (``concatenate``)."""
+    axis_lists: tuple[str, ...] = ()
+    """Parameters that take a list of axes, ``[0, 2, 1]`` (``transpose``), or None."""
 
 
 AXIS = ("axis",)
@@ -151,6 +153,24 @@ def kronecker(a: Node, b: Node) -> Node:
         return reduce_sum(apply("kron", a, b), 1)          # [m·p, 1] as a vector
     a, b = (new_axis(x, 0) if x.rank == 1 else x for x in (a, b))
     return apply("kron", a, b)
+
+
+def swap_axes(x: Node, first: int, second: int) -> Node:
+    """``np.swapaxes(x, i, j)``."""
+    axes = list(range(x.rank))
+    i, j = (normalise_axis(k, x.rank) for k in (first, second))
+    axes[i], axes[j] = axes[j], axes[i]
+    return apply("permute", x, attrs=(tuple(axes),))
+
+
+def transposed_axes(x: Node, axes: tuple[int, ...] | None) -> Node:
+    """``np.transpose(x, axes)``: the axes reordered; all of them reversed for None."""
+    if axes is None:
+        return transpose(x) if x.rank <= 2 else apply(
+            "permute", x, attrs=(tuple(range(x.rank))[::-1],))
+    if len(axes) != x.rank:
+        raise ShapeError(f"transpose: {len(axes)} axes given for a rank-{x.rank} array")
+    return apply("permute", x, attrs=(tuple(normalise_axis(k, x.rank) for k in axes),))
 
 
 def symmetric_part(s: Node) -> Node:
@@ -324,6 +344,9 @@ FUNCTIONS: dict[str, Signature] = {
         options=(("approximate", ("none", "tanh")),)),
     "cholesky": Signature(("x",), lambda s: apply("cholesky", symmetric_part(s))),
     "kron": Signature(("a", "b"), kronecker),
+    "swapaxes": Signature(("x", "axis1", "axis2"), swap_axes, integers=("axis1", "axis2")),
+    "transpose": Signature(("x", "axes"), transposed_axes, (("axes", None),),
+                           axis_lists=("axes",)),
     "concatenate": Signature(("arrays", "axis"), concatenate, (("axis", 0),), AXIS,
                              arrays=("arrays",)),
     "vstack": Signature(("arrays",), vstack, arrays=("arrays",)),
@@ -465,8 +488,8 @@ class Lowering:
     def declare(self, decl: syntax.Decl) -> None:
         if len(decl.dims) > MAX_RANK:
             raise self.error(
-                f"rank-{len(decl.dims)} arrays are not supported yet; declare vectors or "
-                "matrices (at most two dimensions)", decl.pos)
+                f"rank-{len(decl.dims)} arrays: matcalc takes at most {MAX_RANK} axes",
+                decl.pos)
         shape = tuple(self.dimension(d, offset) for d, offset in decl.dims)
         self.check_properties(decl, shape)
         symmetric = "symmetric" in decl.properties
@@ -564,7 +587,16 @@ class Lowering:
         return value
 
     def e_Transpose(self, e: syntax.Transpose) -> Node:  # noqa: N802
-        return transpose(self.expr(e.operand))
+        """``x.T`` of a vector or matrix; ``x.mT`` of a matrix or a stack of them."""
+        operand = self.expr(e.operand)
+        if e.attr == "T" and operand.rank > 2:
+            raise self.error(f"`.T` of a rank-{operand.rank} array reverses all its axes in "
+                             "NumPy; write `.mT` to transpose each matrix of the stack, or "
+                             "swapaxes(x, i, j) / transpose(x, axes)", e.pos)
+        if e.attr == "mT" and operand.rank < 2:
+            raise self.error("`.mT` transposes matrices (the last two axes); a vector or a "
+                             "scalar has none to swap", e.pos)
+        return transpose(operand)
 
     def e_Call(self, e: syntax.Call) -> Node:  # noqa: N802
         signature = FUNCTIONS.get(e.func)
@@ -604,6 +636,8 @@ class Lowering:
                 values[name] = self.size(value, e.func, name)
             elif name in signature.arrays:
                 values[name] = self.arrays(value, e.func, name)
+            elif name in signature.axis_lists:
+                values[name] = self.axis_list(value, e.func, name)
             elif name in dict(signature.options):
                 values[name] = self.option(value, e.func, name, dict(signature.options)[name])
             else:
@@ -669,6 +703,15 @@ class Lowering:
             raise self.error(f"{func}: `{param}` is a list of arrays in brackets, as in "
                              f"`{func}([A, B])`", e.pos)
         return [self.expr(item) for item in e.items]
+
+    def axis_list(self, e: syntax.Expr, func: str, param: str) -> tuple[int, ...] | None:
+        """A list of integer literals, ``[0, 2, 1]``, or None."""
+        if isinstance(e, syntax.Name) and e.id == "None":
+            return None
+        if not isinstance(e, syntax.List):
+            raise self.error(f"{func}: `{param}` is a list of axes in brackets, as in "
+                             f"`{func}(x, [0, 2, 1])`", e.pos)
+        return tuple(self.integer(item, func, param) for item in e.items)
 
     def e_List(self, e: syntax.List) -> Node:  # noqa: N802
         raise self.error("a list is only the arrays joined by concatenate, vstack or hstack, "

@@ -125,10 +125,12 @@ class BinOp:
 
 @dataclass(frozen=True)
 class Transpose:
-    """``x.T``; ``pos`` is the offset of the ``.`` of ``.T``."""
+    """``x.T``, or ``x.mT`` (each matrix of a stack transposed); ``pos`` is the offset of the
+    ``.``."""
 
     operand: Expr
     pos: int = field(default=0, compare=False)
+    attr: str = "T"
 
 
 @dataclass(frozen=True, eq=False)
@@ -670,10 +672,10 @@ class _Parser:
             if tok.kind == ".":
                 self.i += 1
                 attr = self.peek()
-                if attr.kind == "name" and attr.text == "T":
+                if attr.kind == "name" and attr.text in ("T", "mT"):
                     self.i += 1
                     height = self.check_height(height + 1, tok.pos)
-                    node = Transpose(node, tok.pos)
+                    node = Transpose(node, tok.pos, attr.text)
                 elif attr.kind == "name":
                     module = isinstance(node, Name) and node.id in ARRAY_MODULES
                     raise self.error(
@@ -895,7 +897,7 @@ def unparse(expr: Expr) -> str:
     if isinstance(expr, Transpose):
         operand = expr.operand
         parens = _prec(operand) < _POSTFIX_PREC or isinstance(operand, Number)
-        return _wrap(operand, parens) + ".T"
+        return _wrap(operand, parens) + "." + expr.attr
     if isinstance(expr, BinOp):
         p = _BINARY_PREC[expr.op]
         if expr.op == "**":

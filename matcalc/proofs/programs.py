@@ -155,7 +155,8 @@ def text(e: Expr) -> str:
         return "-" + wrapped(e.args[0], precedence(e.args[0]) < PRECEDENCE["neg"])
     if e.op == "T":
         inner = e.args[0]
-        return wrapped(inner, precedence(inner) < PRECEDENCE["T"] or inner.op == "num") + ".T"
+        return (wrapped(inner, precedence(inner) < PRECEDENCE["T"] or inner.op == "num")
+                + "." + (e.name or "T"))
     if e.op == "list":
         return "[" + ", ".join(text(a) for a in e.args) + "]"
     if e.op == "call":
@@ -553,11 +554,18 @@ class Builder:
                       wc=wc)
 
     def op_T(self) -> Expr | None:  # noqa: N802
+        """``a.T``; of a matrix also ``a.mT``, ``swapaxes(a, 0, 1)`` or ``transpose(a, [1, 0])``."""
         a = self.first(lambda e: e.op != "num")
         if a is None:
             return None
-        return Expr("T", args=(a,), shape=a.shape[::-1], mag=a.mag, low=a.low, wc=a.wc,
-                    depth=a.depth + 1)
+        how = self.rng.choice(["T", "T", "mT", "swapaxes", "transpose"]) if len(
+            a.shape) == 2 else "T"
+        keep = {"shape": a.shape[::-1], "mag": a.mag, "low": a.low, "wc": a.wc}
+        if how == "swapaxes":
+            return call("swapaxes", a, params=(("", "0"), ("", "1")), **keep)
+        if how == "transpose":
+            return call("transpose", a, params=(("", "[1, 0]"),), **keep)
+        return Expr("T", name=how, args=(a,), depth=a.depth + 1, **keep)
 
     def axis(self, rank: int, none: bool, default: int | None
              ) -> tuple[int | None, tuple[tuple[str, str], ...]]:

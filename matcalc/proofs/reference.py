@@ -70,6 +70,9 @@ NUMPY: dict[str, Callable] = {
     "min": lambda x, axis=None, keepdims=False: np.min(x, axis=axis, keepdims=keepdims),
     "concatenate": lambda arrays, axis=0: np.concatenate(arrays, axis=int(axis)),
     "vstack": np.vstack, "hstack": np.hstack, "kron": np.kron,
+    "swapaxes": lambda x, axis1, axis2: np.swapaxes(x, int(axis1), int(axis2)),
+    "transpose": lambda x, axes=None: np.transpose(x, None if axes is None else
+                                                   [int(k) for k in axes]),
     "prod": lambda x, axis=None, keepdims=False: np.prod(x, axis=axis, keepdims=keepdims),
     "maximum": np.maximum, "minimum": np.minimum, "clip": np.clip, "solve": np.linalg.solve,
     "var": lambda x, axis=None, ddof=0, keepdims=False: np.var(x, axis, ddof=ddof,
@@ -147,7 +150,8 @@ class Evaluator:
         return value
 
     def e_Transpose(self, e: syntax.Transpose):  # noqa: N802
-        return np.transpose(self(e.operand))
+        value = self(e.operand)
+        return np.transpose(value) if e.attr == "T" else np.swapaxes(value, -1, -2)
 
     def e_Call(self, e: syntax.Call):  # noqa: N802
         args = [self(a) for a in e.args]

@@ -181,12 +181,41 @@ class Expander:
     # -- structure -------------------------------------------------------------------------
 
     def op_matmul(self, node: Node, a: Tensor, b: Tensor) -> Tensor:
+        if len(a.shape) > 2 or len(b.shape) > 2:
+            return self.stacked_matmul(node, a, b)
         left = a.matrix().T if len(a.shape) == 1 else a.matrix()
         shape = a.shape[:-1] + (b.shape[1:] if len(b.shape) == 2 else ())
         return Tensor.of_matrix(left * b.matrix(), shape)
 
+    def stacked_matmul(self, node: Node, a: Tensor, b: Tensor) -> Tensor:
+        """Matrix by matrix over the broadcast leading axes."""
+        shape = self.shape(node.shape)
+
+        def entry(index: Index) -> sympy.Expr:
+            batch, (i, j) = index[:-2], index[-2:]
+            row = source_index((*batch, i, 0), a.shape)[:-1]
+            column = source_index((*batch, 0, j), b.shape)
+            return sympy.Add(*(a[(*row, k)] * b[(*column[:-2], k, column[-1])]
+                               for k in range(a.shape[-1])))
+
+        return Tensor.build(shape, entry)
+
     def op_transpose(self, node: Node, x: Tensor) -> Tensor:
+        if len(x.shape) > 2:                            # each matrix of the stack
+            return Tensor.build(self.shape(node.shape),
+                                lambda i: x[(*i[:-2], i[-1], i[-2])])
         return Tensor.build(x.shape[::-1], lambda i: x[i[::-1]])
+
+    def op_permute(self, node: Node, x: Tensor) -> Tensor:
+        axes = node.attrs.axes
+
+        def entry(index: Index) -> sympy.Expr:
+            original = [0] * len(axes)
+            for position, axis in enumerate(axes):
+                original[axis] = index[position]
+            return x[tuple(original)]
+
+        return Tensor.build(self.shape(node.shape), entry)
 
     def op_sum(self, node: Node, x: Tensor) -> Tensor:
         axis, keepdims = node.attrs

@@ -142,6 +142,9 @@ FUNCTIONS: dict[str, Callable[..., Tensor]] = {
     "prod": product, "concatenate": lambda arrays, axis=0: torch.cat(arrays, dim=axis),
     "vstack": lambda arrays: torch.vstack(arrays),
     "kron": lambda a, b: torch.kron(a.contiguous(), b.contiguous()),
+    "swapaxes": lambda x, axis1, axis2: torch.swapaxes(x, axis1, axis2),
+    "transpose": lambda x, axes=None: x.permute(
+        tuple(range(x.dim()))[::-1] if axes is None else tuple(axes)),
     "hstack": lambda arrays: torch.hstack([torch.atleast_1d(a) for a in arrays]),
     "solve": torch.linalg.solve, "var": variance, "tril": lambda x, k=0: torch.tril(x, k),
     "triu": lambda x, k=0: torch.triu(x, k),
@@ -169,7 +172,8 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "leaky_relu": ("x", "a"), "sum": ("x", "axis", "keepdims"),
     "max": ("x", "axis", "keepdims"), "min": ("x", "axis", "keepdims"),
     "prod": ("x", "axis", "keepdims"), "concatenate": ("arrays", "axis"),
-    "vstack": ("arrays",), "hstack": ("arrays",), "kron": ("a", "b"), "maximum": ("a", "b"),
+    "vstack": ("arrays",), "hstack": ("arrays",), "kron": ("a", "b"),
+    "swapaxes": ("x", "axis1", "axis2"), "transpose": ("x", "axes"), "maximum": ("a", "b"),
     "minimum": ("a", "b"), "clip": ("x", "lo", "hi"), "solve": ("A", "B"),
     "var": ("x", "axis", "ddof", "keepdims"), "std": ("x", "axis", "ddof", "keepdims"),
     "where": ("condition", "x", "y"), "norm": ("x", "ord", "axis", "keepdims"),
@@ -182,7 +186,7 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
 }
 """Parameter names of the functions with more than one (the others take ``x``)."""
 
-LITERAL = {"axis", "keepdims", "k", "ddof", "ord", "approximate"}
+LITERAL = {"axis", "keepdims", "k", "ddof", "ord", "approximate", "axis1", "axis2", "axes"}
 """Parameters that are literals (integers, None, True, False), not tensors."""
 
 BINARY: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -206,6 +210,8 @@ def literal(e: syntax.Expr) -> int | float | bool | None:
         return int(e.value) if e.value.is_Integer else float(e.value)
     if isinstance(e, syntax.String):
         return e.value
+    if isinstance(e, syntax.List):
+        return [literal(item) for item in e.items]
     raise ValueError(f"not a literal: {syntax.unparse(e)}")
 
 
@@ -246,7 +252,8 @@ class Evaluator:
         return BINARY[e.op](left, right)
 
     def e_Transpose(self, e: syntax.Transpose) -> Tensor:  # noqa: N802
-        return transpose(self(e.operand))
+        value = self(e.operand)
+        return transpose(value) if e.attr == "T" else value.mT
 
     def e_Call(self, e: syntax.Call) -> Tensor:  # noqa: N802
         names = PARAMETERS.get(e.func, ("x",))
