@@ -72,6 +72,11 @@ CASES["kron"] = MAT + "B: [N, K]; y: [K]\n" + (
 CASES["swapaxes-transpose"] = "A: [n, m]; W: [m, n]; X: [n, n]\n" + (
     "sum(sin(swapaxes(A, 0, 1)) * W) + sum(transpose(A, [1, 0]) * W) + sum(A.mT * W) "
     "+ sum(transpose(X) @ X)")
+CASES["einsum"] = MAT + "B: [n, m]; y: [m]\n" + (
+    'sum(sin(einsum("ij,kj->ik", A, B))) + einsum("ij,ij", A, B * B) + '
+    'sum(einsum("i,j->ij", c, y) * A) + sum(einsum("ij,ij,j->i", A, B, y) ** 2)')
+CASES["take"] = "E: [K, n]; y: [N] labels; W: [N, n]\n" + (
+    "sum(sin(take(E, y, axis=0)) * W) + sum(take(E, y) ** 2)")
 CASES["eigvalsh"] = SQ + "S: [n, n] symmetric; x: [n]\n" + (
     "eigvalsh(S) @ x + eigvalsh(X @ X.T + C) @ eigvalsh(X + C)")
 CASES["pinv"] = "A: [n, m]; W: [m, n]; X: [n, n]\n" + (

@@ -35,6 +35,13 @@ PROGRAMS = {
                      "Y = transpose(X, [0, 2, 1, 3]) @ W\n"
                      "Z = swapaxes(Y, 1, 3)\nL = sum(Z * transpose(X, [0, 3, 1, 2]) ** 2)",
                      ("X", "W")),
+    "einsum": ("Q, K: [B, T, h, k]\nE: [h, k]\n"
+               'S = einsum("bthk,bshk->bhts", Q, K)\n'
+               'L = sum(softmax(S, axis=-1) ** 2) + sum(einsum("bthk,hk,bthk->bh", Q, E, K) ** 2)',
+               ("Q", "K", "E")),
+    "embedding": ("E: [V, d]\nP: [T, d]\ntokens: [B, T] labels\nW: [d, V]\ny: [B, T] labels\n"
+                  "X = take(E, tokens, axis=0) + P\n"
+                  "L = softmax_cross_entropy(tanh(X) @ W, y)", ("E", "P", "W")),
     "reductions": ("X: [B, T, d]\ng: [d]\n"
                    "mu = mean(X, axis=-1, keepdims=True)\nXc = X - mu\n"
                    "v = mean(Xc * Xc, axis=-1, keepdims=True)\n"
@@ -51,7 +58,7 @@ def test_stacks_agree_with_torch_autograd_through_every_path(name: str) -> None:
 
     pytest.importorskip("torch")
     source, wrt = PROGRAMS[name]
-    sizes = {"B": 2, "T": 3, "d": 4, "k": 2, "h": 2, "n": 3, "m": 2}
+    sizes = {"B": 2, "T": 3, "d": 4, "k": 2, "h": 2, "n": 3, "m": 2, "V": 5}
     outcomes = torch_outcomes(source, list(wrt), sizes)
     assert sum(o.category == "ok" for o in outcomes) >= 5, outcomes
 
@@ -70,6 +77,27 @@ def test_a_stack_of_matrices_transposes_matrix_by_matrix() -> None:
     assert verify("X: [B, n, m]; W: [B, m, n]\nf = sum(X.mT * W)\nclaim grad(f, X) = W.mT").passed
 
 
+def printed(source: str, wrt: str) -> str:
+    """The formula of one gradient as ``derive`` prints it."""
+    line = next(line for line in derive(source, [wrt]).text().splitlines() if " = " in line)
+    return line.split(" = ", 1)[1].rsplit("   [", 1)[0].strip()
+
+
+def test_an_embedding_lookup_sends_its_gradient_back_by_scatter_add() -> None:
+    source = PROGRAMS["embedding"][0]
+    assert printed(source, "E").startswith("scatter_add(")
+    code = derive(source, ["E"]).numpy()
+    assert "np.add.at(" in code and "np.eye" not in code
+
+
+def test_einsums_that_are_matrix_products_print_as_matrix_products() -> None:
+    source = "A: [n, m]; B: [m, p]; x: [n]\n"
+    assert printed(source + 'sum(einsum("ij,jk->ik", A, B) ** 2)', "A") == "2 A B Bᵀ"
+    assert printed(source + 'sum(einsum("ij,i->j", A, x) ** 2)', "A") == "2 x (Aᵀ x)ᵀ"
+    stacked = 'X: [B, T, d]; W: [d, k]\nsum(einsum("btd,dk->btk", X, W) ** 2)'
+    assert printed(stacked, "W") == "2 sum(Xᵀ X W, axis=0)"
+
+
 @pytest.mark.parametrize(("source", "message"), [
     ("X: [B, n, m]\nsum(X.T)", "`.mT` to transpose each matrix"),
     ("x: [n]\nsum(x.mT)", "a vector or a scalar has none to swap"),
@@ -78,6 +106,11 @@ def test_a_stack_of_matrices_transposes_matrix_by_matrix() -> None:
     ("X: [B, n, m]\nx: [n]\nsum(X @ x)", "[B, n, m] and [n] do not align (m ≠ n)"),
     ("X: [B, n, m]\nY: [B, n, m]\nsum(X @ Y)", "do not align (m ≠ n)"),
     ("X: [B, n, m]\nsum(swapaxes(X, 0, 3))", "axis 3 is out of range"),
+    ('X: [B, n, m]\nsum(einsum("ij,jk->ik", X, X))', "`ij` names 2 axes of a rank-3 operand"),
+    ('X: [B, n, n]\nsum(einsum("bii->b", X))', "repeats an index within one operand"),
+    ('X: [B, n, m]\nsum(einsum("bij,bij->bq", X, X))', "must name each index of the inputs"),
+    ('X: [B, n, m]\nsum(einsum("bij,bji->b", X, X))', "index j is m in one operand and n"),
+    ('X: [B, n, m]\nsum(einsum("bij", X, X))', "subscripts for 1 operand(s), given 2"),
 ])
 def test_stack_mistakes_are_clear_errors(source: str, message: str) -> None:
     with pytest.raises(MatcalcError) as error:

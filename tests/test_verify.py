@@ -233,6 +233,7 @@ OPS: dict[str, ir.Node] = {
     "block_sums": op("block_sums", op("kron", A, S), attrs=(n, m, n, n)),
     "sum_of_blocks": op("sum_of_blocks", op("kron", S, A), attrs=(n, n, n, m)),
     "permute": op("permute", A, attrs=((1, 0),)),
+    "einsum": op("einsum", A, B, u, attrs=("ij,ij,j->i",)),
     "permute-3": op("permute", op("mul", op("expand", A, attrs=(0,)), A), attrs=((2, 0, 1),)),
     "transpose-stack": op("transpose", op("mul", op("expand", A, attrs=(0,)), A)),
     "matmul-stack": op("matmul", op("mul", op("expand", S, attrs=(0,)), S), A),
@@ -243,7 +244,8 @@ SPECTRAL = {"nuclear_norm", "spectral_norm", "polar", "top_singular", "eigvalsh"
 
 def test_every_operation_is_covered() -> None:
     covered = {node.op for node in OPS.values()}
-    assert set(OPERATIONS) - covered == {"delta", "onehot", *SPECTRAL}  # onehot: of labels
+    labelled = {"onehot", "take", "scatter_rows"}           # of integer labels: numeric only
+    assert set(OPERATIONS) - covered == {"delta", *labelled, *SPECTRAL}
 
 
 def test_error_signals_expand_to_their_definitions() -> None:

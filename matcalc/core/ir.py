@@ -394,6 +394,22 @@ def onehot_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     return args[0].shape + (attrs[0],)
 
 
+def take_shape(args: Sequence[Node], attrs: tuple) -> Shape:
+    """``take(E, y, axis=0)``: row y of E for each label: [*y.shape, *E.shape[1:]]."""
+    table, labels = args
+    if not is_labels(definition_of(labels)):
+        raise ShapeError("take needs integer labels to look up: declare them `y: [N] labels`")
+    if not table.shape:
+        raise ShapeError("take looks rows up in a vector or matrix, not a scalar")
+    return labels.shape + table.shape[1:]
+
+
+def scatter_shape(args: Sequence[Node], attrs: tuple) -> Shape:
+    """Rows of ``g`` added into a zero table of ``rows`` rows at their labels."""
+    g, labels = args
+    return (attrs[0], *g.shape[labels.rank:])
+
+
 def matrix_shape(what: str) -> ShapeRule:
     """Any matrix, its shape kept (tril, triu)."""
     def rule(args: Sequence[Node], attrs: tuple) -> Shape:
@@ -458,6 +474,31 @@ def sum_of_blocks_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     """The blocks added up: [p, q]."""
     _, _, block_rows, block_cols = attrs
     return (block_rows, block_cols)
+
+
+def einsum_shape(args: Sequence[Node], attrs: tuple) -> Shape:
+    """The output of an einsum: each output index's size, read off the operands."""
+    (spec,) = attrs
+    inputs, output = spec.split("->")
+    sizes = index_sizes(inputs.split(","), [a.shape for a in args])
+    return tuple(sizes[c] for c in output)
+
+
+def index_sizes(subscripts: Sequence[str], shapes: Sequence[Shape]) -> dict[str, Dim]:
+    """The size of each index letter; a ShapeError where one letter means two sizes."""
+    if len(subscripts) != len(shapes):
+        raise ShapeError(f"einsum: {len(subscripts)} operand subscripts for {len(shapes)} "
+                         "operands")
+    sizes: dict[str, Dim] = {}
+    for letters, shape in zip(subscripts, shapes, strict=True):
+        if len(letters) != len(shape):
+            raise ShapeError(f"einsum: `{letters}` names {len(letters)} axes of a "
+                             f"{shape_str(shape)} array")
+        for c, d in zip(letters, shape, strict=True):
+            if sizes.setdefault(c, d) != d:
+                raise ShapeError(f"einsum: index {c} is {dim_str(sizes[c])} in one operand "
+                                 f"and {dim_str(d)} in another")
+    return sizes
 
 
 def spectrum_shape(args: Sequence[Node], attrs: tuple) -> Shape:
@@ -574,6 +615,8 @@ def class_counts(root: Node) -> dict[str, Dim]:
     """For each variable of integer labels under ``root``: its classes, the logits' last size."""
     found = {node.args[1].attrs.name: node.args[0].shape[-1] for node in postorder([root])
              if node.op == "softmax_cross_entropy" and is_labels(node.args[1])}
+    found |= {node.args[1].attrs.name: node.args[0].shape[0] for node in postorder([root])
+              if node.op == "take" and node.args[1].op == "var"}
     return found | {node.args[0].attrs.name: node.attrs.classes for node in postorder([root])
                     if node.op == "onehot" and node.args[0].op == "var"}
 

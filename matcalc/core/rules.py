@@ -24,7 +24,6 @@ import sympy
 from matcalc.core import elementwise as real
 from matcalc.core.ir import (
     METHOD,
-    ONE,
     OPERATIONS,
     OWN_PRINTER,
     Node,
@@ -39,6 +38,7 @@ from matcalc.core.ir import (
     cross_entropy_shape,
     define,
     diag_shape,
+    einsum_shape,
     expand_shape,
     is_labels,
     kron_shape,
@@ -52,6 +52,7 @@ from matcalc.core.ir import (
     same_pair_to_scalar,
     same_shape,
     scalar_shape,
+    scatter_shape,
     size,
     slice_shape,
     softmax_shape,
@@ -61,6 +62,7 @@ from matcalc.core.ir import (
     square_to_scalar,
     sum_of_blocks_shape,
     sum_shape,
+    take_shape,
     transpose_shape,
     vec_shape,
     with_length,
@@ -69,8 +71,10 @@ from matcalc.core.simplify import (
     apply,
     broadcast_like,
     broadcast_to,
+    einsum,
     kron,
     matmul,
+    new_axis,
     reduce_sum,
     reduce_to,
     transpose,
@@ -97,6 +101,7 @@ polar, top_singular, eigenvectors = map(call, "polar top_singular eigenvectors".
 prod_others = call("prod_others")  # each entry: the product of the others along an axis
 concat, part = call("concat"), call("slice")  # [A; B] and A[start:stop] along an axis
 permute = call("permute")                     # np.transpose(x, axes)
+take, scatter_rows = call("take"), call("scatter_rows")  # E[y] and its scatter-add adjoint
 block_sums, sum_of_blocks = call("block_sums"), call("sum_of_blocks")
 
 
@@ -135,8 +140,9 @@ def vector_axis(x: Node, axis: int | None) -> int | None:
 
 
 def rows(x: Node) -> sympy.Expr:
-    """The batch size of a loss: rows of a matrix, 1 for a vector."""
-    return x.shape[0] if x.rank == 2 else ONE
+    """The batch size of a loss: rows of a matrix (of every matrix of a stack), 1 for a
+    vector."""
+    return size(x.shape[:-1])
 
 
 normal_cdf, normal_pdf = call("normal_cdf"), call("normal_pdf")  # Φ and φ of N(0, 1)
@@ -238,6 +244,28 @@ def inverse_permutation(axes: tuple[int, ...]) -> tuple[int, ...]:
     for position, axis in enumerate(axes):
         inverse[axis] = position
     return tuple(inverse)
+
+
+def einsum_part(index: int) -> Rule:
+    """y = einsum(s₁,s₂,…->o): x̄ᵢ = einsum(o,s₁,…(without sᵢ)…->sᵢ) of Ḡ and the other
+    operands, repeated along the indices that only xᵢ has (summed over in y)."""
+
+    def rule(g: Node, out: Node, *operands: Node, spec: str) -> Node:
+        inputs, output = spec.split("->")
+        subscripts = inputs.split(",")
+        target = subscripts[index]
+        others = [(s, x) for k, (s, x) in enumerate(zip(subscripts, operands, strict=True))
+                  if k != index]
+        available = set(output).union(*(s for s, _ in others))
+        present = "".join(c for c in target if c in available)
+        inner = ",".join([output, *(s for s, _ in others)]) + "->" + present
+        partial = einsum(inner, g, *(x for _, x in others))
+        for axis, c in enumerate(target):
+            if c not in available:
+                partial = new_axis(partial, axis)
+        return broadcast_to(partial, operands[index].shape)
+
+    return rule
 
 
 def sum_rule(g: Node, out: Node, x: Node, axis: int | None, keepdims: bool) -> Node:
@@ -449,6 +477,9 @@ define("concat", concat_shape, EveryArgument(concat_part), params=("axis",), num
 define("slice", slice_shape, [slice_rule], params=("axis", "start", "stop"), internal=True,
        linear=True, numpy=METHOD, **OWN_PRINTER)
 
+define("einsum", einsum_shape, EveryArgument(einsum_part), params=("spec",), numpy=METHOD,
+       **OWN_PRINTER)
+
 # matrix algebra
 define("matmul", product_shape, [matmul_left, matmul_right], **OWN_PRINTER)
 define("transpose", transpose_shape, [lambda g, out, x: transpose(g)], **OWN_PRINTER)
@@ -559,6 +590,15 @@ define("softmax_cross_entropy", cross_entropy_shape, [cross_entropy_logits,
 define("onehot", onehot_shape, [
     lambda g, out, y, classes: zero_like(y.shape),      # integers: no gradient
 ], params=("classes",), **OWN_PRINTER)
+define("take", take_shape, [
+    lambda g, out, table, y: scatter_rows(g, y, rows=table.shape[0]),  # Ē: Ḡ's rows added
+    lambda g, out, table, y: zero_like(y.shape),                       # at their labels
+], numpy="{xp}.take({0}, {1}, axis=0)", torch="{p0}[{1}]", **OWN_PRINTER)
+define("scatter_rows", scatter_shape, [
+    lambda g, out, rows_of, y, rows: take(g, y),   # its adjoint is the lookup
+    lambda g, out, rows_of, y, rows: zero_like(y.shape),
+], params=("rows",), internal=True, linear=True, numpy=METHOD,
+       **OWN_PRINTER)                              # np.add.at into a zero table
 define("mse", same_pair_to_scalar("mse"), [
     lambda g, out, p, t: g * 2 * (p - t) / size(p.shape),
     lambda g, out, p, t: g * 2 * (t - p) / size(p.shape),

@@ -30,6 +30,7 @@ from matcalc.core.ir import (
     concat_shape,
     const,
     const_value,
+    einsum_shape,
     is_symmetric,
     is_zero,
     lift,
@@ -571,6 +572,85 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
         if scalars:
             return mul(*scalars, apply(op, *(rest for _, rest in pulled), attrs=attrs))
     return make(op, args, attrs)
+
+
+def einsum(spec: str, *operands: Node) -> Node:
+    """``np.einsum(spec, …)`` for an explicit ``spec`` (``ij,jk->ik``), in matrix notation
+    where it has one: scalars pulled out, one operand summed and permuted, two operands a
+    (stacked) matrix product; otherwise the einsum itself."""
+    einsum_shape(operands, (spec,))                      # each index one size, or an error
+    inputs, output = spec.split("->")
+    subscripts = inputs.split(",")
+    pulled = [split_scalars(x) for x in operands]
+    if any(found for found, _ in pulled):                # scalar factors of operands
+        factors = [s for found, _ in pulled for s in found]
+        return mul(*factors, einsum(spec, *(rest for _, rest in pulled)))
+    scalars = [x for s, x in zip(subscripts, operands, strict=True) if not s]
+    if scalars and len(scalars) < len(operands):
+        rest = [(s, x) for s, x in zip(subscripts, operands, strict=True) if s]
+        inner = ",".join(s for s, _ in rest) + "->" + output
+        return mul(*scalars, einsum(inner, *(x for _, x in rest)))
+    if len(operands) == 1:
+        return summed_and_permuted(subscripts[0], output, operands[0])
+    product = None
+    if len(operands) == 2:
+        product = as_matmul(subscripts, output, operands)
+        if product is None:
+            product = as_weighted_sum(subscripts, output, operands)
+    return product if product is not None else make("einsum", operands, (spec,))
+
+
+def as_weighted_sum(subscripts: Sequence[str], output: str, operands: Sequence[Node]
+                    ) -> Node | None:
+    """Two operands, one indexed by some of the other's indices: their elementwise product
+    (the smaller broadcast) summed: ``bij,bi->bj`` is sum(G ⊙ A[:, :, None], axis=1)."""
+    (sa, sb), (a, b) = subscripts, operands
+    if not set(sa) <= set(sb):
+        (sa, sb), (a, b) = (sb, sa), (b, a)
+        if not set(sa) <= set(sb):
+            return None
+    aligned = permuted(a, tuple(sa.index(c) for c in sb if c in sa))
+    for axis, c in enumerate(sb):
+        if c not in sa:
+            aligned = new_axis(aligned, axis)
+    return summed_and_permuted(sb, output, mul(aligned, b))
+
+
+def summed_and_permuted(letters: str, output: str, x: Node) -> Node:
+    """``einsum("ijk->ki", x)``: the axes not kept summed, the rest in the output's order."""
+    for axis in reversed(range(len(letters))):
+        if letters[axis] not in output:
+            x = reduce_sum(x, axis)
+            letters = letters[:axis] + letters[axis + 1:]
+    return permuted(x, tuple(letters.index(c) for c in output))
+
+
+def as_matmul(subscripts: Sequence[str], output: str, operands: Sequence[Node]) -> Node | None:
+    """Two operands contracted over shared indices, as a (stacked) matrix product: the last
+    shared index summed is the product's, the other shared ones are the stack's axes (summed
+    after, when the output drops them), and one side may carry more stack axes of its own:
+    ``bij,bjk->bik`` is A B, ``ji,jk->ik`` is Aᵀ B, ``btd,dk->btk`` is X W, ``btk,btd->dk``
+    is sum(Gᵀ X, axis=(0, 1))."""
+    (sa, sb), (a, b) = subscripts, operands
+    shared = [c for c in sa if c in sb]
+    summed = [c for c in shared if c not in output]
+    own_a, own_b = [c for c in sa if c not in sb], [c for c in sb if c not in sa]
+    if not summed or any(c not in output for c in own_a + own_b) or (
+            len(own_a) > 1 and len(own_b) > 1):
+        return None
+    stack = summed[:-1] + [c for c in shared if c in output]
+    if stack and not (own_a and own_b):
+        return None                     # a stack of vectors: an elementwise product instead
+    extra = own_a[:-1] + own_b[:-1]     # one side's own leading stack axes
+    row, column = own_a[-1:], own_b[-1:]
+    left = permuted(a, tuple(sa.index(c) for c in own_a[:-1] + stack + row + summed[-1:]))
+    right = permuted(b, tuple(sb.index(c) for c in own_b[:-1] + stack + summed[-1:] + column))
+    made = extra + stack + row + column
+    product = matmul(left, right)
+    for c in reversed(summed[:-1]):
+        product = reduce_sum(product, made.index(c))
+        made.remove(c)
+    return permuted(product, tuple(made.index(c) for c in output))
 
 
 def permuted(x: Node, axes: tuple[int, ...]) -> Node:

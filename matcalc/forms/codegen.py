@@ -37,6 +37,7 @@ from matcalc.core.ir import (
     make,
     params,
     postorder,
+    size,
 )
 from matcalc.core.simplify import add, broadcast_to, matmul, raw_power, transpose
 from matcalc.forms.printing import TEXT, Printer
@@ -211,6 +212,12 @@ NUMPY_HELPERS = {
     before = {xp}.cumprod({xp}.concatenate([ones, x[..., :-1]], axis=-1), axis=-1)
     after = {xp}.cumprod({xp}.concatenate([ones, x[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
     return {xp}.moveaxis(before * after, -1, axis)''',
+    "_scatter_rows": '''def {_scatter_rows}(g, labels, rows):
+    """A zero table of `rows` rows with each row of g added at its label (np.add.at)."""
+    labels = {xp}.asarray(labels)
+    out = {xp}.zeros((rows,) + g.shape[labels.ndim:], dtype=g.dtype)
+    {xp}.add.at(out, labels, g)
+    return out''',
     "_erf": '''def {_erf}(x):
     """The error function, entry by entry (NumPy has none; SciPy's is vectorised)."""
     from scipy.special import erf
@@ -267,6 +274,11 @@ TORCH_HELPERS = {
     before = {xp}.cumprod({xp}.cat([ones, x[..., :-1]], dim=-1), dim=-1)
     after = {xp}.cumprod({xp}.cat([ones, x.flip(-1)[..., :-1]], dim=-1), dim=-1).flip(-1)
     return (before * after).movedim(-1, dim)''',
+    "_scatter_rows": '''def {_scatter_rows}(g, labels, rows):
+    """A zero table of `rows` rows with each row of g added at its label (index_add)."""
+    rest = g.shape[labels.dim():]
+    out = {xp}.zeros((rows, *rest), dtype=g.dtype, device=g.device)
+    return out.index_add(0, labels.reshape(-1), g.reshape(-1, *rest))''',
     "_first_max": '''def {_first_max}(x, dim):
     """1 at the first largest entry along dim (of every entry for a tuple of all), else 0."""
     if isinstance(dim, tuple):
@@ -923,6 +935,22 @@ class Emitter:
                f"{self.dialect.axis}={node.attrs.axis})"
         return Code(text, ATOM, FLOAT, frozenset().union(*(b.reads for b in blocks)))
 
+    def e_einsum(self, node: Node) -> Code:
+        """``np.einsum("ij,jk->ik", A, B, optimize=True)``, ``torch.einsum(…)``."""
+        operands = [self.arg(x, ADD) for x in node.args]
+        optimize = ", optimize=True" if self.dialect is NUMPY else ""
+        text = (f'{self.xp()}.einsum("{node.attrs.spec}", '
+                f"{', '.join(o.text for o in operands)}{optimize})")
+        return Code(text, ATOM, FLOAT, frozenset().union(*(o.reads for o in operands)))
+
+    def e_scatter_rows(self, node: Node) -> Code:
+        """``_scatter_rows(g, labels, rows)``: each row of g added at its label."""
+        g, labels = self.arg(node.args[0], ADD), self.arg(node.args[1], ADD, masks=True)
+        rows = self.constant(node.attrs.rows)
+        helper = fill("{_scatter_rows}", self.allocate, self.block)
+        return Code(f"{helper}({g.text}, {labels.text}, {rows.text})", ATOM, FLOAT,
+                    g.reads | labels.reads | rows.reads)
+
     def e_slice(self, node: Node) -> Code:
         """``G[n:n + m, :]``."""
         axis, start, stop = node.attrs
@@ -1040,8 +1068,8 @@ class Emitter:
             terms = Code(f"{targets.text} * {self.paren(log_softmax, UNARY)}", MUL, FLOAT,
                          targets.reads | log_softmax.reads)
         total = self.total(terms)
-        if z.rank == 2:
-            rows = self.arg(const(z.shape[0]), POW)
+        if z.rank >= 2:                          # the mean over every row of the stack
+            rows = self.arg(const(size(z.shape[:-1])), POW)
             return Code(f"-{total.text} / {rows.text}", MUL, FLOAT, total.reads | rows.reads)
         return Code(f"-{total.text}", UNARY, FLOAT, total.reads)
 

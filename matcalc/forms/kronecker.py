@@ -34,7 +34,7 @@ from matcalc.core.simplify import (
     transpose_matrix,
 )
 from matcalc.errors import MatcalcError, NotDerived
-from matcalc.forms.linear_map import LinearReader, ones_row
+from matcalc.forms.linear_map import EINSUM, LinearReader, ones_row
 
 
 def commutation(rows, cols) -> Node:
@@ -207,6 +207,22 @@ class KroneckerReader(LinearReader):
         left = kron(ones_row(m), identity(p))
         right_t = kron(ones_row(n), identity(q))
         return matmul(kron(right_t, left), self(e.args[0]))
+
+    def r_take(self, e: Node) -> Node:
+        """E[y] = S E with S = onehot(y) the rows of I at the labels: vec = (I ⊗ S) vec(E)."""
+        table, labels = e.args
+        select = apply("onehot", labels, attrs=(table.shape[0],))
+        return matmul(kron(identity(as_matrix(table.shape)[1]), select), self(table))
+
+    def r_scatter_rows(self, e: Node) -> Node:
+        """scatter_add(G, y) = Sᵀ G: vec = (I ⊗ Sᵀ) vec(G)."""
+        g, labels = e.args
+        select = apply("onehot", labels, attrs=(e.attrs.rows,))
+        return matmul(kron(identity(as_matrix(g.shape)[1]), transpose(select)), self(g))
+
+    def r_einsum(self, e: Node) -> Node:
+        """An einsum that is no matrix product has no Kronecker form here (yet)."""
+        raise NotDerived(EINSUM)
 
     def r_expand(self, e: Node) -> Node:
         return self(e.args[0])

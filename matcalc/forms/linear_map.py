@@ -33,6 +33,10 @@ HIGHER_ORDER = (
 )
 
 
+EINSUM = ("a Jacobian or Hessian through an einsum that is not a matrix product has no matrix "
+          "or Kronecker form in matcalc yet; take a Hessian-vector product (--hvp V) instead")
+
+
 class LinearReader:
     """Reads expressions under ``root`` that are linear in the leaf ``u``: each node once,
     children before parents (no recursion), by :meth:`read`."""
@@ -169,6 +173,20 @@ class LinearMatrix(LinearReader):
         """Of a column: (𝟙ᵀ_m ⊗ I_p) x, its m runs of p entries added up."""
         m, _, p, _ = e.attrs
         return matmul(apply("kron", ones_row(m), identity(p)), self(e.args[0]))
+
+    def r_take(self, e: Node) -> Node:
+        """E[y] = S E for a vector E, S = onehot(y)."""
+        table, labels = e.args
+        return matmul(apply("onehot", labels, attrs=(table.shape[0],)), self(table))
+
+    def r_scatter_rows(self, e: Node) -> Node:
+        """scatter_add(g, y) = Sᵀ g for a vector g."""
+        g, labels = e.args
+        return matmul(transpose(apply("onehot", labels, attrs=(e.attrs.rows,))), self(g))
+
+    def r_einsum(self, e: Node) -> Node:
+        """An einsum that is no matrix product has no matrix form here (yet)."""
+        raise NotDerived(EINSUM)
 
     def r_concat(self, e: Node) -> Node:
         """[a; b] = [Mₐ; M_b] u: the blocks' matrices stacked."""

@@ -418,6 +418,19 @@ class Printer:
         rows, cols = (self.n.scalar(d) for d in node.attrs)
         return self.n.commutation.format(rows, cols), ATOM
 
+    def p_take(self, node: Node) -> tuple[str, int]:
+        """``E[y]``: the rows of E at the labels y."""
+        table, labels = node.args
+        return f"{self.wrap(table, ATOM)}[{self(labels)}]", POSTFIX
+
+    def p_scatter_rows(self, node: Node) -> tuple[str, int]:
+        """``scatter_add(G, y)``: G's rows added at their labels into a zero table."""
+        return self.call("scatter_add", self(node.args[0]), self(node.args[1]))
+
+    def p_einsum(self, node: Node) -> tuple[str, int]:
+        """``einsum("bi,bj->bij", x, y)``, as NumPy writes it."""
+        return self.call("einsum", f'"{node.attrs.spec}"', *(self(x) for x in node.args))
+
     def p_permute(self, node: Node) -> tuple[str, int]:
         """``swapaxes(X, 1, 2)`` for two axes exchanged, else ``transpose(X, (2, 0, 1))``."""
         axes = node.attrs.axes

@@ -17,6 +17,7 @@ from matcalc.core.ir import (
     postorder,
     rows_sum_to_one,
     shape_str,
+    size,
 )
 from matcalc.forms.codegen import numpy_block
 from matcalc.forms.printing import ATOM, LATEX, TEXT, Printer, Weigher
@@ -185,7 +186,7 @@ def cross_entropy_note(node: Node, printer: Printer) -> str:
     why = next((f"declared {p}" for p in ("onehot", "probabilities") if has_property(y, p)),
                "a softmax")
     names = {"z_": printer(z), "y_": printer(y), "y": printer.wrap(y, ATOM), "why": why,
-             "per": f" / {dim_str(z.shape[0])}" if z.rank == 2 else "",
+             "per": f" / {dim_str(size(z.shape[:-1]))}" if z.rank >= 2 else "",
              "shape": shape_str(y.shape)}
     return CE_NOTES[kind].format(advice=ADVICE[y.op == "var"].format(**names), **names)
 
@@ -229,6 +230,9 @@ ASSUMPTIONS = {
             "(∂⟨G, A ⊗ B⟩/∂A = block_sums(G ⊙ (𝟙𝟙ᵀ ⊗ B))), and sum_of_blocks(X, shape of A) adds "
             "up X's grid of such blocks, one per entry of A (∂⟨G, A ⊗ B⟩/∂B = "
             "sum_of_blocks(G ⊙ (A ⊗ 𝟙𝟙ᵀ)))",
+    "take": "scatter_add(G, y) is a zero table with each row of G added at its label, "
+            "row y of the looked-up table (np.add.at): E[y] sends its gradient back to the rows "
+            "it read",
     "pinv": "∂A⁺ holds where the rank of A does not change (full rank: A⁺ = (AᵀA)⁻¹Aᵀ or "
             "Aᵀ(AAᵀ)⁻¹)",
 }

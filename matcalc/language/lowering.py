@@ -38,6 +38,7 @@ from matcalc.core.simplify import (
     add,
     apply,
     broadcast_to,
+    einsum,
     matmul,
     mul,
     new_axis,
@@ -71,6 +72,10 @@ class Signature:
     """Parameters that take a list of arrays, ``[A, B]`` (``concatenate``)."""
     axis_lists: tuple[str, ...] = ()
     """Parameters that take a list of axes, ``[0, 2, 1]`` (``transpose``), or None."""
+    strings: tuple[str, ...] = ()
+    """Parameters that take a quoted text (``einsum``'s subscripts)."""
+    variadic: bool = False
+    """The last parameter takes every remaining positional argument (``einsum``'s operands)."""
 
 
 AXIS = ("axis",)
@@ -155,6 +160,35 @@ def kronecker(a: Node, b: Node) -> Node:
     return apply("kron", a, b)
 
 
+def einsum_spec(text: str, ranks: Sequence[int]) -> str:
+    """NumPy's einsum subscripts made explicit and checked: letters for each operand's axes,
+    ``->`` and the output's (implicitly, the letters used once, in alphabetical order)."""
+    written = text.replace(" ", "")
+    inputs, arrow, output = written.partition("->")
+    subscripts = inputs.split(",")
+    if not arrow:
+        letters = "".join(subscripts)
+        output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    if "-" in output or ">" in output or not all(s.isalpha() or not s for s in subscripts):
+        raise ShapeError(f'einsum: "{text}" is not einsum subscripts (letters for each '
+                         'operand\'s axes, separated by commas, then -> and the output\'s)')
+    if len(subscripts) != len(ranks):
+        raise ShapeError(f'einsum: "{text}" has subscripts for {len(subscripts)} operand(s), '
+                         f"given {len(ranks)}")
+    for letters, rank in zip(subscripts, ranks, strict=True):
+        if len(letters) != rank:
+            raise ShapeError(f"einsum: `{letters}` names {len(letters)} axes of a rank-{rank} "
+                             "operand")
+        if len(set(letters)) < len(letters):
+            raise ShapeError(f"einsum: `{letters}` repeats an index within one operand (a "
+                             "diagonal); use diag or trace for that")
+    unknown = [c for c in output if c not in inputs]
+    if unknown or len(set(output)) < len(output):
+        raise ShapeError(f"einsum: the output `{output}` must name each index of the inputs "
+                         "at most once")
+    return ",".join(subscripts) + "->" + output
+
+
 def swap_axes(x: Node, first: int, second: int) -> Node:
     """``np.swapaxes(x, i, j)``."""
     axes = list(range(x.rank))
@@ -193,7 +227,7 @@ def sized(shape: Sequence[Dim | None]) -> tuple[Dim, ...]:
     return tuple(d for d in shape if d is not None)
 
 
-LABELS_ALLOWED = {("softmax_cross_entropy", "targets"), ("onehot", "y")}
+LABELS_ALLOWED = {("softmax_cross_entropy", "targets"), ("onehot", "y"), ("take", "indices")}
 """The arguments that may be integer class labels."""
 
 
@@ -347,6 +381,11 @@ FUNCTIONS: dict[str, Signature] = {
     "swapaxes": Signature(("x", "axis1", "axis2"), swap_axes, integers=("axis1", "axis2")),
     "transpose": Signature(("x", "axes"), transposed_axes, (("axes", None),),
                            axis_lists=("axes",)),
+    "einsum": Signature(("subscripts", "operands"), lambda spec, operands: einsum(
+        einsum_spec(spec[0], [x.rank for x in operands]), *operands), strings=("subscripts",),
+        arrays=("operands",), variadic=True),
+    "take": Signature(("x", "indices", "axis"), lambda x, y, axis: apply("take", x, y),
+                      (("axis", 0),), options=(("axis", (0,)),)),
     "concatenate": Signature(("arrays", "axis"), concatenate, (("axis", 0),), AXIS,
                              arrays=("arrays",)),
     "vstack": Signature(("arrays",), vstack, arrays=("arrays",)),
@@ -512,9 +551,6 @@ class Lowering:
         if found & {"onehot", "probabilities"} and not shape:
             raise self.error("one-hot or probability targets are rows: declare a vector `[C]` or "
                              "a matrix `[N, C]`", decl.pos)
-        if "labels" in found and len(shape) > 1:
-            raise self.error("integer class labels are one per row of the logits: declare "
-                             "`y: [N] labels` (or `y: [] labels` for one example)", decl.pos)
 
     def dimension(self, value: str | int, offset: int) -> Dim:
         if isinstance(value, int):
@@ -612,14 +648,17 @@ class Lowering:
 
     def bind(self, e: syntax.Call, signature: Signature) -> dict[str, object]:
         """Arguments by parameter name, integers checked, defaults filled in."""
-        params = signature.params
-        if len(e.args) > len(params):
+        params, args = signature.params, e.args
+        if signature.variadic and len(args) >= len(params):     # einsum(spec, *operands)
+            tail = args[len(params) - 1:]
+            args = (*args[:len(params) - 1], syntax.List(tuple(tail), tail[0].pos))
+        if len(args) > len(params):
             raise self.error(
                 f"{e.func} takes at most {len(params)} argument{'s' * (len(params) > 1)} "
                 f"({', '.join(params)}), "
-                f"got {len(e.args)}", e.args[len(params)].pos)
+                f"got {len(args)}", args[len(params)].pos)
         given: dict[str, tuple[syntax.Expr, int]] = {
-            p: (a, a.pos) for p, a in zip(params, e.args, strict=False)}
+            p: (a, a.pos) for p, a in zip(params, args, strict=False)}
         for name, value, offset in e.kwargs:
             if name not in params or name in given:
                 problem = "repeats" if name in given else "has no"
@@ -636,6 +675,8 @@ class Lowering:
                 values[name] = self.size(value, e.func, name)
             elif name in signature.arrays:
                 values[name] = self.arrays(value, e.func, name)
+            elif name in signature.strings:
+                values[name] = self.string(value, e.func, name)
             elif name in signature.axis_lists:
                 values[name] = self.axis_list(value, e.func, name)
             elif name in dict(signature.options):
@@ -703,6 +744,12 @@ class Lowering:
             raise self.error(f"{func}: `{param}` is a list of arrays in brackets, as in "
                              f"`{func}([A, B])`", e.pos)
         return [self.expr(item) for item in e.items]
+
+    def string(self, e: syntax.Expr, func: str, param: str) -> tuple[str, int]:
+        """A quoted text and where it starts."""
+        if not isinstance(e, syntax.String):
+            raise self.error(f'{func}: `{param}` is a quoted text, as in "ij,jk->ik"', e.pos)
+        return e.value, e.pos
 
     def axis_list(self, e: syntax.Expr, func: str, param: str) -> tuple[int, ...] | None:
         """A list of integer literals, ``[0, 2, 1]``, or None."""

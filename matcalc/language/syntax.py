@@ -219,7 +219,8 @@ _TOKEN_RE = re.compile(
     | (?P<newline>\n)
     | (?P<number>(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]*)?)
     | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-    | (?P<string>"[A-Za-z_][A-Za-z0-9_]{0,39}"|'[A-Za-z_][A-Za-z0-9_]{0,39}')
+    | (?P<string>"[A-Za-z_][A-Za-z0-9_]{0,39}"|'[A-Za-z_][A-Za-z0-9_]{0,39}'
+                 |"[A-Za-z ,>-]{1,80}"|'[A-Za-z ,>-]{1,80}')
     | (?P<bad>\*\*=|:=|==|!=|//=?|[-+*/@%]=|['"{}\\])
     | (?P<op>\*\*|<=|>=|[-+*/@()\[\],:=.;<>])
     | (?P<other>.)
@@ -287,8 +288,8 @@ def _number_value(text: str) -> sympy.Rational | str:
 def _bad_token(text: str) -> tuple[str, str | None]:
     """Message and hint for a token that is Python but not matcalc."""
     if text in ("'", '"'):
-        return ("strings in matcalc are only option words in quotes, such as "
-                '`norm(X, "fro")` or `gelu(x, approximate="tanh")`', None)
+        return ("strings in matcalc are only option words and einsum subscripts in quotes, "
+                'such as `norm(X, "fro")` or `einsum("ij,jk->ik", A, B)`', None)
     if text in ("{", "}"):
         return f"braces (`{text}`) are not part of the matcalc language", None
     if text == "\\":

@@ -161,6 +161,8 @@ def text(e: Expr) -> str:
         return "[" + ", ".join(text(a) for a in e.args) + "]"
     if e.op == "call":
         parts = [text(a) for a in e.args] + [f"{k}={v}" if k else v for k, v in e.params]
+        if e.name == "einsum":                     # the subscripts come first
+            parts = parts[len(e.args):] + parts[:len(e.args)]
         return f"{e.name}({', '.join(parts)})"
     left, right = e.args
     p = PRECEDENCE[e.op]
@@ -314,7 +316,7 @@ edges of its domain) and bounds on its result's magnitude and, where known, on h
 STRUCTURE = ("@", "@", "@", "T", "sum", "mean", "softmax", "log_softmax", "logsumexp", "trace",
              "det", "logdet", "inv", "matrix_power", "diag", "outer", "norm", "max", "min",
              "maximum", "solve", "construct", "var", "tril", "cholesky", "where", "eigvalsh",
-             "pinv", "prod", "concat", "kron")
+             "pinv", "prod", "concat", "kron", "einsum")
 SPECIAL = ("pow", "pow_pow", "pow_var", "scale", "by_dim", "square_plus_one")
 OPERATIONS = UNARY + ELEMENTWISE_BINARY * 2 + STRUCTURE + SPECIAL
 
@@ -826,6 +828,31 @@ class Builder:
         shape = (a.shape[1], a.shape[1]) if axis == 0 else (a.shape[0], a.shape[0])
         return binary("@", *operands, shape, 2 * left.mag * right.mag * SIZE_BOUND)
 
+    def op_einsum(self) -> Expr | None:
+        """An einsum of two operands: an outer product, rows' or columns' inner products, a
+        matrix product with a transpose, a transposed elementwise product."""
+        a = self.first(lambda e: len(e.shape) >= 1 and e.mag <= 10)
+        if a is None:
+            return None
+        if len(a.shape) == 1:
+            b = self.pick(lambda e: len(e.shape) == 1 and e.mag <= 10,
+                          [(d,) for d in self.dims])
+            if b is None:
+                return None
+            spec, shape = self.rng.choice([("i,j->ij", (a.shape[0], b.shape[0])),
+                                           ("i,j->ji", (b.shape[0], a.shape[0]))])
+            return call("einsum", a, b, params=(("", f'"{spec}"'),), shape=shape,
+                        mag=a.mag * b.mag)
+        b = self.pick(lambda e: e.shape == a.shape and e.mag <= 10, [a.shape])
+        if b is None:
+            return None
+        (n, m), mag = a.shape, a.mag * b.mag
+        spec, shape, mag = self.rng.choice([
+            ("ij,ij->i", (n,), mag * SIZE_BOUND), ("ij,ij->j", (m,), mag * SIZE_BOUND),
+            ("ij,kj->ik", (n, n), mag * SIZE_BOUND), ("ij,ik->jk", (m, m), mag * SIZE_BOUND),
+            ("ij,ij->ji", (m, n), mag), ("ij,ij", (), mag * SIZE_BOUND ** 2)])
+        return call("einsum", a, b, params=(("", f'"{spec}"'),), shape=shape, mag=mag)
+
     def op_kron(self) -> Expr | None:
         """mean(kron(a, b) * kron(c, d)): ⟨a ⊗ b, c ⊗ d⟩ over the entries, back to a scalar."""
         a = self.first(lambda e: len(e.shape) >= 1 and e.mag <= 10)
@@ -894,7 +921,8 @@ class Builder:
         if not s:
             return self.rng.choice([e, call("sin", e, shape=(), mag=1.0),
                                     binary("*", e, e, (), e.mag ** 2)])
-        how = ["sum", "mean", "norm", "sum_none", "mse", "quadratic"] + ["onehot"] * (len(s) == 2)
+        how = ["sum", "mean", "norm", "sum_none", "mse", "quadratic"] + ["onehot", "take"] * (
+            len(s) == 2)
         if e.mag <= 20:
             how += ["logsumexp", "ce_float", "ce_onehot", "ce_probabilities", "ce_softmax"]
             how += ["ce_labels"] * (len(s) == 2)
@@ -914,6 +942,13 @@ class Builder:
                           mag=1.0)
             return call("sum", binary("*", picked, e, s, e.mag), shape=(),
                         mag=e.mag * entries_bound(s))
+        if choice == "take":                               # rows of e looked up by labels
+            y = self.declare((self.rng.choice(self.dims),), f"labels:{s[0]}", "labels",
+                             who="labels")
+            rows = call("take", e, y, params=(("axis", "0"),) if self.rng.random() < 0.5 else (),
+                        shape=(y.shape[0], s[1]), mag=e.mag)
+            return call("sum", binary("*", rows, rows, rows.shape, e.mag ** 2), shape=(),
+                        mag=e.mag ** 2 * entries_bound(rows.shape))
         if choice == "mse":
             other = self.pick(lambda o: o.shape == s and o != e, [s]) or e
             args = (e, other) if self.rng.random() < 0.5 else (other, e)

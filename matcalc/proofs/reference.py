@@ -49,7 +49,7 @@ def _gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
 
 def _cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
     """Mean over rows of −Σ targets ⊙ log_softmax; integer targets are class labels."""
-    rows = logits.shape[0] if logits.ndim == 2 else 1
+    rows = math.prod(logits.shape[:-1])                 # every row of every stacked matrix
     if np.asarray(targets).dtype.kind in "iu":
         picked = np.take_along_axis(_log_softmax(logits), np.asarray(targets)[..., None], -1)
         return -np.sum(picked) / rows
@@ -70,6 +70,8 @@ NUMPY: dict[str, Callable] = {
     "min": lambda x, axis=None, keepdims=False: np.min(x, axis=axis, keepdims=keepdims),
     "concatenate": lambda arrays, axis=0: np.concatenate(arrays, axis=int(axis)),
     "vstack": np.vstack, "hstack": np.hstack, "kron": np.kron,
+    "einsum": lambda subscripts, *operands: np.einsum(subscripts, *operands),
+    "take": lambda x, indices, axis=0: np.take(x, np.asarray(indices, dtype=int), axis=int(axis)),
     "swapaxes": lambda x, axis1, axis2: np.swapaxes(x, int(axis1), int(axis2)),
     "transpose": lambda x, axes=None: np.transpose(x, None if axes is None else
                                                    [int(k) for k in axes]),

@@ -12,6 +12,7 @@ Results are SymPy values: a scalar expression, a vector as an n×1 column, a mat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -206,6 +207,30 @@ class Expander:
                                 lambda i: x[(*i[:-2], i[-1], i[-2])])
         return Tensor.build(x.shape[::-1], lambda i: x[i[::-1]])
 
+    def op_take(self, node: Node, *args: Tensor) -> Tensor:
+        raise MatcalcError("the exact check does not expand integer class labels")
+
+    op_scatter_rows = op_take
+
+    def op_einsum(self, node: Node, *operands: Tensor) -> Tensor:
+        """Σ over the indices not in the output of the product of the operands' entries."""
+        inputs, output = node.attrs.spec.split("->")
+        subscripts = inputs.split(",")
+        sizes = {c: d for s, x in zip(subscripts, operands, strict=True)
+                 for c, d in zip(s, x.shape, strict=True)}
+        summed = sorted(set(inputs.replace(",", "")) - set(output))
+
+        def entry(index: Index) -> sympy.Expr:
+            fixed = dict(zip(output, index, strict=True))
+            terms = []
+            for values in np.ndindex(*(sizes[c] for c in summed)):
+                at = {**fixed, **dict(zip(summed, values, strict=True))}
+                terms.append(sympy.Mul(*(x[tuple(at[c] for c in s)]
+                                         for s, x in zip(subscripts, operands, strict=True))))
+            return sympy.Add(*terms)
+
+        return Tensor.build(tuple(sizes[c] for c in output), entry)
+
     def op_permute(self, node: Node, x: Tensor) -> Tensor:
         axes = node.attrs.axes
 
@@ -399,7 +424,7 @@ class Expander:
         return Tensor.build(x.shape, mask.__getitem__)
 
     def op_softmax_cross_entropy(self, node: Node, z: Tensor, y: Tensor) -> Tensor:
-        rows = z.shape[0] if len(z.shape) == 2 else 1
+        rows = math.prod(z.shape[:-1])
         total = sympy.Add(*broadcast(sympy.Mul, y, log_softmax(z, -1)).flat)
         return Tensor((), (-total / rows,))
 

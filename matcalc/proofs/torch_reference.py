@@ -103,7 +103,7 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     if not targets.is_floating_point():              # a label per row (one for a vector)
         picked = torch.take_along_dim(logs, targets[..., None].long(), dim=-1)
         return -torch.mean(picked)
-    rows = logits.shape[0] if logits.dim() == 2 else 1
+    rows = math.prod(logits.shape[:-1])                 # every row of every stacked matrix
     return -torch.sum(targets * logs) / rows
 
 
@@ -143,6 +143,8 @@ FUNCTIONS: dict[str, Callable[..., Tensor]] = {
     "vstack": lambda arrays: torch.vstack(arrays),
     "kron": lambda a, b: torch.kron(a.contiguous(), b.contiguous()),
     "swapaxes": lambda x, axis1, axis2: torch.swapaxes(x, axis1, axis2),
+    "einsum": lambda subscripts, operands: torch.einsum(subscripts, *operands),
+    "take": lambda x, indices, axis=0: x[indices.long()],
     "transpose": lambda x, axes=None: x.permute(
         tuple(range(x.dim()))[::-1] if axes is None else tuple(axes)),
     "hstack": lambda arrays: torch.hstack([torch.atleast_1d(a) for a in arrays]),
@@ -173,7 +175,8 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "max": ("x", "axis", "keepdims"), "min": ("x", "axis", "keepdims"),
     "prod": ("x", "axis", "keepdims"), "concatenate": ("arrays", "axis"),
     "vstack": ("arrays",), "hstack": ("arrays",), "kron": ("a", "b"),
-    "swapaxes": ("x", "axis1", "axis2"), "transpose": ("x", "axes"), "maximum": ("a", "b"),
+    "swapaxes": ("x", "axis1", "axis2"), "transpose": ("x", "axes"),
+    "einsum": ("subscripts", "operands"), "take": ("x", "indices", "axis"), "maximum": ("a", "b"),
     "minimum": ("a", "b"), "clip": ("x", "lo", "hi"), "solve": ("A", "B"),
     "var": ("x", "axis", "ddof", "keepdims"), "std": ("x", "axis", "ddof", "keepdims"),
     "where": ("condition", "x", "y"), "norm": ("x", "ord", "axis", "keepdims"),
@@ -186,7 +189,8 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
 }
 """Parameter names of the functions with more than one (the others take ``x``)."""
 
-LITERAL = {"axis", "keepdims", "k", "ddof", "ord", "approximate", "axis1", "axis2", "axes"}
+LITERAL = {"axis", "keepdims", "k", "ddof", "ord", "approximate", "axis1", "axis2", "axes",
+           "subscripts"}
 """Parameters that are literals (integers, None, True, False), not tensors."""
 
 BINARY: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -257,7 +261,10 @@ class Evaluator:
 
     def e_Call(self, e: syntax.Call) -> Tensor:  # noqa: N802
         names = PARAMETERS.get(e.func, ("x",))
-        given = {**dict(zip(names, e.args, strict=False)), **{k: v for k, v, _ in e.kwargs}}
+        args = e.args
+        if e.func == "einsum":                       # einsum(subscripts, *operands)
+            args = (args[0], syntax.List(tuple(args[1:])))
+        given = {**dict(zip(names, args, strict=False)), **{k: v for k, v, _ in e.kwargs}}
         values = {k: literal(v) if k in LITERAL else self(v) for k, v in given.items()}
         return self.record(e.func, values)
 
