@@ -128,7 +128,7 @@ def annotated(source: str) -> str:
     """The program with one declaration a line, each saying how the fuzz harness draws it
     (``# draw: positive`` under log and sqrt, ``wc`` under inv and det), as the NumPy checks
     draw it."""
-    from matcalc.core.ir import class_counts, shape_str
+    from matcalc.core.ir import class_counts
     from matcalc.language.lowering import parse
     from matcalc.proofs.inputs import domains
 
@@ -141,7 +141,8 @@ def annotated(source: str) -> str:
         properties = " ".join(params(node)["properties"])
         kind = kinds.get(name)
         note = f"  # draw: {draw.get(kind, kind)}" if kind else ""
-        lines.append(f"{name}: {shape_str(node.shape)} {properties}".rstrip() + note)
+        dims = "[" + ", ".join(str(d) for d in node.shape) + "]"   # as source: h*k
+        lines.append(f"{name}: {dims} {properties}".rstrip() + note)
     body = [part for line in source.splitlines() for part in line.split(";")
             if part.strip() and not DECLARATION.match(part)]
     return "\n".join(lines + body)

@@ -77,6 +77,8 @@ CASES["einsum"] = MAT + "B: [n, m]; y: [m]\n" + (
     'sum(einsum("i,j->ij", c, y) * A) + sum(einsum("ij,ij,j->i", A, B, y) ** 2)')
 CASES["take"] = "E: [K, n]; y: [N] labels; W: [N, n]\n" + (
     "sum(sin(take(E, y, axis=0)) * W) + sum(take(E, y) ** 2)")
+CASES["reshape"] = MAT + "W: [m, n]\n" + (
+    "sum(sin(reshape(A, [m, n])) * W) + sum(reshape(x, [m, 1]) * reshape(A.T @ c, [1, m]))")
 CASES["eigvalsh"] = SQ + "S: [n, n] symmetric; x: [n]\n" + (
     "eigvalsh(S) @ x + eigvalsh(X @ X.T + C) @ eigvalsh(X + C)")
 CASES["pinv"] = "A: [n, m]; W: [m, n]; X: [n, n]\n" + (

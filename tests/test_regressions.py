@@ -108,8 +108,14 @@ CASES = [
     ("A: [m, n]\nB: [p, n]\nvstack([A, B])", ("B",), "B", LAYER),
     ("A: [m, n]\nB: [m, p]\nsum(sin(hstack([A, B])))", ("A", "B"), "A", SCALAR),
     ("A: [m, n]\nB: [p, n]\nsum(sin(vstack([A, B * B])))", ("A", "B"), "B", SCALAR),
-    # a column times a scalar in a Hessian's linear map
+    # columns in a Hessian's linear map: times a scalar, summed across (one class: the
+    # Hessian is 0, and was −1.49)
     ("A: [n, 1]\nx: [1]\nnorm(A - x)", ("x",), "x", SCALAR),
+    ("x: [1]\nB: [n, 1]\nY: [n, 1] onehot  # draw: onehot\nsoftmax_cross_entropy(x * B, Y)",
+     ("x",), "x", SCALAR),
+    ("x: [1]\nB: [n, 1]\nsum(logsumexp(x * B, axis=1, keepdims=True) * B)", ("x",), "x", SCALAR),
+    # a symmetric product of inverses stays one in generated code (cholesky needs it)
+    ("A: [n, n]  # draw: wc\ncholesky(inv(A) @ inv(A).T)", ("A",), "A", LAYER),
     # torch.kron needs contiguous operands
     ("A: [n, m]\nB: [n, m]\nsum(sin(kron(A.T, B)))", ("A", "B"), "A", SCALAR),
 ]

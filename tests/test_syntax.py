@@ -31,6 +31,8 @@ from matcalc.language.syntax import (
 )
 from matcalc.proofs.reference import reference_function
 
+DIMENSION = "dimension must be a name, a positive integer or a product of them (`h * k`), got "
+
 
 def N(name: str) -> Name:  # noqa: N802
     return Name(name)
@@ -217,10 +219,10 @@ def test_parse_expression_allows_only_one_expression() -> None:
         ("x: [n", "expected `]` to close the dimension list", 5),
         ("x: [n m]", "expected `]` to close the dimension list", 6),
         ("x: [n\ny: [m]", "expected `]` to close the dimension list", 3),
-        ("x: [n, 0]", "dimension must be a name or a positive integer, got `0`", 7),
-        ("x: [2.5]", "dimension must be a name or a positive integer, got `2.5`", 4),
-        ("x: [-1]", "dimension must be a name or a positive integer, got `-1`", 4),
-        ("x: [n,]", "dimension must be a name or a positive integer, got `]`", 6),
+        ("x: [n, 0]", DIMENSION + "`0`", 7),
+        ("x: [2.5]", DIMENSION + "`2.5`", 4),
+        ("x: [-1]", DIMENSION + "`-1`", 4),
+        ("x: [n,]", DIMENSION + "`]`", 6),
         ("x: n", "expected `[` after `:` in a declaration", 3),
         ("x: [n] = 3", "expected `;` or a new line after the declaration", 7),
         ("1e999999", "number too large", 0),

@@ -7,6 +7,8 @@ gate's harness); printed forms keep matrix notation with the stack's shape state
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from matcalc import MatcalcError, derive, parse
@@ -42,6 +44,17 @@ PROGRAMS = {
     "embedding": ("E: [V, d]\nP: [T, d]\ntokens: [B, T] labels\nW: [d, V]\ny: [B, T] labels\n"
                   "X = take(E, tokens, axis=0) + P\n"
                   "L = softmax_cross_entropy(tanh(X) @ W, y)", ("E", "P", "W")),
+    "multi-head attention": ((
+        "X: [B, T, h * k]\nbq: [h, 1, k]\nWq, Wk, Wv, Wo: [h * k, h * k]\n"
+        "Q = transpose(reshape(X @ Wq, [B, T, h, k]), [0, 2, 1, 3]) + bq\n"
+        "K = transpose(reshape(X @ Wk, [B, T, h, k]), [0, 2, 1, 3])\n"
+        "V = transpose(reshape(X @ Wv, [B, T, h, k]), [0, 2, 1, 3])\n"
+        "S = where(tril(ones(T, T)) > 0.5, Q @ K.mT / sqrt(k), -1e9)\n"
+        "O = reshape(transpose(softmax(S, axis=-1) @ V, [0, 2, 1, 3]), [B, T, h * k]) @ Wo\n"
+        "L = sum(O * O)"), ("Wq", "Wk", "Wv", "Wo", "X", "bq")),
+    "examples/attention.mc": (
+        (Path(__file__).parent.parent / "examples" / "attention.mc").read_text(),
+        ("Wq", "Wv", "bq", "X")),
     "reductions": ("X: [B, T, d]\ng: [d]\n"
                    "mu = mean(X, axis=-1, keepdims=True)\nXc = X - mu\n"
                    "v = mean(Xc * Xc, axis=-1, keepdims=True)\n"
@@ -111,6 +124,8 @@ def test_einsums_that_are_matrix_products_print_as_matrix_products() -> None:
     ('X: [B, n, m]\nsum(einsum("bij,bij->bq", X, X))', "must name each index of the inputs"),
     ('X: [B, n, m]\nsum(einsum("bij,bji->b", X, X))', "index j is m in one operand and n"),
     ('X: [B, n, m]\nsum(einsum("bij", X, X))', "subscripts for 1 operand(s), given 2"),
+    ("X: [B, n, m]\nsum(reshape(X, [B, n, n]))", "[B, n, m] has B·m·n entries, [B, n, n] has"),
+    ("X: [B, h * k]\nsum(reshape(X, [B, h, k]))", "the size h appears only in products"),
 ])
 def test_stack_mistakes_are_clear_errors(source: str, message: str) -> None:
     with pytest.raises(MatcalcError) as error:

@@ -394,6 +394,18 @@ def onehot_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     return args[0].shape + (attrs[0],)
 
 
+def reshape_shape(args: Sequence[Node], attrs: tuple) -> Shape:
+    """``x.reshape(shape)``: the same entries, so the sizes must multiply out alike."""
+    (shape,) = attrs
+    before = args[0].shape
+    if sympy.expand(size(before) - size(shape)) != 0:
+        raise ShapeError(f"reshape: {shape_str(before)} has {dim_str(size(before))} entries, "
+                         f"{shape_str(shape)} has {dim_str(size(shape))}; declare the sizes so "
+                         "that they multiply out (e.g. `X: [B, T, h * k]` to split the last "
+                         "axis into h × k)")
+    return tuple(shape)
+
+
 def take_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     """``take(E, y, axis=0)``: row y of E for each label: [*y.shape, *E.shape[1:]]."""
     table, labels = args

@@ -48,6 +48,7 @@ from matcalc.core.ir import (
     outer_shape,
     permute_shape,
     product_shape,
+    reshape_shape,
     rows_sum_to_one,
     same_pair_to_scalar,
     same_shape,
@@ -102,6 +103,7 @@ prod_others = call("prod_others")  # each entry: the product of the others along
 concat, part = call("concat"), call("slice")  # [A; B] and A[start:stop] along an axis
 permute = call("permute")                     # np.transpose(x, axes)
 take, scatter_rows = call("take"), call("scatter_rows")  # E[y] and its scatter-add adjoint
+reshape = call("reshape")
 block_sums, sum_of_blocks = call("block_sums"), call("sum_of_blocks")
 
 
@@ -590,6 +592,9 @@ define("softmax_cross_entropy", cross_entropy_shape, [cross_entropy_logits,
 define("onehot", onehot_shape, [
     lambda g, out, y, classes: zero_like(y.shape),      # integers: no gradient
 ], params=("classes",), **OWN_PRINTER)
+define("reshape", reshape_shape, [
+    lambda g, out, x, shape: reshape(g, shape=x.shape),    # the entries back in x's shape
+], params=("shape",), linear=True, numpy=METHOD, **OWN_PRINTER)
 define("take", take_shape, [
     lambda g, out, table, y: scatter_rows(g, y, rows=table.shape[0]),  # Ē: Ḡ's rows added
     lambda g, out, table, y: zero_like(y.shape),                       # at their labels

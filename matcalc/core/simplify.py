@@ -556,6 +556,10 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
         return mul(args[0].args[0], make("identity", (), (args[0].shape[0],)))
     if op == "permute":
         return permuted(args[0], tuple(attrs[0]))
+    if op == "reshape" and tuple(attrs[0]) == args[0].shape:
+        return args[0]
+    if op == "reshape" and args[0].op == "reshape":       # once, from the original
+        return apply("reshape", args[0].args[0], attrs=attrs)
     if op == "slice":
         cut = sliced(args[0], *attrs)
         if cut is not None:

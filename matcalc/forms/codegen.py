@@ -34,6 +34,7 @@ from matcalc.core.ir import (
     const,
     const_value,
     is_labels,
+    is_symmetric,
     make,
     params,
     postorder,
@@ -547,7 +548,10 @@ def lower(node: Node, memo: dict[Node, Node]) -> Node:
 
 def by_solving(product: Node) -> Node:
     """A product with an inverse as a solve, so that no inverse is formed for it:
-    M⁻¹ B = solve(M, B), B M⁻¹ = solve(Mᵀ, Bᵀ)ᵀ (M⁻ᵀ counts as (Mᵀ)⁻¹)."""
+    M⁻¹ B = solve(M, B), B M⁻¹ = solve(Mᵀ, Bᵀ)ᵀ (M⁻ᵀ counts as (Mᵀ)⁻¹). A symmetric product
+    (M⁻¹ M⁻ᵀ) stays one: what it feeds (cholesky) needs to know it is symmetric."""
+    if is_symmetric(product):
+        return product
     a, b = product.args
     for side, s in ((a, 0), (b, 1)):          # (M⁻¹ + N) B = M⁻¹ B + N B: each term solved
         if side.op == "add" and all(t.shape == side.shape for t in side.args) and any(
@@ -779,13 +783,26 @@ class Emitter:
         """The local name of a size, read off the first input that has it (``N, _ = X.shape``)."""
         if symbol not in self.dims:
             v = next((v for v in self.inputs if symbol in v.shape), None)
-            if v is None:
-                raise ValueError(f"no input has the size {symbol}")
-            source = self.names[v]
-            self.block.statements.append(Statement(str(symbol), Code(
-                f"{source}.shape[{v.shape.index(symbol)}]", ATOM, FLOAT, frozenset({source}))))
+            if v is not None:
+                source = self.names[v]
+                code = Code(f"{source}.shape[{v.shape.index(symbol)}]", ATOM, FLOAT,
+                            frozenset({source}))
+            else:
+                code = self.dim_from_product(symbol)
+            self.block.statements.append(Statement(str(symbol), code))
             self.dims[symbol] = str(symbol)
         return self.dims[symbol]
+
+    def dim_from_product(self, symbol: sympy.Expr) -> Code:
+        """A size known only within a product, ``k = X.shape[2] // h`` for X: [B, T, h·k]."""
+        for v in self.inputs:
+            for axis, d in enumerate(v.shape):
+                if d.is_Mul and symbol in d.args:
+                    source = self.names[v]
+                    rest = self.constant(d / symbol)
+                    return Code(f"{source}.shape[{axis}] // {self.paren(rest, POW).text}",
+                                MUL, FLOAT, rest.reads | {source})
+        raise ValueError(f"no input has the size {symbol}")
 
     # -- expressions -----------------------------------------------------------------------
 
@@ -942,6 +959,11 @@ class Emitter:
         text = (f'{self.xp()}.einsum("{node.attrs.spec}", '
                 f"{', '.join(o.text for o in operands)}{optimize})")
         return Code(text, ATOM, FLOAT, frozenset().union(*(o.reads for o in operands)))
+
+    def e_reshape(self, node: Node) -> Code:
+        """``x.reshape((B, T, h, k))``."""
+        x, shape = self.arg(node.args[0], ATOM), self.shape_code(node.shape)
+        return Code(f"{x.text}.reshape({shape.text})", ATOM, FLOAT, x.reads | shape.reads)
 
     def e_scatter_rows(self, node: Node) -> Code:
         """``_scatter_rows(g, labels, rows)``: each row of g added at its label."""

@@ -224,6 +224,8 @@ class KroneckerReader(LinearReader):
         """An einsum that is no matrix product has no Kronecker form here (yet)."""
         raise NotDerived(EINSUM)
 
+    r_reshape = r_einsum
+
     def r_expand(self, e: Node) -> Node:
         return self(e.args[0])
 

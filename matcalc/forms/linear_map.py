@@ -33,8 +33,9 @@ HIGHER_ORDER = (
 )
 
 
-EINSUM = ("a Jacobian or Hessian through an einsum that is not a matrix product has no matrix "
-          "or Kronecker form in matcalc yet; take a Hessian-vector product (--hvp V) instead")
+EINSUM = ("a Jacobian or Hessian through an einsum that is not a matrix product (or a reshape) "
+          "has no matrix or Kronecker form in matcalc yet; take a Hessian-vector product "
+          "(--hvp V) instead")
 
 
 class LinearReader:
@@ -108,12 +109,11 @@ class LinearMatrix(LinearReader):
             inner = self.to_rank(inner, factor, e)
         if c.rank == 0:
             return self.to_rank(mul(c, inner), factor, e)
+        if is_column(e):                               # a column: its entries, as a vector's
+            return scale_rows(reduce_sum(broadcast_to(c, e.shape), 1),
+                              self.to_rank(inner, factor, e))
         if factor.rank == 1:                           # c ⊙ (M u) = diag(c) M u
             return scale_rows(broadcast_to(c, e.shape), inner)
-        if is_column(factor) and is_column(e):
-            return scale_rows(reduce_sum(broadcast_to(c, e.shape), 1), inner)
-        if is_column(e):                               # a column c (wᵀ u): its entries
-            c = reduce_sum(broadcast_to(c, e.shape), 1)
         return apply("outer", c, inner)              # c (wᵀ u) = (c wᵀ) u
 
     def r_matmul(self, e: Node) -> Node:
@@ -139,7 +139,7 @@ class LinearMatrix(LinearReader):
     def r_sum(self, e: Node) -> Node:
         (x,) = e.args
         inner = self(x)
-        if x.rank == 0 or is_column(x) and e.attrs.axis == 1 and e.rank == 1:
+        if x.rank == 0 or is_column(x) and e.attrs.axis == 1:
             return inner                                # a column summed across: itself
         total = reduce_sum(inner, 0)                 # 𝟙ᵀ (M u) = (Mᵀ 𝟙)ᵀ u
         return new_axis(total, 0) if e.rank else total
@@ -187,6 +187,8 @@ class LinearMatrix(LinearReader):
     def r_einsum(self, e: Node) -> Node:
         """An einsum that is no matrix product has no matrix form here (yet)."""
         raise NotDerived(EINSUM)
+
+    r_reshape = r_einsum
 
     def r_concat(self, e: Node) -> Node:
         """[a; b] = [Mₐ; M_b] u: the blocks' matrices stacked."""

@@ -418,6 +418,11 @@ class Printer:
         rows, cols = (self.n.scalar(d) for d in node.attrs)
         return self.n.commutation.format(rows, cols), ATOM
 
+    def p_reshape(self, node: Node) -> tuple[str, int]:
+        """``reshape(X, [B, T, h, k])``."""
+        shape = "[" + ", ".join(self.n.scalar(d) for d in node.attrs.shape) + "]"
+        return self.call("reshape", self(node.args[0]), shape)
+
     def p_take(self, node: Node) -> tuple[str, int]:
         """``E[y]``: the rows of E at the labels y."""
         table, labels = node.args

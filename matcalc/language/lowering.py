@@ -72,6 +72,8 @@ class Signature:
     """Parameters that take a list of arrays, ``[A, B]`` (``concatenate``)."""
     axis_lists: tuple[str, ...] = ()
     """Parameters that take a list of axes, ``[0, 2, 1]`` (``transpose``), or None."""
+    size_lists: tuple[str, ...] = ()
+    """Parameters that take a list of sizes, ``[B, T, h, k]`` (``reshape``)."""
     strings: tuple[str, ...] = ()
     """Parameters that take a quoted text (``einsum``'s subscripts)."""
     variadic: bool = False
@@ -384,6 +386,8 @@ FUNCTIONS: dict[str, Signature] = {
     "einsum": Signature(("subscripts", "operands"), lambda spec, operands: einsum(
         einsum_spec(spec[0], [x.rank for x in operands]), *operands), strings=("subscripts",),
         arrays=("operands",), variadic=True),
+    "reshape": Signature(("x", "shape"), lambda x, shape: apply("reshape", x, attrs=(shape,)),
+                         size_lists=("shape",)),
     "take": Signature(("x", "indices", "axis"), lambda x, y, axis: apply("take", x, y),
                       (("axis", 0),), options=(("axis", (0,)),)),
     "concatenate": Signature(("arrays", "axis"), concatenate, (("axis", 0),), AXIS,
@@ -552,7 +556,10 @@ class Lowering:
             raise self.error("one-hot or probability targets are rows: declare a vector `[C]` or "
                              "a matrix `[N, C]`", decl.pos)
 
-    def dimension(self, value: str | int, offset: int) -> Dim:
+    def dimension(self, value: str | int | tuple[str | int, ...], offset: int) -> Dim:
+        """A declared size: a name, a positive integer, or a product of them (``h * k``)."""
+        if isinstance(value, tuple):
+            return sympy.Mul(*(self.dimension(factor, offset) for factor in value))
         if isinstance(value, int):
             return dim(value)
         if value in self.program.variables or value in self.program.intermediates:
@@ -675,6 +682,8 @@ class Lowering:
                 values[name] = self.size(value, e.func, name)
             elif name in signature.arrays:
                 values[name] = self.arrays(value, e.func, name)
+            elif name in signature.size_lists:
+                values[name] = self.size_list(value, e.func, name)
             elif name in signature.strings:
                 values[name] = self.string(value, e.func, name)
             elif name in signature.axis_lists:
@@ -745,6 +754,22 @@ class Lowering:
                              f"`{func}([A, B])`", e.pos)
         return [self.expr(item) for item in e.items]
 
+    def size_list(self, e: syntax.Expr, func: str, param: str) -> tuple[Dim, ...]:
+        """A list of sizes: names, positive integers and their products (``h * k``)."""
+        if not isinstance(e, syntax.List):
+            raise self.error(f"{func}: `{param}` is a list of sizes in brackets, as in "
+                             f"`{func}(x, [B, T, h, k])`", e.pos)
+        return tuple(self.size_product(item, func, param) for item in e.items)
+
+    def size_product(self, e: syntax.Expr, func: str, param: str) -> Dim:
+        if isinstance(e, syntax.BinOp) and e.op == "*":
+            return (self.size_product(e.left, func, param)
+                    * self.size_product(e.right, func, param))
+        found = self.size(e, func, param)
+        if found is None:
+            raise self.error(f"{func}: a size cannot be None", e.pos)
+        return found
+
     def string(self, e: syntax.Expr, func: str, param: str) -> tuple[str, int]:
         """A quoted text and where it starts."""
         if not isinstance(e, syntax.String):
@@ -796,4 +821,27 @@ def parse(source: str, declarations: Sequence[str] = ()) -> Program:
             "the program has no expression to differentiate; end it with an expression "
             "such as `x @ A @ x` or an assignment such as `L = mse(pred, y)`"
         )
+    check_sizes_readable(program)
     return program
+
+
+def check_sizes_readable(program: Program) -> None:
+    """Every size can be read off the variables' shapes: alone on an axis, or the one unknown
+    factor of a product (``k`` from [B, T, h·k] once h is known); else a MatcalcError."""
+    shapes = [d for node in program.variables.values() for d in node.shape]
+    known = {d for d in shapes if d.is_Symbol}
+    products = [d for d in shapes if d.is_Mul]
+    changed = True
+    while changed:
+        changed = False
+        for d in products:
+            unknown = d.free_symbols - known
+            if len(unknown) == 1 and unknown <= set(d.args):
+                known |= unknown
+                changed = True
+    hidden = sorted(map(str, set(program.dims.values()) - known))
+    if hidden:
+        raise MatcalcError(
+            f"the size {hidden[0]} appears only in products of sizes, so no array's shape "
+            f"gives it; declare some variable with an axis of size {hidden[0]} alone (such as "
+            f"a per-head bias `b: [{hidden[0]}, 1, k]`)")

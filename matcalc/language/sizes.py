@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
+
+import sympy
 
 from matcalc.core.ir import Dim, Node, postorder, shape_str
 from matcalc.errors import MatcalcError
@@ -43,6 +45,27 @@ def size_of(dim: Dim, sizes: Mapping[str, int]) -> int:
     if str(dim) in sizes:
         return int(sizes[str(dim)])
     return int(dim.subs({s: sizes[str(s)] for s in dim.free_symbols}))
+
+
+def sizes_of_arrays(program: Program, shapes: Mapping[str, Sequence[int]]) -> dict[str, int]:
+    """Each dimension's size read off the shapes of arrays given for the variables; a size
+    known only in a product (``[B, h * k]``) solved from the others'."""
+    found: dict[str, int] = {}
+    products: list[tuple[Dim, int]] = []
+    for name, node in program.variables.items():
+        for d, n in zip(node.shape, shapes.get(name, ()), strict=False):
+            if d.is_Symbol:
+                found[str(d)] = int(n)
+            elif not d.is_Integer:
+                products.append((d, int(n)))
+    for d, n in products:
+        unknown = [s for s in d.free_symbols if str(s) not in found]
+        if len(unknown) == 1:
+            rest = d.subs({s: found[str(s)] for s in d.free_symbols if str(s) in found})
+            solved = sympy.solve(sympy.Eq(rest, n), unknown[0])
+            if solved and solved[0].is_Integer:
+                found[str(unknown[0])] = int(solved[0])
+    return found
 
 
 def concrete_shape(shape: Iterable[Dim], sizes: Mapping[str, int]) -> tuple[int, ...]:

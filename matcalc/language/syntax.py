@@ -554,25 +554,17 @@ class _Parser:
                 "Declare shapes like `x: [n]` or `A: [n, m]`, and scalars like `c: []`.",
             )
         self.i += 1
-        dims: list[tuple[str | int, int]] = []
+        dims: list[tuple[str | int | tuple[str | int, ...], int]] = []
         if self.peek().kind == "]":
             self.i += 1
             return Decl(tuple(names), (), names[0][1], self.properties())
         while True:
-            tok = self.peek()
-            if tok.kind == "name":
-                self.check_name(tok)
-                dims.append((tok.text, tok.pos))
-            elif tok.kind == "number" and tok.text.isdigit() and tok.value:
-                dims.append((int(tok.text), tok.pos))
-            else:
-                got = _describe(tok)
-                if tok.kind in ("+", "-") and self.tokens[self.i + 1].kind == "number":
-                    got = f"`{tok.text}{_short(self.tokens[self.i + 1].text)}`"
-                raise self.error(
-                    f"dimension must be a name or a positive integer, got {got}", tok.pos
-                )
-            self.i += 1
+            start = self.peek().pos
+            factors = [self.dimension_factor()]
+            while self.peek().kind == "*":              # a product of sizes: [B, T, h * k]
+                self.i += 1
+                factors.append(self.dimension_factor())
+            dims.append((factors[0] if len(factors) == 1 else tuple(factors), start))
             tok = self.peek()
             if tok.kind == "]":
                 self.i += 1
@@ -584,6 +576,21 @@ class _Parser:
                     opener.pos if later else tok.pos,
                 )
             self.i += 1
+
+    def dimension_factor(self) -> str | int:
+        """A size's name or a positive integer."""
+        tok = self.peek()
+        if tok.kind == "name":
+            self.check_name(tok)
+        elif not (tok.kind == "number" and tok.text.isdigit() and tok.value):
+            got = _describe(tok)
+            if tok.kind in ("+", "-") and self.tokens[self.i + 1].kind == "number":
+                got = f"`{tok.text}{_short(self.tokens[self.i + 1].text)}`"
+            raise self.error(
+                f"dimension must be a name, a positive integer or a product of them "
+                f"(`h * k`), got {got}", tok.pos)
+        self.i += 1
+        return tok.text if tok.kind == "name" else int(tok.text)
 
     def properties(self) -> tuple[str, ...]:
         """Property words after a declaration's shape (``symmetric``)."""

@@ -316,7 +316,7 @@ edges of its domain) and bounds on its result's magnitude and, where known, on h
 STRUCTURE = ("@", "@", "@", "T", "sum", "mean", "softmax", "log_softmax", "logsumexp", "trace",
              "det", "logdet", "inv", "matrix_power", "diag", "outer", "norm", "max", "min",
              "maximum", "solve", "construct", "var", "tril", "cholesky", "where", "eigvalsh",
-             "pinv", "prod", "concat", "kron", "einsum")
+             "pinv", "prod", "concat", "kron", "einsum", "reshape")
 SPECIAL = ("pow", "pow_pow", "pow_var", "scale", "by_dim", "square_plus_one")
 OPERATIONS = UNARY + ELEMENTWISE_BINARY * 2 + STRUCTURE + SPECIAL
 
@@ -827,6 +827,17 @@ class Builder:
         operands = (flipped, right) if axis == 0 else (left, flipped)
         shape = (a.shape[1], a.shape[1]) if axis == 0 else (a.shape[0], a.shape[0])
         return binary("@", *operands, shape, 2 * left.mag * right.mag * SIZE_BOUND)
+
+    def op_reshape(self) -> Expr | None:
+        """A matrix reshaped to its transpose's shape (not its transpose), a vector to a row
+        or a column."""
+        a = self.first(lambda e: len(e.shape) >= 1)
+        if a is None:
+            return None
+        shape = a.shape[::-1] if len(a.shape) == 2 else self.rng.choice(
+            [(ONE, a.shape[0]), (a.shape[0], ONE)])
+        return call("reshape", a, params=(("", "[" + ", ".join(shape) + "]"),), shape=shape,
+                    mag=a.mag, low=a.low)
 
     def op_einsum(self) -> Expr | None:
         """An einsum of two operands: an outer product, rows' or columns' inner products, a

@@ -9,12 +9,13 @@ simplifier bug that changed the function itself shows up as a failed check.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import numpy as np
 
 from matcalc.language import syntax
 from matcalc.language.lowering import Program
+from matcalc.language.sizes import sizes_of_arrays
 
 
 def _softmax(x: np.ndarray, axis: int | None = -1) -> np.ndarray:
@@ -71,6 +72,7 @@ NUMPY: dict[str, Callable] = {
     "concatenate": lambda arrays, axis=0: np.concatenate(arrays, axis=int(axis)),
     "vstack": np.vstack, "hstack": np.hstack, "kron": np.kron,
     "einsum": lambda subscripts, *operands: np.einsum(subscripts, *operands),
+    "reshape": lambda x, shape: np.reshape(x, [int(d) for d in shape]),
     "take": lambda x, indices, axis=0: np.take(x, np.asarray(indices, dtype=int), axis=int(axis)),
     "swapaxes": lambda x, axis1, axis2: np.swapaxes(x, int(axis1), int(axis2)),
     "transpose": lambda x, axes=None: np.transpose(x, None if axes is None else
@@ -167,24 +169,14 @@ class Evaluator:
         return NUMPY[e.func](*args, **kwargs)
 
 
-def sizes_from(program: Program, arrays: Mapping[str, np.ndarray]) -> dict[str, int]:
-    """Each symbolic dimension's size, read off the arrays."""
-    sizes: dict[str, int] = {}
-    for name, node in program.variables.items():
-        if name in arrays:
-            for d, n in zip(node.shape, np.shape(arrays[name]), strict=False):
-                if not d.is_Integer:
-                    sizes[str(d)] = n
-    return sizes
-
-
 def reference_function(program: Program) -> Callable[..., np.ndarray]:
     """``(**arrays) -> value`` computed from ``program.source`` by NumPy alone."""
     statements = [s for s in syntax.parse_program(program.source).statements
                   if not isinstance(s, syntax.Decl)]
 
     def value(**arrays: np.ndarray):
-        env: dict[str, object] = {**sizes_from(program, arrays), **arrays}
+        shapes = {name: np.shape(a) for name, a in arrays.items()}
+        env: dict[str, object] = {**sizes_of_arrays(program, shapes), **arrays}
         evaluate = Evaluator(env)
         result = None
         for statement in statements:

@@ -207,6 +207,10 @@ class Expander:
                                 lambda i: x[(*i[:-2], i[-1], i[-2])])
         return Tensor.build(x.shape[::-1], lambda i: x[i[::-1]])
 
+    def op_reshape(self, node: Node, x: Tensor) -> Tensor:
+        """The same entries in row-major order, in the new shape."""
+        return Tensor(self.shape(node.shape), x.flat)
+
     def op_take(self, node: Node, *args: Tensor) -> Tensor:
         raise MatcalcError("the exact check does not expand integer class labels")
 

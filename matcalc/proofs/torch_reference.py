@@ -18,6 +18,7 @@ import torch
 
 from matcalc.language import syntax
 from matcalc.language.lowering import Program
+from matcalc.language.sizes import sizes_of_arrays
 
 Tensor = torch.Tensor
 DTYPE = torch.float64
@@ -145,6 +146,7 @@ FUNCTIONS: dict[str, Callable[..., Tensor]] = {
     "swapaxes": lambda x, axis1, axis2: torch.swapaxes(x, axis1, axis2),
     "einsum": lambda subscripts, operands: torch.einsum(subscripts, *operands),
     "take": lambda x, indices, axis=0: x[indices.long()],
+    "reshape": lambda x, shape: x.reshape(tuple(int(d) for d in shape)),
     "transpose": lambda x, axes=None: x.permute(
         tuple(range(x.dim()))[::-1] if axes is None else tuple(axes)),
     "hstack": lambda arrays: torch.hstack([torch.atleast_1d(a) for a in arrays]),
@@ -176,7 +178,8 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "prod": ("x", "axis", "keepdims"), "concatenate": ("arrays", "axis"),
     "vstack": ("arrays",), "hstack": ("arrays",), "kron": ("a", "b"),
     "swapaxes": ("x", "axis1", "axis2"), "transpose": ("x", "axes"),
-    "einsum": ("subscripts", "operands"), "take": ("x", "indices", "axis"), "maximum": ("a", "b"),
+    "einsum": ("subscripts", "operands"), "take": ("x", "indices", "axis"),
+    "reshape": ("x", "shape"), "maximum": ("a", "b"),
     "minimum": ("a", "b"), "clip": ("x", "lo", "hi"), "solve": ("A", "B"),
     "var": ("x", "axis", "ddof", "keepdims"), "std": ("x", "axis", "ddof", "keepdims"),
     "where": ("condition", "x", "y"), "norm": ("x", "ord", "axis", "keepdims"),
@@ -321,17 +324,6 @@ def runner_up_gap(x: Tensor, axis: int | None) -> Tensor:
                       ordered[..., -1:] - ordered[..., -2:-1]], dim=-1)
 
 
-def sizes_from(program: Program, tensors: Mapping[str, Tensor]) -> dict[str, int]:
-    """Each symbolic dimension's size, read off the tensors."""
-    sizes: dict[str, int] = {}
-    for name, node in program.variables.items():
-        if name in tensors:
-            for d, n in zip(node.shape, tensors[name].shape, strict=False):
-                if not d.is_Integer:
-                    sizes[str(d)] = int(n)
-    return sizes
-
-
 def as_tensor(value: object) -> Tensor:
     """Arrays and numbers as tensors: floats in float64, integer labels as int64."""
     if isinstance(value, Tensor):
@@ -356,7 +348,8 @@ def torch_trace(program: Program) -> Callable[..., Trace]:
         tensors = {name: as_tensor(value) for name, value in inputs.items()}
         trace = Trace(scalar(0.0))
         env = dict(tensors)
-        evaluate = Evaluator(env, sizes_from(program, tensors), trace)
+        shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+        evaluate = Evaluator(env, sizes_of_arrays(program, shapes), trace)
         for statement in statements:
             trace.value = evaluate(statement.expr)
             if isinstance(statement, syntax.Assign):
