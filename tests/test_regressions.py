@@ -214,6 +214,25 @@ def test_gradients_that_are_slices_of_an_input_are_copies() -> None:
     np.testing.assert_array_equal(grads["B"], c[2:3])
 
 
+def test_the_branch_where_does_not_take_never_reaches_the_value() -> None:
+    """where(x > 0, log(x), −x) at x < 0 is finite, as np.where gives (it was NaN: the value
+    was computed as mask ⊙ log(x) + (1 − mask) ⊙ (−x))."""
+    for target in ("numpy", "torch"):
+        module = matcalc.lambdify("x: [n]; sum(where(x > 0, log(x), -x))", ["x"], target=target)
+        x = np.array([2.0, -1.0, 3.0])
+        with np.errstate(invalid="ignore"):               # log(−1), not taken, as in NumPy
+            value = module.value(x=x) if target == "numpy" else module.apply(torch.tensor(x))
+        assert np.isclose(float(value), np.log(2) + 1 + np.log(3))
+
+
+def test_stacks_join_as_numpy_joins_them() -> None:
+    """hstack of stacks joins along axis 1, vstack along axis 0 (they made [2b, n, m] and
+    [2, b, n, m])."""
+    program = matcalc.parse("A: [b, n, m]\nH = hstack([A, A])\nV = vstack([A, A])\nsum(H)")
+    assert str(program.intermediates["H"].shape) == "(b, 2*n, m)"
+    assert str(program.intermediates["V"].shape) == "(2*b, n, m)"
+
+
 def test_integer_inputs_are_refused_not_truncated() -> None:
     module = matcalc.lambdify("x: [n]; w: [n]; f = sum(x * x) + sum(w) / 2", ["w"])
     with pytest.raises(ValueError, match="x: expected floating-point numbers"):

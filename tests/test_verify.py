@@ -235,6 +235,7 @@ OPS: dict[str, ir.Node] = {
     "permute": op("permute", A, attrs=((1, 0),)),
     "einsum": op("einsum", A, B, u, attrs=("ij,ij,j->i",)),
     "reshape": op("reshape", A, attrs=((m, n),)),
+    "where": op("where", op("step", A), P, B),
     "permute-3": op("permute", op("mul", op("expand", A, attrs=(0,)), A), attrs=((2, 0, 1),)),
     "transpose-stack": op("transpose", op("mul", op("expand", A, attrs=(0,)), A)),
     "matmul-stack": op("matmul", op("mul", op("expand", S, attrs=(0,)), S), A),

@@ -358,6 +358,17 @@ def first_order_only(what: str) -> Rule:
     return refuse
 
 
+def complement(mask: Node) -> Node:
+    """1 − mask, without a double negation: 1 − (1 − m) is m."""
+    if mask.op == "add" and len(mask.args) == 2 and mask.args[0].op == "const" and (
+            mask.args[0].attrs.value == 1):
+        negated = mask.args[1]
+        if negated.op == "mul" and len(negated.args) == 2 and negated.args[0].op == "const" \
+                and negated.args[0].attrs.value == -1:
+            return negated.args[1]
+    return 1 - mask
+
+
 def clip_inside(x: Node, lo: Node, hi: Node) -> Node:
     """1[lo < x < hi]: where clip(x, lo, hi) = min(max(x, lo), hi) is x."""
     return step(x - lo) * step(hi - x)
@@ -467,6 +478,12 @@ define("clip", broadcast_shape, [
 ], elementwise=True, symmetric=True, kink="bounds", tensor_args=True,
        scalar=lambda x, lo, hi: sympy.Min(sympy.Max(x, lo), hi),
        numpy="{xp}.clip({0}, {1}, {2})", torch="{xp}.clamp({0}, {1}, {2})")
+define("where", broadcast_shape, [
+    lambda g, out, c, a, b: zero_like(c.shape),         # a 0/1 mask: no gradient
+    lambda g, out, c, a, b: g * c,                      # ā = Ḡ where the condition holds
+    lambda g, out, c, a, b: g * complement(c),          # b̄ = Ḡ elsewhere
+], elementwise=True, symmetric=True, tensor_args=True,
+       scalar=lambda c, a, b: sympy.Piecewise((a, c > 0), (b, True)), numpy=METHOD)
 define("leaky_relu", broadcast_shape, [
     lambda g, out, x, a: g * (a + (1 - a) * step(x)),  # slope 1 above 0, a below
     lambda g, out, x, a: g * (x - relu(x)),             # ā = Ḡ ⊙ min(x, 0)

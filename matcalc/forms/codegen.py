@@ -952,6 +952,14 @@ class Emitter:
                f"{self.dialect.axis}={node.attrs.axis})"
         return Code(text, ATOM, FLOAT, frozenset().union(*(b.reads for b in blocks)))
 
+    def e_where(self, node: Node) -> Code:
+        """``np.where(mask, a, b)``: the branch not taken never reaches the value."""
+        condition = self.arg(node.args[0], ADD, masks=True)
+        test = condition.text if condition.kind == BOOL else f"{self.paren(condition, ADD)} > 0"
+        a, b = (self.arg(x, ADD) for x in node.args[1:])
+        return Code(f"{self.xp()}.where({test}, {a.text}, {b.text})", ATOM, FLOAT,
+                    condition.reads | a.reads | b.reads)
+
     def e_einsum(self, node: Node) -> Code:
         """``np.einsum("ij,jk->ik", A, B, optimize=True)``, ``torch.einsum(…)``."""
         operands = [self.arg(x, ADD) for x in node.args]

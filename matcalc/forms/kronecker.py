@@ -208,6 +208,18 @@ class KroneckerReader(LinearReader):
         right_t = kron(ones_row(n), identity(q))
         return matmul(kron(right_t, left), self(e.args[0]))
 
+    def r_where(self, e: Node) -> Node:
+        """vec(where(c, a, b)) = diag(vec(c)) vec(a) + diag(vec(1 − c)) vec(b)."""
+        c, a, b = e.args
+        return add(*(self.masked(weight, branch, e) for branch, weight in ((a, c), (b, 1 - c))
+                     if branch in self.dependent))
+
+    def masked(self, weight: Node, branch: Node, e: Node) -> Node:
+        inner = self.widened(branch, e)
+        if not e.shape:
+            return mul(weight, inner)
+        return matmul(apply("diag", apply("vec", broadcast_to(weight, e.shape))), inner)
+
     def r_take(self, e: Node) -> Node:
         """E[y] = S E with S = onehot(y) the rows of I at the labels: vec = (I ⊗ S) vec(E)."""
         table, labels = e.args

@@ -174,6 +174,19 @@ class LinearMatrix(LinearReader):
         m, _, p, _ = e.attrs
         return matmul(apply("kron", ones_row(m), identity(p)), self(e.args[0]))
 
+    def r_where(self, e: Node) -> Node:
+        """where(c, a, b) = c ⊙ a + (1 − c) ⊙ b for a 0/1 mask c: each branch's rows scaled."""
+        c, a, b = e.args
+        return add(*(self.masked(weight, branch, e) for branch, weight in ((a, c), (b, 1 - c))
+                     if branch in self.dependent))
+
+    def masked(self, weight: Node, branch: Node, e: Node) -> Node:
+        inner = self.to_rank(self(branch), branch, e)
+        if not e.shape:
+            return mul(weight, inner)
+        rows = broadcast_to(weight, e.shape)
+        return scale_rows(reduce_sum(rows, 1) if is_column(e) else rows, inner)
+
     def r_take(self, e: Node) -> Node:
         """E[y] = S E for a vector E, S = onehot(y)."""
         table, labels = e.args

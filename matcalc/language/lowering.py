@@ -138,13 +138,13 @@ def vstack(blocks: Sequence[Node]) -> Node:
     if len(lengths) > 1:
         raise ShapeError("vstack stacks vectors as rows, so they need one length; got "
                          + " and ".join(shape_str(s) for s in sorted(lengths, key=str)))
-    return concatenate([b if b.rank == 2 else new_axis(as_vector(b), 0) for b in blocks], 0)
+    return concatenate([b if b.rank >= 2 else new_axis(as_vector(b), 0) for b in blocks], 0)
 
 
 def hstack(blocks: Sequence[Node]) -> Node:
-    """``np.hstack``: matrices side by side, vectors (and scalars) end to end."""
+    """``np.hstack``: matrices (and stacks) side by side, vectors (and scalars) end to end."""
     blocks = [as_vector(b) for b in blocks]
-    return concatenate(blocks, 1 if blocks[0].rank == 2 else 0)
+    return concatenate(blocks, 1 if blocks[0].rank >= 2 else 0)
 
 
 def as_vector(x: Node) -> Node:
@@ -154,6 +154,9 @@ def as_vector(x: Node) -> Node:
 
 def kronecker(a: Node, b: Node) -> Node:
     """``np.kron(a, b)``: a vector beside a matrix is a row, two vectors give a vector."""
+    if a.rank > 2 or b.rank > 2:
+        raise ShapeError("kron takes vectors and matrices; for stacks write the product with "
+                         "einsum, e.g. einsum(\"bij,bkl->bikjl\", A, B) then reshape")
     if not a.shape or not b.shape:
         return a * b
     if a.rank == b.rank == 1:
@@ -349,20 +352,13 @@ def is_mask(node: Node) -> bool:
 
 
 def where(cond: Node, a: Node, b: Node) -> Node:
-    """``where(cond, a, b)`` = cond ⊙ a + (1 − cond) ⊙ b for a 0/1 mask made by comparisons."""
+    """``where(cond, a, b)`` for a 0/1 mask made by comparisons: a where it holds, b elsewhere
+    (b's value, not cond ⊙ a + (1 − cond) ⊙ b, so that a NaN of the branch not taken stays
+    out, as in NumPy)."""
     if not is_mask(cond):
         raise ShapeError("where needs a condition made by comparisons, such as `x > 0` or "
                          "`(x > 0) * (y < 1)`: a 0/1 mask")
-    return cond * lift(a) + complement(cond) * lift(b)
-
-
-def complement(mask: Node) -> Node:
-    """1 − mask, without a double negation: 1 − (1 − m) is m."""
-    if mask.op == "add" and len(mask.args) == 2 and const_value(mask.args[0]) == 1:
-        negated = mask.args[1]
-        if negated.op == "mul" and len(negated.args) == 2 and const_value(negated.args[0]) == -1:
-            return negated.args[1]
-    return 1 - mask
+    return apply("where", cond, lift(a), lift(b))
 
 
 FUNCTIONS: dict[str, Signature] = {
