@@ -240,7 +240,7 @@ def test_parse_expression_allows_only_one_expression() -> None:
         ("x[0]", "subscripts like `x[0]` are not part of the matcalc language", 1),
         ("y = A.T[1]", "subscripts", 7),
         ("[1, 2]", "lists are not part of the matcalc language", 0),
-        ("'a.b'", "strings in matcalc are only option words", 0),
+        ("'a;b'", "strings in matcalc are only option words", 0),
         ('x + "a/b"', "strings in matcalc are only option words", 4),
         ("{}", "braces (`{`) are not part of the matcalc language", 0),
         ("x = {1: 2}", "braces", 4),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from matcalc import MatcalcError, derive, parse
+from matcalc import MatcalcError, derive, lambdify, parse
 from matcalc.proofs.verify import verify
 
 ATTENTION = """X: [B, T, d]
@@ -103,6 +103,13 @@ def test_an_embedding_lookup_sends_its_gradient_back_by_scatter_add() -> None:
     assert "np.add.at(" in code and "np.eye" not in code
 
 
+def test_a_size_only_in_products_derives_but_cannot_be_generated() -> None:
+    source = "X: [B, h * k]\nsum(reshape(X, [B, h, k]) ** 2)"
+    assert printed(source, "X") == "2 X"
+    with pytest.raises(MatcalcError, match="the size [hk] appears only in products"):
+        lambdify(source, ["X"])
+
+
 def test_einsums_that_are_matrix_products_print_as_matrix_products() -> None:
     source = "A: [n, m]; B: [m, p]; x: [n]\n"
     assert printed(source + 'sum(einsum("ij,jk->ik", A, B) ** 2)', "A") == "2 A B Bᵀ"
@@ -125,7 +132,6 @@ def test_einsums_that_are_matrix_products_print_as_matrix_products() -> None:
     ('X: [B, n, m]\nsum(einsum("bij,bji->b", X, X))', "index j is m in one operand and n"),
     ('X: [B, n, m]\nsum(einsum("bij", X, X))', "subscripts for 1 operand(s), given 2"),
     ("X: [B, n, m]\nsum(reshape(X, [B, n, n]))", "[B, n, m] has B·m·n entries, [B, n, n] has"),
-    ("X: [B, h * k]\nsum(reshape(X, [B, h, k]))", "the size h appears only in products"),
 ])
 def test_stack_mistakes_are_clear_errors(source: str, message: str) -> None:
     with pytest.raises(MatcalcError) as error:

@@ -396,6 +396,9 @@ def transposed(x: Node) -> Node:
     if x.op == "transpose":
         return x.args[0]
     if x.rank > 2:                                      # each matrix of a stack
+        flipped = x.shape[:-2] + (x.shape[-1], x.shape[-2])
+        if x.op == "zeros" or x.op == "broadcast" and not x.args[0].shape:
+            return zeros(flipped) if x.op == "zeros" else broadcast_to(x.args[0], flipped)
         scalars, rest = split_scalars(x)
         if scalars and rest.shape == x.shape:
             return mul(*scalars, transpose(rest))

@@ -41,6 +41,7 @@ from matcalc.core.ir import (
     size,
 )
 from matcalc.core.simplify import add, broadcast_to, matmul, raw_power, transpose
+from matcalc.errors import MatcalcError
 from matcalc.forms.printing import TEXT, Printer
 
 ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
@@ -600,6 +601,8 @@ class Emitter:
         self.uses: Counter[Node] = Counter()
         self.present: set[Node] = set()
         self.named: dict[Node, Node] = {}
+        self.resolving: set[sympy.Expr] = set()
+        """Sizes being read off products, to refuse a circle (h·k alone gives neither)."""
         self.memo: dict[Node, Node] = {}
         self.dims: dict[sympy.Expr, str] = {}
         self.returned: set[Node] = set()
@@ -795,14 +798,21 @@ class Emitter:
 
     def dim_from_product(self, symbol: sympy.Expr) -> Code:
         """A size known only within a product, ``k = X.shape[2] // h`` for X: [B, T, h·k]."""
+        if symbol in self.resolving:                    # h from k and k from h: neither known
+            raise MatcalcError(f"the size {symbol} appears only in products of sizes, so no "
+                               "input's shape gives it and code cannot be generated; declare "
+                               f"some variable with an axis of size {symbol} alone")
+        self.resolving.add(symbol)
         for v in self.inputs:
             for axis, d in enumerate(v.shape):
                 if d.is_Mul and symbol in d.args:
                     source = self.names[v]
                     rest = self.constant(d / symbol)
-                    return Code(f"{source}.shape[{axis}] // {self.paren(rest, POW).text}",
+                    return Code(f"{source}.shape[{axis}] // {self.paren(rest, POW)}",
                                 MUL, FLOAT, rest.reads | {source})
-        raise ValueError(f"no input has the size {symbol}")
+        raise MatcalcError(f"the size {symbol} appears only in products of sizes, so no input's "
+                           f"shape gives it and code cannot be generated; declare some variable "
+                           f"with an axis of size {symbol} alone")
 
     # -- expressions -----------------------------------------------------------------------
 

@@ -59,7 +59,8 @@ def broadcast_matrix(source: tuple, target: tuple) -> Node:
 
 
 STACKED = ("a Jacobian or Hessian through an array of rank 3 or more has no matrix or "
-           "Kronecker form in matcalc yet; take a Hessian-vector product (--hvp V) instead")
+           "Kronecker form in matcalc yet; the gradient of a scalar function works, and for a "
+           "Hessian a Hessian-vector product does (`matcalc hessian … --hvp V`)")
 
 
 class KroneckerReader(LinearReader):

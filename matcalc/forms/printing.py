@@ -549,7 +549,7 @@ class Printer:
         if not x.shape:
             pattern = {(False, False): ones + ones_row, (True, False): ones_row,
                        (False, True): ones, (True, True): ""}[
-                (node.shape[0] == 1, node.shape[-1] == 1)] if node.rank == 2 else ones
+                (node.shape[-2] == 1, node.shape[-1] == 1)] if node.rank >= 2 else ones
             if not pattern:                                  # a 1×1 matrix holding x
                 return self.fmt(x)
             if const_value(x) == 1:

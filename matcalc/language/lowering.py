@@ -169,6 +169,9 @@ def einsum_spec(text: str, ranks: Sequence[int]) -> str:
     """NumPy's einsum subscripts made explicit and checked: letters for each operand's axes,
     ``->`` and the output's (implicitly, the letters used once, in alphabetical order)."""
     written = text.replace(" ", "")
+    if "." in written:
+        raise ShapeError(f'einsum: "{text}": an ellipsis (...) is not supported; name every '
+                         "axis with a letter")
     inputs, arrow, output = written.partition("->")
     subscripts = inputs.split(",")
     if not arrow:
@@ -603,6 +606,9 @@ class Lowering:
         if e.id in CONSTANTS:
             return const(CONSTANTS[e.id])
         known = [*p.variables, *p.intermediates, *p.dims]
+        if e.id == "inf":
+            raise self.error("`inf` is only a value of an option (norm's ord); to mask with −∞ "
+                             "use a large negative number, as in `where(m, S, -1e9)`", e.pos)
         raise self.error(
             f"`{e.id}` is not declared." + did_you_mean(e.id, known),
             e.pos,
@@ -817,27 +823,4 @@ def parse(source: str, declarations: Sequence[str] = ()) -> Program:
             "the program has no expression to differentiate; end it with an expression "
             "such as `x @ A @ x` or an assignment such as `L = mse(pred, y)`"
         )
-    check_sizes_readable(program)
     return program
-
-
-def check_sizes_readable(program: Program) -> None:
-    """Every size can be read off the variables' shapes: alone on an axis, or the one unknown
-    factor of a product (``k`` from [B, T, h·k] once h is known); else a MatcalcError."""
-    shapes = [d for node in program.variables.values() for d in node.shape]
-    known = {d for d in shapes if d.is_Symbol}
-    products = [d for d in shapes if d.is_Mul]
-    changed = True
-    while changed:
-        changed = False
-        for d in products:
-            unknown = d.free_symbols - known
-            if len(unknown) == 1 and unknown <= set(d.args):
-                known |= unknown
-                changed = True
-    hidden = sorted(map(str, set(program.dims.values()) - known))
-    if hidden:
-        raise MatcalcError(
-            f"the size {hidden[0]} appears only in products of sizes, so no array's shape "
-            f"gives it; declare some variable with an axis of size {hidden[0]} alone (such as "
-            f"a per-head bias `b: [{hidden[0]}, 1, k]`)")

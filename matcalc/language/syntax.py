@@ -220,7 +220,7 @@ _TOKEN_RE = re.compile(
     | (?P<number>(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]*)?)
     | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
     | (?P<string>"[A-Za-z_][A-Za-z0-9_]{0,39}"|'[A-Za-z_][A-Za-z0-9_]{0,39}'
-                 |"[A-Za-z ,>-]{1,80}"|'[A-Za-z ,>-]{1,80}')
+                 |"[A-Za-z ,>.-]{1,80}"|'[A-Za-z ,>.-]{1,80}')
     | (?P<bad>\*\*=|:=|==|!=|//=?|[-+*/@%]=|['"{}\\])
     | (?P<op>\*\*|<=|>=|[-+*/@()\[\],:=.;<>])
     | (?P<other>.)
@@ -793,8 +793,10 @@ class _Parser:
                 self.check_name(tok)
                 if any(k == tok.text for k, _, _ in kwargs):
                     raise self.error(f"keyword argument `{tok.text}` given twice", tok.pos)
-                self.i += 1
-                value, _, vh = self.expr(self.advance())
+                equals = self.tokens[self.i + 1]
+                self.i += 2
+                value, _, vh = (self.array_list() if self.peek().kind == "["
+                                else self.expr(equals))
                 kwargs.append((tok.text, value, tok.pos))
             else:
                 if kwargs and tok.kind not in ("eof", "newline", ";"):
