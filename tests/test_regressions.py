@@ -225,6 +225,11 @@ def test_the_branch_where_does_not_take_never_reaches_the_value() -> None:
         assert np.isclose(float(value), np.log(2) + 1 + np.log(3))
 
 
+def test_the_torch_target_keeps_float64_numpy_inputs_in_float64() -> None:
+    module = matcalc.lambdify("x: [n]; W: [n, n]; sum(tanh(W @ x))", ["x"], target="torch")
+    assert module.apply(np.ones(3), np.eye(3)).dtype == torch.float64
+
+
 def test_stacks_join_as_numpy_joins_them() -> None:
     """hstack of stacks joins along axis 1, vstack along axis 0 (they made [2b, n, m] and
     [2, b, n, m])."""

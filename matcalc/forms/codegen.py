@@ -288,10 +288,13 @@ TORCH_HELPERS = {
         return flat.scatter(0, {xp}.argmax(x).reshape(1), 1.0).reshape(x.shape)
     return {xp}.zeros_like(x).scatter(dim, {xp}.argmax(x, dim=dim, keepdim=True), 1.0)''',
     "_floating": '''def {_floating}(arrays, labels=()):
-    """Each argument as a floating tensor of one dtype and device (integer labels kept)."""
+    """Each argument as a floating tensor of one dtype and device (integer labels kept): a
+    tensor's, else a floating array's (float64 NumPy stays float64), else torch's default."""
     like = next((a for a in arrays.values() if {xp}.is_tensor(a) and a.is_floating_point()),
                 None)
-    dtype = like.dtype if like is not None else {xp}.get_default_dtype()
+    given = [{xp}.as_tensor(a) for a in arrays.values() if not {xp}.is_tensor(a)]
+    floating = next((t.dtype for t in given if t.is_floating_point()), None)
+    dtype = like.dtype if like is not None else floating or {xp}.get_default_dtype()
     device = like.device if like is not None else None
     return [{xp}.as_tensor(a, device=device) if name in labels
             else {xp}.as_tensor(a, dtype=dtype, device=device) for name, a in arrays.items()]''',
