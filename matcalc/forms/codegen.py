@@ -550,6 +550,17 @@ def lower(node: Node, memo: dict[Node, Node]) -> Node:
     return memo[node]
 
 
+def stacked_gram(node: Node) -> bool:
+    """``sum(Aᵀ B, axis=0)`` of two stacks [b, n, d] and [b, n, k] of one batch: the weight
+    gradient of a batched layer, which is (A's rows)ᵀ (B's rows)."""
+    axis, keepdims = node.attrs
+    x = node.args[0]
+    if axis != 0 or keepdims or x.op != "matmul" or x.args[0].op != "transpose":
+        return False
+    a, b = x.args[0].args[0], x.args[1]
+    return a.rank == b.rank == 3 and a.shape[:2] == b.shape[:2]
+
+
 def by_solving(product: Node) -> Node:
     """A product with an inverse as a solve, so that no inverse is formed for it:
     M⁻¹ B = solve(M, B), B M⁻¹ = solve(Mᵀ, Bᵀ)ᵀ (M⁻ᵀ counts as (Mᵀ)⁻¹). A symmetric product
@@ -1085,11 +1096,21 @@ class Emitter:
     def e_sum(self, node: Node) -> Code:
         axis, keepdims = node.attrs
         (x,) = node.args
+        if stacked_gram(node):
+            return self.flattened_product(x)
         if axis is None and keepdims and self.dialect is TORCH:
             axis = tuple(range(x.rank))
         options = ([] if axis is None else [f"{self.dialect.axis}={axis}"]) + (
             [f"{self.dialect.keepdims}=True"] if keepdims else [])
         return self.total(self.arg(x, ADD), options)
+
+    def flattened_product(self, product: Node) -> Code:
+        """Σ_b A_bᵀ B_b as one product of the stacks' rows: ``A.reshape(-1, d).T @
+        B.reshape(-1, k)`` (one matrix product, not B small ones and a sum)."""
+        left, right = (self.named_first(x) for x in (product.args[0].args[0], product.args[1]))
+        text = (f"{left}.reshape(-1, {left}.shape[-1]).T @ "
+                f"{right}.reshape(-1, {right}.shape[-1])")
+        return Code(text, MUL, FLOAT, frozenset({left, right}))
 
     def total(self, code: Code, options: Sequence[str] = ()) -> Code:
         """The sum of an expression's entries: ``x.sum(…)`` (or ``np.sum(x, …)``)."""
