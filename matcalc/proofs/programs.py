@@ -316,7 +316,7 @@ edges of its domain) and bounds on its result's magnitude and, where known, on h
 STRUCTURE = ("@", "@", "@", "T", "sum", "mean", "softmax", "log_softmax", "logsumexp", "trace",
              "det", "logdet", "inv", "matrix_power", "diag", "outer", "norm", "max", "min",
              "maximum", "solve", "construct", "var", "tril", "cholesky", "where", "eigvalsh",
-             "pinv", "prod", "concat", "kron", "einsum", "reshape")
+             "pinv", "prod", "concat", "kron", "einsum", "reshape", "stack")
 SPECIAL = ("pow", "pow_pow", "pow_var", "scale", "by_dim", "square_plus_one")
 OPERATIONS = UNARY + ELEMENTWISE_BINARY * 2 + STRUCTURE + SPECIAL
 
@@ -838,6 +838,35 @@ class Builder:
             [(ONE, a.shape[0]), (a.shape[0], ONE)])
         return call("reshape", a, params=(("", "[" + ", ".join(shape) + "]"),), shape=shape,
                     mag=a.mag, low=a.low)
+
+    def op_stack(self) -> Expr | None:
+        """A stack of matrices [b, r, n] through a batched product with a pool matrix [n, m],
+        maybe a function, a softmax or a transpose of each matrix, then back to a matrix:
+        summed or averaged over the stack, or an einsum over it. (Stacks stay out of the
+        pool: the other operations are for vectors and matrices.)"""
+        a = self.first(lambda e: len(e.shape) == 2 and e.mag <= 10)
+        if a is None or not self.can_declare():
+            return None
+        batch, rows = self.rng.choice(self.dims), self.rng.choice(self.dims)
+        stack = self.declare((batch, rows, a.shape[0]), who="matrix")
+        shape = (batch, rows, a.shape[1])
+        x = binary("@", stack, a, shape, stack.mag * a.mag * SIZE_BOUND)
+        how = self.rng.choice(["tanh", "softmax", "mT", "none"])
+        if how == "tanh":
+            x = call("tanh", x, shape=shape, mag=1.0)
+        elif how == "softmax":
+            x = call("softmax", x, params=(("axis", "-1"),), shape=shape, mag=1.0)
+        elif how == "mT":
+            shape = (batch, a.shape[1], rows)
+            x = Expr("T", name="mT", args=(x,), shape=shape, mag=x.mag, depth=x.depth + 1)
+        if x.mag > 30:
+            return None
+        back = self.rng.choice(["sum", "mean", "einsum"])
+        if back == "einsum":
+            return call("einsum", x, x, params=(("", '"bij,bij->ij"'),), shape=shape[1:],
+                        mag=x.mag ** 2 * SIZE_BOUND)
+        return call(back, x, params=(("axis", "0"),), shape=shape[1:],
+                    mag=x.mag * (SIZE_BOUND if back == "sum" else 1))
 
     def op_einsum(self) -> Expr | None:
         """An einsum of two operands: an outer product, rows' or columns' inner products, a
