@@ -557,6 +557,11 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
     if op == "diag" and args[0].op == "broadcast" and args[0].rank == 1 and (
             not args[0].args[0].shape):
         return mul(args[0].args[0], make("identity", (), (args[0].shape[0],)))
+    if OPERATIONS[op].linear:                          # before any rewrite of the operation
+        pulled = [split_scalars(a) for a in args]
+        scalars = [s for found, _ in pulled for s in found]
+        if scalars:
+            return mul(*scalars, apply(op, *(rest for _, rest in pulled), attrs=attrs))
     if op == "permute":
         return permuted(args[0], tuple(attrs[0]))
     if op == "reshape" and tuple(attrs[0]) == args[0].shape:
@@ -573,11 +578,6 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
         found = blocks_of_kron(op, args[0], *attrs)
         if found is not None:
             return found
-    if OPERATIONS[op].linear:
-        pulled = [split_scalars(a) for a in args]
-        scalars = [s for found, _ in pulled for s in found]
-        if scalars:
-            return mul(*scalars, apply(op, *(rest for _, rest in pulled), attrs=attrs))
     return make(op, args, attrs)
 
 
