@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import zipfile
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +20,11 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import sympy
 
 from matcalc.applications import figures, variance
+from matcalc.applications.datasets import Data, Split, load_data, split
+from matcalc.applications.optimizers import Optimizer, optimizer
 from matcalc.core.ir import (
     Node,
     class_counts,
@@ -37,169 +38,19 @@ from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.forms.generated import lambdify
 from matcalc.forms.printing import to_text
 from matcalc.language.lowering import Program, parse
-from matcalc.language.sizes import check_memory, concrete_shape, size_of
+from matcalc.language.sizes import (
+    check_memory,
+    concrete_shape,
+    size_of,
+    sizes_only_in_products,
+)
 from matcalc.language.source import read_source
 
-DATASETS = ("digits", "blobs")
-TEST_FRACTION = 0.2
 DEFAULT_SIZE = 64
-BLOBS_TRANSFORM = np.array([[0.60834549, -0.63667341], [-0.40887718, 0.85253229]])
-"""The seed's anisotropic stretch of ``make_blobs(n_samples=1000, random_state=170)``."""
+PRODUCT_SIZE = 8
+"""The default of a size only products of sizes contain (``h`` and ``k`` of ``[V, h * k]``)."""
 
-
-# ----------------------------------------------------------------------------------------------
-# Data
-
-
-@dataclass(frozen=True)
-class Data:
-    """Inputs and targets, one row per example, and constants for other data variables."""
-
-    name: str
-    inputs: np.ndarray
-    targets: np.ndarray
-    constants: dict[str, np.ndarray] = field(default_factory=dict)
-    standardise: bool = False
-
-
-@dataclass(frozen=True)
-class Split:
-    """The training and test rows."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-
-def load_data(spec: str, x: str = "X", y: str = "Y") -> Data:
-    """``digits``, ``blobs`` or a ``.npz`` file with arrays named ``x``, ``y`` (and constants)."""
-    if spec == "digits":
-        images, labels = _sklearn_datasets().load_digits(return_X_y=True)
-        return Data("digits", images.astype(float), np.eye(10)[labels], standardise=True)
-    if spec == "blobs":
-        points = _sklearn_datasets().make_blobs(n_samples=1000, random_state=170, centers=1)[0]
-        points = points @ BLOBS_TRANSFORM
-        return Data("blobs", points[:, :1], points[:, 1:])
-    if spec.endswith(".npz"):
-        return _npz(spec, x, y)
-    raise MatcalcError(f"unknown data `{spec}`." + did_you_mean(spec, DATASETS),
-                       hint="--data is digits, blobs or a FILE.npz.")
-
-
-def _sklearn_datasets() -> ModuleType:
-    try:
-        from sklearn import datasets
-    except ImportError:
-        raise MatcalcError("--data digits and blobs need scikit-learn, an optional extra",
-                           hint="Install it with `pip install 'matcalc[train]'`.") from None
-    return datasets
-
-
-def _npz(path: str, x: str, y: str) -> Data:
-    """The arrays of an ``.npz`` file: ``x`` and ``y`` as rows, the others as constants; each
-    checked to hold finite numbers."""
-    arrays = _read_npz(path)
-    for name in (x, y):
-        if name not in arrays:
-            raise MatcalcError(
-                f"{path} has no array `{name}` (it has {', '.join(arrays) or 'none'})",
-                hint="Name the arrays after the program's data variables, or choose the input "
-                     "and target with --x NAME --y NAME.")
-    for name, array in arrays.items():
-        _check_numbers(path, name, array)
-    inputs, targets = _rows(arrays.pop(x), x, path), _rows(arrays.pop(y), y, path)
-    if len(inputs) != len(targets):
-        raise MatcalcError(f"{path}: `{x}` has {len(inputs)} rows but `{y}` has {len(targets)}",
-                           hint="The input and the target need one row per example each.")
-    return Data(path, inputs, targets, arrays)
-
-
-_NOT_NPZ = (ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
-"""What NumPy raises for a file that is not a readable ``.npz`` archive."""
-
-
-def _read_npz(path: str) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file, without unpickling anything."""
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except OSError as err:
-        raise MatcalcError(f"cannot read {path}: {err.strerror or err}") from None
-    except _NOT_NPZ as err:
-        raise MatcalcError(f"{path} is not a NumPy .npz archive ({_load_problem(err)})",
-                           hint=NPZ_HINT) from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise MatcalcError(f"{path} holds a single array (.npy format), not an .npz archive of "
-                           "named arrays", hint=NPZ_HINT)
-    with archive:
-        arrays = {}
-        for name in archive.files:
-            try:
-                arrays[name] = archive[name]
-            except (OSError, *_NOT_NPZ) as err:
-                raise MatcalcError(f"{path}: cannot read the array `{name}` "
-                                   f"({_load_problem(err)})", hint=NPZ_HINT) from None
-    return arrays
-
-
-NPZ_HINT = "Save the data with numpy: np.savez(path, X=inputs, Y=targets), numbers only."
-
-
-def _load_problem(err: BaseException) -> str:
-    """What went wrong reading an archive, in words."""
-    text = str(err)
-    if "pickle" in text:
-        return "it holds Python objects, which matcalc does not unpickle"
-    if isinstance(err, EOFError) or "No data left" in text:
-        return "the file is empty or cut short"
-    return text or type(err).__name__
-
-
-def _check_numbers(path: str, name: str, array: np.ndarray) -> None:
-    """A data array holds real numbers (booleans, integers or floats), all finite."""
-    if array.dtype.kind not in "biuf":
-        kind = {"c": "complex numbers", "U": "strings", "S": "bytes", "O": "Python objects",
-                "M": "dates", "m": "time differences"}.get(array.dtype.kind, "structured data")
-        raise MatcalcError(f"{path}: `{name}` holds {kind} (dtype {array.dtype}), not real "
-                           "numbers", hint="Convert it to floats (or integer labels) first.")
-    if array.dtype.kind == "f":
-        bad = ~np.isfinite(array)
-        if bad.any():
-            where = np.argwhere(bad)[0]
-            at = f" (the first in row {where[0]}, counting from 0)" if array.ndim else ""
-            raise MatcalcError(f"{path}: `{name}` has {int(bad.sum())} NaN or infinite "
-                               f"entr{'y' if bad.sum() == 1 else 'ies'}{at}",
-                               hint="Remove or fill in those entries before training.")
-
-
-def _rows(array: np.ndarray, name: str, path: str = "") -> np.ndarray:
-    """A data array as a float matrix, one row per example."""
-    where = f"{path}: " if path else ""
-    if array.ndim not in (1, 2):
-        raise MatcalcError(f"{where}`{name}` has shape {array.shape}; data are one row per "
-                           "example (a vector or a matrix)")
-    if len(array) == 0:
-        raise MatcalcError(f"{where}`{name}` has no rows", hint="The data need examples.")
-    return np.asarray(array, dtype=float).reshape(len(array), -1)
-
-
-MIN_ROWS = 3
-"""The fewest rows an 80/20 split leaves a training and a test row in."""
-
-
-def split(data: Data, seed: int) -> Split:
-    """A shuffled 80/20 split; features standardised by the training rows when asked."""
-    if len(data.inputs) < MIN_ROWS:
-        raise MatcalcError(f"{data.name} has {len(data.inputs)} rows; an 80/20 split into "
-                           f"training and test rows needs at least {MIN_ROWS}")
-    order = np.random.default_rng(seed).permutation(len(data.inputs))
-    train, test = np.split(order, [round(len(order) * (1 - TEST_FRACTION))])
-    x_train, x_test = data.inputs[train], data.inputs[test]
-    if data.standardise:
-        mean, std = x_train.mean(axis=0), x_train.std(axis=0)
-        std[std == 0] = 1.0
-        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
-    return Split(x_train, data.targets[train], x_test, data.targets[test])
+__all__ = ["Data", "History", "load_data", "train"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -238,6 +89,24 @@ def target_name(program: Program, y: str | None) -> str:
     targets = {n.args[1].attrs.name for n in postorder([program.function])
                if n.op == "softmax_cross_entropy" and n.args[1].op == "var"}
     return targets.pop() if "Y" not in program.variables and len(targets) == 1 else "Y"
+
+
+def input_name(program: Program, x: str | None) -> str:
+    """``x`` when given; else ``X``, or when the program declares no ``X``, the indices of
+    its one embedding lookup (``tokens`` of ``take(E, tokens, axis=0)``)."""
+    if x is not None:
+        return x
+    indices = {n.args[1].attrs.name for n in postorder([program.function])
+               if n.op == "take" and n.args[1].op == "var"}
+    return indices.pop() if "X" not in program.variables and len(indices) == 1 else "X"
+
+
+def weights(program: Program, wrt: Sequence[str]) -> list[str]:
+    """The trained variables a matrix product uses (weight decay shrinks these, not biases,
+    gains or embeddings)."""
+    used = {a.args[0] if a.op == "transpose" else a
+            for n in postorder([program.function]) if n.op == "matmul" for a in n.args}
+    return [name for name in wrt if program.variables[name] in used]
 
 
 def check_roles(program: Program, wrt: Sequence[str], x: str, y: str,
@@ -286,10 +155,12 @@ def batch_dim(program: Program, x: str, y: str) -> str:
 
 def shaped(node: Node, rows: np.ndarray) -> np.ndarray:
     """Data rows shaped as the variable is declared: ``[N, D]`` as they are, ``[N]`` flat,
-    integer class labels as integers (one-hot rows become their classes)."""
+    integer class labels as integers (one-hot rows become their classes; ``[N, T]`` labels
+    stay a row of labels per example)."""
     name, shape = node.attrs.name, node.attrs.shape
     if is_labels(node):
-        labels = rows.argmax(axis=1) if rows.shape[1] > 1 else rows[:, 0]
+        labels = (rows if len(shape) == 2 else rows.argmax(axis=1) if rows.shape[1] > 1
+                  else rows[:, 0])
         if not np.array_equal(labels, np.round(labels)) or np.min(labels, initial=0) < 0:
             raise MatcalcError(f"`{name}` is declared as integer class labels, but the data for "
                                "it are not non-negative integers (nor one-hot rows)")
@@ -316,7 +187,8 @@ def bind_sizes(program: Program, data: Mapping[str, np.ndarray], batch: tuple[st
     for name, classes in class_counts(program.function).items():
         if name in data and not classes.is_Integer:
             count = int(np.max(data[name], initial=0)) + 1
-            sizes[str(classes)] = (count, f"the classes of {name}")
+            if count > sizes.get(str(classes), (0,))[0]:
+                sizes[str(classes)] = (count, f"the classes of {name}")
     for name, array in data.items():
         for declared, got in zip(program.variables[name].shape[1:], array.shape[1:],
                                  strict=True):
@@ -338,7 +210,9 @@ def bind_sizes(program: Program, data: Mapping[str, np.ndarray], batch: tuple[st
         if name in sizes:
             raise MatcalcError(f"--hidden {name}: `{name}` is set by the data ({sizes[name][1]})")
         sizes[name] = (value, "--hidden")
-    return {d: sizes.get(d, (DEFAULT_SIZE, "default")) for d in program.dims}
+    in_products = set(sizes_only_in_products(program))
+    return {d: sizes.get(d, (PRODUCT_SIZE if d in in_products else DEFAULT_SIZE, "default"))
+            for d in program.dims}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -398,14 +272,16 @@ def weight_variance(init: str, layer: Layer) -> tuple[float, str]:
 
 def initial_params(program: Program, wrt: Sequence[str], sizes: Mapping[str, int], init: str,
                    rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Weights (matrix-product operands) drawn N(0, Var(W)); everything else zero."""
+    """Weights (matrix-product operands) drawn N(0, Var(W)); embedding tables N(0, 1), as
+    PyTorch's nn.Embedding; gains (factors of an elementwise product) ones, as LayerNorm's;
+    everything else zero."""
     params, notes = {}, {}
     for name in wrt:
         node = program.variables[name]
         shape = concrete_shape(node.shape, sizes)
         layer = layer_of(program, node, sizes)
         if layer is None:
-            params[name], notes[name] = np.zeros(shape), "zeros"
+            params[name], notes[name] = unlayered(program, node, shape, rng)
             continue
         var, why = weight_variance(init, layer)
         draw = rng.standard_normal(shape)
@@ -414,6 +290,24 @@ def initial_params(program: Program, wrt: Sequence[str], sizes: Mapping[str, int
         params[name] = draw * math.sqrt(var)
         notes[name] = f"normal, Var = {var:.4g} ({why})"
     return params, notes
+
+
+def unlayered(program: Program, node: Node, shape: tuple[int, ...], rng: np.random.Generator
+              ) -> tuple[np.ndarray, str]:
+    """The start of a parameter no matrix product uses, and why."""
+    uses = [n for n in postorder([program.function]) if node in n.args]
+    if any(n.op == "take" and n.args[0] is node for n in uses):
+        return rng.standard_normal(shape), "normal, Var = 1 (an embedding table)"
+    if any(n.op == "mul" and any(map(standardised, n.args)) for n in uses):
+        return np.ones(shape), "ones (the gain of a normalisation)"
+    return np.zeros(shape), "zeros"
+
+
+def standardised(node: Node) -> bool:
+    """Whether ``node`` divides by a square root (``(x − μ) / sqrt(σ² + ε)``, a LayerNorm's or
+    BatchNorm's output before its gain)."""
+    return any(n.op == "pow" and (const_value(n.args[1]) == sympy.Rational(-1, 2) or (
+        const_value(n.args[1]) == -1 and n.args[0].op == "sqrt")) for n in postorder([node]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -455,6 +349,7 @@ class History:
     epochs: list[EpochStats] = field(default_factory=list)
     params: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: float = 0.0
+    note: str = ""
 
     @property
     def final(self) -> EpochStats:
@@ -464,8 +359,9 @@ class History:
         sizes = ", ".join(f"{d} = {n} ({why})" for d, (n, why) in self.sizes.items())
         inits = [f"  {name}: {note}" for name, note in self.inits.items()]
         classes = "" if self.final.accuracy is None else "   test acc"
+        note = [f"note: {self.note}"] if self.note else []
         return "\n".join([f"data {self.data}: {self.n_train} training, {self.n_test} test rows",
-                          f"sizes {sizes}", "init", *inits,
+                          *note, f"sizes {sizes}", "init", *inits,
                           f"epoch  train loss  test loss{classes}"])
 
     def summary(self) -> str:
@@ -486,6 +382,9 @@ class Model:
     constants: dict[str, Any]
     x: str
     y: str
+    optimizer: Optimizer
+    scored: np.ndarray | None = None
+    """The target positions accuracy counts (None: all)."""
 
     def arrays(self, xs: np.ndarray, ys: np.ndarray) -> dict[str, Any]:
         return {**self.constants, **self.params, self.x: xs, self.y: ys}
@@ -493,10 +392,9 @@ class Model:
     def loss(self, xs: np.ndarray, ys: np.ndarray) -> float:
         return float(self.module.value(**self.arrays(xs, ys)))
 
-    def step(self, xs: np.ndarray, ys: np.ndarray, lr: float) -> float:
+    def step(self, xs: np.ndarray, ys: np.ndarray) -> float:
         loss, grads = self.module.value_and_grad(**self.arrays(xs, ys))
-        for name, grad in grads.items():
-            self.params[name] -= lr * grad
+        self.optimizer.step(self.params, grads)
         return float(loss)
 
     def accuracy(self, xs: np.ndarray, ys: np.ndarray) -> float | None:
@@ -504,7 +402,8 @@ class Model:
             return None
         predicted = self.logits(**self.arrays(xs, ys)).argmax(axis=-1)
         classes = ys if ys.dtype.kind in "iu" else ys.argmax(axis=-1)
-        return float(np.mean(predicted == classes))
+        right = predicted == classes
+        return float(np.mean(right if self.scored is None else right[:, self.scored]))
 
 
 def logits_function(program: Program, y: str, wrt: Sequence[str],
@@ -529,20 +428,24 @@ def logits_function(program: Program, y: str, wrt: Sequence[str],
     return None
 
 
-def train(source: str | Path | Program, wrt: Sequence[str], data: str | Data = "digits", *,
-          x: str = "X", y: str | None = None, epochs: int = 20, lr: float = 0.1, batch: int = 64,
-          seed: int = 0, init: str = "derived", hidden: Mapping[str, int] | None = None,
-          constants: Mapping[str, float] | None = None, declarations: Sequence[str] = (),
+def train(source: str | Path | Program, wrt: Sequence[str] = (), data: str | Data = "digits",
+          *, x: str | None = None, y: str | None = None, epochs: int = 20, lr: float = 0.1,
+          batch: int = 64, seed: int = 0, init: str = "derived",
+          hidden: Mapping[str, int] | None = None, constants: Mapping[str, float] | None = None,
+          declarations: Sequence[str] = (), optimizer_kind: str = "sgd",
+          weight_decay: float | None = None,
           on_epoch: Callable[[History], None] | None = None) -> History:
-    """Train ``wrt`` by minibatch SGD on ``data``; ``on_epoch`` sees the history after each
-    epoch (epoch 0 is before training). ``source`` is program text, a ``.mc`` path or a
-    Program."""
+    """Train ``wrt`` (every declared variable that is not data, when empty) with minibatches
+    of ``data`` and ``optimizer_kind`` (sgd, momentum, adam); ``on_epoch`` sees the history
+    after each epoch (epoch 0 is before training). ``source`` is program text, a ``.mc`` path
+    or a Program."""
     start = time.perf_counter()
     program = source if isinstance(source, Program) else parse(read_source(str(source)),
                                                                     declarations)
-    y = target_name(program, y)
+    x, y = input_name(program, x), target_name(program, y)
     data = data if isinstance(data, Data) else load_data(data, x, y)
     given = {**data.constants, **(constants or {})}
+    wrt = list(wrt) or [n for n in program.variables if n not in {x, y, *given}]
     check_constants(program, wrt, x, y, {**dict.fromkeys(data.constants, data.name),
                                          **dict.fromkeys(constants or {}, "--set")})
     check_roles(program, wrt, x, y, given)
@@ -554,14 +457,18 @@ def train(source: str | Path | Program, wrt: Sequence[str], data: str | Data = "
                  hint="Use smaller --hidden sizes (or fewer data columns).")
     rng = np.random.default_rng(seed)
     params, notes = initial_params(program, wrt, {d: n for d, (n, _) in sizes.items()}, init, rng)
+    program = dataclasses.replace(program, sizes={d: sizes[d][0] for d in
+                                                  sizes_only_in_products(program)})
+    updates = optimizer(optimizer_kind, lr, weight_decay, decayed=weights(program, wrt))
     model = Model(lambdify(program, wrt), logits_function(program, y, wrt, rows.y_train), params,
-                  {k: np.asarray(v, dtype=float) for k, v in given.items()}, x, y)
+                  {k: np.asarray(v, dtype=float) for k, v in given.items()}, x, y, updates,
+                  data.scored)
     history = History(data.name, sizes, notes, len(rows.x_train), len(rows.x_test),
-                      params=params)
+                      params=params, note=data.note)
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by `record`
         for epoch in range(epochs + 1):
             steps = batches(len(rows.x_train), batch, rng) if epoch else []
-            losses = [model.step(rows.x_train[i], rows.y_train[i], lr) for i in steps]
+            losses = [model.step(rows.x_train[i], rows.y_train[i]) for i in steps]
             record(history, model, epoch, losses, (rows.x_test, rows.y_test), on_epoch)
     history.seconds = time.perf_counter() - start
     return history

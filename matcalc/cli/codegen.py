@@ -41,14 +41,16 @@ RANDOM_SIZE_MAX = 5
 @declarations_option
 @click.option("--target", type=click.Choice(TARGETS), default="numpy", show_default=True,
               help="numpy: value and value_and_grad; torch: a torch.autograd.Function.")
+@click.option("--dims", metavar="h=4", help="Sizes the code cannot read off its inputs' shapes "
+              "(h in [B, T, h * k]), fixed in the code.")
 @click.option("-o", "--output", metavar="FILE",
               help="Write the module to this file instead of printing it.")
 @click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
 @reports_user_errors
 def codegen(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], target: str,
-            output: str | None, force: bool) -> None:
+            dims: str | None, output: str | None, force: bool) -> None:
     """A standalone Python module computing the function and its derived gradients."""
-    text = generate(read_source(source), wrt, target, declarations)
+    text = generate(read_source(source), wrt, target, declarations, parse_dims(dims))
     if output is None:
         click.echo(text, nl=False)
     else:

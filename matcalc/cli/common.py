@@ -22,9 +22,9 @@ declarations_option = click.option(
 """``--var``: declarations added to the program, shared by every command."""
 
 
-def wrt_option(help_text: str) -> Callable:
+def wrt_option(help_text: str, required: bool = True) -> Callable:
     """``--wrt NAME``, repeatable, a comma-separated list accepted too (``--wrt W1,b1``)."""
-    return click.option("--wrt", "wrt", multiple=True, required=True, metavar="NAME",
+    return click.option("--wrt", "wrt", multiple=True, required=required, metavar="NAME",
                         callback=_split_commas, help=help_text)
 
 
@@ -69,16 +69,17 @@ def reports_user_errors(command: Callable) -> Callable:
 
 
 class PositiveNumber(click.ParamType):
-    """A finite number greater than 0, between ``minimum`` and ``maximum`` when given: refuses
-    nan, inf, 0, -1."""
+    """A finite number greater than 0 (or 0 too, with ``zero``), between ``minimum`` and
+    ``maximum`` when given: refuses nan, inf, 0, -1."""
 
     name = "number"
 
     def __init__(self, maximum: float | None = None, unit: str = "",
-                 minimum: float | None = None) -> None:
+                 minimum: float | None = None, zero: bool = False) -> None:
         self.maximum = maximum
         self.minimum = minimum
         self.unit = unit
+        self.zero = zero
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> float:
@@ -86,8 +87,9 @@ class PositiveNumber(click.ParamType):
             number = float(value)
         except (TypeError, ValueError):
             self.fail(f"{shown(repr(value))} is not a number", param, ctx)
-        if not math.isfinite(number) or number <= 0:
-            self.fail(f"{value!r} is not a finite number greater than 0", param, ctx)
+        if not math.isfinite(number) or number < 0 or (number == 0 and not self.zero):
+            least = "at least 0" if self.zero else "greater than 0"
+            self.fail(f"{value!r} is not a finite number {least}", param, ctx)
         if self.maximum is not None and number > self.maximum:
             self.fail(f"{value!r} is more than the largest allowed, {self.maximum:g}{self.unit}",
                       param, ctx)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from matcalc.applications import figures, training
+from matcalc.applications.optimizers import OPTIMIZERS
 from matcalc.applications.variance import INITS
 from matcalc.cli.common import (
     PositiveNumber,
@@ -27,19 +28,29 @@ def show_epoch(history: training.History) -> None:
 
 @click.command("train")
 @click.argument("source")
-@wrt_option("Parameter to train (repeatable).")
+@wrt_option("Parameter to train (repeatable) [default: every declared variable that is not "
+            "data].", required=False)
 @declarations_option
-@click.option("--data", default="digits", show_default=True, metavar="digits|blobs|FILE.npz",
+@click.option("--data", default="digits", show_default=True,
+              metavar="digits|blobs|sort|FILE.npz",
               help="digits: UCI handwritten digits (scikit-learn); blobs: the seeds' line-fit "
-                   "points; FILE.npz: arrays named after the data variables.")
-@click.option("--x", "x", default="X", show_default=True, metavar="NAME",
-              help="The input variable, one row per example.")
+                   "points; sort: sequences of 6 digits and their sorted copy, next-token "
+                   "labels (minGPT's demo); FILE.npz: arrays named after the data variables.")
+@click.option("--x", "x", default=None, metavar="NAME",
+              help="The input variable, one row per example [default: X, or the indices of "
+                   "an embedding lookup take(E, tokens, axis=0)].")
 @click.option("--y", "y", default=None, metavar="NAME",
               help="The target variable, one row per example [default: Y, or the targets of "
                    "softmax_cross_entropy].")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--lr", type=PositiveNumber(), default=0.1,
               show_default=True, help="Learning rate.")
+@click.option("--optimizer", "optimizer_kind", type=click.Choice(OPTIMIZERS), default="sgd",
+              show_default=True, help="sgd; momentum (0.9); adam (AdamW: β = 0.9, 0.999, with "
+                                      "decoupled weight decay), each as PyTorch's.")
+@click.option("--weight-decay", type=PositiveNumber(zero=True), default=None, metavar="LAMBDA",
+              help="Decoupled weight decay of the matrix-product weights [default: 0.01 for "
+                   "adam, as AdamW; 0 otherwise].")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the split, the initialisation and the shuffling.")
@@ -53,8 +64,9 @@ def show_epoch(history: training.History) -> None:
 @click.option("--plot", metavar="FILE.png", default=None,
               help="Save loss and accuracy per epoch to this PNG (needs matplotlib).")
 @reports_user_errors
-def train(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], data: str, x: str,
-          y: str | None, epochs: int, lr: float, batch: int, seed: int, init: str,
+def train(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], data: str,
+          x: str | None, y: str | None, epochs: int, lr: float, optimizer_kind: str,
+          weight_decay: float | None, batch: int, seed: int, init: str,
           hidden: tuple[str, ...], constants: tuple[str, ...], plot: str | None) -> None:
     """Train the --wrt parameters of SOURCE by minibatch SGD with matcalc's generated code.
 
@@ -64,14 +76,15 @@ def train(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], data
     """
     sizes = pairs("--hidden", hidden, size, "NAME=SIZE", "SIZE must be a positive integer")
     values = pairs("--set", constants, finite_number)
-    identifier(x, "--x")
-    if y is not None:
-        identifier(y, "--y")
+    for flag, name in (("--x", x), ("--y", y)):
+        if name is not None:
+            identifier(name, flag)
     if plot is not None:
         figures.plot_target(plot)   # a bad --plot fails before the training
     history = training.train(
         source, wrt, data, x=x, y=y, epochs=epochs, lr=lr, batch=batch, seed=seed, init=init,
-        hidden=sizes, constants=values, declarations=declarations, on_epoch=show_epoch)
+        hidden=sizes, constants=values, declarations=declarations, optimizer_kind=optimizer_kind,
+        weight_decay=weight_decay, on_epoch=show_epoch)
     click.echo(f"final: {history.summary()}")
     if plot is not None:
         training.plot_history(history, plot)

@@ -22,7 +22,7 @@ import functools
 import keyword
 import string
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import sympy
@@ -597,6 +597,16 @@ def flipped(x: Node) -> Node:
     return x.args[0] if x.op == "transpose" else make("transpose", (x,))
 
 
+def unresolved_size(symbol: sympy.Expr) -> MatcalcError:
+    """The error for a size that only products of sizes contain (``h`` in ``[B, T, h * k]``)."""
+    return MatcalcError(
+        f"the size {symbol} appears only in products of sizes, so no input's shape gives it and "
+        "the generated code cannot read it",
+        hint=f"Fix it when generating the code (`--dims {symbol}=4`; lambdify(..., "
+             f"sizes={{'{symbol}': 4}})), or declare some variable with an axis of size "
+             f"{symbol} alone.")
+
+
 class Emitter:
     """Emits statements computing IR expressions from the arrays ``inputs`` into ``block``.
 
@@ -605,8 +615,10 @@ class Emitter:
     """
 
     def __init__(self, inputs: Sequence[Node], block: Block, like: str | None = None,
-                 methods: bool = False) -> None:
+                 methods: bool = False, fixed: Mapping[str, int] | None = None) -> None:
         self.inputs = list(inputs)
+        self.fixed = dict(fixed or {})
+        """Sizes no input's shape gives, fixed when the code is generated (``h = 4``)."""
         self.block = block
         self.names: dict[Node, str] = {v: v.attrs.name for v in inputs}
         self.kinds: dict[str, str] = {}
@@ -811,11 +823,12 @@ class Emitter:
         return self.dims[symbol]
 
     def dim_from_product(self, symbol: sympy.Expr) -> Code:
-        """A size known only within a product, ``k = X.shape[2] // h`` for X: [B, T, h·k]."""
+        """A size known only within a product, ``k = X.shape[2] // h`` for X: [B, T, h·k]; a
+        number when it is fixed."""
+        if str(symbol) in self.fixed:
+            return Code(str(self.fixed[str(symbol)]), ATOM, FLOAT, frozenset())
         if symbol in self.resolving:                    # h from k and k from h: neither known
-            raise MatcalcError(f"the size {symbol} appears only in products of sizes, so no "
-                               "input's shape gives it and code cannot be generated; declare "
-                               f"some variable with an axis of size {symbol} alone")
+            raise unresolved_size(symbol)
         self.resolving.add(symbol)
         for v in self.inputs:
             for axis, d in enumerate(v.shape):
@@ -824,9 +837,7 @@ class Emitter:
                     rest = self.constant(d / symbol)
                     return Code(f"{source}.shape[{axis}] // {self.paren(rest, POW)}",
                                 MUL, FLOAT, rest.reads | {source})
-        raise MatcalcError(f"the size {symbol} appears only in products of sizes, so no input's "
-                           f"shape gives it and code cannot be generated; declare some variable "
-                           f"with an axis of size {symbol} alone")
+        raise unresolved_size(symbol)
 
     # -- expressions -----------------------------------------------------------------------
 
@@ -1363,7 +1374,8 @@ def emit_in_turn(emitter: Emitter, steps: Sequence[Step], outputs: Sequence[tupl
 
 
 def numpy_block(outputs: Sequence[tuple[str, Node]], inputs: Sequence[Node],
-                steps: Sequence[Step] = (), of: str = "f") -> Block:
+                steps: Sequence[Step] = (), of: str = "f",
+                fixed: Mapping[str, int] | None = None) -> Block:
     """Statements computing ``steps`` in turn, then each ``(name, expression)`` output.
 
     An output named ``stem*`` gets a fresh name; one named like a user's variable is computed
@@ -1375,7 +1387,7 @@ def numpy_block(outputs: Sequence[tuple[str, Node]], inputs: Sequence[Node],
     block.names.taken |= {name for name, _ in outputs if not name.endswith("*")}
     clashing = {name for name, _ in outputs if name in user}
     renamed = [(f"{name}*" if name in clashing else name, node) for name, node in outputs]
-    deltas, targets = emit_in_turn(Emitter(inputs, block), steps, renamed, of)
+    deltas, targets = emit_in_turn(Emitter(inputs, block, fixed=fixed), steps, renamed, of)
     for (name, _), target in zip(outputs, targets, strict=True):
         if name in clashing:
             block.statements.append(Statement(name, Code(target, ATOM, FLOAT,

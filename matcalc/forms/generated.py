@@ -18,12 +18,12 @@ import dataclasses
 import linecache
 import textwrap
 import types
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from matcalc.core.ir import Node, class_counts, has_property, is_labels, var
 from matcalc.core.simplify import reduce_sum
-from matcalc.errors import MatcalcError
+from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.forms.codegen import (
     NUMPY,
     RESERVED,
@@ -40,6 +40,7 @@ from matcalc.forms.codegen import (
 )
 from matcalc.forms.derivation import Derivation, derive
 from matcalc.language.lowering import Program, parse
+from matcalc.language.sizes import sizes_only_in_products
 
 TARGETS = ("numpy", "torch")
 WIDTH = 100
@@ -99,6 +100,8 @@ class Plan:
     seed: str = SEED
     named: bool = False
     """True when the program's last statement names its value (``L = …``)."""
+    sizes: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    """Sizes fixed in the code, those no input's shape gives (``h`` of ``[B, T, h * k]``)."""
 
     @property
     def program(self) -> Program:
@@ -120,7 +123,7 @@ class Plan:
 
 
 def plan(source: str | Program, wrt: Sequence[str], declarations: Sequence[str] = (),
-         seeded: bool = False) -> Plan:
+         seeded: bool = False, sizes: Mapping[str, int] | None = None) -> Plan:
     """Derive what a module needs; ``seeded`` (or a non-scalar value) differentiates
     ``sum(grad_output ⊙ value)`` instead of the value itself (``grad_output_1`` when the
     program uses the name ``grad_output``)."""
@@ -137,7 +140,7 @@ def plan(source: str | Program, wrt: Sequence[str], declarations: Sequence[str] 
                                       function=reduce_sum(seed_var * value), function_name="f",
                                       seed=seed)
     return Plan(derive(program, wrt, steps=True), value, value_name, list(wrt), seeded, seed,
-                named)
+                named, fixed_sizes(program, {**program.sizes, **(sizes or {})}))
 
 
 def module_names(plan: Plan) -> Names:
@@ -186,7 +189,13 @@ def function(name: str, params: Sequence[str], doc: str, body: Sequence[str],
     """A ``def`` with a docstring; ``body`` lines are already indented."""
     head = call(name, params, indent, "def ")
     head[-1] += ":"
-    return [*head, f'{indent}{INDENT}"""{doc}"""', *body]
+    inner = indent + INDENT
+    if len(inner) + len(doc) + 6 > WIDTH:   # a long docstring wraps, closing on its own line
+        wrapped = textwrap.wrap(doc, WIDTH - len(inner) - 3, break_long_words=False)
+        lines = [f'{inner}"""{wrapped[0]}', *(inner + line for line in wrapped[1:]),
+                 f'{inner}"""']
+        return [*head, *lines, *body]
+    return [*head, f'{inner}"""{doc}"""', *body]
 
 
 MAX_DOCUMENTED_STEPS = 400
@@ -255,9 +264,11 @@ def tables(plan: Plan, names: Names, block: Block, params: Sequence[str]) -> str
     if block.dialect is not NUMPY:
         return text
     labels = labels_of(plan)
-    kinds = "[" + ", ".join('"i"' if name in labels else '"f"' for name in params) + "]"
+    kinds = ", ".join('"i"' if name in labels else '"f"' for name in params)
+    if len(kinds) > WIDTH - 20:   # one line per ~100 characters
+        kinds = "\n" + textwrap.indent(textwrap.fill(kinds, WIDTH - 4), INDENT) + "\n"
     flt = names.alias("_FLOAT")
-    return (f"{text}\n{names.alias('_KINDS')} = {kinds}\n"
+    return (f"{text}\n{names.alias('_KINDS')} = [{kinds}]\n"
             + fill(f"{flt} = {{xp}}.dtype(float)", names, block))
 
 
@@ -298,6 +309,18 @@ def size_text(plan: Plan, size) -> str:
 # Blocks of statements
 
 
+def fixed_sizes(program: Program, sizes: Mapping[str, int]) -> dict[str, int]:
+    """The ``sizes`` to fix in the code: each names a size of the program that no input's shape
+    gives alone; sizes the inputs give are read off them, never fixed."""
+    unknown = [name for name in sizes if name not in program.dims]
+    if unknown:
+        raise MatcalcError(f"--dims names {', '.join(unknown)}, not sizes of the program"
+                           + did_you_mean(unknown[0], program.dims),
+                           hint=f"Its sizes: {', '.join(program.dims) or 'none'}.")
+    hidden = set(sizes_only_in_products(program))
+    return {name: int(n) for name, n in sizes.items() if name in hidden}
+
+
 def backward_roots(plan: Plan) -> list[Node]:
     return [s.expr for s in plan.derivation.steps] + [g.expr for g in plan.derivation.gradients]
 
@@ -314,7 +337,7 @@ def new_emitter(plan: Plan, block: Block, seed: bool = True) -> Emitter:
     if block.dialect is TORCH:
         like = next((p for p in plan.params if p not in labels_of(plan)), None)
     inputs = [v for v in plan.inputs if seed or v.attrs.name != plan.seed]
-    return Emitter(inputs, block, like, methods=True)
+    return Emitter(inputs, block, like, methods=True, fixed=plan.sizes)
 
 
 def helpers_and_imports(blocks: Sequence[Block]) -> tuple[list[str], list[str]]:
@@ -497,20 +520,22 @@ def used_alias(names: Names, block: Block, module: str) -> str:
 
 
 def generate(source: str | Program, wrt: Sequence[str], target: str = "numpy",
-             declarations: Sequence[str] = ()) -> str:
-    """The source of a standalone module computing the value and its derived gradients."""
+             declarations: Sequence[str] = (), sizes: Mapping[str, int] | None = None) -> str:
+    """The source of a standalone module computing the value and its derived gradients;
+    ``sizes`` fixes the sizes no input's shape gives (``h`` of ``X: [B, T, h * k]``)."""
     if target not in TARGETS:
         raise MatcalcError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if target == "torch":
-        return torch_module(plan(source, wrt, declarations, seeded=True))
-    return numpy_module(plan(source, wrt, declarations))
+        return torch_module(plan(source, wrt, declarations, seeded=True, sizes=sizes))
+    return numpy_module(plan(source, wrt, declarations, sizes=sizes))
 
 
 def lambdify(source: str | Program, wrt: Sequence[str], target: str = "numpy",
-             declarations: Sequence[str] = ()) -> types.ModuleType:
+             declarations: Sequence[str] = (), sizes: Mapping[str, int] | None = None,
+             ) -> types.ModuleType:
     """The generated module, compiled in memory: ``.value``, ``.value_and_grad`` (NumPy) or
     the autograd function class and the function applying it (torch)."""
-    text = generate(source, wrt, target, declarations)
+    text = generate(source, wrt, target, declarations, sizes)
     filename = f"<matcalc {target} module {abs(hash(text)):x}>"
     linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
     module = types.ModuleType("matcalc_generated", text.split('"""')[1])

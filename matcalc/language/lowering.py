@@ -480,6 +480,9 @@ class Program:
     positions: dict[str, int] = field(default_factory=dict)
     seed: str | None = None
     """For generated layers: the variable ``s`` in the scalar ``sum(s ⊙ value)`` derived."""
+    sizes: dict[str, int] = field(default_factory=dict)
+    """Sizes fixed from outside, those no variable has as an axis of its own (``h`` when every
+    shape has ``h * k``): code cannot read them off its inputs."""
 
     def add_variable(self, name: str, shape: tuple) -> Node:
         """Declare one more variable (a direction, a seed), refusing names already in use."""

@@ -68,6 +68,13 @@ def sizes_of_arrays(program: Program, shapes: Mapping[str, Sequence[int]]) -> di
     return found
 
 
+def sizes_only_in_products(program: Program) -> list[str]:
+    """The sizes no declared shape has as an axis of its own (``h`` and ``k`` when every shape
+    has ``h * k``): code must be told them, it cannot read them off the inputs."""
+    alone = {str(d) for v in program.variables.values() for d in v.shape if d.is_Symbol}
+    return [name for name in program.dims if name not in alone]
+
+
 def concrete_shape(shape: Iterable[Dim], sizes: Mapping[str, int]) -> tuple[int, ...]:
     """A declared shape at ``sizes``: ``[n, 3]`` with n = 5 is ``(5, 3)``."""
     return tuple(size_of(d, sizes) for d in shape)

@@ -21,7 +21,7 @@ def compile_block(block: Block, params: Sequence[str], results: Sequence[str]) -
 def evaluator(program: Program, outputs: Sequence[tuple[str, Node]]) -> Callable[..., tuple]:
     """Evaluate IR expressions of ``program`` on arrays given by variable name, in order."""
     private = [("result*", node) for _, node in outputs]
-    block = numpy_block(private, list(program.variables.values()))
+    block = numpy_block(private, list(program.variables.values()), fixed=program.sizes)
     return compile_block(block, list(program.variables), block.outputs)
 
 

@@ -176,7 +176,7 @@ def reference_function(program: Program) -> Callable[..., np.ndarray]:
 
     def value(**arrays: np.ndarray):
         shapes = {name: np.shape(a) for name, a in arrays.items()}
-        env: dict[str, object] = {**sizes_of_arrays(program, shapes), **arrays}
+        env: dict[str, object] = {**sizes_of_arrays(program, shapes), **program.sizes, **arrays}
         evaluate = Evaluator(env)
         result = None
         for statement in statements:

@@ -9,6 +9,7 @@ random ``grad_output``: its gradients are vector-Jacobian products.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from matcalc.errors import MatcalcError
 from matcalc.forms.derivation import Derivation, jacobian
 from matcalc.forms.generated import lambdify, plan
 from matcalc.language.lowering import Program, parse
+from matcalc.language.sizes import sizes_only_in_products
 from matcalc.proofs.evaluation import evaluator, function_value
 from matcalc.proofs.finite_differences import directional, vec_jacobian
 from matcalc.proofs.inputs import sizes_for, smooth_inputs, symmetric_part
@@ -57,15 +59,15 @@ class VariableCheck:
         self.infinite = self.infinite or not finite
         self.passed = self.passed and finite and error <= rtol * max(1.0, scale)
 
-    def line(self, width: int) -> str:
+    def line(self, width: int, shape_width: int = 10) -> str:
         if self.skipped:
-            return (f"{self.name:<{width}}  {self.shape:<10} not checked: {self.entries:,} "
-                    "entries (its vector-Jacobian products are)")
+            return (f"{self.name:<{width}}  {self.shape:<{shape_width}} not checked: "
+                    f"{self.entries:,} entries (its vector-Jacobian products are)")
         how = "every entry" if self.entries <= EVERY_ENTRY else f"{DIRECTIONS} directions"
         verdict = "PASS" if self.passed else "FAIL" + (
             " (the gradient is not finite there: a point where f is not differentiable)"
             * self.infinite)
-        return (f"{self.name:<{width}}  {self.shape:<10} {how:<14} max abs error "
+        return (f"{self.name:<{width}}  {self.shape:<{shape_width}} {how:<14} max abs error "
                 f"{self.abs_error:.2e}  max rel error {self.rel_error:.2e}  {verdict}")
 
 
@@ -86,12 +88,13 @@ class CheckReport:
                                       for d in self.draws))
         sizes = "; ".join(distinct)
         width = max(len(v.name) for v in self.variables)
+        shape_width = max(10, *(len(v.shape) for v in self.variables))
         failed = sum(not v.passed for v in self.variables)
         verdict = ("PASS: every gradient agrees with central finite differences" if not failed
                    else f"FAIL: {failed} of {len(self.variables)} gradients disagree")
         return "\n".join([f"gradients of {self.function} against central differences, float64, "
                           f"{len(self.draws)} draws ({sizes})",
-                          *(v.line(width) for v in self.variables), verdict])
+                          *(v.line(width, shape_width) for v in self.variables), verdict])
 
 
 def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str, int] | None = None,
@@ -109,9 +112,10 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
     if unknown:
         raise MatcalcError(f"--dims names {', '.join(sorted(unknown))}, not sizes of the program"
                            f" (its sizes: {', '.join(program.dims) or 'none'})")
+    rng = np.random.default_rng(seed)
+    program = dataclasses.replace(program, sizes=fixed_draw(program, rng, dims or {}))
     gradients = gradients or lambdify(program, wrt).value_and_grad
     value = function_value(program)        # from the source text, not the derived IR
-    rng = np.random.default_rng(seed)
     checks = {w: VariableCheck(w, shape_str(program.lookup(w).shape), 0) for w in wrt}
     checked = program.function_name if program.seed is None else (
         f"sum({program.seed} ⊙ value), the layer's backward pass,")
@@ -120,7 +124,7 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
         checked += " and the Jacobians derive prints,"
     report = CheckReport(checked, [*checks.values(), *(j.check for j in jacobians)])
     for _ in range(draws):
-        sizes = {**sizes_for(program, rng), **(dims or {})}
+        sizes = {**sizes_for(program, rng), **(dims or {}), **program.sizes}
         arrays, grads = differentiable_draw(program, sizes, rng, gradients, list(checks))
         report.draws.append({k: sizes[k] for k in program.dims})
         for name, check in checks.items():
@@ -227,6 +231,15 @@ def directions(x: np.ndarray, rng: np.random.Generator, symmetric: bool
         units = (rng.normal(size=x.shape) for _ in range(DIRECTIONS))
     for v in units:
         yield symmetric_part(v) if symmetric else v
+
+
+def fixed_draw(program: Program, rng: np.random.Generator,
+               dims: Mapping[str, int]) -> dict[str, int]:
+    """The sizes the generated code cannot read off its inputs (``h`` of ``[B, T, h * k]``),
+    drawn once: the code is generated with them fixed."""
+    hidden = sizes_only_in_products(program)
+    drawn = {**sizes_for(program, rng), **dims} if hidden else {}
+    return {name: drawn[name] for name in hidden}
 
 
 def assert_backward(fn: Callable[..., object], source: str | Program, wrt: Sequence[str],
