@@ -143,3 +143,20 @@ def test_stack_mistakes_are_clear_errors(source: str, message: str) -> None:
     with pytest.raises(MatcalcError) as error:
         derive(source, ["X" if "X" in source.split("\n")[0] else "x"])
     assert message in str(error.value)
+
+
+def test_an_einsum_gradient_is_also_written_entry_by_entry() -> None:
+    """Where no matrix form exists, the index form states each entry with its sums."""
+    source = ('Q, K: [B, T, h, k]\nE: [h, k]\nS = einsum("bthk,hk,bthk->bh", Q, E, K)\n'
+              "L = sum(S ** 2)")
+    derivation = derive(source, ["E", "Q"], steps=True)
+    text = derivation.text()
+    assert "index form: (∂L/∂E)[h,k] = Σ_{b,t} δ1[b,h] Q[b,t,h,k] K[b,t,h,k]" in text
+    assert "index form: (∂L/∂Q)[b,t,h,k] = δ1[b,h] E[h,k] K[b,t,h,k]" in text
+    assert "index form" not in derive("X: [B, n, m]\nW: [m, k]\nL = sum(X @ W)", ["W"]).text()
+    nested = derive('Q, K: [B, T, h, k]\nE: [h, k]\nsum(einsum("bthk,hk,bthk->bh", Q, E, K) ** 2)',
+                    ["E"]).text()
+    assert ("(∂f/∂E)[h,k] = 2 Σ_{b,t} (Σ_{i,j} Q[b,i,h,j] E[h,j] K[b,i,h,j]) Q[b,t,h,k] "
+            "K[b,t,h,k]") in nested
+    latex = derive(source, ["E"]).latex()
+    assert r"{\left(\frac{\partial L}{\partial E}\right)}_{hk} = 2 \sum_{b,t} {S}_{bh}" in latex

@@ -418,58 +418,70 @@ def torch_plan(plan_: Plan) -> Plan:
 def torch_module(plan: Plan) -> str:
     """A ``torch.autograd.Function`` with the derived backward pass and a function applying it.
 
-    ``forward`` computes the value; ``backward`` recomputes from the saved inputs what it needs,
-    so that autograd can differentiate it again (second derivatives by double backward,
-    ``torch.func.jacrev`` of ``torch.func.grad``), and ``setup_context`` makes ``torch.func``
-    transforms (``grad``, ``vmap``, ``jacrev``) work through the function.
+    ``forward`` computes the value and the intermediates backward reads, which it keeps, as
+    autograd would; ``backward`` recomputes them from the inputs when autograd differentiates it
+    again (second derivatives by double backward, ``torch.func.jacrev`` of ``torch.func.grad``),
+    and ``setup_context`` makes ``torch.func`` transforms (``grad``, ``vmap``, ``jacrev``) work
+    through the function.
     """
     plan = torch_plan(plan)
     names = module_names(plan)
     grads = grad_names(plan, names)
     params = plan.params
     ctx = names.fresh("ctx")
-    forward_names, backward_names = names.scope(), names.scope()
-    first, second = Block(forward_names, TORCH), Block(backward_names, TORCH)
-    value_var = value_name_in(plan, forward_names)
-    new_emitter(plan, first, seed=False).emit([(value_var, plan.value)])
-    prune(first, [value_var])
-    emitter = new_emitter(plan, second)
-    emitter.emit([(value_name_in(plan, backward_names), plan.value)], backward_roots(plan))
+    block = Block(names.scope(), TORCH)
+    value_var = value_name_in(plan, block.names)
+    emitter = new_emitter(plan, block)
+    emitter.emit([(value_var, plan.value)], backward_roots(plan))
     emit_in_turn(emitter, plan.derivation.signals(), gradient_outputs(plan, grads),
                  plan.derivation.f)
-    prune(second, grads.values())
-    read = set().union(*(s.code.reads for s in second.statements))
-    saved = [p for p in params if p in read]
+    prune(block, [value_var, *grads.values()])
+    passes = Passes.split(block.statements, plan.seed, set(emitter.dims.values()),
+                          set(grads.values()))
+    kept = passes.kept(value_var)
+    saved = [*params, *([value_var] if passes.reads(value_var) else []), *kept]
     labels = labels_of(plan)
-    torch = used_alias(names, first, "torch")
+    torch = used_alias(names, block, "torch")
     cls = names.fresh(f"{plan.value_name[:1].upper()}{plan.value_name[1:]}Function")
-    floating = fill("{_floating}", names, first)
-    check = checker(names, first, labels)
-    table = tables(plan, names, first, params)
-    checks = declaration_checks(plan, first)
-    helpers, imports = helpers_and_imports([first, second])
+    floating = fill("{_floating}", names, block)
+    check = checker(names, block, labels)
+    table = tables(plan, names, block, params)
+    checks = declaration_checks(plan, block)
+    helpers, imports = helpers_and_imports([block])
     level = 2 * INDENT
-    forward_body = [*check_call(names, params, level), *first.lines(level),
-                    f"{level}return {value_var}"]
-    context_body = [f"{level}{tuple_text(params)} = inputs"]
-    context_body += call(f"{ctx}.save_for_backward", saved, level) if saved else [
-        f"{level}pass"]
+    outputs, each = names.fresh("outputs"), names.fresh("kept")
+    forward_pass = call(f"{cls}.forward_pass", params, level, f"{outputs} = ")
+    forward_body = [*check_call(names, params, level), *forward_pass,
+                    f"{level}# the value, and the intermediates kept for backward (no gradients)",
+                    f"{level}return {outputs}[0], *({each}.detach() for {each} in {outputs}[1:])"]
+    pass_body = [*(line for s in passes.forward for line in s.lines(level)),
+                 f"{level}return {tuple_text([value_var, *kept])}"]
+    context_body = [*unpacked(params, "inputs", level),
+                    *unpacked([value_var, *kept], "output", level),
+                    *call(f"{ctx}.save_for_backward", saved, level)]
     nothing = tuple_text(["None"] * len(params))
     backward_body = [f"{level}if {plan.seed} is None:   # the value was not used",
-                     f"{level}    return {nothing}"]
-    backward_body += [f"{level}{tuple_text(saved)} = {ctx}.saved_tensors"] if saved else []
-    backward_body += [*second.lines(level),
+                     f"{level}    return {nothing}",
+                     *unpacked(saved, f"{ctx}.saved_tensors", level)]
+    if kept:
+        recomputed = [value_var, *kept] if value_var in saved else kept
+        backward_body += [f"{level}if {torch}.is_grad_enabled():   # differentiated again: "
+                          "recompute them differentiably",
+                          *(INDENT + line for line in forward_pass),
+                          *unpacked(recomputed, outputs if value_var in saved
+                                    else f"{outputs}[1:]", level + INDENT)]
+    backward_body += [*(line for s in passes.backward for line in s.lines(level)),
                       f"{level}return {tuple_text([grads.get(p, 'None') for p in params])}"]
     wrapper = [*call(floating, ["{" + ", ".join(f'"{p}": {p}' for p in params) + "}",
                                 repr(tuple(labels))], INDENT, f"{tuple_text(params)} = "),
-               *checks, f"{INDENT}return {cls}.apply({', '.join(params)})"]
+               *checks, f"{INDENT}return {cls}.apply({', '.join(params)})[0]"]
     apply_name = function_name(plan, names)
     parts = [
         docstring(plan, f"{plan.value_name} as a torch.autograd.Function with the backward pass "
                         f"derived by matcalc.\n\nbackward returns ∂f/∂x for f = sum({plan.seed} ⊙ "
-                        f"{plan.value_name}), the vector-Jacobian products autograd needs; it "
-                        "recomputes what it needs from the inputs, so that autograd can "
-                        "differentiate it again."),
+                        f"{plan.value_name}), the vector-Jacobian products autograd needs, from "
+                        "the intermediates forward kept; differentiated again, it recomputes them "
+                        "from the inputs, so that second derivatives are right."),
         "\n".join(imports) + f'\n\n__all__ = ["{cls}", "{apply_name}"]',
         *helpers,
         check,
@@ -481,20 +493,72 @@ def torch_module(plan: Plan) -> str:
             "    generate_vmap_rule = True",
             "",
             "    @staticmethod",
-            *function("forward", params, f"{plan.value_name}.", forward_body, INDENT),
+            *function("forward", params, f"{plan.value_name} and the intermediates backward "
+                      "reads.", forward_body, INDENT),
             "",
             "    @staticmethod",
-            *function("setup_context", [ctx, "inputs", "output"], "Keep the inputs backward "
-                      "reads.", context_body, INDENT),
+            *function("forward_pass", params, f"{', '.join([value_var, *kept])}, from the "
+                      "inputs.", pass_body, INDENT),
             "",
             "    @staticmethod",
-            *function("backward", [ctx, plan.seed], "Gradients for each input (None for integer "
-                      "labels), differentiable again.", backward_body, INDENT),
+            *function("setup_context", [ctx, "inputs", "output"], "Keep the inputs and the "
+                      "intermediates backward reads.",
+                      context_body, INDENT),
+            "",
+            "    @staticmethod",
+            *function("backward", [ctx, plan.seed, "*_"], "Gradients for each input (None for "
+                      "integer labels), differentiable again.", backward_body, INDENT),
         ]),
         "\n".join(function(apply_name, params, f"{plan.value_name}, differentiable by autograd "
                            f"through {cls}.", wrapper)),
     ]
     return "\n\n\n".join(parts) + "\n"
+
+
+@dataclass(frozen=True)
+class Passes:
+    """The statements of a backward block split into the forward pass (what the value and
+    the intermediates need) and the backward pass (what reads the seed, and the gradients,
+    some of which are constants); sizes the backward reads are computed again there, being
+    numbers, not tensors to keep."""
+
+    forward: list[Statement]
+    backward: list[Statement]
+
+    @staticmethod
+    def split(statements: Sequence[Statement], seed: str, sizes: set[str],
+              gradients: set[str]) -> Passes:
+        backward_names, forward, backward = {seed}, [], []
+        for statement in statements:
+            if statement.code.reads & backward_names or targets_of(statement) & gradients:
+                backward.append(statement)
+                backward_names |= targets_of(statement)
+            else:
+                forward.append(statement)
+        needed = set().union(*(s.code.reads for s in backward))
+        repeated = []
+        for statement in reversed(forward):
+            if targets_of(statement) & needed & sizes:
+                repeated.insert(0, statement)
+                needed |= statement.code.reads
+        read_forward = set().union(*(s.code.reads for s in forward))
+        forward = [s for s in forward if not targets_of(s) <= sizes - read_forward]
+        return Passes(forward, [*repeated, *backward])
+
+    def reads(self, name: str) -> bool:
+        """Whether the backward pass reads ``name``."""
+        return any(name in s.code.reads for s in self.backward)
+
+    def kept(self, value: str) -> list[str]:
+        """The forward pass's tensors the backward pass reads (not the value, returned first)."""
+        reads = set().union(*(s.code.reads for s in self.backward))
+        computed = {t for s in self.backward for t in targets_of(s)}
+        return [t for s in self.forward for t in sorted(targets_of(s))
+                if t in reads and t not in computed and t != value]
+
+
+def targets_of(statement: Statement) -> set[str]:
+    return {t.strip() for t in statement.target.split(",")} - {""}
 
 
 def value_name_in(plan: Plan, names: Names) -> str:
@@ -507,6 +571,16 @@ def function_name(plan: Plan, names: Names) -> str:
     otherwise; a Python builtin's name (``list``) is not taken, the module's own code uses it."""
     wanted = plan.value_name if plan.named else "apply"
     return wanted if wanted not in RESERVED else names.fresh(wanted)
+
+
+def unpacked(targets: Sequence[str], source: str, indent: str) -> list[str]:
+    """``a, b = source``, the names in parentheses over several lines when one is too long."""
+    line = f"{indent}{tuple_text(targets)} = {source}"
+    if len(line) <= WIDTH:
+        return [line]
+    names = textwrap.fill(", ".join(targets) + ",", WIDTH - len(indent) - len(INDENT))
+    return [f"{indent}(", *textwrap.indent(names, indent + INDENT).splitlines(),
+            f"{indent}) = {source}"]
 
 
 def tuple_text(names: Sequence[str]) -> str:

@@ -4,6 +4,7 @@ and Kronecker deltas, and the deltas are then eliminated, as one does by hand.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import sympy
@@ -207,3 +208,73 @@ def index_form(jacobian: Node, f_shape: tuple, x_shape: tuple, f_name: str, x_na
     lhs = (f"∂²{f_name}/∂{x_name}{row_text}∂{x_name}{col_text}" if second
            else f"∂{f_name}{row_text}/∂{x_name}{col_text}")
     return f"{lhs} = {body}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Index notation for einsums: what has no matrix form, written entry by entry
+
+
+LETTERS = "ijklmnpqrstuvwxyzabcdefgho"
+"""Index letters to rename a summed index to when its own letter is taken."""
+
+
+@dataclass(frozen=True)
+class Entries:
+    r"""How entries and sums are written: ``X[b,t]`` and ``Σ_{b,t}`` in text, ``X_{bt}`` and
+    ``\sum_{b,t}`` in LaTeX."""
+
+    index: Callable[[str, str], str]
+    total: str
+    open: str
+    close: str
+
+
+TEXT_ENTRIES = Entries(lambda x, ix: f"{x}[{','.join(ix)}]", "Σ_{{{}}} ", "(", ")")
+LATEX_ENTRIES = Entries(lambda x, ix: f"{{{x}}}_{{{ix}}}", "\\sum_{{{}}} ", r"\left(",
+                        r"\right)")
+
+
+def einsum_index_form(expr: Node, lhs: str, printer: Callable[[Node], str],
+                      entries: Entries = TEXT_ENTRIES) -> str:
+    """``(∂L/∂E)[h,k] = 2 Σ_{b,t} S[b,h] Q[b,t,h,k] K[b,t,h,k]`` for a derivative that is a
+    (scaled) einsum: each entry, with the summed indices explicit; "" for anything else."""
+    scalars, rest = split_scalars(expr)
+    if rest.op != "einsum":
+        return ""
+    output = rest.attrs.spec.split("->")[1]
+    body = einsum_entry(rest, output, set(output), printer, entries)
+    factor = " ".join(f"({text})" if any(c in text for c in " +−-") else text
+                      for text in map(printer, scalars))
+    whole = entries.index(f"{entries.open}{lhs}{entries.close}", output)
+    return f"{whole} = {factor + ' ' if factor else ''}{body}"
+
+
+def einsum_entry(node: Node, outer: str, taken: set[str], printer: Callable[[Node], str],
+                 entries: Entries) -> str:
+    """The entry of an einsum at the output indices ``outer``: a sum over its other indices
+    (renamed away from ``taken``) of the product of its operands' entries."""
+    inputs, output = node.attrs.spec.split("->")
+    names = dict(zip(output, outer, strict=True))
+    for letter in dict.fromkeys("".join(inputs.split(","))):
+        if letter not in names:
+            fresh = letter if letter not in taken else next(c for c in LETTERS if c not in taken)
+            names[letter] = fresh
+            taken.add(fresh)
+    summed = [names[c] for c in dict.fromkeys("".join(inputs.split(","))) if c not in output]
+    factors = [operand_entry(a, "".join(names[c] for c in letters), taken, printer, entries)
+               for a, letters in zip(node.args, inputs.split(","), strict=True)]
+    sums = entries.total.format(",".join(summed)) if summed else ""
+    return sums + " ".join(factors)
+
+
+def operand_entry(node: Node, indices: str, taken: set[str], printer: Callable[[Node], str],
+                  entries: Entries) -> str:
+    """One factor's entry: ``X[b,t]``; a nested einsum as its own sum in parentheses; another
+    expression in parentheses, indexed."""
+    if node.op == "einsum":
+        inner = einsum_entry(node, indices, taken, printer, entries)
+        return f"{entries.open}{inner}{entries.close}"
+    text = printer(node)
+    if node.op not in ("var", "named", "delta", "const"):
+        text = f"{entries.open}{text}{entries.close}"
+    return entries.index(text, indices) if indices else text

@@ -20,6 +20,7 @@ from matcalc.core.ir import (
     size,
 )
 from matcalc.forms.codegen import numpy_block
+from matcalc.forms.index_form import LATEX_ENTRIES, TEXT_ENTRIES, Entries, einsum_index_form
 from matcalc.forms.printing import ATOM, LATEX, TEXT, Printer, Weigher
 from matcalc.forms.results import Gradient, Result
 from matcalc.forms.sympy_bridge import to_sympy
@@ -64,8 +65,8 @@ class Derivation(Result):
         """One line per variable: ``∂f/∂x = (A + Aᵀ) x   [n]``; with steps, the derivation."""
         printer = Printer(TEXT, self.names)
         rows = [(self.lhs(g), formula(printer, g.expr), g.shape) for g in self.gradients]
+        indices = "".join(f"\nindex form: {index}" for index in self.index_forms(printer))
         if not self.steps and not self.stepwise:
-            indices = "".join(f"\nindex form: {g.index}" for g in self.gradients if g.index)
             return aligned(rows) + indices + self.notes_text()
         forward = [(name, printer(node.args[0]), node.shape)
                    for name, node in self.program.intermediates.items()]
@@ -78,7 +79,15 @@ class Derivation(Result):
             parts += [f"Backward pass (error signals δ = ∂{self.f}/∂·, each shaped like what it "
                       "differentiates):", aligned(signals, indent="  ")]
         parts += ["Gradients (each shaped like its variable):", aligned(rows, indent="  ")]
-        return "\n".join(parts) + self.notes_text()
+        return "\n".join(parts) + indices + self.notes_text()
+
+    def index_forms(self, printer: Printer, entries: Entries = TEXT_ENTRIES) -> list[str]:
+        """Each derivative's entries where it has them: an einsum's (no matrix form) with its
+        sums explicit; in text also a Jacobian's in Kronecker form."""
+        kronecker = entries is TEXT_ENTRIES
+        forms = [g.index if g.index and kronecker else einsum_index_form(
+            g.expr, self.lhs(g, printer.n), printer, entries) for g in self.gradients]
+        return [form for form in forms if form]
 
     def notes_text(self) -> str:
         return "".join(f"\nnote: {note}" for note in self.notes)
@@ -89,6 +98,7 @@ class Derivation(Result):
         lines = [rf"\delta_{{{s.label}}} = {self.partial(s.name, LATEX)} = {printer(s.expr)}"
                  for s in self.steps]
         lines += [f"{self.lhs(g, LATEX)} = {formula(printer, g.expr)}" for g in self.gradients]
+        lines += self.index_forms(printer, LATEX_ENTRIES)
         return " \\\\\n".join(lines)
 
     def _repr_latex_(self) -> str:
