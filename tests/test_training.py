@@ -151,3 +151,25 @@ def test_plot_writes_png(tmp_path: Path) -> None:
     result = run("train", MLP, *MLP_WRT, "--epochs", "2", "--plot", str(target))
     assert result.exit_code == 0, result.output
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_transformer_trains_on_the_sort_task_with_adam() -> None:
+    """--data sort feeds token ids and next-token labels; every non-data variable is trained
+    by default; AdamW lowers the loss; the header says what accuracy counts."""
+    result = run("train", str(EXAMPLES / "transformer.mc"), "--data", "sort", "--optimizer",
+                 "adam", "--lr", "0.003", "--epochs", "3", "--hidden", "h=2", "--hidden", "k=4")
+    assert result.exit_code == 0, result.output
+    assert "T = 11 (from tokens)" in result.output and "V = 3 (the classes of y)" in result.output
+    assert "E: normal, Var = 1 (an embedding table)" in result.output
+    assert "g1: ones (the gain of a normalisation)" in result.output
+    assert "5/11·ln 3 = 0.4994" in result.output
+    losses = [float(line.split()[2]) for line in result.output.splitlines()
+              if line.strip()[:1].isdigit() and len(line.split()) == 4]
+    assert losses[-1] < losses[0]
+
+
+def test_optimizer_and_weight_decay_are_checked() -> None:
+    result = run("train", MLP, "--optimizer", "lbfgs")
+    assert result.exit_code == 2 and "lbfgs" in result.output
+    result = run("train", MLP, "--weight-decay", "-1")
+    assert result.exit_code == 2 and "at least 0" in result.output

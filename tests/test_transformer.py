@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from matcalc.applications.datasets import sort_task
-from matcalc.applications.optimizers import optimizer
+from matcalc.applications.optimizers import new_optimizer
 from matcalc.forms.derivation import derive
 from matcalc.forms.generated import lambdify
 from matcalc.language.lowering import parse
@@ -86,7 +86,7 @@ def test_optimizers_step_as_pytorchs(kind: str) -> None:
     rng = np.random.default_rng(1)
     start = {"W": rng.standard_normal((3, 4)), "b": rng.standard_normal(4)}
     grads = [{n: rng.standard_normal(a.shape) for n, a in start.items()} for _ in range(5)]
-    ours = optimizer(kind, 0.01, 0.05, decayed=["W"])
+    ours = new_optimizer(kind, 0.01, 0.05, decayed=["W"])
     params = {n: a.copy() for n, a in start.items()}
     leaves = {n: torch.tensor(a, requires_grad=True) for n, a in start.items()}
     groups = [{"params": [leaves["W"]], "weight_decay": 0.05},

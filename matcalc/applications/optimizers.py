@@ -74,7 +74,7 @@ class Optimizer:
             params[name] -= self.lr * UPDATES[self.kind](grad, moments, self.steps)
 
 
-def optimizer(kind: str, lr: float, weight_decay: float | None = None,
+def new_optimizer(kind: str, lr: float, weight_decay: float | None = None,
               decayed: Iterable[str] = ()) -> Optimizer:
     """An optimizer, with PyTorch's default weight decay for ``kind`` when none is given."""
     decay = DEFAULT_WEIGHT_DECAY[kind] if weight_decay is None else weight_decay

@@ -24,7 +24,7 @@ import sympy
 
 from matcalc.applications import figures, variance
 from matcalc.applications.datasets import Data, Split, load_data, split
-from matcalc.applications.optimizers import Optimizer, optimizer
+from matcalc.applications.optimizers import Optimizer, new_optimizer
 from matcalc.core.ir import (
     Node,
     class_counts,
@@ -432,11 +432,11 @@ def train(source: str | Path | Program, wrt: Sequence[str] = (), data: str | Dat
           *, x: str | None = None, y: str | None = None, epochs: int = 20, lr: float = 0.1,
           batch: int = 64, seed: int = 0, init: str = "derived",
           hidden: Mapping[str, int] | None = None, constants: Mapping[str, float] | None = None,
-          declarations: Sequence[str] = (), optimizer_kind: str = "sgd",
+          declarations: Sequence[str] = (), optimizer: str = "sgd",
           weight_decay: float | None = None,
           on_epoch: Callable[[History], None] | None = None) -> History:
     """Train ``wrt`` (every declared variable that is not data, when empty) with minibatches
-    of ``data`` and ``optimizer_kind`` (sgd, momentum, adam); ``on_epoch`` sees the history
+    of ``data`` and ``optimizer`` (sgd, momentum, adam); ``on_epoch`` sees the history
     after each epoch (epoch 0 is before training). ``source`` is program text, a ``.mc`` path
     or a Program."""
     start = time.perf_counter()
@@ -459,7 +459,7 @@ def train(source: str | Path | Program, wrt: Sequence[str] = (), data: str | Dat
     params, notes = initial_params(program, wrt, {d: n for d, (n, _) in sizes.items()}, init, rng)
     program = dataclasses.replace(program, sizes={d: sizes[d][0] for d in
                                                   sizes_only_in_products(program)})
-    updates = optimizer(optimizer_kind, lr, weight_decay, decayed=weights(program, wrt))
+    updates = new_optimizer(optimizer, lr, weight_decay, decayed=weights(program, wrt))
     model = Model(lambdify(program, wrt), logits_function(program, y, wrt, rows.y_train), params,
                   {k: np.asarray(v, dtype=float) for k, v in given.items()}, x, y, updates,
                   data.scored)

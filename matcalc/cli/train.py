@@ -45,7 +45,7 @@ def show_epoch(history: training.History) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--lr", type=PositiveNumber(), default=0.1,
               show_default=True, help="Learning rate.")
-@click.option("--optimizer", "optimizer_kind", type=click.Choice(OPTIMIZERS), default="sgd",
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="sgd",
               show_default=True, help="sgd; momentum (0.9); adam (AdamW: β = 0.9, 0.999, with "
                                       "decoupled weight decay), each as PyTorch's.")
 @click.option("--weight-decay", type=PositiveNumber(zero=True), default=None, metavar="LAMBDA",
@@ -65,7 +65,7 @@ def show_epoch(history: training.History) -> None:
               help="Save loss and accuracy per epoch to this PNG (needs matplotlib).")
 @reports_user_errors
 def train(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], data: str,
-          x: str | None, y: str | None, epochs: int, lr: float, optimizer_kind: str,
+          x: str | None, y: str | None, epochs: int, lr: float, optimizer: str,
           weight_decay: float | None, batch: int, seed: int, init: str,
           hidden: tuple[str, ...], constants: tuple[str, ...], plot: str | None) -> None:
     """Train the --wrt parameters of SOURCE by minibatch SGD with matcalc's generated code.
@@ -83,7 +83,7 @@ def train(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], data
         figures.plot_target(plot)   # a bad --plot fails before the training
     history = training.train(
         source, wrt, data, x=x, y=y, epochs=epochs, lr=lr, batch=batch, seed=seed, init=init,
-        hidden=sizes, constants=values, declarations=declarations, optimizer_kind=optimizer_kind,
+        hidden=sizes, constants=values, declarations=declarations, optimizer=optimizer,
         weight_decay=weight_decay, on_epoch=show_epoch)
     click.echo(f"final: {history.summary()}")
     if plot is not None:
