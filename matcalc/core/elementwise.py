@@ -50,6 +50,11 @@ def gelu(x: sympy.Expr) -> sympy.Expr:
     return x / 2 * (1 + sympy.erf(x / sympy.sqrt(2)))
 
 
+def gelu_slope(x: sympy.Expr) -> sympy.Expr:
+    """gelu′(x) = Φ(x) + x φ(x)."""
+    return normal_cdf(x) + x * normal_pdf(x)
+
+
 GELU_CUBIC = sympy.Rational(44715, 10**6)
 """The 0.044715 of the tanh approximation of GELU (Hendrycks & Gimpel; PyTorch, GPT-2)."""
 

@@ -148,6 +148,7 @@ def rows(x: Node) -> sympy.Expr:
 
 
 normal_cdf, normal_pdf = call("normal_cdf"), call("normal_pdf")  # Φ and φ of N(0, 1)
+gelu_slope = call("gelu_slope")                                   # gelu′ = Φ + x φ
 
 
 def gelu_tanh_slope(x: Node) -> Node:
@@ -445,8 +446,13 @@ elementwise("relu", lambda g, out, x: g * step(x), real.relu, kink="zero",  # re
             numpy="{xp}.maximum({0}, 0)", torch="{xp}.relu({0})")
 elementwise("softplus", lambda g, out, x: g * sigmoid(x), real.softplus,
             numpy="{xp}.logaddexp(0, {0})", torch="{xp}.nn.functional.softplus({0})")
-elementwise("gelu", lambda g, out, x: g * (normal_cdf(x) + x * normal_pdf(x)), real.gelu,
-            primitives=lambda x: x * normal_cdf(x), numpy=METHOD)
+elementwise("gelu", lambda g, out, x: g * gelu_slope(x), real.gelu,
+            primitives=lambda x: x * normal_cdf(x), numpy=METHOD,
+            torch="{xp}.nn.functional.gelu({0})")
+elementwise("gelu_slope", lambda g, out, x: g * normal_pdf(x) * (2 - x**2),   # gelu″ = φ (2 − x²)
+            real.gelu_slope, internal=True, text="gelu′", latex=r"\operatorname{gelu}'",
+            primitives=lambda x: normal_cdf(x) + x * normal_pdf(x), numpy=METHOD,
+            torch="{xp}.ops.aten.gelu_backward({xp}.ones_like({0}), {0})")
 elementwise("gelu_tanh", lambda g, out, x: g * gelu_tanh_slope(x), real.gelu_tanh,
             primitives=lambda x: x * (1 + tanh(real.gelu_tanh_inner(x))) / 2, numpy=METHOD)
 elementwise("silu", lambda g, out, x: g * sigmoid(x) * (1 + x * (1 - sigmoid(x))), real.silu,

@@ -346,17 +346,20 @@ class Statement:
     target: str
     code: Code
     comment: str = ""
+    released: tuple[str, ...] = ()
+    """Intermediates no later statement reads, freed after this one (``del``)."""
 
     def lines(self, indent: str = "") -> list[str]:
         """The statement laid out at ``indent``: one line, or its operands one per line."""
         comment = [f"{indent}# {self.comment}"] if self.comment else []
+        freed = [f"{indent}del {', '.join(self.released)}"] if self.released else []
         text = f"{indent}{self.target} = {self.code.text}"
         if len(text) <= WIDTH + 8 or not self.code.parts:
-            return [*comment, text]
+            return [*comment, text, *freed]
         inner = indent + "    "
         first, *rest = self.code.parts
         return [*comment, f"{indent}{self.target} = (", inner + first,
-                *(inner + part.lstrip() for part in rest), f"{indent})"]
+                *(inner + part.lstrip() for part in rest), f"{indent})", *freed]
 
 
 @dataclass
@@ -524,10 +527,11 @@ MAX_DEPTH = 30
 
 
 
-def lower(node: Node, memo: dict[Node, Node]) -> Node:
+def lower(node: Node, memo: dict[Node, Node], dialect: Dialect = NUMPY) -> Node:
     """Composites as the primitives they are made of, so that work is shared: gelu(x) is
-    x Φ(x), whose Φ(x) the backward pass reuses; silu(x) is x σ(x). A product around an outer
-    product is the outer product of two vectors, M (a bᵀ) N = (M a)(Nᵀ b)ᵀ: O(n²), not O(n³)."""
+    x Φ(x), whose Φ(x) the backward pass reuses; silu(x) is x σ(x); unless the dialect has a
+    fused kernel for one (torch's gelu). A product around an outer product is the outer product
+    of two vectors, M (a bᵀ) N = (M a)(Nᵀ b)ᵀ: O(n²), not O(n³)."""
     found = memo.get(node)
     if found is not None:
         return found
@@ -536,7 +540,7 @@ def lower(node: Node, memo: dict[Node, Node]) -> Node:
             continue
         args = tuple(memo[a] for a in child.args)
         primitives = OPERATIONS[child.op].primitives
-        if primitives is not None:
+        if primitives is not None and getattr(OPERATIONS[child.op], dialect.name) == METHOD:
             result = primitives(*args)
         elif args == child.args:
             result = child
@@ -654,7 +658,7 @@ class Emitter:
     def count(self, roots: Sequence[Node]) -> None:
         """How often each value is used under ``roots`` (what ``emit`` computes and what later
         calls will): a value used twice gets a name."""
-        everything = postorder([lower(r, self.memo) for r in roots],
+        everything = postorder([lower(r, self.memo, self.dialect) for r in roots],
                                stop=self.names.__contains__)
         self.present = set(everything)
         self.uses = Counter(arg for node in everything for arg in node.args)
@@ -671,7 +675,7 @@ class Emitter:
         expressions (a later call computes them) gets a name, so that they can reuse it;
         ``counted`` means ``count`` has already seen them.
         """
-        outputs = [(name, lower(node, self.memo)) for name, node in outputs]
+        outputs = [(name, lower(node, self.memo, self.dialect)) for name, node in outputs]
         roots = [node for _, node in outputs]
         if not counted:
             self.count([*roots, *later])
@@ -1327,6 +1331,25 @@ def outer_vectors(node: Node) -> tuple[Node, Node] | None:
 
 # ----------------------------------------------------------------------------------------------
 # Blocks of statements
+
+
+RELEASE_FROM = 30
+"""A function of more statements than this frees each intermediate after its last use, so
+that its peak memory is what is alive, not everything it computed (half, for a transformer)."""
+
+
+def release(statements: Sequence[Statement], keep: Iterable[str]) -> None:
+    """Mark after which statement each intermediate is last read, to be freed there; the
+    ``keep`` names (what the function returns) live on. Short functions are left as they are."""
+    if len(statements) <= RELEASE_FROM:
+        return
+    kept, last = set(keep), {}
+    for i, statement in enumerate(statements):
+        last |= dict.fromkeys(statement.code.reads, i)
+    computed: list[str] = []
+    for i, statement in enumerate(statements):
+        computed += [t.strip() for t in statement.target.split(",") if t.strip()]
+        statement.released = tuple(n for n in computed if last.get(n) == i and n not in kept)
 
 
 def prune(block: Block, keep: Iterable[str]) -> None:

@@ -36,6 +36,7 @@ from matcalc.forms.codegen import (
     emit_in_turn,
     fill,
     prune,
+    release,
     user_names,
 )
 from matcalc.forms.derivation import Derivation, derive
@@ -370,11 +371,13 @@ def numpy_module(plan: Plan) -> str:
     first, second = Block(names.scope()), Block(names.scope())
     new_emitter(plan, first, seed=not plan.seeded).emit([(value_var, plan.value)])
     prune(first, [value_var])
+    release(first.statements, [value_var])
     emitter = new_emitter(plan, second)
     emitter.emit([(value_var, plan.value)], backward_roots(plan))
     emit_in_turn(emitter, plan.derivation.signals(), gradient_outputs(plan, grads),
                  plan.derivation.f)
     prune(second, [value_var, *grads.values()])
+    release(second.statements, [value_var, *grads.values()])
     order = ", ".join(grads)
     if plan.seeded:
         name = "value_and_vjp"
@@ -440,6 +443,8 @@ def torch_module(plan: Plan) -> str:
                           set(grads.values()))
     kept = passes.kept(value_var)
     saved = [*params, *([value_var] if passes.reads(value_var) else []), *kept]
+    release(passes.forward, [value_var, *kept])
+    release(passes.backward, grads.values())
     labels = labels_of(plan)
     torch = used_alias(names, block, "torch")
     cls = names.fresh(f"{plan.value_name[:1].upper()}{plan.value_name[1:]}Function")
@@ -539,7 +544,7 @@ class Passes:
         repeated = []
         for statement in reversed(forward):
             if targets_of(statement) & needed & sizes:
-                repeated.insert(0, statement)
+                repeated.insert(0, dataclasses.replace(statement))
                 needed |= statement.code.reads
         read_forward = set().union(*(s.code.reads for s in forward))
         forward = [s for s in forward if not targets_of(s) <= sizes - read_forward]

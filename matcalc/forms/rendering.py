@@ -268,6 +268,8 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
               if op in ASSUMPTIONS]
     if any(n.rank > 2 for n in order):
         found.append(STACKS_NOTE)
+    if any(n.op == "gelu" for n in order) and any(g.kind == "grad" for g in gradients):
+        found.append(GELU_NOTE)
     printer = Printer(TEXT)
     for node in (n for n in order if n.op == "softmax_cross_entropy"):
         z, y = (set(n for n in postorder([a]) if n.op == "var") for a in node.args)
@@ -278,6 +280,9 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
             found.append(note)
     return found
 
+
+GELU_NOTE = ("gelu′(x) = Φ(x) + x φ(x), Φ and φ being the standard normal's distribution "
+             "function and density.")
 
 LAYOUT_NOTE = {
     "numerator": "numerator layout: (∂{f}/∂{x})ᵢⱼ = ∂{f}ᵢ/∂{x}ⱼ, rows follow {f}.",
