@@ -263,3 +263,13 @@ def test_singular_matrix_is_a_clear_error() -> None:
     module = matcalc.lambdify("X: [n, n]; det(X)", ["X"])
     with pytest.raises(ValueError, match="singular"):
         module.value_and_grad(X=np.ones((3, 3)))
+
+
+def test_a_constant_value_is_computed_by_the_torch_forward() -> None:
+    """x / x is the constant 1, shaped like the seed in backward: forward computes it alone
+    (fuzz, hostile mode: a NameError in forward_pass)."""
+    outcome = fuzz.run_case(fuzz.Case("str: [1, 1]\nlogsumexp(str, 1) / logsumexp(str, 1)", (),
+                                      draw=480829586, wrt=("str",), x="str",
+                                      layout="denominator", paths=("torch", "torch.func")),
+                            limit=60.0)
+    assert all(o.category in ("ok", "skipped") for o in outcome), outcome

@@ -441,6 +441,14 @@ def torch_module(plan: Plan) -> str:
     prune(block, [value_var, *grads.values()])
     passes = Passes.split(block.statements, plan.seed, set(emitter.dims.values()),
                           set(grads.values()))
+    forward_block = block
+    if not any(value_var in targets_of(s) for s in passes.forward):
+        # a constant value, shaped like the seed: computed alone; backward computes it all
+        forward_block = Block(names.scope(), TORCH)
+        new_emitter(plan, forward_block, seed=False).emit([(value_var, plan.value)])
+        prune(forward_block, [value_var])
+        prune(block, grads.values())
+        passes = Passes(forward_block.statements, block.statements)
     kept = passes.kept(value_var)
     saved = [*params, *([value_var] if passes.reads(value_var) else []), *kept]
     release(passes.forward, [value_var, *kept])
@@ -452,7 +460,8 @@ def torch_module(plan: Plan) -> str:
     check = checker(names, block, labels)
     table = tables(plan, names, block, params)
     checks = declaration_checks(plan, block)
-    helpers, imports = helpers_and_imports([block])
+    helpers, imports = helpers_and_imports([block] if forward_block is block
+                                           else [block, forward_block])
     level = 2 * INDENT
     outputs, each = names.fresh("outputs"), names.fresh("kept")
     forward_pass = call(f"{cls}.forward_pass", params, level, f"{outputs} = ")
