@@ -1346,9 +1346,9 @@ def release(statements: Sequence[Statement], keep: Iterable[str]) -> None:
     kept, last = set(keep), {}
     for i, statement in enumerate(statements):
         last |= dict.fromkeys(statement.code.reads, i)
-    computed: list[str] = []
+    computed: dict[str, None] = {}
     for i, statement in enumerate(statements):
-        computed += [t.strip() for t in statement.target.split(",") if t.strip()]
+        computed |= dict.fromkeys(t.strip() for t in statement.target.split(",") if t.strip())
         statement.released = tuple(n for n in computed if last.get(n) == i and n not in kept)
 
 

@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import replace
 
+from matcalc.core.algebra import simplified
 from matcalc.core.engine import vector_jacobian_products
 from matcalc.core.ir import Node, has_property, is_labels, is_symmetric, postorder, shape_str
 from matcalc.core.simplify import new_axis, reduce_sum, transpose
@@ -70,7 +71,9 @@ def derive(
         raise MatcalcError(f"`{labels[0]}` holds integer class labels; it has no gradient")
     too_long = not steps and not inline and len(program.intermediates) > MAX_INLINE_SIZE
     adjoints, signals = vector_jacobian_products(f, targets, steps=steps or too_long)
-    gradients = [Gradient(name, node, symmetric_part(node, adjoints[node]))
+    written = simplified([*adjoints.values(), *(s.expr for s in signals)], definitions(program))
+    signals = [replace(s, expr=written[s.expr]) for s in signals]
+    gradients = [Gradient(name, node, symmetric_part(node, written[adjoints[node]]))
                  for name, node in zip(wrt, targets, strict=True)]
     if not steps and not inline and not too_long and max(map(weight, (
             g.expr for g in gradients))) > MAX_INLINE_SIZE:
@@ -78,6 +81,12 @@ def derive(
     result = Derivation(program, gradients, signals, notes(program, gradients),
                         stepwise=steps or too_long)
     return result.with_note(TOO_LONG_NOTE) if too_long else result
+
+
+def definitions(program: Program) -> dict[Node, Node]:
+    """Each named intermediate's definition, to the name that writes it."""
+    return {node.args[0]: node for node in program.intermediates.values()
+            if node.args[0].op not in ("var", "const")}
 
 
 def symmetric_part(x: Node, g: Node) -> Node:

@@ -33,6 +33,7 @@ from matcalc.core.ir import (
     var,
     zeros,
 )
+from matcalc.core.rewrites import recognise
 from matcalc.core.rules import callable_elementwise
 from matcalc.core.simplify import (
     add,
@@ -826,4 +827,8 @@ def parse(source: str, declarations: Sequence[str] = ()) -> Program:
             "the program has no expression to differentiate; end it with an expression "
             "such as `x @ A @ x` or an assignment such as `L = mse(pred, y)`"
         )
+    recognised = recognise([program.function, *program.intermediates.values()])
+    program.intermediates = {name: recognised[node]
+                             for name, node in program.intermediates.items()}
+    program.function = recognised[program.function]
     return program

@@ -274,7 +274,8 @@ class Names:
 
 
 def role(shape: Shape) -> str:
-    return ("scalar", "vector", "matrix")[len(shape)]
+    """What a variable of this shape is called after: a stack of matrices as a matrix."""
+    return ("scalar", "vector", "matrix")[min(len(shape), 2)]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,141 @@
+"""Elementwise algebra after differentiation: what a person does to a derivative before
+writing it down.
+
+An expression built from ``+``, ``⊙``, powers and numbers over other arrays is, entry by entry,
+a rational function of those arrays; SymPy is good at those. Each such subexpression goes to
+SymPy with its arrays as symbols, and comes back in the shortest of its equivalent forms
+(as written, cancelled, factored, expanded): ``p ⊙ (1 − p) ⊙ ((1 − y) / (1 − p) − y / p)`` is
+``p − y``. Two facts about the functions are used: σ(−u) = 1 − σ(u) and tanh(−u) = −tanh(u).
+Finally a subexpression equal to a named intermediate's definition is written by its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import sympy
+
+from matcalc.core.ir import Node, const, const_value, make, postorder
+from matcalc.core.simplify import (
+    add,
+    apply,
+    broadcast_to,
+    matmul,
+    mul,
+    power,
+    reduce_sum,
+    transpose,
+)
+
+ALGEBRAIC = {"add", "mul", "pow", "const", "broadcast"}
+MAX_OPERATIONS = 60
+"""Larger elementwise expressions are left as built (SymPy's cancel grows fast)."""
+
+
+def simplified(roots: Sequence[Node], names: Mapping[Node, Node] = {}) -> dict[Node, Node]:
+    """Every node under ``roots``, each maximal elementwise subexpression in its shortest
+    form and definitions in ``names`` (definition → named node) written by their names."""
+    order = postorder(list(roots))
+    outermost = {*roots, *(a for n in order if n.op not in ALGEBRAIC for a in n.args)}
+    memo: dict[Node, Node] = {}
+    for node in order:
+        if node.op == "named":                 # the program's own intermediates stay as written
+            memo[node] = node
+        elif node in names:
+            memo[node] = names[node]
+        elif node in outermost and node.op in ALGEBRAIC - {"const"} and node.shape:
+            memo[node] = Algebra(memo, names).shortest(node)
+        else:
+            args = tuple(memo[a] for a in node.args)
+            memo[node] = node if args == node.args else rebuilt(node, args)
+    return memo
+
+
+def rebuilt(node: Node, args: tuple[Node, ...]) -> Node:
+    """``node`` over new arguments, through the simplifying constructors (a scalar pulled out
+    of a product, a transpose pushed to the leaves …)."""
+    constructor = CONSTRUCTORS.get(node.op)
+    if constructor is not None:
+        return constructor(*args, *node.attrs)
+    if node.op in ("var", "const", "delta", "zeros", "identity"):
+        return make(node.op, args, node.attrs)
+    return apply(node.op, *args, attrs=node.attrs)
+
+
+CONSTRUCTORS = {"add": add, "mul": mul, "pow": power, "matmul": matmul,
+                "transpose": transpose, "sum": reduce_sum}
+
+
+class Algebra:
+    """One elementwise expression as a SymPy expression over its arrays, and back."""
+
+    def __init__(self, memo: dict[Node, Node], names: Mapping[Node, Node]) -> None:
+        self.memo, self.names = memo, names
+        self.atoms: dict[Node, sympy.Symbol] = {}
+        self.nodes: dict[sympy.Symbol, Node] = {}
+
+    def shortest(self, node: Node) -> Node:
+        """``node`` in its shortest equivalent form (as built when none is shorter)."""
+        as_built = rebuilt(node, tuple(self.memo[a] for a in node.args))
+        if sum(1 for _ in postorder([node])) > MAX_OPERATIONS:
+            return as_built
+        expr = self.to_sympy(node)
+        forms = [sympy.cancel(expr), sympy.factor(expr), sympy.expand(expr)]
+        best = min(forms, key=cost)
+        if cost(best) >= cost(expr):
+            return as_built
+        return broadcast_to(self.from_sympy(best), node.shape)
+
+    def to_sympy(self, node: Node) -> sympy.Expr:
+        if node in self.names:
+            return self.symbol(self.names[node])
+        if node.op == "const":
+            return sympy.sympify(const_value(node))
+        if node.op == "broadcast":
+            return self.to_sympy(node.args[0])
+        if node.op in ("add", "mul"):
+            parts = [self.to_sympy(a) for a in node.args]
+            return sympy.Add(*parts) if node.op == "add" else sympy.Mul(*parts)
+        if node.op == "pow":
+            return sympy.Pow(self.to_sympy(node.args[0]), self.to_sympy(node.args[1]))
+        return self.function(self.memo.get(node, node))
+
+    def function(self, node: Node) -> sympy.Expr:
+        """An array that is not elementwise algebra: a symbol, with σ(−u) as 1 − σ(u) and
+        tanh(−u) as −tanh(u)."""
+        if node.op in ("sigmoid", "tanh") and negation(node.args[0]) is not None:
+            positive = self.symbol(apply(node.op, negation(node.args[0])))
+            return 1 - positive if node.op == "sigmoid" else -positive
+        return self.symbol(node)
+
+    def symbol(self, node: Node) -> sympy.Symbol:
+        node = self.names.get(node, node)
+        if node not in self.atoms:
+            symbol = sympy.Symbol(f"·{len(self.atoms)}", real=True)
+            self.atoms[node], self.nodes[symbol] = symbol, node
+        return self.atoms[node]
+
+    def from_sympy(self, expr: sympy.Expr) -> Node:
+        if expr in self.nodes:
+            return self.nodes[expr]
+        if not (expr.free_symbols & set(self.nodes)):
+            return const(expr)
+        if expr.is_Add:
+            return add(*map(self.from_sympy, expr.args))
+        if expr.is_Mul:
+            return mul(*map(self.from_sympy, expr.args))
+        if expr.is_Pow:
+            return power(self.from_sympy(expr.args[0]), self.from_sympy(expr.args[1]))
+        raise AssertionError(f"unexpected {expr!r} in elementwise algebra")
+
+
+def negation(node: Node) -> Node | None:
+    """``u`` of ``−u``, else None."""
+    if node.op == "mul" and len(node.args) == 2 and const_value(node.args[0]) == -1:
+        return node.args[1]
+    return None
+
+
+def cost(expr: sympy.Expr) -> int:
+    """How long an expression is written out: its operations and its leaves."""
+    return sympy.count_ops(expr) + sum(1 for _ in sympy.preorder_traversal(expr) if _.is_Atom)

@@ -1,0 +1,247 @@
+"""Textbook recognition: the functions a program spells out by their definitions, rewritten
+to the primitives they are before anything is differentiated.
+
+A learner writes binary cross-entropy as ``-sum(y * log(p) + (1 - y) * log(1 - p)) / N`` with
+``p = 1 / (1 + exp(-z))``; the book's gradient is Xᵀ (p − y) / N, and the book's code is
+stable for any logits. Recognising ``1/(1 + exp(−z))`` as σ(z) and ``log σ(z)`` as
+``−softplus(−z)`` gives both. Each entry of :data:`RECOGNITIONS` is one identity, its side
+condition inside its matcher, and ``tests/test_rewrites.py`` checks each numerically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import sympy
+
+from matcalc.core.ir import Node, const, const_value, make, normalise_axis, postorder
+from matcalc.core.simplify import add, apply, broadcast_to, mul, new_axis, power, reduce_sum
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """One identity: ``match(node)`` is the node rewritten, or None where it does not apply."""
+
+    name: str
+    identity: str
+    match: Callable[[Node], Node | None]
+
+
+def seen(node: Node) -> Node:
+    """What a node is, looking through the names a program gives (``p`` of ``p = σ(z)``)."""
+    while node.op == "named":
+        node = node.args[0]
+    return node
+
+
+def inverse_of(node: Node) -> Node | None:
+    """``b`` of ``b⁻¹`` (``pow(b, −1)``), else None."""
+    return node.args[0] if node.op == "pow" and const_value(node.args[1]) == -1 else None
+
+
+def one_plus(node: Node) -> Node | None:
+    """``u`` of ``1 + u``, else None."""
+    node = seen(node)
+    if node.op != "add" or len(node.args) != 2:
+        return None
+    first, second = node.args
+    if const_value(first) == 1:
+        return second
+    return first if const_value(second) == 1 else None
+
+
+def negated(node: Node) -> Node | None:
+    """``u`` of ``−u``, else None."""
+    node = seen(node)
+    if node.op == "mul" and len(node.args) == 2 and const_value(node.args[0]) == -1:
+        return node.args[1]
+    return None
+
+
+def argument(node: Node, op: str) -> Node | None:
+    """``u`` of ``op(u)`` (through names), else None."""
+    node = seen(node)
+    return node.args[0] if node.op == op else None
+
+
+def sigmoid(u: Node) -> Node:
+    return apply("sigmoid", u)
+
+
+def softplus(u: Node) -> Node:
+    return apply("softplus", u)
+
+
+# ----------------------------------------------------------------------------------------------
+# The identities
+
+
+def reciprocal_sigmoid(node: Node) -> Node | None:
+    """1 / (1 + exp(u)) = σ(−u)."""
+    base = inverse_of(node)
+    u = argument(one_plus(base), "exp") if base is not None and one_plus(base) else None
+    return sigmoid(-u) if u is not None else None
+
+
+def ratio_sigmoid(node: Node) -> Node | None:
+    """exp(u) / (1 + exp(u)) = exp(u) σ(−u) = σ(u) (the denominator is recognised first)."""
+    if node.op != "mul":
+        return None
+    for i, factor in enumerate(node.args):
+        v = argument(factor, "sigmoid")
+        u = negated(v) if v is not None else None
+        numerator = next((j for j, f in enumerate(node.args) if j != i and u is not None
+                          and argument(f, "exp") is u), None)
+        if numerator is not None:
+            rest = [f for j, f in enumerate(node.args) if j not in (i, numerator)]
+            return mul(sigmoid(u), *rest)
+    return None
+
+
+def log_one_plus_exp(node: Node) -> Node | None:
+    """log(1 + exp(u)) = softplus(u)."""
+    inner = one_plus(node.args[0]) if node.op == "log" else None
+    u = argument(inner, "exp") if inner is not None else None
+    return softplus(u) if u is not None else None
+
+
+def log_sigmoid(node: Node) -> Node | None:
+    """log σ(u) = −softplus(−u)."""
+    u = argument(node.args[0], "sigmoid") if node.op == "log" else None
+    return -softplus(-u) if u is not None else None
+
+
+def log_one_minus_sigmoid(node: Node) -> Node | None:
+    """log(1 − σ(u)) = −softplus(u)."""
+    inner = one_plus(node.args[0]) if node.op == "log" else None
+    s = negated(inner) if inner is not None else None
+    u = argument(s, "sigmoid") if s is not None else None
+    return -softplus(u) if u is not None else None
+
+
+def exp_ratio_tanh(node: Node) -> Node | None:
+    """(exp(u) − exp(−u)) / (exp(u) + exp(−u)) = tanh(u)."""
+    if node.op != "mul" or len(node.args) != 2:
+        return None
+    numerator, reciprocal = node.args
+    denominator = inverse_of(reciprocal)
+    if denominator is None or seen(numerator).op != "add" or seen(denominator).op != "add":
+        return None
+    for u in (argument(a, "exp") for a in seen(denominator).args):
+        if u is None:
+            continue
+        plus, minus = apply("exp", u), apply("exp", -u)
+        if seen(denominator) is add(plus, minus) and seen(numerator) is add(plus, -minus):
+            return apply("tanh", u)
+    return None
+
+
+def normalised_exp(node: Node) -> Node | None:
+    """exp(u) / sum(exp(u), axis, keepdims=True) = softmax(u, axis) (every entry for None)."""
+    if node.op != "mul" or len(node.args) != 2:
+        return None
+    for numerator, reciprocal in (node.args, node.args[::-1]):
+        total = inverse_of(reciprocal)
+        u = argument(numerator, "exp")
+        if total is None or u is None or seen(total).op != "sum":
+            continue
+        axis, keepdims = seen(total).attrs
+        if seen(total).args[0] is seen(numerator) and (keepdims or axis is None):
+            return apply("softmax", u, attrs=(axis,))
+    return None
+
+
+def log_of_softmax(node: Node) -> Node | None:
+    """log softmax(u) = log_softmax(u)."""
+    s = seen(node.args[0]) if node.op == "log" else None
+    if s is None or s.op != "softmax":
+        return None
+    return apply("log_softmax", s.args[0], attrs=tuple(s.attrs))
+
+
+def log_sum_exp(node: Node) -> Node | None:
+    """log sum(exp(u), axis) = logsumexp(u, axis) (its axis kept with keepdims)."""
+    total = seen(node.args[0]) if node.op == "log" else None
+    u = argument(total.args[0], "exp") if total is not None and total.op == "sum" else None
+    if u is None:
+        return None
+    axis, keepdims = total.attrs
+    result = apply("logsumexp", u, attrs=(axis,))
+    if not keepdims:
+        return result
+    return broadcast_to(result, (sympy.Integer(1),) * u.rank) if axis is None else new_axis(
+        result, axis)
+
+
+def cross_entropy(node: Node) -> Node | None:
+    """c Σ Y ⊙ log_softmax(Z) over the last axis = (−c N) softmax_cross_entropy(Z, Y), N the
+    rows of Z (the cross-entropy is −Σ Y ⊙ log_softmax(Z) / N, for any targets Y)."""
+    if node.op != "mul" or len(node.args) != 2 or const_value(node.args[0]) is None:
+        return None
+    coefficient, total = const_value(node.args[0]), seen(node.args[1])
+    if total.op != "sum" or total.attrs[0] is not None or seen(total.args[0]).op != "mul":
+        return None
+    product = seen(total.args[0])
+    if len(product.args) != 2:
+        return None
+    for y, log_probabilities in (product.args, product.args[::-1]):
+        z = seen(log_probabilities)
+        if (z.op == "log_softmax" and y.shape == z.shape and z.rank >= 1
+                and normalise_axis(z.attrs[0] if z.attrs[0] is not None else -1, z.rank)
+                == z.rank - 1 and (z.rank == 1 or z.attrs[0] is not None)):
+            logits = z.args[0]
+            rows = sympy.Mul(*logits.shape[:-1])
+            loss = apply("softmax_cross_entropy", logits, y)
+            return mul(const(-coefficient * rows), loss)
+    return None
+
+
+RECOGNITIONS: Sequence[Rewrite] = (
+    Rewrite("sigmoid", "1 / (1 + exp(−u)) = σ(u)", reciprocal_sigmoid),
+    Rewrite("sigmoid ratio", "exp(u) / (1 + exp(u)) = σ(u)", ratio_sigmoid),
+    Rewrite("softplus", "log(1 + exp(u)) = softplus(u)", log_one_plus_exp),
+    Rewrite("log sigmoid", "log σ(u) = −softplus(−u)", log_sigmoid),
+    Rewrite("log one minus sigmoid", "log(1 − σ(u)) = −softplus(u)", log_one_minus_sigmoid),
+    Rewrite("tanh", "(exp(u) − exp(−u)) / (exp(u) + exp(−u)) = tanh(u)", exp_ratio_tanh),
+    Rewrite("softmax", "exp(u) / sum(exp(u), axis, keepdims=True) = softmax(u, axis)",
+            normalised_exp),
+    Rewrite("log softmax", "log softmax(u) = log_softmax(u)", log_of_softmax),
+    Rewrite("logsumexp", "log sum(exp(u)) = logsumexp(u)", log_sum_exp),
+    Rewrite("cross-entropy", "−Σ Y ⊙ log_softmax(Z) / N = softmax_cross_entropy(Z, Y)",
+            cross_entropy),
+)
+"""The definitions matcalc recognises, tried in order at every node, innermost first."""
+
+MAX_PASSES = 8
+"""Rewrites of one node in a row at most (each makes it a primitive, so few ever chain)."""
+
+
+def recognise(roots: Sequence[Node]) -> dict[Node, Node]:
+    """Every node under ``roots`` with the recognitions applied, innermost first: the old node
+    to the new (the same node where nothing changed)."""
+    memo: dict[Node, Node] = {}
+    for node in postorder(list(roots)):
+        args = tuple(memo[a] for a in node.args)
+        current = node if args == node.args else rebuilt(node, args)
+        for _ in range(MAX_PASSES):
+            found = next((r for r in (rule.match(current) for rule in RECOGNITIONS)
+                          if r is not None), None)
+            if found is None:
+                break
+            current = found
+        memo[node] = current
+    return memo
+
+
+def rebuilt(node: Node, args: tuple[Node, ...]) -> Node:
+    """``node`` over new arguments, through the simplifying constructors where it has one."""
+    if node.op == "add":
+        return add(*args)
+    if node.op == "mul":
+        return mul(*args)
+    if node.op == "pow":
+        return power(*args)
+    if node.op == "sum":
+        return reduce_sum(args[0], *node.attrs)
+    return make(node.op, args, node.attrs)
