@@ -72,11 +72,11 @@ def test_cross_entropy_of_a_vector_with_one_integer_label_matches_torch() -> Non
 
 
 def test_logsumexp_of_a_vector_has_the_gradient_softmax_without_an_axis() -> None:
-    """rules:77:11:1, rules:77:17:1, rules:77:44:1 (``vector_axis``): for a vector, the gradient
-    of logsumexp over all entries is written softmax(x) (not ``axis=None`` or ``axis=0``), the
-    same node as the softmax of a cross-entropy, so that the two cancel."""
+    """simplify ``last_axis``: for a vector, the gradient of logsumexp over all entries is
+    written softmax(x) (not ``axis=None`` or ``axis=0``), the same node as the softmax of a
+    cross-entropy, so that the two cancel."""
     assert formula("x: [n]\nlogsumexp(x)", "x") == "softmax(x)"
-    assert formula("x: [n]\nlogsumexp(x, axis=0)", "x") == "softmax(x, axis=0)"
+    assert formula("x: [n]\nlogsumexp(x, axis=0)", "x") == "softmax(x)"
     assert formula("z: [C]\ny: [] labels\nL = softmax_cross_entropy(z, y) - logsumexp(z)",
                    "z") == "−onehot(y)"
 

@@ -77,26 +77,39 @@ def softplus(u: Node) -> Node:
 # The identities
 
 
-def reciprocal_sigmoid(node: Node) -> Node | None:
-    """1 / (1 + exp(u)) = σ(−u)."""
-    base = inverse_of(node)
-    u = argument(one_plus(base), "exp") if base is not None and one_plus(base) else None
-    return sigmoid(-u) if u is not None else None
+def in_products(pair: Callable[[Node, Node], Node | None]) -> Callable[[Node], Node | None]:
+    """A rule for two factors of a product, tried on every ordered pair of its factors (the
+    others kept): ``exp(u) ⊙ σ(−u) ⊙ x`` is ``σ(u) ⊙ x``."""
 
-
-def ratio_sigmoid(node: Node) -> Node | None:
-    """exp(u) / (1 + exp(u)) = exp(u) σ(−u) = σ(u) (the denominator is recognised first)."""
-    if node.op != "mul":
+    def match(node: Node) -> Node | None:
+        if node.op != "mul":
+            return None
+        for i, first in enumerate(node.args):
+            for j, second in enumerate(node.args):
+                found = pair(first, second) if i != j else None
+                if found is not None:
+                    rest = (f for k, f in enumerate(node.args) if k not in (i, j))
+                    return mul(found, *rest)
         return None
-    for i, factor in enumerate(node.args):
-        v = argument(factor, "sigmoid")
-        u = negated(v) if v is not None else None
-        numerator = next((j for j, f in enumerate(node.args) if j != i and u is not None
-                          and argument(f, "exp") is u), None)
-        if numerator is not None:
-            rest = [f for j, f in enumerate(node.args) if j not in (i, numerator)]
-            return mul(sigmoid(u), *rest)
-    return None
+
+    return match
+
+
+def reciprocal_sigmoid(node: Node) -> Node | None:
+    """1 / (1 + exp(u)) = σ(−u) (and its powers: (1 + exp(u))⁻ᵏ = σ(−u)ᵏ)."""
+    k = -const_value(node.args[1]) if node.op == "pow" and const_value(node.args[1]) else None
+    if k is None or not k.is_positive:
+        return None
+    inner = one_plus(node.args[0])
+    u = argument(inner, "exp") if inner is not None else None
+    return power(sigmoid(-u), const(k)) if u is not None else None
+
+
+def ratio_sigmoid(first: Node, second: Node) -> Node | None:
+    """exp(u) / (1 + exp(u)) = exp(u) σ(−u) = σ(u) (the denominator is recognised first)."""
+    v = argument(second, "sigmoid")
+    u = negated(v) if v is not None else None
+    return sigmoid(u) if u is not None and argument(first, "exp") is u else None
 
 
 def log_one_plus_exp(node: Node) -> Node | None:
@@ -120,35 +133,39 @@ def log_one_minus_sigmoid(node: Node) -> Node | None:
     return -softplus(u) if u is not None else None
 
 
-def exp_ratio_tanh(node: Node) -> Node | None:
-    """(exp(u) − exp(−u)) / (exp(u) + exp(−u)) = tanh(u)."""
-    if node.op != "mul" or len(node.args) != 2:
+def exponentials(node: Node) -> Node | None:
+    """exp(u) + exp(−u) = 2 cosh(u), exp(u) − exp(−u) = 2 sinh(u)."""
+    if node.op != "add" or len(node.args) != 2:
         return None
-    numerator, reciprocal = node.args
-    denominator = inverse_of(reciprocal)
-    if denominator is None or seen(numerator).op != "add" or seen(denominator).op != "add":
-        return None
-    for u in (argument(a, "exp") for a in seen(denominator).args):
+    for u in (argument(a, "exp") for a in node.args):
         if u is None:
             continue
         plus, minus = apply("exp", u), apply("exp", -u)
-        if seen(denominator) is add(plus, minus) and seen(numerator) is add(plus, -minus):
-            return apply("tanh", u)
+        if node is add(plus, minus):
+            return mul(const(2), apply("cosh", u))
+        if node is add(plus, -minus):
+            return mul(const(2), apply("sinh", u))
     return None
 
 
-def normalised_exp(node: Node) -> Node | None:
-    """exp(u) / sum(exp(u), axis, keepdims=True) = softmax(u, axis) (every entry for None)."""
-    if node.op != "mul" or len(node.args) != 2:
+def sinh_over_cosh(numerator: Node, reciprocal: Node) -> Node | None:
+    """sinh(u) / cosh(u) = tanh(u)."""
+    u = argument(numerator, "sinh")
+    denominator = inverse_of(reciprocal)
+    if u is None or denominator is None or argument(denominator, "cosh") is not u:
         return None
-    for numerator, reciprocal in (node.args, node.args[::-1]):
-        total = inverse_of(reciprocal)
-        u = argument(numerator, "exp")
-        if total is None or u is None or seen(total).op != "sum":
-            continue
-        axis, keepdims = seen(total).attrs
-        if seen(total).args[0] is seen(numerator) and (keepdims or axis is None):
-            return apply("softmax", u, attrs=(axis,))
+    return apply("tanh", u)
+
+
+def normalised_exp(numerator: Node, reciprocal: Node) -> Node | None:
+    """exp(u) / sum(exp(u), axis, keepdims=True) = softmax(u, axis) (every entry for None)."""
+    total = inverse_of(reciprocal)
+    u = argument(numerator, "exp")
+    if total is None or u is None or seen(total).op != "sum":
+        return None
+    axis, keepdims = seen(total).attrs
+    if seen(total).args[0] is seen(numerator) and (keepdims or axis is None):
+        return apply("softmax", u, attrs=(axis,))
     return None
 
 
@@ -199,13 +216,14 @@ def cross_entropy(node: Node) -> Node | None:
 
 RECOGNITIONS: Sequence[Rewrite] = (
     Rewrite("sigmoid", "1 / (1 + exp(−u)) = σ(u)", reciprocal_sigmoid),
-    Rewrite("sigmoid ratio", "exp(u) / (1 + exp(u)) = σ(u)", ratio_sigmoid),
+    Rewrite("sigmoid ratio", "exp(u) / (1 + exp(u)) = σ(u)", in_products(ratio_sigmoid)),
     Rewrite("softplus", "log(1 + exp(u)) = softplus(u)", log_one_plus_exp),
     Rewrite("log sigmoid", "log σ(u) = −softplus(−u)", log_sigmoid),
     Rewrite("log one minus sigmoid", "log(1 − σ(u)) = −softplus(u)", log_one_minus_sigmoid),
-    Rewrite("tanh", "(exp(u) − exp(−u)) / (exp(u) + exp(−u)) = tanh(u)", exp_ratio_tanh),
+    Rewrite("cosh and sinh", "exp(u) ± exp(−u) = 2 cosh(u), 2 sinh(u)", exponentials),
+    Rewrite("tanh", "sinh(u) / cosh(u) = tanh(u)", in_products(sinh_over_cosh)),
     Rewrite("softmax", "exp(u) / sum(exp(u), axis, keepdims=True) = softmax(u, axis)",
-            normalised_exp),
+            in_products(normalised_exp)),
     Rewrite("log softmax", "log softmax(u) = log_softmax(u)", log_of_softmax),
     Rewrite("logsumexp", "log sum(exp(u)) = logsumexp(u)", log_sum_exp),
     Rewrite("cross-entropy", "−Σ Y ⊙ log_softmax(Z) / N = softmax_cross_entropy(Z, Y)",

@@ -136,11 +136,6 @@ def matrix_power(x: Node, k: int) -> Node:
     return apply("matrix_power", x, attrs=(k,))
 
 
-def vector_axis(x: Node, axis: int | None) -> int | None:
-    """For a vector, "all entries" and "the last axis" are one: write softmax(x), not axis=None."""
-    return -1 if axis is None and x.rank == 1 else axis
-
-
 def rows(x: Node) -> sympy.Expr:
     """The batch size of a loss: rows of a matrix (of every matrix of a stack), 1 for a
     vector."""
@@ -591,7 +586,7 @@ define("log_softmax", softmax_shape, [
 ], params=("axis",), numpy="{_log_softmax}({0}{axis})", torch="{xp}.log_softmax({0}{axis})",
        **OWN_PRINTER)
 define("logsumexp", logsumexp_shape, [
-    lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * softmax(x, vector_axis(x, axis)),
+    lambda g, out, x, axis: broadcast_like(g, x.shape, axis) * softmax(x, axis),
 ], params=("axis",), numpy="{_logsumexp}({0}{axis})", torch="{xp}.logsumexp({0}{axis})",
        **OWN_PRINTER)
 define("max", logsumexp_shape, [

@@ -538,12 +538,21 @@ def folded(op: str, args: Sequence[Node]) -> Node | None:
     return broadcast_to(const(result), shape) if shape else const(result)
 
 
+def last_axis(x: Node, axis: int | None) -> int | None:
+    """−1 for the last axis of ``x`` (and for every entry of a vector), else ``axis``."""
+    if axis is None:
+        return -1 if x.rank == 1 else None
+    return -1 if normalise_axis(axis, x.rank) == x.rank - 1 else axis
+
+
 def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
     """Any other operation; scalar factors are pulled out of linear ones, elementwise
     functions of numbers folded."""
     number = folded(op, args) if not attrs else None
     if number is not None:
         return number
+    if op in ("softmax", "log_softmax"):                # one node whichever way the axis is named
+        attrs = OPERATIONS[op].record(last_axis(args[0], attrs[0]))
     if op == "inv" and is_zero(args[0]):
         raise MatcalcError("inv of a zero matrix: it has no inverse")
     if op == "vec" and args[0].rank <= 1:              # a vector is its own vec

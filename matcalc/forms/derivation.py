@@ -11,6 +11,7 @@ from dataclasses import replace
 from matcalc.core.algebra import simplified
 from matcalc.core.engine import vector_jacobian_products
 from matcalc.core.ir import Node, has_property, is_labels, is_symmetric, postorder, shape_str
+from matcalc.core.rewrites import recognise
 from matcalc.core.simplify import new_axis, reduce_sum, transpose
 from matcalc.errors import MatcalcError
 from matcalc.forms.index_form import index_form
@@ -72,6 +73,8 @@ def derive(
     too_long = not steps and not inline and len(program.intermediates) > MAX_INLINE_SIZE
     adjoints, signals = vector_jacobian_products(f, targets, steps=steps or too_long)
     written = simplified([*adjoints.values(), *(s.expr for s in signals)], definitions(program))
+    recognised = recognise(list(written.values()))
+    written = {node: recognised[new] for node, new in written.items()}
     signals = [replace(s, expr=written[s.expr]) for s in signals]
     gradients = [Gradient(name, node, symmetric_part(node, written[adjoints[node]]))
                  for name, node in zip(wrt, targets, strict=True)]

@@ -1,0 +1,179 @@
+"""Natural-form programs against their textbook gradients.
+
+Each case is a loss written the way a course or paper defines it (not with matcalc's
+primitives), the variable, and the book's gradient in matcalc's notation. Per case it prints
+the token count of matcalc's printed gradient over the book's, whether the two agree
+numerically (``verify``'s numeric check), and, for the classification losses, whether the
+generated value and gradient stay finite with logits of about ±1e3 (float64 and float32); then
+a summary line. Goal: every case at most 1.25x the book's size, right, and finite.
+Run with ``python benchmarks/textbook.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from matcalc import derive, lambdify, parse
+from matcalc.forms.printing import to_text
+from matcalc.proofs.inputs import random_inputs
+from matcalc.proofs.verify import parse_claims, verify
+
+LOGISTIC = "X: [N, D]\nw: [D]\ny: [N]\n"
+SOFTMAX = "X: [N, D]\nW: [D, C]\nY: [N, C] onehot\nZ = X @ W\n"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    program: str
+    wrt: str
+    book: str
+    """The book's gradient, in the program's notation (it may use the program's names)."""
+    big: dict[str, float] = field(default_factory=dict)
+    """Factors making the logits about 1e3, for the finiteness check (none: not checked)."""
+
+
+CASES = [
+    Case("binary cross-entropy", LOGISTIC + "p = sigmoid(X @ w)\n"
+         "L = -sum(y * log(p) + (1 - y) * log(1 - p)) / N", "w", "X.T @ (p - y) / N",
+         {"w": 1e3}),
+    Case("binary cross-entropy, σ spelled out", LOGISTIC + "p = 1 / (1 + exp(-(X @ w)))\n"
+         "L = -sum(y * log(p) + (1 - y) * log(1 - p)) / N", "w", "X.T @ (p - y) / N",
+         {"w": 1e3}),
+    Case("binary cross-entropy, mean", LOGISTIC + "p = sigmoid(X @ w)\n"
+         "L = -mean(y * log(p) + (1 - y) * log(1 - p))", "w", "X.T @ (p - y) / N", {"w": 1e3}),
+    Case("binary cross-entropy, exp ratio", LOGISTIC + "p = exp(X @ w) / (1 + exp(X @ w))\n"
+         "L = -sum(y * log(p) + (1 - y) * log(1 - p)) / N", "w", "X.T @ (p - y) / N",
+         {"w": 1e3}),
+    Case("logistic loss, ±1 labels", LOGISTIC + "L = mean(log(1 + exp(-y * (X @ w))))", "w",
+         "-X.T @ (y * sigmoid(-y * (X @ w))) / N", {"w": 1e3}),
+    Case("softmax cross-entropy, exp over sum", SOFTMAX +
+         "L = -sum(Y * log(exp(Z) / sum(exp(Z), axis=1, keepdims=True))) / N", "W",
+         "X.T @ (softmax(Z) - Y) / N", {"W": 1e3}),
+    Case("softmax cross-entropy, log of softmax", SOFTMAX +
+         "L = -sum(Y * log(softmax(Z, axis=1))) / N", "W", "X.T @ (softmax(Z) - Y) / N",
+         {"W": 1e3}),
+    Case("softmax cross-entropy, mean of row sums", SOFTMAX +
+         "L = -mean(sum(Y * log_softmax(Z, axis=1), axis=1))", "W",
+         "X.T @ (softmax(Z) - Y) / N", {"W": 1e3}),
+    Case("softmax cross-entropy, logsumexp spelled out", SOFTMAX +
+         "L = sum(log(sum(exp(Z), axis=1)) - sum(Y * Z, axis=1)) / N", "W",
+         "X.T @ (softmax(Z) - Y) / N", {"W": 1e3}),
+    Case("softplus regression", LOGISTIC + "L = sum(log(1 + exp(X @ w)))", "w",
+         "X.T @ sigmoid(X @ w)", {"w": 1e3}),
+    Case("logsumexp", "x: [n]\nlog(sum(exp(x)))", "x", "softmax(x)", {"x": 1e3}),
+    Case("tanh spelled out", "z: [n]\nc: [n]\nsum((exp(z) - exp(-z)) / (exp(z) + exp(-z)) * c)",
+         "z", "c * (1 - tanh(z) ** 2)"),
+    Case("log-cosh regression", LOGISTIC + "r = X @ w - y\nL = sum(log((exp(r) + exp(-r)) / 2))",
+         "w", "X.T @ tanh(r)"),
+    Case("least squares", LOGISTIC + "L = sum((X @ w - y) ** 2) / N", "w",
+         "2 * X.T @ (X @ w - y) / N"),
+    Case("ridge regression", LOGISTIC + "lam: []\nL = sum((X @ w - y) ** 2) + lam * sum(w ** 2)",
+         "w", "2 * X.T @ (X @ w - y) + 2 * lam * w"),
+    Case("linear regression with bias", LOGISTIC + "b: []\nL = mean((X @ w + b - y) ** 2)", "b",
+         "2 * mean(X @ w + b - y)"),
+    Case("sigmoid with squared error", LOGISTIC + "p = sigmoid(X @ w)\nL = sum((p - y) ** 2)",
+         "w", "2 * X.T @ ((p - y) * p * (1 - p))"),
+    Case("Poisson regression", LOGISTIC + "L = sum(exp(X @ w) - y * (X @ w))", "w",
+         "X.T @ (exp(X @ w) - y)"),
+    Case("Gaussian likelihood, variance", "y: [N]\nmu: []\ns2: []\n"
+         "L = sum((y - mu) ** 2) / (2 * s2) + N / 2 * log(s2)", "s2",
+         "N / (2 * s2) - sum((y - mu) ** 2) / (2 * s2 ** 2)"),
+    Case("Gaussian likelihood, mean", "y: [N]\nmu: []\ns2: []\n"
+         "L = sum((y - mu) ** 2) / (2 * s2) + N / 2 * log(s2)", "mu",
+         "-sum(y - mu) / s2"),
+    Case("entropy", "p: [n]\n-sum(p * log(p))", "p", "-(log(p) + 1)"),
+    Case("KL divergence", "p: [n]\nq: [n]\nsum(p * log(p / q))", "q", "-p / q"),
+    Case("quadratic form", "x: [n]\nA: [n, n]\nx @ A @ x", "x", "(A + A.T) @ x"),
+    Case("trace of a product", "A: [m, n]\nX: [n, p]\nB: [p, m]\ntrace(A @ X @ B)", "X",
+         "A.T @ B.T"),
+    Case("log-determinant", "X: [n, n]\nlogdet(X)", "X", "inv(X).T"),
+    Case("Frobenius least squares", "A: [m, n]\nX: [n, p]\nB: [m, p]\nsum((A @ X - B) ** 2)",
+         "X", "2 * A.T @ (A @ X - B)"),
+    Case("L2-regularised logistic regression", LOGISTIC + "lam: []\np = sigmoid(X @ w)\n"
+         "L = -mean(y * log(p) + (1 - y) * log(1 - p)) + lam / 2 * sum(w ** 2)", "w",
+         "X.T @ (p - y) / N + lam * w", {"w": 1e3}),
+    Case("two-layer sigmoid net", "X: [N, D]\nW1: [D, H]\nw2: [H]\ny: [N]\n"
+         "h = 1 / (1 + exp(-(X @ W1)))\nL = sum((h @ w2 - y) ** 2) / 2", "w2",
+         "h.T @ (h @ w2 - y)"),
+    Case("softmax regression, probabilities spelled out", SOFTMAX +
+         "P = exp(Z) / sum(exp(Z), axis=1, keepdims=True)\nL = -sum(Y * log(P)) / N", "W",
+         "X.T @ (P - Y) / N", {"W": 1e3}),
+    Case("log-sigmoid likelihood", LOGISTIC + "L = -sum(y * log(sigmoid(X @ w)) + "
+         "(1 - y) * log(sigmoid(-(X @ w))))", "w", "X.T @ (sigmoid(X @ w) - y)", {"w": 1e3}),
+]
+
+TOKEN = re.compile(r"[^\W\d]\w*|\d+(?:\.\d*)?(?:e[-+]?\d+)?|\S")
+GOAL = 1.25
+
+
+def tokens(text: str) -> int:
+    """Identifiers, numbers and symbols of a printed formula."""
+    return len(TOKEN.findall(text))
+
+
+def book_text(case: Case) -> str:
+    """The book's gradient as matcalc prints it (it is parsed as a claim)."""
+    _, (claim,) = parse_claims(f"{case.program}\nclaim grad({function(case)}, {case.wrt}) = "
+                               f"{case.book}")
+    return to_text(claim.expr)
+
+
+def function(case: Case) -> str:
+    last = case.program.strip().splitlines()[-1]
+    return last.split("=")[0].strip() if "=" in last and "==" not in last else "f"
+
+
+def printed(case: Case) -> str:
+    line = derive(case.program, [case.wrt]).text().splitlines()[0]
+    return line.split(" = ", 1)[1].rsplit("   ", 1)[0]
+
+
+def agrees(case: Case) -> bool:
+    claim = f"{case.program}\nclaim grad({function(case)}, {case.wrt}) = {case.book}"
+    return verify(claim, timeout=2.0).numeric == "PASS"
+
+
+def finite(case: Case) -> str:
+    """Whether value and gradient are finite at logits of ~1e3, float64 and float32."""
+    if not case.big:
+        return "n/a"
+    program = parse(case.program)
+    sizes = {d: 4 for d in program.dims}
+    arrays = random_inputs(program, sizes, np.random.default_rng(0))
+    arrays = {k: v * case.big.get(k, 1.0) for k, v in arrays.items()}
+    module = lambdify(case.program, [case.wrt])
+    for dtype in (np.float64, np.float32):
+        typed = {k: np.asarray(v).astype(dtype) if np.asarray(v).dtype.kind == "f" else v
+                 for k, v in arrays.items()}
+        with np.errstate(all="ignore"):
+            value, grads = module.value_and_grad(**typed)
+        if not (np.all(np.isfinite(value)) and np.all(np.isfinite(grads[case.wrt]))):
+            return "no"
+    return "yes"
+
+
+def main() -> int:
+    rows, ok = [], 0
+    for case in CASES:
+        mine, book = printed(case), book_text(case)
+        ratio = tokens(mine) / tokens(book)
+        right, stable = agrees(case), finite(case)
+        good = ratio <= GOAL and right and stable != "no"
+        ok += good
+        rows.append((case.name, ratio, right, stable, mine, book))
+        print(f"{'ok ' if good else 'NO '} {case.name:<46} {ratio:5.2f}x  "
+              f"{'right' if right else 'WRONG'}  finite {stable:<4}  {mine}   (book: {book})")
+    worst = max(r[1] for r in rows)
+    print(f"summary: {ok}/{len(CASES)} cases at most {GOAL}x the book's size, right and finite; "
+          f"worst ratio {worst:.2f}x, {sum(not r[2] for r in rows)} wrong, "
+          f"{sum(r[3] == 'no' for r in rows)} not finite")
+    return 0 if ok == len(CASES) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
