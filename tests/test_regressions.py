@@ -273,3 +273,14 @@ def test_a_constant_value_is_computed_by_the_torch_forward() -> None:
                                       layout="denominator", paths=("torch", "torch.func")),
                             limit=60.0)
     assert all(o.category in ("ok", "skipped") for o in outcome), outcome
+
+
+@pytest.mark.parametrize(("source", "draw"), [
+    ('A: [1, 1]  # draw: wc\nC: [1, 1, 1]\nt2 = einsum("bij,bij->ij", C, C @ inv(A))\n'
+     "sum(t2 * t2)", 1420533741),                        # an inverse times a stack: no solve
+    ("A: [1]  # draw: positive\nnorm(gelu_tanh((A * A) ** A))", 3253213304),   # SymPy's |x|
+])
+def test_elementwise_algebra_leaves_what_it_cannot_write_as_built(source: str, draw: int) -> None:
+    outcomes = fuzz.run_case(fuzz.Case(source, (), draw=draw, wrt=("A",), x="A",
+                                       layout="denominator", paths=SCALAR), limit=60.0)
+    assert all(o.category in ("ok", "skipped") for o in outcomes), outcomes

@@ -82,7 +82,7 @@ class Algebra:
         expr = self.to_sympy(node)
         forms = [sympy.cancel(expr), sympy.factor(expr), sympy.expand(expr)]
         best = min(forms, key=cost)
-        if cost(best) >= cost(expr):
+        if cost(best) >= cost(expr) or not written_with(best, set(self.nodes)):
             return as_built
         return broadcast_to(self.from_sympy(best), node.shape)
 
@@ -127,6 +127,16 @@ class Algebra:
         if expr.is_Pow:
             return power(self.from_sympy(expr.args[0]), self.from_sympy(expr.args[1]))
         raise AssertionError(f"unexpected {expr!r} in elementwise algebra")
+
+
+def written_with(expr: sympy.Expr, symbols: set[sympy.Symbol]) -> bool:
+    """Whether ``expr`` is sums, products and powers of ``symbols`` and numbers only (SymPy
+    may bring in |x| for √(x²) or a function of a number, which stay as built)."""
+    if expr.is_Atom:
+        return expr in symbols or not expr.free_symbols
+    if not (expr.is_Add or expr.is_Mul or expr.is_Pow):
+        return not (expr.free_symbols & symbols)
+    return all(written_with(arg, symbols) for arg in expr.args)
 
 
 def negation(node: Node) -> Node | None:

@@ -569,8 +569,8 @@ def by_solving(product: Node) -> Node:
     """A product with an inverse as a solve, so that no inverse is formed for it:
     M⁻¹ B = solve(M, B), B M⁻¹ = solve(Mᵀ, Bᵀ)ᵀ (M⁻ᵀ counts as (Mᵀ)⁻¹). A symmetric product
     (M⁻¹ M⁻ᵀ) stays one: what it feeds (cholesky) needs to know it is symmetric."""
-    if is_symmetric(product):
-        return product
+    if is_symmetric(product) or product.rank > 2:       # a stack: NumPy's solve broadcasts
+        return product                                   # differently from @
     a, b = product.args
     for side, s in ((a, 0), (b, 1)):          # (M⁻¹ + N) B = M⁻¹ B + N B: each term solved
         if side.op == "add" and all(t.shape == side.shape for t in side.args) and any(
