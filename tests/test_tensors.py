@@ -119,7 +119,7 @@ def test_a_size_only_in_products_derives_but_cannot_be_generated() -> None:
 def test_einsums_that_are_matrix_products_print_as_matrix_products() -> None:
     source = "A: [n, m]; B: [m, p]; x: [n]\n"
     assert printed(source + 'sum(einsum("ij,jk->ik", A, B) ** 2)', "A") == "2 A B Bᵀ"
-    assert printed(source + 'sum(einsum("ij,i->j", A, x) ** 2)', "A") == "2 x (Aᵀ x)ᵀ"
+    assert printed(source + 'sum(einsum("ij,i->j", A, x) ** 2)', "A") == "2 x xᵀ A"
     stacked = 'X: [B, T, d]; W: [d, k]\nsum(einsum("btd,dk->btk", X, W) ** 2)'
     assert printed(stacked, "W") == "2 sum(Xᵀ X W, axis=0)"
 

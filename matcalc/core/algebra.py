@@ -15,17 +15,8 @@ from collections.abc import Mapping, Sequence
 
 import sympy
 
-from matcalc.core.ir import Node, const, const_value, make, postorder
-from matcalc.core.simplify import (
-    add,
-    apply,
-    broadcast_to,
-    matmul,
-    mul,
-    power,
-    reduce_sum,
-    transpose,
-)
+from matcalc.core.ir import Node, const, const_value, postorder
+from matcalc.core.simplify import add, apply, broadcast_to, mul, power, rebuild
 
 ALGEBRAIC = {"add", "mul", "pow", "const", "broadcast"}
 MAX_OPERATIONS = 60
@@ -47,23 +38,8 @@ def simplified(roots: Sequence[Node], names: Mapping[Node, Node] = {}) -> dict[N
             memo[node] = Algebra(memo, names).shortest(node)
         else:
             args = tuple(memo[a] for a in node.args)
-            memo[node] = node if args == node.args else rebuilt(node, args)
+            memo[node] = node if args == node.args else rebuild(node, args)
     return memo
-
-
-def rebuilt(node: Node, args: tuple[Node, ...]) -> Node:
-    """``node`` over new arguments, through the simplifying constructors (a scalar pulled out
-    of a product, a transpose pushed to the leaves …)."""
-    constructor = CONSTRUCTORS.get(node.op)
-    if constructor is not None:
-        return constructor(*args, *node.attrs)
-    if node.op in ("var", "const", "delta", "zeros", "identity"):
-        return make(node.op, args, node.attrs)
-    return apply(node.op, *args, attrs=node.attrs)
-
-
-CONSTRUCTORS = {"add": add, "mul": mul, "pow": power, "matmul": matmul,
-                "transpose": transpose, "sum": reduce_sum}
 
 
 class Algebra:
@@ -76,7 +52,7 @@ class Algebra:
 
     def shortest(self, node: Node) -> Node:
         """``node`` in its shortest equivalent form (as built when none is shorter)."""
-        as_built = rebuilt(node, tuple(self.memo[a] for a in node.args))
+        as_built = rebuild(node, tuple(self.memo[a] for a in node.args))
         if sum(1 for _ in postorder([node])) > MAX_OPERATIONS:
             return as_built
         expr = self.to_sympy(node)
@@ -133,7 +109,7 @@ def written_with(expr: sympy.Expr, symbols: set[sympy.Symbol]) -> bool:
     """Whether ``expr`` is sums, products and powers of ``symbols`` and numbers only (SymPy
     may bring in |x| for √(x²) or a function of a number, which stay as built)."""
     if expr.is_Atom:
-        return expr in symbols or not expr.free_symbols
+        return True
     if not (expr.is_Add or expr.is_Mul or expr.is_Pow):
         return not (expr.free_symbols & symbols)
     return all(written_with(arg, symbols) for arg in expr.args)

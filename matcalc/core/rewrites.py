@@ -15,8 +15,18 @@ from dataclasses import dataclass
 
 import sympy
 
-from matcalc.core.ir import Node, const, const_value, make, normalise_axis, postorder
-from matcalc.core.simplify import add, apply, broadcast_to, mul, new_axis, power, reduce_sum
+from matcalc.core.ir import Node, const, const_value, matmul_chain, normalise_axis, postorder
+from matcalc.core.simplify import (
+    add,
+    apply,
+    broadcast_to,
+    matmul,
+    mul,
+    new_axis,
+    power,
+    rebuild,
+    transpose,
+)
 
 
 @dataclass(frozen=True)
@@ -231,6 +241,73 @@ RECOGNITIONS: Sequence[Rewrite] = (
 )
 """The definitions matcalc recognises, tried in order at every node, innermost first."""
 
+# ----------------------------------------------------------------------------------------------
+# After differentiation: what a person does to a derivative (elementwise algebra aside, which
+# :mod:`matcalc.core.algebra` does)
+
+
+def trace_of_identity_product(node: Node) -> Node | None:
+    """sum(I ⊙ M) = tr(M) (and sum(diag(M)) = tr(M))."""
+    if node.op != "sum" or node.attrs[0] is not None:
+        return None
+    inner = node.args[0]
+    if inner.op == "diag" and inner.args[0].rank == 2:
+        return apply("trace", inner.args[0])
+    if inner.op != "mul" or len(inner.args) != 2:
+        return None
+    for eye, m in (inner.args, inner.args[::-1]):
+        if eye.op == "identity" and m.rank == 2:
+            return apply("trace", m)
+    return None
+
+
+def trace_of_outer(node: Node) -> Node | None:
+    """tr(L a bᵀ R) = bᵀ R L a: a trace with an outer product in it is a bilinear form."""
+    if node.op != "trace":
+        return None
+    chain = matmul_chain(node.args[0])
+    for i, factor in enumerate(chain):
+        if factor.op == "outer":
+            a, b = factor.args
+            around = [*chain[i + 1:], *chain[:i]]          # R, then L: cyclic
+            middle = a
+            for m in reversed(around):
+                middle = matmul(m, middle)
+            return matmul(b, middle)
+    return None
+
+
+def rows_of_scaled(node: Node) -> Node | None:
+    """sum(diag(a) B, axis=0) = Bᵀ a: the rows of B weighted by a, added up."""
+    if node.op != "sum" or tuple(node.attrs) != (0, False) or node.args[0].op != "matmul":
+        return None
+    d, b = node.args[0].args
+    if d.op != "diag" or d.args[0].rank != 1 or b.rank != 2:
+        return None
+    return matmul(transpose(b), d.args[0])
+
+
+def outer_of_product(node: Node) -> Node | None:
+    """a (M c)ᵀ = (a cᵀ) Mᵀ and (M c) aᵀ = M (c aᵀ): the product's factor outside, where a
+    common factor of a sum can be collected (diag(s) W − s sᵀ W = (diag(s) − s sᵀ) W)."""
+    if node.op != "outer":
+        return None
+    a, b = node.args
+    if b.op == "matmul" and b.args[0].rank == 2 and b.args[1].rank == 1:
+        return matmul(apply("outer", a, b.args[1]), transpose(b.args[0]))
+    if a.op == "matmul" and a.args[0].rank == 2 and a.args[1].rank == 1:
+        return matmul(a.args[0], apply("outer", a.args[1], b))
+    return None
+
+
+SIMPLIFICATIONS: Sequence[Rewrite] = (
+    Rewrite("trace", "sum(I ⊙ M) = tr(M)", trace_of_identity_product),
+    Rewrite("trace of an outer product", "tr(L a bᵀ R) = bᵀ R L a", trace_of_outer),
+    Rewrite("weighted rows", "sum(diag(a) B, axis=0) = Bᵀ a", rows_of_scaled),
+    Rewrite("outer of a product", "a (M c)ᵀ = (a cᵀ) Mᵀ", outer_of_product),
+)
+"""What a person does to a derivative before writing it down, tried after the recognitions."""
+
 MAX_PASSES = 8
 """Rewrites of one node in a row at most (each makes it a primitive, so few ever chain)."""
 
@@ -238,28 +315,41 @@ MAX_PASSES = 8
 def recognise(roots: Sequence[Node]) -> dict[Node, Node]:
     """Every node under ``roots`` with the recognitions applied, innermost first: the old node
     to the new (the same node where nothing changed)."""
+    return rewritten(roots, RECOGNITIONS)
+
+
+def tidy(roots: Sequence[Node], symmetric: frozenset[Node] = frozenset()) -> dict[Node, Node]:
+    """Derivatives with the recognitions and the simplifications applied (old node → new);
+    the ``symmetric`` named intermediates (``K = Xᵀ X + λ I``) are their own transposes. That is
+    used only here, in results: a derivative with respect to K itself treats K as free."""
+    transposes = Rewrite("symmetric by construction", "Kᵀ = K, K⁻ᵀ = K⁻¹ for K = Xᵀ X + λ I",
+                         lambda node: own_transpose(node, symmetric))
+    return rewritten(roots, (*RECOGNITIONS, *SIMPLIFICATIONS, transposes))
+
+
+def own_transpose(node: Node, symmetric: frozenset[Node]) -> Node | None:
+    """Kᵀ = K and (K⁻¹)ᵀ = K⁻¹ for a symmetric intermediate K."""
+    if node.op != "transpose":
+        return None
+    inner = node.args[0]
+    if inner in symmetric:
+        return inner
+    if inner.op == "inv" and inner.args[0] in symmetric:
+        return inner
+    return None
+
+
+def rewritten(roots: Sequence[Node], rules: Sequence[Rewrite]) -> dict[Node, Node]:
+    """Every node under ``roots`` rebuilt over its rewritten arguments, then rewritten by the
+    first rule that applies, again while one does."""
     memo: dict[Node, Node] = {}
     for node in postorder(list(roots)):
-        args = tuple(memo[a] for a in node.args)
-        current = node if args == node.args else rebuilt(node, args)
+        current = rebuild(node, tuple(memo[a] for a in node.args))
         for _ in range(MAX_PASSES):
-            found = next((r for r in (rule.match(current) for rule in RECOGNITIONS)
+            found = next((r for r in (rule.match(current) for rule in rules)
                           if r is not None), None)
             if found is None:
                 break
             current = found
         memo[node] = current
     return memo
-
-
-def rebuilt(node: Node, args: tuple[Node, ...]) -> Node:
-    """``node`` over new arguments, through the simplifying constructors where it has one."""
-    if node.op == "add":
-        return add(*args)
-    if node.op == "mul":
-        return mul(*args)
-    if node.op == "pow":
-        return power(*args)
-    if node.op == "sum":
-        return reduce_sum(args[0], *node.attrs)
-    return make(node.op, args, node.attrs)

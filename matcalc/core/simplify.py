@@ -25,6 +25,7 @@ from matcalc.core.ir import (
     OPERATIONS,
     Node,
     Shape,
+    ShapeError,
     as_matrix,
     broadcast_shapes,
     concat_shape,
@@ -756,3 +757,24 @@ __all__ = [
     "zero_like",
 ]
 
+
+
+def rebuild(node: Node, args: tuple[Node, ...]) -> Node:
+    """``node`` over new arguments, through the constructors above (a scalar pulled out of a
+    product, like terms merged, a transpose pushed to the leaves …); ``node`` itself where the
+    new arguments hide what it needs proved (a symmetric argument written by a name)."""
+    if args == node.args:
+        return node
+    constructor = CONSTRUCTORS.get(node.op)
+    try:
+        if constructor is not None:
+            return constructor(*args, *node.attrs)
+        if node.op in ("var", "const", "delta", "zeros", "identity", "named"):
+            return make(node.op, args, node.attrs)
+        return apply(node.op, *args, attrs=node.attrs)
+    except (MatcalcError, ShapeError):
+        return node
+
+
+CONSTRUCTORS = {"add": add, "mul": mul, "pow": power, "matmul": matmul,
+                "transpose": transpose, "sum": reduce_sum}

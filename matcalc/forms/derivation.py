@@ -11,7 +11,7 @@ from dataclasses import replace
 from matcalc.core.algebra import simplified
 from matcalc.core.engine import vector_jacobian_products
 from matcalc.core.ir import Node, has_property, is_labels, is_symmetric, postorder, shape_str
-from matcalc.core.rewrites import recognise
+from matcalc.core.rewrites import tidy
 from matcalc.core.simplify import new_axis, reduce_sum, transpose
 from matcalc.errors import MatcalcError
 from matcalc.forms.index_form import index_form
@@ -72,9 +72,7 @@ def derive(
         raise MatcalcError(f"`{labels[0]}` holds integer class labels; it has no gradient")
     too_long = not steps and not inline and len(program.intermediates) > MAX_INLINE_SIZE
     adjoints, signals = vector_jacobian_products(f, targets, steps=steps or too_long)
-    written = simplified([*adjoints.values(), *(s.expr for s in signals)], definitions(program))
-    recognised = recognise(list(written.values()))
-    written = {node: recognised[new] for node, new in written.items()}
+    written = written_out(program, [*adjoints.values(), *(s.expr for s in signals)], targets)
     signals = [replace(s, expr=written[s.expr]) for s in signals]
     gradients = [Gradient(name, node, symmetric_part(node, written[adjoints[node]]))
                  for name, node in zip(wrt, targets, strict=True)]
@@ -86,10 +84,30 @@ def derive(
     return result.with_note(TOO_LONG_NOTE) if too_long else result
 
 
+def written_out(program: Program, exprs: Sequence[Node], free: Sequence[Node] = ()
+                ) -> dict[Node, Node]:
+    """Each derivative as a person writes it down: elementwise algebra in its shortest form,
+    named intermediates by their names, then the recognitions and simplifications. What is
+    known of an intermediate (its definition, its symmetry) is not used for the ``free`` ones,
+    the variables of the derivative, which it treats as independent."""
+    names = {d: n for d, n in definitions(program).items() if n not in free}
+    algebra = simplified(exprs, names)
+    symmetric = frozenset(n for n in program.intermediates.values()
+                          if is_symmetric(n.args[0]) and n not in free)
+    tidied = tidy([algebra[e] for e in exprs], symmetric)
+    return {e: tidied[algebra[e]] for e in exprs}
+
+
+def written(program: Program, gradient: Gradient) -> Gradient:
+    """``gradient`` with its expression written out."""
+    free = [gradient.node]
+    return replace(gradient, expr=written_out(program, [gradient.expr], free)[gradient.expr])
+
+
 def definitions(program: Program) -> dict[Node, Node]:
     """Each named intermediate's definition, to the name that writes it."""
     return {node.args[0]: node for node in program.intermediates.values()
-            if node.args[0].op not in ("var", "const")}
+            if node.args[0].op not in ("var", "const", "broadcast", "zeros", "identity")}
 
 
 def symmetric_part(x: Node, g: Node) -> Node:
@@ -188,7 +206,8 @@ def hessian(
     if direction is not None:
         v = program.add_variable(identifier(direction, "--hvp"), x.shape)
         adjoints, _ = vector_jacobian_products(reduce_sum(g * v), [x])
-        hvp = Gradient(wrt, x, symmetric_part(x, adjoints[x]), kind="hvp", direction=direction)
+        hvp = written(program, Gradient(wrt, x, symmetric_part(x, adjoints[x]), kind="hvp",
+                                        direction=direction))
         return Derivation(program, [hvp], notes=[
             f"{direction} is the direction, shaped like {wrt}; H {direction} costs about two "
             "gradients and never forms H."])
@@ -199,13 +218,14 @@ def hessian(
             f"--hvp V for Hessian-vector products (about two gradients' work).")
     if x.rank == 0:
         second, _ = vector_jacobian_products(g, [x])
-        return Derivation(program, [Gradient(wrt, x, second[x], kind="hess")])
+        return Derivation(program, [written(program, Gradient(wrt, x, second[x], kind="hess"))])
     if has_property(x, "symmetric"):
         raise MatcalcError(f"{wrt} is symmetric: its Hessian acts on symmetric directions only; "
                            f"use --hvp V for the product H V (V symmetric) in matrix form")
     u = probe(x.shape)
     adjoints, _ = vector_jacobian_products(reduce_sum(u * g), [x])
-    h = jacobian_of(program.function_name, wrt, x, adjoints[x], u, "denominator")
+    h = written(program, jacobian_of(program.function_name, wrt, x, adjoints[x], u,
+                                     "denominator"))
     if h.kind == "jac":
         return Derivation(program, [replace(h, kind="hess", index="")])
     index = index_form(h.expr, x.shape, x.shape, program.function_name, wrt, second=True)
