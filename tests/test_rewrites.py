@@ -8,9 +8,9 @@ import mpmath
 import numpy as np
 import pytest
 
-from matcalc import derive, lambdify, parse
+from matcalc import derive, hessian, lambdify, parse
 from matcalc.core.ir import postorder
-from matcalc.core.rewrites import RECOGNITIONS
+from matcalc.core.rewrites import RECOGNITIONS, SIMPLIFICATIONS
 from matcalc.proofs.evaluation import evaluator, function_value
 
 DEFINITIONS = {
@@ -96,3 +96,47 @@ def test_natural_binary_cross_entropy_code_is_finite_and_accurate_at_logits_of_1
     assert np.isfinite(value) and np.all(np.isfinite(grads["z"]))
     assert np.isclose(float(value), want_value, rtol=tolerance)
     np.testing.assert_allclose(grads["z"], want_grad, rtol=tolerance, atol=tolerance * 1e-3)
+
+
+SIMPLIFIED = {
+    "trace": "A: [n, n]\nsum(eye(n) * A)",
+    "trace of an outer product": "L: [n, n]\na: [n]\nb: [n]\nR: [n, n]\ntrace(L @ outer(a, b) @ R)",
+    "weighted rows": "a: [n]\nB: [n, m]\nsum(diag(a) @ B, axis=0)",
+    "outer of a product": "a: [n]\nM: [m, k]\nc: [k]\nouter(a, M @ c)",
+}
+
+
+def test_every_simplification_has_a_case() -> None:
+    assert {rule.name for rule in SIMPLIFICATIONS} == set(SIMPLIFIED)
+
+
+@pytest.mark.parametrize("name", SIMPLIFIED)
+def test_a_simplification_applies_and_keeps_the_value(name: str) -> None:
+    """The rule rewrites the program's expression, and both forms have one value at random
+    inputs."""
+    program = parse(SIMPLIFIED[name])
+    (rule,) = [r for r in SIMPLIFICATIONS if r.name == name]
+    before = program.function
+    after = rule.match(before)
+    assert after is not None and after is not before
+    rng = np.random.default_rng(5)
+    sizes = {"n": 4, "m": 3, "k": 2}
+    arrays = {v: rng.normal(size=tuple(sizes[str(d)] for d in node.shape))
+              for v, node in program.variables.items()}
+    got = evaluator(program, [("before", before), ("after", after)])(**arrays)
+    np.testing.assert_allclose(got[1], got[0], rtol=1e-12, atol=1e-12)
+
+
+def test_derivatives_are_written_as_a_person_writes_them() -> None:
+    """The simplifications at work: a trace of an outer product as a bilinear form with the
+    symmetric K's inverse untransposed, and the logsumexp Hessian's textbook form."""
+    ridge = "X: [N, D]\nlam: []\nb: [D]\nK = X.T @ X + lam * eye(D)\nL = b @ inv(K) @ b"
+    assert derive(ridge, ["lam"]).text().startswith("∂L/∂lam = −(bᵀ K⁻¹ K⁻¹ b)")
+    line = hessian("W: [m, n]\nx: [n]\np = softmax(W @ x)\nlogsumexp(W @ x)", "x").text()
+    assert line.startswith("∂²f/∂x² = Wᵀ (diag(p) − p pᵀ) W")
+
+
+def test_what_is_known_of_an_intermediate_is_not_used_for_its_own_derivative() -> None:
+    """T = X Xᵀ is symmetric, but ∂f/∂T treats T as free: sum(A ⊙ Tᵀ) gives Aᵀ, not A."""
+    text = derive("X: [n, m]\nA: [n, n]\nT = X @ X.T\nsum(A * T.T)", ["T"]).text()
+    assert text.startswith("∂f/∂T = Aᵀ")
