@@ -103,6 +103,7 @@ SIMPLIFIED = {
     "trace of an outer product": "L: [n, n]\na: [n]\nb: [n]\nR: [n, n]\ntrace(L @ outer(a, b) @ R)",
     "weighted rows": "a: [n]\nB: [n, m]\nsum(diag(a) @ B, axis=0)",
     "outer of a product": "a: [n]\nM: [m, k]\nc: [k]\nouter(a, M @ c)",
+    "diagonal of an outer product": "a: [n]\nb: [n]\ndiag(outer(a, b))",
 }
 
 
@@ -140,3 +141,30 @@ def test_what_is_known_of_an_intermediate_is_not_used_for_its_own_derivative() -
     """T = X Xᵀ is symmetric, but ∂f/∂T treats T as free: sum(A ⊙ Tᵀ) gives Aᵀ, not A."""
     text = derive("X: [n, m]\nA: [n, n]\nT = X @ X.T\nsum(A * T.T)", ["T"]).text()
     assert text.startswith("∂f/∂T = Aᵀ")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_natural_softmax_and_logistic_losses_are_accurate_at_logits_of_1e3(dtype) -> None:
+    """−Σ Y ⊙ log(exp(Z) / Σ exp(Z)) / N and mean(log(1 + exp(−y z))) as written overflow at
+    logits of 1000; their recognised forms do not (values against 50-digit arithmetic)."""
+    mpmath.mp.dps = 50
+    z = np.array([[1000.0, -1000.0, 3.0], [-2.0, 999.0, 1000.0]])
+    y = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    source = ("Z: [N, C]\nY: [N, C]\n"
+              "L = -sum(Y * log(exp(Z) / sum(exp(Z), axis=1, keepdims=True))) / N")
+    value, grads = lambdify(source, ["Z"]).value_and_grad(Z=z.astype(dtype), Y=y.astype(dtype))
+    rows = [[mpmath.mpf(v) for v in row] for row in z.tolist()]
+    logs = [mpmath.log(sum(mpmath.exp(v) for v in row)) for row in rows]
+    want = sum(-(yv * (v - lse)) for row, yrow, lse in zip(rows, y.tolist(), logs, strict=True)
+               for v, yv in zip(row, yrow, strict=True)) / len(rows)
+    tolerance = 1e-12 if dtype == np.float64 else 1e-5
+    assert np.isfinite(value) and np.all(np.isfinite(grads["Z"]))
+    assert np.isclose(float(value), float(want), rtol=tolerance)
+    logistic = "z: [N]\ny: [N]\nL = mean(log(1 + exp(-y * z)))"
+    t = np.array([1000.0, -1000.0, 2.0])
+    s = np.array([-1.0, 1.0, 1.0])
+    value, grads = lambdify(logistic, ["z"]).value_and_grad(z=t.astype(dtype), y=s.astype(dtype))
+    want = sum(mpmath.log(1 + mpmath.exp(-mpmath.mpf(a * b)))
+               for a, b in zip(t.tolist(), s.tolist(), strict=True)) / 3
+    assert np.isfinite(value) and np.all(np.isfinite(grads["z"]))
+    assert np.isclose(float(value), float(want), rtol=tolerance)

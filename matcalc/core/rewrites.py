@@ -300,11 +300,26 @@ def outer_of_product(node: Node) -> Node | None:
     return None
 
 
+def diagonal_of_outer(node: Node) -> Node | None:
+    """diag(a bᵀ) = a ⊙ b, and the diagonal of a constant matrix is that constant: no n × n
+    matrix is formed to read n numbers."""
+    if node.op != "diag" or node.args[0].rank != 2:
+        return None
+    m = node.args[0]
+    if m.op == "outer":
+        return mul(*m.args)
+    if m.op == "broadcast" and not m.args[0].shape:
+        return broadcast_to(m.args[0], (m.shape[0],))
+    return None
+
+
 SIMPLIFICATIONS: Sequence[Rewrite] = (
     Rewrite("trace", "sum(I ⊙ M) = tr(M)", trace_of_identity_product),
     Rewrite("trace of an outer product", "tr(L a bᵀ R) = bᵀ R L a", trace_of_outer),
     Rewrite("weighted rows", "sum(diag(a) B, axis=0) = Bᵀ a", rows_of_scaled),
     Rewrite("outer of a product", "a (M c)ᵀ = (a cᵀ) Mᵀ", outer_of_product),
+    Rewrite("diagonal of an outer product", "diag(a bᵀ) = a ⊙ b, diag(c 𝟙𝟙ᵀ) = c 𝟙",
+            diagonal_of_outer),
 )
 """What a person does to a derivative before writing it down, tried after the recognitions."""
 

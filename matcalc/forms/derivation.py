@@ -204,13 +204,15 @@ def hessian(
             "shorten the program, or take Hessian-vector products of the torch target with "
             "torch.func.jvp.")
     if direction is not None:
-        v = program.add_variable(identifier(direction, "--hvp"), x.shape)
+        symmetric = has_property(x, "symmetric")      # a direction within symmetric matrices
+        v = program.add_variable(identifier(direction, "--hvp"), x.shape, symmetric)
         adjoints, _ = vector_jacobian_products(reduce_sum(g * v), [x])
         hvp = written(program, Gradient(wrt, x, symmetric_part(x, adjoints[x]), kind="hvp",
                                         direction=direction))
         return Derivation(program, [hvp], notes=[
-            f"{direction} is the direction, shaped like {wrt}; H {direction} costs about two "
-            "gradients and never forms H."])
+            f"{direction} is the direction, shaped like {wrt}"
+            + (f" and symmetric as {wrt} is" if symmetric else "")
+            + f"; H {direction} costs about two gradients and never forms H."])
     if operations > MAX_HESSIAN_GRADIENT:
         raise MatcalcError(
             f"the gradient ∂{program.function_name}/∂{wrt} has {operations:,} operations; "

@@ -485,12 +485,12 @@ class Program:
     """Sizes fixed from outside, those no variable has as an axis of its own (``h`` when every
     shape has ``h * k``): code cannot read them off its inputs."""
 
-    def add_variable(self, name: str, shape: tuple) -> Node:
+    def add_variable(self, name: str, shape: tuple, symmetric: bool = False) -> Node:
         """Declare one more variable (a direction, a seed), refusing names already in use."""
         syntax.identifier(name, "a new variable's name")
         if name in self.variables or name in self.intermediates or name in self.dims:
             raise MatcalcError(f"`{name}` is already a name of the program; choose another")
-        node = self.variables[name] = var(name, shape)
+        node = self.variables[name] = var(name, shape, symmetric=symmetric)
         return node
 
     def lookup(self, name: str) -> Node:

@@ -624,8 +624,8 @@ def path_hvp(context: Context) -> None:
     code = matcalc.hessian(context.case.source, x, direction=v).numpy()
     if not context.case.execute:
         return
-    direction = context.rng.normal(size=context.arrays[x].shape)
-    namespace = run_code(code, {**context.arrays, v: direction})
+    direction = context.project(x, context.rng.normal(size=context.arrays[x].shape))
+    namespace = run_code(code, {**context.arrays, v: direction})  # symmetric for a symmetric x
     got = result_of(namespace, f"hvp_{x}", code)
     compare("Hessian-vector product", got, by_reference(lambda: hessian_vector(context, x,
                                                                              direction)))
