@@ -21,6 +21,9 @@ from matcalc.core.simplify import add, apply, broadcast_to, mul, power, rebuild
 ALGEBRAIC = {"add", "mul", "pow", "const", "broadcast"}
 MAX_OPERATIONS = 60
 """Larger elementwise expressions are left as built (SymPy's cancel grows fast)."""
+MAX_EXPRESSIONS = 400
+"""Past this many elementwise expressions in one derivative (a chain of thousands of
+statements) the rest are left as built, so that long programs stay fast."""
 
 
 def simplified(roots: Sequence[Node], names: Mapping[Node, Node] = {}) -> dict[Node, Node]:
@@ -29,12 +32,14 @@ def simplified(roots: Sequence[Node], names: Mapping[Node, Node] = {}) -> dict[N
     order = postorder(list(roots))
     outermost = {*roots, *(a for n in order if n.op not in ALGEBRAIC for a in n.args)}
     memo: dict[Node, Node] = {}
+    budget = MAX_EXPRESSIONS
     for node in order:
         if node.op == "named":                 # the program's own intermediates stay as written
             memo[node] = node
         elif node in names:
             memo[node] = names[node]
-        elif node in outermost and node.op in ALGEBRAIC - {"const"} and node.shape:
+        elif node in outermost and node.op in ALGEBRAIC - {"const"} and node.shape and budget:
+            budget -= 1
             memo[node] = Algebra(memo, names).shortest(node)
         else:
             args = tuple(memo[a] for a in node.args)
