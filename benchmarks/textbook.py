@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from matcalc import derive, lambdify, parse
+from matcalc import derive, hessian, lambdify, parse
 from matcalc.forms.printing import to_text
 from matcalc.proofs.inputs import random_inputs
 from matcalc.proofs.verify import parse_claims, verify
@@ -35,6 +35,8 @@ class Case:
     """The book's gradient, in the program's notation (it may use the program's names)."""
     big: dict[str, float] = field(default_factory=dict)
     """Factors making the logits about 1e3, for the finiteness check (none: not checked)."""
+    kind: str = "grad"
+    """``grad`` or ``hessian``."""
 
 
 CASES = [
@@ -103,6 +105,14 @@ CASES = [
     Case("softmax regression, probabilities spelled out", SOFTMAX +
          "P = exp(Z) / sum(exp(Z), axis=1, keepdims=True)\nL = -sum(Y * log(P)) / N", "W",
          "X.T @ (P - Y) / N", {"W": 1e3}),
+    Case("logsumexp Hessian", "W: [m, n]\nx: [n]\np = softmax(W @ x)\nlogsumexp(W @ x)", "x",
+         "W.T @ (diag(p) - outer(p, p)) @ W", kind="hessian"),
+    Case("L2-regularised logistic regression Hessian", LOGISTIC + "lam: []\n"
+         "p = sigmoid(X @ w)\nL = -mean(y * log(p) + (1 - y) * log(1 - p)) + lam / 2 * sum(w ** 2)",
+         "w", "X.T @ diag(p * (1 - p)) @ X / N + lam * eye(D)", kind="hessian"),
+    Case("logistic loss Hessian, ±1 labels", LOGISTIC + "s = sigmoid(y * (X @ w))\n"
+         "L = mean(log(1 + exp(-y * (X @ w))))", "w",
+         "X.T @ diag(y ** 2 * s * (1 - s)) @ X / N", kind="hessian"),
     Case("log-sigmoid likelihood", LOGISTIC + "L = -sum(y * log(sigmoid(X @ w)) + "
          "(1 - y) * log(sigmoid(-(X @ w))))", "w", "X.T @ (sigmoid(X @ w) - y)", {"w": 1e3}),
 ]
@@ -116,11 +126,14 @@ def tokens(text: str) -> int:
     return len(TOKEN.findall(text))
 
 
+def claim(case: Case) -> str:
+    return f"{case.program}\nclaim {case.kind}({function(case)}, {case.wrt}) = {case.book}"
+
+
 def book_text(case: Case) -> str:
-    """The book's gradient as matcalc prints it (it is parsed as a claim)."""
-    _, (claim,) = parse_claims(f"{case.program}\nclaim grad({function(case)}, {case.wrt}) = "
-                               f"{case.book}")
-    return to_text(claim.expr)
+    """The book's derivative as matcalc prints it (it is parsed as a claim)."""
+    _, (parsed,) = parse_claims(claim(case))
+    return to_text(parsed.expr)
 
 
 def function(case: Case) -> str:
@@ -129,13 +142,14 @@ def function(case: Case) -> str:
 
 
 def printed(case: Case) -> str:
-    line = derive(case.program, [case.wrt]).text().splitlines()[0]
+    result = (hessian(case.program, case.wrt) if case.kind == "hessian"
+              else derive(case.program, [case.wrt]))
+    line = result.text().splitlines()[0]
     return line.split(" = ", 1)[1].rsplit("   ", 1)[0]
 
 
 def agrees(case: Case) -> bool:
-    claim = f"{case.program}\nclaim grad({function(case)}, {case.wrt}) = {case.book}"
-    return verify(claim, timeout=2.0).numeric == "PASS"
+    return verify(claim(case), timeout=2.0).numeric == "PASS"
 
 
 def finite(case: Case) -> str:
@@ -146,6 +160,8 @@ def finite(case: Case) -> str:
     sizes = {d: 4 for d in program.dims}
     arrays = random_inputs(program, sizes, np.random.default_rng(0))
     arrays = {k: v * case.big.get(k, 1.0) for k, v in arrays.items()}
+    if case.kind != "grad":
+        return "n/a"
     module = lambdify(case.program, [case.wrt])
     for dtype in (np.float64, np.float32):
         typed = {k: np.asarray(v).astype(dtype) if np.asarray(v).dtype.kind == "f" else v

@@ -87,7 +87,7 @@ HESSIANS = [
     ("t: [n]; y: [n] probabilities; softmax_cross_entropy(t, y)", "t",
      "diag(softmax(t)) − softmax(t) softmax(t)ᵀ"),
     ("X: [N, D]; w: [D]; y: [N]; lam: []; mean(softplus(-y * (X @ w))) + lam / 2 * norm(w) ** 2",
-     "w", "Xᵀ diag(sigmoid(−y ⊙ (X w)) ⊙ (1 − sigmoid(−y ⊙ (X w))) ⊙ y²) X / N + lam I"),
+     "w", "Xᵀ diag(y² ⊙ sigmoid(y ⊙ (X w)) ⊙ (1 − sigmoid(y ⊙ (X w)))) X / N + lam I"),
     ("A: [m, n]; b: [m]; x: [n]; norm(A @ x - b) ** 2", "x", "2 Aᵀ A"),
     ("s: []; x: [n]; sum(exp(s * x))", "s", "sum(exp(s x) ⊙ x²)"),
     ("x: [n]; logsumexp(x) + norm(x)", "x", None),

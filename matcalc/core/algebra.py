@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import sympy
 
 from matcalc.core.ir import Node, const, const_value, postorder
-from matcalc.core.simplify import add, apply, broadcast_to, mul, power, rebuild
+from matcalc.core.simplify import add, apply, broadcast_to, mul, negated, power, rebuild
 
 ALGEBRAIC = {"add", "mul", "pow", "const", "broadcast"}
 MAX_OPERATIONS = 60
@@ -50,22 +50,41 @@ def simplified(roots: Sequence[Node], names: Mapping[Node, Node] = {}) -> dict[N
 class Algebra:
     """One elementwise expression as a SymPy expression over its arrays, and back."""
 
-    def __init__(self, memo: dict[Node, Node], names: Mapping[Node, Node]) -> None:
-        self.memo, self.names = memo, names
+    def __init__(self, memo: dict[Node, Node], names: Mapping[Node, Node],
+                 knowing: bool = True) -> None:
+        self.memo, self.names, self.knowing = memo, names, knowing
         self.atoms: dict[Node, sympy.Symbol] = {}
         self.nodes: dict[sympy.Symbol, Node] = {}
+        self.sizes: dict[sympy.Basic, int] = {}
 
     def shortest(self, node: Node) -> Node:
-        """``node`` in its shortest equivalent form (as built when none is shorter)."""
+        """``node`` in its shortest equivalent form (as built when none is shorter than it is
+        written, without the names and identities)."""
         as_built = rebuild(node, tuple(self.memo[a] for a in node.args))
         if sum(1 for _ in postorder([node])) > MAX_OPERATIONS:
             return as_built
         expr = self.to_sympy(node)
-        forms = [sympy.cancel(expr), sympy.factor(expr), sympy.expand(expr)]
-        best = min(forms, key=cost)
-        if cost(best) >= cost(expr) or not written_with(best, set(self.nodes)):
+        forms = [expr, sympy.cancel(expr), sympy.factor(expr), sympy.expand(expr)]
+        best = min(forms, key=self.cost)
+        literal = Algebra(self.memo, {}, knowing=False)
+        if self.cost(best) >= literal.cost(literal.to_sympy(as_built)) or not written_with(
+                best, set(self.nodes)):
             return as_built
         return broadcast_to(self.from_sympy(best), node.shape)
+
+    def cost(self, expr: sympy.Expr) -> int:
+        """How long ``expr`` is written out: its operations, its numbers, and each array by
+        the length of what it is (a name 1, ``sigmoid(−y ⊙ (X w))`` 6)."""
+        leaves = sympy.preorder_traversal(expr)
+        return sympy.count_ops(expr) + sum(self.size(a) for a in leaves if a.is_Atom)
+
+    def size(self, atom: sympy.Basic) -> int:
+        """An array's written length (1 for a number)."""
+        if atom not in self.nodes:
+            return 1
+        if atom not in self.sizes:
+            self.sizes[atom] = tree_size(self.nodes[atom])
+        return self.sizes[atom]
 
     def to_sympy(self, node: Node) -> sympy.Expr:
         if node in self.names:
@@ -84,13 +103,13 @@ class Algebra:
     def function(self, node: Node) -> sympy.Expr:
         """An array that is not elementwise algebra: a symbol, with σ(−u) as 1 − σ(u) and
         tanh(−u) as −tanh(u)."""
-        if node.op in ("sigmoid", "tanh") and negation(node.args[0]) is not None:
-            positive = self.symbol(apply(node.op, negation(node.args[0])))
+        if self.knowing and node.op in ("sigmoid", "tanh") and negated(node.args[0]) is not None:
+            positive = self.symbol(apply(node.op, negated(node.args[0])))
             return 1 - positive if node.op == "sigmoid" else -positive
         return self.symbol(node)
 
     def symbol(self, node: Node) -> sympy.Symbol:
-        node = self.names.get(node, node)
+        node = self.names.get(node, node) if self.knowing else node
         if node not in self.atoms:
             symbol = sympy.Symbol(f"·{len(self.atoms)}", real=True)
             self.atoms[node], self.nodes[symbol] = symbol, node
@@ -120,13 +139,15 @@ def written_with(expr: sympy.Expr, symbols: set[sympy.Symbol]) -> bool:
     return all(written_with(arg, symbols) for arg in expr.args)
 
 
-def negation(node: Node) -> Node | None:
-    """``u`` of ``−u``, else None."""
-    if node.op == "mul" and len(node.args) == 2 and const_value(node.args[0]) == -1:
-        return node.args[1]
-    return None
+SIZE_CAP = 10_000
+"""Sizes are counted up to this (a shared subexpression written out can be exponential)."""
 
 
-def cost(expr: sympy.Expr) -> int:
-    """How long an expression is written out: its operations and its leaves."""
-    return sympy.count_ops(expr) + sum(1 for _ in sympy.preorder_traversal(expr) if _.is_Atom)
+def tree_size(node: Node) -> int:
+    """Nodes of ``node`` written out (shared parts counted each time; a name or leaf is 1),
+    counted up to :data:`SIZE_CAP`."""
+    sizes: dict[Node, int] = {}
+    for n in postorder([node], stop=lambda m: m.op == "named"):
+        leaf = n.op in ("named", "var", "const", "delta") or not n.args
+        sizes[n] = 1 if leaf else min(SIZE_CAP, 1 + sum(sizes[a] for a in n.args))
+    return sizes[node]

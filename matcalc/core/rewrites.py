@@ -22,6 +22,7 @@ from matcalc.core.simplify import (
     broadcast_to,
     matmul,
     mul,
+    negated,
     new_axis,
     power,
     rebuild,
@@ -61,12 +62,9 @@ def one_plus(node: Node) -> Node | None:
     return first if const_value(second) == 1 else None
 
 
-def negated(node: Node) -> Node | None:
-    """``u`` of ``−u``, else None."""
-    node = seen(node)
-    if node.op == "mul" and len(node.args) == 2 and const_value(node.args[0]) == -1:
-        return node.args[1]
-    return None
+def negation(node: Node) -> Node | None:
+    """``u`` of ``−u`` (through names), else None."""
+    return negated(seen(node))
 
 
 def argument(node: Node, op: str) -> Node | None:
@@ -118,7 +116,7 @@ def reciprocal_sigmoid(node: Node) -> Node | None:
 def ratio_sigmoid(first: Node, second: Node) -> Node | None:
     """exp(u) / (1 + exp(u)) = exp(u) σ(−u) = σ(u) (the denominator is recognised first)."""
     v = argument(second, "sigmoid")
-    u = negated(v) if v is not None else None
+    u = negation(v) if v is not None else None
     return sigmoid(u) if u is not None and argument(first, "exp") is u else None
 
 
@@ -138,7 +136,7 @@ def log_sigmoid(node: Node) -> Node | None:
 def log_one_minus_sigmoid(node: Node) -> Node | None:
     """log(1 − σ(u)) = −softplus(u)."""
     inner = one_plus(node.args[0]) if node.op == "log" else None
-    s = negated(inner) if inner is not None else None
+    s = negation(inner) if inner is not None else None
     u = argument(s, "sigmoid") if s is not None else None
     return -softplus(u) if u is not None else None
 

@@ -759,6 +759,16 @@ __all__ = [
 
 
 
+def negated(node: Node) -> Node | None:
+    """``u`` of ``−u`` (a product with a negative number in it), else None."""
+    if node.op != "mul":
+        return None
+    c = const_value(node.args[0])
+    if c is None or not c.is_negative:
+        return None
+    return mul(const(-c), *node.args[1:])
+
+
 def rebuild(node: Node, args: tuple[Node, ...]) -> Node:
     """``node`` over new arguments, through the constructors above (a scalar pulled out of a
     product, like terms merged, a transpose pushed to the leaves …); ``node`` itself where the
