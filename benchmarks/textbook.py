@@ -105,6 +105,29 @@ CASES = [
     Case("softmax regression, probabilities spelled out", SOFTMAX +
          "P = exp(Z) / sum(exp(Z), axis=1, keepdims=True)\nL = -sum(Y * log(P)) / N", "W",
          "X.T @ (P - Y) / N", {"W": 1e3}),
+    Case("sigmoid output with mean squared error", LOGISTIC +
+         "p = 1 / (1 + exp(-(X @ w)))\nL = mean((p - y) ** 2)", "w",
+         "2 * X.T @ (p * (1 - p) * (p - y)) / N"),
+    Case("tanh network regression", "X: [N, D]\nW1: [D, H]\nw2: [H]\ny: [N]\n"
+         "h = tanh(X @ W1)\nL = sum((h @ w2 - y) ** 2) / 2", "W1",
+         "X.T @ (outer(h @ w2 - y, w2) * (1 - h ** 2))"),
+    Case("logistic regression bias", LOGISTIC + "b: []\np = sigmoid(X @ w + b)\n"
+         "L = -mean(y * log(p) + (1 - y) * log(1 - p))", "b", "sum(p - y) / N", {"b": 1e3}),
+    Case("Gaussian log-likelihood, precision", "x: [n]\nm: [n]\nP: [n, n]\n"
+         "L = 0.5 * logdet(P) - 0.5 * (x - m) @ P @ (x - m)", "P",
+         "(inv(P).T - outer(x - m, x - m)) / 2"),
+    Case("softmax with a temperature", "x: [n]\nt: []\nlog(sum(exp(x / t)))", "x",
+         "softmax(x / t) / t", {"x": 1e3}),
+    Case("squared norm residual", LOGISTIC + "L = norm(X @ w - y) ** 2 / N", "w",
+         "2 * X.T @ (X @ w - y) / N"),
+    Case("softmax cross-entropy, max-shifted as CS231n", SOFTMAX +
+         "S = Z - max(Z, axis=1, keepdims=True)\n"
+         "L = -sum(Y * (S - log(sum(exp(S), axis=1, keepdims=True)))) / N", "W",
+         "X.T @ (softmax(Z) - Y) / N", {"W": 1e3}),
+    Case("weighted least squares", LOGISTIC + "M: [N, N]\nr = y - X @ w\nL = r @ M @ r", "w",
+         "-X.T @ (M + M.T) @ r"),
+    Case("cosine similarity", "x: [n]\ny: [n]\nx @ y / (norm(x) * norm(y))", "x",
+         "y / (norm(x) * norm(y)) - (x @ y) * x / (norm(x) ** 3 * norm(y))"),
     Case("logsumexp Hessian", "W: [m, n]\nx: [n]\np = softmax(W @ x)\nlogsumexp(W @ x)", "x",
          "W.T @ (diag(p) - outer(p, p)) @ W", kind="hessian"),
     Case("L2-regularised logistic regression Hessian", LOGISTIC + "lam: []\n"

@@ -25,6 +25,10 @@ DEFINITIONS = {
     "softmax": ("Z: [N, C]\nsum(exp(Z) / sum(exp(Z), axis=1, keepdims=True) * Z)", "softmax"),
     "log softmax": ("Z: [N, C]\nsum(log(softmax(Z, axis=1)) * Z)", "log_softmax"),
     "logsumexp": ("Z: [N, C]\nsum(log(sum(exp(Z), axis=1)) ** 2)", "logsumexp"),
+    "log softmax by logsumexp": ("Z: [N, C]\nsum((Z - logsumexp(Z, axis=1, keepdims=True)) * Z)",
+                                 "log_softmax"),
+    "shifted softmax": ("Z: [N, C]\nsum(softmax(Z - max(Z, axis=1, keepdims=True), axis=1) * Z)",
+                        "softmax"),
     "cross-entropy": ("Z: [N, C]\nY: [N, C]\n-sum(Y * log_softmax(Z)) / N",
                       "softmax_cross_entropy"),
 }

@@ -199,6 +199,39 @@ def log_sum_exp(node: Node) -> Node | None:
         result, axis)
 
 
+def minus_logsumexp(node: Node) -> Node | None:
+    """u − logsumexp(u, axis, keepdims=True) = log_softmax(u, axis)."""
+    if node.op != "add" or len(node.args) != 2:
+        return None
+    for u, other in (node.args, node.args[::-1]):
+        kept = negation(other)
+        kept = seen(kept) if kept is not None else None
+        if kept is None or kept.op != "expand" or seen(kept.args[0]).op != "logsumexp":
+            continue
+        total = seen(kept.args[0])
+        axis = total.attrs[0]
+        if total.args[0] is u and axis is not None and normalise_axis(kept.attrs[0], u.rank) == \
+                normalise_axis(axis, u.rank):
+            return apply("log_softmax", u, attrs=(axis,))
+    return None
+
+
+def shifted_softmax(node: Node) -> Node | None:
+    """softmax(u − c) = softmax(u) and log_softmax(u − c) = log_softmax(u) for c constant
+    along the axis (the max of CS231n's stable form)."""
+    if node.op not in ("softmax", "log_softmax") or node.attrs[0] is None:
+        return None
+    x = seen(node.args[0])
+    if x.op != "add" or len(x.args) != 2:
+        return None
+    axis = normalise_axis(node.attrs[0], x.rank)
+    for u, other in (x.args, x.args[::-1]):
+        c = negation(other)
+        if c is not None and u.shape == x.shape and c.rank == x.rank and c.shape[axis] == 1:
+            return apply(node.op, u, attrs=tuple(node.attrs))
+    return None
+
+
 def cross_entropy(node: Node) -> Node | None:
     """c Σ Y ⊙ log_softmax(Z) over the last axis = (−c N) softmax_cross_entropy(Z, Y), N the
     rows of Z (the cross-entropy is −Σ Y ⊙ log_softmax(Z) / N, for any targets Y)."""
@@ -234,6 +267,10 @@ RECOGNITIONS: Sequence[Rewrite] = (
             in_products(normalised_exp)),
     Rewrite("log softmax", "log softmax(u) = log_softmax(u)", log_of_softmax),
     Rewrite("logsumexp", "log sum(exp(u)) = logsumexp(u)", log_sum_exp),
+    Rewrite("log softmax by logsumexp", "u − logsumexp(u, keepdims=True) = log_softmax(u)",
+            minus_logsumexp),
+    Rewrite("shifted softmax", "softmax(u − c) = softmax(u), c constant along the axis",
+            shifted_softmax),
     Rewrite("cross-entropy", "−Σ Y ⊙ log_softmax(Z) / N = softmax_cross_entropy(Z, Y)",
             cross_entropy),
 )
