@@ -61,7 +61,7 @@ class Algebra:
         """``node`` in its shortest equivalent form (as built when none is shorter than it is
         written, without the names and identities)."""
         as_built = rebuild(node, tuple(self.memo[a] for a in node.args))
-        if sum(1 for _ in postorder([node])) > MAX_OPERATIONS:
+        if len(postorder([node], stop=lambda n: n.op not in ALGEBRAIC)) > MAX_OPERATIONS:
             return as_built
         expr = self.to_sympy(node)
         forms = [expr, sympy.cancel(expr), sympy.factor(expr), sympy.expand(expr)]
@@ -139,15 +139,18 @@ def written_with(expr: sympy.Expr, symbols: set[sympy.Symbol]) -> bool:
     return all(written_with(arg, symbols) for arg in expr.args)
 
 
-SIZE_CAP = 10_000
-"""Sizes are counted up to this (a shared subexpression written out can be exponential)."""
+SIZE_CAP = 200
+"""Written lengths are counted up to this: enough to tell a name from a formula, and bounded
+however much a formula shares."""
 
 
 def tree_size(node: Node) -> int:
     """Nodes of ``node`` written out (shared parts counted each time; a name or leaf is 1),
     counted up to :data:`SIZE_CAP`."""
-    sizes: dict[Node, int] = {}
-    for n in postorder([node], stop=lambda m: m.op == "named"):
-        leaf = n.op in ("named", "var", "const", "delta") or not n.args
-        sizes[n] = 1 if leaf else min(SIZE_CAP, 1 + sum(sizes[a] for a in n.args))
-    return sizes[node]
+    count, stack = 0, [node]
+    while stack and count < SIZE_CAP:
+        n = stack.pop()
+        count += 1
+        if n.op not in ("named", "var", "const", "delta"):
+            stack.extend(n.args)
+    return count
