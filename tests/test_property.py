@@ -124,7 +124,7 @@ def unary(op: str, a: Item, draw) -> Item | None:
     if op == "softplus":
         low = math.log1p(math.exp(-a.mag)) if a.mag <= 4 else 0.0
         return Item(f"softplus({t})", s, d, a.mag + 1, low)
-    if op in ("abs", "relu", "gelu", "silu", "gelu_tanh"):
+    if op in ("abs", "relu", "gelu", "silu", "gelu_tanh", "logcosh"):
         return Item(f"{op}({t})", s, d, a.mag + 1)
     if op == "leaky_relu":
         choice = draw(st.sampled_from(["default", "constant", "keyword"]))

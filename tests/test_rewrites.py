@@ -24,6 +24,7 @@ DEFINITIONS = {
     "tanh": ("z: [n]\nsum((exp(z) - exp(-z)) / (exp(z) + exp(-z)) * z)", "tanh"),
     "softmax": ("Z: [N, C]\nsum(exp(Z) / sum(exp(Z), axis=1, keepdims=True) * Z)", "softmax"),
     "log softmax": ("Z: [N, C]\nsum(log(softmax(Z, axis=1)) * Z)", "log_softmax"),
+    "log cosh": ("z: [n]\nsum(log(cosh(z)) * z)", "logcosh"),
     "logsumexp": ("Z: [N, C]\nsum(log(sum(exp(Z), axis=1)) ** 2)", "logsumexp"),
     "log softmax by logsumexp": ("Z: [N, C]\nsum((Z - logsumexp(Z, axis=1, keepdims=True)) * Z)",
                                  "log_softmax"),

@@ -79,7 +79,7 @@ def test_stacks_agree_with_torch_autograd_through_every_path(name: str) -> None:
 def test_attention_prints_in_matrix_notation_per_matrix_of_the_stack() -> None:
     derivation = derive(ATTENTION, ["Wq"], steps=True)
     text = derivation.text()
-    assert "δ4 = ∂L/∂Q = δ3 K / sqrt(k)" in text
+    assert "δ4 = ∂L/∂Q = δ3 K / √k" in text
     assert "[B, T, k]" in text and "∂L/∂Wq = sum(Xᵀ δ4, axis=0)" in text
     assert "ᵀ transposes each matrix (NumPy's .mT)" in text
 

@@ -21,7 +21,9 @@ from matcalc.core.simplify import add, apply, broadcast_to, mul, negated, power,
 ALGEBRAIC = {"add", "mul", "pow", "const", "broadcast"}
 MAX_OPERATIONS = 60
 """Larger elementwise expressions are left as built (SymPy's cancel grows fast)."""
-MAX_EXPRESSIONS = 400
+MAX_POWER = 8
+"""Expressions with higher powers are left as built."""
+MAX_EXPRESSIONS = 60
 """Past this many elementwise expressions in one derivative (a chain of thousands of
 statements) the rest are left as built, so that long programs stay fast."""
 
@@ -38,7 +40,7 @@ def simplified(roots: Sequence[Node], names: Mapping[Node, Node] = {}) -> dict[N
             memo[node] = node
         elif node in names:
             memo[node] = names[node]
-        elif node in outermost and node.op in ALGEBRAIC - {"const"} and node.shape and budget:
+        elif node in outermost and node.op in ALGEBRAIC - {"const"} and budget:
             budget -= 1
             memo[node] = Algebra(memo, names).shortest(node)
         else:
@@ -61,9 +63,12 @@ class Algebra:
         """``node`` in its shortest equivalent form (as built when none is shorter than it is
         written, without the names and identities)."""
         as_built = rebuild(node, tuple(self.memo[a] for a in node.args))
-        if len(postorder([node], stop=lambda n: n.op not in ALGEBRAIC)) > MAX_OPERATIONS:
+        if tree_size(node, MAX_OPERATIONS + 1, ALGEBRAIC) > MAX_OPERATIONS:
             return as_built
         expr = self.to_sympy(node)
+        if any(p.is_Pow and p.exp.is_Number and abs(p.exp) > MAX_POWER
+               for p in sympy.preorder_traversal(expr)):
+            return as_built                    # x³⁰⁰⁰: factoring it is no help, and slow
         forms = [expr, sympy.cancel(expr), sympy.factor(expr), sympy.expand(expr)]
         best = min(forms, key=self.cost)
         literal = Algebra(self.memo, {}, knowing=False)
@@ -144,13 +149,13 @@ SIZE_CAP = 200
 however much a formula shares."""
 
 
-def tree_size(node: Node) -> int:
+def tree_size(node: Node, cap: int = SIZE_CAP, within: set[str] | None = None) -> int:
     """Nodes of ``node`` written out (shared parts counted each time; a name or leaf is 1),
-    counted up to :data:`SIZE_CAP`."""
+    counted up to ``cap``; with ``within``, only through those operations (the rest are 1)."""
     count, stack = 0, [node]
-    while stack and count < SIZE_CAP:
+    while stack and count < cap:
         n = stack.pop()
         count += 1
-        if n.op not in ("named", "var", "const", "delta"):
+        if n.op not in ("named", "var", "const", "delta") and (within is None or n.op in within):
             stack.extend(n.args)
     return count

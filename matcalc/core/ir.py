@@ -609,10 +609,12 @@ def has_property(node: Node, name: str) -> bool:
 
 def rows_sum_to_one(node: Node) -> bool:
     """Every row (along the last axis) provably sums to 1: declared one-hot or probability
-    targets, or a softmax over the last axis."""
+    targets, ``onehot(y, C)`` of labels, or a softmax over the last axis."""
     node = definition_of(node)
     if node.op == "var":
         return has_property(node, "onehot") or has_property(node, "probabilities")
+    if node.op == "onehot":
+        return True
     if node.op != "softmax" or not node.shape:
         return False
     return node.attrs.axis in (-1, node.rank - 1) or node.attrs.axis is None and node.rank == 1

@@ -85,12 +85,17 @@ def softplus(u: Node) -> Node:
 # The identities
 
 
+MAX_FACTORS = 32
+"""Products of more factors are not searched for pairs (a chain of thousands is no textbook
+form, and the search is quadratic)."""
+
+
 def in_products(pair: Callable[[Node, Node], Node | None]) -> Callable[[Node], Node | None]:
     """A rule for two factors of a product, tried on every ordered pair of its factors (the
     others kept): ``exp(u) ⊙ σ(−u) ⊙ x`` is ``σ(u) ⊙ x``."""
 
     def match(node: Node) -> Node | None:
-        if node.op != "mul":
+        if node.op != "mul" or len(node.args) > MAX_FACTORS:
             return None
         for i, first in enumerate(node.args):
             for j, second in enumerate(node.args):
@@ -120,9 +125,16 @@ def ratio_sigmoid(first: Node, second: Node) -> Node | None:
     return sigmoid(u) if u is not None and argument(first, "exp") is u else None
 
 
+def one_plus_argument(node: Node) -> Node | None:
+    """``u`` of ``log(1 + u)`` or ``log1p(u)``, else None."""
+    if node.op == "log1p":
+        return node.args[0]
+    return one_plus(node.args[0]) if node.op == "log" else None
+
+
 def log_one_plus_exp(node: Node) -> Node | None:
-    """log(1 + exp(u)) = softplus(u)."""
-    inner = one_plus(node.args[0]) if node.op == "log" else None
+    """log(1 + exp(u)) = log1p(exp(u)) = softplus(u)."""
+    inner = one_plus_argument(node)
     u = argument(inner, "exp") if inner is not None else None
     return softplus(u) if u is not None else None
 
@@ -134,8 +146,8 @@ def log_sigmoid(node: Node) -> Node | None:
 
 
 def log_one_minus_sigmoid(node: Node) -> Node | None:
-    """log(1 − σ(u)) = −softplus(u)."""
-    inner = one_plus(node.args[0]) if node.op == "log" else None
+    """log(1 − σ(u)) = log1p(−σ(u)) = −softplus(u)."""
+    inner = one_plus_argument(node)
     s = negation(inner) if inner is not None else None
     u = argument(s, "sigmoid") if s is not None else None
     return -softplus(u) if u is not None else None
@@ -175,6 +187,12 @@ def normalised_exp(numerator: Node, reciprocal: Node) -> Node | None:
     if seen(total).args[0] is seen(numerator) and (keepdims or axis is None):
         return apply("softmax", u, attrs=(axis,))
     return None
+
+
+def log_cosh(node: Node) -> Node | None:
+    """log cosh(u) = logcosh(u), computed without overflow."""
+    u = argument(node.args[0], "cosh") if node.op == "log" else None
+    return apply("logcosh", u) if u is not None else None
 
 
 def log_of_softmax(node: Node) -> Node | None:
@@ -266,6 +284,7 @@ RECOGNITIONS: Sequence[Rewrite] = (
     Rewrite("softmax", "exp(u) / sum(exp(u), axis, keepdims=True) = softmax(u, axis)",
             in_products(normalised_exp)),
     Rewrite("log softmax", "log softmax(u) = log_softmax(u)", log_of_softmax),
+    Rewrite("log cosh", "log cosh(u) = logcosh(u)", log_cosh),
     Rewrite("logsumexp", "log sum(exp(u)) = logsumexp(u)", log_sum_exp),
     Rewrite("log softmax by logsumexp", "u − logsumexp(u, keepdims=True) = log_softmax(u)",
             minus_logsumexp),

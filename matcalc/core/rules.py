@@ -441,6 +441,8 @@ elementwise("relu", lambda g, out, x: g * step(x), real.relu, kink="zero",  # re
             numpy="{xp}.maximum({0}, 0)", torch="{xp}.relu({0})")
 elementwise("softplus", lambda g, out, x: g * sigmoid(x), real.softplus,
             numpy="{xp}.logaddexp(0, {0})", torch="{xp}.nn.functional.softplus({0})")
+elementwise("logcosh", lambda g, out, x: g * tanh(x), lambda x: sympy.log(sympy.cosh(x)),
+            numpy="{_logcosh}({0})", torch="{_logcosh}({0})")              # log cosh, stably
 elementwise("gelu", lambda g, out, x: g * gelu_slope(x), real.gelu,
             primitives=lambda x: x * normal_cdf(x), numpy=METHOD,
             torch="{xp}.nn.functional.gelu({0})")

@@ -528,7 +528,7 @@ def folded(op: str, args: Sequence[Node]) -> Node | None:
     zero arrays, that number repeated (``1[0 > 0]`` is 0)."""
     function = OPERATIONS[op].scalar
     values = [sympy.Integer(0) if a.op == "zeros" else const_value(a) for a in args]
-    if function is None or any(v is None or not v.is_number for v in values):
+    if function is None or any(v is None for v in values):   # numbers and sizes (√k) alike
         return None
     result = function(*values)
     if not (result.is_real and result.is_finite):

@@ -119,8 +119,12 @@ SPECTRAL_HELPERS = {
     """u₁ v₁ᵀ of the largest singular value of x: the gradient of the spectral norm."""
     u, _, vt = {xp}.linalg.svd(x, full_matrices=False)
     return {xp}.outer(u[:, 0], vt[0])''',
+    "_logcosh": '''def {_logcosh}(x):
+    """log cosh x = |x| + log(1 + exp(−2|x|)) − log 2, which does not overflow."""
+    a = {xp}.abs(x)
+    return a + {xp}.log1p({xp}.exp(-2 * a)) - 0.6931471805599453''',
 }
-"""Helpers NumPy and PyTorch spell alike: the SVD's factors."""
+"""Helpers NumPy and PyTorch spell alike: the SVD's factors, log cosh."""
 
 NUMPY_HELPERS = {
     **SPECTRAL_HELPERS,

@@ -10,6 +10,7 @@ import sympy
 
 from matcalc.core.ir import (
     Node,
+    definition_of,
     dim_str,
     has_property,
     is_labels,
@@ -194,7 +195,7 @@ def cross_entropy_note(node: Node, printer: Printer) -> str:
     z, y = node.args
     kind = "labels" if is_labels(y) else "rows" if rows_sum_to_one(y) else "general"
     why = next((f"declared {p}" for p in ("onehot", "probabilities") if has_property(y, p)),
-               "a softmax")
+               "one-hot rows" if definition_of(y).op == "onehot" else "a softmax")
     names = {"z_": printer(z), "y_": printer(y), "y": printer.wrap(y, ATOM), "why": why,
              "per": f" / {dim_str(size(z.shape[:-1]))}" if z.rank >= 2 else "",
              "shape": shape_str(y.shape)}

@@ -286,7 +286,7 @@ CONSTANTS = ("0.5", "2.5", "3", "1e-3", "pi", "2/3", "dim")
 POWERS = ("2", "3", "-1", "-2", "0.5", "1.5", "-0.5", "0", "1", "2/3")
 UNARY = ("exp", "log", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid", "relu", "softplus",
          "gelu", "silu", "leaky_relu", "neg", "log1p", "expm1", "tan", "arctan", "sinh",
-         "cosh", "erf", "square", "sign", "gelu_tanh")
+         "cosh", "erf", "square", "sign", "gelu_tanh", "logcosh")
 ELEMENTWISE_BINARY = ("+", "-", "*", "/")
 
 Bounds = Callable[[float, float], tuple[float, float]]
@@ -301,6 +301,7 @@ GROWTH: dict[str, tuple[Callable[[Expr], bool], Bounds]] = {
                 lambda mag, low: (1.0, 1 / (1 + math.exp(mag)) if mag <= 4 else 0.0)),
     "softplus": (lambda e: True, lambda mag, low: (
         mag + 1, math.log1p(math.exp(-mag)) if mag <= 4 else 0.0)),
+    "logcosh": (lambda e: True, lambda mag, low: (mag, 0.0)),
     **{op: (lambda e: True, lambda mag, low: (1.0, 0.0))
        for op in ("sin", "cos", "tanh", "sign", "erf")},
     "arctan": (lambda e: True, lambda mag, low: (min(mag, math.pi / 2), 0.0)),

@@ -63,6 +63,7 @@ NUMPY: dict[str, Callable] = {
     "cosh": np.cosh, "erf": lambda x: _erf(x), "square": np.square, "sign": np.sign,
     "cos": np.cos, "tanh": np.tanh, "sigmoid": _sigmoid,
     "relu": lambda x: np.maximum(x, 0), "softplus": lambda x: np.logaddexp(0, x),
+    "logcosh": lambda x: np.logaddexp(x, -x) - np.log(2),
     "gelu": _gelu, "gelu_tanh": lambda x: _gelu(x, "tanh"), "silu": lambda x: x * _sigmoid(x),
     "leaky_relu": lambda x, a=0.01: np.where(x > 0, x, a * x),
     "sum": lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),

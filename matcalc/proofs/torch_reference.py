@@ -129,6 +129,7 @@ FUNCTIONS: dict[str, Callable[..., Tensor]] = {
         "sign": torch.sign,
         "sin": torch.sin, "cos": torch.cos, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
         "relu": torch.relu, "softplus": lambda x: torch.logaddexp(x, torch.zeros_like(x)),
+        "logcosh": lambda x: torch.logaddexp(x, -x) - math.log(2),
         "gelu_tanh": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),
         "silu": lambda x: x * torch.sigmoid(x), "trace": torch.trace, "det": torch.linalg.det,
         "logdet": lambda x: torch.linalg.slogdet(x)[1], "inv": torch.linalg.inv,
