@@ -23,6 +23,9 @@ MAX_OPERATIONS = 60
 """Larger elementwise expressions are left as built (SymPy's cancel grows fast)."""
 MAX_POWER = 8
 """Expressions with higher powers are left as built."""
+MAX_NODES = 3000
+"""Derivatives of more operations than this (programs of thousands of statements) are left as
+built: the algebra is for what a person reads."""
 MAX_EXPRESSIONS = 60
 """Past this many elementwise expressions in one derivative (a chain of thousands of
 statements) the rest are left as built, so that long programs stay fast."""
@@ -32,6 +35,8 @@ def simplified(roots: Sequence[Node], names: Mapping[Node, Node] = {}) -> dict[N
     """Every node under ``roots``, each maximal elementwise subexpression in its shortest
     form and definitions in ``names`` (definition → named node) written by their names."""
     order = postorder(list(roots))
+    if len(order) > MAX_NODES:                 # thousands of statements: written as built
+        return {node: node for node in order}
     outermost = {*roots, *(a for n in order if n.op not in ALGEBRAIC for a in n.args)}
     memo: dict[Node, Node] = {}
     budget = MAX_EXPRESSIONS

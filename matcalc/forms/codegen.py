@@ -1350,10 +1350,13 @@ def release(statements: Sequence[Statement], keep: Iterable[str]) -> None:
     kept, last = set(keep), {}
     for i, statement in enumerate(statements):
         last |= dict.fromkeys(statement.code.reads, i)
-    computed: dict[str, None] = {}
+    computed = {t.strip() for s in statements for t in s.target.split(",") if t.strip()}
+    freed: dict[int, list[str]] = {}
+    for name, i in last.items():
+        if name in computed and name not in kept:
+            freed.setdefault(i, []).append(name)
     for i, statement in enumerate(statements):
-        computed |= dict.fromkeys(t.strip() for t in statement.target.split(",") if t.strip())
-        statement.released = tuple(n for n in computed if last.get(n) == i and n not in kept)
+        statement.released = tuple(sorted(freed.get(i, ())))
 
 
 def prune(block: Block, keep: Iterable[str]) -> None:
