@@ -72,10 +72,9 @@ def test_check_passes_on_the_transformer() -> None:
 def test_the_sort_task_is_every_sequence_with_its_sorted_copy() -> None:
     data = sort_task()
     assert data.inputs.shape == (3 ** 6, 11) and data.targets.shape == (3 ** 6, 11)
-    row = data.inputs[100], data.targets[100]
-    digits = np.concatenate([row[0][:6], row[1][-1:]])[:6]
-    np.testing.assert_array_equal(row[1][5:], np.sort(digits))
-    np.testing.assert_array_equal(row[0][1:], row[1][:-1])      # labels are the next tokens
+    tokens, labels = data.inputs[100], data.targets[100]
+    np.testing.assert_array_equal(labels[5:], np.sort(tokens[:6]))
+    np.testing.assert_array_equal(tokens[1:], labels[:-1])      # labels are the next tokens
     assert data.scored.sum() == 6 and data.scored[5] and not data.scored[4]
 
 

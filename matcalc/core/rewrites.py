@@ -13,9 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import sympy
-
-from matcalc.core.ir import Node, const, const_value, matmul_chain, normalise_axis, postorder
+from matcalc.core.ir import (
+    ONE,
+    Node,
+    const,
+    const_value,
+    definition_of,
+    matmul_chain,
+    normalise_axis,
+    postorder,
+)
+from matcalc.core.rules import call, rows, sigmoid
 from matcalc.core.simplify import (
     add,
     apply,
@@ -39,13 +47,6 @@ class Rewrite:
     match: Callable[[Node], Node | None]
 
 
-def seen(node: Node) -> Node:
-    """What a node is, looking through the names a program gives (``p`` of ``p = σ(z)``)."""
-    while node.op == "named":
-        node = node.args[0]
-    return node
-
-
 def inverse_of(node: Node) -> Node | None:
     """``b`` of ``b⁻¹`` (``pow(b, −1)``), else None."""
     return node.args[0] if node.op == "pow" and const_value(node.args[1]) == -1 else None
@@ -53,7 +54,7 @@ def inverse_of(node: Node) -> Node | None:
 
 def one_plus(node: Node) -> Node | None:
     """``u`` of ``1 + u``, else None."""
-    node = seen(node)
+    node = definition_of(node)
     if node.op != "add" or len(node.args) != 2:
         return None
     first, second = node.args
@@ -64,21 +65,16 @@ def one_plus(node: Node) -> Node | None:
 
 def negation(node: Node) -> Node | None:
     """``u`` of ``−u`` (through names), else None."""
-    return negated(seen(node))
+    return negated(definition_of(node))
 
 
 def argument(node: Node, op: str) -> Node | None:
     """``u`` of ``op(u)`` (through names), else None."""
-    node = seen(node)
+    node = definition_of(node)
     return node.args[0] if node.op == op else None
 
 
-def sigmoid(u: Node) -> Node:
-    return apply("sigmoid", u)
-
-
-def softplus(u: Node) -> Node:
-    return apply("softplus", u)
+softplus = call("softplus")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -181,10 +177,10 @@ def normalised_exp(numerator: Node, reciprocal: Node) -> Node | None:
     """exp(u) / sum(exp(u), axis, keepdims=True) = softmax(u, axis) (every entry for None)."""
     total = inverse_of(reciprocal)
     u = argument(numerator, "exp")
-    if total is None or u is None or seen(total).op != "sum":
+    if total is None or u is None or definition_of(total).op != "sum":
         return None
-    axis, keepdims = seen(total).attrs
-    if seen(total).args[0] is seen(numerator) and (keepdims or axis is None):
+    axis, keepdims = definition_of(total).attrs
+    if definition_of(total).args[0] is definition_of(numerator) and (keepdims or axis is None):
         return apply("softmax", u, attrs=(axis,))
     return None
 
@@ -197,7 +193,7 @@ def log_cosh(node: Node) -> Node | None:
 
 def log_of_softmax(node: Node) -> Node | None:
     """log softmax(u) = log_softmax(u)."""
-    s = seen(node.args[0]) if node.op == "log" else None
+    s = definition_of(node.args[0]) if node.op == "log" else None
     if s is None or s.op != "softmax":
         return None
     return apply("log_softmax", s.args[0], attrs=tuple(s.attrs))
@@ -205,7 +201,7 @@ def log_of_softmax(node: Node) -> Node | None:
 
 def log_sum_exp(node: Node) -> Node | None:
     """log sum(exp(u), axis) = logsumexp(u, axis) (its axis kept with keepdims)."""
-    total = seen(node.args[0]) if node.op == "log" else None
+    total = definition_of(node.args[0]) if node.op == "log" else None
     u = argument(total.args[0], "exp") if total is not None and total.op == "sum" else None
     if u is None:
         return None
@@ -213,7 +209,7 @@ def log_sum_exp(node: Node) -> Node | None:
     result = apply("logsumexp", u, attrs=(axis,))
     if not keepdims:
         return result
-    return broadcast_to(result, (sympy.Integer(1),) * u.rank) if axis is None else new_axis(
+    return broadcast_to(result, (ONE,) * u.rank) if axis is None else new_axis(
         result, axis)
 
 
@@ -223,10 +219,10 @@ def minus_logsumexp(node: Node) -> Node | None:
         return None
     for u, other in (node.args, node.args[::-1]):
         kept = negation(other)
-        kept = seen(kept) if kept is not None else None
-        if kept is None or kept.op != "expand" or seen(kept.args[0]).op != "logsumexp":
+        kept = definition_of(kept) if kept is not None else None
+        if kept is None or kept.op != "expand" or definition_of(kept.args[0]).op != "logsumexp":
             continue
-        total = seen(kept.args[0])
+        total = definition_of(kept.args[0])
         axis = total.attrs[0]
         if total.args[0] is u and axis is not None and normalise_axis(kept.attrs[0], u.rank) == \
                 normalise_axis(axis, u.rank):
@@ -239,7 +235,7 @@ def shifted_softmax(node: Node) -> Node | None:
     along the axis (the max of CS231n's stable form)."""
     if node.op not in ("softmax", "log_softmax") or node.attrs[0] is None:
         return None
-    x = seen(node.args[0])
+    x = definition_of(node.args[0])
     if x.op != "add" or len(x.args) != 2:
         return None
     axis = normalise_axis(node.attrs[0], x.rank)
@@ -255,21 +251,20 @@ def cross_entropy(node: Node) -> Node | None:
     rows of Z (the cross-entropy is −Σ Y ⊙ log_softmax(Z) / N, for any targets Y)."""
     if node.op != "mul" or len(node.args) != 2 or const_value(node.args[0]) is None:
         return None
-    coefficient, total = const_value(node.args[0]), seen(node.args[1])
-    if total.op != "sum" or total.attrs[0] is not None or seen(total.args[0]).op != "mul":
+    coefficient, total = const_value(node.args[0]), definition_of(node.args[1])
+    if total.op != "sum" or total.attrs[0] is not None or definition_of(total.args[0]).op != "mul":
         return None
-    product = seen(total.args[0])
+    product = definition_of(total.args[0])
     if len(product.args) != 2:
         return None
     for y, log_probabilities in (product.args, product.args[::-1]):
-        z = seen(log_probabilities)
+        z = definition_of(log_probabilities)
         if (z.op == "log_softmax" and y.shape == z.shape and z.rank >= 1
                 and normalise_axis(z.attrs[0] if z.attrs[0] is not None else -1, z.rank)
                 == z.rank - 1 and (z.rank == 1 or z.attrs[0] is not None)):
             logits = z.args[0]
-            rows = sympy.Mul(*logits.shape[:-1])
             loss = apply("softmax_cross_entropy", logits, y)
-            return mul(const(-coefficient * rows), loss)
+            return mul(const(-coefficient * rows(logits)), loss)
     return None
 
 
