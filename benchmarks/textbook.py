@@ -24,6 +24,12 @@ from matcalc.proofs.verify import parse_claims, verify
 
 LOGISTIC = "X: [N, D]\nw: [D]\ny: [N]\n"
 SOFTMAX = "X: [N, D]\nW: [D, C]\nY: [N, C] onehot\nZ = X @ W\n"
+BATCH_NORM = ("X: [N, D]\nG: [N, D]\ngamma: [D]\nbeta: [D]\nmu = mean(X, axis=0)\nxc = X - mu\n"
+              "var = mean(xc ** 2, axis=0)\nxhat = xc / sqrt(var + 1e-5)\n"
+              "L = sum(G * (gamma * xhat + beta))")
+LAYER_NORM = ("X: [N, D]\nG: [N, D]\ng: [D]\nc: [D]\nxc = X - mean(X, axis=1, keepdims=True)\n"
+              "r = 1 / sqrt(mean(xc ** 2, axis=1, keepdims=True) + 1e-5)\nxhat = xc * r\n"
+              "L = sum(G * (xhat * g + c))")
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,12 @@ CASES = [
     Case("logistic loss Hessian, ±1 labels", LOGISTIC + "s = sigmoid(y * (X @ w))\n"
          "L = mean(log(1 + exp(-y * (X @ w))))", "w",
          "X.T @ diag(y ** 2 * s * (1 - s)) @ X / N", kind="hessian"),
+    Case("batch normalisation, input (CS231n)", BATCH_NORM, "X",
+         "gamma / sqrt(var + 1e-5) * (G - mean(G, axis=0) - xhat * mean(G * xhat, axis=0))"),
+    Case("batch normalisation, scale", BATCH_NORM, "gamma", "sum(G * xhat, axis=0)"),
+    Case("layer normalisation, input", LAYER_NORM, "X",
+         "r * (G * g - mean(G * g, axis=1, keepdims=True)"
+         " - xhat * mean(G * g * xhat, axis=1, keepdims=True))"),
     Case("log-sigmoid likelihood", LOGISTIC + "L = -sum(y * log(sigmoid(X @ w)) + "
          "(1 - y) * log(sigmoid(-(X @ w))))", "w", "X.T @ (sigmoid(X @ w) - y)", {"w": 1e3}),
 ]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from matcalc import derive, hessian, lambdify, parse
+from matcalc.core.engine import vector_jacobian_products
 from matcalc.core.ir import postorder
 from matcalc.core.rewrites import RECOGNITIONS, SIMPLIFICATIONS
 from matcalc.proofs.evaluation import evaluator, function_value
@@ -173,3 +174,45 @@ def test_natural_softmax_and_logistic_losses_are_accurate_at_logits_of_1e3(dtype
                for a, b in zip(t.tolist(), s.tolist(), strict=True)) / 3
     assert np.isfinite(value) and np.all(np.isfinite(grads["z"]))
     assert np.isclose(float(value), float(want), rtol=tolerance)
+
+
+NORMALISATIONS = {
+    "batch norm": (
+        "X: [N, D]\nG: [N, D]\ngamma: [D]\nbeta: [D]\nmu = mean(X, axis=0)\nxc = X - mu\n"
+        "var = mean(xc ** 2, axis=0)\nxhat = xc / sqrt(var + 1e-5)\n"
+        "L = sum(G * (gamma * xhat + beta))",
+        "gamma ⊙ (N G − xhat ⊙ sum(G ⊙ xhat, axis=0) − sum(G, axis=0)) / (N sqrt(var + 1e-5))"),
+    "layer norm": (
+        "X: [N, D]\nG: [N, D]\ng: [D]\nc: [D]\nxc = X - mean(X, axis=1, keepdims=True)\n"
+        "r = 1 / sqrt(mean(xc ** 2, axis=1, keepdims=True) + 1e-5)\nxhat = xc * r\n"
+        "L = sum(G * (xhat * g + c))",
+        "r 𝟙ᵀ ⊙ (D G ⊙ g − xhat ⊙ sum(G ⊙ g ⊙ xhat, axis=1, keepdims=True) − "
+        "sum(G ⊙ g, axis=1, keepdims=True) 𝟙ᵀ) / D"),
+}
+
+
+@pytest.mark.parametrize("name", NORMALISATIONS)
+def test_a_normalisations_input_gradient_is_the_books_and_keeps_its_value(name: str) -> None:
+    """Sums are linear, a centred array sums to zero and xc is written xhat ⊙ √(var + ε): the
+    CS231n form, equal at random inputs to the gradient as reverse mode built it."""
+    source, expected = NORMALISATIONS[name]
+    program = parse(source)
+    result = derive(program, ["X"])
+    assert result.text().split(" = ", 1)[1].rsplit("   ", 1)[0] == expected
+    x = program.lookup("X")
+    raw = vector_jacobian_products(program.function, [x])[0][x]
+    rng = np.random.default_rng(11)
+    arrays = {v: rng.normal(size=(5, 3)[-node.rank:] if node.rank else ())
+              for v, node in program.variables.items()}
+    got = evaluator(program, [("written", result.gradients[0].expr), ("raw", raw)])(**arrays)
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-12, atol=1e-12)
+
+
+def test_a_sum_of_a_centred_array_is_zero_only_along_its_axis() -> None:
+    """sum(xc ⊙ c, axis=0) = 0 for xc = X − mean(X, axis=0) and c constant along axis 0; along
+    axis 1 it is not zero."""
+    column = "X: [N, D]\nc: [D]\nw: [N, D]\nxc = X - mean(X, axis=0)\n"
+    zero = derive(column + "L = sum(sum(xc * c, axis=0) * sum(w, axis=0))", ["w"]).text()
+    assert zero.startswith("∂L/∂w = 0")
+    other = derive(column + "L = sum(sum(xc * c, axis=1) * sum(w, axis=1))", ["w"]).text()
+    assert not other.startswith("∂L/∂w = 0")

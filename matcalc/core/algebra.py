@@ -6,17 +6,40 @@ a rational function of those arrays; SymPy is good at those. Each such subexpres
 SymPy with its arrays as symbols, and comes back in the shortest of its equivalent forms
 (as written, cancelled, factored, expanded): ``p ⊙ (1 − p) ⊙ ((1 − y) / (1 − p) − y / p)`` is
 ``p − y``. Two facts about the functions are used: σ(−u) = 1 − σ(u) and tanh(−u) = −tanh(u).
-Finally a subexpression equal to a named intermediate's definition is written by its name.
+Sums are linear: ``sum(c ⊙ t + u, axis)`` is ``c ⊙ sum(t, axis) + sum(u, axis)`` for ``c``
+constant along the axis, and a centred array (``x − mean(x, axis)``, times anything constant
+along the axis) sums to zero there. A subexpression equal to a named intermediate's definition
+is written by its name, and an array a name is defined as a multiple of (``xhat = xc / s``) may
+be written by that name (``xc = xhat ⊙ s``) where that is shorter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import sympy
 
-from matcalc.core.ir import Node, const, const_value, postorder
-from matcalc.core.simplify import add, apply, broadcast_to, mul, negated, power, rebuild
+from matcalc.core.ir import (
+    ONE,
+    Node,
+    Shape,
+    const,
+    const_value,
+    definition_of,
+    postorder,
+    size,
+)
+from matcalc.core.simplify import (
+    add,
+    apply,
+    broadcast_to,
+    mul,
+    negated,
+    power,
+    rebuild,
+    reduce_sum,
+    zero_like,
+)
 
 ALGEBRAIC = {"add", "mul", "pow", "const", "broadcast"}
 MAX_OPERATIONS = 60
@@ -29,6 +52,11 @@ built: the algebra is for what a person reads."""
 MAX_EXPRESSIONS = 60
 """Past this many elementwise expressions in one derivative (a chain of thousands of
 statements) the rest are left as built, so that long programs stay fast."""
+MAX_TERMS = 16
+"""A sum's argument is expanded into at most this many terms (else taken as one term)."""
+MAX_SOLVED = 3
+"""Names tried as rewritings of an array (``xc = xhat ⊙ s``) per expression, each alone and
+all together."""
 
 
 def simplified(roots: Sequence[Node], names: Mapping[Node, Node] = {}) -> dict[Node, Node]:
@@ -40,47 +68,87 @@ def simplified(roots: Sequence[Node], names: Mapping[Node, Node] = {}) -> dict[N
     outermost = {*roots, *(a for n in order if n.op not in ALGEBRAIC for a in n.args)}
     memo: dict[Node, Node] = {}
     budget = MAX_EXPRESSIONS
+    solvable = multiples(names.values())
     for node in order:
         if node.op == "named":                 # the program's own intermediates stay as written
             memo[node] = node
         elif node in names:
             memo[node] = names[node]
-        elif node in outermost and node.op in ALGEBRAIC - {"const"} and budget:
+        elif node in outermost and node.op in ALGEBRAIC - {"const"} | {"sum"} and budget:
             budget -= 1
-            memo[node] = Algebra(memo, names).shortest(node)
+            memo[node] = shortest(node, memo, names, solvable)
         else:
             args = tuple(memo[a] for a in node.args)
             memo[node] = node if args == node.args else rebuild(node, args)
     return memo
 
 
+def multiples(named: Iterable[Node]) -> list[tuple[Node, Node]]:
+    """``(a, m)`` for each name ``m`` defined as ``a`` times other factors (``xhat = xc / s``)
+    or as its reciprocal (``r = 1 / s``): ``a`` may be written by ``m``."""
+    found = []
+    for m in named:
+        definition = m.args[0]
+        if definition.op == "mul":
+            found += [(a, m) for a in definition.args if a.op not in ALGEBRAIC
+                      and a.shape == definition.shape and definition.args.count(a) == 1]
+        elif definition.op == "pow" and definition.args[0].op not in ALGEBRAIC and const_value(
+                definition.args[1]) == -1:
+            found.append((definition.args[0], m))
+    return found
+
+
+def shortest(node: Node, memo: dict[Node, Node], names: Mapping[Node, Node],
+             solvable: Sequence[tuple[Node, Node]]) -> Node:
+    """``node`` in its shortest equivalent form, also trying the arrays it uses written by the
+    names they are multiples of (as built when none is shorter than it is written)."""
+    as_built = rebuild(node, tuple(memo[a] for a in node.args))
+    if tree_size(node, MAX_OPERATIONS + 1, ALGEBRAIC) > MAX_OPERATIONS:
+        return as_built
+    algebra = Algebra(memo, names)
+    best = algebra.shortest(node)
+    if best is None:
+        return as_built
+    cost = algebra.cost(best)
+    tried = [(a, m) for a, m in solvable if a in algebra.atoms][:MAX_SOLVED]
+    for solved in [[pair] for pair in tried] + ([tried] if len(tried) > 1 else []):
+        other = Algebra(memo, names, dict(solved))
+        form = other.shortest(node)
+        if form is not None and other.cost(form) < cost:
+            algebra, best, cost = other, form, other.cost(form)
+    if best == 0:                             # SymPy's own terms cancel, literal or not
+        return zero_like(node.shape)
+    literal = Algebra(memo, {}, knowing=False)
+    if cost >= literal.cost(literal.to_sympy(as_built)):
+        return as_built
+    return broadcast_to(algebra.from_sympy(best), node.shape)
+
+
 class Algebra:
-    """One elementwise expression as a SymPy expression over its arrays, and back."""
+    """One elementwise expression as a SymPy expression over its arrays, and back; with
+    ``solved`` (``a`` → ``m``), each array ``a`` is written by the name ``m`` it is a factor of
+    (``xc = xhat ⊙ s``)."""
 
     def __init__(self, memo: dict[Node, Node], names: Mapping[Node, Node],
-                 knowing: bool = True) -> None:
+                 solved: Mapping[Node, Node] = {}, knowing: bool = True) -> None:
         self.memo, self.names, self.knowing = memo, names, knowing
+        self.solved = dict(solved)
+        self.replacements: dict[Node, sympy.Expr] = {}
         self.atoms: dict[Node, sympy.Symbol] = {}
         self.nodes: dict[sympy.Symbol, Node] = {}
         self.sizes: dict[sympy.Basic, int] = {}
+        self.replacement: sympy.Expr | None = None
 
-    def shortest(self, node: Node) -> Node:
-        """``node`` in its shortest equivalent form (as built when none is shorter than it is
-        written, without the names and identities)."""
-        as_built = rebuild(node, tuple(self.memo[a] for a in node.args))
-        if tree_size(node, MAX_OPERATIONS + 1, ALGEBRAIC) > MAX_OPERATIONS:
-            return as_built
+    def shortest(self, node: Node) -> sympy.Expr | None:
+        """The shortest of ``node``'s equivalent forms, or None where SymPy's forms leave
+        elementwise algebra or the powers are too high to factor."""
         expr = self.to_sympy(node)
         if any(p.is_Pow and p.exp.is_Number and abs(p.exp) > MAX_POWER
                for p in sympy.preorder_traversal(expr)):
-            return as_built                    # x³⁰⁰⁰: factoring it is no help, and slow
+            return None                        # x³⁰⁰⁰: factoring it is no help, and slow
         forms = [expr, sympy.cancel(expr), sympy.factor(expr), sympy.expand(expr)]
         best = min(forms, key=self.cost)
-        literal = Algebra(self.memo, {}, knowing=False)
-        if self.cost(best) >= literal.cost(literal.to_sympy(as_built)) or not written_with(
-                best, set(self.nodes)):
-            return as_built
-        return broadcast_to(self.from_sympy(best), node.shape)
+        return best if written_with(best, set(self.nodes)) else None
 
     def cost(self, expr: sympy.Expr) -> int:
         """How long ``expr`` is written out: its operations, its numbers, and each array by
@@ -101,29 +169,94 @@ class Algebra:
             return self.symbol(self.names[node])
         if node.op == "const":
             return sympy.sympify(const_value(node))
-        if node.op == "broadcast":
-            return self.to_sympy(node.args[0])
+        if node.op == "broadcast" or node.op == "expand" and node.attrs.axis == 0:
+            return self.to_sympy(node.args[0])     # a new leading axis is broadcasting
         if node.op in ("add", "mul"):
             parts = [self.to_sympy(a) for a in node.args]
             return sympy.Add(*parts) if node.op == "add" else sympy.Mul(*parts)
         if node.op == "pow":
             return sympy.Pow(self.to_sympy(node.args[0]), self.to_sympy(node.args[1]))
-        return self.function(self.memo.get(node, node))
+        written = self.memo.get(node, node)
+        if written is not node and written.op in ALGEBRAIC:    # sum(c x) written c sum(x)
+            return self.to_sympy(written)
+        if written.op == "zeros":
+            return sympy.Integer(0)
+        return self.function(written)
 
     def function(self, node: Node) -> sympy.Expr:
-        """An array that is not elementwise algebra: a symbol, with σ(−u) as 1 − σ(u) and
-        tanh(−u) as −tanh(u)."""
+        """An array that is not elementwise algebra: a symbol, with σ(−u) as 1 − σ(u),
+        tanh(−u) as −tanh(u) and a sum of elementwise algebra split into its terms."""
+        if self.knowing and node.op == "sum" and tree_size(
+                node.args[0], MAX_OPERATIONS + 1, ALGEBRAIC) <= MAX_OPERATIONS:
+            return self.linear_sum(node)
         if self.knowing and node.op in ("sigmoid", "tanh") and negated(node.args[0]) is not None:
             positive = self.symbol(apply(node.op, negated(node.args[0])))
             return 1 - positive if node.op == "sigmoid" else -positive
         return self.symbol(node)
 
-    def symbol(self, node: Node) -> sympy.Symbol:
+    def linear_sum(self, total: Node) -> sympy.Expr:
+        """sum(Σ cᵢ ⊙ tᵢ, axis) = Σ cᵢ ⊙ sum(tᵢ, axis), each cᵢ constant along the axis."""
+        x = total.args[0]
+        inner = self.to_sympy(x)
+        terms = sympy.Add.make_args(sympy.expand(inner))
+        if len(terms) > MAX_TERMS:
+            terms = sympy.Add.make_args(inner)
+        return sympy.Add(*(self.summed(term, x.shape, *total.attrs) for term in terms))
+
+    def summed(self, term: sympy.Expr, shape: Shape, axis: int | None, keepdims: bool
+               ) -> sympy.Expr:
+        """sum(term, axis) for a ``term`` of an array of ``shape``: its factors constant
+        along the axis outside the sum; zero for a centred array."""
+        outside, inside = [], []
+        for factor in sympy.Mul.make_args(term):
+            moved = self.outside(factor, shape, axis, keepdims)
+            (inside if moved is None else outside).append(factor if moved is None else moved)
+        count = size(shape) if axis is None else shape[axis]
+        if not inside:
+            return sympy.Mul(*outside) * count
+        t = self.from_sympy(sympy.Mul(*inside))
+        own = None if axis is None else axis - (len(shape) - t.rank)
+        if centred(t, own):
+            return sympy.Integer(0)
+        repeats = size(shape) / size(t.shape) if axis is None else ONE
+        return sympy.Mul(*outside) * repeats * self.symbol(reduce_sum(t, own, keepdims))
+
+    def outside(self, factor: sympy.Expr, shape: Shape, axis: int | None, keepdims: bool
+                ) -> sympy.Expr | None:
+        """``factor`` as it multiplies the sum when it is constant along the axis (its own
+        axis of length 1 dropped unless ``keepdims``), else None."""
+        replacements = {}
+        for symbol in factor.free_symbols & set(self.nodes):
+            a = self.nodes[symbol]
+            own = None if axis is None else axis - (len(shape) - a.rank)
+            if not constant_along(a, own):
+                return None
+            if own is not None and own >= 0 and not keepdims:
+                replacements[symbol] = self.symbol(reduce_sum(a, own))
+        return factor.xreplace(replacements)
+
+    def symbol(self, node: Node) -> sympy.Expr:
         node = self.names.get(node, node) if self.knowing else node
+        if node in self.solved:
+            return self.solved_as(node)
         if node not in self.atoms:
             symbol = sympy.Symbol(f"·{len(self.atoms)}", real=True)
             self.atoms[node], self.nodes[symbol] = symbol, node
         return self.atoms[node]
+
+    def solved_as(self, a: Node) -> sympy.Expr:
+        """The solved array ``a`` of ``m = a ⊙ r`` written as ``m / r``, of ``m = 1 / a`` as
+        ``1 / m``."""
+        if a not in self.replacements:
+            m = self.solved.pop(a)             # a itself, while reading m's definition
+            definition = m.args[0]
+            if definition.op == "pow":
+                self.replacements[a] = 1 / self.symbol(m)
+            else:
+                factors = sympy.Mul(*(self.to_sympy(f) for f in definition.args))
+                self.replacements[a] = self.symbol(m) * self.symbol(a) / factors
+            self.solved[a] = m
+        return self.replacements[a]
 
     def from_sympy(self, expr: sympy.Expr) -> Node:
         if expr in self.nodes:
@@ -164,3 +297,42 @@ def tree_size(node: Node, cap: int = SIZE_CAP, within: set[str] | None = None) -
         if n.op not in ("named", "var", "const", "delta") and (within is None or n.op in within):
             stack.extend(n.args)
     return count
+
+
+def constant_along(x: Node, axis: int | None) -> bool:
+    """Whether ``x``, broadcast, is constant along ``axis`` (its own numbering; negative: an
+    axis broadcasting adds; None: all axes)."""
+    if axis is None:
+        return not x.shape
+    return axis < 0 or x.shape[axis] == ONE
+
+
+def centred(x: Node, axis: int | None) -> bool:
+    """Whether ``x`` is ``u − mean(u, axis)`` times arrays constant along ``axis``: it sums to
+    zero along that axis."""
+    d = definition_of(x)
+    if d.op == "mul":
+        varying = [a for a in d.args if not constant_along(
+            a, None if axis is None else axis - (d.rank - a.rank))]
+        return len(varying) == 1 and varying[0].rank == d.rank and centred(varying[0], axis)
+    if d.op != "add" or len(d.args) != 2:
+        return False
+    return any(u.shape == d.shape and negated(definition_of(m)) is not None
+               and is_mean(negated(definition_of(m)), u, axis)
+               for u, m in (d.args, d.args[::-1]))
+
+
+def is_mean(m: Node, u: Node, axis: int | None) -> bool:
+    """Whether ``m`` is ``mean(u, axis)``, broadcasting against ``u`` along that axis."""
+    d = definition_of(m)
+    if d.op != "mul" or len(d.args) != 2 or const_value(d.args[0]) is None:
+        return False
+    total = definition_of(d.args[1])
+    if total.op != "sum" or total.args[0] is not u:
+        return False
+    along, keepdims = total.attrs
+    if u.rank == 1:
+        along, axis = (0 if along is None else along), (0 if axis is None else axis)
+    count = size(u.shape) if axis is None else u.shape[axis]
+    lined_up = along is None or keepdims or along == 0
+    return along == axis and lined_up and const_value(d.args[0]) == 1 / count

@@ -468,6 +468,8 @@ def reduce_sum(x: Node, axis: int | None = None, keepdims: bool = False) -> Node
     scalars, rest = split_scalars(x)
     if scalars:
         return mul(*scalars, reduce_sum(rest, axis, keepdims))
+    if x.op == "add" and all(negated(t) is not None for t in x.args):   # sum(−a − b)
+        return negate(reduce_sum(add(*map(negated, x.args)), axis, keepdims))
     if x.op == "expand" and x.attrs.axis == axis and not keepdims:
         return x.args[0]
     if x.op == "broadcast" and axis == 0 and x.shape[0] == ONE and not keepdims and (

@@ -281,7 +281,7 @@ class Printer:
             return text
         if term.op == "expand" and term.attrs.axis == 1:    # a vector as a column
             text = self.wrap(term.args[0], ATOM)
-        elif not text.startswith("("):
+        elif not text.startswith("(") and not one_call(text):
             text = f"({text})" if " " in text else text
         ones, ones_row = self.n.ones, self.n.ones + self.n.transpose
         rows, cols = (d != 1 for d in total.shape)
@@ -619,6 +619,19 @@ class Weigher:
             w, t = self.memo[arg]
             weight, transposes = weight + w, transposes + t
         return min(weight, self.CAP), min(transposes, self.CAP)
+
+
+def one_call(text: str) -> bool:
+    """Whether ``text`` is one function call, ``sum(G ⊙ g, axis=1)``, which needs no brackets."""
+    head = re.match(r"\w+\(", text)
+    if head is None or not text.endswith(")"):
+        return False
+    depth = 0
+    for i, char in enumerate(text[head.end() - 1:], head.end() - 1):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0:
+            return i == len(text) - 1
+    return False
 
 
 def to_text(node: Node) -> str:
