@@ -20,8 +20,7 @@ from collections.abc import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from matcalc import hessian  # noqa: E402
-from matcalc.proofs.evaluation import evaluator  # noqa: E402
+from matcalc import lambdify  # noqa: E402
 
 SOURCE = "X: [N, D]; w: [D]; y: [N]; lam: []\nmean(softplus(-y * (X @ w))) + lam / 2 * norm(w) ** 2"
 N, D = 2000, 500
@@ -35,10 +34,26 @@ def hand_written(X, w, y, lam):
 
 
 def generated() -> Callable:
-    """matcalc's Hessian code for the loss, compiled."""
-    result = hessian(SOURCE, "w")
-    run = evaluator(result.program, [("H", result.gradients[0].expr)])
-    return lambda **arrays: run(**arrays)[0]
+    """The ``hessian`` function of matcalc's generated module for the loss
+    (``matcalc codegen --emit hessian``)."""
+    module = lambdify(SOURCE, ["w"], emit=("hessian",))
+    return lambda **arrays: module.hessian(**arrays)["w"]
+
+
+def jax_hessian() -> Callable | None:
+    """jax.hessian of the same loss, jit-compiled, or None without JAX."""
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+
+    def loss(v, X, y, lam):
+        return jnp.mean(jax.nn.softplus(-y * (X @ v))) + lam / 2 * (v @ v)
+
+    compiled = jax.jit(jax.hessian(loss))
+    return lambda X, w, y, lam: np.asarray(compiled(w, X, y, lam).block_until_ready())
 
 
 def torch_hessian() -> Callable | None:
@@ -69,9 +84,10 @@ def main() -> None:
     arrays = {"X": rng.normal(size=(N, D)), "w": rng.normal(size=D) / np.sqrt(D),
               "y": rng.choice([-1.0, 1.0], size=N), "lam": 0.1}
     contenders = {"hand-written": hand_written, "matcalc": generated()}
-    torch_run = torch_hessian()
-    if torch_run is not None:
-        contenders["torch.func.hessian"] = torch_run
+    for name, maker in (("torch.func.hessian", torch_hessian), ("jax.hessian (jit)", jax_hessian)):
+        run = maker()
+        if run is not None:
+            contenders[name] = run
     reference = hand_written(**arrays)
     base = best_time(hand_written, arrays)
     print(f"Hessian of L2-regularised logistic regression, N={N}, n={D}, float64, 1 thread")

@@ -173,3 +173,29 @@ def test_optimizer_and_weight_decay_are_checked() -> None:
     assert result.exit_code == 2 and "lbfgs" in result.output
     result = run("train", MLP, "--weight-decay", "-1")
     assert result.exit_code == 2 and "at least 0" in result.output
+
+
+LOGISTIC = ("X: [N, D]; y: [N]; w: [D]; lam: []\np = sigmoid(X @ w)\n"
+            "L = -mean(y * log(p) + (1 - y) * log(1 - p)) + lam / 2 * sum(w ** 2)")
+
+
+def test_newton_converges_on_the_digits_binary_task_within_15_steps() -> None:
+    """Damped Newton with the generated Hessian: the L2-regularised logistic regression on the
+    digits, 5–9 against 0–4, reaches a gradient norm below 1e-10 in at most 15 steps."""
+    pytest.importorskip("sklearn")
+    history = train(LOGISTIC, ["w"], "digits", y="y", epochs=15, optimizer="newton",
+                    constants={"lam": 0.01})
+    assert history.gradient_norm < 1e-10
+    first = next(s.epoch for s in history.epochs if s.gradient_norm is not None
+                 and s.gradient_norm < 1e-10)
+    assert first <= 15
+
+
+def test_newton_by_conjugate_gradients_for_several_parameters() -> None:
+    """Two parameters (W and b): Hessian-vector products and conjugate gradients."""
+    pytest.importorskip("sklearn")
+    source = ("X: [N, D]; Y: [N, C] onehot; W: [D, C]; b: [C]; lam: []\n"
+              "L = softmax_cross_entropy(X @ W + b, Y) + lam / 2 * sum(W ** 2)")
+    history = train(source, ["W", "b"], "digits", epochs=14, optimizer="newton",
+                    constants={"lam": 0.01})
+    assert history.gradient_norm < 1e-8 and history.final.accuracy > 0.95

@@ -215,6 +215,7 @@ OPS: dict[str, ir.Node] = {
     "softmax_cross_entropy": op("softmax_cross_entropy", A, Y),
     "softmax_cross_entropy-vector": op("softmax_cross_entropy", u, op("softmax", u, attrs=(0,))),
     "mse": op("mse", A, B),
+    "weighted_gram": op("weighted_gram", A, v, V["s"]),
     "sym": op("sym", S), "tril": op("tril", S, attrs=(0,)), "triu": op("triu", S, attrs=(1,)),
     "cholesky": op("cholesky", op("add", op("matmul", S, op("transpose", S)),
                                       op("identity", attrs=(n,)))),

@@ -1,5 +1,6 @@
 """The update rules ``matcalc train`` steps with: SGD, SGD with momentum, and Adam with
-decoupled weight decay (AdamW, Loshchilov & Hutter), each as PyTorch defines it."""
+decoupled weight decay (AdamW, Loshchilov & Hutter), each as PyTorch defines it; and damped
+Newton with the generated Hessian (or Hessian-vector products and conjugate gradients)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 MOMENTUM = 0.9
 BETAS = (0.9, 0.999)
 EPSILON = 1e-8
-DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "momentum": 0.0, "adam": 0.01}
+DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "momentum": 0.0, "adam": 0.01, "newton": 0.0}
 """PyTorch's defaults: SGD without decay, AdamW's 0.01."""
 
 
@@ -49,7 +50,8 @@ def adam(g: np.ndarray, moments: Moments, step: int) -> np.ndarray:
 
 
 UPDATES: dict[str, Update] = {"sgd": sgd, "momentum": momentum, "adam": adam}
-OPTIMIZERS = tuple(UPDATES)
+OPTIMIZERS = (*UPDATES, "newton")
+"""The first-order update rules, and damped Newton (:func:`newton_step`, full batch)."""
 
 
 @dataclass
@@ -79,3 +81,102 @@ def new_optimizer(kind: str, lr: float, weight_decay: float | None = None,
     """An optimizer, with PyTorch's default weight decay for ``kind`` when none is given."""
     decay = DEFAULT_WEIGHT_DECAY[kind] if weight_decay is None else weight_decay
     return Optimizer(kind, lr, decay, frozenset(decayed))
+
+
+# ----------------------------------------------------------------------------------------------
+# Damped Newton: second-order steps with the generated Hessian, or its products with vectors
+
+FORMED_HESSIAN = 2000
+"""One parameter of at most this many entries has its Hessian formed and solved; larger ones,
+or several parameters together, are solved by conjugate gradients on Hessian-vector products."""
+ARMIJO = 1e-4
+"""The fraction of the predicted decrease a step must achieve (Armijo's condition)."""
+HALVINGS = 40
+
+
+@dataclass
+class SecondOrder:
+    """What a Newton step evaluates, each at parameters given by name: the loss, the loss and
+    its gradients, the Hessian (None: not generated) and Hessian-vector products."""
+
+    loss: Callable[[Mapping[str, np.ndarray]], float]
+    loss_and_grad: Callable[[Mapping[str, np.ndarray]], tuple[float, dict[str, np.ndarray]]]
+    hessian: Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]] | None
+    hvp: Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+def newton_step(params: dict[str, np.ndarray], f: SecondOrder) -> tuple[float, float]:
+    """One damped Newton step, in place: Δ solving H Δ = ∇f, then θ ← θ − 2⁻ᵏ Δ for the first
+    k whose step decreases f by at least ARMIJO of what the model predicts. Returns the loss
+    and the gradient norm before the step."""
+    loss, grads = f.loss_and_grad(params)
+    norm = float(np.sqrt(sum(np.sum(g * g) for g in grads.values())))
+    if norm == 0.0:
+        return loss, norm
+    direction = newton_direction(params, grads, f)
+    slope = float(sum(np.sum(grads[n] * direction[n]) for n in grads))
+    if not slope > 0:                       # not a descent direction: the gradient is one
+        direction, slope = grads, norm * norm
+    t = 1.0
+    for _ in range(HALVINGS):
+        trial = {**params, **{n: params[n] - t * direction[n] for n in direction}}
+        if f.loss(trial) <= loss - ARMIJO * t * slope:
+            params.update({n: trial[n] for n in direction})
+            break
+        t /= 2
+    return loss, norm
+
+
+def newton_direction(params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray],
+                     f: SecondOrder) -> dict[str, np.ndarray]:
+    """H⁻¹ ∇f: from the formed Hessian of one small parameter (vec stacking columns, as
+    matcalc forms it), damped until positive definite; else by conjugate gradients."""
+    if len(grads) == 1 and f.hessian is not None:
+        ((name, g),) = grads.items()
+        if g.size <= FORMED_HESSIAN:
+            h = np.asarray(f.hessian(params)[name], dtype=float).reshape(g.size, g.size)
+            step = damped_solve(h, np.ravel(g, order="F"))
+            return {name: step.reshape(np.shape(g), order="F")}
+    return conjugate_gradients(lambda v: f.hvp(params, v), grads)
+
+
+def damped_solve(h: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """(H + μ I)⁻¹ g for the least μ ≥ 0 (0, then growing from 10⁻⁸ of the largest diagonal
+    entry) at which H + μ I has a Cholesky factor: positive definite."""
+    scale = max(float(np.max(np.abs(np.diag(h)))), 1e-300)
+    mu = 0.0
+    while True:
+        try:
+            factor = np.linalg.cholesky(h + mu * np.eye(len(g)))
+            return np.linalg.solve(factor.T, np.linalg.solve(factor, g))
+        except np.linalg.LinAlgError:
+            mu = max(2 * mu, 1e-8 * scale)
+
+
+def conjugate_gradients(product: Callable[[dict], dict], g: Mapping[str, np.ndarray]
+                        ) -> dict[str, np.ndarray]:
+    """An approximate solution of H x = g from products H v (each parameter's array as it
+    is), to a relative residual of min(0.1, ‖g‖) (superlinear Newton), stopping early at
+    negative curvature."""
+    def dot(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> float:
+        return float(sum(np.sum(a[n] * b[n]) for n in a))
+
+    x = {n: np.zeros_like(v) for n, v in g.items()}
+    r = {n: np.array(v, dtype=float) for n, v in g.items()}
+    p = dict(r)
+    rr = dot(r, r)
+    tolerance = min(0.1, np.sqrt(rr)) ** 2 * rr
+    for _ in range(max(sum(v.size for v in g.values()), 1)):
+        hp = product(p)
+        curvature = dot(p, hp)
+        if curvature <= 0:
+            return x if dot(x, x) > 0 else dict(g)
+        alpha = rr / curvature
+        x = {n: x[n] + alpha * p[n] for n in x}
+        r = {n: r[n] - alpha * hp[n] for n in r}
+        new = dot(r, r)
+        if new <= tolerance:
+            break
+        p = {n: r[n] + new / rr * p[n] for n in p}
+        rr = new
+    return x

@@ -24,7 +24,12 @@ import sympy
 
 from matcalc.applications import figures, variance
 from matcalc.applications.datasets import Data, Split, load_data, split
-from matcalc.applications.optimizers import Optimizer, new_optimizer
+from matcalc.applications.optimizers import (
+    Optimizer,
+    SecondOrder,
+    new_optimizer,
+    newton_step,
+)
 from matcalc.core.ir import (
     Node,
     class_counts,
@@ -156,7 +161,8 @@ def batch_dim(program: Program, x: str, y: str) -> str:
 def shaped(node: Node, rows: np.ndarray) -> np.ndarray:
     """Data rows shaped as the variable is declared: ``[N, D]`` as they are, ``[N]`` flat,
     integer class labels as integers (one-hot rows become their classes; ``[N, T]`` labels
-    stay a row of labels per example)."""
+    stay a row of labels per example; one-hot rows for a vector are the binary task of the
+    upper half of the classes, 5–9 against 0–4 for the digits)."""
     name, shape = node.attrs.name, node.attrs.shape
     if is_labels(node):
         labels = (rows if len(shape) == 2 else rows.argmax(axis=1) if rows.shape[1] > 1
@@ -169,8 +175,14 @@ def shaped(node: Node, rows: np.ndarray) -> np.ndarray:
         return rows
     if rows.shape[1] == 1:
         return rows[:, 0]
+    if one_hot(rows):          # a binary task: the upper half of the classes against the rest
+        return (rows.argmax(axis=1) >= rows.shape[1] / 2).astype(float)
     raise MatcalcError(f"`{name}` is declared {shape_str(shape)} but the data give it "
                        f"{rows.shape[1]} columns", hint=f"Declare it `{name}: [N, D]`.")
+
+
+def one_hot(rows: np.ndarray) -> bool:
+    return bool(np.all((rows == 0) | (rows == 1)) and np.all(rows.sum(axis=1) == 1))
 
 
 def shaped_split(program: Program, rows: Split, x: str, y: str) -> Split:
@@ -323,12 +335,16 @@ class EpochStats:
     train_loss: float | None
     test_loss: float
     accuracy: float | None
+    gradient_norm: float | None = None
+    """Newton: the full-batch gradient's norm at the start of the epoch's step."""
 
     def row(self) -> str:
         train = "—" if self.train_loss is None else loss_text(self.train_loss)
         cells = [f"{self.epoch:>5}", f"{train:>11}", f"{loss_text(self.test_loss):>10}"]
         if self.accuracy is not None:
             cells.append(f"{100 * self.accuracy:>9.2f}%")
+        if self.gradient_norm is not None:
+            cells.append(f"{self.gradient_norm:>12.3e}")
         return " ".join(cells)
 
 
@@ -350,6 +366,8 @@ class History:
     params: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: float = 0.0
     note: str = ""
+    gradient_norm: float | None = None
+    """Newton: the full-batch gradient's norm after the last step."""
 
     @property
     def final(self) -> EpochStats:
@@ -359,6 +377,8 @@ class History:
         sizes = ", ".join(f"{d} = {n} ({why})" for d, (n, why) in self.sizes.items())
         inits = [f"  {name}: {note}" for name, note in self.inits.items()]
         classes = "" if self.final.accuracy is None else "   test acc"
+        if self.gradient_norm is not None or self.note.startswith("Newton"):
+            classes += "   ‖∇f‖ before"
         note = [f"note: {self.note}"] if self.note else []
         return "\n".join([f"data {self.data}: {self.n_train} training, {self.n_test} test rows",
                           *note, f"sizes {sizes}", "init", *inits,
@@ -368,8 +388,11 @@ class History:
         """The final accuracy and loss, the epochs and the time."""
         last = self.final
         accuracy = "" if last.accuracy is None else f"test accuracy {100 * last.accuracy:.2f}%, "
-        return (f"{accuracy}test loss {last.test_loss:.4g} after {last.epoch} epochs "
-                f"in {self.seconds:.2f} s")
+        norm = "" if self.gradient_norm is None else \
+            f", training gradient norm {self.gradient_norm:.2e}"
+        epochs = "epoch" if last.epoch == 1 else "epochs"
+        return (f"{accuracy}test loss {last.test_loss:.4g} after {last.epoch} {epochs} "
+                f"in {self.seconds:.2f} s{norm}")
 
 
 @dataclass
@@ -385,6 +408,8 @@ class Model:
     optimizer: Optimizer
     scored: np.ndarray | None = None
     """The target positions accuracy counts (None: all)."""
+    gradient_norm: float | None = None
+    """The full-batch gradient's norm at the last Newton step."""
 
     def arrays(self, xs: np.ndarray, ys: np.ndarray) -> dict[str, Any]:
         return {**self.constants, **self.params, self.x: xs, self.y: ys}
@@ -393,8 +418,24 @@ class Model:
         return float(self.module.value(**self.arrays(xs, ys)))
 
     def step(self, xs: np.ndarray, ys: np.ndarray) -> float:
+        if self.optimizer.kind == "newton":
+            return self.newton(xs, ys)
         loss, grads = self.module.value_and_grad(**self.arrays(xs, ys))
         self.optimizer.step(self.params, grads)
+        return float(loss)
+
+    def newton(self, xs: np.ndarray, ys: np.ndarray) -> float:
+        """One damped Newton step on these rows; the gradient norm before it is kept."""
+        data = {**self.constants, self.x: xs, self.y: ys}
+        module = self.module
+        hessian = getattr(module, "hessian", None)
+        f = SecondOrder(
+            loss=lambda p: float(module.value(**data, **p)),
+            loss_and_grad=lambda p: module.value_and_grad(**data, **p),
+            hessian=None if hessian is None else lambda p: hessian(**data, **p),
+            hvp=lambda p, v: module.hvp(**data, **p, v=next(iter(v.values())) if len(v) == 1
+                                        else v))
+        loss, self.gradient_norm = newton_step(self.params, f)
         return float(loss)
 
     def accuracy(self, xs: np.ndarray, ys: np.ndarray) -> float | None:
@@ -460,22 +501,45 @@ def train(source: str | Path | Program, wrt: Sequence[str] = (), data: str | Dat
     program = dataclasses.replace(program, sizes={d: sizes[d][0] for d in
                                                   sizes_only_in_products(program)})
     updates = new_optimizer(optimizer, lr, weight_decay, decayed=weights(program, wrt))
-    model = Model(lambdify(program, wrt), logits_function(program, y, wrt, rows.y_train), params,
+    model = Model(generated(program, wrt, optimizer),
+                  logits_function(program, y, wrt, rows.y_train), params,
                   {k: np.asarray(v, dtype=float) for k, v in given.items()}, x, y, updates,
                   data.scored)
+    full = optimizer == "newton"
     history = History(data.name, sizes, notes, len(rows.x_train), len(rows.x_test),
-                      params=params, note=data.note)
+                      params=params, note=NEWTON_NOTE if full else data.note)
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by `record`
         for epoch in range(epochs + 1):
-            steps = batches(len(rows.x_train), batch, rng) if epoch else []
+            steps = batches(len(rows.x_train), len(rows.x_train) if full else batch, rng) \
+                if epoch else []
             losses = [model.step(rows.x_train[i], rows.y_train[i]) for i in steps]
             record(history, model, epoch, losses, (rows.x_test, rows.y_test), on_epoch)
+        if full:
+            _, grads = model.module.value_and_grad(**model.arrays(rows.x_train, rows.y_train))
+            history.gradient_norm = float(np.sqrt(sum(np.sum(g * g) for g in grads.values())))
     history.seconds = time.perf_counter() - start
     return history
 
 
 DIVERGENCE = 1e6
 """A test loss this many times its starting value (or 1) means the training diverged."""
+
+
+NEWTON_NOTE = ("Newton: each epoch is one damped Newton step on all training rows (the "
+               "formed Hessian, or conjugate gradients on Hessian-vector products), its length "
+               "found by backtracking from the full step; --lr and --batch are not used")
+
+
+def generated(program: Program, wrt: Sequence[str], optimizer: str) -> ModuleType:
+    """The generated module training runs: value and gradients, and for Newton also
+    Hessian-vector products and (one parameter) the Hessian."""
+    if optimizer != "newton":
+        return lambdify(program, wrt)
+    try:
+        return lambdify(program, wrt, emit=("grad", "hvp", *(("hessian",) if len(wrt) == 1
+                                                              else ())))
+    except MatcalcError:             # a Hessian too long to form: its products will do
+        return lambdify(program, wrt, emit=("grad", "hvp"))
 
 
 def batches(n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -496,7 +560,8 @@ def record(history: History, model: Model, epoch: int, losses: list[float],
     if exploding or not math.isfinite(test_loss if train_loss is None else train_loss + test_loss):
         raise MatcalcError(f"the loss diverged ({train_loss}, test {test_loss}) in epoch {epoch}",
                            hint="Lower the learning rate with --lr.")
-    history.epochs.append(EpochStats(epoch, train_loss, test_loss, model.accuracy(*test)))
+    norm = model.gradient_norm if epoch else None
+    history.epochs.append(EpochStats(epoch, train_loss, test_loss, model.accuracy(*test), norm))
     if on_epoch is not None:
         on_epoch(history)
 

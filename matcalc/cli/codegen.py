@@ -15,6 +15,7 @@ from matcalc.cli.common import (
     size,
     wrt_option,
 )
+from matcalc.forms.derivation import LAYOUTS
 from matcalc.forms.generated import TARGETS, generate
 from matcalc.language.lowering import parse
 from matcalc.language.sizes import check_memory
@@ -40,17 +41,27 @@ RANDOM_SIZE_MAX = 5
 @WRT
 @declarations_option
 @click.option("--target", type=click.Choice(TARGETS), default="numpy", show_default=True,
-              help="numpy: value and value_and_grad; torch: a torch.autograd.Function.")
+              help="numpy: value and value_and_grad; torch: a torch.autograd.Function; jax: a "
+              "jax.numpy function with the gradient attached by jax.custom_vjp.")
 @click.option("--dims", metavar="h=4", help="Sizes the code cannot read off its inputs' shapes "
               "(h in [B, T, h * k]), fixed in the code.")
+@click.option("--emit", metavar="grad,hessian,…", default="grad", show_default=True,
+              help="The functions to generate, comma-separated: grad (value_and_grad), jacobian "
+              "(value_and_jacobian), hessian, hvp (Hessian-vector products), jvp (forward "
+              "mode).")
+@click.option("--layout", type=click.Choice(LAYOUTS), default=None,
+              help="Layout of value_and_jacobian [default: as derive's].")
 @click.option("-o", "--output", metavar="FILE",
               help="Write the module to this file instead of printing it.")
 @click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
 @reports_user_errors
 def codegen(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], target: str,
-            dims: str | None, output: str | None, force: bool) -> None:
+            dims: str | None, emit: str, layout: str | None, output: str | None, force: bool
+            ) -> None:
     """A standalone Python module computing the function and its derived gradients."""
-    text = generate(read_source(source), wrt, target, declarations, parse_dims(dims))
+    wanted = [part.strip() for part in emit.split(",") if part.strip()]
+    text = generate(read_source(source), wrt, target, declarations, parse_dims(dims), wanted,
+                    layout)
     if output is None:
         click.echo(text, nl=False)
     else:

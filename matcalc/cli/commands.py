@@ -31,12 +31,15 @@ def cli() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "latex", "numpy", "json"]),
               default="text", show_default=True)
 @click.option("--steps", is_flag=True, help="Show the chain-rule derivation with error signals δ.")
+@click.option("--differential", is_flag=True,
+              help="Show forward mode as the textbooks write it: the differential of every "
+                   "intermediate (dZ1 = dX W1 + X dW1), then the gradients read off df.")
 @click.option("--layout", type=click.Choice(LAYOUTS), default=None,
               help="Jacobian layout [default: denominator (gradient) for a scalar function, "
                    "numerator for a vector function].")
 @reports_user_errors
 def derive_command(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], fmt: str,
-                   steps: bool, layout: str | None) -> None:
+                   steps: bool, differential: bool, layout: str | None) -> None:
     """Gradients (or Jacobians) in matrix form.
 
     SOURCE is a .mc file or the program text, e.g. 'x: [n]; A: [n, n]; x @ A @ x'.
@@ -44,12 +47,12 @@ def derive_command(source: str, wrt: tuple[str, ...], declarations: tuple[str, .
     program = parse(read_source(source), declarations)
     one_entry = all(d == 1 for d in program.function.shape)     # scalars, 1×1 matrices
     if not one_entry or layout == "numerator":
-        if steps:
-            raise MatcalcError("--steps shows backpropagation for gradients of scalar "
-                               "functions; leave it out for a Jacobian")
+        if steps or differential:
+            raise MatcalcError(f"--{'steps' if steps else 'differential'} shows the derivation "
+                               "of gradients of scalar functions; leave it out for a Jacobian")
         result = jacobian(program, wrt, layout=layout or "numerator")
     else:
-        result = derive(program, wrt, steps=steps)
+        result = derive(program, wrt, steps=steps, differential=differential)
     show(result, fmt)
 
 

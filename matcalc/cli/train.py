@@ -47,7 +47,9 @@ def show_epoch(history: training.History) -> None:
               show_default=True, help="Learning rate.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="sgd",
               show_default=True, help="sgd; momentum (0.9); adam (AdamW: β = 0.9, 0.999, with "
-                                      "decoupled weight decay), each as PyTorch's.")
+                                      "decoupled weight decay), each as PyTorch's; newton (one "
+                                      "damped Newton step per epoch on all training rows, with "
+                                      "the generated Hessian or Hessian-vector products).")
 @click.option("--weight-decay", type=PositiveNumber(zero=True), default=None, metavar="LAMBDA",
               help="Decoupled weight decay of the matrix-product weights [default: 0.01 for "
                    "adam, as AdamW; 0 otherwise].")

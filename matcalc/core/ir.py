@@ -525,6 +525,15 @@ def outer_shape(args: Sequence[Node], attrs: tuple) -> Shape:
     return (a[0], b[0])
 
 
+def gram_shape(args: Sequence[Node], attrs: tuple) -> Shape:
+    """Xᵀ diag(d) X + s I for X [N, D], d [N] and a number s: [D, D]."""
+    x, d, s = (a.shape for a in args)
+    if len(x) != 2 or d != x[:1] or s:
+        raise ShapeError(f"Xᵀ diag(d) X + s I needs a matrix, a vector of its rows and a number,"
+                         f" got {shape_str(x)}, {shape_str(d)} and {shape_str(s)}")
+    return (x[1], x[1])
+
+
 def as_matrix(shape: Shape) -> Shape:
     """A vector as a column, a scalar as 1×1: how vec and ⊗ see arrays."""
     return tuple(shape) + (ONE,) * (2 - len(shape))

@@ -40,6 +40,7 @@ from matcalc.core.ir import (
     diag_shape,
     einsum_shape,
     expand_shape,
+    gram_shape,
     is_labels,
     kron_shape,
     logsumexp_shape,
@@ -144,6 +145,7 @@ def rows(x: Node) -> sympy.Expr:
 
 normal_cdf, normal_pdf = call("normal_cdf"), call("normal_pdf")  # Φ and φ of N(0, 1)
 gelu_slope = call("gelu_slope")                                   # gelu′ = Φ + x φ
+trace = call("trace")
 
 
 def gelu_tanh_slope(x: Node) -> Node:
@@ -513,6 +515,13 @@ define("outer", outer_shape, [
     lambda g, out, a, b: matmul(g, b),
     lambda g, out, a, b: matmul(transpose(g), a),
 ], linear=True, numpy="{xp}.outer({0}, {1})", **OWN_PRINTER)
+define("weighted_gram", gram_shape, [
+    lambda g, out, x, d, s: (x * new_axis(d, 1)) @ (g + transpose(g)),  # X̄ = D X (Ḡ + Ḡᵀ)
+    lambda g, out, x, d, s: reduce_sum((x @ g) * x, 1),         # d̄ = rows of (X Ḡ) ⊙ X
+    lambda g, out, x, d, s: trace(g),                           # s̄ = tr Ḡ
+], symmetric=True, internal=True, numpy="{_gram}({0}, {1}, {2})",
+       torch="{0}.mT @ ({0} * {1}[:, None]) + {2} * {xp}.eye({0}.shape[1], dtype={0}.dtype)",
+       **OWN_PRINTER)                          # Xᵀ diag(d) X + s I, made by NumPy codegen
 define("trace", square_to_scalar("trace"), [
     lambda g, out, x: g * eye(x.shape[0]),              # ∂ tr X / ∂X = I
 ], linear=True, text="tr", latex=r"\operatorname{tr}", numpy="{xp}.trace({0})")

@@ -306,6 +306,10 @@ def matmul(a: Node, b: Node) -> Node:
     scalars_b, b = split_scalars(b)
     if scalars_a or scalars_b:
         return mul(*scalars_a, *scalars_b, matmul(a, b))
+    for i, side in enumerate((a, b)):              # A (−B − C) = −A (B + C)
+        if side.op == "add" and all(negated(t) is not None for t in side.args):
+            positive = add(*map(negated, side.args))
+            return negate(matmul(positive, b) if i == 0 else matmul(a, positive))
     if a.rank > 2 and b.rank == 1:                       # a vector: a column, then dropped
         return reduce_sum(make("matmul", (a, new_axis(b, 1))), a.rank - 1)
     if b.rank > 2 and a.rank == 1:                       # … a row

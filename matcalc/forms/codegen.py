@@ -40,7 +40,7 @@ from matcalc.core.ir import (
     postorder,
     size,
 )
-from matcalc.core.simplify import add, broadcast_to, matmul, raw_power, transpose
+from matcalc.core.simplify import add, broadcast_to, matmul, mul, raw_power, transpose
 from matcalc.errors import MatcalcError
 from matcalc.forms.printing import TEXT, Printer
 
@@ -123,8 +123,37 @@ SPECTRAL_HELPERS = {
     """log cosh x = |x| + log(1 + exp(−2|x|)) − log 2, which does not overflow."""
     a = {xp}.abs(x)
     return a + {xp}.log1p({xp}.exp(-2 * a)) - 0.6931471805599453''',
+    "_commutation": '''def {_commutation}(rows, cols):
+    """K with K @ vec(A) = vec(A.T) for a rows×cols matrix A (vec stacks columns)."""
+    k = {xp}.zeros((rows * cols, rows * cols), dtype=float)
+    i, j = {xp}.meshgrid({xp}.arange(rows), {xp}.arange(cols), indexing="ij")
+    k[(j + cols * i).ravel(), (i + rows * j).ravel()] = 1
+    return k''',
+    "_diag_embedding": '''def {_diag_embedding}(n):
+    """E with E @ v = vec(diag(v)) (vec stacks columns)."""
+    e = {xp}.zeros((n * n, n), dtype=float)
+    e[{xp}.arange(n) * (n + 1), {xp}.arange(n)] = 1
+    return e''',
+    "_check_like": '''def {_check_like}(what, array, variable, name):
+    """Raise ValueError unless array (a direction, a tangent) is shaped like the variable."""
+    if tuple(getattr(array, "shape", ())) != tuple(getattr(variable, "shape", ())):
+        raise ValueError(f"{{what}}: expected the shape of {{name}}, "
+                         f"{{tuple(getattr(variable, 'shape', ()))}}, got "
+                         f"{{tuple(getattr(array, 'shape', ()))}}")''',
+    "_check_keys": '''def {_check_keys}(what, given, known, required):
+    """Raise ValueError unless given is a dictionary by variable name (of all, if required)."""
+    if not isinstance(given, dict):
+        raise ValueError(f"{{what}}: expected a dictionary by name of {{', '.join(known)}}")
+    unknown = [name for name in given if name not in known]
+    missing = [name for name in known if name not in given] if required else []
+    if unknown or missing:
+        wrong = (f"{{unknown[0]!r}} is not one of" if unknown
+                 else f"{{missing[0]!r}} is missing from")
+        raise ValueError(f"{{what}}: {{wrong}} {{', '.join(known)}}")''',
 }
-"""Helpers NumPy and PyTorch spell alike: the SVD's factors, log cosh."""
+"""Helpers NumPy and PyTorch spell alike: the SVD's factors, log cosh, the commutation and
+diagonal-embedding matrices of vec forms (float64), a direction's shape and a dictionary's
+names."""
 
 NUMPY_HELPERS = {
     **SPECTRAL_HELPERS,
@@ -164,17 +193,26 @@ NUMPY_HELPERS = {
     """Kronecker product, vectors taken as columns."""
     a = a[:, None] if {xp}.ndim(a) == 1 else a
     return {xp}.kron(a, b[:, None] if {xp}.ndim(b) == 1 else b)''',
-    "_commutation": '''def {_commutation}(rows, cols):
-    """K with K @ vec(A) = vec(A.T) for a rows×cols matrix A (vec stacks columns)."""
-    k = {xp}.zeros((rows * cols, rows * cols))
-    i, j = {xp}.meshgrid({xp}.arange(rows), {xp}.arange(cols), indexing="ij")
-    k[(j + cols * i).ravel(), (i + rows * j).ravel()] = 1
-    return k''',
-    "_diag_embedding": '''def {_diag_embedding}(n):
-    """E with E @ v = vec(diag(v)) (vec stacks columns)."""
-    e = {xp}.zeros((n * n, n))
-    e[{xp}.arange(n) * (n + 1), {xp}.arange(n)] = 1
-    return e''',
+    "_gram": '''def {_gram}(x, d, s):
+    """xᵀ diag(d) x + s I, symmetric: for d ≥ 0 one rank-k update of x ⊙ √d (BLAS syrk, half
+    the multiply-adds of a product) whose upper triangle is mirrored; else the product."""
+    syrk = {_syrk}(x)
+    if syrk is None or not (d >= 0).all():
+        c = x.T @ (x * d[:, None])
+    else:
+        a = x * {xp}.sqrt(d)[:, None]
+        c = syrk(1.0, a.T, trans=0, lower=0)   # a.T is a's Fortran-ordered view: no copy
+        c += {xp}.triu(c, 1).T
+    if s != 0:
+        c.flat[:: c.shape[0] + 1] += s
+    return c''',
+    "_syrk": '''def {_syrk}(x):
+    """SciPy's BLAS syrk for x's dtype (float32 or float64), or None without SciPy."""
+    try:
+        from scipy.linalg import blas
+    except ImportError:
+        return None
+    return {{"float64": blas.dsyrk, "float32": blas.ssyrk}}.get(x.dtype.name)''',
     "_add_at": '''def {_add_at}(x, labels, c):
     """A copy of x with c added at each row's label (x − onehot(labels) for c = −1)."""
     out = {xp}.array(x, copy=True)
@@ -197,9 +235,9 @@ NUMPY_HELPERS = {
     """Raise ValueError unless every label is a class, 0 … classes − 1."""
     if {xp}.size(y) and ({xp}.min(y) < 0 or {xp}.max(y) >= classes):
         raise ValueError(f"{{name}}: class labels must lie in 0 … {{classes - 1}}")''',
-    "_check_symmetric": '''def {_check_symmetric}(name, s):
-    """Raise ValueError unless s equals its transpose, as declared."""
-    if not {xp}.allclose(s, s.T):
+    "_check_symmetric": '''def {_check_symmetric}(name, y):
+    """Raise ValueError unless y equals its transpose, as declared."""
+    if not {xp}.allclose(y, y.T):
         raise ValueError(f"{{name}}: declared symmetric, but it differs from its transpose")''',
     "_first_max": '''def {_first_max}(x, axis=None):
     """1 at the first largest entry along axis (of every entry for None), 0 elsewhere."""
@@ -304,6 +342,61 @@ TORCH_HELPERS = {
             else {xp}.as_tensor(a, dtype=dtype, device=device) for name, a in arrays.items()]''',
 }
 
+JAX_CHECKED = """
+    from jax.core import Tracer
+    if isinstance(y, Tracer):        # under jit, grad or vmap its values are not known
+        return"""
+
+JAX_HELPERS = {
+    **NUMPY_HELPERS,
+    **{name: NUMPY_HELPERS[name].replace('"""\n', '"""' + JAX_CHECKED + "\n", 1)
+       for name in ("_check_onehot", "_check_probabilities", "_check_labels",
+                    "_check_symmetric")},
+    "_logsumexp": """def {_logsumexp}(x, axis=None, keepdims=False):
+    \"\"\"Max-shifted log-sum-exp; ±inf where an entry is +inf or every entry is -inf.\"\"\"
+    m = {xp}.max(x, axis=axis, keepdims=True)
+    m = {xp}.where({xp}.isfinite(m), m, 0)
+    total = {xp}.log({xp}.sum({xp}.exp(x - m), axis=axis, keepdims=True)) + m
+    return total if keepdims else {xp}.squeeze(total, axis=axis)""",
+    "_commutation": """def {_commutation}(rows, cols):
+    \"\"\"K with K @ vec(A) = vec(A.T) for a rows×cols matrix A (vec stacks columns).\"\"\"
+    i, j = {xp}.meshgrid({xp}.arange(rows), {xp}.arange(cols), indexing="ij")
+    k = {xp}.zeros((rows * cols, rows * cols))
+    return k.at[(j + cols * i).ravel(), (i + rows * j).ravel()].set(1)""",
+    "_diag_embedding": """def {_diag_embedding}(n):
+    \"\"\"E with E @ v = vec(diag(v)) (vec stacks columns).\"\"\"
+    return {xp}.zeros((n * n, n)).at[{xp}.arange(n) * (n + 1), {xp}.arange(n)].set(1)""",
+    "_add_at": """def {_add_at}(x, labels, c):
+    \"\"\"x with c added at each row's label (x − onehot(labels) for c = −1).\"\"\"
+    index = {xp}.asarray(labels)[..., None]
+    return {xp}.put_along_axis(x, index, {xp}.take_along_axis(x, index, axis=-1) + c, axis=-1,
+                               inplace=False)""",
+    "_first_max": """def {_first_max}(x, axis=None):
+    \"\"\"1 at the first largest entry along axis (of every entry for None), 0 elsewhere.\"\"\"
+    if axis is None:
+        return {xp}.zeros(x.size, x.dtype).at[{xp}.argmax(x)].set(1).reshape(x.shape)
+    index = {xp}.expand_dims({xp}.argmax(x, axis=axis), axis)
+    return {xp}.put_along_axis({xp}.zeros_like(x), index, 1, axis, inplace=False)""",
+    "_scatter_rows": """def {_scatter_rows}(g, labels, rows):
+    \"\"\"A zero table of `rows` rows with each row of g added at its label.\"\"\"
+    labels = {xp}.asarray(labels)
+    return {xp}.zeros((rows,) + g.shape[labels.ndim:], dtype=g.dtype).at[labels].add(g)""",
+    "_inv": """def {_inv}(x):
+    \"\"\"The inverse (inf or nan entries for a singular matrix: JAX does not raise).\"\"\"
+    return {xp}.linalg.inv(x)""",
+    "_solve": """def {_solve}(a, b):
+    \"\"\"The solution x of a x = b (inf or nan entries for a singular a).\"\"\"
+    return {xp}.linalg.solve(a, b)""",
+    "_erf": """def {_erf}(x):
+    \"\"\"The error function, entry by entry.\"\"\"
+    from jax.scipy.special import erf
+    return erf(x)""",
+}
+"""NumPy's helpers as JAX spells them: arrays are immutable (``.at[…].add``), values under
+``jit`` are not known (the declaration checks skip them), and nothing raises on a singular
+matrix."""
+
+
 @dataclass(frozen=True)
 class Dialect:
     """An array library: its module, its helpers and its spelling of reductions. ``name`` is
@@ -319,10 +412,19 @@ class Dialect:
     """Keywords making a new array match the dtype (and device) of ``{0}``."""
     cast: str
     """A boolean mask ``{0}`` as numbers of the dtype of ``{1}``."""
+    facet: str = ""
+    """The facet of an operation's definition that spells it (its name by default: JAX spells
+    everything as NumPy does, with ``jnp`` for ``np``)."""
+
+    @property
+    def spelling(self) -> str:
+        return self.facet or self.name
 
 
 NUMPY = Dialect("numpy", "numpy", "np", NUMPY_HELPERS, "axis", "keepdims",
                 ", dtype={0}.dtype", "{0}.astype({1}.dtype)")
+JAX = Dialect("jax", "jax.numpy", "jnp", JAX_HELPERS, "axis", "keepdims",
+              ", dtype={0}.dtype", "{0}.astype({1}.dtype)", facet="numpy")
 TORCH = Dialect("torch", "torch", "torch", TORCH_HELPERS, "dim", "keepdim",
                 ", dtype={0}.dtype, device={0}.device", "{0}.to({1}.dtype)")
 
@@ -544,18 +646,51 @@ def lower(node: Node, memo: dict[Node, Node], dialect: Dialect = NUMPY) -> Node:
             continue
         args = tuple(memo[a] for a in child.args)
         primitives = OPERATIONS[child.op].primitives
-        if primitives is not None and getattr(OPERATIONS[child.op], dialect.name) == METHOD:
+        if primitives is not None and getattr(OPERATIONS[child.op], dialect.spelling) == METHOD:
             result = primitives(*args)
         elif args == child.args:
             result = child
         else:
             result = make(child.op, args, child.attrs)
-        if result.op == "matmul":
+        if dialect is NUMPY and (gram := weighted_gram(result)):
+            result = gram
+        elif result.op == "matmul":
             vectors = outer_vectors(result)
             result = by_solving(result) if vectors is None else make(
                 "outer", tuple(by_solving(v) if v.op == "matmul" else v for v in vectors))
         memo[child] = result
     return memo[node]
+
+
+def weighted_gram(node: Node) -> Node | None:
+    """Xᵀ diag(d) X + s I as one operation, which NumPy code computes by a symmetric rank-k
+    update (half the work of the product) with s added to its diagonal: made of the product,
+    then of a number times it (c (Xᵀ D X + s I) = Xᵀ (c D) X + c s I) and of it plus s I."""
+    if node.op == "matmul" and node.args[0].op == "matmul" and node.args[1].rank == 2:
+        (xt, weights), x = node.args[0].args, node.args[1]
+        if xt.op == "transpose" and xt.args[0] is x and weights.op == "diag" and \
+                weights.args[0].rank == 1:
+            return make("weighted_gram", (x, weights.args[0], const(0)))
+    if node.op == "mul" and len(node.args) == 2 and node.args[1].op == "weighted_gram" and (
+            not node.args[0].shape):
+        c, (x, d, s) = node.args[0], node.args[1].args
+        return make("weighted_gram", (x, mul(c, d), mul(c, s)))
+    if node.op == "add" and len(node.args) == 2:
+        for gram, other in (node.args, node.args[::-1]):
+            if gram.op == "weighted_gram" and (shift := identity_multiple(other)) is not None:
+                x, d, s = gram.args
+                return make("weighted_gram", (x, d, add(s, shift)))
+    return None
+
+
+def identity_multiple(node: Node) -> Node | None:
+    """s of s I (a number times the identity), else None."""
+    if node.op == "identity":
+        return const(1)
+    if node.op == "mul" and len(node.args) == 2 and node.args[1].op == "identity" and (
+            not node.args[0].shape):
+        return node.args[0]
+    return None
 
 
 def stacked_gram(node: Node) -> bool:
@@ -726,7 +861,7 @@ class Emitter:
     def number_array(self, code: Code, value: sympy.Expr | None = None) -> Code:
         """A constant result as a scalar of the inputs' dtype (a tensor, for torch)."""
         if value is not None and value.is_number and self.like is None and (
-                self.dialect is NUMPY):
+                self.dialect.spelling == "numpy"):
             text, prec = python_number(value, lambda: self.module("math"))
             return Code(repr(float(value)) if "inf" not in text else text, prec, FLOAT)
         if self.dialect is TORCH:
@@ -738,7 +873,7 @@ class Emitter:
                     code.reads | self.like_reads())
 
     def copied(self, code: Code) -> Code:
-        method = "copy" if self.dialect is NUMPY else "clone"
+        method = "copy" if self.dialect.spelling == "numpy" else "clone"
         return Code(f"{self.paren(code, ATOM)}.{method}()", ATOM, FLOAT, code.reads)
 
     def materialised(self, node: Node) -> Code:
@@ -746,7 +881,8 @@ class Emitter:
         (x,) = node.args
         inner = self.arg(x, ADD)
         like = next((v for v in self.inputs if v.shape == node.shape and not is_labels(v)), None)
-        if like is not None and not x.shape and (self.dialect is NUMPY or x.op == "const"):
+        if like is not None and not x.shape and (
+                self.dialect.spelling == "numpy" or x.op == "const"):
             name = self.names[like]
             return Code(f"{self.xp()}.full_like({name}, {inner.text})", ATOM, FLOAT,
                         inner.reads | {name})
@@ -898,7 +1034,7 @@ class Emitter:
 
     def function(self, node: Node) -> Code:
         """An operation written with its dialect's template."""
-        template = getattr(OPERATIONS[node.op], self.dialect.name)
+        template = getattr(OPERATIONS[node.op], self.dialect.spelling)
         if template == METHOD:
             raise AssertionError(f"{node.op} has no {self.dialect.name} template: it needs an "
                                  f"emitter method e_{node.op} or its primitives")
@@ -990,7 +1126,7 @@ class Emitter:
     def e_concat(self, node: Node) -> Code:
         """``np.concatenate([A, B], axis=0)``, ``torch.cat([A, B], dim=0)``."""
         blocks = [self.arg(block, ADD) for block in node.args]
-        join = "concatenate" if self.dialect is NUMPY else "cat"
+        join = "concatenate" if self.dialect.spelling == "numpy" else "cat"
         text = f"{self.xp()}.{join}([{', '.join(b.text for b in blocks)}], " \
                f"{self.dialect.axis}={node.attrs.axis})"
         return Code(text, ATOM, FLOAT, frozenset().union(*(b.reads for b in blocks)))
@@ -1006,7 +1142,7 @@ class Emitter:
     def e_einsum(self, node: Node) -> Code:
         """``np.einsum("ij,jk->ik", A, B, optimize=True)``, ``torch.einsum(…)``."""
         operands = [self.arg(x, ADD) for x in node.args]
-        optimize = ", optimize=True" if self.dialect is NUMPY else ""
+        optimize = ", optimize=True" if self.dialect.spelling == "numpy" else ""
         text = (f'{self.xp()}.einsum("{node.attrs.spec}", '
                 f"{', '.join(o.text for o in operands)}{optimize})")
         return Code(text, ATOM, FLOAT, frozenset().union(*(o.reads for o in operands)))

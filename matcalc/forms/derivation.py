@@ -5,14 +5,24 @@ reverse mode and read Jacobians and Hessians off its results. They return
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from matcalc.core.algebra import simplified
 from matcalc.core.engine import vector_jacobian_products
-from matcalc.core.ir import Node, has_property, is_labels, is_symmetric, postorder, shape_str
+from matcalc.core.ir import (
+    Node,
+    const,
+    depends_on,
+    has_property,
+    is_labels,
+    is_symmetric,
+    postorder,
+    shape_str,
+    var,
+)
 from matcalc.core.rewrites import tidy
-from matcalc.core.simplify import new_axis, reduce_sum, transpose
+from matcalc.core.simplify import add, new_axis, rebuild, reduce_sum, transpose
 from matcalc.errors import MatcalcError
 from matcalc.forms.index_form import index_form
 from matcalc.forms.kronecker import kronecker_matrix
@@ -48,10 +58,12 @@ def derive(
     declarations: Sequence[str] = (),
     steps: bool = False,
     inline: bool = False,
+    differential: bool = False,
 ) -> Derivation:
     """Gradients of the program's scalar function with respect to each name in ``wrt``.
 
-    A gradient too long to read inline is given with error signals δ unless ``inline``.
+    A gradient too long to read inline is given with error signals δ unless ``inline``; with
+    ``differential``, the differential of every intermediate too (forward mode).
     """
     program = source if isinstance(source, Program) else parse(source, declarations)
     f = program.function
@@ -80,7 +92,8 @@ def derive(
             g.expr for g in gradients))) > MAX_INLINE_SIZE:
         return derive(program, wrt, steps=True, inline=False).with_note(TOO_LONG_NOTE)
     result = Derivation(program, gradients, signals, notes(program, gradients),
-                        stepwise=steps or too_long)
+                        stepwise=steps or too_long or differential,
+                        differentials=differentials(program, wrt) if differential else [])
     return result.with_note(TOO_LONG_NOTE) if too_long else result
 
 
@@ -152,8 +165,12 @@ def jacobian(
     targets = [program.lookup(name) for name in wrt]
     adjoints, _ = vector_jacobian_products(reduce_sum(u * f), targets)
     gradients = [jacobian_of(program.function_name, name, x, adjoints[x], u, layout)
+                 if x.rank or f.rank < 2 else entrywise(program, name)
                  for name, x in zip(wrt, targets, strict=True)]
     result = Derivation(program, gradients, notes=notes(program, gradients))
+    if all(g.kind == "jac" and not g.node.rank for g in gradients):
+        result.notes.append(ENTRYWISE_NOTE.format(f=result.f))
+        return result
     x_name = wrt[0] if len(wrt) == 1 else "x"
     vectorised = any(g.kind == "kron" for g in gradients)
     note = VEC_NOTE if vectorised else LAYOUT_NOTE[layout]
@@ -163,6 +180,17 @@ def jacobian(
         note += EMBEDDING_NOTE
     result.notes.append(note.format(f=result.f, x=x_name, layout=layout))
     return result
+
+
+ENTRYWISE_NOTE = ("∂{f}/∂x for a number x is shaped like {f}: each entry's derivative (the "
+                  "Matrix Cookbook's ∂Y/∂x), which forward mode gives without a Jacobian.")
+
+
+def entrywise(program: Program, name: str) -> Gradient:
+    """∂F/∂x of a matrix function F of a number x: the matrix of the entries' derivatives,
+    F's tangent along dx = 1 (∂Y⁻¹/∂x = −Y⁻¹ (∂Y/∂x) Y⁻¹, not a vec column)."""
+    x = program.lookup(name)
+    return Gradient(name, x, tangent(program, {name: const(1)}), kind="jac")
 
 
 def jacobian_of(f_name: str, name: str, x: Node, adjoint: Node, u: Node, layout: str
@@ -235,3 +263,67 @@ def hessian(
     if index:
         note += f" The index form gives each entry, ∂²{program.function_name}/∂{wrt}ᵢⱼ∂{wrt}ₖₗ."
     return Derivation(program, [replace(h, kind="hess_kron", index=index or "")], notes=[note])
+
+
+def hessian_vector_products(program: Program, wrt: Sequence[str], directions: Sequence[Node]
+                            ) -> list[Node]:
+    """H v for the Hessian of f in all of ``wrt`` together: (H v)ₓ = ∂⟨∇f, v⟩/∂x, summed over
+    every variable's gradient and its direction (each shaped like its variable), H never formed."""
+    targets = [program.lookup(name) for name in wrt]
+    gradients = derive(program, wrt, inline=True).gradients
+    pairing = add(*(reduce_sum(g.expr * v) for g, v in zip(gradients, directions, strict=True)))
+    adjoints, _ = vector_jacobian_products(pairing, targets)
+    products = [symmetric_part(x, adjoints[x]) for x in targets]
+    written = written_out(program, products, targets)
+    return [written[p] for p in products]
+
+
+def tangent(program: Program, tangents: Mapping[str, Node]) -> Node:
+    """Forward mode: the directional derivative of f along ``tangents`` (a direction per
+    variable), shaped like f, written out."""
+    targets = {program.lookup(name): t for name, t in tangents.items()}
+    result = directional(program.function, targets)
+    return written_out(program, [result], list(targets))[result]
+
+
+def directional(f: Node, tangents: Mapping[Node, Node]) -> Node:
+    """Σₓ Jₓ tₓ, the derivative of ``f`` along a tangent per node: reverse mode gives
+    ∂⟨ū, f⟩/∂x = Jₓᵀ ū, linear in the probe ū, so Σₓ Jₓ tₓ = ∂(Σₓ ⟨Jₓᵀ ū, tₓ⟩)/∂ū, free of ū:
+    no Jacobian is formed."""
+    u = probe(f.shape)
+    adjoints, _ = vector_jacobian_products(reduce_sum(u * f), list(tangents))
+    pairing = add(*(reduce_sum(adjoints[x] * t) for x, t in tangents.items()))
+    return vector_jacobian_products(pairing, [u])[0][u]
+
+
+def differentials(program: Program, wrt: Sequence[str]) -> list[tuple[str, Node, Node]]:
+    """Forward mode as Magnus & Neudecker write it: for each named intermediate that depends
+    on ``wrt`` (and f), its differential in terms of the differentials of what it reads,
+    ``dZ1 = dX W1 + X dW1``: ``(name, node, d node)``, each read as a variable of its own."""
+    targets = {program.lookup(name) for name in wrt}
+    f = program.function
+    named = {**{n: node for n, node in program.intermediates.items()},
+             **({} if f.op == "named" else {program.function_name: f})}
+    varying = depends_on([f], targets)
+    found = []
+    for name, node in named.items():
+        if node not in varying:
+            continue
+        definition = node.args[0] if node.op == "named" else node
+        inputs = [a for a in postorder([definition], stop=lambda n: n.op == "named")
+                  if a in targets or (a.op == "named" and a in varying)]
+        leaves = {a: var(a.attrs.name, a.shape) for a in inputs}
+        d = {leaf: var(f"d{a.attrs.name}", a.shape) for a, leaf in leaves.items()}
+        expr = directional(with_leaves(definition, leaves), d)
+        found.append((name, node, written_out(program, [expr], list(leaves.values()))[expr]))
+    return found
+
+
+def with_leaves(node: Node, leaves: Mapping[Node, Node]) -> Node:
+    """``node`` with the nodes ``leaves`` maps replaced (named intermediates not entered)."""
+    memo = dict(leaves)
+    for n in postorder([node], stop=lambda n: n in memo or n.op == "named"):
+        if n not in memo:
+            memo[n] = n if n.op == "named" or not n.args else rebuild(
+                n, tuple(memo[a] for a in n.args))
+    return memo[node]

@@ -25,6 +25,7 @@ from matcalc.core.ir import Node, class_counts, has_property, is_labels, var
 from matcalc.core.simplify import reduce_sum
 from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.forms.codegen import (
+    JAX,
     NUMPY,
     RESERVED,
     TORCH,
@@ -40,10 +41,11 @@ from matcalc.forms.codegen import (
     user_names,
 )
 from matcalc.forms.derivation import Derivation, derive
+from matcalc.forms.extra_functions import EMITS, Extra, extras
 from matcalc.language.lowering import Program, parse
 from matcalc.language.sizes import sizes_only_in_products
 
-TARGETS = ("numpy", "torch")
+TARGETS = ("numpy", "torch", "jax")
 WIDTH = 100
 INDENT = "    "
 SEED = "grad_output"
@@ -103,6 +105,8 @@ class Plan:
     """True when the program's last statement names its value (``L = …``)."""
     sizes: Mapping[str, int] = dataclasses.field(default_factory=dict)
     """Sizes fixed in the code, those no input's shape gives (``h`` of ``[B, T, h * k]``)."""
+    unseeded: Program | None = None
+    """The program as written, its value not seeded (for Jacobians and forward mode)."""
 
     @property
     def program(self) -> Program:
@@ -128,7 +132,7 @@ def plan(source: str | Program, wrt: Sequence[str], declarations: Sequence[str] 
     """Derive what a module needs; ``seeded`` (or a non-scalar value) differentiates
     ``sum(grad_output ⊙ value)`` instead of the value itself (``grad_output_1`` when the
     program uses the name ``grad_output``)."""
-    program = source if isinstance(source, Program) else parse(source, declarations)
+    program = unseeded = source if isinstance(source, Program) else parse(source, declarations)
     taken = {*program.variables, *program.intermediates, *map(str, program.dims)}
     seed = Names(taken).fresh(SEED)
     value = program.function
@@ -141,7 +145,7 @@ def plan(source: str | Program, wrt: Sequence[str], declarations: Sequence[str] 
                                       function=reduce_sum(seed_var * value), function_name="f",
                                       seed=seed)
     return Plan(derive(program, wrt, steps=True), value, value_name, list(wrt), seeded, seed,
-                named, fixed_sizes(program, {**program.sizes, **(sizes or {})}))
+                named, fixed_sizes(program, {**program.sizes, **(sizes or {})}), unseeded)
 
 
 def module_names(plan: Plan) -> Names:
@@ -330,15 +334,75 @@ def gradient_outputs(plan: Plan, grads: dict[str, str]) -> list[tuple[str, Node]
     return [(grads[g.wrt], g.expr) for g in plan.derivation.gradients]
 
 
-def new_emitter(plan: Plan, block: Block, seed: bool = True) -> Emitter:
+def new_emitter(plan: Plan, block: Block, seed: bool = True, extra: Sequence[Node] = ()
+                ) -> Emitter:
     """An emitter for the module's functions: new arrays follow the inputs' dtype (torch's
     arguments are all tensors, scalars included); without ``seed`` the function has no
-    ``grad_output`` to read."""
+    ``grad_output`` to read; ``extra`` arrays are read too (directions, tangents)."""
     like = plan.like
     if block.dialect is TORCH:
         like = next((p for p in plan.params if p not in labels_of(plan)), None)
     inputs = [v for v in plan.inputs if seed or v.attrs.name != plan.seed]
-    return Emitter(inputs, block, like, methods=True, fixed=plan.sizes)
+    return Emitter([*inputs, *extra], block, like, methods=True, fixed=plan.sizes)
+
+
+STEMS = {"value_and_jacobian": "jac", "hessian": "hess", "hvp": "hvp", "jvp": "tangent"}
+
+
+def extra_function(plan: Plan, names: Names, extra: Extra, dialect: Dialect
+                   ) -> tuple[str, Block]:
+    """The source of one of the functions ``--emit`` adds, and its block (for its helpers)."""
+    block = Block(names.scope(), dialect)
+    emitter = new_emitter(plan, block, seed=False, extra=extra.inputs)
+    value = [(value_name_in(plan, block.names), plan.value)] if extra.with_value else []
+    stem = STEMS[extra.name]
+    outputs = [(stem if extra.single else f"{stem}_{key}*", node) for key, node in extra.outputs]
+    targets = emitter.emit([*value, *outputs])
+    prune(block, targets)
+    release(block.statements, targets)
+    results = targets[len(value):]
+    if extra.single:
+        ending = [f"{INDENT}return {', '.join(targets)}"]
+    else:
+        ending = returned(targets[:len(value)], [(key, target) for (key, _), target in
+                                                 zip(extra.outputs, results, strict=True)],
+                          INDENT)
+    body = [*check_call(names, plan.params), *declaration_checks(plan, block),
+            *bound(extra, names, block),
+            *block.lines(INDENT), *ending]
+    return "\n".join(function(extra.name, [*plan.params, *extra.params], extra.doc, body)), block
+
+
+def function_of(text: str) -> str:
+    """The name a ``def`` defines."""
+    return text.split("(", 1)[0].split()[-1]
+
+
+def bound(extra: Extra, names: Names, block: Block) -> list[str]:
+    """The lines binding a function's directions or tangents, each checked for its shape."""
+    if not extra.bindings:
+        return []
+    check = fill("{_check_like}", names, block)
+    lines = []
+    if extra.keyed is not None:
+        param, required = extra.keyed
+        known = tuple(variable for _, _, variable in extra.bindings)
+        lines.append(f'{INDENT}{fill("{_check_keys}", names, block)}("{param}", {param}, '
+                     f'{known!r}, {required})')
+    for target, source, variable in extra.bindings:
+        what = source.split(" if ")[0].replace('"', "'")
+        lines += [f"{INDENT}{target} = {source}",
+                  f'{INDENT}{check}("{what}", {target}, {variable}, "{variable}")']
+    return lines
+
+
+def extra_functions(plan: Plan, names: Names, emit: Sequence[str], layout: str | None,
+                    dialect: Dialect) -> list[tuple[str, Block]]:
+    """The functions ``emit`` adds (``grad`` aside), each with its block."""
+    if not emit or set(emit) <= {"grad"}:
+        return []
+    return [extra_function(plan, names, extra, dialect)
+            for extra in extras(plan.unseeded, plan.wrt, emit, names.fresh, layout)]
 
 
 def helpers_and_imports(blocks: Sequence[Block]) -> tuple[list[str], list[str]]:
@@ -362,8 +426,10 @@ def labels_of(plan: Plan) -> list[str]:
 # Targets
 
 
-def numpy_module(plan: Plan) -> str:
-    """``value`` and ``value_and_grad`` (``value_and_vjp`` for a layer) in plain NumPy."""
+def numpy_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None = None
+                 ) -> str:
+    """``value`` and ``value_and_grad`` (``value_and_vjp`` for a layer) in plain NumPy, and the
+    functions ``emit`` adds."""
     names = module_names(plan)
     grads = grad_names(plan, names)
     params = [*plan.params, *([plan.seed] if plan.seeded else [])]
@@ -389,19 +455,23 @@ def numpy_module(plan: Plan) -> str:
     check = checker(names, first, labels_of(plan))
     table = tables(plan, names, first, params)
     checks = declaration_checks(plan, first)
-    helpers, imports = helpers_and_imports([first, second])
+    more = extra_functions(plan, names, emit, layout, NUMPY)
+    helpers, imports = helpers_and_imports([first, second, *(b for _, b in more)])
     value_body = [*check_call(names, plan.params), *checks, *first.lines(INDENT),
                   f"{INDENT}return {value_var}"]
     grad_body = [*check_call(names, params), *checks, *second.lines(INDENT),
                  *returned([value_var], list(grads.items()), INDENT)]
+    exported = ["value", *([name] if "grad" in emit else []),
+                *(function_of(text) for text, _ in more)]
     parts = [
         docstring(plan, f"{plan.value_name} and its gradients, generated by matcalc."),
-        "\n".join(imports) + f'\n\n__all__ = ["value", "{name}"]',
+        "\n".join(imports) + f"\n\n__all__ = {exported!r}".replace("'", '"'),
         *helpers,
         check,
         table,
         "\n".join(function("value", plan.params, f"{plan.value_name}.", value_body)),
-        "\n".join(function(name, params, what, grad_body)),
+        *(["\n".join(function(name, params, what, grad_body))] if "grad" in emit else []),
+        *(text for text, _ in more),
     ]
     return "\n\n\n".join(parts) + "\n"
 
@@ -418,16 +488,17 @@ def torch_plan(plan_: Plan) -> Plan:
     return dataclasses.replace(plan_, derivation=derivation, wrt=wrt)
 
 
-def torch_module(plan: Plan) -> str:
+def torch_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None = None
+                 ) -> str:
     """A ``torch.autograd.Function`` with the derived backward pass and a function applying it.
 
     ``forward`` computes the value and the intermediates backward reads, which it keeps, as
     autograd would; ``backward`` recomputes them from the inputs when autograd differentiates it
     again (second derivatives by double backward, ``torch.func.jacrev`` of ``torch.func.grad``),
     and ``setup_context`` makes ``torch.func`` transforms (``grad``, ``vmap``, ``jacrev``) work
-    through the function.
+    through the function. The functions ``emit`` adds are plain torch code.
     """
-    plan = torch_plan(plan)
+    asked, plan = plan, torch_plan(plan)
     names = module_names(plan)
     grads = grad_names(plan, names)
     params = plan.params
@@ -460,8 +531,10 @@ def torch_module(plan: Plan) -> str:
     check = checker(names, block, labels)
     table = tables(plan, names, block, params)
     checks = declaration_checks(plan, block)
-    helpers, imports = helpers_and_imports([block] if forward_block is block
-                                           else [block, forward_block])
+    more = extra_functions(asked, names, emit, layout, TORCH)
+    helpers, imports = helpers_and_imports([block, *([] if forward_block is block
+                                                     else [forward_block]),
+                                            *(b for _, b in more)])
     level = 2 * INDENT
     outputs, each = names.fresh("outputs"), names.fresh("kept")
     forward_pass = call(f"{cls}.forward_pass", params, level, f"{outputs} = ")
@@ -496,7 +569,8 @@ def torch_module(plan: Plan) -> str:
                         f"{plan.value_name}), the vector-Jacobian products autograd needs, from "
                         "the intermediates forward kept; differentiated again, it recomputes them "
                         "from the inputs, so that second derivatives are right."),
-        "\n".join(imports) + f'\n\n__all__ = ["{cls}", "{apply_name}"]',
+        "\n".join(imports) + "\n\n__all__ = " + repr(
+            [cls, apply_name, *(function_of(text) for text, _ in more)]).replace("'", '"'),
         *helpers,
         check,
         table,
@@ -525,6 +599,76 @@ def torch_module(plan: Plan) -> str:
         ]),
         "\n".join(function(apply_name, params, f"{plan.value_name}, differentiable by autograd "
                            f"through {cls}.", wrapper)),
+        *(text for text, _ in more),
+    ]
+    return "\n\n\n".join(parts) + "\n"
+
+
+def jax_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None = None
+               ) -> str:
+    """A pure ``jax.numpy`` function with the derived gradient attached by ``jax.custom_vjp``:
+    its forward pass returns the value and the intermediates the backward pass reads, the
+    backward pass is the derivation's (usable under ``jax.grad``, ``jit`` and ``vmap``). The
+    functions ``emit`` adds are plain ``jax.numpy`` code."""
+    asked, plan = plan, torch_plan(plan)
+    names = module_names(plan)
+    grads = grad_names(plan, names)
+    params = plan.params
+    block = Block(names.scope(), JAX)
+    value_var = value_name_in(plan, block.names)
+    emitter = new_emitter(plan, block)
+    emitter.emit([(value_var, plan.value)], backward_roots(plan))
+    emit_in_turn(emitter, plan.derivation.signals(), gradient_outputs(plan, grads),
+                 plan.derivation.f)
+    prune(block, [value_var, *grads.values()])
+    passes = Passes.split(block.statements, plan.seed, set(emitter.dims.values()),
+                          set(grads.values()))
+    blocks = [block]
+    if not any(value_var in targets_of(s) for s in passes.forward):   # a constant value
+        forward_block = Block(names.scope(), JAX)
+        new_emitter(plan, forward_block, seed=False).emit([(value_var, plan.value)])
+        prune(forward_block, [value_var])
+        prune(block, grads.values())
+        passes, blocks = Passes(forward_block.statements, block.statements), [block,
+                                                                               forward_block]
+    residuals = [*params, *([value_var] if passes.reads(value_var) else []),
+                 *passes.kept(value_var)]
+    check = checker(names, block, labels_of(plan))
+    table = tables(plan, names, block, params)
+    checks = declaration_checks(plan, block)
+    more = extra_functions(asked, names, emit, layout, JAX)
+    helpers, imports = helpers_and_imports([*blocks, *(b for _, b in more)])
+    jax_alias = names.alias("jax")
+    apply_name = function_name(plan, names)
+    forward, backward = names.fresh(f"_{apply_name}_forward"), names.fresh(
+        f"_{apply_name}_backward")
+    residual = names.fresh("residuals")
+    forward_body = [*check_call(names, params), *checks,
+                    *(line for s in passes.forward for line in s.lines(INDENT)),
+                    f"{INDENT}return {value_var}, ({tuple_text(residuals)})"]
+    backward_body = [*unpacked(residuals, residual, INDENT),
+                     *(line for s in passes.backward for line in s.lines(INDENT)),
+                     f"{INDENT}return {tuple_text([grads.get(p, 'None') for p in params])}"]
+    exported = [apply_name, *(function_of(text) for text, _ in more)]
+    parts = [
+        docstring(plan, f"{plan.value_name} as a jax.numpy function with the gradient derived "
+                        f"by matcalc attached through jax.custom_vjp (jax.grad, jit and vmap use "
+                        f"it); its backward pass gives ∂f/∂x for f = sum({plan.seed} ⊙ "
+                        f"{plan.value_name})."),
+        "\n".join([f"import jax as {jax_alias}" if jax_alias != "jax" else "import jax",
+                    *imports]) + "\n\n__all__ = " + repr(exported).replace("'", '"'),
+        *helpers,
+        check,
+        table,
+        "\n".join([f"@{jax_alias}.custom_vjp",
+                   *function(apply_name, params, f"{plan.value_name}, with its derived gradient.",
+                             [f"{INDENT}return {forward}({', '.join(params)})[0]"])]),
+        "\n".join(function(forward, params, f"{plan.value_name} and the residuals the backward "
+                            "pass reads.", forward_body)),
+        "\n".join(function(backward, [residual, plan.seed], "The cotangent of each input "
+                            "(None for integer labels).", backward_body)),
+        f"{apply_name}.defvjp({forward}, {backward})",
+        *(text for text, _ in more),
     ]
     return "\n\n\n".join(parts) + "\n"
 
@@ -608,22 +752,31 @@ def used_alias(names: Names, block: Block, module: str) -> str:
 
 
 def generate(source: str | Program, wrt: Sequence[str], target: str = "numpy",
-             declarations: Sequence[str] = (), sizes: Mapping[str, int] | None = None) -> str:
+             declarations: Sequence[str] = (), sizes: Mapping[str, int] | None = None,
+             emit: Sequence[str] = ("grad",), layout: str | None = None) -> str:
     """The source of a standalone module computing the value and its derived gradients;
-    ``sizes`` fixes the sizes no input's shape gives (``h`` of ``X: [B, T, h * k]``)."""
+    ``sizes`` fixes the sizes no input's shape gives (``h`` of ``X: [B, T, h * k]``); ``emit``
+    adds Jacobians, Hessians, Hessian-vector products and tangents (see
+    :mod:`matcalc.forms.extra_functions`), Jacobians in ``layout``."""
     if target not in TARGETS:
         raise MatcalcError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    if target == "torch":
-        return torch_module(plan(source, wrt, declarations, seeded=True, sizes=sizes))
-    return numpy_module(plan(source, wrt, declarations, sizes=sizes))
+    unknown = [e for e in emit if e not in EMITS]
+    if unknown:
+        raise MatcalcError(f"--emit {unknown[0]}: not something matcalc generates; choose from "
+                           f"{', '.join(EMITS)}." + did_you_mean(unknown[0], EMITS))
+    if target in ("torch", "jax"):
+        module = torch_module if target == "torch" else jax_module
+        return module(plan(source, wrt, declarations, seeded=True, sizes=sizes), emit, layout)
+    return numpy_module(plan(source, wrt, declarations, sizes=sizes), emit, layout)
 
 
 def lambdify(source: str | Program, wrt: Sequence[str], target: str = "numpy",
              declarations: Sequence[str] = (), sizes: Mapping[str, int] | None = None,
-             ) -> types.ModuleType:
+             emit: Sequence[str] = ("grad",), layout: str | None = None) -> types.ModuleType:
     """The generated module, compiled in memory: ``.value``, ``.value_and_grad`` (NumPy) or
-    the autograd function class and the function applying it (torch)."""
-    text = generate(source, wrt, target, declarations, sizes)
+    the autograd function class and the function applying it (torch), and what ``emit``
+    adds."""
+    text = generate(source, wrt, target, declarations, sizes, emit, layout)
     filename = f"<matcalc {target} module {abs(hash(text)):x}>"
     linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
     module = types.ModuleType("matcalc_generated", text.split('"""')[1])

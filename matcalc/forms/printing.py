@@ -395,6 +395,15 @@ class Printer:
         a, b = node.args
         return f"{self.wrap(a, POSTFIX)} {self.wrap(b, ATOM)}{self.n.transpose}", MATMUL
 
+    def p_weighted_gram(self, node: Node) -> tuple[str, int]:
+        """Xᵀ diag(d) X + s I."""
+        x, d, s = node.args
+        xt = self.wrap(x, POSTFIX) + self.n.transpose
+        text = f"{xt} {self.call('diag', self(d))[0]} {self.wrap(x, MATMUL + 1)}"
+        if const_value(s) == 0:
+            return text, MATMUL
+        return f"{text} + {self.wrap(s, PRODUCT + 1)} {self.n.identity}", SUM
+
     def p_kron(self, node: Node) -> tuple[str, int]:
         a, b = (self.kron_operand(x) for x in node.args)
         return f"{a}{self.n.kron}{b}", PRODUCT

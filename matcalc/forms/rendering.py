@@ -76,10 +76,18 @@ class Derivation(Result):
                     "back through " + ", ".join(users.get(s.name, ())))
                    for s in self.steps]
         parts = ["Forward pass:", aligned(forward, indent="  ")]
+        if self.differentials:
+            rows_d = [(f"d{name}", printer(d), node.shape) for name, node, d in self.differentials]
+            parts += ["Differentials (forward mode: each from those of what it reads; "
+                      "dx for each variable x):", aligned(rows_d, indent="  ")]
         if signals:
             parts += [f"Backward pass (error signals δ = ∂{self.f}/∂·, each shaped like what it "
                       "differentiates):", aligned(signals, indent="  ")]
-        parts += ["Gradients (each shaped like its variable):", aligned(rows, indent="  ")]
+        heading = "Gradients (each shaped like its variable):"
+        if self.differentials:
+            heading = (f"Gradients, read off d{self.f} = Σₓ ⟨∂{self.f}/∂x, dx⟩ "
+                       "(tr(Gᵀ dX) for a matrix X):")
+        parts += [heading, aligned(rows, indent="  ")]
         return "\n".join(parts) + indices + self.notes_text()
 
     def index_forms(self, printer: Printer, entries: Entries = TEXT_ENTRIES) -> list[str]:
@@ -96,8 +104,10 @@ class Derivation(Result):
     def latex(self) -> str:
         """LaTeX lines, one equation per variable (error signals first with steps)."""
         printer = Printer(LATEX, self.names)
-        lines = [rf"\delta_{{{s.label}}} = {self.partial(s.name, LATEX)} = {printer(s.expr)}"
-                 for s in self.steps]
+        lines = [rf"\mathrm{{d}}{printer.n.symbol(name)} = {printer(d)}"
+                 for name, _, d in self.differentials]
+        lines += [rf"\delta_{{{s.label}}} = {self.partial(s.name, LATEX)} = {printer(s.expr)}"
+                  for s in self.steps]
         lines += [f"{self.lhs(g, LATEX)} = {formula(printer, g.expr)}" for g in self.gradients]
         lines += self.index_forms(printer, LATEX_ENTRIES)
         return " \\\\\n".join(lines)

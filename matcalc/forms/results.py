@@ -37,6 +37,8 @@ class Result:
     notes: list[str] = field(default_factory=list)
     stepwise: bool = False
     """Shown as a derivation (forward pass, error signals, gradients), even with no δ."""
+    differentials: list[tuple[str, Node, Node]] = field(default_factory=list)
+    """Forward mode: each intermediate's name, node and differential (``dZ1 = dX W1 + …``)."""
 
     @property
     def f(self) -> str:

@@ -285,6 +285,12 @@ class Expander:
     def op_outer(self, node: Node, a: Tensor, b: Tensor) -> Tensor:
         return Tensor.of_matrix(a.matrix() * b.matrix().T, a.shape + b.shape)
 
+    def op_weighted_gram(self, node: Node, x: Tensor, d: Tensor, s: Tensor) -> Tensor:
+        """Xᵀ diag(d) X + s I."""
+        m = x.matrix()
+        gram = m.T * sympy.diag(*d.matrix()) * m + s[()] * sympy.eye(m.shape[1])
+        return Tensor.of_matrix(gram, (x.shape[1], x.shape[1]))
+
     def op_kron(self, node: Node, a: Tensor, b: Tensor) -> Tensor:
         """The Kronecker product, vectors as columns."""
         left, right = a.matrix(), b.matrix()

@@ -22,7 +22,7 @@ from matcalc.forms.generated import lambdify, plan
 from matcalc.language.lowering import Program, parse
 from matcalc.language.sizes import sizes_only_in_products
 from matcalc.proofs.evaluation import evaluator, function_value
-from matcalc.proofs.finite_differences import directional, vec_jacobian
+from matcalc.proofs.finite_differences import directional, numeric_jacobian, vec_jacobian
 from matcalc.proofs.inputs import sizes_for, smooth_inputs, symmetric_part
 
 EVERY_ENTRY = 10**4
@@ -174,7 +174,10 @@ class JacobianCheck:
             self.check.entries, self.check.skipped = entries, True
             return
         derived = np.asarray(self.evaluate(**own)[0], dtype=float)
-        numeric = vec_jacobian(function_value(self.program), own, self.name)
+        if np.ndim(own[self.name]) == 0 and derived.ndim >= 2:    # ∂F/∂x shaped like F
+            numeric = numeric_jacobian(function_value(self.program), own, self.name)
+        else:
+            numeric = vec_jacobian(function_value(self.program), own, self.name)
         self.check.entries = numeric.size
         self.check.compare(derived.reshape(numeric.shape), numeric, rtol)
 

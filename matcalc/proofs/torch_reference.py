@@ -340,8 +340,10 @@ def own_node(value: Tensor) -> Tensor:
     return value.detach().clone().requires_grad_(True)
 
 
-def torch_trace(program: Program) -> Callable[..., Trace]:
-    """``(**tensors) -> Trace``: the program evaluated from its source text by torch alone."""
+def torch_trace(program: Program, own_nodes: bool = True) -> Callable[..., Trace]:
+    """``(**tensors) -> Trace``: the program evaluated from its source text by torch alone;
+    without ``own_nodes`` intermediates are not leaves of their own (for torch.func, whose
+    transforms see through the whole evaluation)."""
     statements = [s for s in syntax.parse_program(program.source).statements
                   if not isinstance(s, syntax.Decl)]
 
@@ -354,14 +356,17 @@ def torch_trace(program: Program) -> Callable[..., Trace]:
         for statement in statements:
             trace.value = evaluate(statement.expr)
             if isinstance(statement, syntax.Assign):
-                trace.value = env[statement.name] = own_node(trace.value)
+                if own_nodes:
+                    trace.value = own_node(trace.value)
+                env[statement.name] = trace.value
                 trace.intermediates[statement.name] = trace.value
         return trace
 
     return run
 
 
-def torch_function(program: Program) -> Callable[..., Tensor]:
-    """``(**tensors) -> value``: the program's value, differentiable by torch.autograd."""
-    run = torch_trace(program)
+def torch_function(program: Program, own_nodes: bool = True) -> Callable[..., Tensor]:
+    """``(**tensors) -> value``: the program's value, differentiable by torch.autograd (by
+    torch.func without ``own_nodes``)."""
+    run = torch_trace(program, own_nodes)
     return lambda **tensors: run(**tensors).value

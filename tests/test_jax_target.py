@@ -1,0 +1,74 @@
+"""``codegen --target jax``: a jax.numpy function whose derived gradient jax.grad, jit and vmap
+use (through jax.custom_vjp), equal to the NumPy module's; and its ``--emit`` functions equal to
+jax.hessian, jax.jacrev and jax.jvp of the function itself. Skipped without JAX."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from matcalc import lambdify, parse
+from matcalc.proofs.inputs import random_inputs
+
+jax = pytest.importorskip("jax")
+jax.config.update("jax_enable_x64", True)
+jnp = jax.numpy
+
+PROGRAMS = {
+    "mlp": (open("examples/mlp.mc").read(), ["W1", "b1", "W2", "b2"]),
+    "labels": ("X: [N, D]; W: [D, C]; y: [N] labels\nL = softmax_cross_entropy(X @ W, y)", ["W"]),
+    "logistic": ("X: [N, D]; y: [N]; w: [D]; lam: []\np = sigmoid(X @ w)\n"
+                 "L = -mean(y * log(p) + (1 - y) * log(1 - p)) + lam / 2 * sum(w ** 2)", ["w"]),
+    "layer norm": ("X: [N, D]; g: [D]; c: [D]\nxc = X - mean(X, axis=1, keepdims=True)\n"
+                   "r = 1 / sqrt(mean(xc ** 2, axis=1, keepdims=True) + 1e-5)\n"
+                   "L = sum(tanh(xc * r * g + c))", ["X", "g"]),
+}
+
+
+def inputs(source: str, seed: int = 0) -> dict[str, np.ndarray]:
+    program = parse(source)
+    rng = np.random.default_rng(seed)
+    return random_inputs(program, {d: int(rng.integers(2, 5)) for d in program.dims}, rng)
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+def test_jax_grad_jit_and_vmap_use_the_derived_gradient(name: str) -> None:
+    source, wrt = PROGRAMS[name]
+    arrays = inputs(source)
+    module = lambdify(source, wrt, target="jax")
+    want_value, want = lambdify(source, wrt).value_and_grad(**arrays)
+    f = getattr(module, module.__all__[0])
+    order = list(parse(source).variables)
+    positions = tuple(order.index(w) for w in wrt)
+    args = [jnp.asarray(arrays[n]) for n in order]
+    value, grads = jax.jit(jax.value_and_grad(f, argnums=positions))(*args)
+    np.testing.assert_allclose(float(value), float(want_value), rtol=1e-12)
+    for w, g in zip(wrt, grads, strict=True):
+        np.testing.assert_allclose(np.asarray(g), want[w], rtol=1e-10, atol=1e-12)
+    batched = jax.vmap(jax.grad(f, argnums=positions[0]), in_axes=(
+        *[None] * positions[0], 0, *[None] * (len(order) - positions[0] - 1)))
+    stack = jnp.stack([args[positions[0]], 2 * args[positions[0]]])
+    first = batched(*args[:positions[0]], stack, *args[positions[0] + 1:])[0]
+    np.testing.assert_allclose(np.asarray(first), want[wrt[0]], rtol=1e-10, atol=1e-12)
+
+
+def test_the_emitted_second_derivatives_in_jax_match_jax_itself() -> None:
+    source, wrt = PROGRAMS["logistic"]
+    arrays = inputs(source, 3)
+    module = lambdify(source, wrt, target="jax", emit=("grad", "hessian", "hvp", "jvp"))
+    args = {k: jnp.asarray(v) for k, v in arrays.items()}
+
+    def loss(w):
+        return module.L(args["X"], args["y"], w, args["lam"])
+
+    reference = lambdify(source, wrt)
+    _, grads = reference.value_and_grad(**arrays)
+    hessian = np.asarray(module.hessian(**args)["w"])
+    rng = np.random.default_rng(4)
+    v = rng.normal(size=arrays["w"].shape)
+    np.testing.assert_allclose(hessian @ v, np.asarray(module.hvp(**args, v=jnp.asarray(v))["w"]),
+                               rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(jax.jacrev(jax.grad(loss))(args["w"])), hessian,
+                               rtol=1e-9, atol=1e-12)
+    _, tangent = module.jvp(**args, tangents={"w": jnp.asarray(v)})
+    np.testing.assert_allclose(float(tangent), grads["w"] @ v, rtol=1e-10)
