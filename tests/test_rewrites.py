@@ -13,6 +13,7 @@ from matcalc.core.engine import vector_jacobian_products
 from matcalc.core.ir import postorder
 from matcalc.core.rewrites import RECOGNITIONS, SIMPLIFICATIONS
 from matcalc.proofs.evaluation import evaluator, function_value
+from matcalc.proofs.inputs import random_inputs
 
 DEFINITIONS = {
     "sigmoid": ("z: [n]\nsum(1 / (1 + exp(-z)) ** 2)", "sigmoid"),
@@ -181,13 +182,13 @@ NORMALISATIONS = {
         "X: [N, D]\nG: [N, D]\ngamma: [D]\nbeta: [D]\nmu = mean(X, axis=0)\nxc = X - mu\n"
         "var = mean(xc ** 2, axis=0)\nxhat = xc / sqrt(var + 1e-5)\n"
         "L = sum(G * (gamma * xhat + beta))",
-        "gamma ⊙ (N G − xhat ⊙ sum(G ⊙ xhat, axis=0) − sum(G, axis=0)) / (N sqrt(var + 1e-5))"),
+        "gamma ⊙ (G − xhat ⊙ sum(G ⊙ xhat, axis=0) / N − sum(G, axis=0) / N) / sqrt(var + 1e-5)"),
     "layer norm": (
         "X: [N, D]\nG: [N, D]\ng: [D]\nc: [D]\nxc = X - mean(X, axis=1, keepdims=True)\n"
         "r = 1 / sqrt(mean(xc ** 2, axis=1, keepdims=True) + 1e-5)\nxhat = xc * r\n"
         "L = sum(G * (xhat * g + c))",
-        "r 𝟙ᵀ ⊙ (D G ⊙ g − xhat ⊙ sum(G ⊙ g ⊙ xhat, axis=1, keepdims=True) − "
-        "sum(G ⊙ g, axis=1, keepdims=True) 𝟙ᵀ) / D"),
+        "r 𝟙ᵀ ⊙ (G ⊙ g − xhat ⊙ sum(G ⊙ g ⊙ xhat, axis=1, keepdims=True) / D − "
+        "(sum(G ⊙ g, axis=1, keepdims=True) / D) 𝟙ᵀ)"),
 }
 
 
@@ -216,3 +217,23 @@ def test_a_sum_of_a_centred_array_is_zero_only_along_its_axis() -> None:
     assert zero.startswith("∂L/∂w = 0")
     other = derive(column + "L = sum(sum(xc * c, axis=1) * sum(w, axis=1))", ["w"]).text()
     assert not other.startswith("∂L/∂w = 0")
+
+
+@pytest.mark.parametrize("source, wrt, want", [
+    ("X: [N, D]; W: [D, C]; a: []\npen = sum((a * W) ** 2)\nL = sum(X @ W) + pen", "a",
+     "2 a sum(W²)"),
+    ("x: []; a: [n]; f = sum((x * a) ** 2)", "x", "2 x sum(a²)"),
+    ("x: []; a: [n]; f = sum(a) * x ** 3", "x", "3 x² sum(a)"),
+    ("x: []; a: [n]; f = exp(x) * sum(x * a)", "x", None),
+])
+def test_a_name_is_never_used_to_divide_by_what_can_be_zero(source: str, wrt: str, want) -> None:
+    """f = x² sum(a²) does not make ∂f/∂x = 2 f / x: that is undefined at x = 0, where the
+    gradient is 0. Names stand for arrays only where solving for them divides by a reciprocal."""
+    text = derive(source, [wrt]).text().splitlines()[0]
+    if want is not None:
+        assert text.split(" = ", 1)[1].rsplit("   ", 1)[0] == want
+    program = parse(source)
+    arrays = random_inputs(program, dict.fromkeys(program.dims, 3), np.random.default_rng(0))
+    arrays[wrt] = np.float64(0.0)
+    _, grads = lambdify(source, [wrt]).value_and_grad(**arrays)
+    assert np.isfinite(grads[wrt])

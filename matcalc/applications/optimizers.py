@@ -87,11 +87,15 @@ def new_optimizer(kind: str, lr: float, weight_decay: float | None = None,
 # Damped Newton: second-order steps with the generated Hessian, or its products with vectors
 
 FORMED_HESSIAN = 2000
-"""One parameter of at most this many entries has its Hessian formed and solved; larger ones,
-or several parameters together, are solved by conjugate gradients on Hessian-vector products."""
+"""One vector parameter of at most this many entries has its Hessian formed and solved; larger
+ones, matrices (whose ∂²f/∂vec(W)² has Kronecker factors the size of the data) and several
+parameters together are solved by conjugate gradients on Hessian-vector products."""
 ARMIJO = 1e-4
 """The fraction of the predicted decrease a step must achieve (Armijo's condition)."""
 HALVINGS = 40
+ROUNDING = 1e-13
+"""A predicted decrease below this fraction of the loss is lost in its rounding: there the full
+Newton step is taken if it makes the gradient smaller, and none otherwise."""
 
 
 @dataclass
@@ -105,26 +109,34 @@ class SecondOrder:
     hvp: Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
 
-def newton_step(params: dict[str, np.ndarray], f: SecondOrder) -> tuple[float, float]:
+def newton_step(params: dict[str, np.ndarray], f: SecondOrder) -> tuple[float, float, bool]:
     """One damped Newton step, in place: Δ solving H Δ = ∇f, then θ ← θ − 2⁻ᵏ Δ for the first
     k whose step decreases f by at least ARMIJO of what the model predicts. Returns the loss
-    and the gradient norm before the step."""
+    and the gradient norm before the step, and whether a step was taken."""
     loss, grads = f.loss_and_grad(params)
     norm = float(np.sqrt(sum(np.sum(g * g) for g in grads.values())))
     if norm == 0.0:
-        return loss, norm
+        return loss, norm, False
     direction = newton_direction(params, grads, f)
     slope = float(sum(np.sum(grads[n] * direction[n]) for n in grads))
     if not slope > 0:                       # not a descent direction: the gradient is one
         direction, slope = grads, norm * norm
+    if slope <= ROUNDING * max(1.0, abs(loss)):  # the loss cannot see the step: the gradient can
+        trial = {**params, **{n: params[n] - direction[n] for n in direction}}
+        _, after = f.loss_and_grad(trial)
+        smaller = np.sqrt(sum(np.sum(g * g) for g in after.values())) < norm
+        if smaller:
+            params.update({n: trial[n] for n in direction})
+        return loss, norm, bool(smaller)
     t = 1.0
     for _ in range(HALVINGS):
         trial = {**params, **{n: params[n] - t * direction[n] for n in direction}}
-        if f.loss(trial) <= loss - ARMIJO * t * slope:
+        value = f.loss(trial)
+        if value < loss and value <= loss - ARMIJO * t * slope:   # at the optimum: no step
             params.update({n: trial[n] for n in direction})
-            break
+            return loss, norm, True
         t /= 2
-    return loss, norm
+    return loss, norm, False
 
 
 def newton_direction(params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray],
@@ -133,7 +145,7 @@ def newton_direction(params: Mapping[str, np.ndarray], grads: Mapping[str, np.nd
     matcalc forms it), damped until positive definite; else by conjugate gradients."""
     if len(grads) == 1 and f.hessian is not None:
         ((name, g),) = grads.items()
-        if g.size <= FORMED_HESSIAN:
+        if g.size <= FORMED_HESSIAN and np.ndim(g) <= 1:
             h = np.asarray(f.hessian(params)[name], dtype=float).reshape(g.size, g.size)
             step = damped_solve(h, np.ravel(g, order="F"))
             return {name: step.reshape(np.shape(g), order="F")}

@@ -435,7 +435,13 @@ class Model:
             hessian=None if hessian is None else lambda p: hessian(**data, **p),
             hvp=lambda p, v: module.hvp(**data, **p, v=next(iter(v.values())) if len(v) == 1
                                         else v))
-        loss, self.gradient_norm = newton_step(self.params, f)
+        loss, self.gradient_norm, stepped = newton_step(self.params, f)
+        if not stepped and self.gradient_norm > STALLED * max(1.0, abs(loss)):
+            raise MatcalcError(
+                f"Newton's method made no progress (gradient norm {self.gradient_norm:.3g}): "
+                "no step along H⁻¹∇f lowers the loss, as for a loss whose Hessian is zero or "
+                "singular (hinge, absolute values)",
+                hint="Train it with --optimizer sgd, momentum or adam.")
         return float(loss)
 
     def accuracy(self, xs: np.ndarray, ys: np.ndarray) -> float | None:
@@ -492,6 +498,9 @@ def train(source: str | Path | Program, wrt: Sequence[str] = (), data: str | Dat
     check_roles(program, wrt, x, y, given)
     dim = batch_dim(program, x, y)
     rows = shaped_split(program, split(data, seed), x, y)
+    full = optimizer == "newton"
+    if full:                              # every step sees all the training rows
+        batch = len(rows.x_train)
     sizes = bind_sizes(program, {x: rows.x_train, y: rows.y_train}, (dim, batch), hidden or {})
     largest = max(min(batch, len(rows.x_train)), len(rows.x_test))  # a batch, or the test rows
     check_memory(program, {**{d: n for d, (n, _) in sizes.items()}, dim: largest},
@@ -505,13 +514,11 @@ def train(source: str | Path | Program, wrt: Sequence[str] = (), data: str | Dat
                   logits_function(program, y, wrt, rows.y_train), params,
                   {k: np.asarray(v, dtype=float) for k, v in given.items()}, x, y, updates,
                   data.scored)
-    full = optimizer == "newton"
     history = History(data.name, sizes, notes, len(rows.x_train), len(rows.x_test),
                       params=params, note=NEWTON_NOTE if full else data.note)
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by `record`
         for epoch in range(epochs + 1):
-            steps = batches(len(rows.x_train), len(rows.x_train) if full else batch, rng) \
-                if epoch else []
+            steps = batches(len(rows.x_train), batch, rng) if epoch else []
             losses = [model.step(rows.x_train[i], rows.y_train[i]) for i in steps]
             record(history, model, epoch, losses, (rows.x_test, rows.y_test), on_epoch)
         if full:
@@ -525,6 +532,9 @@ DIVERGENCE = 1e6
 """A test loss this many times its starting value (or 1) means the training diverged."""
 
 
+STALLED = 1e-6
+"""A Newton step that cannot lower the loss while the gradient is larger than this (relative to
+the loss) means the method is stuck, not converged."""
 NEWTON_NOTE = ("Newton: each epoch is one damped Newton step on all training rows (the "
                "formed Hessian, or conjugate gradients on Hessian-vector products), its length "
                "found by backtracking from the full step; --lr and --batch are not used")
@@ -535,9 +545,9 @@ def generated(program: Program, wrt: Sequence[str], optimizer: str) -> ModuleTyp
     Hessian-vector products and (one parameter) the Hessian."""
     if optimizer != "newton":
         return lambdify(program, wrt)
+    formed = len(wrt) == 1 and program.lookup(wrt[0]).rank <= 1
     try:
-        return lambdify(program, wrt, emit=("grad", "hvp", *(("hessian",) if len(wrt) == 1
-                                                              else ())))
+        return lambdify(program, wrt, emit=("grad", "hvp", *(("hessian",) if formed else ())))
     except MatcalcError:             # a Hessian too long to form: its products will do
         return lambdify(program, wrt, emit=("grad", "hvp"))
 

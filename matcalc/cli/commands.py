@@ -13,7 +13,14 @@ from matcalc.cli.init import init
 from matcalc.cli.train import train
 from matcalc.cli.verify import verify_command
 from matcalc.errors import MatcalcError
-from matcalc.forms.derivation import LAYOUTS, Derivation, derive, hessian, jacobian
+from matcalc.forms.derivation import (
+    LAYOUTS,
+    Derivation,
+    derive,
+    differentials,
+    hessian,
+    jacobian,
+)
 from matcalc.language.lowering import parse
 from matcalc.language.source import read_source
 
@@ -47,10 +54,13 @@ def derive_command(source: str, wrt: tuple[str, ...], declarations: tuple[str, .
     program = parse(read_source(source), declarations)
     one_entry = all(d == 1 for d in program.function.shape)     # scalars, 1×1 matrices
     if not one_entry or layout == "numerator":
-        if steps or differential:
-            raise MatcalcError(f"--{'steps' if steps else 'differential'} shows the derivation "
-                               "of gradients of scalar functions; leave it out for a Jacobian")
+        if steps:
+            raise MatcalcError("--steps shows backpropagation for gradients of scalar "
+                               "functions; leave it out for a Jacobian (--differential shows "
+                               "forward mode for any function)")
         result = jacobian(program, wrt, layout=layout or "numerator")
+        if differential:
+            result.differentials, result.stepwise = differentials(program, wrt), True
     else:
         result = derive(program, wrt, steps=steps, differential=differential)
     show(result, fmt)

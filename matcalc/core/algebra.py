@@ -52,6 +52,9 @@ built: the algebra is for what a person reads."""
 MAX_EXPRESSIONS = 60
 """Past this many elementwise expressions in one derivative (a chain of thousands of
 statements) the rest are left as built, so that long programs stay fast."""
+MAX_SYMBOLS = 16
+"""Expressions in more arrays than this are not factored (SymPy's multivariate factoring
+slows sharply with the number of variables), only expanded."""
 MAX_TERMS = 16
 """A sum's argument is expanded into at most this many terms (else taken as one term)."""
 MAX_SOLVED = 3
@@ -84,18 +87,32 @@ def simplified(roots: Sequence[Node], names: Mapping[Node, Node] = {}) -> dict[N
 
 
 def multiples(named: Iterable[Node]) -> list[tuple[Node, Node]]:
-    """``(a, m)`` for each name ``m`` defined as ``a`` times other factors (``xhat = xc / s``)
-    or as its reciprocal (``r = 1 / s``): ``a`` may be written by ``m``."""
+    """``(a, m)`` for each name ``m`` defined as ``a`` divided by other factors (``xhat = xc /
+    s``) or as its reciprocal (``r = 1 / s``): ``a`` may be written by ``m`` (``xc = xhat ⊙ s``,
+    ``s = 1 / r``). Only divisions: ``m = a ⊙ x²`` would give ``a = m / x²``, undefined where
+    x = 0 although a is not."""
     found = []
     for m in named:
         definition = m.args[0]
         if definition.op == "mul":
             found += [(a, m) for a in definition.args if a.op not in ALGEBRAIC
-                      and a.shape == definition.shape and definition.args.count(a) == 1]
+                      and a.shape == definition.shape and definition.args.count(a) == 1
+                      and all(divides(b) for b in definition.args if b is not a)]
         elif definition.op == "pow" and definition.args[0].op not in ALGEBRAIC and const_value(
                 definition.args[1]) == -1:
             found.append((definition.args[0], m))
     return found
+
+
+def divides(factor: Node) -> bool:
+    """Whether multiplying by ``factor`` divides by something (r⁻¹, r⁻²) or by a nonzero
+    number: solving for the other factors then multiplies, never divides by zero."""
+    factor = definition_of(factor)
+    value = const_value(factor)
+    if value is not None:
+        return value != 0
+    exponent = const_value(factor.args[1]) if factor.op == "pow" else None
+    return exponent is not None and exponent.is_negative
 
 
 def shortest(node: Node, memo: dict[Node, Node], names: Mapping[Node, Node],
@@ -146,7 +163,10 @@ class Algebra:
         if any(p.is_Pow and p.exp.is_Number and abs(p.exp) > MAX_POWER
                for p in sympy.preorder_traversal(expr)):
             return None                        # x³⁰⁰⁰: factoring it is no help, and slow
-        forms = [expr, sympy.cancel(expr), sympy.factor(expr), sympy.expand(expr)]
+        if len(expr.free_symbols) > MAX_SYMBOLS:       # factoring in 50 variables is slow
+            forms = [expr, sympy.expand(expr)]
+        else:
+            forms = [expr, sympy.cancel(expr), sympy.factor_terms(expr), sympy.expand(expr)]
         best = min(forms, key=self.cost)
         return best if written_with(best, set(self.nodes)) else None
 
@@ -198,6 +218,8 @@ class Algebra:
         """sum(Σ cᵢ ⊙ tᵢ, axis) = Σ cᵢ ⊙ sum(tᵢ, axis), each cᵢ constant along the axis."""
         x = total.args[0]
         inner = self.to_sympy(x)
+        if not written_with(inner, set(self.nodes)):     # SymPy made |x| of √(x²): as it is
+            return self.symbol(total)
         terms = sympy.Add.make_args(sympy.expand(inner))
         if len(terms) > MAX_TERMS:
             terms = sympy.Add.make_args(inner)

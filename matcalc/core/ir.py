@@ -70,7 +70,7 @@ class Node:
     """An interned IR node. ``args`` are nodes, ``attrs`` its parameters: a frozen record of
     the fields its operation names (``sum``'s ``attrs.axis``, ``attrs.keepdims``)."""
 
-    __slots__ = ("op", "args", "attrs", "shape", "serial", "__weakref__")
+    __slots__ = ("op", "args", "attrs", "shape", "serial", "transposed", "__weakref__")
 
     op: str
     args: tuple[Node, ...]
@@ -87,6 +87,9 @@ class Node:
         self.op, self.args, self.shape = op, args, shape
         self.attrs = OPERATIONS[op].record._make(attrs)
         self.serial = next(_COUNTER)
+        self.transposed: Node | None = None
+        """Its transpose once asked for (``simplify.transpose``): kept on the node, so that
+        both are freed together when nothing else holds them."""
         _INTERN[key] = self
         return self
 

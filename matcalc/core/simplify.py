@@ -15,7 +15,6 @@ The user's own program is not rewritten: named intermediates are kept as written
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 
 import sympy
@@ -383,15 +382,12 @@ def matrix_power_parts(x: Node) -> tuple[Node, int, bool]:
     return inner, 1, flipped
 
 
-_TRANSPOSED: weakref.WeakKeyDictionary[Node, Node] = weakref.WeakKeyDictionary()
-
-
 def transpose(x: Node) -> Node:
     """``xᵀ``, pushed through sums, products and matrix products to the leaves (each shared
     part transposed once)."""
-    found = _TRANSPOSED.get(x)
+    found = x.transposed
     if found is None:
-        found = _TRANSPOSED[x] = transposed(x)
+        found = x.transposed = transposed(x)
     return found
 
 

@@ -22,7 +22,7 @@ import functools
 import keyword
 import string
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import sympy
@@ -223,8 +223,10 @@ NUMPY_HELPERS = {
     """Each row's entry at its label."""
     return {xp}.take_along_axis(x, {xp}.asarray(labels)[..., None], axis=-1)[..., 0]''',
     "_check_onehot": '''def {_check_onehot}(name, y):
-    """Raise ValueError unless each row of y is one 1 among 0s, as declared."""
-    if not (((y == 0) | (y == 1)).all() and (y.sum(axis=-1) == 1).all()):
+    """Raise ValueError unless each row of y is one 1 among 0s, as declared: rows summing to 1
+    with one nonzero entry each (two passes over y)."""
+    rows = y.size // max(y.shape[-1], 1)
+    if {xp}.count_nonzero(y) != rows or not (y.sum(axis=-1) == 1).all():
         raise ValueError(f"{{name}}: declared onehot, but a row is not one 1 among 0s")''',
     "_check_probabilities": '''def {_check_probabilities}(name, y):
     """Raise ValueError unless each row of y is a probability vector, as declared."""
@@ -277,7 +279,8 @@ TORCH_HELPERS = {
     "_check_onehot": '''def {_check_onehot}(name, y):
     """Raise ValueError unless each row of y is one 1 among 0s, as declared."""''' + TORCH_CHECKED
     + '''
-    if not (((y == 0) | (y == 1)).all() and (y.sum(dim=-1) == 1).all()):
+    rows = y.numel() // max(y.shape[-1], 1)
+    if int({xp}.count_nonzero(y)) != rows or not (y.sum(dim=-1) == 1).all():
         raise ValueError(f"{{name}}: declared onehot, but a row is not one 1 among 0s")''',
     "_check_probabilities": '''def {_check_probabilities}(name, y):
     """Raise ValueError unless each row of y is a probability vector, as declared."""'''
@@ -345,11 +348,14 @@ TORCH_HELPERS = {
 JAX_CHECKED = """
     from jax.core import Tracer
     if isinstance(y, Tracer):        # under jit, grad or vmap its values are not known
-        return"""
+        return
+    import numpy
+    y = numpy.asarray(y)             # checked by NumPy: jax.numpy would trace it under jit"""
 
 JAX_HELPERS = {
     **NUMPY_HELPERS,
     **{name: NUMPY_HELPERS[name].replace('"""\n', '"""' + JAX_CHECKED + "\n", 1)
+       .replace("{xp}.", "numpy.")
        for name in ("_check_onehot", "_check_probabilities", "_check_labels",
                     "_check_symmetric")},
     "_logsumexp": """def {_logsumexp}(x, axis=None, keepdims=False):
@@ -633,11 +639,13 @@ MAX_DEPTH = 30
 
 
 
-def lower(node: Node, memo: dict[Node, Node], dialect: Dialect = NUMPY) -> Node:
+def lower(node: Node, memo: dict[Node, Node], dialect: Dialect = NUMPY,
+          swapped: Mapping[Node, Node] = {}) -> Node:
     """Composites as the primitives they are made of, so that work is shared: gelu(x) is
     x Φ(x), whose Φ(x) the backward pass reuses; silu(x) is x σ(x); unless the dialect has a
     fused kernel for one (torch's gelu). A product around an outer product is the outer product
-    of two vectors, M (a bᵀ) N = (M a)(Nᵀ b)ᵀ: O(n²), not O(n³)."""
+    of two vectors, M (a bᵀ) N = (M a)(Nᵀ b)ᵀ: O(n²), not O(n³). A node ``swapped`` maps is
+    replaced (by the transpose of one computed anyway, :func:`shared_transposes`)."""
     found = memo.get(node)
     if found is not None:
         return found
@@ -652,6 +660,7 @@ def lower(node: Node, memo: dict[Node, Node], dialect: Dialect = NUMPY) -> Node:
             result = child
         else:
             result = make(child.op, args, child.attrs)
+        result = swapped.get(result, result)
         if dialect is NUMPY and (gram := weighted_gram(result)):
             result = gram
         elif result.op == "matmul":
@@ -660,6 +669,36 @@ def lower(node: Node, memo: dict[Node, Node], dialect: Dialect = NUMPY) -> Node:
                 "outer", tuple(by_solving(v) if v.op == "matmul" else v for v in vectors))
         memo[child] = result
     return memo[node]
+
+
+SHARING_ROUNDS = 3
+"""Passes of :func:`shared_transposes` (a shared product can make its sum shared next)."""
+
+
+def shared_transposes(nodes: Sequence[Node], computed: Collection[Node]) -> dict[Node, Node]:
+    """Each matrix among ``nodes`` whose transpose is one of them too (the simplifier writes
+    (X V + 𝟙 bᵀ)ᵀ as Vᵀ Xᵀ + b 𝟙ᵀ, a second product) as the transpose of that one, so that it
+    is computed once: the younger of the two becomes the transpose of the older."""
+    present = {elementwise_key(n): n for n in nodes if n.rank == 2}
+    swap = {}
+    for n in nodes:
+        if n.rank == 2 and n.op in ("add", "mul", "matmul") and n not in computed:
+            flipped = transpose(n)
+            t = present.get(elementwise_key(flipped))
+            if t is not None and t is not n and t.shape == flipped.shape and (
+                    t.serial < n.serial) and t not in swap:
+                swap[n] = make("transpose", (t,))
+    return swap
+
+
+def elementwise_key(n: Node) -> Hashable:
+    """``n`` up to the order of a sum's or product's terms and rows written as vectors (a row
+    ``v[None, :]`` and ``v`` broadcast alike in a matrix)."""
+    if n.op not in ("add", "mul") or n.rank != 2:
+        return n
+    parts = [a.args[0] if a.op == "expand" and a.attrs.axis == 0 and a.args[0].rank == 1
+             else a for a in n.args]
+    return n.op, frozenset(Counter(map(elementwise_key, parts)).items())
 
 
 def weighted_gram(node: Node) -> Node | None:
@@ -773,6 +812,7 @@ class Emitter:
         self.resolving: set[sympy.Expr] = set()
         """Sizes being read off products, to refuse a circle (h·k alone gives neither)."""
         self.memo: dict[Node, Node] = {}
+        self.swapped: dict[Node, Node] = {}
         self.dims: dict[sympy.Expr, str] = {}
         self.returned: set[Node] = set()
         self.order = Printer(TEXT)
@@ -797,8 +837,16 @@ class Emitter:
     def count(self, roots: Sequence[Node]) -> None:
         """How often each value is used under ``roots`` (what ``emit`` computes and what later
         calls will): a value used twice gets a name."""
-        everything = postorder([lower(r, self.memo, self.dialect) for r in roots],
+        everything = postorder([lower(r, self.memo, self.dialect, self.swapped) for r in roots],
                                stop=self.names.__contains__)
+        for _ in range(SHARING_ROUNDS):  # lowered again, the transposes shared
+            swap = shared_transposes(everything, self.names)
+            if not swap:
+                break
+            self.swapped.update(swap)
+            self.memo.clear()
+            everything = postorder([lower(r, self.memo, self.dialect, self.swapped)
+                                    for r in roots], stop=self.names.__contains__)
         self.present = set(everything)
         self.uses = Counter(arg for node in everything for arg in node.args)
         for node in reversed(everything):       # X.T used twice computes X twice: count it so
@@ -814,10 +862,11 @@ class Emitter:
         expressions (a later call computes them) gets a name, so that they can reuse it;
         ``counted`` means ``count`` has already seen them.
         """
-        outputs = [(name, lower(node, self.memo, self.dialect)) for name, node in outputs]
-        roots = [node for _, node in outputs]
         if not counted:
-            self.count([*roots, *later])
+            self.count([*(node for _, node in outputs), *later])
+        outputs = [(name, lower(node, self.memo, self.dialect, self.swapped))
+                   for name, node in outputs]
+        roots = [node for _, node in outputs]
         order = postorder(roots, stop=self.names.__contains__)
         named = self.named
         depth: dict[Node, int] = {}
@@ -1245,6 +1294,8 @@ class Emitter:
         if b.op == "diag" and b.args[0].rank == 1 and a.rank == 2:   # A diag(c) scales columns
             m, c = self.arg(a, MUL), self.arg(b.args[0], UNARY)
             return Code(f"{m.text} * {c.text}", MUL, FLOAT, m.reads | c.reads)
+        if self.dialect is JAX and a.op == "transpose" and a.rank == 2 and b.rank == 1:
+            a, b = b, a.args[0]          # Aᵀ u as u A: XLA would copy the transpose first
         left, right = self.arg(a, MUL), self.arg(b, UNARY)
         return Code(f"{left.text} @ {right.text}", MUL, FLOAT, left.reads | right.reads)
 

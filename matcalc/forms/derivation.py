@@ -315,7 +315,8 @@ def differentials(program: Program, wrt: Sequence[str]) -> list[tuple[str, Node,
         leaves = {a: var(a.attrs.name, a.shape) for a in inputs}
         d = {leaf: var(f"d{a.attrs.name}", a.shape) for a, leaf in leaves.items()}
         expr = directional(with_leaves(definition, leaves), d)
-        found.append((name, node, written_out(program, [expr], list(leaves.values()))[expr]))
+        free = [*leaves.values(), node]            # its own name does not write its own d
+        found.append((name, node, written_out(program, [expr], free)[expr]))
     return found
 
 

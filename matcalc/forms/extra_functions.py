@@ -92,16 +92,17 @@ def hvp_function(program: Program, wrt: list[str], fresh, layout: str | None) ->
                   for name in wrt]
     products = hessian_vector_products(program, wrt, directions)
     if len(wrt) == 1:
-        doc = (f"H {v} for the Hessian H of f in {wrt[0]}, {v} shaped like {wrt[0]}; H is never "
-               "formed.")
-        bindings = [(directions[0].attrs.name, v, wrt[0])]
+        doc = (f"H {v} for the Hessian H of f in {wrt[0]}, {v} shaped like {wrt[0]} (or a "
+               f"dictionary {{'{wrt[0]}': {v}}}); H is never formed.")
+        bindings = [(directions[0].attrs.name,
+                     f'{v}["{wrt[0]}"] if isinstance({v}, dict) else {v}', wrt[0])]
     else:
         doc = (f"H {v} for the Hessian H of f in {', '.join(wrt)} together, {v} a dictionary of "
                "directions by name (each shaped like its variable); H is never formed.")
         bindings = [(d.attrs.name, f'{v}["{name}"]', name)
                     for d, name in zip(directions, wrt, strict=True)]
     return Extra("hvp", doc, [v], directions, bindings, list(zip(wrt, products, strict=True)),
-                 keyed=(v, True) if len(wrt) > 1 else None)
+                 keyed=(v, True))
 
 
 def jvp_function(program: Program, wrt: list[str], fresh, layout: str | None) -> Extra:

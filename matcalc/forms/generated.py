@@ -244,12 +244,12 @@ def size_literal(d) -> str:
 
 
 def checker(names: Names, block: Block, labels: Sequence[str]) -> str:
-    """The shape checker (for NumPy also the dtype checker), its names allocated."""
+    """The shape checker (for NumPy and JAX also the dtype checker), its names allocated."""
     values = {"check": names.alias("_check_shapes"), "shapes": names.alias("SHAPES"),
               "names": names.alias("_NAMES"), "ranks": names.alias("_RANKS"),
               "fixed": names.alias("_FIXED"), "what": "", "kinds_line": "", "kinds_test": "",
               "slow": "", "types": ""}
-    if block.dialect is NUMPY:
+    if block.dialect is not TORCH:
         kinds, flt = names.alias("_KINDS"), names.alias("_FLOAT")
         values |= {
             "what": " and floating-point dtypes\n    (integer dtypes for class labels)",
@@ -258,15 +258,16 @@ def checker(names: Names, block: Block, labels: Sequence[str]) -> str:
             "kinds_test": f" and kinds == {kinds}",
             "slow": (LABELS_CHECK if labels else KINDS_CHECK).format(
                 labels=repr(tuple(labels)), float=flt),
-            "types": TYPES_CHECK.format(xp=fill("{xp}", names, block)),
+            "types": TYPES_CHECK.format(xp=fill("{xp}", names, block))
+            if block.dialect is NUMPY else "",
         }
     return CHECK_SHAPES.format(**values)
 
 
 def tables(plan: Plan, names: Names, block: Block, params: Sequence[str]) -> str:
-    """The declared shapes, and for NumPy the dtype kind each argument must have."""
+    """The declared shapes, and for NumPy and JAX the dtype kind each argument must have."""
     text = shapes_table([plan.program.variables[p] for p in params], names)
-    if block.dialect is not NUMPY:
+    if block.dialect is TORCH:
         return text
     labels = labels_of(plan)
     kinds = ", ".join('"i"' if name in labels else '"f"' for name in params)
@@ -367,7 +368,12 @@ def extra_function(plan: Plan, names: Names, extra: Extra, dialect: Dialect
         ending = returned(targets[:len(value)], [(key, target) for (key, _), target in
                                                  zip(extra.outputs, results, strict=True)],
                           INDENT)
-    body = [*check_call(names, plan.params), *declaration_checks(plan, block),
+    floating = []
+    if dialect is TORCH:              # NumPy arrays and numbers as tensors, as the function takes
+        floating = call(fill("{_floating}", names, block),
+                        ["{" + ", ".join(f'"{p}": {p}' for p in plan.params) + "}",
+                         repr(tuple(labels_of(plan)))], INDENT, f"{tuple_text(plan.params)} = ")
+    body = [*floating, *check_call(names, plan.params), *declaration_checks(plan, block),
             *bound(extra, names, block),
             *block.lines(INDENT), *ending]
     return "\n".join(function(extra.name, [*plan.params, *extra.params], extra.doc, body)), block
@@ -387,10 +393,17 @@ def bound(extra: Extra, names: Names, block: Block) -> list[str]:
     if extra.keyed is not None:
         param, required = extra.keyed
         known = tuple(variable for _, _, variable in extra.bindings)
-        lines.append(f'{INDENT}{fill("{_check_keys}", names, block)}("{param}", {param}, '
-                     f'{known!r}, {required})')
+        check_keys = (f'{fill("{_check_keys}", names, block)}("{param}", {param}, {known!r}, '
+                      f'{required})')
+        single = len(known) == 1 and required      # one variable: an array or a dictionary
+        lines.append(f"{INDENT}if isinstance({param}, dict):\n{INDENT * 2}{check_keys}"
+                     if single else f"{INDENT}{check_keys}")
     for target, source, variable in extra.bindings:
         what = source.split(" if ")[0].replace('"', "'")
+        if block.dialect is TORCH:
+            torch = used_alias(names, block, "torch")
+            source = (f"{torch}.as_tensor({source}, dtype={variable}.dtype, "
+                      f"device={variable}.device)")
         lines += [f"{INDENT}{target} = {source}",
                   f'{INDENT}{check}("{what}", {target}, {variable}, "{variable}")']
     return lines
@@ -761,6 +774,8 @@ def generate(source: str | Program, wrt: Sequence[str], target: str = "numpy",
     if target not in TARGETS:
         raise MatcalcError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     unknown = [e for e in emit if e not in EMITS]
+    if not emit:
+        raise MatcalcError(f"--emit names nothing to generate; choose from {', '.join(EMITS)}")
     if unknown:
         raise MatcalcError(f"--emit {unknown[0]}: not something matcalc generates; choose from "
                            f"{', '.join(EMITS)}." + did_you_mean(unknown[0], EMITS))

@@ -3,6 +3,7 @@ of the notes a careful reader needs. :mod:`matcalc.forms.derivation` computes; t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,7 +76,7 @@ class Derivation(Result):
         signals = [(f"δ{s.label} = {self.partial(s.name)}", printer(s.expr), s.node.shape,
                     "back through " + ", ".join(users.get(s.name, ())))
                    for s in self.steps]
-        parts = ["Forward pass:", aligned(forward, indent="  ")]
+        parts = ["Forward pass:", aligned(forward, indent="  ")] if forward else []
         if self.differentials:
             rows_d = [(f"d{name}", printer(d), node.shape) for name, node, d in self.differentials]
             parts += ["Differentials (forward mode: each from those of what it reads; "
@@ -84,7 +85,9 @@ class Derivation(Result):
             parts += [f"Backward pass (error signals δ = ∂{self.f}/∂·, each shaped like what it "
                       "differentiates):", aligned(signals, indent="  ")]
         heading = "Gradients (each shaped like its variable):"
-        if self.differentials:
+        if self.differentials and self.program.function.shape:
+            heading = f"Derivatives, read off d{self.f}:"
+        elif self.differentials:
             heading = (f"Gradients, read off d{self.f} = Σₓ ⟨∂{self.f}/∂x, dx⟩ "
                        "(tr(Gᵀ dX) for a matrix X):")
         parts += [heading, aligned(rows, indent="  ")]
@@ -260,6 +263,14 @@ ASSUMPTIONS = {
 """What the derivative of each spectral function assumes."""
 
 
+def read_by_last(source: str, name: str) -> bool:
+    """Whether the program's last statement (its function) reads ``name``."""
+    code = "\n".join(line.split("#")[0] for line in source.splitlines())
+    lines = [s for s in re.split(r"[\n;]", code) if s.strip()]
+    last = lines[-1].split("=", 1)[-1] if lines else ""
+    return re.search(rf"\b{re.escape(name)}\b", last) is not None
+
+
 def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
     """What a careful reader should know about these results."""
     found: list[str] = [SYMMETRIC_NOTE.format(f=program.function_name, x=g.wrt)
@@ -281,6 +292,15 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
         found.append(STACKS_NOTE)
     if any(n.op == "gelu" for n in order) and any(g.kind == "grad" for g in gradients):
         found.append(GELU_NOTE)
+    bypassed = [name for name, node in program.intermediates.items()
+                if node not in depends and read_by_last(program.source, name)]
+    if bypassed and any(g.kind == "grad" for g in gradients):
+        names = ", ".join(f"`{name}`" for name in bypassed)
+        found.append(f"{names} {'is' if len(bypassed) == 1 else 'are'} written in "
+                     f"{program.function_name}'s definition but not computed through: matcalc "
+                     "recognised what the definition spells out (σ, softplus, softmax …) and "
+                     f"computes {program.function_name} in that stable form, so no error signal "
+                     "passes through " + ("it." if len(bypassed) == 1 else "them."))
     printer = Printer(TEXT)
     for node in (n for n in order if n.op == "softmax_cross_entropy"):
         z, y = (set(n for n in postorder([a]) if n.op == "var") for a in node.args)
