@@ -32,3 +32,9 @@ __all__ = [
     "lambdify",
     "parse",
 ]
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext matcalc``: the ``%%matcalc`` cell magic (:mod:`matcalc.cli.notebook`)."""
+    from matcalc.cli.notebook import register
+    register(ipython)

@@ -10,6 +10,7 @@ import click
 from matcalc.cli.codegen import check, codegen
 from matcalc.cli.common import declarations_option, reports_user_errors, wrt_option
 from matcalc.cli.init import init
+from matcalc.cli.serve import serve
 from matcalc.cli.train import train
 from matcalc.cli.verify import verify_command
 from matcalc.errors import MatcalcError
@@ -99,7 +100,7 @@ def show(result: Derivation, fmt: str) -> None:
         click.echo(f"note: {note}", err=True)
 
 
-for command in (codegen, check, init, train, verify_command):
+for command in (codegen, check, init, train, verify_command, serve):
     cli.add_command(command)
 
 

@@ -125,13 +125,13 @@ SPECTRAL_HELPERS = {
     return a + {xp}.log1p({xp}.exp(-2 * a)) - 0.6931471805599453''',
     "_commutation": '''def {_commutation}(rows, cols):
     """K with K @ vec(A) = vec(A.T) for a rows×cols matrix A (vec stacks columns)."""
-    k = {xp}.zeros((rows * cols, rows * cols), dtype=float)
+    k = {xp}.zeros((rows * cols, rows * cols), dtype={xp}.float64)
     i, j = {xp}.meshgrid({xp}.arange(rows), {xp}.arange(cols), indexing="ij")
     k[(j + cols * i).ravel(), (i + rows * j).ravel()] = 1
     return k''',
     "_diag_embedding": '''def {_diag_embedding}(n):
     """E with E @ v = vec(diag(v)) (vec stacks columns)."""
-    e = {xp}.zeros((n * n, n), dtype=float)
+    e = {xp}.zeros((n * n, n), dtype={xp}.float64)
     e[{xp}.arange(n) * (n + 1), {xp}.arange(n)] = 1
     return e''',
     "_check_like": '''def {_check_like}(what, array, variable, name):

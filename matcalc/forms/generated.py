@@ -50,7 +50,18 @@ WIDTH = 100
 INDENT = "    "
 SEED = "grad_output"
 
-CHECK_SHAPES = '''def {check}(**arrays):
+CHECK_ONCE = '''def {check}(**arrays):
+    """Check the arrays as {full} does, each signature of types, shapes and dtypes once."""
+    try:
+        signature = (tuple(arrays), *((type(a), a.shape, a.dtype) for a in arrays.values()))
+    except AttributeError:                       # a Python number: checked each time
+        signature = None
+    if signature is None or signature not in {valid}:
+        {full}(**arrays)
+        if signature is not None and len({valid}) < 64:
+            {valid}.add(signature)'''
+
+CHECK_SHAPES = '''def {full}(**arrays):
     """Raise ValueError unless the arrays have their declared shapes{what}."""
     shapes = [getattr(array, "shape", ()) for array in arrays.values()]{kinds_line}
     if list(map(len, shapes)) == {ranks}{kinds_test}:
@@ -245,7 +256,8 @@ def size_literal(d) -> str:
 
 def checker(names: Names, block: Block, labels: Sequence[str]) -> str:
     """The shape checker (for NumPy and JAX also the dtype checker), its names allocated."""
-    values = {"check": names.alias("_check_shapes"), "shapes": names.alias("SHAPES"),
+    values = {"check": names.alias("_check_shapes"), "full": names.alias("_check_in_full"),
+              "valid": names.alias("_CHECKED"), "shapes": names.alias("SHAPES"),
               "names": names.alias("_NAMES"), "ranks": names.alias("_RANKS"),
               "fixed": names.alias("_FIXED"), "what": "", "kinds_line": "", "kinds_test": "",
               "slow": "", "types": ""}
@@ -261,7 +273,8 @@ def checker(names: Names, block: Block, labels: Sequence[str]) -> str:
             "types": TYPES_CHECK.format(xp=fill("{xp}", names, block))
             if block.dialect is NUMPY else "",
         }
-    return CHECK_SHAPES.format(**values)
+    return (CHECK_ONCE.format(**values) + "\n\n\n" + CHECK_SHAPES.format(**values)
+            + f"\n\n\n{values['valid']} = set()")
 
 
 def tables(plan: Plan, names: Names, block: Block, params: Sequence[str]) -> str:

@@ -3,6 +3,7 @@ of the notes a careful reader needs. :mod:`matcalc.forms.derivation` computes; t
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -116,7 +117,20 @@ class Derivation(Result):
         return " \\\\\n".join(lines)
 
     def _repr_latex_(self) -> str:
-        return "$$\\begin{aligned}" + self.latex().replace(" = ", " &= ", 1) + "\\end{aligned}$$"
+        lines = [line.replace(" = ", " &= ", 1) for line in self.latex().split(" \\\\\n")]
+        return "$$\\begin{aligned}" + " \\\\\n".join(lines) + "\\end{aligned}$$"
+
+    def _repr_markdown_(self) -> str:
+        """Each equation as display math, then the notes (Jupyter renders the LaTeX)."""
+        equations = [f"$${line}$$" for line in self.latex().split(" \\\\\n")]
+        return "\n\n".join([*equations, *(f"*note:* {html.escape(n)}" for n in self.notes)])
+
+    def _repr_html_(self) -> str:
+        """The equations as MathML (``latex2mathml``, the ``web`` extra), which browsers render
+        natively, with the text form and the notes; the text form alone without it."""
+        shown = "".join(mathml(self.latex()))
+        text = f"<pre>{html.escape(self.text())}</pre>"
+        return f"<div class='matcalc'>{shown}{text}</div>"
 
     def numpy(self) -> str:
         """Python statements assigning ``grad_<NAME>``; shared work computed once."""
@@ -148,6 +162,16 @@ class Derivation(Result):
 
 
 ALIGNED = 100
+
+
+def mathml(latex: str) -> list[str]:
+    """Each line of matcalc's LaTeX as display MathML (``latex2mathml``), or [] without it."""
+    try:
+        from latex2mathml.converter import convert
+    except ImportError:
+        return []
+    return [convert(line.strip()).replace('display="inline"', 'display="block"')
+            for line in latex.split("\\\\\n") if line.strip()]
 
 
 def aligned(rows: Sequence[tuple], indent: str = "") -> str:
