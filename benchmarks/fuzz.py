@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from matcalc.cli.common import Progress
 from matcalc.proofs import fuzz
 
 
@@ -66,13 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         print(fuzz.replay_index(args.index, settings, args.path))
         return 0
 
+    bar = Progress("fuzzing")
+
     def progress(done: int) -> None:
-        if done % 100 == 0 or done == args.n:
-            print(f"\r{done}/{args.n}", end="", file=sys.stderr, flush=True)
+        bar.update(done, args.n)
 
     report = fuzz.fuzz(args.n, settings, args.workers, args.memory, args.per_signature,
                        progress)
-    print(file=sys.stderr)
+    bar.close()
     print(report.text(args.show))
     return 0
 

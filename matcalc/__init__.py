@@ -15,10 +15,32 @@ the public faces of the proofs used in test suites, :mod:`matcalc.training` and
 :mod:`matcalc.variance` those of the applications.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from matcalc.errors import MatcalcError
-from matcalc.forms.derivation import Derivation, Gradient, derive, hessian, jacobian
-from matcalc.forms.generated import generate, lambdify
-from matcalc.language.lowering import Program, parse
+
+if TYPE_CHECKING:
+    from matcalc.forms.derivation import Derivation, Gradient, derive, hessian, jacobian
+    from matcalc.forms.generated import generate, lambdify
+    from matcalc.language.lowering import Program, parse
+
+
+def __getattr__(name: str) -> Any:
+    """The API's names, imported on first use: SymPy, NumPy and the code generators load only
+    when something is derived, so that ``import matcalc`` stays quick."""
+    if name in ("Derivation", "Gradient", "derive", "hessian", "jacobian"):
+        from matcalc.forms import derivation as module
+    elif name in ("generate", "lambdify"):
+        from matcalc.forms import generated as module
+    elif name in ("Program", "parse"):
+        from matcalc.language import lowering as module
+    else:
+        raise AttributeError(f"module 'matcalc' has no attribute {name!r}")
+    value = globals()[name] = getattr(module, name)
+    return value
+
 
 __all__ = [
     "Derivation",

@@ -134,3 +134,23 @@ def test_unknown_name_lists_a_few_known_names() -> None:
     assert result.exit_code == 2
     assert "Did you mean `x`? Known names: x, h1, h2," in result.output
     assert "…, h499 (500 names)." in result.output and "h300" not in result.output
+
+
+def test_progress_is_a_bar_on_a_terminal_and_nothing_otherwise() -> None:
+    import io
+
+    from matcalc.cli.common import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    shown = Terminal()
+    bar = Progress("epoch 1", shown)
+    bar.update(3, 10, "loss 0.5")
+    assert shown.getvalue() == "\repoch 1 [#######·················] 3/10  loss 0.5"
+    bar.close()
+    assert shown.getvalue().endswith("\r")
+    quiet = io.StringIO()
+    Progress("epoch 1", quiet).update(3, 10)
+    assert quiet.getvalue() == ""

@@ -481,10 +481,12 @@ def train(source: str | Path | Program, wrt: Sequence[str] = (), data: str | Dat
           hidden: Mapping[str, int] | None = None, constants: Mapping[str, float] | None = None,
           declarations: Sequence[str] = (), optimizer: str = "sgd",
           weight_decay: float | None = None,
-          on_epoch: Callable[[History], None] | None = None) -> History:
+          on_epoch: Callable[[History], None] | None = None,
+          on_batch: Callable[[int, int, int, float], None] | None = None) -> History:
     """Train ``wrt`` (every declared variable that is not data, when empty) with minibatches
-    of ``data`` and ``optimizer`` (sgd, momentum, adam); ``on_epoch`` sees the history
-    after each epoch (epoch 0 is before training). ``source`` is program text, a ``.mc`` path
+    of ``data`` and ``optimizer`` (sgd, momentum, adam, newton); ``on_epoch`` sees the history
+    after each epoch (epoch 0 is before training), ``on_batch`` each step (epoch, steps done,
+    steps in the epoch, loss). ``source`` is program text, a ``.mc`` path
     or a Program."""
     start = time.perf_counter()
     program = source if isinstance(source, Program) else parse(read_source(str(source)),
@@ -519,7 +521,11 @@ def train(source: str | Path | Program, wrt: Sequence[str] = (), data: str | Dat
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by `record`
         for epoch in range(epochs + 1):
             steps = batches(len(rows.x_train), batch, rng) if epoch else []
-            losses = [model.step(rows.x_train[i], rows.y_train[i]) for i in steps]
+            losses = []
+            for i in steps:
+                losses.append(model.step(rows.x_train[i], rows.y_train[i]))
+                if on_batch is not None:
+                    on_batch(epoch, len(losses), len(steps), losses[-1])
             record(history, model, epoch, losses, (rows.x_test, rows.y_test), on_epoch)
         if full:
             _, grads = model.module.value_and_grad(**model.arrays(rows.x_train, rows.y_train))

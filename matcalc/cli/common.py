@@ -137,3 +137,36 @@ def pairs(flag: str, items: Iterable[str], convert: Callable[[str], Any],
         except ValueError:
             raise MatcalcError(f"{flag} expects {form}, got `{item}` ({what})") from None
     return values
+
+
+# ----------------------------------------------------------------------------------------------
+# Progress
+
+
+class Progress:
+    """A one-line bar on stderr, redrawn in place while work goes on (``[#####·····] 4/9 loss
+    0.31``), and erased when it ends; nothing at all when stderr is not a terminal."""
+
+    WIDTH = 24
+
+    def __init__(self, label: str, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.label = label
+        self.shown = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.length = 0
+
+    def update(self, done: int, total: int, detail: str = "") -> None:
+        if not self.shown or total <= 0:
+            return
+        filled = round(self.WIDTH * done / total)
+        line = (f"{self.label} [{'#' * filled}{'·' * (self.WIDTH - filled)}] {done}/{total}"
+                f"{'  ' + detail if detail else ''}")
+        self.stream.write("\r" + line.ljust(self.length))
+        self.stream.flush()
+        self.length = len(line)
+
+    def close(self) -> None:
+        if self.shown and self.length:
+            self.stream.write("\r" + " " * self.length + "\r")
+            self.stream.flush()
+            self.length = 0

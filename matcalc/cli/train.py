@@ -9,6 +9,7 @@ from matcalc.applications.optimizers import OPTIMIZERS
 from matcalc.applications.variance import INITS
 from matcalc.cli.common import (
     PositiveNumber,
+    Progress,
     declarations_option,
     finite_number,
     pairs,
@@ -83,10 +84,24 @@ def train(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], data
             identifier(name, flag)
     if plot is not None:
         figures.plot_target(plot)   # a bad --plot fails before the training
-    history = training.train(
-        source, wrt, data, x=x, y=y, epochs=epochs, lr=lr, batch=batch, seed=seed, init=init,
-        hidden=sizes, constants=values, declarations=declarations, optimizer=optimizer,
-        weight_decay=weight_decay, on_epoch=show_epoch)
+    bar = Progress("training")
+
+    def show_batch(epoch: int, done: int, total: int, loss: float) -> None:
+        bar.label = f"epoch {epoch}"
+        bar.update(done, total, f"loss {loss:.4f}")
+
+    def show_row(history: training.History) -> None:
+        bar.close()
+        show_epoch(history)
+
+    try:
+        history = training.train(
+            source, wrt, data, x=x, y=y, epochs=epochs, lr=lr, batch=batch, seed=seed,
+            init=init, hidden=sizes, constants=values, declarations=declarations,
+            optimizer=optimizer, weight_decay=weight_decay, on_epoch=show_row,
+            on_batch=show_batch)
+    finally:
+        bar.close()
     click.echo(f"final: {history.summary()}")
     if plot is not None:
         training.plot_history(history, plot)

@@ -9,7 +9,12 @@ from collections.abc import Sequence
 
 import click
 
-from matcalc.cli.common import PositiveNumber, declarations_option, reports_user_errors
+from matcalc.cli.common import (
+    PositiveNumber,
+    Progress,
+    declarations_option,
+    reports_user_errors,
+)
 from matcalc.errors import MatcalcError
 from matcalc.language.sizes import check_memory
 from matcalc.language.source import read_source
@@ -90,8 +95,11 @@ def run_catalog(fmt: str, seed: int, timeout: float) -> list[Verdict]:
     """Verify every identity, one line each as it finishes (details under a failure)."""
     width = max(len(i.name) for i in CATALOG)
     started, verdicts = time.perf_counter(), []
-    for identity in CATALOG:
+    bar = Progress("verifying")
+    for done, identity in enumerate(CATALOG):
+        bar.update(done, len(CATALOG), identity.name)
         verdict = verify(identity.source, seed=seed, timeout=timeout)
+        bar.close()
         verdict.name = identity.name
         verdicts.append(verdict)
         if fmt == "text":
