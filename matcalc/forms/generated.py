@@ -514,6 +514,32 @@ def torch_plan(plan_: Plan) -> Plan:
     return dataclasses.replace(plan_, derivation=derivation, wrt=wrt)
 
 
+def two_passes(plan: Plan, names: Names, dialect: Dialect
+               ) -> tuple[Block, Block, Passes, str, dict[str, str]]:
+    """The value and every gradient emitted together, then split into the forward pass and the
+    backward pass (an autograd Function's, a custom VJP's): the block, the forward pass's block
+    (the same one, or its own for a constant value, shaped like the seed and computed alone),
+    the passes, the value's name and the gradients' names."""
+    grads = grad_names(plan, names)
+    block = Block(names.scope(), dialect)
+    value_var = value_name_in(plan, block.names)
+    emitter = new_emitter(plan, block)
+    emitter.emit([(value_var, plan.value)], backward_roots(plan))
+    emit_in_turn(emitter, plan.derivation.signals(), gradient_outputs(plan, grads),
+                 plan.derivation.f)
+    prune(block, [value_var, *grads.values()])
+    passes = Passes.split(block.statements, plan.seed, set(emitter.dims.values()),
+                          set(grads.values()))
+    if any(value_var in targets_of(s) for s in passes.forward):
+        return block, block, passes, value_var, grads
+    forward_block = Block(names.scope(), dialect)
+    new_emitter(plan, forward_block, seed=False).emit([(value_var, plan.value)])
+    prune(forward_block, [value_var])
+    prune(block, grads.values())
+    return block, forward_block, Passes(forward_block.statements, block.statements), value_var, \
+        grads
+
+
 def torch_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None = None
                  ) -> str:
     """A ``torch.autograd.Function`` with the derived backward pass and a function applying it.
@@ -526,26 +552,9 @@ def torch_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None
     """
     asked, plan = plan, torch_plan(plan)
     names = module_names(plan)
-    grads = grad_names(plan, names)
     params = plan.params
     ctx = names.fresh("ctx")
-    block = Block(names.scope(), TORCH)
-    value_var = value_name_in(plan, block.names)
-    emitter = new_emitter(plan, block)
-    emitter.emit([(value_var, plan.value)], backward_roots(plan))
-    emit_in_turn(emitter, plan.derivation.signals(), gradient_outputs(plan, grads),
-                 plan.derivation.f)
-    prune(block, [value_var, *grads.values()])
-    passes = Passes.split(block.statements, plan.seed, set(emitter.dims.values()),
-                          set(grads.values()))
-    forward_block = block
-    if not any(value_var in targets_of(s) for s in passes.forward):
-        # a constant value, shaped like the seed: computed alone; backward computes it all
-        forward_block = Block(names.scope(), TORCH)
-        new_emitter(plan, forward_block, seed=False).emit([(value_var, plan.value)])
-        prune(forward_block, [value_var])
-        prune(block, grads.values())
-        passes = Passes(forward_block.statements, block.statements)
+    block, forward_block, passes, value_var, grads = two_passes(plan, names, TORCH)
     kept = passes.kept(value_var)
     saved = [*params, *([value_var] if passes.reads(value_var) else []), *kept]
     release(passes.forward, [value_var, *kept])
@@ -638,25 +647,9 @@ def jax_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None =
     functions ``emit`` adds are plain ``jax.numpy`` code."""
     asked, plan = plan, torch_plan(plan)
     names = module_names(plan)
-    grads = grad_names(plan, names)
     params = plan.params
-    block = Block(names.scope(), JAX)
-    value_var = value_name_in(plan, block.names)
-    emitter = new_emitter(plan, block)
-    emitter.emit([(value_var, plan.value)], backward_roots(plan))
-    emit_in_turn(emitter, plan.derivation.signals(), gradient_outputs(plan, grads),
-                 plan.derivation.f)
-    prune(block, [value_var, *grads.values()])
-    passes = Passes.split(block.statements, plan.seed, set(emitter.dims.values()),
-                          set(grads.values()))
-    blocks = [block]
-    if not any(value_var in targets_of(s) for s in passes.forward):   # a constant value
-        forward_block = Block(names.scope(), JAX)
-        new_emitter(plan, forward_block, seed=False).emit([(value_var, plan.value)])
-        prune(forward_block, [value_var])
-        prune(block, grads.values())
-        passes, blocks = Passes(forward_block.statements, block.statements), [block,
-                                                                               forward_block]
+    block, forward_block, passes, value_var, grads = two_passes(plan, names, JAX)
+    blocks = [block] if forward_block is block else [block, forward_block]
     residuals = [*params, *([value_var] if passes.reads(value_var) else []),
                  *passes.kept(value_var)]
     check = checker(names, block, labels_of(plan))
