@@ -68,9 +68,16 @@ def check_simulation_size(options: dict[str, Any]) -> None:
 
 
 def _simulations(act: v.Activation, options: dict[str, Any]) -> list[v.Simulation]:
+    """A simulation per init; ``options["progress"]`` (if any) hears of each as it starts."""
     keys = ("layers", "width", "fan_in", "batch", "seed", "sigma")
     settings = {key: options[key] for key in keys}
-    return [v.simulate(act, init, **settings) for init in v.INITS]
+    progress = options.get("progress")
+    simulations = []
+    for done, init in enumerate(v.INITS):
+        if progress is not None:
+            progress(done, len(v.INITS), init)
+        simulations.append(v.simulate(act, init, **settings))
+    return simulations
 
 
 # ----------------------------------------------------------------------------------------------

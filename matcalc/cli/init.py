@@ -9,7 +9,13 @@ import click
 from matcalc.applications import figures
 from matcalc.applications import variance as v
 from matcalc.applications.variance_report import RENDERERS, build_report, check_simulation_size
-from matcalc.cli.common import PositiveNumber, finite_number, pairs, reports_user_errors
+from matcalc.cli.common import (
+    PositiveNumber,
+    Progress,
+    finite_number,
+    pairs,
+    reports_user_errors,
+)
 from matcalc.language.source import BOM
 
 # ----------------------------------------------------------------------------------------------
@@ -55,7 +61,12 @@ def init(activation: str, fmt: str, **options: Any) -> None:
     if options["plot"] is not None:
         figures.plot_target(options["plot"])
     params = pairs("--param", options["params"], finite_number)
-    report = build_report(activation.removeprefix(BOM), params, options)
+    bar = Progress("simulating")
+    options["progress"] = lambda done, total, init: bar.update(done, total, init)
+    try:
+        report = build_report(activation.removeprefix(BOM), params, options)
+    finally:
+        bar.close()
     click.echo(RENDERERS[fmt](report), nl=False)
     if options["plot"] is not None:
         click.echo(f"wrote {options['plot']}", err=True)
