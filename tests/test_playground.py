@@ -165,3 +165,38 @@ def test_the_tour_notebook_runs_and_its_magics_show_typeset_results() -> None:
     assert len(shown) >= 4
     assert all("<math" in r._repr_html_() or "<pre>" in r._repr_html_() for r in shown)
     assert shown[0]._repr_latex_().startswith("$$\\begin{aligned}\\delta_{1}")
+
+
+def test_a_newer_request_stops_a_slow_one_instead_of_waiting_behind_it() -> None:
+    """The page has moved on: the slow answer is dropped, and the new one comes at once."""
+    import time
+    slow = "x: [n]\nL = sum(" + " * ".join(f"sin(x + {k})" for k in range(300)) + ")"
+    worker = Worker(seconds=60)
+    try:
+        assert worker.ask({"view": "variables", "source": MLP})["ok"]   # started and warm
+        answers: list[dict] = []
+        thread = threading.Thread(target=lambda: answers.append(
+            worker.ask({"view": "hessian", "source": slow, "wrt": ["x"]})))
+        thread.start()
+        while not worker.busy:
+            time.sleep(0.01)
+        started = time.perf_counter()
+        fresh = worker.ask({"view": "variables", "source": MLP})
+        thread.join()
+        assert fresh["ok"] and time.perf_counter() - started < 20
+        assert answers[0].get("superseded")
+    finally:
+        worker.close()
+
+
+def test_the_api_refuses_what_is_not_a_list_of_names() -> None:
+    assert "must be a list" in answer({"view": "derivative", "source": MLP, "wrt": "W1"})["error"]
+    assert "must be a list" in answer({"view": "derivative", "source": MLP,
+                                       "wrt": {"W1": 1}})["error"]
+    twice = answer({"view": "derivative", "source": MLP, "wrt": ["W1", "W1"]})["text"]
+    assert twice.count("∂L/∂W1") == 1
+    hess = answer({"view": "hessian", "source": "x: [n]; v: [n]; v1: [n]\nsum(x * v * v1)",
+                   "wrt": ["x"]})
+    assert hess["ok"]
+    assert "one variable" in answer({"view": "hessian", "source": MLP,
+                                     "wrt": ["W1", "W2"]})["error"]

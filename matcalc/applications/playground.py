@@ -77,10 +77,13 @@ def program_of(request: dict[str, Any]):
 
 
 def wrt_of(request: dict[str, Any]) -> list[str]:
+    """The ticked variables: a list of names, each once."""
     wrt = request.get("wrt") or []
-    if not wrt or not all(isinstance(w, str) for w in wrt):
+    if not isinstance(wrt, list) or not all(isinstance(w, str) for w in wrt):
+        raise MatcalcError("`wrt` must be a list of variable names")
+    if not wrt:
         raise MatcalcError("tick at least one variable to differentiate with respect to")
-    return list(wrt)
+    return list(dict.fromkeys(wrt))
 
 
 def variables_view(request: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +97,11 @@ def derivation_view(steps: bool = False, differential: bool = False
         from matcalc.forms.derivation import derive, differentials, jacobian
         program, wrt = program_of(request), wrt_of(request)
         if program.function.shape and any(d != 1 for d in program.function.shape):
+            if steps:
+                raise MatcalcError("the steps show backpropagation for gradients of scalar "
+                                   "functions; this program's value is an array (see its "
+                                   "Jacobian on the Derivative tab, forward mode on "
+                                   "Differentials)")
             result = jacobian(program, wrt)
             if differential:
                 result.differentials, result.stepwise = differentials(program, wrt), True
@@ -107,8 +115,12 @@ def hessian_view(direction: bool) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def view(request: dict[str, Any]) -> dict[str, Any]:
         from matcalc.forms.derivation import hessian
         program, wrt = program_of(request), wrt_of(request)
-        names = {*program.variables, *program.intermediates}
-        v = next(n for n in ("v", "u", "direction", "v_1", "v_2") if n not in names)
+        if len(wrt) != 1:
+            raise MatcalcError(f"a Hessian is with respect to one variable; {', '.join(wrt)} "
+                               "are ticked (tick one)")
+        names = {*program.variables, *program.intermediates, *map(str, program.dims)}
+        v = next(f"v{k}" if k else "v" for k in range(len(names) + 1)
+                 if (f"v{k}" if k else "v") not in names)
         result = hessian(program, wrt[0], direction=v if direction else None)
         return {"text": result.text(), "math": mathml(result.latex())}
     return view
@@ -147,17 +159,29 @@ VIEW_ANSWERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 
 def serve_requests(connection) -> None:
-    """The worker: answer each request that arrives on ``connection``, for ever."""
-    while True:
-        connection.send(answer(connection.recv()))
+    """The worker: answer each request that arrives on ``connection`` until it closes."""
+    try:
+        while True:
+            connection.send(answer(connection.recv()))
+    except (EOFError, KeyboardInterrupt, BrokenPipeError):
+        return
+
+
+SUPERSEDED = {"ok": False, "superseded": True,
+              "error": "error: a newer request replaced this one before it was answered"}
 
 
 class Worker:
-    """One process answering requests in turn, killed and replaced past ``seconds``."""
+    """One process answering requests in turn, killed and replaced past ``seconds``. The
+    newest request wins: one arriving while another is worked on stops that work (the page has
+    moved on), so that a slow program never holds up the next."""
 
     def __init__(self, seconds: float = TIME_LIMIT) -> None:
         self.seconds = seconds
         self.lock = threading.Lock()
+        self.guard = threading.Lock()
+        self.latest = 0
+        self.busy = False
         self.context = multiprocessing.get_context("spawn")
         self.start()
 
@@ -167,13 +191,34 @@ class Worker:
         self.process.start()
 
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self.guard:
+            self.latest += 1
+            ticket = self.latest
+            if self.busy:
+                self.process.kill()            # the older request's answer is not wanted
         with self.lock:
-            self.connection.send(request)
-            if self.connection.poll(self.seconds):
+            if ticket != self.latest:
+                return SUPERSEDED
+            if not self.process.is_alive():
+                self.process.join()
+                self.start()
+            self.busy = True
+            try:
+                return self.answer_within(request)
+            finally:
+                self.busy = False
+
+    def answer_within(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send ``request``; its answer, or an error past the time limit (the worker killed)."""
+        self.connection.send(request)
+        if self.connection.poll(self.seconds):
+            try:
                 return self.connection.recv()
-            self.process.kill()
-            self.process.join()
-            self.start()
+            except EOFError:                   # killed for a newer request
+                return SUPERSEDED
+        self.process.kill()
+        self.process.join()
+        self.start()
         return {"ok": False, "error": f"error: no answer within {self.seconds:g} s; matcalc "
                                       "stopped working on this program (try smaller steps, "
                                       "or the command line without a time limit)"}
@@ -220,10 +265,14 @@ def handler(worker: Worker) -> type[BaseHTTPRequestHandler]:
                 self.send_json(404, {"ok": False, "error": "not found"})
                 return
             try:
-                length = int(self.headers.get("Content-Length", "0"))
+                length = int(self.headers.get("Content-Length", ""))
             except ValueError:
                 length = -1
-            if not 0 <= length <= MAX_BODY:
+            if length < 0:
+                self.send_json(411, {"ok": False, "error": "error: a request needs a "
+                                                           "Content-Length"})
+                return
+            if length > MAX_BODY:
                 self.send_json(413, {"ok": False, "error": f"error: requests are limited to "
                                                            f"{MAX_BODY // 1000} kB"})
                 return

@@ -11,7 +11,9 @@ PAGE = """<!doctype html>
   header { padding: 10px 18px; background: #1d2330; color: #fff; }
   header b { font-size: 18px; } header span { opacity: .75; margin-left: 10px; }
   main { display: grid; grid-template-columns: minmax(320px, 40%) 1fr; gap: 16px; padding: 16px; }
-  section { background: #fff; border: 1px solid #dde1e7; border-radius: 6px; padding: 12px; }
+  section { background: #fff; border: 1px solid #dde1e7; border-radius: 6px; padding: 12px;
+            min-width: 0; }
+  #math { overflow-x: auto; }
   textarea { width: 100%; box-sizing: border-box; height: 300px; font: 14px/1.45 monospace;
              border: 1px solid #ccd2da; border-radius: 4px; padding: 8px; }
   #error { color: #a3161a; white-space: pre-wrap; font: 13px/1.4 monospace; margin: 8px 0 0; }
@@ -89,9 +91,11 @@ function clearResults() {
 
 async function refreshVariables() {
   const result = await api({view: "variables", source: $("source").value});
+  if (result.superseded) return;               // a newer request is on its way
   if (!result.ok) {
     showError(result.error);
     clearResults();
+    $("wrt").textContent = "";                 // the last program's variables are not this one's
     return;
   }
   const before = new Set(ticked());
@@ -121,9 +125,10 @@ async function run() {
     return;
   }
   const mine = ++asked;
+  $("text").textContent = "";
   $("status").textContent = "working…";
   const result = await api(body);
-  if (mine !== asked) return;                  // a newer request is on its way
+  if (mine !== asked || result.superseded) return;   // a newer request is on its way
   $("status").textContent = "";
   clearResults();
   if (!result.ok) {

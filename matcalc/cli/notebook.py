@@ -41,29 +41,48 @@ def typeset(command: str, options: list[str], program: str) -> Any:
         known = ["--wrt", "--var", "--steps", "--differential", "--layout", "--hvp"]
         raise MatcalcError(f"{command}: unknown option {unknown[0]}."
                            + did_you_mean(unknown[0], known), hint=USAGE)
-    if not args.wrt:
+    wrt = [name.strip() for names in args.wrt for name in names.split(",") if name.strip()]
+    if not wrt:
         raise MatcalcError(f"{command} needs --wrt NAME", hint=USAGE)
+    ignored = ([o for o, on in (("--steps", args.steps), ("--differential", args.differential),
+                                ("--layout", args.layout)) if on] if command == "hessian"
+               else ["--hvp"] if args.hvp else [])
+    if ignored:
+        raise MatcalcError(f"{command} takes no {ignored[0]}", hint=USAGE)
     parsed = parse(program, args.var)
     if command == "hessian":
-        return hessian(parsed, args.wrt[0], direction=args.hvp)
-    if parsed.function.shape and any(d != 1 for d in parsed.function.shape):
-        result = jacobian(parsed, args.wrt, layout=args.layout or "numerator")
+        if len(wrt) != 1:
+            raise MatcalcError(f"a Hessian is with respect to one variable; got --wrt "
+                               f"{', '.join(wrt)}")
+        return hessian(parsed, wrt[0], direction=args.hvp)
+    one_entry = all(d == 1 for d in parsed.function.shape)
+    if not one_entry or args.layout == "numerator":
+        if args.steps:
+            raise MatcalcError("--steps shows backpropagation for gradients of scalar "
+                               "functions; leave it out for a Jacobian (--differential shows "
+                               "forward mode for any function)")
+        result = jacobian(parsed, wrt, layout=args.layout or "numerator")
         if args.differential:
             result.differentials = differentials(parsed, args.wrt)
             result.stepwise = True
         return result
-    return derive(parsed, args.wrt, steps=args.steps, differential=args.differential)
+    return derive(parsed, wrt, steps=args.steps, differential=args.differential)
 
 
 def matcalc_cell(line: str, cell: str) -> Any:
     """The ``%%matcalc`` cell magic."""
-    words = shlex.split(line)
+    try:
+        words = shlex.split(line)
+    except ValueError as err:                  # an unclosed quote
+        print(f"error: {err} in `%%matcalc {line}`")
+        return None
     command, options = (words[0], words[1:]) if words else ("derive", [])
     try:
-        if command in ("derive", "hessian"):
+        if command in ("derive", "hessian") and "--help" not in options:
             return typeset(command, options, cell)
         from matcalc.cli.commands import cli
-        cli.main(args=[command, cell.strip(), *options], prog_name="%%matcalc",
+        source = [] if "--help" in options else [cell.strip()]
+        cli.main(args=[command, *source, *options], prog_name="%%matcalc",
                  standalone_mode=False)
     except MatcalcError as err:
         print(err)

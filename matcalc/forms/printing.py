@@ -217,7 +217,16 @@ class Printer:
         return self.n.func(written, ", ".join(parts)), ATOM
 
     def axis_part(self, axis: int | None, default: int | None) -> list[str]:
-        return [] if axis == default else [f"axis={axis}"]
+        return [] if axis == default else [self.keyword("axis", axis)]
+
+    def all_ones(self) -> str:
+        """𝟙𝟙ᵀ (with a thin space in LaTeX, where 11ᵀ would read as eleven)."""
+        joint = r"\," if self.n is LATEX else ""
+        return self.n.ones + joint + self.n.ones + self.n.transpose
+
+    def keyword(self, name: str, value: object) -> str:
+        """``axis=1``: upright in LaTeX, where letters would be read as variables."""
+        return rf"\text{{{name}}}={value}" if self.n is LATEX else f"{name}={value}"
 
     # -- leaves ----------------------------------------------------------------------------
 
@@ -286,7 +295,7 @@ class Printer:
         ones, ones_row = self.n.ones, self.n.ones + self.n.transpose
         rows, cols = (d != 1 for d in total.shape)
         if term.rank == 0 or term.shape == (1, 1):
-            pattern = {(True, True): ones + ones_row, (True, False): ones, (False, True): ones_row}
+            pattern = {(True, True): self.all_ones(), (True, False): ones, (False, True): ones_row}
             if not (rows or cols):
                 return text
             if text == "1":
@@ -540,7 +549,7 @@ class Printer:
         if node.args[0].rank == 1:                # a vector's sum, kept as [1] or not
             axis, keepdims = None, False
         parts = [self(node.args[0]), *self.axis_part(axis, None)]
-        return self.call("sum", *parts, *(["keepdims=True"] if keepdims else []))
+        return self.call("sum", *parts, *([self.keyword("keepdims", True)] if keepdims else []))
 
     def p_expand(self, node: Node) -> tuple[str, int]:
         (axis,) = node.attrs
@@ -556,7 +565,7 @@ class Printer:
         (x,) = node.args
         ones, ones_row = self.n.ones, self.n.ones + self.n.transpose
         if not x.shape:
-            pattern = {(False, False): ones + ones_row, (True, False): ones_row,
+            pattern = {(False, False): self.all_ones(), (True, False): ones_row,
                        (False, True): ones, (True, True): ""}[
                 (node.shape[-2] == 1, node.shape[-1] == 1)] if node.rank >= 2 else ones
             if not pattern:                                  # a 1×1 matrix holding x
