@@ -313,7 +313,8 @@ def differentials(program: Program, wrt: Sequence[str]) -> list[tuple[str, Node,
         inputs = [a for a in postorder([definition], stop=lambda n: n.op == "named")
                   if a in targets or (a.op == "named" and a in varying)]
         leaves = {a: var(a.attrs.name, a.shape) for a in inputs}
-        d = {leaf: var(f"d{a.attrs.name}", a.shape) for a, leaf in leaves.items()}
+        d = {leaf: var(f"d{a.attrs.name}", a.shape, properties=("differential",))
+             for a, leaf in leaves.items()}
         expr = directional(with_leaves(definition, leaves), d)
         free = [*leaves.values(), node]            # its own name does not write its own d
         found.append((name, node, written_out(program, [expr], free)[expr]))

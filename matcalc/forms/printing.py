@@ -22,6 +22,7 @@ from matcalc.core.ir import (
     OPERATIONS,
     Node,
     const_value,
+    has_property,
     operator_name,
     postorder,
     shape_str,
@@ -231,6 +232,8 @@ class Printer:
     # -- leaves ----------------------------------------------------------------------------
 
     def p_var(self, node: Node) -> tuple[str, int]:
+        if self.n is LATEX and has_property(node, "differential"):    # dW1 as d W₁
+            return r"\mathrm{d}" + self.n.symbol(node.attrs.name[1:]), ATOM
         return self.n.symbol(node.attrs.name), ATOM
 
     p_named = p_var
