@@ -9,6 +9,7 @@ import click
 from matcalc.applications.files import write_text
 from matcalc.cli.common import (
     PositiveNumber,
+    Progress,
     declarations_option,
     pairs,
     reports_user_errors,
@@ -87,6 +88,11 @@ def check(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], dims
     largest = {name: RANDOM_SIZE_MAX for name in program.dims}
     check_memory(program, {**largest, **sizes}, hint="Check at smaller sizes (--dims n=3): "
                  "a gradient that is right at small sizes is right at every size.")
-    report = check_gradient(text, wrt, sizes, seed, rtol, declarations=declarations)
+    bar = Progress("checking")
+    try:
+        report = check_gradient(text, wrt, sizes, seed, rtol, declarations=declarations,
+                                progress=lambda done, total, name: bar.update(done, total, name))
+    finally:
+        bar.close()
     click.echo(report.text())
     sys.exit(0 if report.passed else 1)

@@ -100,12 +100,13 @@ class CheckReport:
 def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str, int] | None = None,
                    seed: int = 0, rtol: float = 1e-5, draws: int = 3,
                    declarations: Sequence[str] = (), gradients: Gradients | None = None,
-                   ) -> CheckReport:
+                   progress: Callable[[int, int, str], None] | None = None) -> CheckReport:
     """Compare each derived gradient with central finite differences.
 
     Inputs are float64 at ``dims`` (small random sizes where not given), ``draws`` times. A
     gradient passes when its largest error is at most ``rtol`` times the larger of 1 and its
-    largest entry. ``gradients`` replaces the generated ``value_and_grad`` (to test a checker).
+    largest entry. ``gradients`` replaces the generated ``value_and_grad`` (to test a checker);
+    ``progress`` hears of each variable of each draw as its check starts.
     """
     program = scalar_program(source, wrt, declarations)
     unknown = set(dims or {}) - set(program.dims)
@@ -123,11 +124,13 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
     if jacobians:
         checked += " and the Jacobians derive prints,"
     report = CheckReport(checked, [*checks.values(), *(j.check for j in jacobians)])
-    for _ in range(draws):
+    for draw in range(draws):
         sizes = {**sizes_for(program, rng), **(dims or {}), **program.sizes}
         arrays, grads = differentiable_draw(program, sizes, rng, gradients, list(checks))
         report.draws.append({k: sizes[k] for k in program.dims})
-        for name, check in checks.items():
+        for k, (name, check) in enumerate(checks.items()):
+            if progress is not None:
+                progress(draw * len(checks) + k, draws * len(checks), name)
             record(check, grads[name], arrays, name, value, rng, rtol,
                    has_property(program.lookup(name), "symmetric"))
         for jac in jacobians:
