@@ -413,12 +413,12 @@ def bound(extra: Extra, names: Names, block: Block) -> list[str]:
                      if single else f"{INDENT}{check_keys}")
     for target, source, variable in extra.bindings:
         what = source.split(" if ")[0].replace('"', "'")
-        if block.dialect is TORCH:
+        lines.append(f"{INDENT}{target} = {source}")
+        if block.dialect is TORCH:               # NumPy arrays and numbers as tensors too
             torch = used_alias(names, block, "torch")
-            source = (f"{torch}.as_tensor({source}, dtype={variable}.dtype, "
-                      f"device={variable}.device)")
-        lines += [f"{INDENT}{target} = {source}",
-                  f'{INDENT}{check}("{what}", {target}, {variable}, "{variable}")']
+            lines.append(f"{INDENT}{target} = {torch}.as_tensor({target}, dtype={variable}.dtype, "
+                         f"device={variable}.device)")
+        lines.append(f'{INDENT}{check}("{what}", {target}, {variable}, "{variable}")')
     return lines
 
 
