@@ -168,3 +168,13 @@ def test_a_function_nowhere_differentiable_where_drawn_is_refused_not_failed() -
     source = "X: [N, D]; W: [D, H]; Z = X @ W; out = clip(Z, -0.5, 3); sum(std(out))"
     with pytest.raises(MatcalcError, match="could not draw inputs where every gradient is finite"):
         check_gradient(source, ["W"])
+
+
+def test_a_large_term_the_variable_does_not_touch_is_not_a_false_fail() -> None:
+    """1e7 ⋅ sum(y²) makes the central differences of L uncertain by about 1e-3 in x: the
+    check allows the differences' own rounding, and still fails a wrong gradient."""
+    from matcalc.proofs.testing import check_gradient
+    source = "x: [n]; y: [n]\nL = 1e7 * sum(y ** 2) + sum(sin(x))"
+    assert check_gradient(source, ["x"]).passed
+    wrong = check_gradient(source, ["x"], gradients=lambda **a: (0.0, {"x": 1.1 * np.cos(a["x"])}))
+    assert not wrong.passed

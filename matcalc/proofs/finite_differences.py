@@ -9,6 +9,10 @@ import numpy as np
 Arrays = Mapping[str, np.ndarray]
 EPS = 1e-6
 """The step of every central difference: near the best for float64 with O(h²) error."""
+ROUNDING = 16 * float(np.finfo(float).eps) / EPS
+"""A central difference of f is uncertain by about this times |f| (f's own rounding, divided
+by the step): a large term the variable does not touch (1e7 ⋅ sum(y²)) drowns small
+differences, and no derivative can be checked more finely than that."""
 
 
 def directional(f: Callable[..., np.ndarray | float], arrays: Arrays, name: str, v: np.ndarray,

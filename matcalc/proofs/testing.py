@@ -22,7 +22,12 @@ from matcalc.forms.generated import lambdify, plan
 from matcalc.language.lowering import Program, parse
 from matcalc.language.sizes import sizes_only_in_products
 from matcalc.proofs.evaluation import evaluator, function_value
-from matcalc.proofs.finite_differences import directional, numeric_jacobian, vec_jacobian
+from matcalc.proofs.finite_differences import (
+    ROUNDING,
+    directional,
+    numeric_jacobian,
+    vec_jacobian,
+)
 from matcalc.proofs.inputs import sizes_for, smooth_inputs, symmetric_part
 
 EVERY_ENTRY = 10**4
@@ -48,16 +53,18 @@ class VariableCheck:
     infinite: bool = False
     """The derived gradient was not finite at some draw (nan or ±inf)."""
 
-    def compare(self, derived: np.ndarray, numeric: np.ndarray, rtol: float) -> None:
+    def compare(self, derived: np.ndarray, numeric: np.ndarray, rtol: float,
+                noise: float = 0.0) -> None:
         """Keep the worst errors of ``derived`` against finite differences ``numeric``; fail
-        when an error exceeds rtol · max(1, largest |numeric|) or a derived entry is not finite."""
+        when an error exceeds rtol · max(1, largest |numeric|) plus the differences' own
+        rounding ``noise``, or a derived entry is not finite."""
         error = float(np.max(np.abs(derived - numeric), initial=0.0))
         scale = float(np.max(np.abs(numeric), initial=0.0))
         self.abs_error = max(self.abs_error, error)
         self.rel_error = max(self.rel_error, error / scale if scale else error)
         finite = bool(np.all(np.isfinite(derived)))
         self.infinite = self.infinite or not finite
-        self.passed = self.passed and finite and error <= rtol * max(1.0, scale)
+        self.passed = self.passed and finite and error <= rtol * max(1.0, scale) + noise
 
     def line(self, width: int, shape_width: int = 10) -> str:
         if self.skipped:
@@ -224,7 +231,8 @@ def record(check: VariableCheck, grad: np.ndarray, arrays: Mapping[str, np.ndarr
     for v in directions(x, rng, symmetric):         # one at a time: memory stays that of x
         exact.append(np.sum(grad * v))
         numeric.append(directional(f, arrays, name, v))
-    check.compare(np.array(exact), np.array(numeric), rtol)
+    level = float(np.max(np.abs(f(**arrays)), initial=0.0))
+    check.compare(np.array(exact), np.array(numeric), rtol, ROUNDING * max(1.0, level))
 
 
 def directions(x: np.ndarray, rng: np.random.Generator, symmetric: bool
