@@ -423,7 +423,8 @@ define("sum", sum_shape, [sum_rule], params=("axis", "keepdims"), **OWN_PRINTER)
 # elementwise functions: x̄ = Ḡ ⊙ f′(x)
 elementwise("exp", lambda g, out, x: g * out, sympy.exp, latex=r"\exp")      # exp′ = exp
 elementwise("log", lambda g, out, x: g / x, sympy.log, latex=r"\log", domain="positive")
-elementwise("sqrt", lambda g, out, x: g / out / 2, sympy.sqrt, domain="positive")
+elementwise("sqrt", lambda g, out, x: g / out / 2, sympy.sqrt, domain="positive",
+            latex=r"\sqrt")
 elementwise("log1p", lambda g, out, x: g / (1 + x), lambda x: sympy.log(1 + x),
             domain="positive")                                          # log(1 + x), exactly
 elementwise("expm1", lambda g, out, x: g * (out + 1), lambda x: sympy.exp(x) - 1)

@@ -85,6 +85,17 @@ def compact(value: sympy.Expr) -> sympy.Expr | str:
     return text.replace(".0e", "e")
 
 
+def latex_number(text: str) -> str:
+    """``1e-5`` as LaTeX writes it, ``10^{-5}`` (``2.5 \\times 10^{12}``); other text as is."""
+    if "e" not in text:
+        return text
+    mantissa, exponent = text.split("e")
+    power = f"10^{{{int(exponent)}}}"
+    if mantissa in ("1", "-1"):
+        return power if mantissa == "1" else f"-{power}"
+    return rf"{mantissa} \times {power}"
+
+
 def decimal_text(value: sympy.Expr) -> str | None:
     """A fraction with a long denominator of 2s and 5s as the decimal it is written as
     (``0.044715``), when that takes at most 8 digits; None otherwise."""
@@ -171,10 +182,11 @@ LATEX = Notation(
     sized_identity="I_{{{}}}",
     commutation="K_{{{},{}}}",
     diag_embedding="E_{{{}}}",
-    func=lambda f, args: rf"{f}\left({args}\right)",
+    func=lambda f, args: rf"\sqrt{{{args}}}" if f == r"\sqrt" else rf"{f}\left({args}\right)",
     divide=lambda num, den: rf"\frac{{{num}}}{{{den}}}",
     power=lambda base, k: f"{base}^{{{sympy.latex(k)}}}",
-    scalar=lambda value: compact(value) if isinstance(compact(value), str) else sympy.latex(value),
+    scalar=lambda value: latex_number(compact(value)) if isinstance(compact(value), str)
+    else sympy.latex(value),
     symbol=latex_symbol,
 )
 
@@ -336,6 +348,8 @@ class Printer:
         num, den = sympy.fraction(sympy.factor_terms(coefficient))
         lead, arrays, trail, below = [], [], [], []
         decimal = decimal_text(coefficient)
+        if decimal is not None and self.n is LATEX:
+            decimal = latex_number(decimal)
         if decimal is not None:                       # 0.044715 x³, not 8943 x³ / 200000
             lead.append(decimal)
             num = den = sympy.Integer(1)
