@@ -200,3 +200,15 @@ def test_the_api_refuses_what_is_not_a_list_of_names() -> None:
     assert hess["ok"]
     assert "one variable" in answer({"view": "hessian", "source": MLP,
                                      "wrt": ["W1", "W2"]})["error"]
+
+
+def test_a_worker_killed_before_the_request_is_sent_answers_superseded() -> None:
+    """The newer request may stop the worker between the older one's start and its send."""
+    worker = Worker(seconds=60)
+    try:
+        worker.process.kill()
+        worker.process.join()
+        assert worker.answer_within({"view": "variables", "source": MLP}).get("superseded")
+        assert worker.ask({"view": "variables", "source": MLP})["ok"]     # restarted
+    finally:
+        worker.close()

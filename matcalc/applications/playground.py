@@ -210,12 +210,12 @@ class Worker:
 
     def answer_within(self, request: dict[str, Any]) -> dict[str, Any]:
         """Send ``request``; its answer, or an error past the time limit (the worker killed)."""
-        self.connection.send(request)
-        if self.connection.poll(self.seconds):
-            try:
+        try:
+            self.connection.send(request)
+            if self.connection.poll(self.seconds):
                 return self.connection.recv()
-            except EOFError:                   # killed for a newer request
-                return SUPERSEDED
+        except (EOFError, OSError):            # killed for a newer request, before or after
+            return SUPERSEDED
         self.process.kill()
         self.process.join()
         self.start()
