@@ -94,19 +94,8 @@ def variables_view(request: dict[str, Any]) -> dict[str, Any]:
 def derivation_view(steps: bool = False, differential: bool = False
                     ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def view(request: dict[str, Any]) -> dict[str, Any]:
-        from matcalc.forms.derivation import derive, differentials, jacobian
-        program, wrt = program_of(request), wrt_of(request)
-        if program.function.shape and any(d != 1 for d in program.function.shape):
-            if steps:
-                raise MatcalcError("the steps show backpropagation for gradients of scalar "
-                                   "functions; this program's value is an array (see its "
-                                   "Jacobian on the Derivative tab, forward mode on "
-                                   "Differentials)")
-            result = jacobian(program, wrt)
-            if differential:
-                result.differentials, result.stepwise = differentials(program, wrt), True
-        else:
-            result = derive(program, wrt, steps=steps, differential=differential)
+        from matcalc.forms.derivation import derivative
+        result = derivative(program_of(request), wrt_of(request), steps, differential)
         return {"text": result.text(), "math": mathml(result.latex())}
     return view
 

@@ -14,14 +14,7 @@ from matcalc.cli.serve import serve
 from matcalc.cli.train import train
 from matcalc.cli.verify import verify_command
 from matcalc.errors import MatcalcError
-from matcalc.forms.derivation import (
-    LAYOUTS,
-    Derivation,
-    derive,
-    differentials,
-    hessian,
-    jacobian,
-)
+from matcalc.forms.derivation import LAYOUTS, Derivation, derivative, hessian
 from matcalc.language.lowering import parse
 from matcalc.language.source import read_source
 
@@ -53,17 +46,7 @@ def derive_command(source: str, wrt: tuple[str, ...], declarations: tuple[str, .
     SOURCE is a .mc file or the program text, e.g. 'x: [n]; A: [n, n]; x @ A @ x'.
     """
     program = parse(read_source(source), declarations)
-    one_entry = all(d == 1 for d in program.function.shape)     # scalars, 1×1 matrices
-    if not one_entry or layout == "numerator":
-        if steps:
-            raise MatcalcError("--steps shows backpropagation for gradients of scalar "
-                               "functions; leave it out for a Jacobian (--differential shows "
-                               "forward mode for any function)")
-        result = jacobian(program, wrt, layout=layout or "numerator")
-        if differential:
-            result.differentials, result.stepwise = differentials(program, wrt), True
-    else:
-        result = derive(program, wrt, steps=steps, differential=differential)
+    result = derivative(program, wrt, steps, differential, layout)
     show(result, fmt)
 
 

@@ -31,7 +31,7 @@ def typeset_parser() -> argparse.ArgumentParser:
 
 def typeset(command: str, options: list[str], program: str) -> Any:
     """``derive`` or ``hessian`` of ``program``, as the Derivation Jupyter displays."""
-    from matcalc.forms.derivation import derive, differentials, hessian, jacobian
+    from matcalc.forms.derivation import derivative, hessian
     from matcalc.language.lowering import parse
     try:
         args, unknown = typeset_parser().parse_known_args(options)
@@ -55,18 +55,7 @@ def typeset(command: str, options: list[str], program: str) -> Any:
             raise MatcalcError(f"a Hessian is with respect to one variable; got --wrt "
                                f"{', '.join(wrt)}")
         return hessian(parsed, wrt[0], direction=args.hvp)
-    one_entry = all(d == 1 for d in parsed.function.shape)
-    if not one_entry or args.layout == "numerator":
-        if args.steps:
-            raise MatcalcError("--steps shows backpropagation for gradients of scalar "
-                               "functions; leave it out for a Jacobian (--differential shows "
-                               "forward mode for any function)")
-        result = jacobian(parsed, wrt, layout=args.layout or "numerator")
-        if args.differential:
-            result.differentials = differentials(parsed, args.wrt)
-            result.stepwise = True
-        return result
-    return derive(parsed, wrt, steps=args.steps, differential=args.differential)
+    return derivative(parsed, wrt, args.steps, args.differential, args.layout)
 
 
 def matcalc_cell(line: str, cell: str) -> Any:

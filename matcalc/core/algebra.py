@@ -154,7 +154,6 @@ class Algebra:
         self.atoms: dict[Node, sympy.Symbol] = {}
         self.nodes: dict[sympy.Symbol, Node] = {}
         self.sizes: dict[sympy.Basic, int] = {}
-        self.replacement: sympy.Expr | None = None
 
     def shortest(self, node: Node) -> sympy.Expr | None:
         """The shortest of ``node``'s equivalent forms, or None where SymPy's forms leave

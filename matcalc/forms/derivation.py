@@ -97,6 +97,24 @@ def derive(
     return result.with_note(TOO_LONG_NOTE) if too_long else result
 
 
+def derivative(program: Program, wrt: Sequence[str], steps: bool = False,
+               differential: bool = False, layout: str | None = None) -> Derivation:
+    """What ``matcalc derive`` shows (the command line, the notebook and the playground alike):
+    gradients, with their steps or differentials, for a scalar function; the Jacobian (with the
+    differentials) for an array-valued one, or in numerator ``layout``."""
+    one_entry = all(d == 1 for d in program.function.shape)      # scalars, 1×1 matrices
+    if one_entry and layout != "numerator":
+        return derive(program, wrt, steps=steps, differential=differential)
+    if steps:
+        raise MatcalcError("--steps shows backpropagation for gradients of scalar functions; "
+                           "leave it out for a Jacobian (--differential shows forward mode for "
+                           "any function)")
+    result = jacobian(program, wrt, layout=layout or "numerator")
+    if differential:
+        result.differentials, result.stepwise = differentials(program, wrt), True
+    return result
+
+
 def written_out(program: Program, exprs: Sequence[Node], free: Sequence[Node] = ()
                 ) -> dict[Node, Node]:
     """Each derivative as a person writes it down: elementwise algebra in its shortest form,
@@ -234,9 +252,8 @@ def hessian(
     if direction is not None:
         symmetric = has_property(x, "symmetric")      # a direction within symmetric matrices
         v = program.add_variable(identifier(direction, "--hvp"), x.shape, symmetric)
-        adjoints, _ = vector_jacobian_products(reduce_sum(g * v), [x])
-        hvp = written(program, Gradient(wrt, x, symmetric_part(x, adjoints[x]), kind="hvp",
-                                        direction=direction))
+        (product,) = hessian_vector_products(program, [wrt], [v])
+        hvp = Gradient(wrt, x, product, kind="hvp", direction=direction)
         return Derivation(program, [hvp], notes=[
             f"{direction} is the direction, shaped like {wrt}"
             + (f" and symmetric as {wrt} is" if symmetric else "")

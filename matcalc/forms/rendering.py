@@ -3,8 +3,8 @@ of the notes a careful reader needs. :mod:`matcalc.forms.derivation` computes; t
 
 from __future__ import annotations
 
+import dataclasses
 import html
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +27,7 @@ from matcalc.forms.index_form import LATEX_ENTRIES, TEXT_ENTRIES, Entries, einsu
 from matcalc.forms.printing import ATOM, LATEX, TEXT, Printer, Weigher
 from matcalc.forms.results import Gradient, Result
 from matcalc.forms.sympy_bridge import to_sympy
+from matcalc.language import syntax
 from matcalc.language.lowering import Program
 
 
@@ -288,11 +289,21 @@ ASSUMPTIONS = {
 
 
 def read_by_last(source: str, name: str) -> bool:
-    """Whether the program's last statement (its function) reads ``name``."""
-    code = "\n".join(line.split("#")[0] for line in source.splitlines())
-    lines = [s for s in re.split(r"[\n;]", code) if s.strip()]
-    last = lines[-1].split("=", 1)[-1] if lines else ""
-    return re.search(rf"\b{re.escape(name)}\b", last) is not None
+    """Whether the program's last statement (its function) reads ``name``, in its syntax tree."""
+    statements = [s for s in syntax.parse_program(source).statements
+                  if not isinstance(s, syntax.Decl)]
+    return bool(statements) and name in names_read(statements[-1].expr)
+
+
+def names_read(expr: object) -> set[str]:
+    """The names an expression of the syntax tree reads."""
+    if isinstance(expr, syntax.Name):
+        return {expr.id}
+    if isinstance(expr, tuple):
+        return set().union(*map(names_read, expr))
+    if dataclasses.is_dataclass(expr):
+        return set().union(*(names_read(getattr(expr, f.name)) for f in dataclasses.fields(expr)))
+    return set()
 
 
 def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
