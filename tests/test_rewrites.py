@@ -237,3 +237,10 @@ def test_a_name_is_never_used_to_divide_by_what_can_be_zero(source: str, wrt: st
     arrays[wrt] = np.float64(0.0)
     _, grads = lambdify(source, [wrt]).value_and_grad(**arrays)
     assert np.isfinite(grads[wrt])
+
+
+def test_a_recognised_definition_that_bypasses_an_intermediate_says_so() -> None:
+    source = BOOK_FORMS["binary cross-entropy"][0]
+    assert any("`p` is written in L's definition" in n for n in derive(source, ["w"]).notes)
+    mlp = "X: [N, D]; w: [D]; y: [N]\np = sigmoid(X @ w)\nL = sum((p - y) ** 2)"
+    assert not any("written in" in n for n in derive(mlp, ["w"]).notes)
