@@ -178,6 +178,13 @@ class Worker:
         self.connection, child = self.context.Pipe()
         self.process = self.context.Process(target=serve_requests, args=(child,), daemon=True)
         self.process.start()
+        self.killed = False
+
+    def restart(self) -> None:
+        """Kill the process, wait until it is gone, and start a fresh one."""
+        self.process.kill()
+        self.process.join()
+        self.start()
 
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
         with self.guard:
@@ -185,12 +192,12 @@ class Worker:
             ticket = self.latest
             if self.busy:
                 self.process.kill()            # the older request's answer is not wanted
+                self.killed = True
         with self.lock:
             if ticket != self.latest:
                 return SUPERSEDED
-            if not self.process.is_alive():
-                self.process.join()
-                self.start()
+            if self.killed or not self.process.is_alive():
+                self.restart()                 # a killed process may still look alive
             self.busy = True
             try:
                 return self.answer_within(request)
@@ -205,9 +212,7 @@ class Worker:
                 return self.connection.recv()
         except (EOFError, OSError):            # killed for a newer request, before or after
             return SUPERSEDED
-        self.process.kill()
-        self.process.join()
-        self.start()
+        self.restart()
         return {"ok": False, "error": f"error: no answer within {self.seconds:g} s; matcalc "
                                       "stopped working on this program (try smaller steps, "
                                       "or the command line without a time limit)"}
