@@ -5,6 +5,7 @@ training it with the optimizers ``matcalc train`` offers."""
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,44 @@ def test_optimizers_step_as_pytorchs(kind: str) -> None:
         theirs.step()
     for name, leaf in leaves.items():
         np.testing.assert_allclose(params[name], leaf.detach().numpy(), rtol=0, atol=1e-12)
+
+
+def test_generated_code_uses_one_kernel_where_torch_has_one() -> None:
+    """torch: G ⊙ gelu′(x) is one gelu_backward, a softmax's backward one
+    _softmax_backward_data, unused intermediates get no zero gradients; NumPy: a stack times a
+    matrix is one product of its rows; a sum over two axes is one sum. Second derivatives
+    through the fused kernels (jacrev of grad) equal torch.func.hessian's."""
+    from matcalc.forms.generated import generate
+    source = ("S: [B, T, T]; W: [T, T]; Y: [B, T, T]\nA = softmax(S @ W, axis=-1)\n"
+              "H = gelu(A @ W)\nL = sum(sum(H * Y, axis=0), axis=0) @ ones(T)")
+    code = generate(source, ["S", "W"], "torch")
+    assert "gelu_backward(" in code and "gelu_backward(torch.ones_like" not in code
+    assert "._softmax_backward_data(" in code and "set_materialize_grads(False)" in code
+    numpy_code = generate(source, ["S", "W"])
+    assert "_stacked_at(" in numpy_code and ".sum(axis=(0, 1))" in numpy_code
+    layer_norms = generate(SOURCE, reference.parameters(reference.random_model(SIZES)),
+                           sizes={"h": 2})        # the small parts divided before the big one
+    assert len(re.findall(r"dr\d / \(\(h \* k\) \* t\d+ \*\* 3\) \* Z\d", layer_norms)) == 5
+    rng = np.random.default_rng(0)
+    S, W, Y = (rng.standard_normal(shape) for shape in ((2, 3, 3), (3, 3), (2, 3, 3)))
+    F = torch.nn.functional
+
+    def by_hand(s, w):
+        h = F.gelu(torch.softmax(s @ w, dim=-1) @ w)
+        return (h * torch.tensor(Y)).sum()
+
+    module = lambdify(source, ["S", "W"], target="torch")
+    theirs = torch.func.hessian(by_hand, argnums=(0, 1))(torch.tensor(S), torch.tensor(W))
+    mine = torch.func.jacrev(torch.func.grad(lambda s, w: module.L(s, w, torch.tensor(Y)),
+                                             argnums=(0, 1)), argnums=(0, 1))(
+        torch.tensor(S), torch.tensor(W))
+    for row_mine, row_theirs in zip(mine, theirs, strict=True):
+        for a, b in zip(row_mine, row_theirs, strict=True):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-12)
+    value, grads = lambdify(source, ["S", "W"]).value_and_grad(S=S, W=W, Y=Y)
+    s, w = torch.tensor(S, requires_grad=True), torch.tensor(W, requires_grad=True)
+    loss = by_hand(s, w)
+    loss.backward()
+    assert abs(value - loss.item()) <= 1e-12
+    np.testing.assert_allclose(grads["S"], s.grad.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(grads["W"], w.grad.numpy(), rtol=0, atol=1e-12)

@@ -31,6 +31,8 @@ from matcalc.core.ir import (
     METHOD,
     OPERATIONS,
     Node,
+    Shape,
+    broadcast_shapes,
     const,
     const_value,
     is_labels,
@@ -264,6 +266,10 @@ NUMPY_HELPERS = {
     out = {xp}.zeros((rows,) + g.shape[labels.ndim:], dtype=g.dtype)
     {xp}.add.at(out, labels, g)
     return out''',
+    "_stacked_at": '''def {_stacked_at}(a, b):
+    """a @ b for a stack a [..., n, d] and a matrix b [d, k] as one product of all a's rows
+    (NumPy's @ multiplies the stack's matrices one by one, and copies a transposed b first)."""
+    return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + b.shape[-1:])''',
     "_erf": '''def {_erf}(x):
     """The error function, entry by entry (NumPy has none; SciPy's is vectorised)."""
     from scipy.special import erf
@@ -1296,6 +1302,11 @@ class Emitter:
             return Code(f"{m.text} * {c.text}", MUL, FLOAT, m.reads | c.reads)
         if self.dialect is JAX and a.op == "transpose" and a.rank == 2 and b.rank == 1:
             a, b = b, a.args[0]          # Aᵀ u as u A: XLA would copy the transpose first
+        if self.dialect is NUMPY and a.rank > 2 and b.rank == 2:
+            left, right = self.arg(a, ADD), self.arg(b, ADD)
+            helper = fill("{_stacked_at}", self.allocate, self.block)
+            return Code(f"{helper}({left.text}, {right.text})", ATOM, FLOAT,
+                        left.reads | right.reads)
         left, right = self.arg(a, MUL), self.arg(b, UNARY)
         return Code(f"{left.text} @ {right.text}", MUL, FLOAT, left.reads | right.reads)
 
@@ -1306,6 +1317,12 @@ class Emitter:
             return self.flattened_product(x)
         if axis is None and keepdims and self.dialect is TORCH:
             axis = tuple(range(x.rank))
+        while axis is not None and x.op == "sum" and x.attrs.keepdims == keepdims and (
+                x.attrs.axis is not None and x not in self.names and not stacked_gram(x)):
+            inner, axes = x.attrs.axis, axis if isinstance(axis, tuple) else (axis,)
+            if not keepdims:                   # one pass: an axis of the sum, renumbered
+                axes = tuple(a + (a >= inner) for a in axes)
+            axis, x = tuple(sorted({inner, *axes})), x.args[0]
         options = ([] if axis is None else [f"{self.dialect.axis}={axis}"]) + (
             [f"{self.dialect.keepdims}=True"] if keepdims else [])
         return self.total(self.arg(x, ADD), options)
@@ -1395,6 +1412,8 @@ class Emitter:
         return Code("".join(parts), ADD, FLOAT, reads, tuple(parts))
 
     def e_mul(self, node: Node) -> Code:
+        if (fused := self.gelu_backward(node) or self.softmax_backward(node)) is not None:
+            return fused
         factors = list(node.args)
         coefficient = sympy.Integer(1)
         if factors[0].op == "const":
@@ -1407,24 +1426,75 @@ class Emitter:
         reads: frozenset[str] = scalars[0].reads | scalars[1].reads
         masks = any(f.shape and self.kind(f) == FLOAT and not in_denominator(f)  # x * (x > 0)
                     for f in factors)                                        # is right
+        small: Shape = ()                     # the shape of the factors not of full size
+        whole: set[int] = set()               # where in `top` the full-size factors are
         for factor in sorted(factors, key=lambda f: self.kind(f) == BOOL):   # masks last
             k = const_value(factor.args[1]) if factor.op == "pow" else None
             if k is not None and k.is_negative:
                 code = self.arg(raw_power(factor.args[0], -k), POW)
                 bottom.append(code.text)
+                small = broadcast_shapes(small, factor.shape)
             else:
                 code = self.arg(factor, MUL if not top else UNARY, masks=masks)
+                if factor.shape == node.shape and self.kind(factor) == FLOAT:
+                    whole.add(len(top))
+                else:
+                    small = broadcast_shapes(small, factor.shape)
                 top.append(code.text)
             reads |= code.reads
-        text = " * ".join(top) or "1"
-        if bottom:
-            text += " / " + (bottom[0] if len(bottom) == 1 else "(" + " * ".join(bottom) + ")")
+        quotient = bottom[0] if len(bottom) == 1 else "(" + " * ".join(bottom) + ")"
+        parts = [t for i, t in enumerate(top) if i not in whole]
+        if bottom and parts and whole and small != node.shape:   # the small ones divided first:
+            text = " / ".join([" * ".join(parts), quotient])     # one full-size pass less
+            text += "".join(f" * {top[i]}" for i in sorted(whole))
+        else:
+            text = " * ".join(top) or "1"
+            if bottom:
+                text += " / " + quotient
         if not sign:
             return Code(text, MUL, FLOAT, reads)
         # `-a` is unary; `-a * b` is a product (`x ** -a * b` would mean `(x ** -a) * b`)
         single = not bottom and len(top) == 1 and (
             not factors or self.expr(factors[0]).prec >= UNARY)
         return Code(f"-{text}", UNARY if single else MUL, FLOAT, reads)
+
+    def gelu_backward(self, node: Node) -> Code | None:
+        """G ⊙ gelu′(x), G of x's shape, as torch's one ``gelu_backward`` kernel (a product
+        and a kernel for gelu′ alone read and write the array three times more)."""
+        slopes = [f for f in node.args if f.op == "gelu_slope" and f.shape == node.shape]
+        if self.dialect is not TORCH or len(slopes) != 1:
+            return None
+        rest = [f for f in node.args if f is not slopes[0]]
+        g = rest[0] if len(rest) == 1 else make("mul", tuple(rest))
+        if g.shape != node.shape:
+            return None
+        grad, x = self.arg(g, ADD), self.arg(slopes[0].args[0], ADD)
+        return Code(f"{self.xp()}.ops.aten.gelu_backward({grad.text}, {x.text})", ATOM, FLOAT,
+                    grad.reads | x.reads)
+
+    def softmax_backward(self, node: Node) -> Code | None:
+        """s ⊙ (G − sum(s ⊙ G, axis, keepdims)) for s = softmax(x, axis), times any other
+        factors, with torch's one ``_softmax_backward_data`` kernel for the first part."""
+        if self.dialect is not TORCH:
+            return None
+        for s in node.args:
+            softmax = s.args[0] if s.op == "named" else s
+            if softmax.op != "softmax" or s.shape != node.shape or softmax.attrs.axis is None:
+                continue
+            axis = softmax.attrs.axis % s.rank
+            for d in node.args:
+                if (g := softmax_cotangent(d, s, axis)) is not None:
+                    grad, out = self.arg(g, ADD), self.arg(s, ATOM)
+                    text = (f"{self.xp()}._softmax_backward_data({grad.text}, {out.text}, {axis}, "
+                            f"{out.text}.dtype)")
+                    rest = [f for f in node.args if f is not s and f is not d]
+                    if not rest:
+                        return Code(text, ATOM, FLOAT, grad.reads | out.reads)
+                    more = self.arg(rest[0] if len(rest) == 1 else make("mul", tuple(rest)),
+                                    MUL, masks=True)
+                    return Code(f"{text} * {more.text}", MUL, FLOAT,
+                                grad.reads | out.reads | more.reads)
+        return None
 
     def e_pow(self, node: Node) -> Code:
         base, k = node.args
@@ -1457,6 +1527,19 @@ def template_precedence(template: str) -> int:
         elif char == "*":
             loosest = min(loosest, POW)
     return loosest
+
+
+def softmax_cotangent(d: Node, s: Node, axis: int) -> Node | None:
+    """G when ``d`` is G − sum(s ⊙ G, axis, keepdims=True) (a softmax's backward pass)."""
+    if d.op != "add" or len(d.args) != 2:
+        return None
+    for g, t in (d.args, d.args[::-1]):
+        if t.op == "mul" and len(t.args) == 2 and const_value(t.args[0]) == -1 and (
+                total := t.args[1]).op == "sum" and total.attrs.keepdims and (
+                total.attrs.axis is not None and total.attrs.axis % s.rank == axis) and (
+                total.args[0].op == "mul" and Counter(total.args[0].args) == Counter((s, g))):
+            return g if g.shape == s.shape else None
+    return None
 
 
 def onehot_part(term: Node) -> tuple[sympy.Expr, Node] | None:

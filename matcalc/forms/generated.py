@@ -580,7 +580,9 @@ def torch_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None
                  f"{level}return {tuple_text([value_var, *kept])}"]
     context_body = [*unpacked(params, "inputs", level),
                     *unpacked([value_var, *kept], "output", level),
-                    *call(f"{ctx}.save_for_backward", saved, level)]
+                    *call(f"{ctx}.save_for_backward", saved, level),
+                    f"{level}{ctx}.set_materialize_grads(False)   # no zeros for the kept "
+                    "intermediates"]
     nothing = tuple_text(["None"] * len(params))
     backward_body = [f"{level}if {plan.seed} is None:   # the value was not used",
                      f"{level}    return {nothing}",
