@@ -154,3 +154,21 @@ def test_progress_is_a_bar_on_a_terminal_and_nothing_otherwise() -> None:
     quiet = io.StringIO()
     Progress("epoch 1", quiet).update(3, 10)
     assert quiet.getvalue() == ""
+
+
+def test_derive_loads_no_other_command() -> None:
+    """The other commands (code generation, checks, training, init, serve) are imported when
+    run, so that derive starts sooner; help still lists them all."""
+    import subprocess
+    import sys
+    script = ("import sys\nfrom matcalc.cli import main\nsys.argv = ['matcalc', 'derive', "
+              "'x: [n]; sum(x * x)', '--wrt', 'x']\ntry:\n    main()\nexcept SystemExit:\n"
+              "    pass\nprint(sorted(m for m in sys.modules if m.startswith('matcalc.cli.') or "
+              "m in ('matcalc.proofs.testing', 'matcalc.applications.training')))")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)
+    assert run.stdout.splitlines() == ["∂f/∂x = 2 x   [n]",
+                                       "['matcalc.cli.commands', 'matcalc.cli.common']"]
+    listed = CliRunner().invoke(cli, ["--help"]).output
+    assert all(f"  {name} " in listed for name in ("check", "codegen", "derive", "hessian",
+                                                   "init", "serve", "train", "verify"))

@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 
 import click
 
-from matcalc.cli.codegen import check, codegen
 from matcalc.cli.common import declarations_option, reports_user_errors, wrt_option
-from matcalc.cli.init import init
-from matcalc.cli.serve import serve
-from matcalc.cli.train import train
-from matcalc.cli.verify import verify_command
 from matcalc.errors import MatcalcError
 from matcalc.forms.derivation import LAYOUTS, Derivation, derivative, hessian
 from matcalc.language.lowering import parse
 from matcalc.language.source import read_source
 
+ELSEWHERE = {"check": "codegen", "codegen": "codegen", "init": "init", "serve": "serve",
+             "train": "train", "verify": "verify"}
+"""The commands defined in other modules of this package, imported when one is run (or help
+lists them), so that ``derive`` does not wait for the code generators and trainers to load."""
 
-@click.group()
+
+class Commands(click.Group):
+    """The group, with the commands of :data:`ELSEWHERE` loaded on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *ELSEWHERE})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in ELSEWHERE and name not in self.commands:
+            module = importlib.import_module(f"matcalc.cli.{ELSEWHERE[name]}")
+            self.add_command(next(c for c in vars(module).values()
+                                  if isinstance(c, click.Command) and c.name == name))
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=Commands)
 @click.version_option(package_name="matcalc")
 def cli() -> None:
     """Matrix calculus the way people do it on paper, only right every time."""
@@ -81,10 +96,6 @@ def show(result: Derivation, fmt: str) -> None:
         click.echo(json.dumps(result.json(), indent=2, ensure_ascii=False))
     for note in result.notes if fmt != "text" else ():
         click.echo(f"note: {note}", err=True)
-
-
-for command in (codegen, check, init, train, verify_command, serve):
-    cli.add_command(command)
 
 
 def main() -> None:
