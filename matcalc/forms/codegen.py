@@ -1319,7 +1319,8 @@ class Emitter:
             axis = tuple(range(x.rank))
         while axis is not None and x.op == "sum" and x.attrs.keepdims == keepdims and (
                 x.attrs.axis is not None and x not in self.names and not stacked_gram(x)):
-            inner, axes = x.attrs.axis, axis if isinstance(axis, tuple) else (axis,)
+            inner = x.attrs.axis % x.args[0].rank
+            axes = tuple(a % x.rank for a in (axis if isinstance(axis, tuple) else (axis,)))
             if not keepdims:                   # one pass: an axis of the sum, renumbered
                 axes = tuple(a + (a >= inner) for a in axes)
             axis, x = tuple(sorted({inner, *axes})), x.args[0]
