@@ -284,3 +284,22 @@ def test_elementwise_algebra_leaves_what_it_cannot_write_as_built(source: str, d
     outcomes = fuzz.run_case(fuzz.Case(source, (), draw=draw, wrt=("A",), x="A",
                                        layout="denominator", paths=SCALAR), limit=60.0)
     assert all(o.category in ("ok", "skipped") for o in outcomes), outcomes
+
+
+@pytest.mark.parametrize("source", [
+    "X: [n, m]; W: [m, k]; b: [k]\nL = sum(tanh((X @ W) * exp(b) / 3))",  # X @ W moved last
+    "X: [n, m]; W: [m, m]; S: [n, m]\nP = softmax(S * (X @ W), axis=1)\nL = sum(P * P)",
+])
+def test_reordered_products_keep_their_operands(source: str) -> None:
+    """A full-size factor written after the small ones keeps its parentheses (`s / 3 * (X @
+    W)`, not `s / 3 * X @ W`), and a softmax's backward shared by two gradients is computed
+    once (review of the code generator's products)."""
+    wrt = ("X", "W", "b") if "b:" in source else ("X", "W", "S")
+    sizes = (("n", 4), ("m", 3), ("k", 2))
+    outcomes = fuzz.run_case(fuzz.Case(source, sizes, draw=7, wrt=wrt, x="X",
+                                       layout="denominator", paths=("derive", "steps",
+                                                                    "numpy", "torch")),
+                             limit=60.0)
+    assert [o.category for o in outcomes] == ["ok"] * 4, outcomes
+    from matcalc.forms.generated import generate
+    assert generate(source, list(wrt), "torch").count("_softmax_backward_data") <= 1

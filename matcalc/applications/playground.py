@@ -175,10 +175,13 @@ class Worker:
         self.start()
 
     def start(self) -> None:
-        self.connection, child = self.context.Pipe()
-        self.process = self.context.Process(target=serve_requests, args=(child,), daemon=True)
-        self.process.start()
-        self.killed = False
+        """A fresh process (under ``guard``, so that no newer request kills it half-made)."""
+        with self.guard:
+            self.connection, child = self.context.Pipe()
+            self.process = self.context.Process(target=serve_requests, args=(child,),
+                                                daemon=True)
+            self.process.start()
+            self.killed = False
 
     def restart(self) -> None:
         """Kill the process, wait until it is gone, and start a fresh one."""

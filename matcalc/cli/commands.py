@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 
@@ -14,10 +13,24 @@ from matcalc.forms.derivation import LAYOUTS, Derivation, derivative, hessian
 from matcalc.language.lowering import parse
 from matcalc.language.source import read_source
 
-ELSEWHERE = {"check": "codegen", "codegen": "codegen", "init": "init", "serve": "serve",
-             "train": "train", "verify": "verify"}
+ELSEWHERE = ("check", "codegen", "init", "serve", "train", "verify")
 """The commands defined in other modules of this package, imported when one is run (or help
 lists them), so that ``derive`` does not wait for the code generators and trainers to load."""
+
+
+def command_elsewhere(name: str) -> click.Command:
+    """The command ``name`` of :data:`ELSEWHERE`, its module imported now."""
+    if name in ("check", "codegen"):
+        from matcalc.cli import codegen as module
+    elif name == "init":
+        from matcalc.cli import init as module
+    elif name == "serve":
+        from matcalc.cli import serve as module
+    elif name == "train":
+        from matcalc.cli import train as module
+    else:
+        from matcalc.cli import verify as module
+    return getattr(module, {"verify": "verify_command"}.get(name, name))
 
 
 class Commands(click.Group):
@@ -28,9 +41,7 @@ class Commands(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in ELSEWHERE and name not in self.commands:
-            module = importlib.import_module(f"matcalc.cli.{ELSEWHERE[name]}")
-            self.add_command(next(c for c in vars(module).values()
-                                  if isinstance(c, click.Command) and c.name == name))
+            self.add_command(command_elsewhere(name))
         return super().get_command(ctx, name)
 
 

@@ -1428,7 +1428,7 @@ class Emitter:
         masks = any(f.shape and self.kind(f) == FLOAT and not in_denominator(f)  # x * (x > 0)
                     for f in factors)                                        # is right
         small: Shape = ()                     # the shape of the factors not of full size
-        whole: set[int] = set()               # where in `top` the full-size factors are
+        full: dict[int, Code] = {}            # the full-size factors, by place in `top`
         for factor in sorted(factors, key=lambda f: self.kind(f) == BOOL):   # masks last
             k = const_value(factor.args[1]) if factor.op == "pow" else None
             if k is not None and k.is_negative:
@@ -1438,16 +1438,16 @@ class Emitter:
             else:
                 code = self.arg(factor, MUL if not top else UNARY, masks=masks)
                 if factor.shape == node.shape and self.kind(factor) == FLOAT:
-                    whole.add(len(top))
+                    full[len(top)] = code
                 else:
                     small = broadcast_shapes(small, factor.shape)
                 top.append(code.text)
             reads |= code.reads
         quotient = bottom[0] if len(bottom) == 1 else "(" + " * ".join(bottom) + ")"
-        parts = [t for i, t in enumerate(top) if i not in whole]
-        if bottom and parts and whole and small != node.shape:   # the small ones divided first:
-            text = " / ".join([" * ".join(parts), quotient])     # one full-size pass less
-            text += "".join(f" * {top[i]}" for i in sorted(whole))
+        parts = [t for i, t in enumerate(top) if i not in full]
+        if bottom and parts and full and small != node.shape:   # the small ones divided first:
+            text = " / ".join([" * ".join(parts), quotient])    # one full-size pass less
+            text += "".join(f" * {self.paren(code, UNARY)}" for code in full.values())
         else:
             text = " * ".join(top) or "1"
             if bottom:
@@ -1465,8 +1465,7 @@ class Emitter:
         slopes = [f for f in node.args if f.op == "gelu_slope" and f.shape == node.shape]
         if self.dialect is not TORCH or len(slopes) != 1:
             return None
-        rest = [f for f in node.args if f is not slopes[0]]
-        g = rest[0] if len(rest) == 1 else make("mul", tuple(rest))
+        g = product([f for f in node.args if f is not slopes[0]])
         if g.shape != node.shape:
             return None
         grad, x = self.arg(g, ADD), self.arg(slopes[0].args[0], ADD)
@@ -1484,17 +1483,17 @@ class Emitter:
                 continue
             axis = softmax.attrs.axis % s.rank
             for d in node.args:
-                if (g := softmax_cotangent(d, s, axis)) is not None:
-                    grad, out = self.arg(g, ADD), self.arg(s, ATOM)
-                    text = (f"{self.xp()}._softmax_backward_data({grad.text}, {out.text}, {axis}, "
-                            f"{out.text}.dtype)")
-                    rest = [f for f in node.args if f is not s and f is not d]
-                    if not rest:
-                        return Code(text, ATOM, FLOAT, grad.reads | out.reads)
-                    more = self.arg(rest[0] if len(rest) == 1 else make("mul", tuple(rest)),
-                                    MUL, masks=True)
-                    return Code(f"{text} * {more.text}", MUL, FLOAT,
-                                grad.reads | out.reads | more.reads)
+                if self.uses[d] > 1 or (g := softmax_cotangent(d, s, axis)) is None:
+                    continue                    # (a shared G − Σ is computed once, by name)
+                grad, out = self.arg(g, ADD), self.arg(s, ATOM)
+                text = (f"{self.xp()}._softmax_backward_data({grad.text}, {out.text}, {axis}, "
+                        f"{out.text}.dtype)")
+                rest = [f for f in node.args if f is not s and f is not d]
+                if not rest:
+                    return Code(text, ATOM, FLOAT, grad.reads | out.reads)
+                more = self.arg(product(rest), UNARY, masks=True)
+                return Code(f"{text} * {more.text}", MUL, FLOAT,
+                            grad.reads | out.reads | more.reads)
         return None
 
     def e_pow(self, node: Node) -> Code:
@@ -1528,6 +1527,11 @@ def template_precedence(template: str) -> int:
         elif char == "*":
             loosest = min(loosest, POW)
     return loosest
+
+
+def product(factors: Sequence[Node]) -> Node:
+    """The product of ``factors`` (one of them alone)."""
+    return factors[0] if len(factors) == 1 else make("mul", tuple(factors))
 
 
 def softmax_cotangent(d: Node, s: Node, axis: int) -> Node | None:
