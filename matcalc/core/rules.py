@@ -462,8 +462,7 @@ elementwise("step", zero_rule, real.step, kink="zero", internal=True, numpy="({0
 elementwise("sign", zero_rule, sympy.sign, kink="zero")
 elementwise("normal_cdf", lambda g, out, x: g * normal_pdf(x), real.normal_cdf,  # Φ′ = φ
             internal=True, text="Φ", latex=r"\Phi",
-            numpy="0.5 * (1 + {_erf}({p0} / {math}.sqrt(2)))",
-            torch="0.5 * (1 + {xp}.erf({p0} / {math}.sqrt(2)))")
+            numpy="{_normal_cdf}({0})", torch="{xp}.special.ndtr({0})")   # both tails exact
 elementwise("normal_pdf", lambda g, out, x: -(g * x * out), real.normal_pdf,     # φ′ = −x φ
             internal=True, text="φ", latex=r"\phi",
             numpy="{xp}.exp(-0.5 * {p0} ** 2) / {math}.sqrt(2 * {math}.pi)")

@@ -270,6 +270,11 @@ NUMPY_HELPERS = {
     """a @ b for a stack a [..., n, d] and a matrix b [d, k] as one product of all a's rows
     (NumPy's @ multiplies the stack's matrices one by one, and copies a transposed b first)."""
     return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + b.shape[-1:])''',
+    "_normal_cdf": '''def {_normal_cdf}(x):
+    """Φ(x), the standard normal distribution function (SciPy's ndtr: one pass, and accurate
+    in the left tail, where 0.5 (1 + erf(x / √2)) cancels to 0)."""
+    from scipy.special import ndtr
+    return ndtr(x)''',
     "_erf": '''def {_erf}(x):
     """The error function, entry by entry (NumPy has none; SciPy's is vectorised)."""
     from scipy.special import erf
@@ -399,6 +404,10 @@ JAX_HELPERS = {
     "_solve": """def {_solve}(a, b):
     \"\"\"The solution x of a x = b (inf or nan entries for a singular a).\"\"\"
     return {xp}.linalg.solve(a, b)""",
+    "_normal_cdf": """def {_normal_cdf}(x):
+    \"\"\"Φ(x), the standard normal distribution function.\"\"\"
+    from jax.scipy.special import ndtr
+    return ndtr(x)""",
     "_erf": """def {_erf}(x):
     \"\"\"The error function, entry by entry.\"\"\"
     from jax.scipy.special import erf
