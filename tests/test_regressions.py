@@ -318,3 +318,14 @@ def test_gelu_is_accurate_in_the_left_tail() -> None:
     assert abs(value - float(sum(v * c for v, c in zip(x, cdf, strict=True)))) <= 1e-15
     np.testing.assert_allclose(grads["x"], np.array(exact_grad, dtype=float), rtol=1e-12,
                                atol=0)
+
+
+def test_a_sum_with_keepdims_is_not_recognised_as_the_loss() -> None:
+    """−Σ Y ⊙ log_softmax(Z) / N with keepdims is a [1, 1] array, not the cross-entropy, so
+    ∂L/∂A keeps A's shape [1, 1] (fuzz, seed 170007: the gradient was a number)."""
+    outcomes = fuzz.run_case(fuzz.Case("A: [1, 1]\nB: [m, m]  # draw: positive\n"
+                                       "softmax_cross_entropy(B, A / B)", (("m", 1),),
+                                       draw=3823702953, wrt=("A",), x="A",
+                                       layout="denominator", paths=("derive", "steps", "numpy")),
+                             limit=60.0)
+    assert [o.category for o in outcomes] == ["ok"] * 3, outcomes

@@ -252,8 +252,8 @@ def cross_entropy(node: Node) -> Node | None:
     if node.op != "mul" or len(node.args) != 2 or const_value(node.args[0]) is None:
         return None
     coefficient, total = const_value(node.args[0]), definition_of(node.args[1])
-    if total.op != "sum" or total.attrs[0] is not None or definition_of(total.args[0]).op != "mul":
-        return None
+    if total.op != "sum" or total.shape or definition_of(total.args[0]).op != "mul":
+        return None                          # (a sum with keepdims is an array, not the loss)
     product = definition_of(total.args[0])
     if len(product.args) != 2:
         return None
@@ -405,13 +405,14 @@ def own_transpose(node: Node, symmetric: frozenset[Node]) -> Node | None:
 
 def rewritten(roots: Sequence[Node], rules: Sequence[Rewrite]) -> dict[Node, Node]:
     """Every node under ``roots`` rebuilt over its rewritten arguments, then rewritten by the
-    first rule that applies, again while one does."""
+    first rule that applies, again while one does; a rewrite never changes a node's shape
+    (where a rule would, the node is left as it is)."""
     memo: dict[Node, Node] = {}
     for node in postorder(list(roots)):
         current = rebuild(node, tuple(memo[a] for a in node.args))
         for _ in range(MAX_PASSES):
             found = next((r for r in (rule.match(current) for rule in rules)
-                          if r is not None), None)
+                          if r is not None and r.shape == current.shape), None)
             if found is None:
                 break
             current = found
