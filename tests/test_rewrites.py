@@ -244,3 +244,15 @@ def test_a_recognised_definition_that_bypasses_an_intermediate_says_so() -> None
     assert any("`p` is written in L's definition" in n for n in derive(source, ["w"]).notes)
     mlp = "X: [N, D]; w: [D]; y: [N]\np = sigmoid(X @ w)\nL = sum((p - y) ** 2)"
     assert not any("written in" in n for n in derive(mlp, ["w"]).notes)
+
+
+def test_a_rewrite_that_would_change_a_shape_is_not_applied() -> None:
+    """The guard behind every rule: a match of another shape leaves the node as it was."""
+    from matcalc.core.ir import make
+    from matcalc.core.rewrites import Rewrite, rewritten
+    program = parse("A: [n, m]\nL = sum(A, keepdims=True)")
+    (root,) = [program.function]
+    to_a_number = Rewrite("wrong", "sum(A, keepdims=True) = sum(A)",
+                          lambda node: make("sum", node.args, (None, False))
+                          if node.op == "sum" and node.attrs[1] else None)
+    assert rewritten([root], [to_a_number])[root] is root
