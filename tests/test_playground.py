@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import urllib.error
@@ -163,7 +164,10 @@ def test_the_tour_notebook_runs_and_its_magics_show_typeset_results() -> None:
             results.append(outcome.result)
     shown = [r for r in results if isinstance(r, matcalc.Derivation)]
     assert len(shown) >= 4
-    assert all("<math" in r._repr_html_() or "<pre>" in r._repr_html_() for r in shown)
+    assert all(r._repr_html_().startswith("<div class='matcalc'><math") for r in shown)
+    logistic = next(r for r in shown if "∂L/∂w" in r.text())    # the book's BCE gradient
+    assert "∂L/∂w = Xᵀ (p − y) / N   [D]" in logistic.text()
+    assert re.findall(r"<mi>(\w)</mi>", logistic._repr_html_())[:6] == list("LwXpyN")
     assert shown[0]._repr_latex_().startswith("$$\\begin{aligned}\\delta_{1}")
 
 
