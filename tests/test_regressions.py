@@ -329,3 +329,18 @@ def test_a_sum_with_keepdims_is_not_recognised_as_the_loss() -> None:
                                        layout="denominator", paths=("derive", "steps", "numpy")),
                              limit=60.0)
     assert [o.category for o in outcomes] == ["ok"] * 3, outcomes
+
+
+@pytest.mark.parametrize("shapes", [((2, 3, 0), (0, 4)), ((2, 3, 2), (2, 0)),
+                                    ((0, 3, 2), (2, 4))])
+def test_a_stack_with_an_empty_axis_has_empty_gradients(shapes: tuple) -> None:
+    """A stack's rows as one matrix also when an axis is 0 (reshape's -1 is ambiguous there):
+    value 0, gradients shaped like the arrays, for NumPy and torch code alike."""
+    source = "X: [B, n, d]; W: [d, k]\nL = sum(tanh(X @ W))"
+    X, W = np.ones(shapes[0]), np.ones(shapes[1])
+    value, grads = matcalc.lambdify(source, ["X", "W"]).value_and_grad(X=X, W=W)
+    assert value == 0 and grads["X"].shape == X.shape and grads["W"].shape == W.shape
+    torch = pytest.importorskip("torch")
+    x, w = torch.tensor(X, requires_grad=True), torch.tensor(W, requires_grad=True)
+    matcalc.lambdify(source, ["X", "W"], target="torch").L(x, w).backward()
+    assert x.grad.shape == X.shape and w.grad.shape == W.shape

@@ -106,7 +106,7 @@ def test_an_embedding_lookup_sends_its_gradient_back_by_scatter_add() -> None:
 def test_batched_weight_gradients_are_one_matrix_product() -> None:
     """Σ_b X_bᵀ δ_b is computed as (X's rows)ᵀ (δ's rows), one product, not B and a sum."""
     code = derive(ATTENTION, ["Wq", "Wv"]).numpy()
-    assert code.count("X.reshape(-1, X.shape[-1]).T @") == 2
+    assert code.count("_rows(X).T @ _rows(") == 2
 
 
 def test_a_size_only_in_products_derives_but_cannot_be_generated() -> None:

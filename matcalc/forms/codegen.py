@@ -152,10 +152,14 @@ SPECTRAL_HELPERS = {
         wrong = (f"{{unknown[0]!r}} is not one of" if unknown
                  else f"{{missing[0]!r}} is missing from")
         raise ValueError(f"{{what}}: {{wrong}} {{', '.join(known)}}")''',
+    "_rows": '''def {_rows}(x):
+    """The rows of a stack x [..., d] as one matrix (also when d = 0, where reshape's -1 is
+    ambiguous)."""
+    return x.reshape({math}.prod(x.shape[:-1]), x.shape[-1])''',
 }
 """Helpers NumPy and PyTorch spell alike: the SVD's factors, log cosh, the commutation and
 diagonal-embedding matrices of vec forms (float64), a direction's shape and a dictionary's
-names."""
+names, a stack's rows."""
 
 NUMPY_HELPERS = {
     **SPECTRAL_HELPERS,
@@ -269,7 +273,7 @@ NUMPY_HELPERS = {
     "_stacked_at": '''def {_stacked_at}(a, b):
     """a @ b for a stack a [..., n, d] and a matrix b [d, k] as one product of all a's rows
     (NumPy's @ multiplies the stack's matrices one by one, and copies a transposed b first)."""
-    return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + b.shape[-1:])''',
+    return ({_rows}(a) @ b).reshape(a.shape[:-1] + b.shape[-1:])''',
     "_normal_cdf": '''def {_normal_cdf}(x):
     """Φ(x), the standard normal distribution function: SciPy's ndtr, accurate in the left
     tail, where 0.5 (1 + erf(x / √2)) cancels to 0; in float32 that form, as PyTorch computes
@@ -1341,12 +1345,12 @@ class Emitter:
         return self.total(self.arg(x, ADD), options)
 
     def flattened_product(self, product: Node) -> Code:
-        """Σ_b A_bᵀ B_b as one product of the stacks' rows: ``A.reshape(-1, d).T @
-        B.reshape(-1, k)`` (one matrix product, not B small ones and a sum)."""
-        left, right = (self.named_first(x) for x in (product.args[0].args[0], product.args[1]))
-        text = (f"{left}.reshape(-1, {left}.shape[-1]).T @ "
-                f"{right}.reshape(-1, {right}.shape[-1])")
-        return Code(text, MUL, FLOAT, frozenset({left, right}))
+        """Σ_b A_bᵀ B_b as one product of the stacks' rows: ``_rows(A).T @ _rows(B)`` (one
+        matrix product, not B small ones and a sum)."""
+        left, right = (self.arg(x, ADD) for x in (product.args[0].args[0], product.args[1]))
+        rows = fill("{_rows}", self.allocate, self.block)
+        return Code(f"{rows}({left.text}).T @ {rows}({right.text})", MUL, FLOAT,
+                    left.reads | right.reads)
 
     def total(self, code: Code, options: Sequence[str] = ()) -> Code:
         """The sum of an expression's entries: ``x.sum(…)`` (or ``np.sum(x, …)``)."""
