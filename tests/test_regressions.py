@@ -344,3 +344,21 @@ def test_a_stack_with_an_empty_axis_has_empty_gradients(shapes: tuple) -> None:
     x, w = torch.tensor(X, requires_grad=True), torch.tensor(W, requires_grad=True)
     matcalc.lambdify(source, ["X", "W"], target="torch").L(x, w).backward()
     assert x.grad.shape == X.shape and w.grad.shape == W.shape
+
+
+@pytest.mark.parametrize(("source", "wrt", "x"), [
+    ("a: []  # draw: positive\nt2 = exp(a)\nlog1p(t2)", ("t2",), "t2"),
+    ("X: [n, m]; w: [m]; y: [n]\np = sigmoid(X @ w)\n"
+     "L = -sum(y * log(p) + (1 - y) * log(1 - p))", ("p", "w"), "p"),
+])
+def test_the_gradient_of_a_bypassed_intermediate_goes_through_it(source: str, wrt: tuple,
+                                                                   x: str) -> None:
+    """log1p(exp(a)) is recognised as softplus(a), which does not read t2 = exp(a); ∂f/∂t2 is
+    still 1/(1 + t2), not 0: a derivative with respect to an intermediate a recognised
+    definition bypasses is taken through the program as written (fuzz, seed 170011)."""
+    outcomes = fuzz.run_case(fuzz.Case(source, (("n", 3), ("m", 2)), draw=53840634, wrt=wrt,
+                                       x=x, layout="denominator",
+                                       paths=("derive", "steps", "numpy")), limit=60.0)
+    assert [o.category for o in outcomes] == ["ok"] * 3, outcomes
+    if x == "t2":                              # and its second derivative, −1 / (1 + t2)²
+        assert matcalc.hessian(source, "t2").text().startswith("∂²f/∂t2² = −1 / (1 + t2)²")

@@ -65,7 +65,8 @@ def derive(
     A gradient too long to read inline is given with error signals δ unless ``inline``; with
     ``differential``, the differential of every intermediate too (forward mode).
     """
-    program = source if isinstance(source, Program) else parse(source, declarations)
+    program = (source if isinstance(source, Program) else parse(source, declarations)
+               ).through(wrt)
     f = program.function
     if f.shape and all(d == 1 for d in f.shape):          # a 1×1 matrix: its one entry
         program = dataclasses.replace(program, function=reduce_sum(f))
@@ -126,7 +127,16 @@ def written_out(program: Program, exprs: Sequence[Node], free: Sequence[Node] = 
     symmetric = frozenset(n for n in program.intermediates.values()
                           if is_symmetric(n.args[0]) and n not in free)
     tidied = tidy([algebra[e] for e in exprs], symmetric)
-    return {e: tidied[algebra[e]] for e in exprs}
+    named = {x for x in free if x.op == "named"}
+    return {e: still_reading(algebra[e], tidied[algebra[e]], named) for e in exprs}
+
+
+def still_reading(before: Node, after: Node, free: set[Node]) -> Node:
+    """``after``, unless a recognition read through the name of a ``free`` intermediate that
+    ``before`` reads (1 / (1 + t) with t = exp(a) is σ(−a), equal, but no longer a function of
+    t to differentiate again): then ``before``."""
+    needed = free & set(postorder([before])) if free else set()
+    return after if needed <= set(postorder([after])) else before
 
 
 def written(program: Program, gradient: Gradient) -> Gradient:
@@ -170,7 +180,8 @@ def jacobian(
     The rules give ∂(ūᵀ f)/∂x = Jᵀ ū for a probe ū; ``linear_map.linear_matrix`` reads off Jᵀ
     (denominator layout), transposed for numerator layout.
     """
-    program = source if isinstance(source, Program) else parse(source, declarations)
+    program = (source if isinstance(source, Program) else parse(source, declarations)
+               ).through(wrt)
     f = program.function
     if not f.shape:
         result = derive(program, wrt)
@@ -239,7 +250,8 @@ def hessian(
     The gradient g(x) is differentiated again by the same rules: H is the Jacobian of g,
     H v the gradient of gᵀ v. Every operation a rule emits has a rule itself.
     """
-    program = source if isinstance(source, Program) else parse(source, declarations)
+    program = (source if isinstance(source, Program) else parse(source, declarations)
+               ).through([wrt])
     x = program.lookup(wrt)
     g = derive(program, [wrt], inline=True).gradients[0].expr   # in full: no δ to stop at
     operations = len(postorder([g]))
@@ -286,6 +298,7 @@ def hessian_vector_products(program: Program, wrt: Sequence[str], directions: Se
                             ) -> list[Node]:
     """H v for the Hessian of f in all of ``wrt`` together: (H v)ₓ = ∂⟨∇f, v⟩/∂x, summed over
     every variable's gradient and its direction (each shaped like its variable), H never formed."""
+    program = program.through(wrt)
     targets = [program.lookup(name) for name in wrt]
     gradients = derive(program, wrt, inline=True).gradients
     pairing = add(*(reduce_sum(g.expr * v) for g, v in zip(gradients, directions, strict=True)))
@@ -298,6 +311,7 @@ def hessian_vector_products(program: Program, wrt: Sequence[str], directions: Se
 def tangent(program: Program, tangents: Mapping[str, Node]) -> Node:
     """Forward mode: the directional derivative of f along ``tangents`` (a direction per
     variable), shaped like f, written out."""
+    program = program.through(list(tangents))
     targets = {program.lookup(name): t for name, t in tangents.items()}
     result = directional(program.function, targets)
     return written_out(program, [result], list(targets))[result]
@@ -317,6 +331,7 @@ def differentials(program: Program, wrt: Sequence[str]) -> list[tuple[str, Node,
     """Forward mode as Magnus & Neudecker write it: for each named intermediate that depends
     on ``wrt`` (and f), its differential in terms of the differentials of what it reads,
     ``dZ1 = dX W1 + X dW1``: ``(name, node, d node)``, each read as a variable of its own."""
+    program = program.through(wrt)
     targets = {program.lookup(name) for name in wrt}
     f = program.function
     named = {**{n: node for n, node in program.intermediates.items()},

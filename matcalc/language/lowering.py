@@ -6,6 +6,7 @@ Errors point at the offending column and, for shape clashes, name both shapes an
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from matcalc.core.ir import (
     lift,
     named,
     normalise_axis,
+    postorder,
     shape_str,
     size,
     var,
@@ -484,6 +486,22 @@ class Program:
     sizes: dict[str, int] = field(default_factory=dict)
     """Sizes fixed from outside, those no variable has as an axis of its own (``h`` when every
     shape has ``h * k``): code cannot read them off its inputs."""
+    written: Program | None = field(default=None, repr=False, compare=False)
+    """The program as written, before the recognised definitions (σ, softplus …) replaced
+    what they spell out."""
+
+    def through(self, names: Sequence[str]) -> Program:
+        """This program, or the program as written when one of ``names`` is an intermediate
+        that a recognised definition bypasses (``t = exp(a); log1p(t)`` is softplus(a), which
+        does not read t): a derivative with respect to it needs the path through it."""
+        if self.written is None or not any(name in self.intermediates for name in names):
+            return self
+        used, as_written = set(postorder([self.function])), self.written
+        computed_through = set(postorder([as_written.function]))
+        if any(name in self.intermediates and self.intermediates[name] not in used and
+               as_written.intermediates[name] in computed_through for name in names):
+            return as_written
+        return self
 
     def add_variable(self, name: str, shape: tuple, symmetric: bool = False) -> Node:
         """Declare one more variable (a direction, a seed), refusing names already in use."""
@@ -827,6 +845,7 @@ def parse(source: str, declarations: Sequence[str] = ()) -> Program:
             "the program has no expression to differentiate; end it with an expression "
             "such as `x @ A @ x` or an assignment such as `L = mse(pred, y)`"
         )
+    program.written = dataclasses.replace(program, intermediates=dict(program.intermediates))
     recognised = recognise([program.function, *program.intermediates.values()])
     program.intermediates = {name: recognised[node]
                              for name, node in program.intermediates.items()}
