@@ -362,3 +362,12 @@ def test_the_gradient_of_a_bypassed_intermediate_goes_through_it(source: str, wr
     assert [o.category for o in outcomes] == ["ok"] * 3, outcomes
     if x == "t2":                              # and its second derivative, −1 / (1 + t2)²
         assert matcalc.hessian(source, "t2").text().startswith("∂²f/∂t2² = −1 / (1 + t2)²")
+
+
+def test_sympys_heuristic_gcd_giving_up_costs_a_form_not_the_answer() -> None:
+    """SymPy's cancel raised HeuristicGCDFailed ("no luck") while simplifying this HVP: that
+    form is dropped and the others are used (fuzz, seed 170011: an internal error)."""
+    outcomes = fuzz.run_case(fuzz.Case("B: [n, n]\nt1 = std(B, -2)\nvar(cos(t1), ddof=1) - "
+                                       "mean(t1)", (("n", 2),), draw=2134333929, wrt=("B",),
+                                       x="B", layout="denominator", paths=("hvp",)), limit=60.0)
+    assert [o.category for o in outcomes] == ["ok"], outcomes

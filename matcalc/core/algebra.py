@@ -15,9 +15,10 @@ be written by that name (``xc = xhat ⊙ s``) where that is shorter.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import sympy
+from sympy.polys.polyerrors import BasePolynomialError
 
 from matcalc.core.ir import (
     ONE,
@@ -141,6 +142,16 @@ def shortest(node: Node, memo: dict[Node, Node], names: Mapping[Node, Node],
     return broadcast_to(algebra.from_sympy(best), node.shape)
 
 
+def attempted(transform: Callable[[sympy.Expr], sympy.Expr], expr: sympy.Expr
+              ) -> sympy.Expr | None:
+    """``transform(expr)``, or None where SymPy's polynomial algorithms give up (its heuristic
+    gcd sometimes does: "no luck")."""
+    try:
+        return transform(expr)
+    except BasePolynomialError:
+        return None
+
+
 class Algebra:
     """One elementwise expression as a SymPy expression over its arrays, and back; with
     ``solved`` (``a`` → ``m``), each array ``a`` is written by the name ``m`` it is a factor of
@@ -163,9 +174,10 @@ class Algebra:
                for p in sympy.preorder_traversal(expr)):
             return None                        # x³⁰⁰⁰: factoring it is no help, and slow
         if len(expr.free_symbols) > MAX_SYMBOLS:       # factoring in 50 variables is slow
-            forms = [expr, sympy.expand(expr)]
+            transforms = (sympy.expand,)
         else:
-            forms = [expr, sympy.cancel(expr), sympy.factor_terms(expr), sympy.expand(expr)]
+            transforms = (sympy.cancel, sympy.factor_terms, sympy.expand)
+        forms = [expr, *(f for f in (attempted(t, expr) for t in transforms) if f is not None)]
         best = min(forms, key=self.cost)
         return best if written_with(best, set(self.nodes)) else None
 
