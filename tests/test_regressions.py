@@ -348,6 +348,7 @@ def test_a_stack_with_an_empty_axis_has_empty_gradients(shapes: tuple) -> None:
 
 @pytest.mark.parametrize(("source", "wrt", "x"), [
     ("a: []  # draw: positive\nt2 = exp(a)\nlog1p(t2)", ("t2",), "t2"),
+    ("x: []\nt1 = sigmoid(x)\nsum(t1 ** log(t1))", ("t1",), "t1"),   # log σ(x) read through t1
     ("X: [n, m]; w: [m]; y: [n]\np = sigmoid(X @ w)\n"
      "L = -sum(y * log(p) + (1 - y) * log(1 - p))", ("p", "w"), "p"),
 ])
@@ -371,3 +372,14 @@ def test_sympys_heuristic_gcd_giving_up_costs_a_form_not_the_answer() -> None:
                                        "mean(t1)", (("n", 2),), draw=2134333929, wrt=("B",),
                                        x="B", layout="denominator", paths=("hvp",)), limit=60.0)
     assert [o.category for o in outcomes] == ["ok"], outcomes
+
+
+def test_a_mask_is_never_the_first_factor_of_a_negated_product() -> None:
+    """Small factors divided first must not put a mask first: `-(x > 0) / q * y` is NumPy's
+    boolean negative, a TypeError (fuzz, seed 170013: the Hessian's generated code)."""
+    source = ("A: [1, n]\nB: [n]  # draw: positive\nC: [n]\n"
+              "sin(arctan(relu(mean(kron(B, B) * kron(A, C)))))")
+    outcomes = fuzz.run_case(fuzz.Case(source, (("n", 1),), draw=3798228579, wrt=("A",),
+                                       x="A", layout="denominator", paths=("hessian", "hvp")),
+                             limit=60.0)
+    assert [o.category for o in outcomes] == ["ok", "ok"], outcomes

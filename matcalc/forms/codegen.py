@@ -1453,7 +1453,7 @@ class Emitter:
                 small = broadcast_shapes(small, factor.shape)
             else:
                 code = self.arg(factor, MUL if not top else UNARY, masks=masks)
-                if factor.shape == node.shape and self.kind(factor) == FLOAT:
+                if factor.shape == node.shape or self.kind(factor) == BOOL:   # masks stay last
                     full[len(top)] = code
                 else:
                     small = broadcast_shapes(small, factor.shape)

@@ -46,6 +46,7 @@ from matcalc.core.simplify import (
     mul,
     new_axis,
     power,
+    rebuild,
     reduce_sum,
     transpose,
 )
@@ -486,22 +487,26 @@ class Program:
     sizes: dict[str, int] = field(default_factory=dict)
     """Sizes fixed from outside, those no variable has as an axis of its own (``h`` when every
     shape has ``h * k``): code cannot read them off its inputs."""
-    written: Program | None = field(default=None, repr=False, compare=False)
-    """The program as written, before the recognised definitions (σ, softplus …) replaced
-    what they spell out."""
+    as_written: dict[Node, Node] = field(default_factory=dict, repr=False, compare=False)
+    """Each intermediate (and the function) that a recognised definition (σ, softplus …)
+    changed, to its form as written."""
 
     def through(self, names: Sequence[str]) -> Program:
         """This program, or the program as written when one of ``names`` is an intermediate
-        that a recognised definition bypasses (``t = exp(a); log1p(t)`` is softplus(a), which
-        does not read t): a derivative with respect to it needs the path through it."""
-        if self.written is None or not any(name in self.intermediates for name in names):
+        and a definition was recognised: a recognition may read through the intermediate's
+        name (``t = exp(a); log1p(t)`` is softplus(a), which does not read t; ``log(t)`` for
+        t = σ(x) is −softplus(−x)), and a derivative with respect to it needs every path
+        through it."""
+        if not self.as_written or not any(name in self.intermediates for name in names):
             return self
-        used, as_written = set(postorder([self.function])), self.written
-        computed_through = set(postorder([as_written.function]))
-        if any(name in self.intermediates and self.intermediates[name] not in used and
-               as_written.intermediates[name] in computed_through for name in names):
-            return as_written
-        return self
+        memo: dict[Node, Node] = {}
+        for node in postorder([self.function]):
+            memo[node] = self.as_written.get(node) or rebuild(node, tuple(memo[a]
+                                                                          for a in node.args))
+        return dataclasses.replace(
+            self, function=memo[self.function], as_written={},
+            intermediates={name: memo.get(node) or self.as_written.get(node, node)
+                           for name, node in self.intermediates.items()})
 
     def add_variable(self, name: str, shape: tuple, symmetric: bool = False) -> Node:
         """Declare one more variable (a direction, a seed), refusing names already in use."""
@@ -845,8 +850,10 @@ def parse(source: str, declarations: Sequence[str] = ()) -> Program:
             "the program has no expression to differentiate; end it with an expression "
             "such as `x @ A @ x` or an assignment such as `L = mse(pred, y)`"
         )
-    program.written = dataclasses.replace(program, intermediates=dict(program.intermediates))
     recognised = recognise([program.function, *program.intermediates.values()])
+    program.as_written = {recognised[n]: n for n in [program.function,
+                                                     *program.intermediates.values()]
+                          if recognised[n] is not n}
     program.intermediates = {name: recognised[node]
                              for name, node in program.intermediates.items()}
     program.function = recognised[program.function]
