@@ -393,3 +393,13 @@ def test_a_large_rational_expression_is_not_cancelled() -> None:
                                        wrt=("y",), x="y", layout="denominator",
                                        paths=("hessian",)), limit=10.0)
     assert [o.category for o in outcomes] == ["ok"], outcomes
+
+
+def test_a_row_broadcast_against_the_identity_is_not_a_trace() -> None:
+    """sum(I ⊙ 𝟙 bᵀ) is sum(b), not tr of the [1, m] row (a ShapeError in tidying an HVP)
+    (fuzz, seed 170015)."""
+    outcomes = fuzz.run_case(fuzz.Case("A: [m, m]  # draw: wc\nB: [1, m]  # draw: positive\n"
+                                       "max(B + A) * trace(B + A)", (("m", 1),),
+                                       draw=3061062868, wrt=("B",), x="B",
+                                       layout="denominator", paths=("hvp",)), limit=60.0)
+    assert [o.category for o in outcomes] == ["ok"], outcomes

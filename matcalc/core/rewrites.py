@@ -300,12 +300,13 @@ def trace_of_identity_product(node: Node) -> Node | None:
     if node.op != "sum" or node.attrs[0] is not None:
         return None
     inner = node.args[0]
-    if inner.op == "diag" and inner.args[0].rank == 2:
+    if inner.op == "diag" and inner.args[0].rank == 2 and (
+            inner.args[0].shape[0] == inner.args[0].shape[1]):
         return apply("trace", inner.args[0])
     if inner.op != "mul" or len(inner.args) != 2:
         return None
     for eye, m in (inner.args, inner.args[::-1]):
-        if eye.op == "identity" and m.rank == 2:
+        if eye.op == "identity" and m.shape == eye.shape:   # (a row broadcast is not M)
             return apply("trace", m)
     return None
 
