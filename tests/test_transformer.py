@@ -109,8 +109,9 @@ def test_optimizers_step_as_pytorchs(kind: str) -> None:
 
 def test_generated_code_uses_one_kernel_where_torch_has_one() -> None:
     """torch: G ⊙ gelu′(x) is one gelu_backward, a softmax's backward one
-    _softmax_backward_data, unused intermediates get no zero gradients; NumPy: a stack times a
-    matrix is one product of its rows; a sum over two axes is one sum. Second derivatives
+    _softmax_backward_data, a layer norm one native_layer_norm each way, unused intermediates
+    get no zero gradients; NumPy: a stack times a matrix is one product of its rows; a sum over
+    two axes is one sum; a layer norm's 1/std is computed once. Second derivatives
     through the fused kernels (jacrev of grad) equal torch.func.hessian's."""
     from matcalc.forms.generated import generate
     source = ("S: [B, T, T]; W: [T, T]; Y: [B, T, T]\nA = softmax(S @ W, axis=-1)\n"
@@ -120,9 +121,13 @@ def test_generated_code_uses_one_kernel_where_torch_has_one() -> None:
     assert "._softmax_backward_data(" in code and "set_materialize_grads(False)" in code
     numpy_code = generate(source, ["S", "W"])
     assert "_stacked_at(" in numpy_code and ".sum(axis=(0, 1))" in numpy_code
-    layer_norms = generate(SOURCE, reference.parameters(reference.random_model(SIZES)),
-                           sizes={"h": 2})        # the small parts divided before the big one
-    assert len(re.findall(r"dr\d / \(\(h \* k\) \* t\d+ \*\* 3\) \* Z\d", layer_norms)) == 5
+    names = reference.parameters(reference.random_model(SIZES))
+    layer_norms = generate(SOURCE, names, sizes={"h": 2})   # CS231n's backward, 1/std once
+    assert len(re.findall(r"np\.sqrt\(", layer_norms)) == 10       # in value, value_and_grad
+    torch_layer_norms = generate(SOURCE, names, "torch", sizes={"h": 2})
+    assert len(re.findall(r"= _layer_norm\(", torch_layer_norms)) == 5
+    assert len(re.findall(r"_layer_norm_backward\(d\w+, \w+, mean_\w+, rstd_\w+, g\d\)",
+                          torch_layer_norms)) == 5
     rng = np.random.default_rng(0)
     S, W, Y = (rng.standard_normal(shape) for shape in ((2, 3, 3), (3, 3), (2, 3, 3)))
     F = torch.nn.functional

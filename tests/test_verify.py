@@ -237,6 +237,8 @@ OPS: dict[str, ir.Node] = {
     "einsum": op("einsum", A, B, u, attrs=("ij,ij,j->i",)),
     "reshape": op("reshape", A, attrs=((m, n),)),
     "where": op("where", op("step", A), P, B),
+    "standardize": op("standardize", A, attrs=(1, sympy.Rational(1, 10**5))),
+    "standardize-0": op("standardize", A, attrs=(0, sympy.Integer(0))),
     "permute-3": op("permute", op("mul", op("expand", A, attrs=(0,)), A), attrs=((2, 0, 1),)),
     "transpose-stack": op("transpose", op("mul", op("expand", A, attrs=(0,)), A)),
     "matmul-stack": op("matmul", op("mul", op("expand", S, attrs=(0,)), S), A),

@@ -271,7 +271,11 @@ class OpDef:
     """The frozen record of its parameters (``sum(axis=0, keepdims=True)``), made by define."""
     primitives: Callable[..., Node] | None = None
     """A composite as the primitives it is made of, which generated code computes (so that
-    common subexpressions are shared: gelu(x) = x Φ(x), whose Φ(x) the backward pass reuses)."""
+    common subexpressions are shared: gelu(x) = x Φ(x), whose Φ(x) the backward pass reuses).
+    It receives the arguments, then the parameters by name."""
+    kernel: Callable[[Node], bool] | None = None
+    """Where a dialect's template is a fused kernel that applies to some nodes only, which ones
+    (torch's layer_norm normalises the last axis); the others are computed as their primitives."""
 
 
 OPERATIONS: dict[str, OpDef] = {}

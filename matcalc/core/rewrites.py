@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import sympy
+
 from matcalc.core.ir import (
     ONE,
     Node,
@@ -268,6 +270,93 @@ def cross_entropy(node: Node) -> Node | None:
     return None
 
 
+def mean_of(node: Node) -> tuple[Node, int, bool] | None:
+    """``(x, axis, keepdims)`` of mean(x, axis), written sum(x, axis) / n (through names)."""
+    node = definition_of(node)
+    if node.op != "mul" or len(node.args) != 2 or const_value(node.args[0]) is None:
+        return None
+    total = definition_of(node.args[1])
+    if total.op != "sum" or total.attrs.axis is None:
+        return None
+    x = total.args[0]
+    axis = normalise_axis(total.attrs.axis, x.rank)
+    if const_value(node.args[0]) != 1 / x.shape[axis]:
+        return None
+    return x, axis, total.attrs.keepdims
+
+
+def same_value(a: Node, b: Node) -> bool:
+    """The same node, or names of the same definition."""
+    return definition_of(a) is definition_of(b)
+
+
+def mean_removed(node: Node) -> tuple[Node, int, bool] | None:
+    """``(x, axis, keepdims)`` of x − mean(x, axis) (through names), else None."""
+    z = definition_of(node)
+    if z.op != "add" or len(z.args) != 2:
+        return None
+    for x, other in (z.args, z.args[::-1]):
+        mean = negation(other)
+        found = mean_of(mean) if mean is not None else None
+        if found is not None and same_value(found[0], x) and x.shape == z.shape:
+            return x, found[1], found[2]
+    return None
+
+
+def inverse_root(node: Node) -> Node | None:
+    """``v`` of 1 / √v, written ``v ** (−1/2)`` or ``1 / sqrt(v)`` (through names)."""
+    node = definition_of(node)
+    if node.op != "pow":
+        return None
+    k = const_value(node.args[1])
+    if k == sympy.Rational(-1, 2):
+        return node.args[0]
+    root = definition_of(node.args[0])
+    return root.args[0] if k == -1 and root.op == "sqrt" else None
+
+
+def mean_square_plus(node: Node) -> tuple[Node, int, bool, sympy.Expr] | None:
+    """``(z, axis, keepdims, ε)`` of mean(z², axis) + ε, ε ≥ 0 a number (through names)."""
+    node = definition_of(node)
+    eps = sympy.Integer(0)
+    if node.op == "add" and len(node.args) == 2:
+        for c, rest in (node.args, node.args[::-1]):
+            if const_value(c) is not None:
+                eps, node = const_value(c), definition_of(rest)
+                break
+    found = mean_of(node)
+    square = definition_of(found[0]) if found is not None else None
+    if square is None or square.op != "pow" or const_value(square.args[1]) != 2 or not (
+            eps.is_number and eps >= 0):
+        return None
+    return square.args[0], found[1], found[2], eps
+
+
+def kept_axis(x: Node, axis: int, keepdims: bool) -> bool:
+    """Whether a reduction of x along ``axis`` broadcasts back along that axis alone (with
+    keepdims, or without it along the leading axis): it centres x, not some other axis."""
+    kept = tuple(ONE if k == axis else d for k, d in enumerate(x.shape))
+    if keepdims:
+        return True
+    reduced = kept[:axis] + kept[axis + 1:]
+    return (ONE,) * (x.rank - len(reduced)) + reduced == kept
+
+
+def standardised(centred: Node, scale: Node) -> Node | None:
+    """(x − mean(x)) / √(mean((x − mean(x))²) + ε) along an axis = standardize(x, axis, ε),
+    the normalisation of layer and batch norm."""
+    removed = mean_removed(centred)
+    root = inverse_root(scale)
+    spread = mean_square_plus(root) if removed is not None and root is not None else None
+    if spread is None or not same_value(spread[0], centred):
+        return None
+    (x, axis, keepdims), (_, spread_axis, spread_keepdims, eps) = removed, spread
+    if spread_axis != axis or not kept_axis(x, axis, keepdims) or not kept_axis(
+            x, axis, spread_keepdims):
+        return None
+    return apply("standardize", x, attrs=(axis, eps))
+
+
 RECOGNITIONS: Sequence[Rewrite] = (
     Rewrite("sigmoid", "1 / (1 + exp(−u)) = σ(u)", reciprocal_sigmoid),
     Rewrite("sigmoid ratio", "exp(u) / (1 + exp(u)) = σ(u)", in_products(ratio_sigmoid)),
@@ -289,6 +378,14 @@ RECOGNITIONS: Sequence[Rewrite] = (
             cross_entropy),
 )
 """The definitions matcalc recognises, tried in order at every node, innermost first."""
+
+KERNELS: Sequence[Rewrite] = (
+    Rewrite("standardisation", "(x − mean(x)) / √(mean((x − mean(x))²) + ε) = standardize(x)",
+            in_products(standardised)),
+)
+"""Operations generated code computes with a kernel of their own (torch's layer_norm) and
+with a shorter backward pass (x̄ = (Ḡ − mean(Ḡ) − x̂ ⊙ mean(Ḡ ⊙ x̂)) / √(σ² + ε)), recognised
+for code generation only: printed derivatives keep the intermediates a program names."""
 
 # ----------------------------------------------------------------------------------------------
 # After differentiation: what a person does to a derivative (elementwise algebra aside, which
@@ -381,6 +478,11 @@ def recognise(roots: Sequence[Node]) -> dict[Node, Node]:
     """Every node under ``roots`` with the recognitions applied, innermost first: the old node
     to the new (the same node where nothing changed)."""
     return rewritten(roots, RECOGNITIONS)
+
+
+def with_kernels(roots: Sequence[Node]) -> dict[Node, Node]:
+    """Every node under ``roots`` with the kernels recognised (old node → new)."""
+    return rewritten(roots, KERNELS)
 
 
 def tidy(roots: Sequence[Node], symmetric: frozenset[Node] = frozenset()) -> dict[Node, Node]:

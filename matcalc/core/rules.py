@@ -93,8 +93,8 @@ def call(op: str) -> Callable[..., Node]:
     return lambda *args, **params: apply(op, *args, attrs=OPERATIONS[op].record(**params))
 
 
-exp, log, sign, step, sigmoid, relu, cos, sin, cosh, sinh, tanh = map(
-    call, "exp log sign step sigmoid relu cos sin cosh sinh tanh".split()
+exp, log, sign, step, sigmoid, relu, cos, sin, cosh, sinh, tanh, sqrt = map(
+    call, "exp log sign step sigmoid relu cos sin cosh sinh tanh sqrt".split()
 )
 inv, diag, outer = call("inv"), call("diag"), call("outer")
 solve, sym, tril, triu = map(call, "solve sym tril triu".split())
@@ -119,6 +119,33 @@ def softmax(x: Node, axis: int | None) -> Node:
 
 def log_softmax(x: Node, axis: int | None) -> Node:
     return apply("log_softmax", x, attrs=(axis,))
+
+
+def mean_along(x: Node, axis: int) -> Node:
+    """``mean(x, axis, keepdims=True)``."""
+    return reduce_sum(x, axis, keepdims=True) / x.shape[axis]
+
+
+def inverse_std(x: Node, axis: int, eps: sympy.Expr) -> Node:
+    """1 / √(σ² + ε) along an axis (kept, of length 1), σ² the mean square about the mean."""
+    centred = x - mean_along(x, axis)
+    return 1 / sqrt(mean_along(centred**2, axis) + eps)
+
+
+def standardized(x: Node, axis: int, eps: sympy.Expr) -> Node:
+    """x̂ = (x − μ) / √(σ² + ε) along an axis, as its primitives."""
+    return (x - mean_along(x, axis)) * inverse_std(x, axis, eps)
+
+
+def standardize_rule(g: Node, out: Node, x: Node, axis: int, eps: sympy.Expr) -> Node:
+    """x̂ = (x − μ) / √(σ² + ε): x̄ = (Ḡ − mean(Ḡ) − x̂ ⊙ mean(Ḡ ⊙ x̂)) / √(σ² + ε), each mean
+    along the axis (CS231n's layer and batch norm backward)."""
+    return inverse_std(x, axis, eps) * (g - mean_along(g, axis) - out * mean_along(g * out, axis))
+
+
+def last_axis_only(node: Node) -> bool:
+    """Normalised along its last axis (what torch's layer_norm kernels do)."""
+    return node.attrs.axis == node.rank - 1
 
 
 def row_sum(x: Node, axis: int | None) -> Node:
@@ -616,6 +643,10 @@ define("prod_others", same_shape, [first_order_only("prod")], params=("axis",), 
        numpy="{_prod_others}({0}{axis})", **OWN_PRINTER)
 define("first_max", same_shape, [lambda g, out, x, axis: zero_like(x.shape)], params=("axis",),
        internal=True, numpy="{_first_max}({0}{axis})", **OWN_PRINTER)   # 1 at each argmax, else 0
+define("standardize", same_shape, [standardize_rule], params=("axis", "eps"), internal=True,
+       primitives=standardized, kernel=last_axis_only, numpy=METHOD,
+       torch="{xp}.nn.functional.layer_norm({p0}, {p0}.shape[-1:], eps={eps})",
+       **OWN_PRINTER)                               # layer norm without gain and shift
 define("softmax_cross_entropy", cross_entropy_shape, [cross_entropy_logits,
                                                       cross_entropy_targets])
 define("onehot", onehot_shape, [

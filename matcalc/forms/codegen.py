@@ -29,12 +29,14 @@ import sympy
 
 from matcalc.core.ir import (
     METHOD,
+    ONE,
     OPERATIONS,
     Node,
     Shape,
     broadcast_shapes,
     const,
     const_value,
+    definition_of,
     is_labels,
     is_symmetric,
     make,
@@ -42,6 +44,7 @@ from matcalc.core.ir import (
     postorder,
     size,
 )
+from matcalc.core.rules import inverse_std, mean_along
 from matcalc.core.simplify import add, broadcast_to, matmul, mul, raw_power, transpose
 from matcalc.errors import MatcalcError
 from matcalc.forms.printing import TEXT, Printer
@@ -339,6 +342,14 @@ TORCH_HELPERS = {
     before = {xp}.cumprod({xp}.cat([ones, x[..., :-1]], dim=-1), dim=-1)
     after = {xp}.cumprod({xp}.cat([ones, x.flip(-1)[..., :-1]], dim=-1), dim=-1).flip(-1)
     return (before * after).movedim(-1, dim)''',
+    "_layer_norm": '''def {_layer_norm}(x, eps):
+    """x̂ = (x − μ) / √(σ² + ε) over the last axis, μ and 1 / √(σ² + ε): torch's kernel."""
+    return {xp}.native_layer_norm(x, x.shape[-1:], None, None, eps)''',
+    "_layer_norm_backward": '''def {_layer_norm_backward}(g, x, mean, rstd, gain=None):
+    """(G − mean(G) − x̂ ⊙ mean(G ⊙ x̂)) / √(σ² + ε) over the last axis for G = g ⊙ gain: the
+    gradient through x̂ = (x − μ) / √(σ² + ε), torch's kernel."""
+    return {xp}.ops.aten.native_layer_norm_backward(
+        g, x, x.shape[-1:], mean, rstd, gain, None, [True, False, False])[0]''',
     "_scatter_rows": '''def {_scatter_rows}(g, labels, rows):
     """A zero table of `rows` rows with each row of g added at its label (index_add)."""
     rest = g.shape[labels.dim():]
@@ -646,7 +657,7 @@ class ConstantPrinter:
 
 NAMED_TEMPORARIES = {"step": "mask", "softmax": "softmax", "log_softmax": "log_softmax",
                      "inv": "inv", "sigmoid": "sigmoid", "det": "det", "norm": "norm",
-                     "exp": "exp", "tanh": "tanh", "normal_cdf": "cdf"}
+                     "exp": "exp", "tanh": "tanh", "normal_cdf": "cdf", "standardize": "xhat"}
 
 DEFAULT_AXIS = {"softmax": -1, "log_softmax": -1, "logsumexp": None, "max": None, "min": None,
                 "first_max": None, "prod": None, "prod_others": None}
@@ -662,12 +673,13 @@ MAX_DEPTH = 30
 
 
 def lower(node: Node, memo: dict[Node, Node], dialect: Dialect = NUMPY,
-          swapped: Mapping[Node, Node] = {}) -> Node:
+          swapped: Mapping[Node, Node] = {}, named: Mapping[Node, Node] = {}) -> Node:
     """Composites as the primitives they are made of, so that work is shared: gelu(x) is
     x Φ(x), whose Φ(x) the backward pass reuses; silu(x) is x σ(x); unless the dialect has a
     fused kernel for one (torch's gelu). A product around an outer product is the outer product
     of two vectors, M (a bᵀ) N = (M a)(Nᵀ b)ᵀ: O(n²), not O(n³). A node ``swapped`` maps is
-    replaced (by the transpose of one computed anyway, :func:`shared_transposes`)."""
+    replaced (by the transpose of one computed anyway, :func:`shared_transposes`); a
+    composite's primitives read the ``named`` intermediates (definition → name) they contain."""
     found = memo.get(node)
     if found is not None:
         return found
@@ -675,13 +687,14 @@ def lower(node: Node, memo: dict[Node, Node], dialect: Dialect = NUMPY,
         if child in memo:
             continue
         args = tuple(memo[a] for a in child.args)
-        primitives = OPERATIONS[child.op].primitives
-        if primitives is not None and getattr(OPERATIONS[child.op], dialect.spelling) == METHOD:
-            result = primitives(*args)
+        if expanded(child, dialect):       # the primitives of the node as written, lowered
+            parts = OPERATIONS[child.op].primitives(*child.args, **params(child))
+            result = lower(by_name(parts, named), memo, dialect, swapped, named)
         elif args == child.args:
             result = child
         else:
             result = make(child.op, args, child.attrs)
+        result = root_form(result)
         result = swapped.get(result, result)
         if dialect is NUMPY and (gram := weighted_gram(result)):
             result = gram
@@ -691,6 +704,38 @@ def lower(node: Node, memo: dict[Node, Node], dialect: Dialect = NUMPY,
                 "outer", tuple(by_solving(v) if v.op == "matmul" else v for v in vectors))
         memo[child] = result
     return memo[node]
+
+
+def root_form(node: Node) -> Node:
+    """Square roots one way, so that they are computed once: v^(1/2) is sqrt(v), v^(−1/2) is
+    1 / sqrt(v) (as a program writes its 1 / std), and a sum under the root has its terms in
+    the constructor's order (σ² + ε and ε + σ² alike)."""
+    k = const_value(node.args[1]) if node.op == "pow" else None
+    if node.op == "sqrt" or k in (sympy.Rational(1, 2), sympy.Rational(-1, 2)):
+        v = node.args[0]
+        root = make("sqrt", (add(*v.args) if v.op == "add" else v,))
+        return make("pow", (root, const(-1))) if k == sympy.Rational(-1, 2) else root
+    return node
+
+
+def by_name(node: Node, named: Mapping[Node, Node]) -> Node:
+    """``node`` with each part that a named intermediate defines read by that name."""
+    memo: dict[Node, Node] = {}
+    for n in postorder([node], stop=lambda n: n.op == "named"):
+        args = tuple(memo[a] for a in n.args) if n.op != "named" else n.args
+        rebuilt = n if args == n.args else make(n.op, args, n.attrs)
+        memo[n] = named.get(rebuilt, rebuilt)
+    return memo[node]
+
+
+def expanded(node: Node, dialect: Dialect) -> bool:
+    """Whether ``node`` is computed as its primitives in ``dialect``: a composite the dialect
+    has no kernel for (or none for this node: torch's layer_norm is over the last axis only)."""
+    definition = OPERATIONS[node.op]
+    if definition.primitives is None:
+        return False
+    return getattr(definition, dialect.spelling) == METHOD or (
+        definition.kernel is not None and not definition.kernel(node))
 
 
 SHARING_ROUNDS = 3
@@ -831,6 +876,10 @@ class Emitter:
         self.uses: Counter[Node] = Counter()
         self.present: set[Node] = set()
         self.named: dict[Node, Node] = {}
+        self.definitions: dict[Node, Node] = {}
+        self.binding: tuple[Node | None, str] = (None, "")
+        """The value being given a name, and the name (for a method that binds it itself)."""
+        """Each named intermediate's definition, as written (not lowered), to its name."""
         self.resolving: set[sympy.Expr] = set()
         """Sizes being read off products, to refuse a circle (h·k alone gives neither)."""
         self.memo: dict[Node, Node] = {}
@@ -859,16 +908,18 @@ class Emitter:
     def count(self, roots: Sequence[Node]) -> None:
         """How often each value is used under ``roots`` (what ``emit`` computes and what later
         calls will): a value used twice gets a name."""
-        everything = postorder([lower(r, self.memo, self.dialect, self.swapped) for r in roots],
-                               stop=self.names.__contains__)
+        self.definitions |= {n.args[0]: n for n in postorder(list(roots)) if n.op == "named"}
+        everything = postorder([lower(r, self.memo, self.dialect, self.swapped, self.definitions)
+                                for r in roots], stop=self.names.__contains__)
         for _ in range(SHARING_ROUNDS):  # lowered again, the transposes shared
             swap = shared_transposes(everything, self.names)
             if not swap:
                 break
             self.swapped.update(swap)
             self.memo.clear()
-            everything = postorder([lower(r, self.memo, self.dialect, self.swapped)
-                                    for r in roots], stop=self.names.__contains__)
+            everything = postorder([lower(r, self.memo, self.dialect, self.swapped,
+                                          self.definitions) for r in roots],
+                                   stop=self.names.__contains__)
         self.present = set(everything)
         self.uses = Counter(arg for node in everything for arg in node.args)
         for node in reversed(everything):       # X.T used twice computes X twice: count it so
@@ -886,7 +937,7 @@ class Emitter:
         """
         if not counted:
             self.count([*(node for _, node in outputs), *later])
-        outputs = [(name, lower(node, self.memo, self.dialect, self.swapped))
+        outputs = [(name, lower(node, self.memo, self.dialect, self.swapped, self.definitions))
                    for name, node in outputs]
         roots = [node for _, node in outputs]
         order = postorder(roots, stop=self.names.__contains__)
@@ -966,7 +1017,11 @@ class Emitter:
         """``name = node`` (a named intermediate keeps its name; a mask stays a mask)."""
         definition = node.args[0] if node.op == "named" else node
         kind = self.kind(definition)
+        self.binding = (definition, name)
         code = self.expr(definition)
+        if self.names.get(definition) == name:   # its method bound it, with more values
+            self.names[node] = name
+            return
         if view_base(definition).op == "const" and self.dialect is TORCH:
             code = self.number_array(code)       # a tensor, so torch functions take it
         self.add(Statement(name, code), definition)
@@ -1405,6 +1460,8 @@ class Emitter:
                 coefficient, onehot = onehot_part(term)
                 code = self.added_at(code, onehot, coefficient)
             return code
+        if (fused := self.multiply_add(node)) is not None:
+            return fused
         terms = self.order.ordered_terms(node)
         if len(terms) > MAX_TERMS:              # Python's compiler nests a + b + … deeply
             chunks = [make("add", terms[i:i + MAX_TERMS])
@@ -1428,8 +1485,24 @@ class Emitter:
             reads |= code.reads
         return Code("".join(parts), ADD, FLOAT, reads, tuple(parts))
 
+    def multiply_add(self, node: Node) -> Code | None:
+        """c + a ⊙ b, the product full-size, as torch's one ``addcmul`` pass (a layer norm's
+        gain and shift): the product and the sum would read and write it twice."""
+        if self.dialect is not TORCH or len(node.args) != 2:
+            return None
+        for c, p in (node.args, node.args[::-1]):
+            if (p.op == "mul" and len(p.args) == 2 and p.shape == node.shape and c.shape
+                    and p not in self.names and self.uses[p] == 1
+                    and all(f.op != "const" and f.shape and self.kind(f) == FLOAT
+                            for f in (c, *p.args))):
+                codes = [self.arg(v, ADD) for v in (c, *p.args)]
+                return Code(f"{self.xp()}.addcmul({', '.join(x.text for x in codes)})", ATOM,
+                            FLOAT, frozenset().union(*(x.reads for x in codes)))
+        return None
+
     def e_mul(self, node: Node) -> Code:
-        if (fused := self.gelu_backward(node) or self.softmax_backward(node)) is not None:
+        if (fused := self.gelu_backward(node) or self.softmax_backward(node)
+                or self.layer_norm_backward(node)) is not None:
             return fused
         factors = list(node.args)
         coefficient = sympy.Integer(1)
@@ -1447,8 +1520,8 @@ class Emitter:
         full: dict[int, Code] = {}            # the full-size factors, by place in `top`
         for factor in sorted(factors, key=lambda f: self.kind(f) == BOOL):   # masks last
             k = const_value(factor.args[1]) if factor.op == "pow" else None
-            if k is not None and k.is_negative:
-                code = self.arg(raw_power(factor.args[0], -k), POW)
+            if k is not None and k.is_negative and factor not in self.names:  # (a named
+                code = self.arg(raw_power(factor.args[0], -k), POW)          # one is reused)
                 bottom.append(code.text)
                 small = broadcast_shapes(small, factor.shape)
             else:
@@ -1512,6 +1585,53 @@ class Emitter:
                             grad.reads | out.reads | more.reads)
         return None
 
+    def e_standardize(self, node: Node) -> Code:
+        """x̂ by torch's layer-norm kernel (over the last axis), bound with the mean and the
+        1 / √(σ² + ε) it computes too, which the backward kernel reads."""
+        x, axis, eps = node.args[0], node.attrs.axis, node.attrs.eps
+        inputs = self.arg(x, ADD)
+        stem = f"_{self.names[x]}" if x in self.names else ""
+        hat = self.binding[1] if self.binding[0] is node else self.temp_name(node)
+        mean, rstd = (self.allocate.fresh(f"{what}{stem}", numbered=not stem)
+                      for what in ("mean", "rstd"))
+        helper = fill("{_layer_norm}", self.allocate, self.block)
+        epsilon = self.constant(eps)
+        call = f"{helper}({inputs.text}, {epsilon.text})"
+        self.add(Statement(f"{hat}, {mean}, {rstd}",
+                           Code(call, ATOM, FLOAT, inputs.reads | epsilon.reads)), node)
+        for value, name in ((node, hat), (mean_along(x, axis), mean),
+                            (inverse_std(x, axis, eps), rstd)):
+            self.names[value], self.kinds[name] = name, FLOAT
+        return Code(hat, ATOM, FLOAT, frozenset({hat}))
+
+    def layer_norm_backward(self, node: Node) -> Code | None:
+        """(G − mean(G) − x̂ ⊙ mean(G ⊙ x̂)) / √(σ² + ε), x̂ = standardize(x) over the last axis
+        (standardize's rule), as torch's one layer-norm backward kernel."""
+        if self.dialect is not TORCH:
+            return None
+        for d in node.args:
+            found = standardize_cotangent(d) if self.uses[d] == 1 else None
+            if found is None:
+                continue
+            g, s = found
+            x, axis, eps = s.args[0], s.attrs.axis, s.attrs.eps
+            scale = next((f for f in node.args if f.shape == s.shape[:-1] + (ONE,)
+                          and same_value(f, inverse_std(x, axis, eps))), None)
+            if axis == s.rank - 1 and scale is not None:
+                g, gain = gain_of(g)
+                codes = [self.arg(v, ADD) for v in (g, x, mean_along(x, axis),
+                                                     inverse_std(x, axis, eps), gain)
+                         if v is not None]
+                helper = fill("{_layer_norm_backward}", self.allocate, self.block)
+                text = f"{helper}({', '.join(c.text for c in codes)})"
+                reads = frozenset().union(*(c.reads for c in codes))
+                rest = [f for f in node.args if f is not d and f is not scale]
+                if not rest:
+                    return Code(text, ATOM, FLOAT, reads)
+                more = self.arg(product(rest), UNARY, masks=True)   # (1/std ⊙ d) ⊙ the rest
+                return Code(f"{text} * {more.text}", MUL, FLOAT, reads | more.reads)
+        return None
+
     def e_pow(self, node: Node) -> Code:
         base, k = node.args
         value = const_value(k)
@@ -1561,6 +1681,53 @@ def softmax_cotangent(d: Node, s: Node, axis: int) -> Node | None:
                 total.args[0].op == "mul" and Counter(total.args[0].args) == Counter((s, g))):
             return g if g.shape == s.shape else None
     return None
+
+
+def standardize_cotangent(d: Node) -> tuple[Node, Node] | None:
+    """``(G, x̂)`` when ``d`` is G − mean(G) − x̂ ⊙ mean(G ⊙ x̂) for x̂ = standardize(x) (the
+    part of its rule after the 1 / √(σ² + ε)), else None."""
+    if d.op != "add" or len(d.args) != 3:
+        return None
+    hats = {f for t in d.args if t.op == "mul" for f in t.args
+            if definition_of(f).op == "standardize"}
+    for s in hats:
+        axis = definition_of(s).attrs.axis
+        for g in d.args:
+            if g.shape == d.shape and s not in g.args and d is add(
+                    g, -mean_along(g, axis), -(s * mean_along(g * s, axis))):
+                return g, definition_of(s)
+    return None
+
+
+def gain_of(g: Node) -> tuple[Node, Node | None]:
+    """``(G', w)`` for G = w ⊙ G', w a vector along the last axis (a layer norm's gain, which
+    torch's kernel multiplies by itself), else ``(G, None)``."""
+    if g.op != "mul" or len(g.args) < 2:
+        return g, None
+    gains = [f for f in g.args if f.shape == g.shape[-1:] and f.op != "const"]
+    if len(gains) != 1:
+        return g, None
+    rest = product([f for f in g.args if f is not gains[0]])
+    return (rest, gains[0]) if rest.shape == g.shape else (g, None)
+
+
+def same_value(a: Node, b: Node) -> bool:
+    """Whether ``a`` and ``b`` compute the same: equal up to names, the order of terms and
+    factors, and how a square root is written."""
+    a, b = root_form(definition_of(a)), root_form(definition_of(b))
+    if a is b:
+        return True
+    if a.op != b.op or a.attrs != b.attrs or len(a.args) != len(b.args):
+        return False
+    if a.op not in ("add", "mul"):
+        return all(map(same_value, a.args, b.args))
+    unmatched = list(b.args)
+    for x in a.args:
+        match = next((y for y in unmatched if same_value(x, y)), None)
+        if match is None:
+            return False
+        unmatched.remove(match)
+    return True
 
 
 def onehot_part(term: Node) -> tuple[sympy.Expr, Node] | None:

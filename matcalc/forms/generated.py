@@ -143,7 +143,8 @@ def plan(source: str | Program, wrt: Sequence[str], declarations: Sequence[str] 
     """Derive what a module needs; ``seeded`` (or a non-scalar value) differentiates
     ``sum(grad_output ⊙ value)`` instead of the value itself (``grad_output_1`` when the
     program uses the name ``grad_output``)."""
-    program = unseeded = source if isinstance(source, Program) else parse(source, declarations)
+    program = unseeded = (source if isinstance(source, Program)
+                          else parse(source, declarations)).with_kernels()
     taken = {*program.variables, *program.intermediates, *map(str, program.dims)}
     seed = Names(taken).fresh(SEED)
     value = program.function

@@ -21,6 +21,7 @@ from matcalc.core.ir import (
     METHOD,
     OPERATIONS,
     Node,
+    const,
     const_value,
     has_property,
     operator_name,
@@ -55,6 +56,7 @@ class Notation:
     inverse_transpose: str
     step: str
     indicator: str
+    epsilon: str
     norm: str
     frobenius: str
     delta: str
@@ -148,6 +150,7 @@ TEXT = Notation(
     inverse_transpose="⁻ᵀ",
     step="1[{} > 0]",
     indicator="1[{}]",
+    epsilon="ε={}",
     norm="‖{}‖",
     frobenius="‖{}‖_F",
     delta="δ{}",
@@ -173,6 +176,7 @@ LATEX = Notation(
     inverse_transpose=r"^{-\top}",
     step=r"\mathbb{{1}}\left[{} > 0\right]",
     indicator=r"\mathbb{{1}}\left[{}\right]",
+    epsilon=r"\varepsilon={}",
     norm=r"\left\lVert {} \right\rVert",
     frobenius=r"\left\lVert {} \right\rVert_F",
     delta=r"\delta_{{{}}}",
@@ -612,6 +616,12 @@ class Printer:
         return self.call(node.op, self(node.args[0]), *self.axis_part(node.attrs.axis, None))
 
     p_max = p_min = p_prod = p_prod_others = p_logsumexp
+
+    def p_standardize(self, node: Node) -> tuple[str, int]:
+        """``standardize(x, axis=2, ε=1e-5)``: (x − mean) / √(variance + ε) along the axis."""
+        eps, _ = self.fmt(const(node.attrs.eps))
+        return self.call("standardize", self(node.args[0]), self.keyword("axis", node.attrs.axis),
+                         self.n.epsilon.format(eps))
 
     def p_first_max(self, node: Node) -> tuple[str, int]:
         """``1[argmax(x)]``: 1 at the (first) largest entry, 0 elsewhere (``argmin(x)`` for −x)."""

@@ -35,7 +35,7 @@ from matcalc.core.ir import (
     var,
     zeros,
 )
-from matcalc.core.rewrites import recognise
+from matcalc.core.rewrites import recognise, with_kernels
 from matcalc.core.rules import callable_elementwise
 from matcalc.core.simplify import (
     add,
@@ -507,6 +507,19 @@ class Program:
             self, function=memo[self.function], as_written={},
             intermediates={name: memo.get(node) or self.as_written.get(node, node)
                            for name, node in self.intermediates.items()})
+
+    def with_kernels(self) -> Program:
+        """This program with the operations generated code has kernels for recognised
+        (:data:`matcalc.core.rewrites.KERNELS`), as written where a derivative needs it."""
+        roots = [self.function, *self.intermediates.values()]
+        recognised = with_kernels(roots)
+        if all(recognised[n] is n for n in roots):
+            return self
+        as_written = {recognised[n]: self.as_written.get(n, n) for n in roots
+                      if recognised[n] is not n}
+        return dataclasses.replace(
+            self, function=recognised[self.function], as_written={**self.as_written, **as_written},
+            intermediates={name: recognised[n] for name, n in self.intermediates.items()})
 
     def add_variable(self, name: str, shape: tuple, symmetric: bool = False) -> Node:
         """Declare one more variable (a direction, a seed), refusing names already in use."""

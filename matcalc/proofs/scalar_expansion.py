@@ -346,6 +346,14 @@ class Expander:
     def op_log_softmax(self, node: Node, x: Tensor) -> Tensor:
         return log_softmax(x, node.attrs.axis)
 
+    def op_standardize(self, node: Node, x: Tensor) -> Tensor:
+        """(x − μ) / √(σ² + ε) along the axis, μ and σ² the mean and the mean square about it."""
+        axis, eps = node.attrs
+        n = x.shape[axis]
+        centred = broadcast(lambda a, s: a - s / n, x, reduce(x, axis, True))
+        spread = reduce(centred.map(lambda a: a**2), axis, True)
+        return broadcast(lambda a, s: a / sympy.sqrt(s / n + eps), centred, spread)
+
     def op_logsumexp(self, node: Node, x: Tensor) -> Tensor:
         return reduce(x.map(sympy.exp), node.attrs.axis, False).map(sympy.log)
 
