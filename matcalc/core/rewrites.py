@@ -321,8 +321,9 @@ def mean_square_plus(node: Node) -> tuple[Node, int, bool, sympy.Expr] | None:
     eps = sympy.Integer(0)
     if node.op == "add" and len(node.args) == 2:
         for c, rest in (node.args, node.args[::-1]):
-            if const_value(c) is not None:
-                eps, node = const_value(c), definition_of(rest)
+            number = const_value(c.args[0] if c.op == "broadcast" else c)   # (ε 𝟙 alike)
+            if number is not None:
+                eps, node = number, definition_of(rest)
                 break
     found = mean_of(node)
     square = definition_of(found[0]) if found is not None else None

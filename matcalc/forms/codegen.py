@@ -1460,7 +1460,7 @@ class Emitter:
                 coefficient, onehot = onehot_part(term)
                 code = self.added_at(code, onehot, coefficient)
             return code
-        if (fused := self.multiply_add(node)) is not None:
+        if (fused := self.multiply_add(node) or self.linear_layer(node)) is not None:
             return fused
         terms = self.order.ordered_terms(node)
         if len(terms) > MAX_TERMS:              # Python's compiler nests a + b + … deeply
@@ -1498,6 +1498,29 @@ class Emitter:
                 codes = [self.arg(v, ADD) for v in (c, *p.args)]
                 return Code(f"{self.xp()}.addcmul({', '.join(x.text for x in codes)})", ATOM,
                             FLOAT, frozenset().union(*(x.reads for x in codes)))
+        return None
+
+    def linear_layer(self, node: Node) -> Code | None:
+        """X W + b (+ the other terms), b a vector along the last axis, as torch's
+        ``linear``: one product that adds the bias as it writes (a matrix multiply-add)."""
+        if self.dialect is not TORCH:
+            return None
+        for p in node.args:
+            bias = next((t for t in node.args if t.shape == node.shape[-1:] and t.op != "const"
+                         and self.kind(t) == FLOAT), None)
+            if (p.op != "matmul" or p in self.names or self.uses[p] != 1 or bias is None
+                    or p.args[0].rank < 2 or p.args[1].rank != 2 or p.shape != node.shape):
+                continue
+            x, w = p.args
+            weight = w.args[0] if w.op == "transpose" else transpose(w)
+            codes = [self.arg(v, ADD) for v in (x, weight, bias)]
+            text = f"{self.xp()}.nn.functional.linear({', '.join(c.text for c in codes)})"
+            reads = frozenset().union(*(c.reads for c in codes))
+            rest = [t for t in node.args if t is not p and t is not bias]
+            if not rest:
+                return Code(text, ATOM, FLOAT, reads)
+            more = self.arg(add(*rest), ADD + 1)
+            return Code(f"{text} + {more.text}", ADD, FLOAT, reads | more.reads)
         return None
 
     def e_mul(self, node: Node) -> Code:

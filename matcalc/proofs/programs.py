@@ -318,7 +318,7 @@ edges of its domain) and bounds on its result's magnitude and, where known, on h
 STRUCTURE = ("@", "@", "@", "T", "sum", "mean", "softmax", "log_softmax", "logsumexp", "trace",
              "det", "logdet", "inv", "matrix_power", "diag", "outer", "norm", "max", "min",
              "maximum", "solve", "construct", "var", "tril", "cholesky", "where", "eigvalsh",
-             "pinv", "prod", "concat", "kron", "einsum", "reshape", "stack")
+             "pinv", "prod", "concat", "kron", "einsum", "reshape", "stack", "normalise")
 SPECIAL = ("pow", "pow_pow", "pow_var", "scale", "by_dim", "square_plus_one")
 OPERATIONS = UNARY + ELEMENTWISE_BINARY * 2 + STRUCTURE + SPECIAL
 
@@ -628,6 +628,28 @@ class Builder:
 
     def op_min(self) -> Expr | None:
         return self.reduction("min")
+
+    def op_normalise(self) -> Expr | None:
+        """A layer or batch norm spelled out along an axis: (x − mean(x)) / sqrt(var(x) + ε),
+        or times (var(x) + ε) ** −0.5, the mean and variance kept (code generation computes
+        it as one standardisation)."""
+        a = self.first(lambda e: bool(e.shape) and e.mag <= 30)
+        if a is None:
+            return None
+        axis = self.rng.randrange(-len(a.shape), len(a.shape))
+        params = (("axis", str(axis)), ("keepdims", "True"))
+        shape = reduced(a.shape, axis, True)
+        mean = call("mean", a, params=params, shape=shape, mag=a.mag)
+        centred = binary("-", a, mean, a.shape, 2 * a.mag)
+        eps = num(self.rng.choice(["1e-5", "0.1", "1"]))
+        spread = binary("+", call("var", a, params=params, shape=shape, mag=a.mag**2 + 1),
+                        eps, shape, a.mag**2 + 2, eps.mag)
+        count = math.sqrt(entries_bound(a.shape) / max(entries_bound(shape), 1))
+        if self.rng.random() < 0.5:
+            scale = call("sqrt", spread, shape=shape, mag=a.mag + 2, low=math.sqrt(eps.mag))
+            return binary("/", centred, scale, a.shape, count + 1)
+        scale = binary("**", spread, num("-0.5"), shape, 1 / math.sqrt(eps.mag))
+        return binary("*", centred, scale, a.shape, count + 1)
 
     def op_prod(self) -> Expr | None:
         return self.reduction("prod")
