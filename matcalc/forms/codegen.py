@@ -45,7 +45,15 @@ from matcalc.core.ir import (
     size,
 )
 from matcalc.core.rules import inverse_std, mean_along
-from matcalc.core.simplify import add, broadcast_to, matmul, mul, raw_power, transpose
+from matcalc.core.simplify import (
+    add,
+    broadcast_to,
+    matmul,
+    mul,
+    raw_power,
+    reduce_to,
+    transpose,
+)
 from matcalc.errors import MatcalcError
 from matcalc.forms.printing import TEXT, Printer
 
@@ -345,11 +353,14 @@ TORCH_HELPERS = {
     "_layer_norm": '''def {_layer_norm}(x, eps):
     """x̂ = (x − μ) / √(σ² + ε) over the last axis, μ and 1 / √(σ² + ε): torch's kernel."""
     return {xp}.native_layer_norm(x, x.shape[-1:], None, None, eps)''',
-    "_layer_norm_backward": '''def {_layer_norm_backward}(g, x, mean, rstd, gain=None):
+    "_layer_norm_backward": '''def {_layer_norm_backward}(g, x, mean, rstd, gain=None,
+                         gain_grad=False):
     """(G − mean(G) − x̂ ⊙ mean(G ⊙ x̂)) / √(σ² + ε) over the last axis for G = g ⊙ gain: the
-    gradient through x̂ = (x − μ) / √(σ² + ε), torch's kernel."""
-    return {xp}.ops.aten.native_layer_norm_backward(
-        g, x, x.shape[-1:], mean, rstd, gain, None, [True, False, False])[0]''',
+    gradient through x̂ = (x − μ) / √(σ² + ε), by torch's kernel; with gain_grad, also
+    Σ g ⊙ x̂ over the leading axes (the gain's gradient), which the kernel computes alongside."""
+    dx, dgain, _ = {xp}.ops.aten.native_layer_norm_backward(
+        g, x, x.shape[-1:], mean, rstd, gain, None, [True, gain_grad, False])
+    return (dx, dgain) if gain_grad else dx''',
     "_scatter_rows": '''def {_scatter_rows}(g, labels, rows):
     """A zero table of `rows` rows with each row of g added at its label (index_add)."""
     rest = g.shape[labels.dim():]
@@ -877,6 +888,8 @@ class Emitter:
         self.present: set[Node] = set()
         self.named: dict[Node, Node] = {}
         self.definitions: dict[Node, Node] = {}
+        self.fused: dict[Node, Code] = {}
+        """Code of fused kernels that bound values of their own, for when it is asked again."""
         self.binding: tuple[Node | None, str] = (None, "")
         """The value being given a name, and the name (for a method that binds it itself)."""
         """Each named intermediate's definition, as written (not lowered), to its name."""
@@ -1632,11 +1645,14 @@ class Emitter:
         (standardize's rule), as torch's one layer-norm backward kernel."""
         if self.dialect is not TORCH:
             return None
+        if node in self.fused:                    # already bound, with the gain's gradient
+            return self.fused[node]
         for d in node.args:
             found = standardize_cotangent(d) if self.uses[d] == 1 else None
             if found is None:
                 continue
-            g, s = found
+            g, hat = found
+            s = definition_of(hat)
             x, axis, eps = s.args[0], s.attrs.axis, s.attrs.eps
             scale = next((f for f in node.args if f.shape == s.shape[:-1] + (ONE,)
                           and same_value(f, inverse_std(x, axis, eps))), None)
@@ -1648,12 +1664,28 @@ class Emitter:
                 helper = fill("{_layer_norm_backward}", self.allocate, self.block)
                 text = f"{helper}({', '.join(c.text for c in codes)})"
                 reads = frozenset().union(*(c.reads for c in codes))
+                weight = self.gain_gradient(hat, g, gain) if gain is not None else None
+                if weight is not None:      # the gain's gradient too, from the same kernel
+                    inputs, sums = self.temp_name(node), self.temp_name(weight)
+                    call = Code(f"{text[:-1]}, gain_grad=True)", ATOM, FLOAT, reads)
+                    self.add(Statement(f"{inputs}, {sums}", call), node)
+                    self.names[weight], self.kinds[sums] = sums, FLOAT
+                    text, reads = inputs, frozenset({inputs})
                 rest = [f for f in node.args if f is not d and f is not scale]
-                if not rest:
-                    return Code(text, ATOM, FLOAT, reads)
-                more = self.arg(product(rest), UNARY, masks=True)   # (1/std ⊙ d) ⊙ the rest
-                return Code(f"{text} * {more.text}", MUL, FLOAT, reads | more.reads)
+                code = Code(text, ATOM, FLOAT, reads)
+                if rest:
+                    more = self.arg(product(rest), UNARY, masks=True)   # (1/std ⊙ d) ⊙ rest
+                    code = Code(f"{text} * {more.text}", MUL, FLOAT, reads | more.reads)
+                self.fused[node] = code
+                return code
         return None
+
+    def gain_gradient(self, hat: Node, g: Node, gain: Node) -> Node | None:
+        """Σ x̂ ⊙ G over the leading axes, the gradient of a layer norm's gain, when the code
+        computes it (torch's backward kernel gives it with the input's)."""
+        wanted = lower(reduce_to(mul(hat, g), gain.shape), self.memo, self.dialect,
+                       self.swapped, self.definitions)
+        return wanted if wanted in self.present and wanted not in self.names else None
 
     def e_pow(self, node: Node) -> Code:
         base, k = node.args
@@ -1708,17 +1740,17 @@ def softmax_cotangent(d: Node, s: Node, axis: int) -> Node | None:
 
 def standardize_cotangent(d: Node) -> tuple[Node, Node] | None:
     """``(G, x̂)`` when ``d`` is G − mean(G) − x̂ ⊙ mean(G ⊙ x̂) for x̂ = standardize(x) (the
-    part of its rule after the 1 / √(σ² + ε)), else None."""
+    part of its rule after the 1 / √(σ² + ε)), x̂ as ``d`` reads it, else None."""
     if d.op != "add" or len(d.args) != 3:
         return None
-    hats = {f for t in d.args if t.op == "mul" for f in t.args
-            if definition_of(f).op == "standardize"}
+    hats = dict.fromkeys(f for t in d.args if t.op == "mul" for f in t.args
+                         if definition_of(f).op == "standardize")
     for s in hats:
         axis = definition_of(s).attrs.axis
         for g in d.args:
             if g.shape == d.shape and s not in g.args and d is add(
                     g, -mean_along(g, axis), -(s * mean_along(g * s, axis))):
-                return g, definition_of(s)
+                return g, s
     return None
 
 
