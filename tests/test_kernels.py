@@ -35,8 +35,18 @@ STACKED = ("X: [B, T, D]; g: [D]; W: [D, D]\n"
            "Z = X - mean(X, axis=2, keepdims=True)\n"
            "H = g * Z / sqrt(mean(Z ** 2, axis=2, keepdims=True) + 1e-5)\n"
            "L = sum(softmax(H @ W, axis=-1) * X)")
+NO_GAIN = ("X: [N, D]\n"
+           "L = sum(sin((X - mean(X, axis=-1, keepdims=True)) / sqrt(var(X, axis=-1, keepdims=True)"
+           " + 1e-5)))")
+VECTOR = "x: [D]; c: [D]\nsum(c * exp((x - mean(x, axis=0, keepdims=True)) * (var(x, axis=0, " \
+    "keepdims=True) + 0.1) ** -0.5))"
+STACK_NO_GAIN = ("X: [B, T, D]\nZ = X - mean(X, axis=-1, keepdims=True)\n"
+                 "r = 1 / sqrt(mean(Z * Z, axis=-1, keepdims=True) + 1e-5)\n"
+                 "L = sum(tanh(Z * r + 1))")
 PROGRAMS = {"layer norm": LAYER_NORM, "layer norm as the book writes it": BOOK_LAYER_NORM,
-            "batch norm": BATCH_NORM, "layer norm of a stack": STACKED}
+            "batch norm": BATCH_NORM, "layer norm of a stack": STACKED,
+            "layer norm without a gain": NO_GAIN, "a vector standardised": VECTOR,
+            "a stack standardised, shifted": STACK_NO_GAIN}
 NOT_STANDARDISED = {
     "centred along another axis": "X: [N, D]\nZ = X - mean(X, axis=0, keepdims=True)\n"
     "sum(Z / sqrt(mean(Z ** 2, axis=1, keepdims=True) + 1e-5))",
@@ -113,10 +123,40 @@ def test_every_path_agrees_with_torch(name: str) -> None:
     sizes = {"N": 5, "D": 4, "K": 3, "B": 2, "T": 3}
     wrt = tuple(program.variables)
     case = fuzz.Case(source, tuple((d, sizes[d]) for d in used), draw=7, wrt=wrt, x=wrt[0],
-                     layout="denominator")
+                     layout="denominator", paths=(*fuzz.SCALAR_PATHS, "torch.func"))
     outcomes = fuzz.run_case(case, limit=60.0)
+    assert {o.path for o in outcomes} >= {*fuzz.SCALAR_PATHS, "torch.func"}
     bad = [o for o in outcomes if o.category not in ("ok", "skipped")]
     assert not bad, "\n".join(f"{o.path}: {o.category} {o.message}\n{o.detail}" for o in bad)
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+def test_second_derivatives_through_the_torch_module_are_torchs(name: str) -> None:
+    """jacrev of jacrev of the generated torch function (its backward differentiated again,
+    kernels included) equals torch.func.hessian of the program evaluated from its text."""
+    torch = pytest.importorskip("torch")
+    from torch.func import hessian, jacrev
+
+    from matcalc import lambdify
+    from matcalc.proofs.torch_reference import torch_function
+
+    program = parse(PROGRAMS[name])
+    names = list(program.variables)
+    module = lambdify(PROGRAMS[name], names, target="torch")
+    generated = getattr(module, module.__all__[1])
+    arrays = {k: torch.from_numpy(v) for k, v in arrays_for(program, 5).items()}
+    reference = torch_function(program, own_nodes=False)
+    x, rest = names[0], {k: v for k, v in arrays.items() if k != names[0]}
+
+    def ours(t):
+        return generated(**{x: t, **rest})
+
+    def theirs(t):
+        return reference(**{x: t, **rest})
+
+    assert torch.allclose(ours(arrays[x]), theirs(arrays[x]), rtol=1e-12, atol=1e-12)
+    mine, expected = jacrev(jacrev(ours))(arrays[x]), hessian(theirs)(arrays[x])
+    assert torch.allclose(mine, expected, rtol=1e-8, atol=1e-8), (mine - expected).abs().max()
 
 
 def test_torch_code_calls_the_layer_norm_kernels() -> None:
@@ -129,7 +169,7 @@ def test_torch_code_calls_the_layer_norm_kernels() -> None:
     from matcalc import lambdify
 
     code = generate(LAYER_NORM, ["X", "g", "c", "W"], "torch")
-    assert "_layer_norm(X, " in code and "_layer_norm_backward(" in code
+    assert "_layer_norm(X, " in code and "_layer_norm_backward(" in code and "gain_grad" in code
     assert "torch.addcmul(c, g, xhat_X)" in code and "var_mean" not in code
     numpy_code = generate(LAYER_NORM, ["X", "g", "c", "W"])
     assert numpy_code.count("np.sqrt(") == 2      # 1/std once, in value and value_and_grad

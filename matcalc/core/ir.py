@@ -274,8 +274,9 @@ class OpDef:
     common subexpressions are shared: gelu(x) = x Φ(x), whose Φ(x) the backward pass reuses).
     It receives the arguments, then the parameters by name."""
     kernel: Callable[[Node], bool] | None = None
-    """Where a dialect's template is a fused kernel that applies to some nodes only, which ones
-    (torch's layer_norm normalises the last axis); the others are computed as their primitives."""
+    """For a composite torch has a kernel for (its emitter's method ``e_<op>``), the nodes it
+    applies to (torch's layer_norm normalises the last axis); the others, and the other
+    dialects, compute its primitives."""
 
 
 OPERATIONS: dict[str, OpDef] = {}

@@ -645,7 +645,6 @@ define("first_max", same_shape, [lambda g, out, x, axis: zero_like(x.shape)], pa
        internal=True, numpy="{_first_max}({0}{axis})", **OWN_PRINTER)   # 1 at each argmax, else 0
 define("standardize", same_shape, [standardize_rule], params=("axis", "eps"), internal=True,
        primitives=standardized, kernel=last_axis_only, numpy=METHOD,
-       torch="{xp}.nn.functional.layer_norm({p0}, {p0}.shape[-1:], eps={eps})",
        **OWN_PRINTER)                               # layer norm without gain and shift
 define("softmax_cross_entropy", cross_entropy_shape, [cross_entropy_logits,
                                                       cross_entropy_targets])

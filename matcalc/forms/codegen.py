@@ -351,15 +351,17 @@ TORCH_HELPERS = {
     after = {xp}.cumprod({xp}.cat([ones, x.flip(-1)[..., :-1]], dim=-1), dim=-1).flip(-1)
     return (before * after).movedim(-1, dim)''',
     "_layer_norm": '''def {_layer_norm}(x, eps):
-    """x̂ = (x − μ) / √(σ² + ε) over the last axis, μ and 1 / √(σ² + ε): torch's kernel."""
+    """x̂ = (x − μ) / √(σ² + ε) over the last axis, μ and 1 / √(σ² + ε) (not differentiable:
+    for the backward kernel): torch's kernel."""
     return {xp}.native_layer_norm(x, x.shape[-1:], None, None, eps)''',
     "_layer_norm_backward": '''def {_layer_norm_backward}(g, x, mean, rstd, gain=None,
                          gain_grad=False):
     """(G − mean(G) − x̂ ⊙ mean(G ⊙ x̂)) / √(σ² + ε) over the last axis for G = g ⊙ gain: the
     gradient through x̂ = (x − μ) / √(σ² + ε), by torch's kernel; with gain_grad, also
     Σ g ⊙ x̂ over the leading axes (the gain's gradient), which the kernel computes alongside."""
-    dx, dgain, _ = {xp}.ops.aten.native_layer_norm_backward(
-        g, x, x.shape[-1:], mean, rstd, gain, None, [True, gain_grad, False])
+    dx, dgain, _ = {xp}.ops.aten.native_layer_norm_backward(     # (its derivative knows how
+        g, x, x.shape[-1:], mean.detach(), rstd.detach(), gain, None,  # μ and 1/σ depend on x)
+        [True, gain_grad, False])
     return (dx, dgain) if gain_grad else dx''',
     "_scatter_rows": '''def {_scatter_rows}(g, labels, rows):
     """A zero table of `rows` rows with each row of g added at its label (index_add)."""
@@ -745,8 +747,9 @@ def expanded(node: Node, dialect: Dialect) -> bool:
     definition = OPERATIONS[node.op]
     if definition.primitives is None:
         return False
-    return getattr(definition, dialect.spelling) == METHOD or (
-        definition.kernel is not None and not definition.kernel(node))
+    if dialect is TORCH and definition.kernel is not None:
+        return not definition.kernel(node)
+    return getattr(definition, dialect.spelling) == METHOD
 
 
 SHARING_ROUNDS = 3
@@ -888,11 +891,15 @@ class Emitter:
         self.present: set[Node] = set()
         self.named: dict[Node, Node] = {}
         self.definitions: dict[Node, Node] = {}
+        """Each named intermediate's definition, as written (not lowered), to its name."""
+        self.moments: dict[Node, tuple[str, str]] = {}
+        """For each standardisation torch's kernel computed, the names of its mean and 1/std:
+        not differentiable, so read by the backward kernel only (whose own derivative knows
+        how they depend on x)."""
         self.fused: dict[Node, Code] = {}
         """Code of fused kernels that bound values of their own, for when it is asked again."""
         self.binding: tuple[Node | None, str] = (None, "")
         """The value being given a name, and the name (for a method that binds it itself)."""
-        """Each named intermediate's definition, as written (not lowered), to its name."""
         self.resolving: set[sympy.Expr] = set()
         """Sizes being read off products, to refuse a circle (h·k alone gives neither)."""
         self.memo: dict[Node, Node] = {}
@@ -1031,7 +1038,10 @@ class Emitter:
         definition = node.args[0] if node.op == "named" else node
         kind = self.kind(definition)
         self.binding = (definition, name)
-        code = self.expr(definition)
+        try:
+            code = self.expr(definition)
+        finally:
+            self.binding = (None, "")
         if self.names.get(definition) == name:   # its method bound it, with more values
             self.names[node] = name
             return
@@ -1623,8 +1633,10 @@ class Emitter:
 
     def e_standardize(self, node: Node) -> Code:
         """x̂ by torch's layer-norm kernel (over the last axis), bound with the mean and the
-        1 / √(σ² + ε) it computes too, which the backward kernel reads."""
-        x, axis, eps = node.args[0], node.attrs.axis, node.attrs.eps
+        1 / √(σ² + ε) it computes too, which the backward kernel reads (the only dialect and
+        the only nodes :func:`expanded` leaves standardize to: the others compute its
+        primitives)."""
+        x, eps = node.args[0], node.attrs.eps
         inputs = self.arg(x, ADD)
         stem = f"_{self.names[x]}" if x in self.names else ""
         hat = self.binding[1] if self.binding[0] is node else self.temp_name(node)
@@ -1635,9 +1647,8 @@ class Emitter:
         call = f"{helper}({inputs.text}, {epsilon.text})"
         self.add(Statement(f"{hat}, {mean}, {rstd}",
                            Code(call, ATOM, FLOAT, inputs.reads | epsilon.reads)), node)
-        for value, name in ((node, hat), (mean_along(x, axis), mean),
-                            (inverse_std(x, axis, eps), rstd)):
-            self.names[value], self.kinds[name] = name, FLOAT
+        self.names[node], self.kinds[hat] = hat, FLOAT
+        self.moments[node] = (mean, rstd)     # not differentiable: for the backward kernel only
         return Code(hat, ATOM, FLOAT, frozenset({hat}))
 
     def layer_norm_backward(self, node: Node) -> Code | None:
@@ -1655,12 +1666,14 @@ class Emitter:
             s = definition_of(hat)
             x, axis, eps = s.args[0], s.attrs.axis, s.attrs.eps
             scale = next((f for f in node.args if f.shape == s.shape[:-1] + (ONE,)
-                          and same_value(f, inverse_std(x, axis, eps))), None)
+                          and equivalent(f, inverse_std(x, axis, eps))), None)
             if axis == s.rank - 1 and scale is not None:
                 g, gain = gain_of(g)
-                codes = [self.arg(v, ADD) for v in (g, x, mean_along(x, axis),
-                                                     inverse_std(x, axis, eps), gain)
-                         if v is not None]
+                codes = [self.arg(v, ADD) for v in (g, x) if v is not None]
+                codes += [Code(name, ATOM, FLOAT, frozenset({name})) for name in self.moments[s]
+                          ] if s in self.moments else [self.arg(v, ADD) for v in (
+                              mean_along(x, axis), inverse_std(x, axis, eps))]
+                codes += [self.arg(gain, ADD)] if gain is not None else []
                 helper = fill("{_layer_norm_backward}", self.allocate, self.block)
                 text = f"{helper}({', '.join(c.text for c in codes)})"
                 reads = frozenset().union(*(c.reads for c in codes))
@@ -1766,7 +1779,7 @@ def gain_of(g: Node) -> tuple[Node, Node | None]:
     return (rest, gains[0]) if rest.shape == g.shape else (g, None)
 
 
-def same_value(a: Node, b: Node) -> bool:
+def equivalent(a: Node, b: Node) -> bool:
     """Whether ``a`` and ``b`` compute the same: equal up to names, the order of terms and
     factors, and how a square root is written."""
     a, b = root_form(definition_of(a)), root_form(definition_of(b))
@@ -1775,10 +1788,10 @@ def same_value(a: Node, b: Node) -> bool:
     if a.op != b.op or a.attrs != b.attrs or len(a.args) != len(b.args):
         return False
     if a.op not in ("add", "mul"):
-        return all(map(same_value, a.args, b.args))
+        return all(map(equivalent, a.args, b.args))
     unmatched = list(b.args)
     for x in a.args:
-        match = next((y for y in unmatched if same_value(x, y)), None)
+        match = next((y for y in unmatched if equivalent(x, y)), None)
         if match is None:
             return False
         unmatched.remove(match)

@@ -327,6 +327,8 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
         found.append(STACKS_NOTE)
     if any(n.op == "gelu" for n in order) and any(g.kind == "grad" for g in gradients):
         found.append(GELU_NOTE)
+    if any(n.op == "standardize" for n in order):
+        found.append(STANDARDIZE_NOTE)
     bypassed = [name for name, node in program.intermediates.items()
                 if node not in depends and read_by_last(program.source, name)]
     if bypassed and any(g.kind == "grad" for g in gradients):
@@ -346,6 +348,11 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
             found.append(note)
     return found
 
+
+STANDARDIZE_NOTE = ("standardize(x, axis, ε) = (x − mean(x)) / √(var(x) + ε) along the axis, the "
+                    "layer or batch norm the program spells out, which generated code computes "
+                    "as one operation; its gradient is (G − mean(G) − x̂ ⊙ mean(G ⊙ x̂)) / "
+                    "√(var(x) + ε), x̂ = standardize(x) (CS231n).")
 
 GELU_NOTE = ("gelu′(x) = Φ(x) + x φ(x), Φ and φ being the standard normal's distribution "
              "function and density.")
