@@ -896,6 +896,8 @@ class Emitter:
         """For each standardisation torch's kernel computed, the names of its mean and 1/std:
         not differentiable, so read by the backward kernel only (whose own derivative knows
         how they depend on x)."""
+        self.multiplied: Counter[Node] = Counter()
+        """How many matrix products each value is an operand of (transposed or not)."""
         self.fused: dict[Node, Code] = {}
         """Code of fused kernels that bound values of their own, for when it is asked again."""
         self.binding: tuple[Node | None, str] = (None, "")
@@ -946,6 +948,8 @@ class Emitter:
             if node.op in ("transpose", "expand") and self.uses[node] > 1:
                 self.uses[node.args[0]] += self.uses[node] - 1
         self.named = {n.args[0]: n for n in everything if n.op == "named"}
+        self.multiplied = Counter(a.args[0] if a.op == "transpose" else a
+                                  for n in everything if n.op == "matmul" for a in n.args)
 
     def emit(self, outputs: Sequence[tuple[str, Node]], later: Sequence[Node] = (),
              comments: Sequence[str] = (), counted: bool = False) -> list[str]:
@@ -1047,6 +1051,9 @@ class Emitter:
             return
         if view_base(definition).op == "const" and self.dialect is TORCH:
             code = self.number_array(code)       # a tensor, so torch functions take it
+        elif self.dialect is TORCH and definition.op == "permute" and definition.rank > 2 and (
+                self.multiplied[node] > 1):      # batched products would each copy the view
+            code = Code(f"{self.paren(code, ATOM)}.contiguous()", ATOM, kind, code.reads)
         self.add(Statement(name, code), definition)
         self.names[node] = name
         self.kinds[name] = kind
