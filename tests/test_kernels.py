@@ -169,7 +169,7 @@ def test_torch_code_calls_the_layer_norm_kernels() -> None:
     from matcalc import lambdify
 
     code = generate(LAYER_NORM, ["X", "g", "c", "W"], "torch")
-    assert "_layer_norm(X, " in code and "_layer_norm_backward(" in code and "gain_grad" in code
+    assert "_layer_norm(X, " in code and "_layer_norm_backward(" in code and "xhat=xhat_X" in code
     assert "torch.addcmul(c, g, xhat_X)" in code and "var_mean" not in code
     numpy_code = generate(LAYER_NORM, ["X", "g", "c", "W"])
     assert numpy_code.count("np.sqrt(") == 2      # 1/std once, in value and value_and_grad
@@ -196,3 +196,31 @@ def test_printed_derivatives_keep_the_programs_names() -> None:
 
     text = derive(BOOK_LAYER_NORM, ["X"]).text()
     assert "standardize" not in text and "xhat" in text and "r" in text
+
+
+def test_mixed_second_derivatives_through_the_gain_gradient() -> None:
+    """∂/∂X (∂f/∂g) through the torch module, where the layer norm's backward kernel gives the
+    gain's gradient and grad_output is inside its cotangent (jacrev batches it): equal to
+    torch.func's on the program evaluated from its text (review: the kernel's own gain
+    gradient, batched, lost how μ and 1/σ depend on X)."""
+    torch = pytest.importorskip("torch")
+    from torch.func import jacrev
+
+    from matcalc import lambdify
+    from matcalc.proofs.torch_reference import torch_function
+
+    source = ("X: [N, D]; g: [D]\nZ = X - mean(X, axis=-1, keepdims=True)\n"
+              "H = Z / sqrt(mean(Z * Z, axis=-1, keepdims=True) + 1e-5) * g\n"
+              "L = sum(tanh(H) * X)")
+    module = lambdify(source, ["X", "g"], target="torch")
+    assert "xhat=" in generate(source, ["X", "g"], "torch")
+    reference = torch_function(parse(source), own_nodes=False)
+    arrays = {k: torch.from_numpy(v) for k, v in arrays_for(parse(source), 6).items()}
+    for f in (module.L, lambda X, g: reference(X=X, g=g)):
+        blocks = [jacrev(jacrev(f, argnums=i), argnums=j)(arrays["X"], arrays["g"])
+                  for i in (0, 1) for j in (0, 1)]
+        if f is module.L:
+            mine = blocks
+        else:
+            for a, b in zip(mine, blocks, strict=True):
+                assert torch.allclose(a, b, rtol=1e-9, atol=1e-9), (a - b).abs().max()

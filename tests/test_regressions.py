@@ -403,3 +403,21 @@ def test_a_row_broadcast_against_the_identity_is_not_a_trace() -> None:
                                        draw=3061062868, wrt=("B",), x="B",
                                        layout="denominator", paths=("hvp",)), limit=60.0)
     assert [o.category for o in outcomes] == ["ok"], outcomes
+
+
+@pytest.mark.parametrize("target", ["numpy", "torch"])
+def test_a_float32_hessian_through_a_commutation_stays_float32(target: str) -> None:
+    """The commutation matrix of a Kronecker-form Hessian follows the inputs' dtype: torch
+    raised float != double in float32, NumPy promoted to float64 (review)."""
+    source = "X: [N, D]; W: [D, D]\nL = sum(tanh(X @ W.T @ W))"
+    module = matcalc.lambdify(source, ["W"], target=target, emit=("hessian",))
+    rng = np.random.default_rng(0)
+    X, W = (rng.normal(size=s).astype(np.float32) for s in ((3, 2), (2, 2)))
+    if target == "torch":
+        torch = pytest.importorskip("torch")
+        X, W = torch.from_numpy(X), torch.from_numpy(W)
+    exact = matcalc.lambdify(source, ["W"], emit=("hessian",)).hessian(
+        X=np.asarray(X, np.float64), W=np.asarray(W, np.float64))["W"]
+    H = module.hessian(X=X, W=W)["W"]
+    assert str(H.dtype).endswith("float32")
+    np.testing.assert_allclose(np.asarray(H, np.float64), exact, rtol=1e-4, atol=1e-5)

@@ -128,7 +128,7 @@ def test_generated_code_uses_one_kernel_where_torch_has_one() -> None:
     assert len(re.findall(r"= _layer_norm\(", torch_layer_norms)) == 5
     heads = ".permute((0, 2, 1, 3)).contiguous()"   # Q, K, V and the heads' δ: copied once
     assert torch_layer_norms.count(heads) == 8
-    backward = r"_layer_norm_backward\(d\w+, \w+, mean_\w+, rstd_\w+, g\d, gain_grad=True\)"
+    backward = r"_layer_norm_backward\(d\w+, \w+, mean_\w+, rstd_\w+, g\d, xhat=xhat_\w+\)"
     assert len(re.findall(backward, torch_layer_norms)) == 5      # and each gain's gradient
     rng = np.random.default_rng(0)
     S, W, Y = (rng.standard_normal(shape) for shape in ((2, 3, 3), (3, 3), (2, 3, 3)))

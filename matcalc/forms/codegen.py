@@ -354,15 +354,18 @@ TORCH_HELPERS = {
     """x̂ = (x − μ) / √(σ² + ε) over the last axis, μ and 1 / √(σ² + ε) (not differentiable:
     for the backward kernel): torch's kernel."""
     return {xp}.native_layer_norm(x, x.shape[-1:], None, None, eps)''',
-    "_layer_norm_backward": '''def {_layer_norm_backward}(g, x, mean, rstd, gain=None,
-                         gain_grad=False):
+    "_layer_norm_backward": '''def {_layer_norm_backward}(g, x, mean, rstd, gain=None, xhat=None):
     """(G − mean(G) − x̂ ⊙ mean(G ⊙ x̂)) / √(σ² + ε) over the last axis for G = g ⊙ gain: the
-    gradient through x̂ = (x − μ) / √(σ² + ε), by torch's kernel; with gain_grad, also
-    Σ g ⊙ x̂ over the leading axes (the gain's gradient), which the kernel computes alongside."""
+    gradient through x̂ = (x − μ) / √(σ² + ε), by torch's kernel; given x̂, also Σ g ⊙ x̂ over
+    the leading axes (the gain's gradient): the kernel's, unless it is differentiated again
+    (batched by torch.func, the kernel's would lose how μ and 1/σ depend on x)."""
+    again = xhat is not None and {xp}.is_grad_enabled()
     dx, dgain, _ = {xp}.ops.aten.native_layer_norm_backward(     # (its derivative knows how
         g, x, x.shape[-1:], mean.detach(), rstd.detach(), gain, None,  # μ and 1/σ depend on x)
-        [True, gain_grad, False])
-    return (dx, dgain) if gain_grad else dx''',
+        [True, xhat is not None and not again, False])
+    if xhat is None:
+        return dx
+    return dx, ((g * xhat).sum(dim=tuple(range(g.dim() - 1))) if again else dgain)''',
     "_scatter_rows": '''def {_scatter_rows}(g, labels, rows):
     """A zero table of `rows` rows with each row of g added at its label (index_add)."""
     rest = g.shape[labels.dim():]
@@ -1347,13 +1350,21 @@ class Emitter:
 
     def e_diag_embedding(self, node: Node) -> Code:
         n = self.constant(node.attrs.n)
-        return Code(fill("{_diag_embedding}", self.allocate, self.block) + f"({n.text})", ATOM,
-                    FLOAT, n.reads)
+        helper = fill("{_diag_embedding}", self.allocate, self.block)
+        return self.of_inputs_dtype(Code(f"{helper}({n.text})", ATOM, FLOAT, n.reads))
 
     def e_commutation(self, node: Node) -> Code:
         rows, cols = (self.constant(d) for d in node.attrs)
         helper = fill("{_commutation}", self.allocate, self.block)
-        return Code(f"{helper}({rows.text}, {cols.text})", ATOM, FLOAT, rows.reads | cols.reads)
+        return self.of_inputs_dtype(Code(f"{helper}({rows.text}, {cols.text})", ATOM, FLOAT,
+                                         rows.reads | cols.reads))
+
+    def of_inputs_dtype(self, code: Code) -> Code:
+        """A matrix of numbers a helper makes (in float64) in the inputs' dtype and device."""
+        if not self.like or self.dialect is JAX:
+            return code
+        return Code(self.dialect.cast.format(code.text, self.like), ATOM, FLOAT,
+                    code.reads | self.like_reads())
 
     def e_broadcast(self, node: Node) -> Code:
         (x,) = node.args
@@ -1687,7 +1698,9 @@ class Emitter:
                 weight = self.gain_gradient(hat, g, gain) if gain is not None else None
                 if weight is not None:      # the gain's gradient too, from the same kernel
                     inputs, sums = self.temp_name(node), self.temp_name(weight)
-                    call = Code(f"{text[:-1]}, gain_grad=True)", ATOM, FLOAT, reads)
+                    x_hat = self.arg(hat, ADD)
+                    call = Code(f"{text[:-1]}, xhat={x_hat.text})", ATOM, FLOAT,
+                                reads | x_hat.reads)
                     self.add(Statement(f"{inputs}, {sums}", call), node)
                     self.names[weight], self.kinds[sums] = sums, FLOAT
                     text, reads = inputs, frozenset({inputs})
