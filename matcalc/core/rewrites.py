@@ -6,6 +6,7 @@ A learner writes binary cross-entropy as ``-sum(y * log(p) + (1 - y) * log(1 - p
 stable for any logits. Recognising ``1/(1 + exp(−z))`` as σ(z) and ``log σ(z)`` as
 ``−softplus(−z)`` gives both. Each entry of :data:`RECOGNITIONS` is one identity, its side
 condition inside its matcher, and ``tests/test_rewrites.py`` checks each numerically.
+:data:`KERNELS` are recognised for generated code only (``tests/test_kernels.py``).
 """
 
 from __future__ import annotations
@@ -336,9 +337,9 @@ def mean_square_plus(node: Node) -> tuple[Node, int, bool, sympy.Expr] | None:
 def kept_axis(x: Node, axis: int, keepdims: bool) -> bool:
     """Whether a reduction of x along ``axis`` broadcasts back along that axis alone (with
     keepdims, or without it along the leading axis): it centres x, not some other axis."""
-    kept = tuple(ONE if k == axis else d for k, d in enumerate(x.shape))
     if keepdims:
         return True
+    kept = tuple(ONE if k == axis else d for k, d in enumerate(x.shape))
     reduced = kept[:axis] + kept[axis + 1:]
     return (ONE,) * (x.rank - len(reduced)) + reduced == kept
 

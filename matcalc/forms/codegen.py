@@ -1546,10 +1546,10 @@ class Emitter:
         ``linear``: one product that adds the bias as it writes (a matrix multiply-add)."""
         if self.dialect is not TORCH:
             return None
-        for p in node.args:
-            bias = next((t for t in node.args if t.shape == node.shape[-1:] and t.op != "const"
-                         and self.kind(t) == FLOAT), None)
-            if (p.op != "matmul" or p in self.names or self.uses[p] != 1 or bias is None
+        bias = next((t for t in node.args if t.shape == node.shape[-1:] and t.op != "const"
+                     and self.kind(t) == FLOAT), None)
+        for p in node.args if bias is not None else ():
+            if (p.op != "matmul" or p in self.names or self.uses[p] != 1
                     or p.args[0].rank < 2 or p.args[1].rank != 2 or p.shape != node.shape):
                 continue
             x, w = p.args
