@@ -998,12 +998,18 @@ class Emitter:
         elif base.op == "const":
             code = self.number_array(self.expr(node), const_value(base))
         else:
-            code = self.float_code(self.expr(node), node)
+            self.binding = (node, target)
+            try:
+                code = self.float_code(self.expr(node), node)
+            finally:
+                self.binding = (None, "")
             array = bool(node.shape) or self.dialect is TORCH      # torch scalars are tensors
             if array and (base.op == "var" or base in self.returned):
                 code = self.copied(code)
         if code.text != target:
             self.add(Statement(target, code, comment), node)
+        elif comment and not self.block.statements[-1].comment:   # bound by its method, with
+            self.block.statements[-1].comment = comment           # more values
         self.returned.add(base)
         self.names.setdefault(node, target)
 
@@ -1051,6 +1057,9 @@ class Emitter:
             self.binding = (None, "")
         if self.names.get(definition) == name:   # its method bound it, with more values
             self.names[node] = name
+            return
+        if node.op != "named" and self.fused.get(node) is code:   # a fused kernel's value,
+            self.names[node] = code.text                          # already bound to a name
             return
         if view_base(definition).op == "const" and self.dialect is TORCH:
             code = self.number_array(code)       # a tensor, so torch functions take it
@@ -1696,15 +1705,18 @@ class Emitter:
                 text = f"{helper}({', '.join(c.text for c in codes)})"
                 reads = frozenset().union(*(c.reads for c in codes))
                 weight = self.gain_gradient(hat, g, gain) if gain is not None else None
+                rest = [f for f in node.args if f is not d and f is not scale]
                 if weight is not None:      # the gain's gradient too, from the same kernel
-                    inputs, sums = self.temp_name(node), self.temp_name(weight)
+                    own = self.binding[1] if self.binding[0] is node and not rest else None
+                    inputs, sums = own or self.temp_name(node), self.temp_name(weight)
                     x_hat = self.arg(hat, ADD)
                     call = Code(f"{text[:-1]}, xhat={x_hat.text})", ATOM, FLOAT,
                                 reads | x_hat.reads)
                     self.add(Statement(f"{inputs}, {sums}", call), node)
                     self.names[weight], self.kinds[sums] = sums, FLOAT
+                    if own:                 # the value being named: by the name asked for
+                        self.names[node], self.kinds[own] = own, FLOAT
                     text, reads = inputs, frozenset({inputs})
-                rest = [f for f in node.args if f is not d and f is not scale]
                 code = Code(text, ATOM, FLOAT, reads)
                 if rest:
                     more = self.arg(product(rest), UNARY, masks=True)   # (1/std ⊙ d) ⊙ rest
