@@ -290,11 +290,11 @@ ASSUMPTIONS = {
 """What the derivative of each spectral function assumes."""
 
 
-def read_by_last(source: str, name: str) -> bool:
-    """Whether the program's last statement (its function) reads ``name``, in its syntax tree."""
+def read_by_last(source: str) -> set[str]:
+    """The names the program's last statement (its function) reads, in its syntax tree."""
     statements = [s for s in syntax.parse_program(source).statements
                   if not isinstance(s, syntax.Decl)]
-    return bool(statements) and name in names_read(statements[-1].expr)
+    return names_read(statements[-1].expr) if statements else set()
 
 
 def names_read(expr: object) -> set[str]:
@@ -331,8 +331,9 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
         found.append(GELU_NOTE)
     if any(n.op == "standardize" for n in order):
         found.append(STANDARDIZE_NOTE)
-    bypassed = [name for name, node in program.intermediates.items()
-                if node not in depends and read_by_last(program.source, name)]
+    undepended = [name for name, node in program.intermediates.items() if node not in depends]
+    read = read_by_last(program.source) if undepended else set()
+    bypassed = [name for name in undepended if name in read]
     if bypassed and any(g.kind == "grad" for g in gradients):
         names = ", ".join(f"`{name}`" for name in bypassed)
         found.append(f"{names} {'is' if len(bypassed) == 1 else 'are'} written in "
