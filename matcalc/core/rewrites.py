@@ -482,7 +482,7 @@ def recognise(roots: Sequence[Node]) -> dict[Node, Node]:
     return rewritten(roots, RECOGNITIONS)
 
 
-def with_kernels(roots: Sequence[Node]) -> dict[Node, Node]:
+def recognise_kernels(roots: Sequence[Node]) -> dict[Node, Node]:
     """Every node under ``roots`` with the kernels recognised (old node → new)."""
     return rewritten(roots, KERNELS)
 

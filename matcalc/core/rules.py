@@ -121,26 +121,28 @@ def log_softmax(x: Node, axis: int | None) -> Node:
     return apply("log_softmax", x, attrs=(axis,))
 
 
-def mean_along(x: Node, axis: int) -> Node:
-    """``mean(x, axis, keepdims=True)``."""
-    return reduce_sum(x, axis, keepdims=True) / x.shape[axis]
+def mean(x: Node, axis: int | None, keepdims: bool = False) -> Node:
+    """``sum(x, axis) / count``."""
+    counted = x.shape if axis is None else (x.shape[axis],)
+    return reduce_sum(x, axis, keepdims) * const(1 / size(counted))
 
 
 def inverse_std(x: Node, axis: int, eps: sympy.Expr) -> Node:
     """1 / √(σ² + ε) along an axis (kept, of length 1), σ² the mean square about the mean."""
-    centred = x - mean_along(x, axis)
-    return 1 / sqrt(mean_along(centred**2, axis) + eps)
+    centred = x - mean(x, axis, keepdims=True)
+    return 1 / sqrt(mean(centred**2, axis, keepdims=True) + eps)
 
 
 def standardized(x: Node, axis: int, eps: sympy.Expr) -> Node:
     """x̂ = (x − μ) / √(σ² + ε) along an axis, as its primitives."""
-    return (x - mean_along(x, axis)) * inverse_std(x, axis, eps)
+    return (x - mean(x, axis, keepdims=True)) * inverse_std(x, axis, eps)
 
 
 def standardize_rule(g: Node, out: Node, x: Node, axis: int, eps: sympy.Expr) -> Node:
     """x̂ = (x − μ) / √(σ² + ε): x̄ = (Ḡ − mean(Ḡ) − x̂ ⊙ mean(Ḡ ⊙ x̂)) / √(σ² + ε), each mean
     along the axis (CS231n's layer and batch norm backward)."""
-    return inverse_std(x, axis, eps) * (g - mean_along(g, axis) - out * mean_along(g * out, axis))
+    deviation = g - mean(g, axis, keepdims=True) - out * mean(g * out, axis, keepdims=True)
+    return inverse_std(x, axis, eps) * deviation
 
 
 def last_axis_only(node: Node) -> bool:

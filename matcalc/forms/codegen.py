@@ -44,7 +44,7 @@ from matcalc.core.ir import (
     postorder,
     size,
 )
-from matcalc.core.rules import inverse_std, mean_along
+from matcalc.core.rules import inverse_std, mean
 from matcalc.core.simplify import (
     add,
     broadcast_to,
@@ -1699,7 +1699,7 @@ class Emitter:
                 codes = [self.arg(v, ADD) for v in (g, x) if v is not None]
                 codes += [Code(name, ATOM, FLOAT, frozenset({name})) for name in self.moments[s]
                           ] if s in self.moments else [self.arg(v, ADD) for v in (
-                              mean_along(x, axis), inverse_std(x, axis, eps))]
+                              mean(x, axis, keepdims=True), inverse_std(x, axis, eps))]
                 codes += [self.arg(gain, ADD)] if gain is not None else []
                 helper = fill("{_layer_norm_backward}", self.allocate, self.block)
                 text = f"{helper}({', '.join(c.text for c in codes)})"
@@ -1794,7 +1794,7 @@ def standardize_cotangent(d: Node) -> tuple[Node, Node] | None:
         axis = definition_of(s).attrs.axis
         for g in d.args:
             if g.shape == d.shape and s not in g.args and d is add(
-                    g, -mean_along(g, axis), -(s * mean_along(g * s, axis))):
+                    g, -mean(g, axis, keepdims=True), -(s * mean(g * s, axis, keepdims=True))):
                 return g, s
     return None
 

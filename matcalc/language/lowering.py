@@ -35,8 +35,8 @@ from matcalc.core.ir import (
     var,
     zeros,
 )
-from matcalc.core.rewrites import recognise, with_kernels
-from matcalc.core.rules import callable_elementwise
+from matcalc.core.rewrites import recognise, recognise_kernels
+from matcalc.core.rules import callable_elementwise, mean
 from matcalc.core.simplify import (
     add,
     apply,
@@ -87,12 +87,6 @@ class Signature:
 AXIS = ("axis",)
 REDUCTION = ("x", "axis", "keepdims")
 NO_AXIS = (("axis", None), ("keepdims", False))
-
-
-def mean(x: Node, axis: int | None, keepdims: bool = False) -> Node:
-    """``sum(x, axis) / count``."""
-    counted = x.shape if axis is None else (x.shape[axis],)
-    return reduce_sum(x, axis, keepdims) * const(1 / size(counted))
 
 
 def variance(x: Node, axis: int | None, ddof: int = 0, keepdims: bool = False) -> Node:
@@ -511,15 +505,19 @@ class Program:
     def with_kernels(self) -> Program:
         """This program with the operations generated code has kernels for recognised
         (:data:`matcalc.core.rewrites.KERNELS`), as written where a derivative needs it."""
+        return self.recognised(recognise_kernels)
+
+    def recognised(self, rewrite: Callable[[Sequence[Node]], dict[Node, Node]]) -> Program:
+        """This program with ``rewrite`` (old node → new) applied to its function and its
+        intermediates, each definition it changed remembered as written."""
         roots = [self.function, *self.intermediates.values()]
-        recognised = with_kernels(roots)
-        if all(recognised[n] is n for n in roots):
+        new = rewrite(roots)
+        if all(new[n] is n for n in roots):
             return self
-        as_written = {recognised[n]: self.as_written.get(n, n) for n in roots
-                      if recognised[n] is not n}
+        as_written = {new[n]: self.as_written.get(n, n) for n in roots if new[n] is not n}
         return dataclasses.replace(
-            self, function=recognised[self.function], as_written={**self.as_written, **as_written},
-            intermediates={name: recognised[n] for name, n in self.intermediates.items()})
+            self, function=new[self.function], as_written={**self.as_written, **as_written},
+            intermediates={name: new[n] for name, n in self.intermediates.items()})
 
     def add_variable(self, name: str, shape: tuple, symmetric: bool = False) -> Node:
         """Declare one more variable (a direction, a seed), refusing names already in use."""
@@ -863,11 +861,4 @@ def parse(source: str, declarations: Sequence[str] = ()) -> Program:
             "the program has no expression to differentiate; end it with an expression "
             "such as `x @ A @ x` or an assignment such as `L = mse(pred, y)`"
         )
-    recognised = recognise([program.function, *program.intermediates.values()])
-    program.as_written = {recognised[n]: n for n in [program.function,
-                                                     *program.intermediates.values()]
-                          if recognised[n] is not n}
-    program.intermediates = {name: recognised[node]
-                             for name, node in program.intermediates.items()}
-    program.function = recognised[program.function]
-    return program
+    return program.recognised(recognise)
