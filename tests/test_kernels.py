@@ -200,7 +200,8 @@ def test_printed_derivatives_keep_the_programs_names() -> None:
     from matcalc import derive
 
     text = derive(BOOK_LAYER_NORM, ["X"]).text()
-    assert "standardize" not in text and "xhat" in text and "r" in text
+    assert "standardize" not in text and "xhat ⊙ sum(" in text
+    assert text.startswith("∂L/∂X = r 𝟙ᵀ ⊙ (")          # CS231n's form, by the program's names
 
 
 def test_mixed_second_derivatives_through_the_gain_gradient() -> None:
