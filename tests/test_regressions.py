@@ -118,6 +118,10 @@ CASES = [
     ("A: [n, n]  # draw: wc\ncholesky(inv(A) @ inv(A).T)", ("A",), "A", LAYER),
     # torch.kron needs contiguous operands
     ("A: [n, m]\nB: [n, m]\nsum(sin(kron(A.T, B)))", ("A", "B"), "A", SCALAR),
+    # a layer norm's backward kernel (no gain) named for a second use keeps its name, not its
+    # code as a name (the torch backward read an undefined δ; fuzz, seed 200001…)
+    ("x: [n]  # draw: positive\nt2 = (log(x) - mean(log(x), axis=-1, keepdims=True)) / "
+     "sqrt(var(log(x), axis=-1))\nt2 @ log(x)", ("x",), "x", SCALAR),
 ]
 
 

@@ -1058,8 +1058,8 @@ class Emitter:
         if self.names.get(definition) == name:   # its method bound it, with more values
             self.names[node] = name
             return
-        if node.op != "named" and self.fused.get(node) is code:   # a fused kernel's value,
-            self.names[node] = code.text                          # already bound to a name
+        if node.op != "named" and self.fused.get(node) is code and code.text.isidentifier():
+            self.names[node] = code.text     # a fused kernel's value, already bound to a name
             return
         if view_base(definition).op == "const" and self.dialect is TORCH:
             code = self.number_array(code)       # a tensor, so torch functions take it
