@@ -243,7 +243,7 @@ NUMPY_HELPERS = {
     """Raise ValueError unless each row of y is one 1 among 0s, as declared: rows summing to 1
     with one nonzero entry each (two passes over y)."""
     rows = y.size // max(y.shape[-1], 1)
-    if {xp}.count_nonzero(y) != rows or not (y.sum(axis=-1) == 1).all():
+    if {xp}.count_nonzero(y) != rows or {xp}.count_nonzero({xp}.add.reduce(y, axis=-1) != 1):
         raise ValueError(f"{{name}}: declared onehot, but a row is not one 1 among 0s")''',
     "_check_probabilities": '''def {_check_probabilities}(name, y):
     """Raise ValueError unless each row of y is a probability vector, as declared."""
@@ -291,7 +291,7 @@ NUMPY_HELPERS = {
     it (SciPy's float32 ndtr is slower than its erf)."""
     from scipy.special import erf, ndtr
     if getattr(x, "dtype", None) == {xp}.float32:
-        return 0.5 * (1 + erf(x * {xp}.float32(0.7071067811865476)))
+        return 0.5 * (1 + erf(x * 0.7071067811865476))
     return ndtr(x)''',
     "_erf": '''def {_erf}(x):
     """The error function, entry by entry (NumPy has none; SciPy's is vectorised)."""
