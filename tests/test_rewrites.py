@@ -24,6 +24,10 @@ DEFINITIONS = {
     "cosh and sinh": ("z: [n]\nsum((exp(z) + exp(-z)) / 2 * z + (exp(-z) - exp(z)) ** 2)",
                       "cosh"),
     "tanh": ("z: [n]\nsum((exp(z) - exp(-z)) / (exp(z) + exp(-z)) * z)", "tanh"),
+    "tanh by sigmoid": ("z: [n]\nsum((2 * sigmoid(2 * z) - 1) * z)", "tanh"),
+    "tanh by exponentials": ("z: [n]\nsum((1 - exp(-2 * z)) / (1 + exp(-2 * z)) * z "
+                             "+ (exp(z) - 1) / (exp(z) + 1))", "tanh"),
+    "norm": ("X: [N, C]\nx = sum(X, axis=1)\nsqrt(sum(X ** 2)) + sqrt(x @ x)", "norm"),
     "softmax": ("Z: [N, C]\nsum(exp(Z) / sum(exp(Z), axis=1, keepdims=True) * Z)", "softmax"),
     "log softmax": ("Z: [N, C]\nsum(log(softmax(Z, axis=1)) * Z)", "log_softmax"),
     "log cosh": ("z: [n]\nsum(log(cosh(z)) * z)", "logcosh"),
@@ -111,6 +115,9 @@ SIMPLIFIED = {
     "weighted rows": "a: [n]\nB: [n, m]\nsum(diag(a) @ B, axis=0)",
     "outer of a product": "a: [n]\nM: [m, k]\nc: [k]\nouter(a, M @ c)",
     "diagonal of an outer product": "a: [n]\nb: [n]\ndiag(outer(a, b))",
+    "inverse of a product": "A: [n, n]\nX: [n, n]\nB: [n, n]\nA.T @ inv(A @ X @ B).T @ B.T",
+    "select": "u: [n]\na: [n]\nb: [n]\n(u > 0) * a + (1 - (u > 0)) * b",
+    "rectified mask": "u: [n]\na: [n]\nrelu(u) ** 2 * (u > 0) * a",
 }
 
 
@@ -256,3 +263,66 @@ def test_a_rewrite_that_would_change_a_shape_is_not_applied() -> None:
                           lambda node: make("sum", node.args, (None, False))
                           if node.op == "sum" and node.attrs[1] else None)
     assert rewritten([root], [to_a_number])[root] is root
+
+
+LOGISTIC = "X: [N, D]\nw: [D]\ny: [N]\n"
+SOFTMAX = "X: [N, D]\nW: [D, C]\nY: [N, C] onehot\nZ = X @ W\n"
+TIDIED = {
+    "label smoothing (rows of a mix of one-hot rows sum to 1)": (
+        SOFTMAX + "T = 0.9 * Y + 0.1 / C\nL = -sum(T * log(softmax(Z, axis=1))) / N", "W",
+        "Xᵀ (softmax(Z) − T) / N"),
+    "KL between softmaxes (a softmax's rows sum to 1)": (
+        SOFTMAX + "A: [N, C]\nP = softmax(A, axis=1)\nQ = softmax(Z, axis=1)\n"
+        "L = sum(P * (log(P) - log(Q))) / N", "W", "Xᵀ (Q − P) / N"),
+    "multiclass SVM (sums of one axis merged)": (
+        SOFTMAX + "M = Z - sum(Z * Y, axis=1, keepdims=True) + 1\n"
+        "L = sum(relu(M) * (1 - Y)) / N", "W",
+        "Xᵀ ((𝟙𝟙ᵀ − Y) ⊙ 1[M > 0] − Y ⊙ sum((𝟙𝟙ᵀ − Y) ⊙ 1[M > 0], axis=1, keepdims=True)) / N"),
+    "Brier score (sums merged and factored)": (
+        "Z: [N, C]\nY: [N, C] onehot\nP = softmax(Z, axis=1)\nL = sum((P - Y) ** 2) / N", "Z",
+        "2 P ⊙ (sum(P ⊙ (Y − P), axis=1, keepdims=True) 𝟙ᵀ + P − Y) / N"),
+    "hinge with maximum (Heaviside step)": (
+        LOGISTIC + "m = 1 - y * (X @ w)\nL = mean(maximum(0, m))", "w", "−Xᵀ (y ⊙ H(m)) / N"),
+    "squared hinge (relu's own mask dropped)": (
+        LOGISTIC + "m = relu(1 - y * (X @ w))\nL = sum(m ** 2)", "w", "−2 Xᵀ (y ⊙ m)"),
+    "Huber (a select)": (
+        LOGISTIC + "r = X @ w - y\nL = sum(where(abs(r) <= 1, 0.5 * r ** 2, abs(r) - 0.5))",
+        "w", "Xᵀ where(abs(r) > 1, sign(r), r)"),
+    "tanh as 2σ(2u) − 1": (
+        "X: [N, D]\nW1: [D, H]\nw2: [H]\ny: [N]\nh = 2 * sigmoid(2 * (X @ W1)) - 1\n"
+        "L = sum((h @ w2 - y) ** 2) / 2", "W1", "Xᵀ (((h w2 − y) w2ᵀ) ⊙ (𝟙𝟙ᵀ − h²))"),
+    "Frobenius norm spelled out": ("X: [m, n]\nsqrt(sum(X ** 2))", "X", "X / ‖X‖_F"),
+    "log-determinant of a product of squares": (
+        "A: [n, n]\nX: [n, n]\nB: [n, n]\nL = logdet(A @ X @ B)", "X", "X⁻ᵀ"),
+}
+
+
+@pytest.mark.parametrize("name", TIDIED)
+def test_a_tidied_derivative_is_the_books_and_keeps_its_value(name: str) -> None:
+    """The printed form is the book's, and it equals the gradient as reverse mode built it at
+    random inputs (rows of the declared one-hot targets summing to 1)."""
+    source, wrt, expected = TIDIED[name]
+    program = parse(source)
+    result = derive(program, [wrt])
+    assert result.text().split(" = ", 1)[1].rsplit("   ", 1)[0] == expected
+    x = program.lookup(wrt)
+    raw = vector_jacobian_products(program.function, [x])[0][x]
+    arrays = random_inputs(program, dict.fromkeys(program.dims, 4), np.random.default_rng(2))
+    got = evaluator(program, [("written", result.gradients[0].expr), ("raw", raw)])(**arrays)
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-10, atol=1e-12)
+
+
+def test_rows_known_to_sum_to_1_are_not_used_for_a_variable_of_the_derivative() -> None:
+    """L = sum(P)² with P = softmax(A) is 1 everywhere: ∂L/∂A = 0. With respect to P itself,
+    P is free and sum(P) stays (its Hessian is 2 𝟙𝟙ᵀ, not 0)."""
+    source = "A: [n]\nP = softmax(A)\nL = sum(P) ** 2"
+    assert derive(source, ["A"]).text().startswith("∂L/∂A = 0")
+    assert derive(source, ["P"]).text().startswith("∂L/∂P = (2 sum(P)) 𝟙")
+    assert hessian(source, "P").text().startswith("∂²L/∂P² = 2 𝟙𝟙ᵀ")
+
+
+def test_masks_print_as_the_comparisons_they_are() -> None:
+    text = derive("x: [n]\ny: [n]\nsum(relu(x - y) + relu(-x) + relu(x - 1))", ["x"]).text()
+    assert text.startswith("∂f/∂x = 1[x > y] + 1[x > 1] − 1[x < 0]   [n]")
+    steps = derive(TIDIED["Huber (a select)"][0], ["w"], steps=True).text()
+    assert "where(abs(r) ≤ 1, r² / 2, abs(r) − 1/2)" in steps

@@ -5,10 +5,12 @@ An expression built from ``+``, ``⊙``, powers and numbers over other arrays is
 a rational function of those arrays; SymPy is good at those. Each such subexpression goes to
 SymPy with its arrays as symbols, and comes back in the shortest of its equivalent forms
 (as written, cancelled, factored, expanded): ``p ⊙ (1 − p) ⊙ ((1 − y) / (1 − p) − y / p)`` is
-``p − y``. Two facts about the functions are used: σ(−u) = 1 − σ(u) and tanh(−u) = −tanh(u).
+``p − y``. Facts about the functions are used: σ(−u) = 1 − σ(u), tanh and sign are odd, and
+|−u| = |u|.
 Sums are linear: ``sum(c ⊙ t + u, axis)`` is ``c ⊙ sum(t, axis) + sum(u, axis)`` for ``c``
-constant along the axis, and a centred array (``x − mean(x, axis)``, times anything constant
-along the axis) sums to zero there. A subexpression equal to a named intermediate's definition
+constant along the axis, a centred array (``x − mean(x, axis)``, times anything constant
+along the axis) sums to zero there, and rows known to sum to 1 (a softmax's, one-hot rows)
+sum to 1. A subexpression equal to a named intermediate's definition
 is written by its name, and an array a name is defined as a multiple of (``xhat = xc / s``) may
 be written by that name (``xc = xhat ⊙ s``) where that is shorter.
 """
@@ -27,6 +29,7 @@ from matcalc.core.ir import (
     const,
     const_value,
     definition_of,
+    line_total,
     postorder,
     size,
 )
@@ -43,6 +46,14 @@ from matcalc.core.simplify import (
 )
 
 ALGEBRAIC = {"add", "mul", "pow", "const", "broadcast"}
+SYMMETRIES: dict[str, Callable[[sympy.Expr], sympy.Expr]] = {
+    "sigmoid": lambda positive: 1 - positive,          # σ(−u) = 1 − σ(u)
+    "heaviside": lambda positive: 1 - positive,        # H(−u) = 1 − H(u)
+    "tanh": lambda positive: -positive,                # odd functions
+    "sign": lambda positive: -positive,
+    "abs": lambda positive: positive,                  # |−u| = |u|
+}
+"""f(−u) in terms of f(u), for the functions with a symmetry."""
 MAX_OPERATIONS = 60
 """Larger elementwise expressions are left as built (SymPy's cancel grows fast)."""
 MAX_POWER = 8
@@ -66,9 +77,11 @@ MAX_SOLVED = 3
 all together."""
 
 
-def simplified(roots: Sequence[Node], names: Mapping[Node, Node] = {}) -> dict[Node, Node]:
+def simplified(roots: Sequence[Node], names: Mapping[Node, Node] = {},
+               free: frozenset[Node] = frozenset()) -> dict[Node, Node]:
     """Every node under ``roots``, each maximal elementwise subexpression in its shortest
-    form and definitions in ``names`` (definition → named node) written by their names."""
+    form and definitions in ``names`` (definition → named node) written by their names; what
+    is known of an intermediate (its rows sum to 1) is not used for the ``free`` ones."""
     order = postorder(list(roots))
     if len(order) > MAX_NODES:                 # thousands of statements: written as built
         return {node: node for node in order}
@@ -83,7 +96,7 @@ def simplified(roots: Sequence[Node], names: Mapping[Node, Node] = {}) -> dict[N
             memo[node] = names[node]
         elif node in outermost and node.op in ALGEBRAIC - {"const"} | {"sum"} and budget:
             budget -= 1
-            memo[node] = shortest(node, memo, names, solvable)
+            memo[node] = shortest(node, memo, names, solvable, free)
         else:
             args = tuple(memo[a] for a in node.args)
             memo[node] = node if args == node.args else rebuild(node, args)
@@ -120,20 +133,20 @@ def divides(factor: Node) -> bool:
 
 
 def shortest(node: Node, memo: dict[Node, Node], names: Mapping[Node, Node],
-             solvable: Sequence[tuple[Node, Node]]) -> Node:
+             solvable: Sequence[tuple[Node, Node]], free: frozenset[Node]) -> Node:
     """``node`` in its shortest equivalent form, also trying the arrays it uses written by the
     names they are multiples of (as built when none is shorter than it is written)."""
     as_built = rebuild(node, tuple(memo[a] for a in node.args))
     if tree_size(node, MAX_OPERATIONS + 1, ALGEBRAIC) > MAX_OPERATIONS:
         return as_built
-    algebra = Algebra(memo, names)
+    algebra = Algebra(memo, names, free=free)
     best = algebra.shortest(node)
     if best is None:
         return as_built
     cost = algebra.cost(best)
     tried = [(a, m) for a, m in solvable if a in algebra.atoms][:MAX_SOLVED]
     for solved in [[pair] for pair in tried] + ([tried] if len(tried) > 1 else []):
-        other = Algebra(memo, names, dict(solved))
+        other = Algebra(memo, names, dict(solved), free=free)
         form = other.shortest(node)
         if form is not None and other.cost(form) < cost:
             algebra, best, cost = other, form, other.cost(form)
@@ -161,8 +174,9 @@ class Algebra:
     (``xc = xhat ⊙ s``)."""
 
     def __init__(self, memo: dict[Node, Node], names: Mapping[Node, Node],
-                 solved: Mapping[Node, Node] = {}, knowing: bool = True) -> None:
-        self.memo, self.names, self.knowing = memo, names, knowing
+                 solved: Mapping[Node, Node] = {}, knowing: bool = True,
+                 free: frozenset[Node] = frozenset()) -> None:
+        self.memo, self.names, self.knowing, self.free = memo, names, knowing, free
         self.solved = dict(solved)
         self.replacements: dict[Node, sympy.Expr] = {}
         self.atoms: dict[Node, sympy.Symbol] = {}
@@ -183,6 +197,7 @@ class Algebra:
         else:
             transforms = (sympy.cancel, sympy.factor_terms, sympy.expand)
         forms = [expr, *(f for f in (attempted(t, expr) for t in transforms) if f is not None)]
+        forms += [self.merged_sums(f) for f in forms]
         best = min(forms, key=self.cost)
         return best if written_with(best, set(self.nodes)) else None
 
@@ -221,13 +236,13 @@ class Algebra:
 
     def function(self, node: Node) -> sympy.Expr:
         """An array that is not elementwise algebra: a symbol, with σ(−u) as 1 − σ(u),
-        tanh(−u) as −tanh(u) and a sum of elementwise algebra split into its terms."""
+        tanh(−u) as −tanh(u) (and sign), |−u| as |u|, and a sum of elementwise algebra split
+        into its terms."""
         if self.knowing and node.op == "sum" and tree_size(
                 node.args[0], MAX_OPERATIONS + 1, ALGEBRAIC) <= MAX_OPERATIONS:
             return self.linear_sum(node)
-        if self.knowing and node.op in ("sigmoid", "tanh") and negated(node.args[0]) is not None:
-            positive = self.symbol(apply(node.op, negated(node.args[0])))
-            return 1 - positive if node.op == "sigmoid" else -positive
+        if self.knowing and node.op in SYMMETRIES and negated(node.args[0]) is not None:
+            return SYMMETRIES[node.op](self.symbol(apply(node.op, negated(node.args[0]))))
         return self.symbol(node)
 
     def linear_sum(self, total: Node) -> sympy.Expr:
@@ -256,6 +271,10 @@ class Algebra:
         own = None if axis is None else axis - (len(shape) - t.rank)
         if centred(t, own):
             return sympy.Integer(0)
+        total = line_total(t, own, self.free) if own is not None and own >= 0 and (
+            t.shape[own] == shape[axis]) else None
+        if total is not None:                   # rows of a softmax, one-hot rows: sum to 1
+            return sympy.Mul(*outside) * total
         repeats = size(shape) / size(t.shape) if axis is None else ONE
         return sympy.Mul(*outside) * repeats * self.symbol(reduce_sum(t, own, keepdims))
 
@@ -272,6 +291,49 @@ class Algebra:
             if own is not None and own >= 0 and not keepdims:
                 replacements[symbol] = self.symbol(reduce_sum(a, own))
         return factor.xreplace(replacements)
+
+    def merged_sums(self, expr: sympy.Expr) -> sympy.Expr:
+        """``expr`` with the sums it adds up along one axis written as one sum: Σ cᵢ sum(tᵢ,
+        axis) = sum(Σ cᵢ tᵢ, axis) for scalars cᵢ (the inverse of :meth:`linear_sum`, kept where
+        it is shorter: the hinge's sum((𝟙𝟙ᵀ − Y) ⊙ 1[M > 0], axis=1))."""
+        if expr.is_Atom:
+            return expr
+        expr = expr.func(*map(self.merged_sums, expr.args))
+        if not expr.is_Add:
+            return expr
+        groups: dict[tuple, list[tuple[sympy.Expr, Node]]] = {}
+        rest = []
+        for term in expr.args:
+            coefficient, total = self.scaled_sum(term)
+            if total is None:
+                rest.append(term)
+            else:
+                key = (total.shape, tuple(total.attrs), total.args[0].shape)
+                groups.setdefault(key, []).append((coefficient, total))
+        for members in groups.values():
+            if len(members) == 1:
+                rest.append(members[0][0] * self.symbol(members[0][1]))
+                continue
+            first = members[0][1]
+            inner = sympy.Add(*(c * self.to_sympy(t.args[0]) for c, t in members))
+            inner = min((inner, sympy.factor_terms(inner)), key=self.cost)
+            if not inner.free_symbols & set(self.nodes):
+                return expr                     # the terms cancel: SymPy's own forms say so
+            merged = reduce_sum(broadcast_to(self.from_sympy(inner), first.args[0].shape),
+                                *first.attrs)
+            rest.append(self.symbol(merged))
+        return sympy.Add(*rest)
+
+    def scaled_sum(self, term: sympy.Expr) -> tuple[sympy.Expr, Node | None]:
+        """``(c, sum(t, axis))`` of a term ``c sum(t, axis)`` with ``c`` numbers and scalars,
+        else ``(term, None)``."""
+        totals = [f for f in sympy.Mul.make_args(term)
+                  if f in self.nodes and self.nodes[f].op == "sum"]
+        scalars = all(f.is_Number or (f in self.nodes and not self.nodes[f].shape)
+                      for f in sympy.Mul.make_args(term) if f not in totals)
+        if len(totals) != 1 or not scalars or self.nodes[totals[0]].attrs[0] is None:
+            return term, None
+        return term / totals[0], self.nodes[totals[0]]
 
     def symbol(self, node: Node) -> sympy.Expr:
         node = self.names.get(node, node) if self.knowing else node

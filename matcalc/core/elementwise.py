@@ -19,6 +19,11 @@ def step(x: sympy.Expr) -> sympy.Expr:
     return sympy.Piecewise((1, x > 0), (0, True))
 
 
+def heaviside(x: sympy.Expr) -> sympy.Expr:
+    """H(x): 1 for x > 0, ½ at 0 (a tie split equally), 0 below."""
+    return sympy.Piecewise((1, x > 0), (sympy.S.Half, sympy.Eq(x, 0)), (0, True))
+
+
 LEAKY_SLOPE = sympy.Rational(1, 100)
 """leaky_relu's slope when it is called with one argument (PyTorch's default)."""
 

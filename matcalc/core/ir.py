@@ -624,17 +624,41 @@ def has_property(node: Node, name: str) -> bool:
     return node.op == "var" and name in node.attrs.properties
 
 
-def rows_sum_to_one(node: Node) -> bool:
+def rows_sum_to_one(node: Node, free: frozenset[Node] = frozenset()) -> bool:
     """Every row (along the last axis) provably sums to 1: declared one-hot or probability
-    targets, ``onehot(y, C)`` of labels, or a softmax over the last axis."""
-    node = definition_of(node)
-    if node.op == "var":
-        return has_property(node, "onehot") or has_property(node, "probabilities")
-    if node.op == "onehot":
-        return True
-    if node.op != "softmax" or not node.shape:
-        return False
-    return node.attrs.axis in (-1, node.rank - 1) or node.attrs.axis is None and node.rank == 1
+    targets, ``onehot(y, C)`` of labels, a softmax over the last axis, or an affine mix of them
+    (label smoothing's 0.9 Y + 0.1 / C)."""
+    return bool(node.shape) and line_total(node, node.rank - 1, free) == 1
+
+
+def line_total(node: Node, axis: int, free: frozenset[Node] = frozenset()) -> sympy.Expr | None:
+    """The number every line of ``node`` along ``axis`` (non-negative) provably sums to, else
+    None: 1 for stochastic rows (declared, one-hot, a softmax along the axis), n c for a number
+    c, and sums and multiples by numbers of those. The ``free`` nodes (variables of a
+    derivative) are unknown, and so is all that reads them."""
+    while node.op == "named" and node not in free:
+        node = node.args[0]
+    if node in free:
+        return None
+    if node.op in ("var", "onehot") and axis == node.rank - 1:
+        return sympy.Integer(1) if node.op == "onehot" or has_property(
+            node, "onehot") or has_property(node, "probabilities") else None
+    if node.op == "softmax":
+        own = node.attrs.axis
+        return sympy.Integer(1) if (own is None and node.rank == 1) or (
+            own is not None and normalise_axis(own, node.rank) == axis) else None
+    if node.op not in ("add", "mul"):
+        return None
+    totals = [line_total(a, axis, free) if a.shape == node.shape else
+              None if const_value(a) is None else const_value(a) * node.shape[axis]
+              for a in node.args]
+    if node.op == "add":
+        return None if None in totals else sympy.Add(*totals)
+    numbers = [const_value(a) for a in node.args]
+    varying = [t for t, c in zip(totals, numbers, strict=True) if c is None]
+    if len(varying) != 1 or varying[0] is None:
+        return None
+    return sympy.Mul(varying[0], *(c for c in numbers if c is not None))
 
 
 def is_labels(node: Node) -> bool:

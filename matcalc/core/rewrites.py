@@ -26,7 +26,7 @@ from matcalc.core.ir import (
     normalise_axis,
     postorder,
 )
-from matcalc.core.rules import call, rows, sigmoid
+from matcalc.core.rules import call, complement, rows, sigmoid
 from matcalc.core.simplify import (
     add,
     apply,
@@ -176,6 +176,35 @@ def sinh_over_cosh(numerator: Node, reciprocal: Node) -> Node | None:
     return apply("tanh", u)
 
 
+def sigmoid_tanh(node: Node) -> Node | None:
+    """2 σ(2u) − 1 = tanh(u)."""
+    if node.op != "add" or len(node.args) != 2:
+        return None
+    for scaled, one in (node.args, node.args[::-1]):
+        s = definition_of(scaled)
+        if const_value(one) == -1 and s.op == "mul" and len(s.args) == 2 and const_value(
+                s.args[0]) == 2 and argument(s.args[1], "sigmoid") is not None:
+            return apply("tanh", mul(const(sympy.Rational(1, 2)), argument(s.args[1], "sigmoid")))
+    return None
+
+
+def exp_ratio_tanh(difference: Node, logistic: Node) -> Node | None:
+    """(eʷ − 1) / (eʷ + 1) = (eʷ − 1) σ(−w) = tanh(w/2), and (1 − eʷ) σ(−w) = −tanh(w/2)
+    (the denominator is recognised first)."""
+    v = argument(logistic, "sigmoid")
+    d = definition_of(difference)
+    if v is None or d.op != "add" or len(d.args) != 2:
+        return None
+    w = -v
+    for first, second in (d.args, d.args[::-1]):
+        if argument(first, "exp") is w and const_value(second) == -1:
+            return apply("tanh", mul(const(sympy.Rational(1, 2)), w))
+        if const_value(first) == 1 and negation(second) is not None and argument(
+                negation(second), "exp") is w:
+            return apply("tanh", mul(const(sympy.Rational(-1, 2)), w))
+    return None
+
+
 def normalised_exp(numerator: Node, reciprocal: Node) -> Node | None:
     """exp(u) / sum(exp(u), axis, keepdims=True) = softmax(u, axis) (every entry for None)."""
     total = inverse_of(reciprocal)
@@ -185,6 +214,22 @@ def normalised_exp(numerator: Node, reciprocal: Node) -> Node | None:
     axis, keepdims = definition_of(total).attrs
     if definition_of(total).args[0] is definition_of(numerator) and (keepdims or axis is None):
         return apply("softmax", u, attrs=(axis,))
+    return None
+
+
+def root_of_squares(node: Node) -> Node | None:
+    """√(Σ x²) = √(xᵀ x) = ‖x‖, the Euclidean norm (Frobenius for a matrix)."""
+    root = node.op == "sqrt" or node.op == "pow" and const_value(node.args[1]) == sympy.S.Half
+    s = definition_of(node.args[0]) if root else None
+    if s is not None and s.op == "matmul" and s.args[0] is s.args[1] and s.args[0].rank == 1:
+        return apply("norm", s.args[0])
+    if s is None or s.op != "sum" or tuple(s.attrs) != (None, False):
+        return None
+    squares = definition_of(s.args[0])
+    if squares.op == "pow" and const_value(squares.args[1]) == 2:
+        return apply("norm", squares.args[0])
+    if squares.op == "mul" and len(squares.args) == 2 and squares.args[0] is squares.args[1]:
+        return apply("norm", squares.args[0])
     return None
 
 
@@ -367,10 +412,14 @@ RECOGNITIONS: Sequence[Rewrite] = (
     Rewrite("log one minus sigmoid", "log(1 − σ(u)) = −softplus(u)", log_one_minus_sigmoid),
     Rewrite("cosh and sinh", "exp(u) ± exp(−u) = 2 cosh(u), 2 sinh(u)", exponentials),
     Rewrite("tanh", "sinh(u) / cosh(u) = tanh(u)", in_products(sinh_over_cosh)),
+    Rewrite("tanh by sigmoid", "2 σ(2u) − 1 = tanh(u)", sigmoid_tanh),
+    Rewrite("tanh by exponentials", "(eʷ − 1) / (eʷ + 1) = tanh(w/2)",
+            in_products(exp_ratio_tanh)),
     Rewrite("softmax", "exp(u) / sum(exp(u), axis, keepdims=True) = softmax(u, axis)",
             in_products(normalised_exp)),
     Rewrite("log softmax", "log softmax(u) = log_softmax(u)", log_of_softmax),
     Rewrite("log cosh", "log cosh(u) = logcosh(u)", log_cosh),
+    Rewrite("norm", "√(Σ x²) = √(xᵀ x) = ‖x‖", root_of_squares),
     Rewrite("logsumexp", "log sum(exp(u)) = logsumexp(u)", log_sum_exp),
     Rewrite("log softmax by logsumexp", "u − logsumexp(u, keepdims=True) = log_softmax(u)",
             minus_logsumexp),
@@ -426,6 +475,54 @@ def trace_of_outer(node: Node) -> Node | None:
     return None
 
 
+def inverse_of_product(node: Node) -> Node | None:
+    """(A X B)⁻¹ = B⁻¹ X⁻¹ A⁻¹ for square factors (all invertible where the product is), used
+    where a factor then meets its inverse in the product around it: Aᵀ (A X B)⁻ᵀ Bᵀ = X⁻ᵀ."""
+    if node.op != "matmul" or node.rank != 2:
+        return None
+    chain = matmul_chain(node)
+    for i, factor in enumerate(chain):
+        base, inverted, transposed = peeled(factor)
+        inner = matmul_chain(base)
+        if not inverted or len(inner) < 2 or any(m.shape[0] != m.shape[1] for m in inner):
+            continue
+        inverses = [apply("inv", m) for m in reversed(inner)]
+        if transposed:
+            inverses = [transpose(m) for m in reversed(inverses)]
+        kept = without_inverse_pairs([*chain[:i], *inverses, *chain[i + 1:]])
+        if kept and len(kept) < len(chain):
+            product = kept[0]
+            for m in kept[1:]:
+                product = matmul(product, m)
+            return product
+    return None
+
+
+def peeled(m: Node) -> tuple[Node, bool, bool]:
+    """``(B, inverted, transposed)`` of m = B, B⁻¹, Bᵀ or B⁻ᵀ."""
+    inverted = transposed = False
+    while m.op in ("inv", "transpose"):
+        inverted, transposed = inverted ^ (m.op == "inv"), transposed ^ (m.op == "transpose")
+        m = m.args[0]
+    return m, inverted, transposed
+
+
+def without_inverse_pairs(chain: Sequence[Node]) -> list[Node]:
+    """A product's factors with each factor next to its inverse dropped (A A⁻¹ = I)."""
+    kept: list[Node] = []
+    for m in chain:
+        if kept and cancel(kept[-1], m):
+            kept.pop()
+        else:
+            kept.append(m)
+    return kept
+
+
+def cancel(a: Node, b: Node) -> bool:
+    (base_a, inv_a, t_a), (base_b, inv_b, t_b) = peeled(a), peeled(b)
+    return base_a is base_b and t_a == t_b and inv_a != inv_b
+
+
 def rows_of_scaled(node: Node) -> Node | None:
     """sum(diag(a) B, axis=0) = Bᵀ a: the rows of B weighted by a, added up."""
     if node.op != "sum" or tuple(node.attrs) != (0, False) or node.args[0].op != "matmul":
@@ -462,13 +559,47 @@ def diagonal_of_outer(node: Node) -> Node | None:
     return None
 
 
+def rectified_mask(first: Node, second: Node) -> Node | None:
+    """relu(u)ᵏ ⊙ 1[u > 0] = relu(u)ᵏ for k > 0: the mask is 1 wherever relu(u) is not 0."""
+    base, k = (first.args[0], const_value(first.args[1])) if first.op == "pow" else (first, 1)
+    u = argument(base, "relu") if k is not None and k > 0 else None
+    return first if u is not None and second.op == "step" and second.args[0] is u else None
+
+
+def select(node: Node) -> Node | None:
+    """c ⊙ a + (1 − c) ⊙ b = where(c, a, b) for a mask c = 1[u > 0]: each entry's branch."""
+    if node.op != "add" or len(node.args) != 2:
+        return None
+    for first, second in (node.args, node.args[::-1]):
+        for c in factors(first):
+            if c.op == "step" and complement(c) in factors(second):
+                return apply("where", c, without(first, c), without(second, complement(c)))
+    return None
+
+
+def factors(node: Node) -> tuple[Node, ...]:
+    return node.args if node.op == "mul" else (node,)
+
+
+def without(product: Node, factor: Node) -> Node:
+    """``product`` with one ``factor`` taken out (1 where it was the only one)."""
+    rest = list(factors(product))
+    rest.remove(factor)
+    return mul(*rest) if rest else const(1)
+
+
 SIMPLIFICATIONS: Sequence[Rewrite] = (
     Rewrite("trace", "sum(I ⊙ M) = tr(M)", trace_of_identity_product),
     Rewrite("trace of an outer product", "tr(L a bᵀ R) = bᵀ R L a", trace_of_outer),
     Rewrite("weighted rows", "sum(diag(a) B, axis=0) = Bᵀ a", rows_of_scaled),
+    Rewrite("inverse of a product", "Aᵀ (A X B)⁻ᵀ Bᵀ = X⁻ᵀ for square A, X, B",
+            inverse_of_product),
     Rewrite("outer of a product", "a (M c)ᵀ = (a cᵀ) Mᵀ", outer_of_product),
     Rewrite("diagonal of an outer product", "diag(a bᵀ) = a ⊙ b, diag(c 𝟙𝟙ᵀ) = c 𝟙",
             diagonal_of_outer),
+    Rewrite("select", "c ⊙ a + (1 − c) ⊙ b = where(c, a, b) for a mask c", select),
+    Rewrite("rectified mask", "relu(u)ᵏ ⊙ 1[u > 0] = relu(u)ᵏ (k > 0)",
+            in_products(rectified_mask)),
 )
 """What a person does to a derivative before writing it down, tried after the recognitions."""
 

@@ -93,8 +93,8 @@ def call(op: str) -> Callable[..., Node]:
     return lambda *args, **params: apply(op, *args, attrs=OPERATIONS[op].record(**params))
 
 
-exp, log, sign, step, sigmoid, relu, cos, sin, cosh, sinh, tanh, sqrt = map(
-    call, "exp log sign step sigmoid relu cos sin cosh sinh tanh sqrt".split()
+exp, log, sign, step, heaviside, sigmoid, relu, cos, sin, cosh, sinh, tanh, sqrt = map(
+    call, "exp log sign step heaviside sigmoid relu cos sin cosh sinh tanh sqrt".split()
 )
 inv, diag, outer = call("inv"), call("diag"), call("outer")
 solve, sym, tril, triu = map(call, "solve sym tril triu".split())
@@ -489,6 +489,8 @@ elementwise("silu", lambda g, out, x: g * sigmoid(x) * (1 + x * (1 - sigmoid(x))
 elementwise("step", zero_rule, real.step, kink="zero", internal=True, numpy="({0} > 0)",
             **OWN_PRINTER)                                                          # 1[x > 0]
 elementwise("sign", zero_rule, sympy.sign, kink="zero")
+elementwise("heaviside", zero_rule, real.heaviside, kink="zero", internal=True, text="H",
+            latex="H", numpy="{xp}.heaviside({0}, 0.5)", torch="({xp}.sign({0}) + 1) / 2")
 elementwise("normal_cdf", lambda g, out, x: g * normal_pdf(x), real.normal_cdf,  # Φ′ = φ
             internal=True, text="Φ", latex=r"\Phi",
             numpy="{_normal_cdf}({0})", torch="{xp}.special.ndtr({0})")   # both tails exact
@@ -496,13 +498,13 @@ elementwise("normal_pdf", lambda g, out, x: -(g * x * out), real.normal_pdf,    
             internal=True, text="φ", latex=r"\phi",
             numpy="{xp}.exp(-0.5 * {p0} ** 2) / {math}.sqrt(2 * {math}.pi)")
 define("maximum", broadcast_shape, [
-    lambda g, out, a, b: g * (1 + sign(a - b)) / 2,     # 1 where a > b, ½ at a tie (PyTorch)
-    lambda g, out, a, b: g * (1 - sign(a - b)) / 2,
+    lambda g, out, a, b: g * heaviside(a - b),          # 1 where a > b, ½ at a tie (PyTorch)
+    lambda g, out, a, b: g * heaviside(b - a),
 ], elementwise=True, symmetric=True, kink="equal", scalar=sympy.Max,
        numpy="{xp}.maximum({0}, {1})", tensor_args=True)
 define("minimum", broadcast_shape, [
-    lambda g, out, a, b: g * (1 - sign(a - b)) / 2,
-    lambda g, out, a, b: g * (1 + sign(a - b)) / 2,
+    lambda g, out, a, b: g * heaviside(b - a),
+    lambda g, out, a, b: g * heaviside(a - b),
 ], elementwise=True, symmetric=True, kink="equal", scalar=sympy.Min,
        numpy="{xp}.minimum({0}, {1})", tensor_args=True)
 define("clip", broadcast_shape, [

@@ -123,7 +123,7 @@ def written_out(program: Program, exprs: Sequence[Node], free: Sequence[Node] = 
     known of an intermediate (its definition, its symmetry) is not used for the ``free`` ones,
     the variables of the derivative, which it treats as independent."""
     names = {d: n for d, n in definitions(program).items() if n not in free}
-    algebra = simplified(exprs, names)
+    algebra = simplified(exprs, names, frozenset(free))
     symmetric = frozenset(n for n in program.intermediates.values()
                           if is_symmetric(n.args[0]) and n not in free)
     tidied = tidy([algebra[e] for e in exprs], symmetric)

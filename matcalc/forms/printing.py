@@ -28,7 +28,7 @@ from matcalc.core.ir import (
     postorder,
     shape_str,
 )
-from matcalc.core.simplify import transpose
+from matcalc.core.simplify import negated, transpose
 
 SUM, NEG, PRODUCT, MATMUL, POSTFIX, ATOM = 10, 20, 30, 35, 40, 50
 
@@ -54,8 +54,9 @@ class Notation:
     transpose: str
     inverse: str
     inverse_transpose: str
-    step: str
     indicator: str
+    at_most: str
+    at_least: str
     epsilon: str
     norm: str
     frobenius: str
@@ -148,8 +149,9 @@ TEXT = Notation(
     transpose="ᵀ",
     inverse="⁻¹",
     inverse_transpose="⁻ᵀ",
-    step="1[{} > 0]",
     indicator="1[{}]",
+    at_most="≤",
+    at_least="≥",
     epsilon="ε={}",
     norm="‖{}‖",
     frobenius="‖{}‖_F",
@@ -174,8 +176,9 @@ LATEX = Notation(
     transpose=r"^{\top}",
     inverse="^{-1}",
     inverse_transpose=r"^{-\top}",
-    step=r"\mathbb{{1}}\left[{} > 0\right]",
     indicator=r"\mathbb{{1}}\left[{}\right]",
+    at_most=r"\le",
+    at_least=r"\ge",
     epsilon=r"\varepsilon={}",
     norm=r"\left\lVert {} \right\rVert",
     frobenius=r"\left\lVert {} \right\rVert_F",
@@ -292,6 +295,9 @@ class Printer:
         return sorted(node.args, key=self.term_order)
 
     def p_add(self, node: Node) -> tuple[str, int]:
+        step, holds = mask_of(node)
+        if step is not None:                      # 1 − 1[u > 0] is 1[u ≤ 0]
+            return self.n.indicator.format(self.comparison(step.args[0], holds)), ATOM
         parts: list[str] = []
         for i, term in enumerate(self.ordered_terms(node)):
             negative, text = self.signed_term(term)
@@ -560,7 +566,27 @@ class Printer:
         return self.call(node.op, self(node.args[0]), f"[{m}, {n}]")
 
     def p_step(self, node: Node) -> tuple[str, int]:
-        return self.n.step.format(self(node.args[0])), ATOM
+        return self.n.indicator.format(self.comparison(node.args[0])), ATOM
+
+    def comparison(self, u: Node, holds: bool = True) -> str:
+        """``u > 0`` (``u ≤ 0`` where it does not hold) as the comparison it is: ``x > y`` for
+        u = x − y, ``x > 1`` for x − 1, ``x < 0`` for −x."""
+        greater, at_most = (">", self.n.at_most) if holds else (self.n.at_most, ">")
+        if negated(u) is not None:
+            return f"{self(negated(u))} {'<' if holds else self.n.at_least} 0"
+        if u.op == "add" and len(u.args) == 2:
+            for left, right in (u.args, u.args[::-1]):
+                bound = const(-const_value(right)) if right.op == "const" else negated(right)
+                if bound is not None and left.op != "const":
+                    return f"{self(left)} {greater} {self(bound)}"
+        return f"{self(u)} {greater} 0" if holds else f"{self(u)} {at_most} 0"
+
+    def p_where(self, node: Node) -> tuple[str, int]:
+        """where(x > y, a, b): a 0/1 condition written as its comparison."""
+        c, a, b = node.args
+        step, holds = mask_of(c)
+        condition = self.comparison(step.args[0], holds) if step is not None else self(c)
+        return self.call("where", condition, self(a), self(b))
 
     def p_sum(self, node: Node) -> tuple[str, int]:
         axis, keepdims = node.attrs
@@ -664,6 +690,19 @@ class Weigher:
             w, t = self.memo[arg]
             weight, transposes = weight + w, transposes + t
         return min(weight, self.CAP), min(transposes, self.CAP)
+
+
+def mask_of(node: Node) -> tuple[Node | None, bool]:
+    """``(1[u > 0], True)`` for that mask, ``(1[u > 0], False)`` for 1 − 1[u > 0], else
+    ``(None, True)``."""
+    if node.op == "step":
+        return node, True
+    if node.op == "add" and len(node.args) == 2:
+        for one, other in (node.args, node.args[::-1]):
+            step = negated(other)
+            if const_value(one) == 1 and step is not None and step.op == "step":
+                return step, False
+    return None, True
 
 
 def one_call(text: str) -> bool:

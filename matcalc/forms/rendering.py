@@ -234,8 +234,10 @@ def cross_entropy_note(node: Node, printer: Printer) -> str:
     """What the gradient of ``softmax_cross_entropy(z, y)`` assumes, in the program's names."""
     z, y = node.args
     kind = "labels" if is_labels(y) else "rows" if rows_sum_to_one(y) else "general"
+    made = {"onehot": "one-hot rows", "softmax": "a softmax"}.get(definition_of(y).op,
+                                                                   "a mix of rows that do")
     why = next((f"declared {p}" for p in ("onehot", "probabilities") if has_property(y, p)),
-               "one-hot rows" if definition_of(y).op == "onehot" else "a softmax")
+               made)
     names = {"z_": printer(z), "y_": printer(y), "y": printer.wrap(y, ATOM), "why": why,
              "per": f" / {dim_str(size(z.shape[:-1]))}" if z.rank >= 2 else "",
              "shape": shape_str(y.shape)}
@@ -255,8 +257,10 @@ CONVENTIONS = {
     "sign": "sign′ = 0",
     "max": "max sends the gradient to the first of tied largest entries (as torch.max(x, dim))",
     "min": "min sends it to the first of tied smallest entries",
-    "maximum": "maximum(a, b) splits it equally when a = b (as PyTorch)",
-    "minimum": "minimum(a, b) splits it equally when a = b",
+    "maximum": "maximum(a, b) splits it equally when a = b (as PyTorch): ∂/∂a is H(a − b), "
+               "the Heaviside step with H(0) = ½",
+    "minimum": "minimum(a, b) splits it equally when a = b: ∂/∂a is H(b − a), the Heaviside "
+               "step with H(0) = ½",
     "clip": "clip′ = 0 at its bounds (PyTorch's clamp takes 1 there)",
 }
 """How the derivative of each nonsmooth function is defined where it jumps."""
