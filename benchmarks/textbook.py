@@ -150,6 +150,161 @@ CASES = [
          " - xhat * mean(G * g * xhat, axis=1, keepdims=True))"),
     Case("log-sigmoid likelihood", LOGISTIC + "L = -sum(y * log(sigmoid(X @ w)) + "
          "(1 - y) * log(sigmoid(-(X @ w))))", "w", "X.T @ (sigmoid(X @ w) - y)", {"w": 1e3}),
+    Case("hinge loss, maximum(0, .)",
+         "X: [N, D]\n"
+         "w: [D]\n"
+         "y: [N]\n"
+         "m = 1 - y * (X @ w)\n"
+         "L = mean(maximum(0, m))",
+         "w", "-X.T @ (y * (m > 0)) / N", {"w": 1000.0}),
+    Case("squared hinge",
+         "X: [N, D]\n"
+         "w: [D]\n"
+         "y: [N]\n"
+         "m = relu(1 - y * (X @ w))\n"
+         "L = sum(m ** 2)",
+         "w", "-2 * X.T @ (y * m)", {"w": 1000.0}),
+    Case("multiclass SVM (CS231n)",
+         "X: [N, D]\n"
+         "W: [D, C]\n"
+         "Y: [N, C] onehot\n"
+         "Z = X @ W\n"
+         "M = Z - sum(Z * Y, axis=1, keepdims=True) + 1\n"
+         "L = sum(relu(M) * (1 - Y)) / N",
+         "W", "X.T @ ((M > 0) * (1 - Y) - Y * sum((M > 0) * (1 - Y), axis=1, keepdims=True)) / N"),
+    Case("Huber loss, where",
+         "X: [N, D]\n"
+         "w: [D]\n"
+         "y: [N]\n"
+         "r = X @ w - y\n"
+         "L = sum(where(abs(r) <= 1, 0.5 * r ** 2, abs(r) - 0.5))",
+         "w", "X.T @ where(abs(r) <= 1, r, sign(r))"),
+    Case("Cauchy loss",
+         "X: [N, D]\n"
+         "w: [D]\n"
+         "y: [N]\n"
+         "r = X @ w - y\n"
+         "L = sum(log(1 + r ** 2))",
+         "w", "2 * X.T @ (r / (1 + r ** 2))"),
+    Case("focal loss (γ = 2), positives",
+         "z: [n]\n"
+         "p = sigmoid(z)\n"
+         "L = -sum((1 - p) ** 2 * log(p))",
+         "z", "(1 - p) ** 2 * (2 * p * log(p) - (1 - p))", {"z": 1000.0}),
+    Case("weighted BCE (pos_weight)",
+         "X: [N, D]\n"
+         "w: [D]\n"
+         "y: [N]\n"
+         "a: []\n"
+         "p = sigmoid(X @ w)\n"
+         "L = -sum(a * y * log(p) + (1 - y) * log(1 - p))",
+         "w", "X.T @ ((a * y + 1 - y) * p - a * y)", {"w": 1000.0}),
+    Case("label smoothing",
+         "X: [N, D]\n"
+         "W: [D, C]\n"
+         "Y: [N, C] onehot\n"
+         "Z = X @ W\n"
+         "T = 0.9 * Y + 0.1 / C\n"
+         "L = -sum(T * log(softmax(Z, axis=1))) / N",
+         "W", "X.T @ (softmax(Z) - T) / N", {"W": 1000.0}),
+    Case("KL between softmaxes (distillation)",
+         "X: [N, D]\n"
+         "W: [D, C]\n"
+         "Y: [N, C] onehot\n"
+         "Z = X @ W\n"
+         "A: [N, C]\n"
+         "P = softmax(A, axis=1)\n"
+         "Q = softmax(Z, axis=1)\n"
+         "L = sum(P * (log(P) - log(Q))) / N",
+         "W", "X.T @ (Q - P) / N", {"W": 1000.0}),
+    Case("Brier score on softmax",
+         "Z: [N, C]\n"
+         "Y: [N, C] onehot\n"
+         "P = softmax(Z, axis=1)\n"
+         "L = sum((P - Y) ** 2) / N",
+         "Z", "2 * P * (P - Y - sum(P * (P - Y), axis=1, keepdims=True)) / N"),
+    Case("entropy of a softmax",
+         "z: [n]\n"
+         "p = exp(z) / sum(exp(z))\n"
+         "H = -sum(p * log(p))",
+         "z", "-p * (log(p) - p @ log(p))", {"z": 1000.0}),
+    Case("Gaussian NLL, log-variance (VAE)",
+         "x: [n]\n"
+         "m: [n]\n"
+         "lv: [n]\n"
+         "L = sum(lv + (x - m) ** 2 * exp(-lv)) / 2",
+         "lv", "(1 - (x - m) ** 2 * exp(-lv)) / 2"),
+    Case("VAE KL term, log-variance",
+         "m: [n]\n"
+         "lv: [n]\n"
+         "L = -0.5 * sum(1 + lv - m ** 2 - exp(lv))",
+         "lv", "(exp(lv) - 1) / 2"),
+    Case("tanh as 2σ(2x) − 1 network",
+         "X: [N, D]\n"
+         "W1: [D, H]\n"
+         "w2: [H]\n"
+         "y: [N]\n"
+         "h = 2 * sigmoid(2 * (X @ W1)) - 1\n"
+         "L = sum((h @ w2 - y) ** 2) / 2",
+         "W1", "X.T @ (outer(h @ w2 - y, w2) * (1 - h ** 2))"),
+    Case("Cookbook tr(X A Xᵀ B)",
+         "A: [m, m]\n"
+         "X: [n, m]\n"
+         "B: [n, n]\n"
+         "trace(X @ A @ X.T @ B)",
+         "X", "B @ X @ A + B.T @ X @ A.T"),
+    Case("Cookbook aᵀ X⁻¹ b",
+         "a: [n]\n"
+         "b: [n]\n"
+         "X: [n, n]\n"
+         "a @ inv(X) @ b",
+         "X", "-inv(X).T @ outer(a, b) @ inv(X).T"),
+    Case("Frobenius norm, sqrt of sum",
+         "X: [m, n]\n"
+         "sqrt(sum(X ** 2))",
+         "X", "X / norm(X)"),
+    Case("triplet loss (anchor)",
+         "a: [n]\n"
+         "p: [n]\n"
+         "q: [n]\n"
+         "m: []\n"
+         "L = relu(sum((a - p) ** 2) - sum((a - q) ** 2) + m)",
+         "a", "2 * (q - p) * (sum((a - p) ** 2) - sum((a - q) ** 2) + m > 0)"),
+    Case("contrastive loss (Hadsell)",
+         "d: [N]\n"
+         "y: [N]\n"
+         "m: []\n"
+         "L = sum(y * d ** 2 + (1 - y) * relu(m - d) ** 2) / 2",
+         "d", "y * d - (1 - y) * relu(m - d)"),
+    Case("group lasso (row norms)",
+         "W: [m, n]\n"
+         "L = sum(sqrt(sum(W ** 2, axis=1)))",
+         "W", "W / sqrt(sum(W ** 2, axis=1, keepdims=True))"),
+    Case("tanh as (1−e^{−2z})/(1+e^{−2z})",
+         "z: [n]\n"
+         "c: [n]\n"
+         "t = (1 - exp(-2 * z)) / (1 + exp(-2 * z))\n"
+         "L = sum(c * t)",
+         "z", "c * (1 - t ** 2)"),
+    Case("Cookbook logdet(A X B), square",
+         "A: [n, n]\n"
+         "X: [n, n]\n"
+         "B: [n, n]\n"
+         "logdet(A @ X @ B)",
+         "X", "inv(X).T"),
+    Case("Poisson regression Hessian",
+         "X: [N, D]\n"
+         "w: [D]\n"
+         "y: [N]\n"
+         "mu = exp(X @ w)\n"
+         "L = sum(mu - y * (X @ w))",
+         "w", "X.T @ diag(mu) @ X", kind="hessian"),
+    Case("SiLU spelled out",
+         "z: [n]\n"
+         "c: [n]\n"
+         "s = 1 / (1 + exp(-z))\n"
+         "L = sum(c * z * s)",
+         "z", "c * s * (1 + z * (1 - s))"),
 ]
 
 TOKEN = re.compile(r"[^\W\d]\w*|\d+(?:\.\d*)?(?:e[-+]?\d+)?|\S")

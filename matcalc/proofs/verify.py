@@ -124,16 +124,17 @@ def located_in(source: str, part: str) -> Iterator[None]:
 
 
 class ClaimLowering(Lowering):
-    """The program's lowering, plus ``eye(n)`` and ``step(z)`` for writing derivatives."""
+    """The program's lowering, plus ``eye(n)``, ``step(z)`` (1[z > 0]) and ``heaviside(z)``
+    (H(z), ½ at 0) for writing derivatives."""
 
     def e_Call(self, e: syntax.Call) -> Node:  # noqa: N802
-        if e.func not in ("eye", "step"):
+        if e.func not in ("eye", "step", "heaviside"):
             return super().e_Call(e)
         if len(e.args) != 1 or e.kwargs:
             raise self.error(f"{e.func} takes one argument", e.pos)
         arg = self.expr(e.args[0])
-        if e.func == "step":
-            return apply("step", arg)
+        if e.func != "eye":
+            return apply(e.func, arg)
         n = const_value(arg)
         if n is None or not (n.is_Symbol or (n.is_Integer and n > 0)):
             raise self.error("eye(n) needs a dimension name or a positive integer", e.pos)
