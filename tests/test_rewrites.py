@@ -118,6 +118,11 @@ SIMPLIFIED = {
     "inverse of a product": "A: [n, n]\nX: [n, n]\nB: [n, n]\nA.T @ inv(A @ X @ B).T @ B.T",
     "select": "u: [n]\na: [n]\nb: [n]\n(u > 0) * a + (1 - (u > 0)) * b",
     "rectified mask": "u: [n]\na: [n]\nrelu(u) ** 2 * (u > 0) * a",
+    "unscaled step": "u: [n]\n2.5 * u > 0",
+    "product of constants": "x: [n]\nones(n) @ ones(n)",
+    "Kronecker product with a number": "A: [n, n]\nb: [1, 1]\nkron(A, b)",
+    "sum of diagonals": "a: [n]\nb: [n]\ns: []\ndiag(a) - s * diag(b)",
+    "product of diagonals": "a: [n]\nb: [n]\nM: [n, n]\nM @ diag(a) @ diag(b)",
 }
 
 
@@ -136,7 +141,7 @@ def test_a_simplification_applies_and_keeps_the_value(name: str) -> None:
     assert after is not None and after is not before
     rng = np.random.default_rng(5)
     sizes = {"n": 4, "m": 3, "k": 2}
-    arrays = {v: rng.normal(size=tuple(sizes[str(d)] for d in node.shape))
+    arrays = {v: rng.normal(size=tuple(sizes.get(str(d)) or int(d) for d in node.shape))
               for v, node in program.variables.items()}
     got = evaluator(program, [("before", before), ("after", after)])(**arrays)
     np.testing.assert_allclose(got[1], got[0], rtol=1e-12, atol=1e-12)
@@ -291,6 +296,11 @@ TIDIED = {
     "tanh as 2σ(2u) − 1": (
         "X: [N, D]\nW1: [D, H]\nw2: [H]\ny: [N]\nh = 2 * sigmoid(2 * (X @ W1)) - 1\n"
         "L = sum((h @ w2 - y) ** 2) / 2", "W1", "Xᵀ (((h w2 − y) w2ᵀ) ⊙ (𝟙𝟙ᵀ − h²))"),
+    "Poisson regression with exposure (a named product by its name)": (
+        LOGISTIC + "t: [N]\nmu = t * exp(X @ w)\nL = sum(mu - y * log(mu))", "w", "Xᵀ (mu − y)"),
+    "InfoNCE (the identity's rows sum to 1)": (
+        "A: [N, d]\nB: [N, d]\nt: []\nS = A @ B.T / t\nL = -trace(log_softmax(S, axis=1)) / N",
+        "B", "(softmax(S)ᵀ − I) A / (N t)"),
     "Frobenius norm spelled out": ("X: [m, n]\nsqrt(sum(X ** 2))", "X", "X / ‖X‖_F"),
     "log-determinant of a product of squares": (
         "A: [n, n]\nX: [n, n]\nB: [n, n]\nL = logdet(A @ X @ B)", "X", "X⁻ᵀ"),
@@ -310,6 +320,30 @@ def test_a_tidied_derivative_is_the_books_and_keeps_its_value(name: str) -> None
     arrays = random_inputs(program, dict.fromkeys(program.dims, 4), np.random.default_rng(2))
     got = evaluator(program, [("written", result.gradients[0].expr), ("raw", raw)])(**arrays)
     np.testing.assert_allclose(got[0], got[1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("source, wrt, want", [
+    ("X: [N, D]\nw: [D]\ny: [N]\nmu = exp(X @ w)\nL = sum(y / mu + log(mu))", "w",
+     "∂²L/∂w² = Xᵀ diag(y / mu) X   [D, D]"),                 # diagonals merged, then algebra
+    ("x: [N, n]\nm: [n]\nP: [n, n] symmetric\nXc = x - m\nL = sum((Xc @ P) * Xc) / 2", "m",
+     "∂²L/∂m² = N P   [n, n]"),                              # P ⊗ (𝟙ᵀ 𝟙), a vector's Hessian
+])
+def test_a_hessian_is_the_books(source: str, wrt: str, want: str) -> None:
+    program = parse(source)
+    result = hessian(program, wrt)
+    assert result.text().splitlines()[0] == want
+    x = program.lookup(wrt)
+    arrays = random_inputs(program, dict.fromkeys(program.dims, 3), np.random.default_rng(4))
+    written = evaluator(program, [("h", result.gradients[0].expr)])(**arrays)[0]
+    gradient = derive(program, [wrt]).gradients[0].expr
+    step, columns = 1e-6, []
+    for i in range(arrays[wrt].size):                 # central differences of the gradient
+        shifted = [arrays | {wrt: arrays[wrt] + s * step * np.eye(arrays[wrt].size)[i]}
+                   for s in (1, -1)]
+        ends = [evaluator(program, [("g", gradient)])(**a)[0] for a in shifted]
+        columns.append((ends[0] - ends[1]) / (2 * step))
+    np.testing.assert_allclose(written, np.array(columns).T, rtol=1e-5, atol=1e-6)
+    assert x.rank == 1
 
 
 def test_rows_known_to_sum_to_1_are_not_used_for_a_variable_of_the_derivative() -> None:

@@ -196,10 +196,25 @@ class Algebra:
             transforms = (sympy.factor_terms, sympy.expand)
         else:
             transforms = (sympy.cancel, sympy.factor_terms, sympy.expand)
-        forms = [expr, *(f for f in (attempted(t, expr) for t in transforms) if f is not None)]
+        forms = [f for base in (expr, *self.by_names(expr))
+                 for f in (base, *(attempted(t, base) for t in transforms)) if f is not None]
         forms += [self.merged_sums(f) for f in forms]
         best = min(forms, key=self.cost)
         return best if written_with(best, set(self.nodes)) else None
+
+    def by_names(self, expr: sympy.Expr) -> list[sympy.Expr]:
+        """``expr`` with a named product of arrays written by its name where its factors appear
+        in it and the name does too, so that the two may cancel (``mu`` for ``t ⊙ exp(X w)`` in
+        ``t ⊙ exp(X w) ⊙ (1 − y / mu)``), if any. Names for quotients (``xhat = xc / s``) are
+        :func:`multiples`' business."""
+        written = expr
+        for definition, name in self.names.items():
+            if definition.op == "mul" and name in self.atoms and self.atoms[
+                    name] in expr.free_symbols and all(
+                    a.op == "const" or a in self.atoms and a.op != "pow" for a in definition.args):
+                product = sympy.Mul(*(self.to_sympy(a) for a in definition.args))
+                written = written.subs(product, self.symbol(name))
+        return [written] if written != expr else []
 
     def cost(self, expr: sympy.Expr) -> int:
         """How long ``expr`` is written out: its operations, its numbers, and each array by

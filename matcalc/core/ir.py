@@ -633,7 +633,8 @@ def rows_sum_to_one(node: Node, free: frozenset[Node] = frozenset()) -> bool:
 
 def line_total(node: Node, axis: int, free: frozenset[Node] = frozenset()) -> sympy.Expr | None:
     """The number every line of ``node`` along ``axis`` (non-negative) provably sums to, else
-    None: 1 for stochastic rows (declared, one-hot, a softmax along the axis), n c for a number
+    None: 1 for stochastic rows (declared, one-hot, a softmax along the axis, the identity's), n c
+    for a number
     c, and sums and multiples by numbers of those. The ``free`` nodes (variables of a
     derivative) are unknown, and so is all that reads them."""
     while node.op == "named" and node not in free:
@@ -643,6 +644,8 @@ def line_total(node: Node, axis: int, free: frozenset[Node] = frozenset()) -> sy
     if node.op in ("var", "onehot") and axis == node.rank - 1:
         return sympy.Integer(1) if node.op == "onehot" or has_property(
             node, "onehot") or has_property(node, "probabilities") else None
+    if node.op == "identity":
+        return sympy.Integer(1)
     if node.op == "softmax":
         own = node.attrs.axis
         return sympy.Integer(1) if (own is None and node.rank == 1) or (

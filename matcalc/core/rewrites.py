@@ -25,6 +25,7 @@ from matcalc.core.ir import (
     matmul_chain,
     normalise_axis,
     postorder,
+    size,
 )
 from matcalc.core.rules import call, complement, rows, sigmoid
 from matcalc.core.simplify import (
@@ -37,6 +38,7 @@ from matcalc.core.simplify import (
     new_axis,
     power,
     rebuild,
+    reduce_sum,
     transpose,
 )
 
@@ -491,10 +493,43 @@ def inverse_of_product(node: Node) -> Node | None:
             inverses = [transpose(m) for m in reversed(inverses)]
         kept = without_inverse_pairs([*chain[:i], *inverses, *chain[i + 1:]])
         if kept and len(kept) < len(chain):
-            product = kept[0]
-            for m in kept[1:]:
-                product = matmul(product, m)
-            return product
+            return product_of(kept)
+    return None
+
+
+def product_of(chain: Sequence[Node]) -> Node:
+    product = chain[0]
+    for m in chain[1:]:
+        product = matmul(product, m)
+    return product
+
+
+def diagonal(term: Node) -> tuple[Node, Node] | None:
+    """``(c, a)`` of ``c diag(a)`` for a vector ``a`` and a scalar ``c`` (1 if none)."""
+    if term.op == "diag" and term.args[0].rank == 1:
+        return const(1), term.args[0]
+    found = [f for f in factors(term) if f.op == "diag" and f.args[0].rank == 1]
+    if term.op != "mul" or len(found) != 1 or any(f.shape for f in term.args if f is not found[0]):
+        return None
+    return without(term, found[0]), found[0].args[0]
+
+
+def sum_of_diagonals(node: Node) -> Node | None:
+    """c diag(a) + diag(b) = diag(c a + b): a sum of diagonal matrices is one."""
+    parts = [diagonal(a) for a in node.args] if node.op == "add" and node.rank == 2 else [None]
+    if None in parts:
+        return None
+    return apply("diag", add(*(mul(c, a) for c, a in parts)))
+
+
+def product_of_diagonals(node: Node) -> Node | None:
+    """diag(a) diag(b) = diag(a ⊙ b), where two meet in a product."""
+    chain = matmul_chain(node) if node.op == "matmul" else []
+    for i in range(len(chain) - 1):
+        first, second = diagonal(chain[i]), diagonal(chain[i + 1])
+        if first is not None and second is not None:
+            merged = apply("diag", mul(first[0], second[0], first[1], second[1]))
+            return product_of([*chain[:i], merged, *chain[i + 2:]])
     return None
 
 
@@ -566,6 +601,36 @@ def rectified_mask(first: Node, second: Node) -> Node | None:
     return first if u is not None and second.op == "step" and second.args[0] is u else None
 
 
+def unscaled_step(node: Node) -> Node | None:
+    """1[c u > 0] = 1[u > 0] and H(c u) = H(u) for a number c > 0."""
+    u = node.args[0] if node.op in ("step", "heaviside") else None
+    if u is None or u.op != "mul" or const_value(u.args[0]) is None or u.args[0].attrs.value <= 0:
+        return None
+    return apply(node.op, mul(*u.args[1:]))
+
+
+def product_of_constants(node: Node) -> Node | None:
+    """(c 𝟙)ᵀ (d 𝟙) = c d n: a matrix product of constant arrays is a constant array."""
+    if node.op != "matmul" or any(a.op != "broadcast" or a.args[0].op != "const"
+                                  for a in node.args):
+        return None
+    a, b = node.args
+    inner = a.shape[-1] if a.rank else ONE
+    value = const_value(a.args[0]) * const_value(b.args[0]) * inner
+    return broadcast_to(const(value), node.shape)
+
+
+def kronecker_of_a_number(node: Node) -> Node | None:
+    """A ⊗ b = b A for b with one entry (``P ⊗ (𝟙ᵀ 𝟙)`` is ``N P``)."""
+    if node.op != "kron":
+        return None
+    for m, s in (node.args, node.args[::-1]):
+        if size(s.shape) == 1 and m.shape == node.shape:
+            number = s.args[0] if s.op == "broadcast" and not s.args[0].shape else reduce_sum(s)
+            return mul(number, m)
+    return None
+
+
 def select(node: Node) -> Node | None:
     """c ⊙ a + (1 − c) ⊙ b = where(c, a, b) for a mask c = 1[u > 0]: each entry's branch."""
     if node.op != "add" or len(node.args) != 2:
@@ -598,6 +663,12 @@ SIMPLIFICATIONS: Sequence[Rewrite] = (
     Rewrite("diagonal of an outer product", "diag(a bᵀ) = a ⊙ b, diag(c 𝟙𝟙ᵀ) = c 𝟙",
             diagonal_of_outer),
     Rewrite("select", "c ⊙ a + (1 − c) ⊙ b = where(c, a, b) for a mask c", select),
+    Rewrite("unscaled step", "1[c u > 0] = 1[u > 0], H(c u) = H(u) for c > 0", unscaled_step),
+    Rewrite("product of constants", "(c 𝟙)ᵀ (d 𝟙) = c d n", product_of_constants),
+    Rewrite("Kronecker product with a number", "A ⊗ b = b A for a one-entry b",
+            kronecker_of_a_number),
+    Rewrite("sum of diagonals", "c diag(a) + diag(b) = diag(c a + b)", sum_of_diagonals),
+    Rewrite("product of diagonals", "diag(a) diag(b) = diag(a ⊙ b)", product_of_diagonals),
     Rewrite("rectified mask", "relu(u)ᵏ ⊙ 1[u > 0] = relu(u)ᵏ (k > 0)",
             in_products(rectified_mask)),
 )

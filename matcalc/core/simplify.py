@@ -150,9 +150,17 @@ def strip_scalars(term: Node, data: tuple[Node, ...]) -> Node:
     return mul(*(f for f in term.args if f not in data))
 
 
-def matmul_parts(term: Node) -> tuple[sympy.Expr, Node, Node] | None:
-    """``c · (a @ b)`` as ``(c, a, b)``, else None."""
+def matmul_parts(term: Node, side: int) -> tuple[sympy.Expr, Node, Node] | None:
+    """``c · (a @ b)`` as ``(c, a, b)``, else None; scalars multiplying the product go with the
+    factor not shared (``side`` 1: the right one is): ``s (a @ b)`` is ``(s a) @ b``."""
     coefficient, core = split_coefficient(term)
+    products = [f for f in core.args if f.op == "matmul"] if core is not None and (
+        core.op == "mul") else []
+    if len(products) == 1 and all(not f.shape for f in core.args if f is not products[0]):
+        scalars = [f for f in core.args if f is not products[0]]
+        a, b = products[0].args
+        return (coefficient, mul(*scalars, a), b) if side == 1 else (
+            coefficient, a, mul(*scalars, b))
     if core is None or core.op != "matmul":
         return None
     return coefficient, core.args[0], core.args[1]
@@ -173,7 +181,7 @@ def collect_common_factor(terms: list[Node], side: int) -> list[Node]:
     groups: dict[tuple, list[tuple[sympy.Expr, Node]]] = {}
     keys: list[tuple | None] = []
     for term in terms:
-        parts = matmul_parts(term)
+        parts = matmul_parts(term, side)
         key = None
         if parts is not None:
             coefficient, left, right = parts

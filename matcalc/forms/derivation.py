@@ -127,6 +127,9 @@ def written_out(program: Program, exprs: Sequence[Node], free: Sequence[Node] = 
     symmetric = frozenset(n for n in program.intermediates.values()
                           if is_symmetric(n.args[0]) and n not in free)
     tidied = tidy([algebra[e] for e in exprs], symmetric)
+    changed = [tidied[algebra[e]] for e in exprs if tidied[algebra[e]] is not algebra[e]]
+    again = simplified(changed, names, frozenset(free))    # diag(a) diag(b) is diag(a ⊙ b)
+    tidied = {before: again.get(after, after) for before, after in tidied.items()}
     named = {x for x in free if x.op == "named"}
     return {e: still_reading(algebra[e], tidied[algebra[e]], named) for e in exprs}
 
@@ -288,6 +291,9 @@ def hessian(
     if h.kind == "jac":
         return Derivation(program, [replace(h, kind="hess", index="")])
     index = index_form(h.expr, x.shape, x.shape, program.function_name, wrt, second=True)
+    if x.rank == 1:                                     # vec(x) is x for a vector
+        kron = any(n.op == "kron" for n in postorder([h.expr]))
+        return Derivation(program, [replace(h, kind="hess", index=index if kron else "")])
     note = HESSIAN_VEC_NOTE.format(f=program.function_name, x=wrt)
     if index:
         note += f" The index form gives each entry, ∂²{program.function_name}/∂{wrt}ᵢⱼ∂{wrt}ₖₗ."

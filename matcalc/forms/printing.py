@@ -428,8 +428,10 @@ class Printer:
         return f"{self.wrap(v, ATOM)}{self.n.transpose} {self.wrap(transpose(m), MATMUL)}"
 
     def p_outer(self, node: Node) -> tuple[str, int]:
+        """a bᵀ; (M c) bᵀ is M c bᵀ (matrix products associate)."""
         a, b = node.args
-        return f"{self.wrap(a, POSTFIX)} {self.wrap(b, ATOM)}{self.n.transpose}", MATMUL
+        left = self.wrap(a, MATMUL if a.op == "matmul" else POSTFIX)
+        return f"{left} {self.wrap(b, ATOM)}{self.n.transpose}", MATMUL
 
     def p_weighted_gram(self, node: Node) -> tuple[str, int]:
         """Xᵀ diag(d) X + s I."""
