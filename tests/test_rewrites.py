@@ -301,6 +301,8 @@ TIDIED = {
     "InfoNCE (the identity's rows sum to 1)": (
         "A: [N, d]\nB: [N, d]\nt: []\nS = A @ B.T / t\nL = -trace(log_softmax(S, axis=1)) / N",
         "B", "(softmax(S)ᵀ − I) A / (N t)"),
+    "a power of |det X| (u sign(u) = |u|)": (
+        "X: [n, n]\nk: []\nabs(det(X)) ** k", "X", "k abs(det(X))^k X⁻ᵀ"),
     "Frobenius norm spelled out": ("X: [m, n]\nsqrt(sum(X ** 2))", "X", "X / ‖X‖_F"),
     "log-determinant of a product of squares": (
         "A: [n, n]\nX: [n, n]\nB: [n, n]\nL = logdet(A @ X @ B)", "X", "X⁻ᵀ"),

@@ -205,9 +205,14 @@ class Algebra:
     def by_names(self, expr: sympy.Expr) -> list[sympy.Expr]:
         """``expr`` with a named product of arrays written by its name where its factors appear
         in it and the name does too, so that the two may cancel (``mu`` for ``t ⊙ exp(X w)`` in
-        ``t ⊙ exp(X w) ⊙ (1 − y / mu)``), if any. Names for quotients (``xhat = xc / s``) are
-        :func:`multiples`' business."""
+        ``t ⊙ exp(X w) ⊙ (1 − y / mu)``), and u sign(u) as |u|, if any. Names for quotients
+        (``xhat = xc / s``) are :func:`multiples`' business."""
         written = expr
+        for node, symbol in list(self.atoms.items()):      # u sign(u) = |u|
+            if node.op == "sign" and node.args[0] in self.atoms:
+                magnitude = self.symbol(apply("abs", node.args[0]))
+                signed = written.subs(symbol * self.atoms[node.args[0]], magnitude)
+                written = sympy.powsimp(signed) if signed != written else written
         for definition, name in self.names.items():
             if definition.op == "mul" and name in self.atoms and self.atoms[
                     name] in expr.free_symbols and all(
