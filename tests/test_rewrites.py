@@ -348,6 +348,15 @@ def test_a_hessian_is_the_books(source: str, wrt: str, want: str) -> None:
     assert x.rank == 1
 
 
+@pytest.mark.parametrize("source, want", [
+    ("x: [n]\nL = sum(relu((n - 3) * x))", "∂L/∂x = (n - 3) 1[(n - 3) x > 0]"),
+    ("x: [n]\nL = sum(relu(x) ** n)", "∂L/∂x = n relu(x)^(n - 1) ⊙ 1[x > 0]"),
+])
+def test_a_rule_whose_condition_depends_on_a_size_is_not_applied(source: str, want: str) -> None:
+    """n − 3 and n − 1 may be ≤ 0: the mask stays (review: these raised a TypeError)."""
+    assert derive(source, ["x"]).text().splitlines()[0].startswith(want)
+
+
 def test_rows_known_to_sum_to_1_are_not_used_for_a_variable_of_the_derivative() -> None:
     """L = sum(P)² with P = softmax(A) is 1 everywhere: ∂L/∂A = 0. With respect to P itself,
     P is free and sum(P) stays (its Hessian is 2 𝟙𝟙ᵀ, not 0)."""

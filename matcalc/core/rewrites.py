@@ -596,15 +596,16 @@ def diagonal_of_outer(node: Node) -> Node | None:
 
 def rectified_mask(first: Node, second: Node) -> Node | None:
     """relu(u)ᵏ ⊙ 1[u > 0] = relu(u)ᵏ for k > 0: the mask is 1 wherever relu(u) is not 0."""
-    base, k = (first.args[0], const_value(first.args[1])) if first.op == "pow" else (first, 1)
-    u = argument(base, "relu") if k is not None and k > 0 else None
+    base, k = (first.args[0], const_value(first.args[1])) if first.op == "pow" else (first, ONE)
+    u = argument(base, "relu") if k is not None and k.is_positive is True else None
     return first if u is not None and second.op == "step" and second.args[0] is u else None
 
 
 def unscaled_step(node: Node) -> Node | None:
     """1[c u > 0] = 1[u > 0] and H(c u) = H(u) for a number c > 0."""
     u = node.args[0] if node.op in ("step", "heaviside") else None
-    if u is None or u.op != "mul" or const_value(u.args[0]) is None or u.args[0].attrs.value <= 0:
+    if u is None or u.op != "mul" or const_value(u.args[0]) is None or (
+            const_value(u.args[0]).is_positive is not True):          # (n − 3) may be ≤ 0
         return None
     return apply(node.op, mul(*u.args[1:]))
 
