@@ -633,10 +633,9 @@ def rows_sum_to_one(node: Node, free: frozenset[Node] = frozenset()) -> bool:
 
 def line_total(node: Node, axis: int, free: frozenset[Node] = frozenset()) -> sympy.Expr | None:
     """The number every line of ``node`` along ``axis`` (non-negative) provably sums to, else
-    None: 1 for stochastic rows (declared, one-hot, a softmax along the axis, the identity's), n c
-    for a number
-    c, and sums and multiples by numbers of those. The ``free`` nodes (variables of a
-    derivative) are unknown, and so is all that reads them."""
+    None: 1 for stochastic rows (declared, one-hot, a softmax along the axis, the identity's),
+    n c for a number c, and sums and multiples by numbers of those. The ``free`` nodes
+    (variables of a derivative) are unknown, and so is all that reads them."""
     while node.op == "named" and node not in free:
         node = node.args[0]
     if node in free:
