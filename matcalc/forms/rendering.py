@@ -234,8 +234,8 @@ def cross_entropy_note(node: Node, printer: Printer) -> str:
     """What the gradient of ``softmax_cross_entropy(z, y)`` assumes, in the program's names."""
     z, y = node.args
     kind = "labels" if is_labels(y) else "rows" if rows_sum_to_one(y) else "general"
-    made = {"onehot": "one-hot rows", "softmax": "a softmax"}.get(definition_of(y).op,
-                                                                   "a mix of rows that do")
+    made = {"onehot": "one-hot rows", "softmax": "a softmax"}.get(
+        definition_of(y).op, "by its definition, a weighted mix of such rows")
     why = next((f"declared {p}" for p in ("onehot", "probabilities") if has_property(y, p)),
                made)
     names = {"z_": printer(z), "y_": printer(y), "y": printer.wrap(y, ATOM), "why": why,
