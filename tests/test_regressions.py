@@ -324,6 +324,41 @@ def test_gelu_is_accurate_in_the_left_tail() -> None:
                                atol=0)
 
 
+def test_float32_normal_cdf_is_within_3e_7_of_ndtr() -> None:
+    """Generated NumPy code computes Φ in float32 by its own rational fit in blocks: within
+    3e-7 of SciPy's float64 ndtr everywhere (float32 itself rounds Φ to 6e-8), float32 out,
+    the input's shape kept (empty, a scalar, a transposed stack, more entries than a block)."""
+    from scipy.special import ndtr
+
+    module = matcalc.lambdify("x: [n]\nL = sum(gelu(x))", ["x"])
+    x = np.linspace(-12, 12, 400_001, dtype=np.float32)
+    value, grads = module.value_and_grad(x=x)
+    assert grads["x"].dtype == np.float32
+    cdf = module._normal_cdf
+    assert np.max(np.abs(cdf(x) - ndtr(x.astype(np.float64)))) <= 3e-7
+    stack = x[:400_000].reshape(40, 100, 100).transpose(2, 0, 1)
+    np.testing.assert_allclose(cdf(stack), ndtr(stack.astype(np.float64)), rtol=0, atol=3e-7)
+    assert cdf(np.float32(0)).shape == () and cdf(np.zeros((0, 3), np.float32)).shape == (0, 3)
+    assert cdf(x).dtype == np.float32 and cdf(x.astype(np.float64)).dtype == np.float64
+
+
+def test_generated_softmax_shifts_by_fmax_and_a_nan_row_stays_nan() -> None:
+    """The generated softmax and log-softmax shift each row by its fmax (NumPy vectorises it
+    along a row, max it does not): equal to SciPy's, and a row with a NaN is NaN as it was
+    with max."""
+    from scipy.special import log_softmax, softmax
+
+    module = matcalc.lambdify("Z: [n, c]\nL = sum(softmax(Z) * log_softmax(Z))", ["Z"])
+    z = np.random.default_rng(0).normal(size=(6, 5)) * 30
+    z[1, 2], z[2, :2] = np.nan, -np.inf
+    with np.errstate(invalid="ignore"):
+        got, logs = module._softmax(z), module._log_softmax(z)
+    assert np.isnan(got[1]).all() and np.isnan(logs[1]).all()
+    rows = [0, 2, 3, 4, 5]
+    np.testing.assert_allclose(got[rows], softmax(z[rows], axis=-1), rtol=1e-13, atol=0)
+    np.testing.assert_allclose(logs[rows], log_softmax(z[rows], axis=-1), rtol=1e-13)
+
+
 def test_a_sum_with_keepdims_is_not_recognised_as_the_loss() -> None:
     """−Σ Y ⊙ log_softmax(Z) / N with keepdims is a [1, 1] array, not the cross-entropy, so
     ∂L/∂A keeps A's shape [1, 1] (fuzz, seed 170007: the gradient was a number)."""

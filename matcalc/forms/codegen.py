@@ -175,13 +175,16 @@ names, a stack's rows."""
 NUMPY_HELPERS = {
     **SPECTRAL_HELPERS,
     "_softmax": '''def {_softmax}(x, axis=-1):
-    """Max-shifted softmax."""
-    e = {xp}.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)''',
+    """Max-shifted softmax (in NumPy the max by fmax, which it vectorises along a row and max
+    not; a row with a NaN is NaN either way)."""
+    e = {xp}.exp(x - {xp}.fmax.reduce(x, axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
+    return e''',
     "_log_softmax": '''def {_log_softmax}(x, axis=-1):
-    """Max-shifted log-softmax."""
-    shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - {xp}.log({xp}.exp(shifted).sum(axis=axis, keepdims=True))''',
+    """Max-shifted log-softmax (the max as in _softmax)."""
+    shifted = x - {xp}.fmax.reduce(x, axis=axis, keepdims=True)
+    shifted -= {xp}.log({xp}.exp(shifted).sum(axis=axis, keepdims=True))
+    return shifted''',
     "_logsumexp": '''def {_logsumexp}(x, axis=None, keepdims=False):
     """Max-shifted log-sum-exp; ±inf where an entry is +inf or every entry is -inf."""
     m = {xp}.max(x, axis=axis, keepdims=True)
@@ -286,13 +289,29 @@ NUMPY_HELPERS = {
     (NumPy's @ multiplies the stack's matrices one by one, and copies a transposed b first)."""
     return ({_rows}(a) @ b).reshape(a.shape[:-1] + b.shape[-1:])''',
     "_normal_cdf": '''def {_normal_cdf}(x):
-    """Φ(x), the standard normal distribution function: SciPy's ndtr, accurate in the left
-    tail, where 0.5 (1 + erf(x / √2)) cancels to 0; in float32 that form, as PyTorch computes
-    it (SciPy's float32 ndtr is slower than its erf)."""
-    from scipy.special import erf, ndtr
-    if getattr(x, "dtype", None) == {xp}.float32:
-        return 0.5 * (1 + erf(x * 0.7071067811865476))
-    return ndtr(x)''',
+    """Φ(x), the standard normal distribution function. float64: SciPy's ndtr, accurate in
+    the left tail, where 0.5 (1 + erf(x / √2)) cancels to 0. float32: 1/2 + x P(x²) / Q(x²), a
+    rational fit of erf of degrees 6 and 4 (|error| < 3e-7), in blocks of 2¹⁵ entries that
+    stay in cache: 4x faster than SciPy's float32 erf, which computes in float64."""
+    x = {xp}.asarray(x)
+    if x.dtype != {xp}.float32:
+        from scipy.special import ndtr
+        return ndtr(x)
+    out = {xp}.empty(x.shape, {xp}.float32)
+    entries, into = x.reshape(-1), out.reshape(-1)
+    for start in range(0, entries.size, 32768):
+        s = {xp}.clip(entries[start:start + 32768], -5.65, 5.65)   # Φ(5.65) is 1 in float32
+        u = s * s
+        top = u * 1.0557302e-10 - 2.14583e-08
+        for c in (3.2540745e-06, 0.00017632041, 0.0045539578, 0.036611326, 0.39894226):
+            top *= u
+            top += c
+        bottom = u * 6.3805426e-05 + 0.0018695371
+        for c in (0.029490575, 0.25843662, 1.0):
+            bottom *= u
+            bottom += c
+        into[start:start + 32768] = s * top / bottom + 0.5
+    return out''',
     "_erf": '''def {_erf}(x):
     """The error function, entry by entry (NumPy has none; SciPy's is vectorised)."""
     from scipy.special import erf
@@ -403,6 +422,8 @@ JAX_HELPERS = {
        .replace("{xp}.", "numpy.")
        for name in ("_check_onehot", "_check_probabilities", "_check_labels",
                     "_check_symmetric")},
+    **{name: NUMPY_HELPERS[name].replace("{xp}.fmax.reduce(x, ", "{xp}.max(x, ")
+       for name in ("_softmax", "_log_softmax")},
     "_logsumexp": """def {_logsumexp}(x, axis=None, keepdims=False):
     \"\"\"Max-shifted log-sum-exp; ±inf where an entry is +inf or every entry is -inf.\"\"\"
     m = {xp}.max(x, axis=axis, keepdims=True)
@@ -1577,7 +1598,7 @@ class Emitter:
         if (fused := self.gelu_backward(node) or self.softmax_backward(node)
                 or self.layer_norm_backward(node)) is not None:
             return fused
-        factors = list(node.args)
+        factors = self.with_named_products(list(node.args))
         coefficient = sympy.Integer(1)
         if factors[0].op == "const":
             coefficient = const_value(factors.pop(0))
@@ -1620,6 +1641,20 @@ class Emitter:
         single = not bottom and len(top) == 1 and (
             not factors or self.expr(factors[0]).prec >= UNARY)
         return Code(f"-{text}", UNARY if single else MUL, FLOAT, reads)
+
+    def with_named_products(self, factors: list[Node]) -> list[Node]:
+        """``factors`` with each product already named among them read by its name
+        (a ⊙ b ⊙ c is t ⊙ c once t = a ⊙ b): one full-size pass less for each."""
+        while True:
+            have = Counter(factors)
+            inside = [n for n in self.names if n.op == "mul" and len(n.args) < len(factors)
+                      and Counter(n.args) <= have]
+            if not inside:
+                return factors
+            largest = max(inside, key=lambda n: len(n.args))
+            for f in largest.args:
+                factors.remove(f)
+            factors.append(largest)
 
     def gelu_backward(self, node: Node) -> Code | None:
         """G ⊙ gelu′(x), G of x's shape, as torch's one ``gelu_backward`` kernel (a product
