@@ -290,13 +290,16 @@ NUMPY_HELPERS = {
     return ({_rows}(a) @ b).reshape(a.shape[:-1] + b.shape[-1:])''',
     "_normal_cdf": '''def {_normal_cdf}(x):
     """Φ(x), the standard normal distribution function. float64: SciPy's ndtr, accurate in
-    the left tail, where 0.5 (1 + erf(x / √2)) cancels to 0. float32: 1/2 + x P(x²) / Q(x²), a
-    rational fit of erf of degrees 6 and 4 (|error| < 3e-7), in blocks of 2¹⁵ entries that
-    stay in cache: 4x faster than SciPy's float32 erf, which computes in float64."""
+    the left tail, where 0.5 (1 + erf(x / √2)) cancels to 0. float32: that form, as PyTorch
+    computes it, and from 4096 entries 1/2 + x P(x²) / Q(x²), a rational fit of erf of degrees
+    6 and 4 (|error| < 3e-7), in blocks of 2¹⁵ entries that stay in cache: 3x faster than
+    SciPy's float32 erf, which computes in float64."""
+    from scipy.special import erf, ndtr
     x = {xp}.asarray(x)
     if x.dtype != {xp}.float32:
-        from scipy.special import ndtr
         return ndtr(x)
+    if x.size < 4096:
+        return 0.5 * (1 + erf(x * 0.7071067811865476))
     out = {xp}.empty(x.shape, {xp}.float32)
     entries, into = x.reshape(-1), out.reshape(-1)
     for start in range(0, entries.size, 32768):
