@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import itertools
 import keyword
 import string
 from collections import Counter
@@ -707,6 +708,9 @@ CHEAP = {"var", "const", "named", "delta", "zeros", "identity", "transpose", "ex
 MAX_TERMS = 64
 """Longest sum in one statement; longer sums are added up in parts."""
 
+MAX_FACTORS = 8
+"""Products with more factors are not searched for named parts (2⁸ parts at most)."""
+
 MAX_DEPTH = 30
 """Expressions nest at most this deep before a part gets a name (no deep recursion)."""
 
@@ -925,6 +929,8 @@ class Emitter:
         how they depend on x)."""
         self.multiplied: Counter[Node] = Counter()
         """How many matrix products each value is an operand of (transposed or not)."""
+        self.products: dict[frozenset, list[Node]] = {}
+        """The elementwise products among the values, by their factors (as a multiset)."""
         self.fused: dict[Node, Code] = {}
         """Code of fused kernels that bound values of their own, for when it is asked again."""
         self.binding: tuple[Node | None, str] = (None, "")
@@ -975,6 +981,10 @@ class Emitter:
             if node.op in ("transpose", "expand") and self.uses[node] > 1:
                 self.uses[node.args[0]] += self.uses[node] - 1
         self.named = {n.args[0]: n for n in everything if n.op == "named"}
+        self.products = {}
+        for n in everything:
+            if n.op == "mul":
+                self.products.setdefault(multiset(n.args), []).append(n)
         self.multiplied = Counter(a.args[0] if a.op == "transpose" else a
                                   for n in everything if n.op == "matmul" for a in n.args)
 
@@ -1646,18 +1656,20 @@ class Emitter:
         return Code(f"-{text}", UNARY if single else MUL, FLOAT, reads)
 
     def with_named_products(self, factors: list[Node]) -> list[Node]:
-        """``factors`` with each product already named among them read by its name
-        (a ⊙ b ⊙ c is t ⊙ c once t = a ⊙ b): one full-size pass less for each."""
-        while True:
-            have = Counter(factors)
-            inside = [n for n in self.names if n.op == "mul" and len(n.args) < len(factors)
-                      and Counter(n.args) <= have]
-            if not inside:
-                return factors
-            largest = max(inside, key=lambda n: len(n.args))
-            for f in largest.args:
-                factors.remove(f)
-            factors.append(largest)
+        """``factors`` with a product already named among them read by its name, the largest
+        first (a ⊙ b ⊙ c is t ⊙ c once t = a ⊙ b): one full-size pass less for each."""
+        if len(factors) > MAX_FACTORS:
+            return factors
+        for count in range(len(factors) - 1, 1, -1):
+            for part in itertools.combinations(factors, count):
+                named = next((n for n in self.products.get(multiset(part), ())
+                              if n in self.names), None)
+                if named is not None:
+                    rest = list(factors)
+                    for f in part:
+                        rest.remove(f)
+                    return self.with_named_products([*rest, named])
+        return factors
 
     def gelu_backward(self, node: Node) -> Code | None:
         """G ⊙ gelu′(x), G of x's shape, as torch's one ``gelu_backward`` kernel (a product
@@ -1801,6 +1813,11 @@ def template_precedence(template: str) -> int:
         elif char == "*":
             loosest = min(loosest, POW)
     return loosest
+
+
+def multiset(nodes: Iterable[Node]) -> frozenset:
+    """``nodes`` as a multiset (a ⊙ b and b ⊙ a alike)."""
+    return frozenset(Counter(nodes).items())
 
 
 def product(factors: Sequence[Node]) -> Node:
