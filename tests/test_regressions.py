@@ -326,8 +326,9 @@ def test_gelu_is_accurate_in_the_left_tail() -> None:
 
 def test_float32_normal_cdf_is_within_3e_7_of_ndtr() -> None:
     """Generated NumPy code computes Φ in float32 by its own rational fit in blocks: within
-    3e-7 of SciPy's float64 ndtr everywhere (float32 itself rounds Φ to 6e-8), float32 out,
-    the input's shape kept (empty, a scalar, a transposed stack, more entries than a block)."""
+    3e-7 of SciPy's float64 ndtr everywhere (float32 itself rounds Φ to 6e-8), within [0, 1]
+    and 0 in the far left tail, float32 out, the input's shape kept (empty, a scalar, a
+    transposed stack, more entries than a block)."""
     from scipy.special import ndtr
 
     module = matcalc.lambdify("x: [n]\nL = sum(gelu(x))", ["x"])
@@ -340,6 +341,9 @@ def test_float32_normal_cdf_is_within_3e_7_of_ndtr() -> None:
     np.testing.assert_allclose(cdf(stack), ndtr(stack.astype(np.float64)), rtol=0, atol=3e-7)
     assert cdf(np.float32(0)).shape == () and cdf(np.zeros((0, 3), np.float32)).shape == (0, 3)
     assert cdf(x).dtype == np.float32 and cdf(x.astype(np.float64)).dtype == np.float64
+    assert 0 <= cdf(x).min() and cdf(x).max() <= 1 and not cdf(x[x < -5.3]).any()
+    far = np.full(4096, -1e4, np.float32)      # x Φ(x) is 0 there, at every size (review)
+    assert module.value_and_grad(x=far)[0] == module.value_and_grad(x=far[:10])[0] == 0
 
 
 def test_generated_softmax_shifts_by_fmax_and_a_nan_row_stays_nan() -> None:
