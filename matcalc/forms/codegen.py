@@ -816,7 +816,7 @@ def elementwise_key(n: Node) -> Hashable:
         return n
     parts = [a.args[0] if a.op == "expand" and a.attrs.axis == 0 and a.args[0].rank == 1
              else a for a in n.args]
-    return n.op, frozenset(Counter(map(elementwise_key, parts)).items())
+    return n.op, multiset(map(elementwise_key, parts))
 
 
 def weighted_gram(node: Node) -> Node | None:
