@@ -324,11 +324,11 @@ def test_gelu_is_accurate_in_the_left_tail() -> None:
                                atol=0)
 
 
-def test_float32_normal_cdf_is_within_3e_7_of_ndtr() -> None:
-    """Generated NumPy code computes Φ in float32 by its own rational fit in blocks: within
-    3e-7 of SciPy's float64 ndtr everywhere (float32 itself rounds Φ to 6e-8), within [0, 1]
-    and 0 in the far left tail, float32 out, the input's shape kept (empty, a scalar, a
-    transposed stack, more entries than a block)."""
+def test_float32_normal_cdf_is_within_1_5e_7_of_ndtr_and_increasing() -> None:
+    """Generated NumPy code computes Φ in float32 by its own fit in blocks: within 1.5e-7 of
+    SciPy's float64 ndtr everywhere (float32 itself rounds Φ to 6e-8), increasing, 0 and 1 in
+    the far tails, float32 out, the input's shape kept (empty, a scalar, a transposed stack,
+    more entries than a block)."""
     from scipy.special import ndtr
 
     module = matcalc.lambdify("x: [n]\nL = sum(gelu(x))", ["x"])
@@ -336,12 +336,15 @@ def test_float32_normal_cdf_is_within_3e_7_of_ndtr() -> None:
     value, grads = module.value_and_grad(x=x)
     assert grads["x"].dtype == np.float32
     cdf = module._normal_cdf
-    assert np.max(np.abs(cdf(x) - ndtr(x.astype(np.float64)))) <= 3e-7
+    assert np.max(np.abs(cdf(x) - ndtr(x.astype(np.float64)))) <= 1.5e-7
+    assert np.all(np.diff(cdf(x)) >= 0)
     stack = x[:400_000].reshape(40, 100, 100).transpose(2, 0, 1)
-    np.testing.assert_allclose(cdf(stack), ndtr(stack.astype(np.float64)), rtol=0, atol=3e-7)
+    np.testing.assert_allclose(cdf(stack), ndtr(stack.astype(np.float64)), rtol=0, atol=1.5e-7)
     assert cdf(np.float32(0)).shape == () and cdf(np.zeros((0, 3), np.float32)).shape == (0, 3)
     assert cdf(x).dtype == np.float32 and cdf(x.astype(np.float64)).dtype == np.float64
-    assert 0 <= cdf(x).min() and cdf(x).max() <= 1 and not cdf(x[x < -5.3]).any()
+    assert not cdf(x[x < -7.1]).any() and np.all(cdf(x[x > 5.3]) == 1)
+    huge = np.array([-np.inf, -1e30, 1e30, np.inf] * 1024, np.float32)
+    assert np.array_equal(cdf(huge), np.tile(np.float32([0, 0, 1, 1]), 1024))
     far = np.full(4096, -1e4, np.float32)      # x Φ(x) is 0 there, at every size (review)
     assert module.value_and_grad(x=far)[0] == module.value_and_grad(x=far[:10])[0] == 0
 
@@ -360,7 +363,8 @@ def test_generated_softmax_shifts_by_fmax_and_a_nan_row_stays_nan() -> None:
     assert np.isnan(got[1]).all() and np.isnan(logs[1]).all()
     rows = [0, 2, 3, 4, 5]
     np.testing.assert_allclose(got[rows], softmax(z[rows], axis=-1), rtol=1e-13, atol=0)
-    np.testing.assert_allclose(logs[rows], log_softmax(z[rows], axis=-1), rtol=1e-13)
+    np.testing.assert_allclose(logs[rows], log_softmax(z[rows], axis=-1), rtol=1e-13,
+                               atol=1e-15)             # log of a row sum: an ulp of 1
 
 
 def test_a_sum_with_keepdims_is_not_recognised_as_the_loss() -> None:

@@ -179,12 +179,20 @@ NUMPY_HELPERS = {
     """Max-shifted softmax (in NumPy the max by fmax, which it vectorises along a row and max
     not; a row with a NaN is NaN either way)."""
     e = {xp}.exp(x - {xp}.fmax.reduce(x, axis=axis, keepdims=True))
-    e /= e.sum(axis=axis, keepdims=True)
+    e /= {_sum_along}(e, axis, keepdims=True)
     return e''',
     "_log_softmax": '''def {_log_softmax}(x, axis=-1):
     """Max-shifted log-softmax (the max as in _softmax)."""
     shifted = x - {xp}.fmax.reduce(x, axis=axis, keepdims=True)
-    return shifted - {xp}.log({xp}.exp(shifted).sum(axis=axis, keepdims=True))''',
+    return shifted - {xp}.log({_sum_along}({xp}.exp(shifted), axis, keepdims=True))''',
+    "_sum_along": '''def {_sum_along}(x, axis, keepdims=False):
+    """x.sum(axis, keepdims). Along the last axis, rows of at most 256 float32 or float64
+    entries by a product with ones: BLAS sums such short rows 4-20x faster than NumPy's
+    reduction does, and as accurately (longer rows would lose accuracy)."""
+    if axis is None or axis % x.ndim != x.ndim - 1 or x.dtype.char not in "fd" or (
+            x.shape[-1] > 256):
+        return x.sum(axis=axis, keepdims=keepdims)
+    return x @ {xp}.ones((x.shape[-1], 1) if keepdims else x.shape[-1:], x.dtype)''',
     "_logsumexp": '''def {_logsumexp}(x, axis=None, keepdims=False):
     """Max-shifted log-sum-exp; ±inf where an entry is +inf or every entry is -inf."""
     m = {xp}.max(x, axis=axis, keepdims=True)
@@ -243,10 +251,12 @@ NUMPY_HELPERS = {
     """Each row's entry at its label."""
     return {xp}.take_along_axis(x, {xp}.asarray(labels)[..., None], axis=-1)[..., 0]''',
     "_check_onehot": '''def {_check_onehot}(name, y):
-    """Raise ValueError unless each row of y is one 1 among 0s, as declared: rows summing to 1
-    with one nonzero entry each (two passes over y)."""
+    """Raise ValueError unless each row of y is one 1 among 0s, as declared: as many nonzero
+    entries as rows, and each row summing to 1 (a product with ones, which BLAS does faster
+    than a sum along short rows)."""
     rows = y.size // max(y.shape[-1], 1)
-    if {xp}.count_nonzero(y) != rows or {xp}.count_nonzero({xp}.add.reduce(y, axis=-1) != 1):
+    sums = {xp}.dot(y, {xp}.ones(y.shape[-1:], y.dtype))
+    if {xp}.count_nonzero(y) != rows or {xp}.count_nonzero(sums != 1):
         raise ValueError(f"{{name}}: declared onehot, but a row is not one 1 among 0s")''',
     "_check_probabilities": '''def {_check_probabilities}(name, y):
     """Raise ValueError unless each row of y is a probability vector, as declared."""
@@ -291,10 +301,10 @@ NUMPY_HELPERS = {
     "_normal_cdf": '''def {_normal_cdf}(x):
     """Φ(x), the standard normal distribution function. float64: SciPy's ndtr, accurate in
     the left tail, where 0.5 (1 + erf(x / √2)) cancels to 0. float32: that form, as PyTorch
-    computes it, and from 4096 entries 1/2 + x P(x²) / Q(x²), a rational fit of erf of degrees
-    6 and 4 (|error| < 3e-7), within [0, 1] and 0 below −5.3 (where Φ < 6e-8, so that x Φ(x)
-    stays 0 in the left tail), in blocks of 2¹⁵ entries that stay in cache: 3x faster than
-    SciPy's float32 erf, which computes in float64."""
+    computes it, and from 4096 entries 1 / (1 + exp(−x p(x²))), where x p(x²) is a fit of
+    logit Φ(x) by an odd polynomial of degree 13 (|error| < 1.3e-7; increasing; exactly 0 and
+    1 far in the tails, so that x Φ(x) is 0 there), in blocks of 2¹⁵ entries that stay in
+    cache: 5x faster than SciPy's float32 erf, which computes in float64."""
     from scipy.special import erf, ndtr
     x = {xp}.asarray(x)
     if x.dtype != {xp}.float32:
@@ -303,24 +313,18 @@ NUMPY_HELPERS = {
         return 0.5 * (1 + erf(x * 0.7071067811865476))
     out = {xp}.empty(x.shape, {xp}.float32)
     entries, into = x.reshape(-1), out.reshape(-1)
-    for start in range(0, entries.size, 32768):
-        block = entries[start:start + 32768]
-        s = {xp}.clip(block, -5.65, 5.65)                 # Φ(5.65) is 1 in float32
-        u = s * s
-        top = u * 1.0557302e-10 - 2.14583e-08
-        for c in (3.2540745e-06, 0.00017632041, 0.0045539578, 0.036611326, 0.39894226):
-            top *= u
-            top += c
-        bottom = u * 6.3805426e-05 + 0.0018695371
-        for c in (0.029490575, 0.25843662, 1.0):
-            bottom *= u
-            bottom += c
-        top *= s
-        top /= bottom
-        top += 0.5
-        {xp}.clip(top, 0.0, 1.0, out=top)
-        top[block < -5.3] = 0.0
-        into[start:start + 32768] = top
+    with {xp}.errstate(over="ignore"):                # exp(−x p(x²)) = inf: Φ(x) = 0
+        for start in range(0, entries.size, 32768):
+            block = entries[start:start + 32768]
+            u = block * block
+            z = u * -3.512751e-09 + 2.64539e-07
+            for c in (-7.92962e-06, 0.00011061299, 6.518873e-05, -0.07266617, -1.5957699):
+                z *= u
+                z += c
+            z *= block                                 # −x p(x²)
+            {xp}.exp(z, out=z)
+            z += 1
+            {xp}.divide(1.0, z, out=into[start:start + 32768])
     return out''',
     "_erf": '''def {_erf}(x):
     """The error function, entry by entry (NumPy has none; SciPy's is vectorised)."""
@@ -434,6 +438,9 @@ JAX_HELPERS = {
                     "_check_symmetric")},
     **{name: NUMPY_HELPERS[name].replace("{xp}.fmax.reduce(x, ", "{xp}.max(x, ")
        for name in ("_softmax", "_log_softmax")},
+    "_sum_along": '''def {_sum_along}(x, axis, keepdims=False):
+    """x.sum(axis, keepdims) (XLA sums short rows well)."""
+    return {xp}.sum(x, axis=axis, keepdims=keepdims)''',
     "_logsumexp": """def {_logsumexp}(x, axis=None, keepdims=False):
     \"\"\"Max-shifted log-sum-exp; ±inf where an entry is +inf or every entry is -inf.\"\"\"
     m = {xp}.max(x, axis=axis, keepdims=True)
@@ -1485,6 +1492,11 @@ class Emitter:
             if not keepdims:                   # one pass: an axis of the sum, renumbered
                 axes = tuple(a + (a >= inner) for a in axes)
             axis, x = tuple(sorted({inner, *axes})), x.args[0]
+        if self.dialect is NUMPY and x.rank >= 2 and axis in (-1, x.rank - 1, (x.rank - 1,)):
+            summed = self.arg(x, ADD)
+            helper = fill("{_sum_along}", self.allocate, self.block)
+            return Code(f"{helper}({summed.text}, -1{', keepdims=True' if keepdims else ''})",
+                        ATOM, FLOAT, summed.reads)
         options = ([] if axis is None else [f"{self.dialect.axis}={axis}"]) + (
             [f"{self.dialect.keepdims}=True"] if keepdims else [])
         return self.total(self.arg(x, ADD), options)

@@ -50,14 +50,15 @@ WIDTH = 100
 INDENT = "    "
 SEED = "grad_output"
 
-CHECK_ONCE = '''def {check}(**arrays):
-    """Check the arrays as {full} does, each signature of types, shapes and dtypes once."""
+CHECK_ONCE = '''def {check}(*arrays):
+    """Check the arrays, given in {shapes}'s order, as {full} does, each signature of types,
+    shapes and dtypes once."""
     try:
-        signature = (tuple(arrays), *((type(a), a.shape, a.dtype) for a in arrays.values()))
+        signature = tuple([(type(a), a.shape, a.dtype) for a in arrays])
     except AttributeError:                       # a Python number: checked each time
         signature = None
     if signature is None or signature not in {valid}:
-        {full}(**arrays)
+        {full}(**dict(zip({shapes}, arrays, strict=False)))
         if signature is not None and len({valid}) < 64:
             {valid}.add(signature)'''
 
@@ -293,7 +294,8 @@ def tables(plan: Plan, names: Names, block: Block, params: Sequence[str]) -> str
 
 
 def check_call(names: Names, params: Sequence[str], indent: str = INDENT) -> list[str]:
-    return call(names.alias("_check_shapes"), [f"{p}={p}" for p in params], indent)
+    """``_check_shapes(X, Y, …)``: the arguments in SHAPES's order, or a first part of it."""
+    return call(names.alias("_check_shapes"), params, indent)
 
 
 def declaration_checks(plan: Plan, block: Block) -> list[str]:
