@@ -217,6 +217,27 @@ def test_torch_function_matches_numpy_and_gradcheck() -> None:
     assert torch.autograd.gradcheck(module.L, tuple(tensors.values()))
 
 
+def test_torch_backward_computes_only_the_gradients_autograd_asks_for() -> None:
+    """The data X needs no gradient: its product δ3 W1ᵀ is not computed (three products in the
+    backward pass, not four), as in PyTorch's own backward; asked for, dX is right."""
+    torch = pytest.importorskip("torch")
+    module = lambdify(MLP, MLP_WRT, target="torch")
+    code = generate(MLP, MLP_WRT, target="torch")
+    assert "if ctx.needs_input_grad[0]:   # X\n            dX = dZ1 @ W1.T" in code
+    arrays = mlp_inputs()
+    tensors = {k: torch.tensor(v, requires_grad=k in ("W1", "W2")) for k, v in arrays.items()}
+    loss = module.L(**tensors)
+    with torch.profiler.profile() as profile:
+        dW1, dW2 = torch.autograd.grad(loss, [tensors["W1"], tensors["W2"]])
+    products = [e for e in profile.events() if e.name == "aten::mm"]
+    assert len(products) == 3                   # δ2 = δ1 W2ᵀ, Xᵀ δ3 and H1ᵀ δ1
+    _, grads = lambdify(MLP, [*MLP_WRT, "X"]).value_and_grad(**arrays)
+    np.testing.assert_allclose(dW1.numpy(), grads["W1"], rtol=1e-12)
+    X = tensors["X"].requires_grad_()
+    (dX,) = torch.autograd.grad(module.L(**{**tensors, "X": X}), [X])
+    np.testing.assert_allclose(dX.numpy(), grads["X"], rtol=1e-12)
+
+
 @pytest.mark.parametrize(("source", "sizes"), PARAMS[::7])
 def test_torch_target_agrees_with_numpy_target(source, sizes) -> None:
     torch = pytest.importorskip("torch")

@@ -597,7 +597,8 @@ def torch_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None
                           *(INDENT + line for line in forward_pass),
                           *unpacked(recomputed, outputs if value_var in saved
                                     else f"{outputs}[1:]", level + INDENT)]
-    backward_body += [*(line for s in passes.backward for line in s.lines(level)),
+    owners = sole_owners(passes.backward, grads)
+    backward_body += [*guarded(passes.backward, owners, params, ctx, level, grads),
                       f"{level}return {tuple_text([grads.get(p, 'None') for p in params])}"]
     wrapper = [*call(floating, ["{" + ", ".join(f'"{p}": {p}' for p in params) + "}",
                                 repr(tuple(labels))], INDENT, f"{tuple_text(params)} = "),
@@ -763,6 +764,54 @@ def unpacked(targets: Sequence[str], source: str, indent: str) -> list[str]:
     names = textwrap.fill(", ".join(targets) + ",", WIDTH - len(indent) - len(INDENT))
     return [f"{indent}(", *textwrap.indent(names, indent + INDENT).splitlines(),
             f"{indent}) = {source}"]
+
+
+def sole_owners(statements: Sequence[Statement], grads: Mapping[str, str]) -> list[str | None]:
+    """For each statement, the one input whose gradient alone reads it (else None): found by
+    following what each statement reads back from the gradients."""
+    wanted: dict[str, set[str]] = {}
+    for param, grad in grads.items():
+        wanted.setdefault(grad, set()).add(param)
+    owners: list[str | None] = []
+    for statement in reversed(statements):
+        by = set().union(*(wanted.get(t, set()) for t in statement.target.split(", ")))
+        for name in statement.code.reads:
+            wanted.setdefault(name, set()).update(by)
+        owners.append(next(iter(by)) if len(by) == 1 else None)
+    return owners[::-1]
+
+
+def guarded(statements: Sequence[Statement], owners: Sequence[str | None],
+            params: Sequence[str], ctx: str, level: str, grads: Mapping[str, str]
+            ) -> list[str]:
+    """The backward statements, those only one input's gradient reads under ``if
+    ctx.needs_input_grad[i]:``, so that an input that needs no gradient (the data X) costs
+    nothing, as in PyTorch's own backward; such gradients are None until computed."""
+    deeper = level + INDENT
+    unfit = {owner for statement, owner in zip(statements, owners, strict=True)
+             if any(len(line) > WIDTH for line in statement.lines(deeper))}
+    owners = [None if owner in unfit else owner for owner in owners]  # all of a gradient's or none
+    optional = [grads[p] for p in dict.fromkeys(o for o in owners if o is not None)]
+    lines = [f"{level}{' = '.join(names)} = None" for names in lines_of(optional, level)]
+    current = None
+    for statement, owner in zip(statements, owners, strict=True):
+        if owner is not None and owner != current:
+            lines.append(f"{level}if {ctx}.needs_input_grad[{params.index(owner)}]:   # {owner}")
+        lines += statement.lines(deeper if owner is not None else level)
+        current = owner
+    return lines
+
+
+
+def lines_of(names: Sequence[str], indent: str) -> list[list[str]]:
+    """The names in groups, each ``a = b = … = None`` within the line width."""
+    groups: list[list[str]] = []
+    for name in names:
+        if groups and len(indent + " = ".join([*groups[-1], name, "None"])) <= WIDTH:
+            groups[-1].append(name)
+        else:
+            groups.append([name])
+    return groups
 
 
 def tuple_text(names: Sequence[str]) -> str:
