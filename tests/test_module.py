@@ -13,7 +13,7 @@ import pytest
 from test_functions_fd import CASES, SIZES, variables
 
 from matcalc import derive, lambdify, parse
-from matcalc.forms.generated import generate
+from matcalc.forms.generated import TARGETS, generate
 from matcalc.language.sizes import sizes_only_in_products
 from matcalc.proofs.evaluation import evaluator
 from matcalc.proofs.inputs import smooth_inputs
@@ -68,7 +68,9 @@ def test_every_generated_module_passes_ruff(tmp_path: Path) -> None:
     for example in EXAMPLES.glob("*.mc"):
         text = example.read_text()
         hidden = dict.fromkeys(sizes_only_in_products(parse(text))[:1], 2)   # h of [B, T, h * k]
-        (tmp_path / f"{example.stem}.py").write_text(generate(text, wrt_all(text), sizes=hidden))
+        for target in TARGETS:        # wide programs too: the transformer's 31 arguments
+            (tmp_path / f"{example.stem}_{target}.py").write_text(
+                generate(text, wrt_all(text), target, sizes=hidden))
     result = subprocess.run([ruff, "check", "--isolated", "--line-length", "100", "--select",
                              "E,F,W,I,B,UP", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout

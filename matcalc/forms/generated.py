@@ -386,9 +386,8 @@ def extra_function(plan: Plan, names: Names, extra: Extra, dialect: Dialect
                           INDENT)
     floating = []
     if dialect is TORCH:              # NumPy arrays and numbers as tensors, as the function takes
-        floating = call(fill("{_floating}", names, block),
-                        ["{" + ", ".join(f'"{p}": {p}' for p in plan.params) + "}",
-                         repr(tuple(labels_of(plan)))], INDENT, f"{tuple_text(plan.params)} = ")
+        floating = floating_call(fill("{_floating}", names, block), plan.params,
+                                 labels_of(plan), INDENT)
     body = [*floating, *check_call(names, plan.params), *declaration_checks(plan, block),
             *bound(extra, names, block),
             *block.lines(INDENT), *ending]
@@ -580,13 +579,15 @@ def torch_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None
                     f"{level}# the value, and the intermediates kept for backward (no gradients)",
                     f"{level}return {outputs}[0], *({each}.detach() for {each} in {outputs}[1:])"]
     pass_body = [*(line for s in passes.forward for line in s.lines(level)),
-                 f"{level}return {tuple_text([value_var, *kept])}"]
+                 *in_parentheses(f"{level}return ", [value_var, *kept], level)]
     context_body = [*unpacked(params, "inputs", level),
                     *unpacked([value_var, *kept], "output", level),
                     *call(f"{ctx}.save_for_backward", saved, level),
                     f"{level}{ctx}.set_materialize_grads(False)   # no zeros for the kept "
                     "intermediates"]
     nothing = tuple_text(["None"] * len(params))
+    if len(nothing) > WIDTH // 2:
+        nothing = f"(None,) * {len(params)}"
     backward_body = [f"{level}if {plan.seed} is None:   # the value was not used",
                      f"{level}    return {nothing}",
                      *unpacked(saved, f"{ctx}.saved_tensors", level)]
@@ -599,10 +600,10 @@ def torch_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None
                                     else f"{outputs}[1:]", level + INDENT)]
     owners = sole_owners(passes.backward, grads)
     backward_body += [*guarded(passes.backward, owners, params, ctx, level, grads),
-                      f"{level}return {tuple_text([grads.get(p, 'None') for p in params])}"]
-    wrapper = [*call(floating, ["{" + ", ".join(f'"{p}": {p}' for p in params) + "}",
-                                repr(tuple(labels))], INDENT, f"{tuple_text(params)} = "),
-               *checks, f"{INDENT}return {cls}.apply({', '.join(params)})[0]"]
+                      *in_parentheses(f"{level}return ", [grads.get(p, "None") for p in params],
+                                      level)]
+    wrapper = [*floating_call(floating, params, labels, INDENT), *checks,
+               *first_of(call(f"{cls}.apply", params, INDENT, "return "))]
     apply_name = function_name(plan, names)
     parts = [
         docstring(plan, f"{plan.value_name} as a torch.autograd.Function with the backward pass "
@@ -670,24 +671,26 @@ def jax_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None =
     residual = names.fresh("residuals")
     forward_body = [*check_call(names, params), *checks,
                     *(line for s in passes.forward for line in s.lines(INDENT)),
-                    f"{INDENT}return {value_var}, ({tuple_text(residuals)})"]
+                    *in_parentheses(f"{INDENT}return {value_var}, ", residuals, INDENT,
+                                    always=True)]
     backward_body = [*unpacked(residuals, residual, INDENT),
                      *(line for s in passes.backward for line in s.lines(INDENT)),
-                     f"{INDENT}return {tuple_text([grads.get(p, 'None') for p in params])}"]
+                     *in_parentheses(f"{INDENT}return ", [grads.get(p, "None") for p in params],
+                                     INDENT)]
     exported = [apply_name, *(function_of(text) for text, _ in more)]
     parts = [
         docstring(plan, f"{plan.value_name} as a jax.numpy function with the gradient derived "
                         f"by matcalc attached through jax.custom_vjp (jax.grad, jit and vmap use "
                         f"it); its backward pass gives ∂f/∂x for f = sum({plan.seed} ⊙ "
                         f"{plan.value_name})."),
-        "\n".join([f"import jax as {jax_alias}" if jax_alias != "jax" else "import jax",
-                    *imports]) + "\n\n__all__ = " + repr(exported).replace("'", '"'),
+        "\n".join(with_jax(imports, jax_alias)) + "\n\n__all__ = " + repr(exported).replace(
+            "'", '"'),
         *helpers,
         check,
         table,
         "\n".join([f"@{jax_alias}.custom_vjp",
                    *function(apply_name, params, f"{plan.value_name}, with its derived gradient.",
-                             [f"{INDENT}return {forward}({', '.join(params)})[0]"])]),
+                             first_of(call(forward, params, INDENT, "return ")))]),
         "\n".join(function(forward, params, f"{plan.value_name} and the residuals the backward "
                             "pass reads.", forward_body)),
         "\n".join(function(backward, [residual, plan.seed], "The cotangent of each input "
@@ -764,6 +767,44 @@ def unpacked(targets: Sequence[str], source: str, indent: str) -> list[str]:
     names = textwrap.fill(", ".join(targets) + ",", WIDTH - len(indent) - len(INDENT))
     return [f"{indent}(", *textwrap.indent(names, indent + INDENT).splitlines(),
             f"{indent}) = {source}"]
+
+
+def first_of(lines: list[str]) -> list[str]:
+    """``return f(a, b)[0]``: a call's lines, its first value taken."""
+    return [*lines[:-1], lines[-1] + "[0]"]
+
+
+def with_jax(imports: Sequence[str], alias: str) -> list[str]:
+    """The imports with ``import jax``, the standard library's first (as isort orders them)."""
+    standard = [line for line in imports if line.startswith("import math")]
+    rest = [line for line in imports if line and line not in standard]
+    jax = f"import jax as {alias}" if alias != "jax" else "import jax"
+    return [*standard, *([""] if standard else []), jax, *rest]
+
+
+def in_parentheses(head: str, values: Sequence[str], indent: str, always: bool = False
+                   ) -> list[str]:
+    """``head a, b`` (``head(a, b)`` when ``always``), or when too long ``head(``, the values
+    over several lines, ``)``."""
+    line = f"{head}({tuple_text(values)})" if always else f"{head}{tuple_text(values)}"
+    if len(line) <= WIDTH:
+        return [line]
+    text = textwrap.fill(", ".join(values) + ",", WIDTH - len(indent) - len(INDENT))
+    return [f"{head}(", *textwrap.indent(text, indent + INDENT).splitlines(), f"{indent})"]
+
+
+def floating_call(function: str, params: Sequence[str], labels: Sequence[str], indent: str
+                  ) -> list[str]:
+    """``X, W = _floating({"X": X, "W": W}, ())``, every argument as a tensor; when too long,
+    the names and the dictionary one entry per line."""
+    mapping = "{" + ", ".join(f'"{p}": {p}' for p in params) + "}"
+    lines = call(function, [mapping, repr(tuple(labels))], indent, f"{tuple_text(params)} = ")
+    if all(len(line) <= WIDTH for line in lines):
+        return lines
+    inner = indent + INDENT
+    return [*unpacked(params, f"{function}(", indent), f"{inner}{{",
+            *(f'{inner}{INDENT}"{p}": {p},' for p in params), f"{inner}}},",
+            f"{inner}{tuple(labels)!r},", f"{indent})"]
 
 
 def sole_owners(statements: Sequence[Statement], grads: Mapping[str, str]) -> list[str | None]:
