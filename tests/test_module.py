@@ -219,7 +219,7 @@ def test_torch_function_matches_numpy_and_gradcheck() -> None:
     assert torch.autograd.gradcheck(module.L, tuple(tensors.values()))
 
 
-def test_torch_backward_computes_only_the_gradients_autograd_asks_for() -> None:
+def test_torch_backward_skips_the_gradient_of_an_input_that_needs_none() -> None:
     """The data X needs no gradient: its product δ3 W1ᵀ is not computed (three products in the
     backward pass, not four), as in PyTorch's own backward; asked for, dX is right."""
     torch = pytest.importorskip("torch")

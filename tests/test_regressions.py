@@ -326,9 +326,10 @@ def test_gelu_is_accurate_in_the_left_tail() -> None:
 
 def test_float32_normal_cdf_is_within_1_5e_7_of_ndtr_and_increasing() -> None:
     """Generated NumPy code computes Φ in float32 by its own fit in blocks: within 1.5e-7 of
-    SciPy's float64 ndtr everywhere (float32 itself rounds Φ to 6e-8), increasing, 0 and 1 in
-    the far tails, float32 out, the input's shape kept (empty, a scalar, a transposed stack,
-    more entries than a block)."""
+    SciPy's float64 ndtr everywhere (float32 itself rounds Φ to 6e-8), increasing on a grid
+    and within two ulps between neighbouring floats (review: 3.0210328 and the next float
+    gave Φ an ulp apart, downwards), 0 and 1 in the far tails, float32 out, the input's shape kept
+    (empty, a scalar, a transposed stack, more entries than a block)."""
     from scipy.special import ndtr
 
     module = matcalc.lambdify("x: [n]\nL = sum(gelu(x))", ["x"])
@@ -338,6 +339,11 @@ def test_float32_normal_cdf_is_within_1_5e_7_of_ndtr_and_increasing() -> None:
     cdf = module._normal_cdf
     assert np.max(np.abs(cdf(x) - ndtr(x.astype(np.float64)))) <= 1.5e-7
     assert np.all(np.diff(cdf(x)) >= 0)
+    for start in (-0.0064874194, 1.2026712, 3.0210328, -3.5, 5.0):   # 2¹⁶ neighbouring floats
+        near = np.float32(start) + np.arange(65536, dtype=np.float32) * np.spacing(
+            np.float32(start))
+        assert np.diff(cdf(near)).min() >= -2 * np.spacing(np.float32(0.5))
+        assert np.abs(cdf(near) - ndtr(near.astype(np.float64))).max() <= 1.4e-7
     stack = x[:400_000].reshape(40, 100, 100).transpose(2, 0, 1)
     np.testing.assert_allclose(cdf(stack), ndtr(stack.astype(np.float64)), rtol=0, atol=1.5e-7)
     assert cdf(np.float32(0)).shape == () and cdf(np.zeros((0, 3), np.float32)).shape == (0, 3)

@@ -815,7 +815,7 @@ def sole_owners(statements: Sequence[Statement], grads: Mapping[str, str]) -> li
         wanted.setdefault(grad, set()).add(param)
     owners: list[str | None] = []
     for statement in reversed(statements):
-        by = set().union(*(wanted.get(t, set()) for t in statement.target.split(", ")))
+        by = set().union(*(wanted.get(t, set()) for t in targets_of(statement)))
         for name in statement.code.reads:
             wanted.setdefault(name, set()).update(by)
         owners.append(next(iter(by)) if len(by) == 1 else None)
@@ -827,7 +827,8 @@ def guarded(statements: Sequence[Statement], owners: Sequence[str | None],
             ) -> list[str]:
     """The backward statements, those only one input's gradient reads under ``if
     ctx.needs_input_grad[i]:``, so that an input that needs no gradient (the data X) costs
-    nothing, as in PyTorch's own backward; such gradients are None until computed."""
+    nothing, as in PyTorch's own backward; such gradients are None until computed. An input
+    any of whose statements would not fit the line width one level deeper is not guarded."""
     deeper = level + INDENT
     unfit = {owner for statement, owner in zip(statements, owners, strict=True)
              if any(len(line) > WIDTH for line in statement.lines(deeper))}
@@ -837,11 +838,11 @@ def guarded(statements: Sequence[Statement], owners: Sequence[str | None],
     current = None
     for statement, owner in zip(statements, owners, strict=True):
         if owner is not None and owner != current:
-            lines.append(f"{level}if {ctx}.needs_input_grad[{params.index(owner)}]:   # {owner}")
+            test = f"{level}if {ctx}.needs_input_grad[{params.index(owner)}]:"
+            lines.append(test + f"   # {owner}" * (len(test) + len(owner) + 5 <= WIDTH))
         lines += statement.lines(deeper if owner is not None else level)
         current = owner
     return lines
-
 
 
 def lines_of(names: Sequence[str], indent: str) -> list[list[str]]:
