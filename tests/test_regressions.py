@@ -373,6 +373,16 @@ def test_generated_softmax_shifts_by_fmax_and_a_nan_row_stays_nan() -> None:
                                atol=1e-15)             # log of a row sum: an ulp of 1
 
 
+@pytest.mark.parametrize("function", ["softmax", "log_softmax"])
+def test_generated_softmax_over_an_empty_axis_is_no_error(function) -> None:
+    """The max that shifts a softmax starts from −inf, so an axis of length 0 gives empty
+    arrays, not NumPy's "zero-size array to reduction operation fmax" (review)."""
+    module = matcalc.lambdify(f"X: [n, m]\nW: [n, m]\nL = sum({function}(X, axis=0) * W)", ["X"])
+    for shape in ((0, 3), (3, 0)):
+        value, grads = module.value_and_grad(X=np.zeros(shape), W=np.zeros(shape))
+        assert value == 0 and grads["X"].shape == shape
+
+
 def test_a_sum_with_keepdims_is_not_recognised_as_the_loss() -> None:
     """−Σ Y ⊙ log_softmax(Z) / N with keepdims is a [1, 1] array, not the cross-entropy, so
     ∂L/∂A keeps A's shape [1, 1] (fuzz, seed 170007: the gradient was a number)."""

@@ -177,13 +177,13 @@ NUMPY_HELPERS = {
     **SPECTRAL_HELPERS,
     "_softmax": '''def {_softmax}(x, axis=-1):
     """Max-shifted softmax (in NumPy the max by fmax, which it vectorises along a row and max
-    not; a row with a NaN is NaN either way)."""
-    e = {xp}.exp(x - {xp}.fmax.reduce(x, axis=axis, keepdims=True))
+    not; a row with a NaN is NaN either way; from −inf, so that an empty axis is no error)."""
+    e = {xp}.exp(x - {xp}.fmax.reduce(x, axis=axis, keepdims=True, initial=-{xp}.inf))
     e /= {_sum_along}(e, axis, keepdims=True)
     return e''',
     "_log_softmax": '''def {_log_softmax}(x, axis=-1):
     """Max-shifted log-softmax (the max as in _softmax)."""
-    shifted = x - {xp}.fmax.reduce(x, axis=axis, keepdims=True)
+    shifted = x - {xp}.fmax.reduce(x, axis=axis, keepdims=True, initial=-{xp}.inf)
     return shifted - {xp}.log({_sum_along}({xp}.exp(shifted), axis, keepdims=True))''',
     "_sum_along": '''def {_sum_along}(x, axis, keepdims=False):
     """x.sum(axis, keepdims). Along the last axis, rows of 2 to 256 float32 or float64 entries
