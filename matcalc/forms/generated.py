@@ -764,9 +764,13 @@ def unpacked(targets: Sequence[str], source: str, indent: str) -> list[str]:
     line = f"{indent}{tuple_text(targets)} = {source}"
     if len(line) <= WIDTH:
         return [line]
-    names = textwrap.fill(", ".join(targets) + ",", WIDTH - len(indent) - len(INDENT))
-    return [f"{indent}(", *textwrap.indent(names, indent + INDENT).splitlines(),
-            f"{indent}) = {source}"]
+    return [f"{indent}(", *wrapped(targets, indent), f"{indent}) = {source}"]
+
+
+def wrapped(names: Sequence[str], indent: str) -> list[str]:
+    """``a, b, …,`` over as many lines one level deeper than ``indent`` as the width needs."""
+    text = textwrap.fill(", ".join(names) + ",", WIDTH - len(indent) - len(INDENT))
+    return textwrap.indent(text, indent + INDENT).splitlines()
 
 
 def first_of(lines: list[str]) -> list[str]:
@@ -789,8 +793,7 @@ def in_parentheses(head: str, values: Sequence[str], indent: str, always: bool =
     line = f"{head}({tuple_text(values)})" if always else f"{head}{tuple_text(values)}"
     if len(line) <= WIDTH:
         return [line]
-    text = textwrap.fill(", ".join(values) + ",", WIDTH - len(indent) - len(INDENT))
-    return [f"{head}(", *textwrap.indent(text, indent + INDENT).splitlines(), f"{indent})"]
+    return [f"{head}(", *wrapped(values, indent), f"{indent})"]
 
 
 def floating_call(function: str, params: Sequence[str], labels: Sequence[str], indent: str
