@@ -289,11 +289,15 @@ NUMPY_HELPERS = {
     after = {xp}.cumprod({xp}.concatenate([ones, x[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
     return {xp}.moveaxis(before * after, -1, axis)''',
     "_scatter_rows": '''def {_scatter_rows}(g, labels, rows):
-    """A zero table of `rows` rows with each row of g added at its label (np.add.at)."""
+    """A zero table of `rows` rows with each row of g added at its label: np.add.at on the
+    flattened table, entry by entry (its one-dimensional loop is 4x faster than adding rows)."""
     labels = {xp}.asarray(labels)
-    out = {xp}.zeros((rows,) + g.shape[labels.ndim:], dtype=g.dtype)
-    {xp}.add.at(out, labels, g)
-    return out''',
+    rest = g.shape[labels.ndim:]
+    width = {math}.prod(rest)
+    out = {xp}.zeros(rows * width, dtype=g.dtype)
+    at = labels.reshape(-1, 1).astype({xp}.intp) * width + {xp}.arange(width)
+    {xp}.add.at(out, at.ravel(), g.ravel())
+    return out.reshape((rows, *rest))''',
     "_stacked_at": '''def {_stacked_at}(a, b):
     """a @ b for a stack a [..., n, d] and a matrix b [d, k] as one product of all a's rows
     (NumPy's @ multiplies the stack's matrices one by one, and copies a transposed b first)."""
