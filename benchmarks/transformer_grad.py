@@ -4,8 +4,9 @@ autograd.Function against PyTorch eager autograd on the same model written in Py
 (examples/transformer_torch.py), measured in the same run; then the time to derive the whole
 model and to generate its code.
 
-Peak memory is how far the resident memory's high-water mark rises during a call, each
-contender in a fresh process, so NumPy and PyTorch allocations count alike (Linux only).
+Each contender is timed alone in a fresh process, as a user runs it. Peak memory is how far
+the resident memory's high-water mark rises during a call, each contender in a fresh process,
+so NumPy and PyTorch allocations count alike (Linux only).
 Run with ``python benchmarks/transformer_grad.py``.
 """
 
@@ -73,12 +74,22 @@ def model() -> dict[str, np.ndarray]:
     return arrays
 
 
-def best_times(calls: dict[str, Callable[[], object]], rounds: int = 15) -> dict[str, float]:
-    """Best time of one call for each contender, rounds interleaved."""
-    best = dict.fromkeys(calls, float("inf"))
-    for _ in range(rounds):
-        for name, call in calls.items():
-            best[name] = min(best[name], timeit.timeit(call, number=1))
+def best_time(name: str, queue: multiprocessing.Queue, rounds: int = 15) -> None:
+    """In a fresh process: the best time of one call of a contender. Each contender runs alone,
+    because what one leaves behind changes the others' times: glibc's malloc raises its mmap
+    threshold after a large free, so that NumPy's temporaries of a few MB come from the heap
+    instead of fresh, page-faulting mappings, once PyTorch has run in the same process."""
+    call = contenders(model())[name]
+    call()
+    queue.put(min(timeit.timeit(call, number=1) for _ in range(rounds)))
+
+
+def best_times(names: list[str], passes: int = 2) -> dict[str, float]:
+    """The best time of each contender over ``passes`` fresh processes, taken in turn."""
+    best = dict.fromkeys(names, float("inf"))
+    for _ in range(passes):
+        for name in names:
+            best[name] = min(best[name], in_fresh_process(best_time, name))
     return best
 
 
@@ -144,7 +155,7 @@ def derivation_seconds() -> tuple[float, float]:
 def main() -> None:
     calls = contenders(model())
     agree(calls)
-    times = best_times(calls)
+    times = best_times(list(calls))
     base = times["pytorch eager"]
     print("transformer (2 blocks) B=16 T=64 d=128 h=4 V=64, float32, 1 thread: loss + 29 "
           "gradients")
