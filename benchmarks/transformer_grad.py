@@ -39,14 +39,24 @@ reference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(reference)
 
 
+CONTENDERS = ("pytorch eager", "matcalc torch", "matcalc numpy")
+
+
 def contenders(arrays: dict[str, np.ndarray]) -> dict[str, Callable[[], object]]:
     """Each contender as a call computing the loss and every gradient at ``arrays``."""
+    return {name: contender(name, arrays) for name in CONTENDERS}
+
+
+def contender(name: str, arrays: dict[str, np.ndarray]) -> Callable[[], object]:
+    """One contender, and nothing the others need: the NumPy module runs without torch, and
+    PyTorch eager without the generated modules (which free a block of 31 MB on import)."""
+    names = reference.parameters(arrays)
+    if name == "matcalc numpy":
+        numpy_module = lambdify(reference.SOURCE, names, sizes=FIXED)
+        return lambda: numpy_module.value_and_grad(**arrays)
     import torch
 
     torch.set_num_threads(1)
-    names = reference.parameters(arrays)
-    numpy_module = lambdify(reference.SOURCE, names, sizes=FIXED)
-    torch_module = lambdify(reference.SOURCE, names, target="torch", sizes=FIXED)
     tokens, y = torch.from_numpy(arrays["tokens"]), torch.from_numpy(arrays["y"])
 
     def leaves() -> dict[str, torch.Tensor]:
@@ -57,13 +67,16 @@ def contenders(arrays: dict[str, np.ndarray]) -> dict[str, Callable[[], object]]
         loss = reference.torch_loss(params, tokens, y, SIZES["h"])
         return loss.item(), torch.autograd.grad(loss, list(params.values()))
 
+    if name == "pytorch eager":
+        return pytorch
+    torch_module = lambdify(reference.SOURCE, names, target="torch", sizes=FIXED)
+
     def generated_torch() -> object:
         params = leaves()
         loss = torch_module.L(**params, tokens=tokens, y=y)
         return loss.item(), torch.autograd.grad(loss, list(params.values()))
 
-    return {"pytorch eager": pytorch, "matcalc torch": generated_torch,
-            "matcalc numpy": lambda: numpy_module.value_and_grad(**arrays)}
+    return generated_torch
 
 
 def model() -> dict[str, np.ndarray]:
@@ -76,10 +89,11 @@ def model() -> dict[str, np.ndarray]:
 
 def best_time(name: str, queue: multiprocessing.Queue, rounds: int = 15) -> None:
     """In a fresh process: the best time of one call of a contender. Each contender runs alone,
-    because what one leaves behind changes the others' times: glibc's malloc raises its mmap
-    threshold after a large free, so that NumPy's temporaries of a few MB come from the heap
-    instead of fresh, page-faulting mappings, once PyTorch has run in the same process."""
-    call = contenders(model())[name]
+    because what one leaves behind changes the others' times: once a large block has been
+    freed, glibc's malloc keeps more freed memory in its heap (its trim threshold is twice the
+    largest block freed), so that the next contender's temporaries are not page-faulted in
+    anew on every call."""
+    call = contender(name, model())
     call()
     queue.put(min(timeit.timeit(call, number=1) for _ in range(rounds)))
 
@@ -97,7 +111,7 @@ def peak_growth(name: str, queue: multiprocessing.Queue) -> None:
     """In a fresh process: how far the resident memory's high-water mark rises above the
     resident memory before a call (bytes), once the setup's garbage is returned to the system
     and the mark reset (Linux: /proc/self/clear_refs)."""
-    call = contenders(model())[name]
+    call = contender(name, model())
     call()
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -124,7 +138,7 @@ def in_fresh_process(target: Callable, *args: object) -> object:
     queue = context.Queue()
     process = context.Process(target=target, args=(*args, queue))
     process.start()
-    result = queue.get()
+    result = queue.get(timeout=600)
     process.join()
     return result
 

@@ -122,6 +122,9 @@ CASES = [
     # code as a name (the torch backward read an undefined δ; fuzz, seed 200001…)
     ("x: [n]  # draw: positive\nt2 = (log(x) - mean(log(x), axis=-1, keepdims=True)) / "
      "sqrt(var(log(x), axis=-1))\nt2 @ log(x)", ("x",), "x", SCALAR),
+    # where with two numbers for branches is a float, not an integer array (the torch target's
+    # value had no grad_fn; hostile fuzz, seed 271001)
+    ("x: []\nwhere(2 < x, 2, 2)", ("x",), "x", SCALAR),
 ]
 
 

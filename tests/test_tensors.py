@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from matcalc import MatcalcError, derive, lambdify, parse
@@ -101,6 +102,27 @@ def test_an_embedding_lookup_sends_its_gradient_back_by_scatter_add() -> None:
     assert printed(source, "E").startswith("scatter_add(")
     code = derive(source, ["E"]).numpy()
     assert "np.add.at(" in code and "np.eye" not in code
+
+
+@pytest.mark.parametrize("target", ["numpy", "torch", "jax"])
+def test_the_gradient_of_one_looked_up_entry_is_its_one_hot_row(target: str) -> None:
+    """f = E[y] for one label: the seed 1 is scattered as an array of E's dtype (it was a
+    Python 1, which has no shape)."""
+    lib = pytest.importorskip({"numpy": "numpy", "torch": "torch", "jax": "jax"}[target])
+    module = lambdify("E: [V]\ny: [] labels\nf = take(E, y)", ["E"], target=target)
+    E, y = np.arange(4.0, dtype=np.float32), np.int64(2)
+    if target == "numpy":
+        value, grads = module.value_and_grad(E, y)
+        got = grads["E"]
+    elif target == "torch":
+        leaf = lib.tensor(E, requires_grad=True)
+        value = module.f(E=leaf, y=lib.tensor(y))
+        (got,) = lib.autograd.grad(value, [leaf])
+    else:
+        value, got = float(module.f(E, y)), lib.grad(module.f)(E, y)
+    assert float(value) == 2.0
+    assert np.asarray(got).dtype == np.float32
+    assert np.asarray(got).tolist() == [0.0, 0.0, 1.0, 0.0]
 
 
 def test_batched_weight_gradients_are_one_matrix_product() -> None:

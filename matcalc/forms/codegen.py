@@ -1356,10 +1356,14 @@ class Emitter:
         return Code(text, ATOM, FLOAT, frozenset().union(*(b.reads for b in blocks)))
 
     def e_where(self, node: Node) -> Code:
-        """``np.where(mask, a, b)``: the branch not taken never reaches the value."""
+        """``np.where(mask, a, b)``: the branch not taken never reaches the value (which is of
+        the inputs' dtype when both branches are numbers, not an integer array)."""
         condition = self.arg(node.args[0], ADD, masks=True)
         test = condition.text if condition.kind == BOOL else f"{self.paren(condition, ADD)} > 0"
-        a, b = (self.arg(x, ADD) for x in node.args[1:])
+        first, second = node.args[1:]
+        a = (self.filled(self.shape_code(()), first) if first.op == second.op == "const"
+             else self.arg(first, ADD))
+        b = self.arg(second, ADD)
         return Code(f"{self.xp()}.where({test}, {a.text}, {b.text})", ATOM, FLOAT,
                     condition.reads | a.reads | b.reads)
 
@@ -1377,8 +1381,11 @@ class Emitter:
         return Code(f"{x.text}.reshape({shape.text})", ATOM, FLOAT, x.reads | shape.reads)
 
     def e_scatter_rows(self, node: Node) -> Code:
-        """``_scatter_rows(g, labels, rows)``: each row of g added at its label."""
-        g, labels = self.arg(node.args[0], ADD), self.arg(node.args[1], ADD, masks=True)
+        """``_scatter_rows(g, labels, rows)``: each row of g added at its label (a constant g,
+        the seed of a value that is one entry, as a 0-d array of the inputs' dtype)."""
+        g = (self.filled(self.shape_code(()), node.args[0]) if node.args[0].op == "const"
+             else self.arg(node.args[0], ADD))
+        labels = self.arg(node.args[1], ADD, masks=True)
         rows = self.constant(node.attrs.rows)
         helper = fill("{_scatter_rows}", self.allocate, self.block)
         return Code(f"{helper}({g.text}, {labels.text}, {rows.text})", ATOM, FLOAT,
@@ -1433,19 +1440,23 @@ class Emitter:
 
     def e_broadcast(self, node: Node) -> Code:
         (x,) = node.args
-        inner = self.arg(x, ADD)
         shape = self.shape_code(node.shape)
+        if x.op == "const":
+            return self.filled(shape, x)
+        inner = self.arg(x, ADD)
         reads = inner.reads | shape.reads
         if self.dialect is TORCH:
-            if x.op == "const":
-                return Code(f"{self.xp()}.full({shape.text}, {inner.text}{self.like_text()})",
-                            ATOM, FLOAT, reads | self.like_reads())
             return Code(f"{self.paren(inner, ATOM)}.expand({shape.text})", ATOM, FLOAT, reads)
-        if x.op == "const":                  # of the inputs' dtype, not an integer array
-            value = inner if self.like else self.number_array(inner, const_value(x))
-            return Code(f"{self.xp()}.full({shape.text}, {value.text}{self.like_text()})", ATOM,
-                        FLOAT, reads | value.reads | self.like_reads())
         return Code(f"{self.xp()}.broadcast_to({inner.text}, {shape.text})", ATOM, FLOAT, reads)
+
+    def filled(self, shape: Code, x: Node) -> Code:
+        """``np.full(shape, c, dtype=X.dtype)``: the constant x as an array of the inputs' dtype
+        (and device), not an integer array."""
+        inner = self.arg(x, ADD)
+        value = (inner if self.like or self.dialect is TORCH
+                 else self.number_array(inner, const_value(x)))
+        return Code(f"{self.xp()}.full({shape.text}, {value.text}{self.like_text()})", ATOM,
+                    FLOAT, shape.reads | value.reads | self.like_reads())
 
     def e_expand(self, node: Node) -> Code:
         (axis,) = node.attrs

@@ -51,11 +51,12 @@ INDENT = "    "
 SEED = "grad_output"
 
 KEEP_FREED_MEMORY = (
-    "# glibc's malloc gives a freed block of over 128 kB back to the system, and from then on\n"
-    "# maps afresh every block as large as the largest one freed: the temporaries of a few MB\n"
-    "# that each call makes would be page-faulted in anew on every call (a fifth of a\n"
-    "# transformer's gradient time). Freeing one block of 31 MB lifts that threshold above them,\n"
-    "# as glibc does for any program that once used such a block; elsewhere it is a no-op.\n"
+    "# glibc's malloc gives the top of its heap back to the system once more than a threshold\n"
+    "# is free there: twice the largest block it has mapped and freed, 128 kB at first. The\n"
+    "# temporaries of a few MB that each call frees would go back, and be page-faulted in anew\n"
+    "# on the next call (a fifth of a transformer's gradient time). Freeing one mapped block of\n"
+    "# 31 MB raises the threshold to 62 MB, as for any program that once used such a block: the\n"
+    "# process keeps up to 62 MB of freed memory for reuse. Without glibc it does nothing.\n"
     "{xp}.empty(31 << 20, dtype={xp}.uint8)")
 
 CHECK_ONCE = '''def {check}(*arrays):
