@@ -278,3 +278,29 @@ def test_generated_code_computes_each_product_once(name: str, target: str) -> No
     computing = [f for f in functions if "X @ W" in f]
     assert computing, code
     assert all(f.count("X @ W") == 1 for f in computing), code
+
+
+@pytest.mark.parametrize("target", ["numpy", "torch"])
+def test_a_sum_inside_a_larger_sum_is_computed_once(target: str) -> None:
+    """The HVP of softmax cross-entropy has the tangent of the logits, u = ΔZ1 W2 + H1 V2 + v,
+    in s ⊙ (u − sum(s ⊙ u)): the larger sum is u minus the row sums, so u is computed once;
+    and H v is the central difference of the gradient along v."""
+    source = (Path(__file__).parent.parent / "examples" / "mlp.mc").read_text()
+    wrt = ["W1", "b1", "W2", "b2"]
+    code = generate(source, wrt, target=target, emit=("hvp",))
+    computing = [line for line in code.split("def hvp")[1].splitlines()
+                 if "v_b2" in line and not any(s in line for s in ('v["', "_check", "as_tensor"))]
+    assert len(computing) == 1 and computing[0].count("v_b2") == 1, code
+    module = lambdify(source, wrt, emit=("grad", "hvp"))
+    rng = np.random.default_rng(5)
+    arrays = {"X": rng.normal(size=(6, 4)), "Y": np.eye(3)[rng.integers(0, 3, 6)],
+              "W1": rng.normal(size=(4, 5)), "b1": rng.normal(size=5),
+              "W2": rng.normal(size=(5, 3)), "b2": rng.normal(size=3)}
+    v = {w: rng.normal(size=arrays[w].shape) for w in wrt}
+    step = 1e-6
+    shifted = [module.value_and_grad(**{**arrays, **{w: arrays[w] + s * step * v[w]
+                                                     for w in wrt}})[1] for s in (1, -1)]
+    got = module.hvp(**arrays, v=v)
+    for w in wrt:
+        np.testing.assert_allclose(got[w], (shifted[0][w] - shifted[1][w]) / (2 * step),
+                                   rtol=1e-6, atol=1e-8)

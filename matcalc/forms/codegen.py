@@ -804,7 +804,8 @@ def expanded(node: Node, dialect: Dialect) -> bool:
 
 
 SHARING_ROUNDS = 3
-"""Passes of :func:`shared_transposes` (a shared product can make its sum shared next)."""
+"""Passes of :func:`shared_transposes` and :func:`shared_sums` (a shared product can make its
+sum shared next)."""
 
 
 def shared_transposes(nodes: Sequence[Node], computed: Collection[Node]) -> dict[Node, Node]:
@@ -820,6 +821,29 @@ def shared_transposes(nodes: Sequence[Node], computed: Collection[Node]) -> dict
             if t is not None and t is not n and t.shape == flipped.shape and (
                     t.serial < n.serial) and t not in swap:
                 swap[n] = make("transpose", (t,))
+    return swap
+
+
+def shared_sums(nodes: Sequence[Node], computed: Collection[Node]) -> dict[Node, Node]:
+    """Each sum among ``nodes`` whose terms include all of another's as that sum plus the rest,
+    so that it is computed once (a + b + c − sum(s ⊙ (a + b + c)) is t − sum(s ⊙ t) for
+    t = a + b + c): the largest such part, its terms first in their order."""
+    sums = [n for n in nodes if n.op == "add" and n not in computed]
+    containing: dict[Node, list[Node]] = {}
+    for n in sums:
+        for term in set(n.args):
+            containing.setdefault(term, []).append(n)
+    swap = {}
+    for n in sums:
+        terms = Counter(n.args)
+        parts = [m for term in terms for m in containing[term]
+                 if len(m.args) < len(n.args) and not Counter(m.args) - terms]
+        if parts:
+            part = max(parts, key=lambda m: (len(m.args), -m.serial))
+            rest = list(n.args)
+            for term in part.args:
+                rest.remove(term)
+            swap[n] = make("add", (part, *rest))
     return swap
 
 
@@ -988,8 +1012,9 @@ class Emitter:
         self.definitions |= {n.args[0]: n for n in postorder(list(roots)) if n.op == "named"}
         everything = postorder([lower(r, self.memo, self.dialect, self.swapped, self.definitions)
                                 for r in roots], stop=self.names.__contains__)
-        for _ in range(SHARING_ROUNDS):  # lowered again, the transposes shared
-            swap = shared_transposes(everything, self.names)
+        for _ in range(SHARING_ROUNDS):  # lowered again, the transposes and sums shared
+            swap = shared_transposes(everything, self.names) | shared_sums(everything,
+                                                                           self.names)
             if not swap:
                 break
             self.swapped.update(swap)
