@@ -8,6 +8,9 @@ exactly what they compute for the program as written.
 
 from __future__ import annotations
 
+import builtins
+import re
+
 import numpy as np
 import pytest
 from test_functions_fd import CASES, SIZES
@@ -86,3 +89,34 @@ def test_torch_target_ignores_what_names_are_called(source: str) -> None:
     for w in wrt:
         np.testing.assert_allclose(tensors[mapping[w]].grad.numpy(), grads[w], rtol=1e-9,
                                    atol=1e-12)
+
+
+def test_numpy_helpers_call_no_builtin_a_variable_could_be_named() -> None:
+    """``derive --format numpy`` code runs among the user's variables, which may be called
+    ``len`` or ``range``: a helper it can contain names no builtin (the checks run only in
+    modules, where the user's names are parameters)."""
+    from matcalc.forms.codegen import NUMPY
+    for name, template in NUMPY.helpers.items():
+        if not name.startswith("_check"):
+            called = set(re.findall(r"(?<![.\w{])([A-Za-z_]\w*)\s*\(", template))
+            assert not called & set(dir(builtins)), (name, called & set(dir(builtins)))
+
+
+@pytest.mark.parametrize(("source", "dtype"), [
+    ("len: [n, c]\ny: [n] labels\nsoftmax_cross_entropy(len, y)", np.float64),
+    ("range: [n]\nsum(gelu(range))", np.float32),           # Φ in blocks from 4096 entries
+    ("ValueError: [n, n]; x: [n]\nsum(inv(ValueError) @ x)", np.float64),
+])
+def test_derived_code_runs_among_variables_named_like_builtins(source: str, dtype: type
+                                                                ) -> None:
+    program = matcalc.parse(source)
+    sizes = {"n": 5000 if dtype == np.float32 else 4, "c": 3}
+    arrays = smooth_inputs(program, {k: v for k, v in sizes.items()
+                                     if k in map(str, program.dims)}, np.random.default_rng(1))
+    arrays = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in arrays.items()}
+    wrt = [name for name, node in program.variables.items() if not is_labels(node)]
+    _, grads = matcalc.lambdify(source, wrt).value_and_grad(**arrays)
+    namespace = dict(arrays)
+    exec(matcalc.derive(source, wrt).numpy(), namespace)  # the generated code under test
+    for w in wrt:
+        np.testing.assert_allclose(namespace[f"grad_{w}"], grads[w], rtol=1e-5)

@@ -199,12 +199,12 @@ NUMPY_HELPERS = {
 def {_ones}(n, dtype, column=False):
     """n ones (a column of them if ``column``) of a dtype, made once: the products with ones
     that sum short rows run on every call, and making the vector anew costs 1 µs, as much as
-    such a product (up to 64 kept). Never written to."""
+    such a product (kept up to 256 entries). Never written to."""
     key = (n, dtype, column)
     ones = {_ONES}.get(key)
     if ones is None:
         ones = {xp}.ones((n, 1) if column else n, dtype)
-        if len({_ONES}) < 64:
+        if n <= 256:
             {_ONES}[key] = ones
     return ones''',
     "_logsumexp": '''def {_logsumexp}(x, axis=None, keepdims=False):
@@ -221,16 +221,18 @@ def {_ones}(n, dtype, column=False):
     """The inverse; a ValueError saying so for a singular matrix."""
     try:
         return {xp}.linalg.inv(x)
-    except {xp}.linalg.LinAlgError:
-        raise ValueError("a matrix to be inverted is singular (det = 0): the value or the "
-                         "derivative needs its inverse, which does not exist there") from None''',
+    except {xp}.linalg.LinAlgError:    # a ValueError, and no builtin's name (a snippet's
+        raise {xp}.linalg.LinAlgError(   # variables may be named ValueError, len, range …)
+            "a matrix to be inverted is singular (det = 0): the value or the derivative needs "
+            "its inverse, which does not exist there") from None''',
     "_solve": '''def {_solve}(a, b):
     """The solution x of a x = b; a ValueError saying so for a singular matrix."""
     try:
         return {xp}.linalg.solve(a, b)
-    except {xp}.linalg.LinAlgError:
-        raise ValueError("a matrix to be solved with is singular (det = 0): the value or the "
-                         "derivative needs its inverse, which does not exist there") from None''',
+    except {xp}.linalg.LinAlgError:    # a ValueError, and no builtin's name (a snippet's
+        raise {xp}.linalg.LinAlgError(   # variables may be named ValueError, len, range …)
+            "a matrix to be solved with is singular (det = 0): the value or the derivative needs "
+            "its inverse, which does not exist there") from None''',
     "_kron": '''def {_kron}(a, b):
     """Kronecker product, vectors taken as columns."""
     a = a[:, None] if {xp}.ndim(a) == 1 else a
@@ -333,7 +335,8 @@ def {_ones}(n, dtype, column=False):
     out = {xp}.empty(x.shape, {xp}.float32)
     entries, into = x.reshape(-1), out.reshape(-1)
     with {xp}.errstate(over="ignore"):                # exp(−x p(x²)) = inf: Φ(x) = 0
-        for start in range(0, entries.size, 32768):
+        start = 0
+        while start < entries.size:
             block = entries[start:start + 32768]
             u = block * block
             z = u * -3.512751e-09 + 2.64539e-07
@@ -344,6 +347,7 @@ def {_ones}(n, dtype, column=False):
             {xp}.exp(z, out=z)
             z += 1
             {xp}.divide(1.0, z, out=into[start:start + 32768])
+            start += 32768
     return out''',
     "_erf": '''def {_erf}(x):
     """The error function, entry by entry (NumPy has none; SciPy's is vectorised)."""
