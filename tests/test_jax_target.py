@@ -72,3 +72,17 @@ def test_the_emitted_second_derivatives_in_jax_match_jax_itself() -> None:
                                rtol=1e-9, atol=1e-12)
     _, tangent = module.jvp(**args, tangents={"w": jnp.asarray(v)})
     np.testing.assert_allclose(float(tangent), grads["w"] @ v, rtol=1e-10)
+
+
+def test_one_hot_targets_closed_over_under_jit_are_checked_and_then_plain_calls_work() -> None:
+    """Under jit, data the function closes over is traced: the one-hot check, made by NumPy,
+    skips a tracer, keeps no traced array, and a later plain call checks and computes."""
+    source = "X: [N, D]; Y: [N, C] onehot; W: [D, C]\nL = softmax_cross_entropy(X @ W, Y)"
+    module = lambdify(source, ["W"], target="jax", emit=("grad", "hvp"))
+    rng = np.random.default_rng(0)
+    X, Y, W = rng.normal(size=(5, 3)), np.eye(4)[rng.integers(0, 4, 5)], rng.normal(size=(3, 4))
+    traced = jax.jit(lambda W, v: module.hvp(X, Y, W, v))(W, W)
+    plain = module.hvp(X, Y, W, W)
+    expected = lambdify(source, ["W"], emit=("hvp",)).hvp(X=X, Y=Y, W=W, v=W)
+    for got in (traced, plain):
+        np.testing.assert_allclose(np.asarray(got["W"]), expected["W"], rtol=1e-12)

@@ -332,3 +332,22 @@ def test_leaky_relu_with_a_variable_slope_keeps_where() -> None:
     """A slope known only at run time may be anything (inf, NaN): where(x > 0, x, a x)."""
     code = generate("x: [n]; a: []\nsum(leaky_relu(x, a))", ["x"])
     assert "np.where(x > 0, x, a * x)" in code
+
+
+@pytest.mark.parametrize("slope", ["1 / n", "0", "cos(1) ** 2 + sin(1) ** 2"])
+def test_leaky_relu_keeps_where_for_a_slope_it_cannot_place_against_1(slope: str) -> None:
+    """A size in the slope, a slope of 0 (0 · −inf is NaN, as torch's) or one SymPy cannot
+    compare with 1: where(x > 0, x, a x), no internal error."""
+    source = f"x: [n]\nsum(leaky_relu(x, {slope}) ** 2)"
+    assert "np.where(x > 0, x, " in generate(source, ["x"])
+    x = np.array([-2.0, -0.5, 0.5, 3.0])
+    a = {"1 / n": 0.25, "0": 0.0}.get(slope, 1.0)
+    _, grad = lambdify(source, ["x"]).value_and_grad(x=x)
+    np.testing.assert_allclose(grad["x"], 2 * np.where(x > 0, x, a * a * x), rtol=1e-12)
+
+
+def test_a_coefficient_below_the_smallest_float_reciprocal_is_multiplied() -> None:
+    """1e-320 x is not x / 10³²⁰, which would be x / inf = 0."""
+    module = lambdify("x: [n]\nsum(1e-320 * x * x)", ["x"])
+    value, grad = module.value_and_grad(x=np.array([3.0, 4.0]))
+    assert value == 1e-320 * 25.0 and grad["x"][1] == 2e-320 * 4.0

@@ -459,6 +459,7 @@ JAX_HELPERS = {
     **NUMPY_HELPERS,
     **{name: NUMPY_HELPERS[name].replace('"""\n', '"""' + JAX_CHECKED + "\n", 1)
        .replace("{xp}.", "numpy.")
+       .replace("{_ones}(y.shape[-1], y.dtype)", "numpy.ones(y.shape[-1:], y.dtype)")
        for name in ("_check_onehot", "_check_probabilities", "_check_labels",
                     "_check_symmetric")},
     **{name: NUMPY_HELPERS[name].replace("{xp}.fmax.reduce(x, ", "{xp}.max(x, ")
@@ -684,6 +685,11 @@ def number_literal(value: sympy.Expr) -> tuple[str, int]:
     return repr(number), ATOM if number >= 0 else UNARY
 
 
+def beyond_floats(value: sympy.Expr) -> bool:
+    """Whether ``value`` is a number too large for a float (10³²⁰ would be inf)."""
+    return bool(value.is_number) and abs(float(value)) == float("inf")
+
+
 CONSTANT_FUNCTIONS = {"exp": "exp", "log": "log", "sqrt": "sqrt", "sin": "sin", "cos": "cos",
                       "tanh": "tanh", "erf": "erf", "Abs": "fabs"}
 
@@ -854,7 +860,7 @@ def shared_sums(nodes: Sequence[Node], computed: Collection[Node]) -> dict[Node,
         for term in set(n.args):
             containing.setdefault(term, []).append(n)
     swap = {}
-    for n in sums:
+    for n in sums:                                   # in postorder: a part's own part first
         terms = Counter(n.args)
         parts = [m for term in terms for m in containing[term]
                  if len(m.args) < len(n.args) and not Counter(m.args) - terms]
@@ -863,7 +869,7 @@ def shared_sums(nodes: Sequence[Node], computed: Collection[Node]) -> dict[Node,
             rest = list(n.args)
             for term in part.args:
                 rest.remove(term)
-            swap[n] = make("add", (part, *rest))
+            swap[n] = make("add", (swap.get(part, part), *rest))
     return swap
 
 
@@ -1035,6 +1041,7 @@ class Emitter:
         for _ in range(SHARING_ROUNDS):  # lowered again, the transposes and sums shared
             swap = shared_transposes(everything, self.names) | shared_sums(everything,
                                                                            self.names)
+            swap = {n: s for n, s in swap.items() if self.swapped.get(n) != s}
             if not swap:
                 break
             self.swapped.update(swap)
@@ -1419,13 +1426,15 @@ class Emitter:
         which differentiates this code again, reads the slope at 0 from that form."""
         x, a = node.args
         slope = const_value(a)
-        if self.dialect is not NUMPY or slope is None or not slope.is_real:
-            return self.function(node)
+        below_one = slope <= 1 if slope is not None and slope.is_number and slope != 0 else None
+        if self.dialect is not NUMPY or below_one not in (sympy.true, sympy.false):
+            return self.function(node)      # a size in it, or 0 (0 · −inf is NaN, as torch's)
         self.named_first(x)
-        value, scaled = self.arg(x, ADD), self.arg(mul(a, x), ADD)
-        pick = "maximum" if slope <= 1 else "minimum"
-        return Code(f"{self.xp()}.{pick}({value.text}, {scaled.text})", ATOM, FLOAT,
-                    value.reads | scaled.reads)
+        value, factor = self.arg(x, ADD), self.arg(a, MUL)
+        pick = "maximum" if below_one else "minimum"
+        text = f"{self.xp()}.{pick}({value.text}, {self.paren(factor, ATOM)} * " \
+               f"{self.paren(value, UNARY)})"
+        return Code(text, ATOM, FLOAT, value.reads | factor.reads)
 
     def e_einsum(self, node: Node) -> Code:
         """``np.einsum("ij,jk->ik", A, B, optimize=True)``, ``torch.einsum(…)``."""
@@ -1716,6 +1725,8 @@ class Emitter:
             coefficient = const_value(factors.pop(0))
         sign = "-" if coefficient.is_negative else ""
         num, den = sympy.fraction(-coefficient if sign else coefficient)
+        if beyond_floats(num) or beyond_floats(den):   # 1e-320 x, not x / 10³²⁰ = x / inf
+            num, den = (-coefficient if sign else coefficient), ONE
         scalars = [self.constant(c) for c in (num, den)]
         top = [] if num == 1 else [self.paren(scalars[0], ATOM)]
         bottom = [] if den == 1 else [self.paren(scalars[1], ATOM)]
