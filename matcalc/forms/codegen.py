@@ -1724,9 +1724,10 @@ class Emitter:
         if factors[0].op == "const":
             coefficient = const_value(factors.pop(0))
         sign = "-" if coefficient.is_negative else ""
-        num, den = sympy.fraction(-coefficient if sign else coefficient)
+        magnitude = -coefficient if sign else coefficient
+        num, den = sympy.fraction(magnitude)
         if beyond_floats(num) or beyond_floats(den):   # 1e-320 x, not x / 10³²⁰ = x / inf
-            num, den = (-coefficient if sign else coefficient), ONE
+            num, den = magnitude, ONE
         scalars = [self.constant(c) for c in (num, den)]
         top = [] if num == 1 else [self.paren(scalars[0], ATOM)]
         bottom = [] if den == 1 else [self.paren(scalars[1], ATOM)]
