@@ -32,6 +32,8 @@ CLASSIC = [
     ("x: [n]; sum(tanh(x))", "x", "1 − tanh(x)²"),
     ("X: [n, n]; trace(X)", "X", "I"),
     ("x: [n]; exp(sum(x))", "x", "exp(sum(x)) 𝟙"),
+    ("X: [N, D]; W: [D, H]; Y: [N, H]; sum((leaky_relu(X @ W, 0.2) - Y) ** 2)", "W",
+     "2 Xᵀ ((leaky_relu(X W, 1/5) − Y) ⊙ leaky_relu′(X W, 1/5))"),
 ]
 
 
@@ -250,6 +252,15 @@ def test_finite_differences_use_the_source_not_the_simplified_ir() -> None:
     rng = np.random.default_rng(0)
     a, v, m = rng.normal(size=(3, 3)), rng.normal(size=3), rng.normal(size=(3, 3))
     assert np.isclose(reference_function(program)(A=a, v=v, M=m), np.sum(a @ v + a @ m))
+
+
+def test_leaky_relu_slope_is_named_and_defined_in_a_note() -> None:
+    """Not (4 1[X W > 0] + 𝟙𝟙ᵀ) / 5: the slope is leaky_relu′, defined where it is used."""
+    result = derive("X: [N, D]; W: [D, H]; sum(leaky_relu(X @ W))", ["W"])
+    assert formula(result, "W") == "Xᵀ leaky_relu′(X W, 1/100)"
+    assert any("leaky_relu′(x, a) = 1 for x > 0 and a for x ≤ 0" in n for n in result.notes)
+    assert r"\operatorname{leaky\_relu}'\left(X W, \frac{1}{100}\right)" in result.latex()
+    check_numerically(result, {"N": 3, "D": 4, "H": 5})
 
 
 def test_latex_of_relu_and_ones() -> None:

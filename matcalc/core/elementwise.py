@@ -32,6 +32,11 @@ def leaky_relu(x: sympy.Expr, a: sympy.Expr = LEAKY_SLOPE) -> sympy.Expr:
     return sympy.Piecewise((x, x > 0), (a * x, True))
 
 
+def leaky_relu_slope(x: sympy.Expr, a: sympy.Expr = LEAKY_SLOPE) -> sympy.Expr:
+    """leaky_relu′(x, a): 1 for x > 0, a for x ≤ 0 (a at 0, as PyTorch)."""
+    return sympy.Piecewise((1, x > 0), (a, True))
+
+
 def sigmoid(x: sympy.Expr) -> sympy.Expr:
     return 1 / (1 + sympy.exp(-x))
 

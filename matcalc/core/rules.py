@@ -174,6 +174,7 @@ def rows(x: Node) -> sympy.Expr:
 
 normal_cdf, normal_pdf = call("normal_cdf"), call("normal_pdf")  # Φ and φ of N(0, 1)
 gelu_slope = call("gelu_slope")                                   # gelu′ = Φ + x φ
+leaky_relu_slope = call("leaky_relu_slope")                       # 1 above 0, a below
 trace = call("trace")
 
 
@@ -521,10 +522,16 @@ define("where", broadcast_shape, [
 ], elementwise=True, symmetric=True, tensor_args=True,
        scalar=lambda c, a, b: sympy.Piecewise((a, c > 0), (b, True)), numpy=METHOD)
 define("leaky_relu", broadcast_shape, [
-    lambda g, out, x, a: g * (a + (1 - a) * step(x)),  # slope 1 above 0, a below
+    lambda g, out, x, a: g * leaky_relu_slope(x, a),   # x̄ = Ḡ ⊙ leaky_relu′(x, a)
     lambda g, out, x, a: g * (x - relu(x)),             # ā = Ḡ ⊙ min(x, 0)
 ], elementwise=True, symmetric=True, kink="zero", scalar=real.leaky_relu,
        numpy="{xp}.where({p0} > 0, {p0}, {p1} * {p0})")
+define("leaky_relu_slope", broadcast_shape, [
+    lambda g, out, x, a: zero_like(x.shape),            # piecewise constant in x
+    lambda g, out, x, a: g * (1 - step(x)),             # ā = Ḡ ⊙ 1[x ≤ 0]
+], elementwise=True, symmetric=True, kink="zero", scalar=real.leaky_relu_slope,
+       internal=True, text="leaky_relu′", latex=r"\operatorname{leaky\_relu}'",
+       primitives=lambda x, a: a + (1 - a) * step(x), numpy=METHOD)
 
 # joining and cutting
 define("concat", concat_shape, EveryArgument(concat_part), params=("axis",), numpy=METHOD,

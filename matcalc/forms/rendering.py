@@ -253,7 +253,8 @@ SYMMETRIC_NOTE = (
 CONVENTIONS = {
     "relu": "relu′(0) = 0 (as PyTorch)",
     "abs": "abs′(0) = 0",
-    "leaky_relu": "leaky_relu′(0) = a",
+    "leaky_relu": "leaky_relu′(x, a) = 1 for x > 0 and a for x ≤ 0, so leaky_relu′(0) = a (as "
+                  "PyTorch)",
     "sign": "sign′ = 0",
     "max": "max sends the gradient to the first of tied largest entries (as torch.max(x, dim))",
     "min": "min sends it to the first of tied smallest entries",
