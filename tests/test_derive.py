@@ -263,6 +263,18 @@ def test_leaky_relu_slope_is_named_and_defined_in_a_note() -> None:
     check_numerically(result, {"N": 3, "D": 4, "H": 5})
 
 
+def test_an_entrywise_power_of_a_square_matrix_is_not_printed_as_a_matrix_power() -> None:
+    result = derive("A: [n, n]; B: [n, n]; X: [n, m]\nC = matrix_power(A, 2)\nD2 = A ** 2\n"
+                    "L = trace(B @ inv(A ** 2)) + trace(C @ B) + sum(X ** 2)", ["A"], steps=True)
+    text = result.text()
+    assert "C = A²" in text and "D2 = A^⊙2" in text and "sum(X²)" in text
+    assert any("A^⊙k is the entrywise (Hadamard) power" in n for n in result.notes)
+    assert formula(derive("x: [n]; A: [n, n]; x @ A ** -0.5 @ x", ["A"]), "A") == (
+        "−x xᵀ / (2 A^⊙(3/2))")
+    assert r"A^{\odot \frac{3}{2}}" in derive("x: [n]; A: [n, n]; x @ A ** -0.5 @ x",
+                                              ["A"]).latex()
+
+
 def test_latex_of_relu_and_ones() -> None:
     result = derive("X: [N, D]; W: [D, H]; sum(relu(X @ W))", ["W"])
     assert result.latex() == (r"\frac{\partial f}{\partial W} = X^{\top} "

@@ -487,3 +487,29 @@ def test_a_float32_hessian_through_a_commutation_stays_float32(target: str) -> N
     H = module.hessian(X=X, W=W)["W"]
     assert str(H.dtype).endswith("float32")
     np.testing.assert_allclose(np.asarray(H, np.float64), exact, rtol=1e-4, atol=1e-5)
+
+
+LAYER_NORM_STD = """X: [N, D]; g: [D]; b: [D]; T: [N, D]
+mu = mean(X, axis=-1, keepdims=True)
+s = std(X, axis=-1, keepdims=True)
+L = mean((g * (X - mu) / (s + 1e-5) + b - T) ** 2)"""
+
+
+@pytest.mark.parametrize(("offset", "scale", "dtype", "tolerance"), [
+    (50.0, 0.1, np.float32, 1e-3), (1e6, 1e-4, np.float64, 1e-4)])
+def test_the_gradient_of_a_spread_does_not_cancel_catastrophically(
+        offset: float, scale: float, dtype: type, tolerance: float) -> None:
+    """A layer norm written with std, on data far from 0: the gradient reads s and sums (X − μ)
+    terms, never sum(X²) − D μ² (9% off in float32 at 50 ± 0.1, NaN in float64 at 1e6 ± 1e-4).
+    The loss is unchanged when X shifts, so its gradient at X + offset is the gradient at X."""
+    f = matcalc.lambdify(LAYER_NORM_STD, ["X"])
+    rng = np.random.default_rng(0)
+    centred = rng.normal(size=(6, 8)) * scale
+    arrays = {"g": rng.normal(size=8), "b": rng.normal(size=8), "T": rng.normal(size=(6, 8))}
+    _, expected = f.value_and_grad(X=centred, **arrays)
+    shifted = {k: v.astype(dtype) for k, v in {"X": centred + offset, **arrays}.items()}
+    _, got = f.value_and_grad(**shifted)
+    error = np.abs(got["X"] - expected["X"]).max() / np.abs(expected["X"]).max()
+    assert error < tolerance
+    text = matcalc.derive("X: [N, D]; L = sum(std(X, axis=0))", ["X"]).text()
+    assert "sum(X²" not in text and "sqrt(sum((X − 𝟙 (sum(X, axis=0" in text

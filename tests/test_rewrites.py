@@ -297,7 +297,7 @@ TIDIED = {
         "Xᵀ ((𝟙𝟙ᵀ − Y) ⊙ 1[M > 0] − Y ⊙ sum((𝟙𝟙ᵀ − Y) ⊙ 1[M > 0], axis=1, keepdims=True)) / N"),
     "Brier score (sums merged and factored)": (
         "Z: [N, C]\nY: [N, C] onehot\nP = softmax(Z, axis=1)\nL = sum((P - Y) ** 2) / N", "Z",
-        "2 P ⊙ (sum(P ⊙ (Y − P), axis=1, keepdims=True) 𝟙ᵀ + P − Y) / N"),
+        "2 P ⊙ (P − sum(P ⊙ (P − Y), axis=1, keepdims=True) 𝟙ᵀ − Y) / N"),
     "hinge with maximum (Heaviside step)": (
         LOGISTIC + "m = 1 - y * (X @ w)\nL = mean(maximum(0, m))", "w", "−Xᵀ (y ⊙ H(m)) / N"),
     "squared hinge (relu's own mask dropped)": (

@@ -193,6 +193,7 @@ OPS: dict[str, ir.Node] = {
     "identity": op("identity", attrs=(n,)), "named": ir.named("h", op("exp", A)),
     "add": op("add", A, u), "mul": op("mul", A, V["C"]), "pow": op("pow", P, const(-1.5)),
     "pow-int": op("pow", A, const(3)), "leaky_relu": op("leaky_relu", A, V["s"]),
+    "leaky_relu_slope": op("leaky_relu_slope", A, V["s"]),
     **{f: op(f, P if d.domain == "positive" else A) for f, d in OPERATIONS.items()
        if d.elementwise and d.shape is same_shape},
     "matmul": op("matmul", A, u), "matmul-vm": op("matmul", v, A),

@@ -266,37 +266,49 @@ class Algebra:
         return self.symbol(node)
 
     def linear_sum(self, total: Node) -> sympy.Expr:
-        """sum(Σ cᵢ ⊙ tᵢ, axis) = Σ cᵢ ⊙ sum(tᵢ, axis), each cᵢ constant along the axis."""
+        """sum(Σ cᵢ ⊙ tᵢ, axis) = Σ cᵢ ⊙ sum(tᵢ, axis), each cᵢ constant along the axis, the
+        terms as written; expanded (products multiplied out) only where that makes a sum
+        vanish or known (a centred array's, a softmax's rows): sum((x − μ)²) is not
+        sum(x²) − n μ², which cancels catastrophically in floating point."""
         x = total.args[0]
         inner = self.to_sympy(x)
         if not written_with(inner, set(self.nodes)):     # SymPy made |x| of √(x²): as it is
             return self.symbol(total)
+        as_written, _ = self.term_sums(sympy.Add.make_args(inner), x.shape, *total.attrs)
         terms = sympy.Add.make_args(sympy.expand(inner))
         if len(terms) > MAX_TERMS:
-            terms = sympy.Add.make_args(inner)
-        return sympy.Add(*(self.summed(term, x.shape, *total.attrs) for term in terms))
+            return as_written
+        expanded, known = self.term_sums(terms, x.shape, *total.attrs)
+        return expanded if known else as_written
+
+    def term_sums(self, terms: Sequence[sympy.Expr], shape: Shape, axis: int | None,
+                  keepdims: bool) -> tuple[sympy.Expr, bool]:
+        """Σ sum(termᵢ, axis), and whether any of those sums is known (zero, or a total)."""
+        sums = [self.summed(term, shape, axis, keepdims) for term in terms]
+        return sympy.Add(*(s for s, _ in sums)), any(known for _, known in sums)
 
     def summed(self, term: sympy.Expr, shape: Shape, axis: int | None, keepdims: bool
-               ) -> sympy.Expr:
+               ) -> tuple[sympy.Expr, bool]:
         """sum(term, axis) for a ``term`` of an array of ``shape``: its factors constant
-        along the axis outside the sum; zero for a centred array."""
+        along the axis outside the sum; zero for a centred array. And whether the sum is
+        known (zero, or rows that sum to 1)."""
         outside, inside = [], []
         for factor in sympy.Mul.make_args(term):
             moved = self.outside(factor, shape, axis, keepdims)
             (inside if moved is None else outside).append(factor if moved is None else moved)
         count = size(shape) if axis is None else shape[axis]
         if not inside:
-            return sympy.Mul(*outside) * count
+            return sympy.Mul(*outside) * count, False
         t = self.from_sympy(sympy.Mul(*inside))
         own = None if axis is None else axis - (len(shape) - t.rank)
         if centred(t, own):
-            return sympy.Integer(0)
+            return sympy.Integer(0), True
         total = line_total(t, own, self.free) if own is not None and own >= 0 and (
             t.shape[own] == shape[axis]) else None
         if total is not None:                   # rows of a softmax, one-hot rows: sum to 1
-            return sympy.Mul(*outside) * total
+            return sympy.Mul(*outside) * total, True
         repeats = size(shape) / size(t.shape) if axis is None else ONE
-        return sympy.Mul(*outside) * repeats * self.symbol(reduce_sum(t, own, keepdims))
+        return sympy.Mul(*outside) * repeats * self.symbol(reduce_sum(t, own, keepdims)), False
 
     def outside(self, factor: sympy.Expr, shape: Shape, axis: int | None, keepdims: bool
                 ) -> sympy.Expr | None:

@@ -70,6 +70,7 @@ class Notation:
     func: Callable[[str, str], str]
     divide: Callable[[str, str], str]
     power: Callable[[str, sympy.Expr], str]
+    hadamard_power: Callable[[str, str], str]
     scalar: Callable[[sympy.Expr], str]
     symbol: Callable[[str], str]
 
@@ -165,6 +166,7 @@ TEXT = Notation(
     func=lambda f, args: f"{f}({args})",
     divide=lambda num, den: f"{num} / {den}",
     power=_text_power,
+    hadamard_power=lambda base, k: f"{base}^⊙{k}",
     scalar=_text_scalar,
     symbol=lambda name: name,
 )
@@ -192,6 +194,7 @@ LATEX = Notation(
     func=lambda f, args: rf"\sqrt{{{args}}}" if f == r"\sqrt" else rf"{f}\left({args}\right)",
     divide=lambda num, den: rf"\frac{{{num}}}{{{den}}}",
     power=lambda base, k: f"{base}^{{{sympy.latex(k)}}}",
+    hadamard_power=lambda base, k: rf"{base}^{{\odot {k}}}",
     scalar=lambda value: latex_number(compact(value)) if isinstance(compact(value), str)
     else sympy.latex(value),
     symbol=latex_symbol,
@@ -372,8 +375,8 @@ class Printer:
                 const_value(factor.args[1]).is_negative
             ):
                 k = -const_value(factor.args[1])
-                below.append(self.wrap(factor.args[0], POSTFIX if k != 1 else PRODUCT + 1)
-                             if k == 1 else self.n.power(self.wrap(factor.args[0], ATOM), k))
+                below.append(self.wrap(factor.args[0], PRODUCT + 1)
+                             if k == 1 else self.elementwise_power(factor.args[0], k))
             elif not factor.shape:
                 called = self.fmt(factor)[1] == ATOM and bool(factor.args)
                 level = ATOM if factor.op == "matmul" else PRODUCT + 1   # (aᵀ x) I, not aᵀ x I
@@ -404,12 +407,27 @@ class Printer:
         base, k = node.args
         value = const_value(k)
         if value is None:
-            return f"{self.wrap(base, ATOM)}^{self.wrap(k, ATOM)}", POSTFIX
+            return self.elementwise_power(base, self.wrap(k, ATOM)), POSTFIX
         if value.is_negative:
             return self.product_text(sympy.Integer(1), (node,))
         if value == sympy.Rational(1, 2):
             return self.call("sqrt", self(base))
-        return self.n.power(self.wrap(base, ATOM), value), POSTFIX
+        return self.elementwise_power(base, value), POSTFIX
+
+    def elementwise_power(self, base: Node, k: sympy.Expr | str) -> str:
+        """xᵏ entry by entry; of a square matrix A^⊙k, since Aᵏ would read as the matrix
+        power."""
+        if hadamard_power(base):
+            if isinstance(k, str):
+                exponent = k
+            elif k.is_Integer or self.n is LATEX:
+                exponent = self.n.scalar(k)
+            else:
+                exponent = f"({self.n.scalar(k)})"
+            return self.n.hadamard_power(self.wrap(base, ATOM), exponent)
+        if isinstance(k, str):
+            return f"{self.wrap(base, ATOM)}^{k}"
+        return self.n.power(self.wrap(base, ATOM), k)
 
     # -- matrix algebra --------------------------------------------------------------------
 
@@ -692,6 +710,12 @@ class Weigher:
             w, t = self.memo[arg]
             weight, transposes = weight + w, transposes + t
         return min(weight, self.CAP), min(transposes, self.CAP)
+
+
+def hadamard_power(base: Node) -> bool:
+    """Whether an entrywise power of ``base`` could be mistaken for a matrix power: ``base`` is
+    a square matrix (or a stack of them)."""
+    return base.rank >= 2 and base.shape[-1] == base.shape[-2]
 
 
 def mask_of(node: Node) -> tuple[Node | None, bool]:

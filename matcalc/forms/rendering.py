@@ -23,7 +23,7 @@ from matcalc.core.ir import (
     size,
 )
 from matcalc.forms.index_form import LATEX_ENTRIES, TEXT_ENTRIES, Entries, einsum_index_form
-from matcalc.forms.printing import ATOM, LATEX, TEXT, Printer, Weigher
+from matcalc.forms.printing import ATOM, LATEX, TEXT, Printer, Weigher, hadamard_power
 from matcalc.forms.results import Gradient, Result
 from matcalc.forms.sympy_bridge import to_sympy
 from matcalc.language import syntax
@@ -336,6 +336,9 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
         found.append(GELU_NOTE)
     if any(n.op == "standardize" for n in order):
         found.append(STANDARDIZE_NOTE)
+    if any(n.op == "pow" and hadamard_power(n.args[0])
+           for n in postorder([program.function, *(g.expr for g in gradients)])):
+        found.append(HADAMARD_POWER_NOTE)
     undepended = [name for name, node in program.intermediates.items() if node not in depends]
     read = read_by_last(program.source) if undepended else set()
     bypassed = [name for name in undepended if name in read]
@@ -361,6 +364,9 @@ STANDARDIZE_NOTE = ("standardize(x, axis, ε) = (x − mean(x)) / √(var(x) + �
                     "layer or batch norm the program spells out, which generated code computes "
                     "as one operation; its gradient is (G − mean(G) − x̂ ⊙ mean(G ⊙ x̂)) / "
                     "√(var(x) + ε), x̂ = standardize(x) (CS231n).")
+
+HADAMARD_POWER_NOTE = ("A^⊙k is the entrywise (Hadamard) power of a square matrix A, `A ** k` "
+                       "in a program; Aᵏ is the matrix power A A ⋯ A, `matrix_power(A, k)`.")
 
 GELU_NOTE = ("gelu′(x) = Φ(x) + x φ(x), Φ and φ being the standard normal's distribution "
              "function and density.")

@@ -420,7 +420,7 @@ FUNCTIONS: dict[str, Signature] = {
     "var": Signature(("x", "axis", "ddof", "keepdims"), variance, (*NO_AXIS, ("ddof", 0)),
                      ("axis", "ddof"), ("keepdims",)),
     "std": Signature(("x", "axis", "ddof", "keepdims"),
-                     lambda *args: power(variance(*args), const(sympy.Rational(1, 2))),
+                     lambda *args: apply("sqrt", variance(*args)),
                      (*NO_AXIS, ("ddof", 0)), ("axis", "ddof"), ("keepdims",)),
     "eye": Signature(("n",), identity, sizes=("n",)),
     "ones": Signature(("rows", "cols"), lambda *dims: broadcast_to(const(1), sized(dims)),
