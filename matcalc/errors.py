@@ -132,9 +132,10 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """' Did you mean `x`?' for a candidate a typo away from ``name``, or ''.
 
     A typo is a few edits (one per three characters, at least one) or a change of case:
-    ``sofmax`` suggests ``softmax``, ``max`` does not.
+    ``sofmax`` suggests ``softmax``, ``max`` does not; a one-letter name only a change of case
+    (``b`` suggests ``B``, not ``W``).
     """
-    limit = max(1, len(name) // 3)
+    limit = max(1, len(name) // 3) if len(name) > 1 else 0
     scored = sorted((edit_distance(name.lower(), c.lower()), c) for c in set(candidates))
     close = [c for d, c in scored if d <= limit and c != name]
     return f" Did you mean `{close[0]}`?" if close else ""

@@ -275,6 +275,26 @@ def test_an_entrywise_power_of_a_square_matrix_is_not_printed_as_a_matrix_power(
                                               ["A"]).latex()
 
 
+def test_comparisons_print_as_the_program_wrote_them() -> None:
+    """Not where(−d > -1, …) with an ASCII minus: d < 1; d ≥ −2 for −d ≤ 2."""
+    result = derive("x: [n]; y: [n]\nd = x - y\n"
+                    "L = sum(where(d < 1, d ** 2, 2 * d)) + sum(where(d >= -2, d, 0))", ["x"],
+                    steps=True)
+    text = result.text()
+    assert "where(d < 1, d², 2 d)" in text and "where(d ≥ −2, d, 0)" in text
+    assert "1[d < 1]" in text and "1[d < −2]" in text and "-" not in text.split("Backward")[1]
+
+
+def test_a_column_broadcast_against_a_vector_is_pointed_out() -> None:
+    """X @ w − y with w: [D, 1] and y: [N] is [N, N]: legal NumPy, rarely what was meant."""
+    slip = derive("X: [N, D]; w: [D, 1]; y: [N]\nL = mean((X @ w - y) ** 2)", ["w"])
+    assert any("broadcasts [N, 1] against [N] to [N, N]" in n for n in slip.notes)
+    meant = derive("X: [N, D]; w: [D]; y: [N]\nL = mean((X @ w - y) ** 2)", ["w"])
+    assert not any("broadcasts" in n for n in meant.notes)
+    assert not any("broadcasts" in n for n in derive(
+        (EXAMPLES / "mlp.mc").read_text(), ["W1", "b1"]).notes)
+
+
 def test_latex_of_relu_and_ones() -> None:
     result = derive("X: [N, D]; W: [D, H]; sum(relu(X @ W))", ["W"])
     assert result.latex() == (r"\frac{\partial f}{\partial W} = X^{\top} "

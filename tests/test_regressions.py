@@ -489,10 +489,10 @@ def test_a_float32_hessian_through_a_commutation_stays_float32(target: str) -> N
     np.testing.assert_allclose(np.asarray(H, np.float64), exact, rtol=1e-4, atol=1e-5)
 
 
-LAYER_NORM_STD = """X: [N, D]; g: [D]; b: [D]; T: [N, D]
+LAYER_NORM_STD = """X: [N, D]; gain: [D]; shift: [D]; T: [N, D]
 mu = mean(X, axis=-1, keepdims=True)
 s = std(X, axis=-1, keepdims=True)
-L = mean((g * (X - mu) / (s + 1e-5) + b - T) ** 2)"""
+L = mean((gain * (X - mu) / (s + 1e-5) + shift - T) ** 2)"""
 
 
 @pytest.mark.parametrize(("offset", "scale", "dtype", "tolerance"), [
@@ -505,7 +505,8 @@ def test_the_gradient_of_a_spread_does_not_cancel_catastrophically(
     f = matcalc.lambdify(LAYER_NORM_STD, ["X"])
     rng = np.random.default_rng(0)
     centred = rng.normal(size=(6, 8)) * scale
-    arrays = {"g": rng.normal(size=8), "b": rng.normal(size=8), "T": rng.normal(size=(6, 8))}
+    arrays = {"gain": rng.normal(size=8), "shift": rng.normal(size=8),
+              "T": rng.normal(size=(6, 8))}
     _, expected = f.value_and_grad(X=centred, **arrays)
     shifted = {k: v.astype(dtype) for k, v in {"X": centred + offset, **arrays}.items()}
     _, got = f.value_and_grad(**shifted)
@@ -513,3 +514,19 @@ def test_the_gradient_of_a_spread_does_not_cancel_catastrophically(
     assert error < tolerance
     text = matcalc.derive("X: [N, D]; L = sum(std(X, axis=0))", ["X"]).text()
     assert "sum(X²" not in text and "sqrt(sum((X − 𝟙 (sum(X, axis=0" in text
+
+
+def test_a_one_by_one_value_gets_value_and_grad_as_derive_gets_its_gradient() -> None:
+    """L = rᵀ r / (2N) is [1, 1]: derive differentiates its one entry, and so does the module
+    (it offered only value_and_vjp, and --emit hessian was refused)."""
+    f = matcalc.lambdify("X: [N, D]; y: [N, 1]; w: [D, 1]\nr = X @ w - y\nL = r.T @ r / (2 * N)",
+                         ["w"], emit=("grad", "hessian", "hvp"))
+    rng = np.random.default_rng(0)
+    X, y, w, v = rng.normal(size=(5, 3)), rng.normal(size=(5, 1)), rng.normal(size=(3, 1)), \
+        rng.normal(size=(3, 1))
+    value, grads = f.value_and_grad(X=X, y=y, w=w)
+    r = X @ w - y
+    assert value.shape == (1, 1) and np.isclose(value[0, 0], (r.T @ r)[0, 0] / 10)
+    assert np.allclose(grads["w"], X.T @ r / 5)
+    assert np.allclose(f.hessian(X=X, y=y, w=w)["w"], X.T @ X / 5)
+    assert np.allclose(f.hvp(X=X, y=y, w=w, v=v)["w"], X.T @ X @ v / 5)

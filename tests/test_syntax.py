@@ -230,7 +230,8 @@ def test_parse_expression_allows_only_one_expression() -> None:
         ("1" + "0" * 500, "number too large", 0),
         ("1e-999999", "number too small", 0),
         ("1e", "malformed number", 0),
-        ("x.shape", "attribute access is not part of matcalc; only `.T` (transpose) is allowed", 2),
+        ("x.shape", "attribute access is not part of matcalc; only `.T` and `.mT` (transposes) "
+                    "are allowed", 2),
         ("x.__class__", "attribute access is not part of matcalc", 2),
         ("(A @ B).T.real", "attribute access is not part of matcalc", 10),
         ("x.(", "expected `T` after `.`", 2),
@@ -298,8 +299,10 @@ def test_error_messages_exact() -> None:
     assert fails(")").message == "unexpected `)`"
     assert fails("'s;t'").message.startswith("strings in matcalc are only option words")
     assert fails("x.shape").message == (
-        "attribute access is not part of matcalc; only `.T` (transpose) is allowed"
+        "attribute access is not part of matcalc; only `.T` and `.mT` (transposes) are allowed"
     )
+    assert fails("x.shape").hint == (
+        "Sizes are the declared dimensions, used by name: `n` for `X: [n, m]`.")
     assert fails("import x").message == "`import` is a Python keyword, not a matcalc name"
     assert fails("2x").hint == "Write `2 * x` to multiply."
 
@@ -481,3 +484,26 @@ def test_unparse_round_trips(expr: Expr) -> None:
     assert parse_expression(text) == expr
     assert unparse(parse_expression(text)) == text
     assert parse_program(f"r = {text}").statements == (Assign("r", expr),)
+
+
+@pytest.mark.parametrize(("source", "advice"), [
+    ("A: [n, n]; x: [n]\nx @ A.inv() @ x", "Write the inverse as a function: `inv(A)`."),
+    ("X: [n, m]; w: [m]\nsum(X.dot(w))", "Write products with `@`, as in `X @ w`."),
+    ("X: [n, m]\nsum(X.exp())", "If `exp` is a function, call it by name, as in `exp(x)`."),
+    ("X: [n, m]\nsum(sum(X, dim=0))", "sum has no argument `dim`. matcalc follows NumPy: write "
+                                      "`axis=`."),
+    ("x: [n]\nsum(x, keepdim=True)", "matcalc follows NumPy: write `keepdims=`."),
+    ("A: [n, n]\ntrace(inverse(A))", "matcalc's matrix inverse is `inv(A)`"),
+    ("X: [n, m]; W: [m, k]; B: [k]\nsum(X @ W + b)", "`b` is not declared. Did you mean `B`?"),
+])
+def test_what_users_write_from_numpy_and_torch_gets_the_matcalc_spelling(
+        source: str, advice: str) -> None:
+    with pytest.raises(MatcalcError) as caught:
+        lower(source)
+    assert advice in str(caught.value)
+
+
+def test_a_one_letter_name_is_not_suggested_another_letter() -> None:
+    with pytest.raises(MatcalcError) as caught:
+        lower("X: [n, m]; W: [m, k]\nsum(X @ W + b)")
+    assert "Did you mean" not in str(caught.value)

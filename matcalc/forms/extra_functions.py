@@ -64,7 +64,8 @@ def copied(program: Program) -> Program:
 
 
 def needs_scalar(program: Program, what: str) -> None:
-    if program.function.shape:
+    """A scalar function, or a 1×1 matrix (its one entry)."""
+    if not all(d == 1 for d in program.function.shape):
         raise MatcalcError(f"--emit {what} needs a scalar function; "
                            f"`{program.function_name}` is not (use --emit jacobian, jvp)")
 

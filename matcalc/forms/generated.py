@@ -150,7 +150,7 @@ class Plan:
 
 def plan(source: str | Program, wrt: Sequence[str], declarations: Sequence[str] = (),
          seeded: bool = False, sizes: Mapping[str, int] | None = None) -> Plan:
-    """Derive what a module needs; ``seeded`` (or a non-scalar value) differentiates
+    """Derive what a module needs; ``seeded`` (or a value of more than one entry) differentiates
     ``sum(grad_output ⊙ value)`` instead of the value itself (``grad_output_1`` when the
     program uses the name ``grad_output``)."""
     program = unseeded = (source if isinstance(source, Program)
@@ -160,7 +160,7 @@ def plan(source: str | Program, wrt: Sequence[str], declarations: Sequence[str] 
     value = program.function
     named = program.function_name in program.intermediates
     value_name = program.function_name if named else "value"
-    seeded = seeded or bool(value.shape)
+    seeded = seeded or not all(d == 1 for d in value.shape)     # a 1×1 value: its one entry
     if seeded:
         seed_var = var(seed, value.shape)
         program = dataclasses.replace(program, variables={**program.variables, seed: seed_var},

@@ -265,9 +265,9 @@ class Printer:
 
     def p_const(self, node: Node) -> tuple[str, int]:
         value = node.attrs.value
-        text = self.n.scalar(value)
         if value.is_negative:
-            return text, NEG
+            return self.n.minus + self.n.scalar(-value), NEG
+        text = self.n.scalar(value)
         return text, ATOM if (value.is_Atom or value.is_Function) else PRODUCT
 
     def p_zeros(self, node: Node) -> tuple[str, int]:
@@ -590,16 +590,25 @@ class Printer:
 
     def comparison(self, u: Node, holds: bool = True) -> str:
         """``u > 0`` (``u ≤ 0`` where it does not hold) as the comparison it is: ``x > y`` for
-        u = x − y, ``x > 1`` for x − 1, ``x < 0`` for −x."""
-        greater, at_most = (">", self.n.at_most) if holds else (self.n.at_most, ">")
-        if negated(u) is not None:
-            return f"{self(negated(u))} {'<' if holds else self.n.at_least} 0"
+        u = x − y, ``x > 1`` for x − 1, ``x < 0`` for −x, ``x < 1`` for 1 − x."""
+        relation = ">" if holds else self.n.at_most
+        if negated(u) is not None:                     # −x > 0 is x < 0
+            u, relation = negated(u), self.mirrored(relation)
         if u.op == "add" and len(u.args) == 2:
             for left, right in (u.args, u.args[::-1]):
                 bound = const(-const_value(right)) if right.op == "const" else negated(right)
-                if bound is not None and left.op != "const":
-                    return f"{self(left)} {greater} {self(bound)}"
-        return f"{self(u)} {greater} 0" if holds else f"{self(u)} {at_most} 0"
+                if bound is None or left.op == "const":
+                    continue
+                if negated(left) is not None and bound.op == "const":   # 1 − x > 0: x < 1
+                    flipped = const(-const_value(bound))
+                    return f"{self(negated(left))} {self.mirrored(relation)} {self(flipped)}"
+                return f"{self(left)} {relation} {self(bound)}"
+        return f"{self(u)} {relation} 0"
+
+    def mirrored(self, relation: str) -> str:
+        """The relation with its sides swapped: x > y is y < x."""
+        pairs = [(">", "<"), (self.n.at_most, self.n.at_least)]
+        return {**dict(pairs), **{b: a for a, b in pairs}}[relation]
 
     def p_where(self, node: Node) -> tuple[str, int]:
         """where(x > y, a, b): a 0/1 condition written as its comparison."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import sympy
 
 from matcalc.core.ir import (
+    OPERATIONS,
     Node,
     definition_of,
     dim_str,
@@ -350,6 +351,7 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
                      f"computes {program.function_name} in that stable form, so no error signal "
                      "passes through " + ("it." if len(bypassed) == 1 else "them."))
     printer = Printer(TEXT)
+    found += [outer_broadcast_note(node, printer) for node in order if outer_broadcast(node)]
     for node in (n for n in order if n.op == "softmax_cross_entropy"):
         z, y = (set(n for n in postorder([a]) if n.op == "var") for a in node.args)
         if z & y:
@@ -358,6 +360,21 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
         if note not in found:
             found.append(note)
     return found
+
+
+def outer_broadcast(node: Node) -> bool:
+    """An entrywise operation whose arrays all grow into its shape, none having it: a column
+    against a row, ``[N, 1] − [N]`` giving [N, N] (the classic slip of a regression)."""
+    arrays = [a for a in node.args if a.shape]
+    return (OPERATIONS[node.op].elementwise and node.rank >= 2 and len(arrays) >= 2
+            and all(a.shape != node.shape for a in arrays))
+
+
+def outer_broadcast_note(node: Node, printer: Printer) -> str:
+    shapes = " against ".join(shape_str(a.shape) for a in node.args if a.shape)
+    return (f"{printer(node)} broadcasts {shapes} to {shape_str(node.shape)}: NumPy lines up "
+            "the last axes, so every entry of one meets every entry of the other. If one result "
+            "per entry was meant, give the operands the same shape.")
 
 
 STANDARDIZE_NOTE = ("standardize(x, axis, ε) = (x − mean(x)) / √(var(x) + ε) along the axis, the "

@@ -448,8 +448,13 @@ INSTEAD = {
     "eigvals": "matcalc has `eigvalsh(S)`, the eigenvalues of a symmetric matrix (ascending)",
     "dot": "write products with `@`, as in `x @ y` or `A @ x`",
     "matmul": "write products with `@`, as in `A @ B`",
+    "inverse": "matcalc's matrix inverse is `inv(A)`",
+    "multiply": "write entrywise products with `*`, as in `a * b`",
 }
 """Names users reach for that matcalc answers with another function."""
+
+NUMPY_KEYWORDS = {"dim": "axis", "keepdim": "keepdims"}
+"""PyTorch's keyword names and NumPy's, which matcalc takes."""
 
 BINARY: dict[str, Callable[[Node, Node], Node]] = {
     "+": add,
@@ -709,8 +714,11 @@ class Lowering:
         for name, value, offset in e.kwargs:
             if name not in params or name in given:
                 problem = "repeats" if name in given else "has no"
-                raise self.error(f"{e.func} {problem} argument `{name}`."
-                                 + did_you_mean(name, params), offset)
+                numpy_name = NUMPY_KEYWORDS.get(name)
+                advice = (f" matcalc follows NumPy: write `{numpy_name}=`."
+                          if numpy_name in params and name not in given
+                          else did_you_mean(name, params))
+                raise self.error(f"{e.func} {problem} argument `{name}`." + advice, offset)
             given[name] = (value, offset)
         values: dict[str, object] = dict(signature.defaults)
         for name, (value, _) in given.items():

@@ -50,19 +50,29 @@ __all__ = [
 ]
 
 MAX_DEPTH = 100
+"""Most levels of nesting (parentheses, operators, calls, ``.T``) one expression may have."""
 PROPERTIES = ("symmetric", "onehot", "probabilities", "labels")
 """Words a declaration may end with: a symmetric matrix; targets whose rows are one-hot or
 probability vectors (each sums to 1); integer class labels."""
-"""Most levels of nesting (parentheses, operators, calls, ``.T``) one expression may have."""
 
 MAX_NUMBER_DIGITS = 400
 """Largest decimal exponent (either sign) a number literal may reach."""
 
 PYTHON_KEYWORDS = frozenset(keyword.kwlist)
 LITERALS = frozenset({"None", "True", "False"})
+"""Keywords read as values, for arguments such as ``axis=None`` and ``keepdims=True``."""
 ARRAY_MODULES = frozenset({"np", "numpy", "torch", "jnp", "jax", "math", "linalg", "scipy"})
 """Module names users write before a function (``np.linalg.norm``)."""
-"""Keywords read as values, for arguments such as ``axis=None`` and ``keepdims=True``."""
+METHODS = {
+    "dot": "Write products with `@`, as in `X @ w`.",
+    "matmul": "Write products with `@`, as in `A @ B`.",
+    "inv": "Write the inverse as a function: `inv(A)`.",
+    "t": "Write the transpose as `A.T`.",
+    "transpose": "Write the transpose as `A.T` (or `transpose(x, axes)` for a stack).",
+    "mm": "Write products with `@`, as in `A @ B`.",
+    "shape": "Sizes are the declared dimensions, used by name: `n` for `X: [n, m]`.",
+}
+"""What to write instead of the array methods users reach for (``X.dot(w)``, ``A.inv()``)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -687,15 +697,18 @@ class _Parser:
                 elif attr.kind == "name":
                     module = isinstance(node, Name) and node.id in ARRAY_MODULES
                     raise self.error(
-                        "attribute access is not part of matcalc; only `.T` (transpose) is allowed",
+                        "attribute access is not part of matcalc; only `.T` and `.mT` "
+                        "(transposes) are allowed",
                         attr.pos,
                         f"Drop the `{node.id}.` prefix: matcalc's functions are NumPy's, called "
-                        "by name, as in `norm(x)`." if module else None,
+                        "by name, as in `norm(x)`." if module else METHODS.get(
+                            attr.text, f"If `{attr.text}` is a function, call it by name, as "
+                            f"in `{attr.text}(x)`."),
                     )
                 else:
                     raise self.error(
                         f"expected `T` after `.`, got {_describe(attr)}; "
-                        "only `.T` (transpose) is allowed",
+                        "only `.T` and `.mT` (transposes) are allowed",
                         attr.pos,
                     )
             elif tok.kind == "(":
