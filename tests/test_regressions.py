@@ -43,6 +43,8 @@ CASES = [
     ("w1, w2, w3, w4, w5, weights6: [n]\nsum(w1 * w2 * w3 * w4 * w5 * weights6)", ("w1",),
      "w1", SCALAR),
     ("A: [1, 1]\nsum(A)", ("A",), "A", SCALAR),
+    ("x: [1]\nx", ("x",), "x", ("numpy", "torch", "cli")),       # a value of one entry
+    ("x, y: [1, 1]\nx * y", ("x", "y"), "x", ("numpy", "torch", "cli")),
     ("x: [n, 1]\nA: [n, n]\nsum(x.T @ A @ x)", ("x",), "x", SCALAR),
     ("A: [n, n]\nx: [n]\nsum(A @ diag(x))", ("A", "x"), "A", SCALAR),
     ("x, y: [n]\nsum(x @ diag(y))", ("x", "y"), "x", SCALAR),

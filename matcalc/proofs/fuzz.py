@@ -682,12 +682,13 @@ def path_cli(context: Context) -> None:
     namespace = run_code(module, {})
     arrays = {name: np.array(a) for name, a in context.arrays.items()}
     compare("value", generated(lambda: namespace["value"](**arrays), module), context.value())
-    if scalar:
-        got = generated(lambda: namespace["value_and_grad"](**arrays), module)
-    else:
+    if "value_and_vjp" in namespace:
         vjp = namespace["value_and_vjp"]
         seed = list(inspect.signature(vjp).parameters)[-1]     # grad_output, unless taken
         got = generated(lambda: vjp(**arrays, **{seed: g}), module)
+    else:                                  # a scalar, or a 1×1 matrix: its one entry
+        got = generated(lambda: namespace["value_and_grad"](**arrays), module)
+        g = None if scalar else np.ones(context.value().shape)
     want = context.gradients(wrt, g)
     for name in wrt:
         compare(kind_of(context, name), got[1].get(name), want[name])
