@@ -172,3 +172,12 @@ def test_derive_loads_no_other_command() -> None:
     listed = CliRunner().invoke(cli, ["--help"]).output
     assert all(f"  {name} " in listed for name in ("check", "codegen", "derive", "hessian",
                                                    "init", "serve", "train", "verify"))
+
+
+def test_steps_in_numerator_layout_of_a_scalar_says_what_clashes() -> None:
+    result = run("derive", str(EXAMPLES / "mlp.mc"), "--wrt", "W1", "--layout", "numerator",
+                 "--steps")
+    assert result.exit_code == 2
+    assert "--steps shows backpropagation, which gives the gradient in denominator" in (
+        result.output)
+    assert "scalar functions" not in result.output

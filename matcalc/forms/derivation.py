@@ -106,6 +106,12 @@ def derivative(program: Program, wrt: Sequence[str], steps: bool = False,
     one_entry = all(d == 1 for d in program.function.shape)      # scalars, 1×1 matrices
     if one_entry and layout != "numerator":
         return derive(program, wrt, steps=steps, differential=differential)
+    if steps and one_entry:
+        raise MatcalcError("--steps shows backpropagation, which gives the gradient in "
+                           "denominator layout (shaped like the variable); --layout numerator "
+                           "asks for its transpose, a Jacobian, which is shown without steps. "
+                           "Leave out one of the two (--differential shows forward mode in "
+                           "either layout)")
     if steps:
         raise MatcalcError("--steps shows backpropagation for gradients of scalar functions; "
                            "leave it out for a Jacobian (--differential shows forward mode for "
