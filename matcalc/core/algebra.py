@@ -274,12 +274,12 @@ class Algebra:
         inner = self.to_sympy(x)
         if not written_with(inner, set(self.nodes)):     # SymPy made |x| of √(x²): as it is
             return self.symbol(total)
-        as_written, _ = self.term_sums(sympy.Add.make_args(inner), x.shape, *total.attrs)
         terms = sympy.Add.make_args(sympy.expand(inner))
-        if len(terms) > MAX_TERMS:
-            return as_written
-        expanded, known = self.term_sums(terms, x.shape, *total.attrs)
-        return expanded if known else as_written
+        if len(terms) <= MAX_TERMS:
+            expanded, known = self.term_sums(terms, x.shape, *total.attrs)
+            if known:
+                return expanded
+        return self.term_sums(sympy.Add.make_args(inner), x.shape, *total.attrs)[0]
 
     def term_sums(self, terms: Sequence[sympy.Expr], shape: Shape, axis: int | None,
                   keepdims: bool) -> tuple[sympy.Expr, bool]:

@@ -58,6 +58,11 @@ def size(shape: Shape) -> sympy.Expr:
     return sympy.expand(sympy.Mul(*shape)) if shape else ONE
 
 
+def one_entry(shape: Shape) -> bool:
+    """Whether an array of ``shape`` holds one entry whatever the sizes: a scalar, [1], [1, 1]."""
+    return all(d == 1 for d in shape)
+
+
 # ----------------------------------------------------------------------------------------------
 # Nodes
 

@@ -17,6 +17,7 @@ from matcalc.core.ir import (
     has_property,
     is_labels,
     is_symmetric,
+    one_entry,
     postorder,
     shape_str,
     var,
@@ -68,7 +69,7 @@ def derive(
     program = (source if isinstance(source, Program) else parse(source, declarations)
                ).through(wrt)
     f = program.function
-    if f.shape and all(d == 1 for d in f.shape):          # a 1×1 matrix: its one entry
+    if f.shape and one_entry(f.shape):                    # a 1×1 matrix: its one entry
         program = dataclasses.replace(program, function=reduce_sum(f))
         return derive(program, wrt, steps=steps, inline=inline).with_note(
             f"{program.function_name} is {shape_str(f.shape)}: its gradient is that of its one "
@@ -103,10 +104,10 @@ def derivative(program: Program, wrt: Sequence[str], steps: bool = False,
     """What ``matcalc derive`` shows (the command line, the notebook and the playground alike):
     gradients, with their steps or differentials, for a scalar function; the Jacobian (with the
     differentials) for an array-valued one, or in numerator ``layout``."""
-    one_entry = all(d == 1 for d in program.function.shape)      # scalars, 1×1 matrices
-    if one_entry and layout != "numerator":
+    entry = one_entry(program.function.shape)                    # scalars, 1×1 matrices
+    if entry and layout != "numerator":
         return derive(program, wrt, steps=steps, differential=differential)
-    if steps and one_entry:
+    if steps and entry:
         raise MatcalcError("--steps shows backpropagation, which gives the gradient in "
                            "denominator layout (shaped like the variable); --layout numerator "
                            "asks for its transpose, a Jacobian, which is shown without steps. "

@@ -20,7 +20,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from matcalc.core.ir import Node, has_property
+from matcalc.core.ir import Node, has_property, one_entry
 from matcalc.errors import MatcalcError
 from matcalc.forms.derivation import hessian, hessian_vector_products, jacobian, tangent
 from matcalc.language.lowering import Program
@@ -65,7 +65,7 @@ def copied(program: Program) -> Program:
 
 def needs_scalar(program: Program, what: str) -> None:
     """A scalar function, or a 1×1 matrix (its one entry)."""
-    if not all(d == 1 for d in program.function.shape):
+    if not one_entry(program.function.shape):
         raise MatcalcError(f"--emit {what} needs a scalar function; "
                            f"`{program.function_name}` is not (use --emit jacobian, jvp)")
 

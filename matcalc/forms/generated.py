@@ -21,7 +21,7 @@ import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from matcalc.core.ir import Node, class_counts, has_property, is_labels, var
+from matcalc.core.ir import Node, class_counts, has_property, is_labels, one_entry, var
 from matcalc.core.simplify import reduce_sum
 from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.forms.codegen import (
@@ -160,7 +160,7 @@ def plan(source: str | Program, wrt: Sequence[str], declarations: Sequence[str] 
     value = program.function
     named = program.function_name in program.intermediates
     value_name = program.function_name if named else "value"
-    seeded = seeded or not all(d == 1 for d in value.shape)     # a 1×1 value: its one entry
+    seeded = seeded or not one_entry(value.shape)     # a 1×1 value: its one entry
     if seeded:
         seed_var = var(seed, value.shape)
         program = dataclasses.replace(program, variables={**program.variables, seed: seed_var},
