@@ -294,12 +294,15 @@ class Evaluator:
         return result
 
     def norm_kinks(self, x: Tensor, k: object, axis: int | None) -> None:
-        """Where ``norm(x, k)`` is not differentiable: ‖x‖₂ at 0, |xᵢ| at 0 and ties of the
-        largest sums of the 1- and ∞-norms, a smallest singular value 0 ("nuc"), a largest one
-        not simple (2 of a matrix)."""
+        """Where ``norm(x, k)`` is not differentiable: ‖x‖₂ at 0 (along ``axis``, each row's or
+        column's), |xᵢ| at 0 and ties of the largest sums of the 1- and ∞-norms, a smallest
+        singular value 0 ("nuc"), a largest one not simple (2 of a matrix)."""
         matrix = x.dim() == 2 and axis is None
         if k in (None, 2, "fro") and not (matrix and k == 2):
-            self.trace.norms.append(x)
+            if axis is None:
+                self.trace.norms.append(x)
+            else:
+                self.trace.kinks.append(torch.linalg.vector_norm(x, dim=axis).reshape(-1))
         elif k == "nuc":
             self.trace.kinks.append(torch.linalg.svdvals(x)[-1:])
         elif k == 2:
