@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,23 @@ def test_derive_program_text_with_var_declarations() -> None:
     result = run("derive", "x @ A @ x", "--var", "x: [n]", "--var", "A: [n, n]", "--wrt", "x")
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "∂f/∂x = (A + Aᵀ) x   [n]"
+
+
+def test_the_program_can_come_from_standard_input_or_a_pipe(tmp_path: Path) -> None:
+    """`-` reads standard input; a pipe's path (a shell's <(…) is /dev/fd/63) is read as a file,
+    not taken for program text."""
+    program = "x: [n]\nf = sum(x ** 3)"
+    result = CliRunner().invoke(cli, ["derive", "-", "--wrt", "x"], input=program)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "∂f/∂x = 3 x²   [n]"
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=pipe.write_text, args=(program,))
+    writer.start()
+    result = run("derive", str(pipe), "--wrt", "x")
+    writer.join()
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "∂f/∂x = 3 x²   [n]"
 
 
 @pytest.mark.parametrize("fmt", ["latex", "numpy", "json"])

@@ -494,6 +494,8 @@ def test_unparse_round_trips(expr: Expr) -> None:
                                       "`axis=`."),
     ("x: [n]\nsum(x, keepdim=True)", "matcalc follows NumPy: write `keepdims=`."),
     ("A: [n, n]\ntrace(inverse(A))", "matcalc's matrix inverse is `inv(A)`"),
+    ("Z: [n, c]; Y: [n, c] onehot\ncross_entropy(Z, Y)", "is `softmax_cross_entropy(Z, Y)`"),
+    ("X: [n, d]\nsum(layer_norm(X))", "matcalc has no `layer_norm`; write it from `mean` and"),
     ("X: [n, m]; W: [m, k]; B: [k]\nsum(X @ W + b)", "`b` is not declared. Did you mean `B`?"),
 ])
 def test_what_users_write_from_numpy_and_torch_gets_the_matcalc_spelling(

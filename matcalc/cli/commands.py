@@ -69,7 +69,8 @@ def derive_command(source: str, wrt: tuple[str, ...], declarations: tuple[str, .
                    steps: bool, differential: bool, layout: str | None) -> None:
     """Gradients (or Jacobians) in matrix form.
 
-    SOURCE is a .mc file or the program text, e.g. 'x: [n]; A: [n, n]; x @ A @ x'.
+    SOURCE is a .mc file, - (standard input) or the program text, e.g.
+    'x: [n]; A: [n, n]; x @ A @ x'.
     """
     program = parse(read_source(source), declarations)
     result = derivative(program, wrt, steps, differential, layout)

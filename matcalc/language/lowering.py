@@ -450,6 +450,24 @@ INSTEAD = {
     "matmul": "write products with `@`, as in `A @ B`",
     "inverse": "matcalc's matrix inverse is `inv(A)`",
     "multiply": "write entrywise products with `*`, as in `a * b`",
+    "cross_entropy": "the cross-entropy of logits Z against targets Y (one-hot rows, "
+                     "probabilities or integer labels) is `softmax_cross_entropy(Z, Y)`, the "
+                     "mean over rows",
+    "binary_cross_entropy": "matcalc has no `binary_cross_entropy`; write it out: "
+                            "`-mean(y * log(p) + (1 - y) * log(1 - p))`, or from logits z "
+                            "`mean(softplus(z) - y * z)`",
+    "mse_loss": "the mean squared error is `mse(pred, target)`",
+    "expit": "the logistic function is `sigmoid(x)`",
+    "swish": "swish (SiLU) is `silu(x)`",
+    "tensordot": "matcalc has no `tensordot`; write contractions with `einsum`, as in "
+                 "`einsum(\"ij,jk->ik\", A, B)`",
+    "layer_norm": "matcalc has no `layer_norm`; write it from `mean` and `var`, as "
+                  "examples/transformer.mc does: `(X - mean(X, axis=-1, keepdims=True)) / "
+                  "sqrt(var(X, axis=-1, keepdims=True) + 1e-5)`",
+    "batch_norm": "matcalc has no `batch_norm`; write it from `mean` and `var`: "
+                  "`(X - mean(X, axis=0)) / sqrt(var(X, axis=0) + 1e-5)`",
+    "rms_norm": "matcalc has no `rms_norm`; write it from `mean`: "
+                "`X / sqrt(mean(X ** 2, axis=-1, keepdims=True) + 1e-6)`",
 }
 """Names users reach for that matcalc answers with another function."""
 

@@ -1,7 +1,10 @@
-"""SOURCE as a command gives it: a ``.mc`` file's path or the program text itself."""
+"""SOURCE as a command gives it: a ``.mc`` file's path, ``-`` (standard input), a pipe such as
+a shell's ``<(…)``, or the program text itself."""
 
 from __future__ import annotations
 
+import stat
+import sys
 from pathlib import Path
 
 from matcalc.errors import MatcalcError, reason
@@ -10,7 +13,10 @@ BOM = "\ufeff"
 
 
 def read_source(source: str) -> str:
-    """SOURCE is a file path or the program text itself; a leading byte-order mark is dropped."""
+    """SOURCE is a file path, ``-`` for standard input, a pipe's path or the program text
+    itself; a leading byte-order mark is dropped."""
+    if source == "-":
+        return sys.stdin.read().removeprefix(BOM)
     path = Path(source)
     if "\n" not in source and len(source) < 4096 and path.suffix == ".mc":
         if path.is_dir():
@@ -18,11 +24,17 @@ def read_source(source: str) -> str:
         if not path.is_file():
             raise MatcalcError(f"no such file: {source}")
         return read_text(path)
+    return read_text(path) if readable_path(path) else source.removeprefix(BOM)
+
+
+def readable_path(path: Path) -> bool:
+    """Whether ``path`` names a file or a pipe (/dev/stdin, a shell's <(…) as /dev/fd/63), which
+    are read; not a device such as /dev/zero, which never ends."""
     try:
-        is_file = path.is_file()
+        mode = path.stat().st_mode
     except (OSError, ValueError):
-        is_file = False
-    return read_text(path) if is_file else source.removeprefix(BOM)
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISFIFO(mode)
 
 
 def read_text(path: Path) -> str:
