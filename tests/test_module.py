@@ -92,6 +92,19 @@ def test_mlp_module_reads_like_backprop() -> None:
     assert "δ3 = ∂L/∂Z1" in text.split('"""')[1]
 
 
+def test_the_docstring_wraps_a_long_step_without_breaking_a_shape() -> None:
+    """A step too long for a line is wrapped between words: its shape and "back through"
+    stay whole, and the column padding is narrowed rather than wrapped."""
+    source = ("X: [B, T, d]; W: [d, d]; g: [d]\n"
+              "Y = (X @ W) * g / sqrt(sum((X @ W) ** 2, axis=2, keepdims=True) + 1e-5)\n"
+              "L = sum(tanh(Y @ W) * tanh(Y @ W.T) * exp(Y) * sigmoid(Y @ W @ W))")
+    doc = generate(source, ["W"]).split('"""')[1]
+    lines = doc.splitlines()
+    assert max(map(len, lines)) <= 96
+    assert "        [B, T, d]   back through L\n" in doc
+    assert not any(line.rstrip().endswith(("[B,", "[B, T,", "back")) for line in lines)
+
+
 def test_float32_in_float32_out() -> None:
     module = lambdify(MLP, MLP_WRT)
     value, grads = module.value_and_grad(**mlp_inputs(dtype=np.float32))

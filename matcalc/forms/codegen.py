@@ -369,7 +369,7 @@ TORCH_HELPERS = {
         raise ValueError(f"{{name}}: declared onehot, but a row is not one 1 among 0s")''',
     "_check_probabilities": '''def {_check_probabilities}(name, y):
     """Raise ValueError unless each row of y is a probability vector, as declared."""'''
-    + TORCH_CHECKED.replace("(y)", "(y)") + '''
+    + TORCH_CHECKED + '''
     total = y.sum(dim=-1)
     if (y < 0).any() or not {xp}.allclose(total, {xp}.ones_like(total)):
         raise ValueError(f"{{name}}: declared probabilities, but a row is negative or does not "
@@ -448,6 +448,17 @@ TORCH_HELPERS = {
             else {xp}.as_tensor(a, dtype=dtype, device=device) for name, a in arrays.items()]''',
 }
 
+def rewritten(template: str, *changes: tuple[str, str]) -> str:
+    """``template`` with each (old, new) change made: a helper adapted from another dialect's.
+    An ``old`` it lacks raises at import, so that an edit to the original cannot silently leave
+    the adaptation undone."""
+    for old, new in changes:
+        if old not in template:
+            raise AssertionError(f"the helper template has no {old!r} to rewrite")
+        template = template.replace(old, new)
+    return template
+
+
 JAX_CHECKED = """
     from jax.core import Tracer
     if isinstance(y, Tracer):        # under jit, grad or vmap its values are not known
@@ -455,14 +466,16 @@ JAX_CHECKED = """
     import numpy
     y = numpy.asarray(y)             # checked by NumPy: jax.numpy would trace it under jit"""
 
+CHECKED_BY_NUMPY = (('"""\n', '"""' + JAX_CHECKED + "\n"), ("{xp}.", "numpy."))
+"""A NumPy check as the JAX target's: skipped for a traced array, else run by NumPy."""
+
 JAX_HELPERS = {
     **NUMPY_HELPERS,
-    **{name: NUMPY_HELPERS[name].replace('"""\n', '"""' + JAX_CHECKED + "\n", 1)
-       .replace("{xp}.", "numpy.")
-       .replace("{_ones}(y.shape[-1], y.dtype)", "numpy.ones(y.shape[-1:], y.dtype)")
-       for name in ("_check_onehot", "_check_probabilities", "_check_labels",
-                    "_check_symmetric")},
-    **{name: NUMPY_HELPERS[name].replace("{xp}.fmax.reduce(x, ", "{xp}.max(x, ")
+    **{name: rewritten(NUMPY_HELPERS[name], *CHECKED_BY_NUMPY)
+       for name in ("_check_probabilities", "_check_labels", "_check_symmetric")},
+    "_check_onehot": rewritten(NUMPY_HELPERS["_check_onehot"], *CHECKED_BY_NUMPY, (
+        "{_ones}(y.shape[-1], y.dtype)", "numpy.ones(y.shape[-1:], y.dtype)")),
+    **{name: rewritten(NUMPY_HELPERS[name], ("{xp}.fmax.reduce(x, ", "{xp}.max(x, "))
        for name in ("_softmax", "_log_softmax")},
     "_sum_along": '''def {_sum_along}(x, axis, keepdims=False):
     """x.sum(axis, keepdims) (XLA sums short rows well)."""

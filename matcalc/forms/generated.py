@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import linecache
+import re
 import textwrap
 import types
 from collections.abc import Mapping, Sequence
@@ -244,9 +245,26 @@ def docstring(plan: Plan, purpose: str) -> str:
     lines: list[str] = []
     for paragraph, hang in ((purpose, ""), ("", ""), (derivation_text(plan), "        ")):
         for line in paragraph.splitlines() or [""]:
-            lines += textwrap.wrap(line, WIDTH - 4, subsequent_indent=hang,
-                                   drop_whitespace=True, replace_whitespace=False) or [""]
+            lines += wrapped_line(line, WIDTH - 4, hang)
     return '"""' + "\n".join(lines).replace("\\", "\\\\") + '\n"""'
+
+
+UNBROKEN = "\0"
+"""Stands for a space that a line is not broken at while it is wrapped."""
+
+
+def wrapped_line(line: str, width: int, hang: str) -> list[str]:
+    """``line`` in lines of at most ``width`` characters, each after the first indented by
+    ``hang``: a bracketed list (a shape [B, T, h·k]) and "back through" with the name after it
+    are never broken, and a line too long has its column padding narrowed to three spaces."""
+    if len(line) <= width:
+        return [line]
+    line = re.sub(r" {4,}", "   ", line)
+    line = re.sub(r"\[[^\[\]]*\]|back through \S+",
+                  lambda m: m.group().replace(" ", UNBROKEN), line)
+    parts = textwrap.wrap(line, width, subsequent_indent=hang, drop_whitespace=True,
+                          replace_whitespace=False, break_long_words=False)
+    return [part.replace(UNBROKEN, " ") for part in parts]
 
 
 def shapes_table(inputs: Sequence[Node], names: Names) -> str:
