@@ -57,6 +57,26 @@ def test_check_draws_where_the_function_is_defined() -> None:
     assert report.passed, report.text()
 
 
+def test_check_draws_sizes_where_the_function_is_defined() -> None:
+    """logdet(Xᵀ X) is not defined for fewer rows than columns: those sizes are drawn again,
+    not reported as a FAIL."""
+    for seed in range(4):
+        report = check_gradient("X: [n, p]; f = logdet(X.T @ X)", ["X"], seed=seed)
+        assert report.passed, report.text()
+        assert all(d["n"] >= d["p"] for d in report.draws)
+
+
+@pytest.mark.parametrize("source", ["x: [n, 1]; f = x.T @ x",
+                                    "x: [n]; f = sum(x * x, keepdims=True)",
+                                    "x: [n, 1]; A: [n, n]; f = x.T @ A @ x"])
+def test_check_passes_the_gradient_of_a_one_entry_function(source: str) -> None:
+    """f of shape [1, 1] or [1] is differentiated as its entry; the differences were compared
+    as [1, 1] arrays against scalars (a FAIL for a right gradient)."""
+    result = run("check", source, "--wrt", "x")
+    assert result.exit_code == 0, result.output
+    assert "max rel error" in result.output and result.output.endswith("differences\n")
+
+
 def test_check_uses_random_directions_for_large_variables() -> None:
     report = check_gradient("A: [n, m]; b: [m]; sum(tanh(A @ b))", ["A"],
                             dims={"n": 101, "m": 100}, draws=1)
@@ -160,12 +180,13 @@ def test_check_also_proves_the_jacobians_derive_prints() -> None:
 
 
 def test_a_function_nowhere_differentiable_where_drawn_is_refused_not_failed() -> None:
-    """std of a clip that saturates at every draw (inputs are drawn positive for the sqrt)
-    has no finite gradient there: a clear refusal, not a FAIL with a zero error."""
+    """The root of a relu that is 0 at every draw (inputs are drawn positive for the sqrt)
+    has no finite derived gradient there, at any sizes: a clear refusal, not a FAIL with a
+    zero error."""
     from matcalc.errors import MatcalcError
     from matcalc.testing import check_gradient
 
-    source = "X: [N, D]; W: [D, H]; Z = X @ W; out = clip(Z, -0.5, 3); sum(std(out))"
+    source = "X: [N, D]; W: [D, H]; sqrt(sum(relu(-X @ W)))"
     with pytest.raises(MatcalcError, match="could not draw inputs where every gradient is finite"):
         check_gradient(source, ["W"])
 

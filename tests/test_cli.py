@@ -89,6 +89,15 @@ BAD = [
     ("x: [n]; sum(clip(x, 0, None))", "x", "`hi` must be an array or a number, not None", 23),
     ("X: [n, m]; sum(norm(X, axis=(0, 1)))", "X", "tuples are not part of", 30),
     ("x: [n]; np.linalg.norm(x)", "x", "attribute access is not part of matcalc", 11),
+    ('Q: [b, t]; K: [b, t]; sum(einsum("bt,bt->bx", Q, K))', "Q",
+     "the output `bx` names `x`, which no input has", 26),
+    ("X: [B, d]; sum(reshape(X, [B, h, k]))", "X",
+     "`h` is not the name of a size in any declaration", 30),
+    ("X: [B, d]; sum(reshape(X, [B, -1]))", "X", "-1 (a size to infer) is not taken", 30),
+    ("A: [B, n, n]; sum(logdet(A))", "A", "a stack of square matrices, which logdet does not "
+     "take", 18),
+    ("E: [V, d]; y: [B] labels; sum(take(E, y, axis=1))", "E", "`axis` can only be 0", 46),
+    ("S: [T, T]; m: [T, T]; sum(where(m, S, 0))", "S", "for a 0/1 array m, write `m > 0`", 26),
 ]
 
 

@@ -189,8 +189,11 @@ def einsum_spec(text: str, ranks: Sequence[int]) -> str:
             raise ShapeError(f"einsum: `{letters}` repeats an index within one operand (a "
                              "diagonal); use diag or trace for that")
     unknown = [c for c in output if c not in inputs]
-    if unknown or len(set(output)) < len(output):
-        raise ShapeError(f"einsum: the output `{output}` must name each index of the inputs "
+    if unknown:
+        raise ShapeError(f"einsum: the output `{output}` names `{unknown[0]}`, which no input "
+                         "has (each output index must be one of the inputs')")
+    if len(set(output)) < len(output):
+        raise ShapeError(f"einsum: the output `{output}` repeats an index; each appears in it "
                          "at most once")
     return ",".join(subscripts) + "->" + output
 
@@ -358,7 +361,7 @@ def where(cond: Node, a: Node, b: Node) -> Node:
     out, as in NumPy)."""
     if not is_mask(cond):
         raise ShapeError("where needs a condition made by comparisons, such as `x > 0` or "
-                         "`(x > 0) * (y < 1)`: a 0/1 mask")
+                         "`(x > 0) * (y < 1)`: a 0/1 mask (for a 0/1 array m, write `m > 0`)")
     return apply("where", cond, lift(a), lift(b))
 
 
@@ -799,7 +802,17 @@ class Lowering:
             return dim(int(e.value))
         sizes = ", ".join(f"`{d}`" for d in self.program.dims) or "none declared yet"
         raise self.error(f"{func}: `{param}` must be a size, a dimension's name or a positive "
-                         f"integer (sizes: {sizes})", e.pos)
+                         f"integer{self.not_a_size(e)} (sizes: {sizes})", e.pos)
+
+    def not_a_size(self, e: syntax.Expr) -> str:
+        """Why ``e`` is not a size, for a name no shape declares or a negative number."""
+        if isinstance(e, syntax.Name):
+            hint = did_you_mean(e.id, self.program.dims)
+            return f"; `{e.id}` is not the name of a size in any declaration.{hint}" if (
+                hint) else f"; `{e.id}` is not the name of a size in any declaration"
+        if isinstance(e, syntax.UnaryOp) and e.op == "-":
+            return "; -1 (a size to infer) is not taken: write the size"
+        return ""
 
     def option(self, e: syntax.Expr, func: str, param: str, allowed: tuple[object, ...]
                ) -> object:
@@ -808,6 +821,9 @@ class Lowering:
         if any(value == a and type(value) is type(a) for a in allowed):
             return value
         choices = ", ".join(option_text(a) for a in allowed)
+        if len(allowed) == 1:
+            raise self.error(f"{func}: `{param}` can only be {choices}", e.pos,
+                             option_hint(e, func, allowed))
         words = [a for a in allowed if isinstance(a, str)]
         hint = did_you_mean(e.value, words) if isinstance(e, syntax.String) else ""
         raise self.error(f"{func}: `{param}` must be one of {choices}." + hint, e.pos,

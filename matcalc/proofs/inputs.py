@@ -88,7 +88,7 @@ def kink_distance(program: Program) -> Callable[..., float]:
     """``(**arrays) -> d``: how close the program comes to a point where a derivative jumps:
     a relu/abs argument to 0, the arguments of maximum to each other, the largest entry of a
     max to the runner-up, a spectral gap."""
-    kinks = [n for n in postorder([program.function]) if OPERATIONS[n.op].kink
+    kinks = [n for n in postorder([program.function]) if kink_kind(n)
              and any(leaf.op == "var" for leaf in postorder(n.args))]  # not abs(x - x)
     if not kinks:
         return lambda **arrays: np.inf
@@ -102,9 +102,18 @@ def kink_distance(program: Program) -> Callable[..., float]:
     return distance
 
 
+def kink_kind(node: Node) -> str | None:
+    """Where ``node``'s derivative does not exist: its operation's kink, or "invertible" for an
+    inverse, a determinant or a solve, whose derivatives need a nonsingular matrix."""
+    definition = OPERATIONS[node.op]
+    if definition.kink:
+        return definition.kink
+    return "invertible" if definition.domain == "well_conditioned" else None
+
+
 def kink_arguments(node: Node) -> list[Node]:
     """What is 0 where ``node``'s derivative jumps (for a max: its argument, whose ties)."""
-    kind, args = OPERATIONS[node.op].kink, node.args
+    kind, args = kink_kind(node), node.args
     if kind == "equal":
         return [args[0] - args[1]]
     if kind == "bounds":
@@ -118,19 +127,21 @@ def singular_values(x: np.ndarray) -> np.ndarray:
 
 SPECTRAL_GAPS: dict[str, Callable[[np.ndarray], float]] = {
     "full_rank": lambda x: singular_values(x)[-1],
+    "invertible": lambda x: np.divide(*singular_values(x)[[-1, 0]]),
     "simple_top": lambda x: np.subtract(*singular_values(x)[:2]) if min(x.shape) > 1 else np.inf,
     "distinct": lambda s: np.min(np.diff(np.linalg.eigvalsh((s + s.T) / 2)), initial=np.inf),
 }
 """How far a spectral function's argument is from where its derivative does not exist: the
 smallest singular value (nuclear norm), the gap below the largest (spectral norm), the
-smallest gap between eigenvalues (eigvalsh)."""
+smallest gap between eigenvalues (eigvalsh), the reciprocal of the condition number (inv,
+det, logdet, solve: 1e-3 at the default margin, a condition number of 1000)."""
 
 
 def gap(value: np.ndarray, kink: Node) -> float:
     """How far ``value`` is from ``kink``'s jump: |value| for a kink at 0 (or at equal
     arguments), the distance between the two largest (smallest) entries for a max (min), a
     spectral gap."""
-    kind = OPERATIONS[kink.op].kink
+    kind = kink_kind(kink)
     if kind in SPECTRAL_GAPS:
         return float(SPECTRAL_GAPS[kind](value))
     if kind != "tie":
@@ -154,6 +165,8 @@ def smooth_inputs(program: Program, sizes: Mapping[str, int], rng: np.random.Gen
                 return arrays
     raise MatcalcError(
         "could not draw random inputs where the function is finite and away from its kinks and "
-        "ties (relu, abs, clip, max, comparisons …; tried 50 draws); matcalc makes variables "
-        "positive under log and sqrt and well conditioned under inv/det, but not for shifted "
-        "arguments such as log(x - 3) or a clip that saturates")
+        "ties (relu, abs, clip, max, comparisons …) and with every matrix under inv, det, "
+        "logdet and solve well conditioned (tried 50 draws); matcalc makes variables positive "
+        "under log and sqrt and well conditioned under inv/det, but not for shifted arguments "
+        "such as log(x - 3), a clip that saturates, or sizes that make a product singular "
+        "(Xᵀ X with fewer rows than columns: fix the sizes with --dims)")

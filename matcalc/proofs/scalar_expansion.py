@@ -479,6 +479,8 @@ def gradient_tensor(program: Program, name: str, sizes: Sizes,
     symbol stands for two entries, so its derivative G_ij + G_ji is halved.
     """
     f, x = _function_and_variable(program, name, sizes, positive)
+    if len(f.flat) == 1:                          # a 1×1 matrix: its one entry, as derive does
+        f = Tensor((), f.flat)
     if f.shape:
         raise ValueError(f"the function has shape {f.shape}; a gradient needs a scalar")
     g = derivative(f, x)

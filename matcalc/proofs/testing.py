@@ -10,6 +10,7 @@ random ``grad_output``: its gradients are vector-Jacobian products.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -91,9 +92,9 @@ class CheckReport:
         return all(v.passed for v in self.variables)
 
     def text(self) -> str:
-        distinct = list(dict.fromkeys(", ".join(f"{k}={v}" for k, v in d.items()) or "no sizes"
-                                      for d in self.draws))
-        sizes = "; ".join(distinct)
+        counts = Counter(", ".join(f"{k}={v}" for k, v in d.items()) or "no sizes"
+                         for d in self.draws)
+        sizes = "; ".join(f"{s} ({k} draws)" if k > 1 else s for s, k in counts.items())
         width = max(len(v.name) for v in self.variables)
         shape_width = max(10, *(len(v.shape) for v in self.variables))
         failed = sum(not v.passed for v in self.variables)
@@ -132,8 +133,8 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
         checked += " and the Jacobians derive prints,"
     report = CheckReport(checked, [*checks.values(), *(j.check for j in jacobians)])
     for draw in range(draws):
-        sizes = {**sizes_for(program, rng), **(dims or {}), **program.sizes}
-        arrays, grads = differentiable_draw(program, sizes, rng, gradients, list(checks))
+        sizes, arrays, grads = differentiable_draw(program, dims or {}, rng, gradients,
+                                                   list(checks))
         report.draws.append({k: sizes[k] for k in program.dims})
         for k, (name, check) in enumerate(checks.items()):
             if progress is not None:
@@ -149,17 +150,27 @@ FINITE_TRIES = 10
 """Draws tried for inputs where every derived gradient is finite."""
 
 
-def differentiable_draw(program: Program, sizes: Mapping[str, int], rng: np.random.Generator,
+def differentiable_draw(program: Program, dims: Mapping[str, int], rng: np.random.Generator,
                         gradients: Gradients, names: Sequence[str]
-                        ) -> tuple[dict[str, np.ndarray], Mapping[str, np.ndarray]]:
-    """Inputs away from kinks where every gradient is finite (std of a saturated clip is not
-    differentiable), and the gradients there; a MatcalcError when no draw gives them."""
+                        ) -> tuple[dict[str, int], dict[str, np.ndarray], Mapping[str, np.ndarray]]:
+    """Sizes (random but for ``dims``) and inputs away from kinks where every gradient is
+    finite (std of a saturated clip is not differentiable), and the gradients there; new sizes
+    when none are found at the drawn ones (Xᵀ X is singular for fewer rows than columns); a
+    MatcalcError when no draw gives them."""
+    failure = None
     for _ in range(FINITE_TRIES):
-        arrays = smooth_inputs(program, sizes, rng)
+        sizes = {**sizes_for(program, rng), **dims, **program.sizes}
+        try:
+            arrays = smooth_inputs(program, sizes, rng)
+        except MatcalcError as err:
+            failure = err
+            continue
         with np.errstate(all="ignore"):
             grads = gradients(**arrays)[1]
         if all(np.all(np.isfinite(np.asarray(grads[n], dtype=float))) for n in names):
-            return arrays, grads
+            return sizes, arrays, grads
+    if failure is not None:
+        raise failure
     raise MatcalcError(
         f"could not draw inputs where every gradient is finite (tried {FINITE_TRIES} draws): "
         "the function is not differentiable at any of them, e.g. sqrt or std of something that "
@@ -230,7 +241,7 @@ def record(check: VariableCheck, grad: np.ndarray, arrays: Mapping[str, np.ndarr
     exact, numeric = [], []
     for v in directions(x, rng, symmetric):         # one at a time: memory stays that of x
         exact.append(np.sum(grad * v))
-        numeric.append(directional(f, arrays, name, v))
+        numeric.append(np.reshape(directional(f, arrays, name, v), ()))   # a [1, 1] f too
     level = float(np.max(np.abs(f(**arrays)), initial=0.0))
     check.compare(np.array(exact), np.array(numeric), rtol, ROUNDING * max(1.0, level))
 

@@ -19,6 +19,7 @@ when both checks pass; an inconclusive exact check is reported as such, never as
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -396,8 +397,9 @@ def compare_exactly(program: Program, claim: Claim, derivation: Derivation,
     verdicts = []
     for i, sizes in enumerate(sizes_list):
         check = ExactCheck(program, sizes, deadline, rng)
-        truth = check.truth(claim.kind, claim.wrt)
         derived = check.tensor(expr, signals)
+        truth = in_vec_layout(check.truth(claim.kind, claim.wrt), derived.shape,
+                              program.variables[claim.wrt].rank)
         verdict, why = check.compare(check.tensor(claim.expr), truth, derived.shape, "claim ",
                                      prove=i == 0)
         if verdict == FAIL:
@@ -414,6 +416,19 @@ def compare_exactly(program: Program, claim: Claim, derivation: Derivation,
                               "nor FAIL"]
     also = f"; equal to {PRECISION} digits at random points at {agreed}" if agreed else ""
     return PASS, [f"proved entry by entry at {proved}{also}"]
+
+
+def in_vec_layout(truth: Tensor, shape: tuple[int, ...], x_rank: int) -> Tensor:
+    """The expanded ∂f/∂x (f's axes, then x's) as matcalc's matrix of ``shape`` when that is
+    its vec form: row i is entry i of vec(f), column j entry j of vec(x), vec stacking columns
+    (Magnus & Neudecker), so that a Kronecker claim meets the truth entry by entry."""
+    split = len(truth.shape) - x_rank
+    rows, cols = truth.shape[:split], truth.shape[split:]
+    if len(truth.shape) <= 2 or len(shape) != 2 or not rows or (
+            (math.prod(rows), math.prod(cols)) != shape):
+        return truth
+    return Tensor.build(shape, lambda i: truth[np.unravel_index(i[0], rows, order="F")
+                                               + np.unravel_index(i[1], cols, order="F")])
 
 
 def exact_sizes(program: Program) -> list[dict[str, int]]:
