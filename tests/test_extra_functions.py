@@ -153,6 +153,9 @@ def test_second_derivatives_need_a_scalar_function_and_emit_names_what_it_knows(
         generate(VECTOR["softmax"][0], ["z"], emit=("hessian",))
     with pytest.raises(MatcalcError, match="--emit hesian.*Did you mean `hessian`"):
         generate(VECTOR["softmax"][0], ["z"], emit=("hesian",))
+    with pytest.raises(MatcalcError, match="S is symmetric.*--emit hvp gives H V for a "
+                       "symmetric V, and --emit hessian with --wrt x alone"):
+        generate("x: [n]; S: [n, n] symmetric; f = x @ S @ x", ["x", "S"], emit=("hessian",))
 
 
 def test_the_hessian_is_one_symmetric_rank_k_update_without_a_diagonal_matrix() -> None:

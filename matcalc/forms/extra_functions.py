@@ -80,6 +80,14 @@ def jacobian_function(program: Program, wrt: list[str], fresh, layout: str | Non
 
 def hessian_function(program: Program, wrt: list[str], fresh, layout: str | None) -> Extra:
     needs_scalar(program, "hessian")
+    symmetric = [name for name in wrt if has_property(program.lookup(name), "symmetric")]
+    if symmetric:
+        others = [name for name in wrt if name not in symmetric]
+        raise MatcalcError(
+            f"--emit hessian: {symmetric[0]} is symmetric, and its Hessian acts on symmetric "
+            "directions only, so it has no matrix here; --emit hvp gives H V for a symmetric V"
+            + (f", and --emit hessian with --wrt {' --wrt '.join(others)} alone gives the "
+               "other Hessians" if others else ""))
     outputs = [(name, hessian(copied(program), name).gradients[0].expr) for name in wrt]
     return Extra("hessian", "∂²f/∂x² for each x (∂²f/∂vec(X)² for a matrix X, vec stacking "
                  "columns).", [], [], [], outputs)

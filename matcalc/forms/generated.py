@@ -614,7 +614,9 @@ def torch_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None
                     *unpacked([value_var, *kept], "output", level),
                     *call(f"{ctx}.save_for_backward", saved, level),
                     f"{level}{ctx}.set_materialize_grads(False)   # no zeros for the kept "
-                    "intermediates"]
+                    "intermediates",
+                    *call(f"{ctx}.save_for_forward", params, level)]
+    jvp_params, jvp_body = forward_mode(cls, params, labels, ctx, torch, names, level)
     nothing = tuple_text(["None"] * len(params))
     if len(nothing) > WIDTH // 2:
         nothing = f"(None,) * {len(params)}"
@@ -669,12 +671,38 @@ def torch_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None
             "    @staticmethod",
             *function("backward", [ctx, plan.seed, "*_"], "Gradients for each input (None for "
                       "integer labels), differentiable again.", backward_body, INDENT),
+            "",
+            "    @staticmethod",
+            *function("jvp", jvp_params, "Forward mode (torch.func.jvp, jacfwd, hessian): the "
+                      "tangents of the value and of the intermediates forward keeps, by torch's "
+                      "forward-mode differentiation of forward_pass.", jvp_body, INDENT),
         ]),
         "\n".join(function(apply_name, params, f"{plan.value_name}, differentiable by autograd "
                            f"through {cls}.", wrapper)),
         *(text for text, _ in more),
     ]
     return "\n\n\n".join(parts) + "\n"
+
+
+def forward_mode(cls: str, params: Sequence[str], labels: Sequence[str], ctx: str, torch: str,
+                 names: Names, level: str) -> tuple[list[str], list[str]]:
+    """The parameters and body of the Function's ``jvp``: ``torch.func.jvp`` of its
+    ``forward_pass`` in the floating inputs (integer labels held fixed), a missing tangent 0."""
+    tangents, each, one, given, floating = (names.fresh(n) for n in (
+        "tangents", "x", "t", "given", "floating"))
+    moving = [p for p in params if p not in labels]
+    passed = f"{cls}.forward_pass"
+    if labels:
+        passed = f"lambda {', '.join(moving)}: {cls}.forward_pass({', '.join(params)})"
+    chosen = tangents if not labels else "(" + tuple_text(
+        [f"{tangents}[{params.index(p)}]" for p in moving]) + ")"
+    body = [*unpacked(params, f"{ctx}.saved_tensors[:{len(params)}]", level),
+            f"{level}{floating} = {tuple_text(moving)}",
+            f"{level}{given} = tuple({torch}.zeros_like({each}) if {one} is None else {one}",
+            f"{level}{' ' * len(f'{given} = tuple(')}for {each}, {one} in zip({floating}, "
+            f"{chosen}))",
+            f"{level}return {torch}.func.jvp({passed}, {floating}, {given})[1]"]
+    return [ctx, f"*{tangents}"], body
 
 
 def jax_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None = None

@@ -104,10 +104,13 @@ def kink_distance(program: Program) -> Callable[..., float]:
 
 def kink_kind(node: Node) -> str | None:
     """Where ``node``'s derivative does not exist: its operation's kink, or "invertible" for an
-    inverse, a determinant or a solve, whose derivatives need a nonsingular matrix."""
+    inverse, a determinant, a solve or a negative matrix power, whose derivatives need a
+    nonsingular matrix."""
     definition = OPERATIONS[node.op]
     if definition.kink:
         return definition.kink
+    if node.op == "matrix_power" and node.attrs.k >= 0:
+        return None
     return "invertible" if definition.domain == "well_conditioned" else None
 
 
