@@ -201,7 +201,8 @@ def test_differentials_read_as_the_textbook_writes_them() -> None:
                   differential=True).text()
     assert "dZ1 = X dW1 + 𝟙 db1ᵀ" in text and "dH1 = dZ1 ⊙ 1[Z1 > 0]" in text
     assert "dZ2 = H1 dW2 + dH1 W2 + 𝟙 db2ᵀ" in text
-    assert "dL = sum(dZ2 ⊙ (softmax(Z2) − Y)) / N" in text
+    assert "dL = tr((softmax(Z2) − Y)ᵀ dZ2) / N" in text
+    assert "df = tr(X⁻¹ dX)" in derive("X: [n, n]; f = logdet(X)", ["X"], differential=True).text()
     inverse = derive("x: []; Y0: [n, n]; Y1: [n, n]; a: [n]\nS = Y0 + x * Y1\nf = a @ inv(S) @ a",
                      ["x"], differential=True).text()
     assert "dS = dx Y1" in inverse

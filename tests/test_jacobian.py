@@ -57,6 +57,7 @@ JACOBIANS = [
     ("x: [n]; x / norm(x)", ["x"], None),
     ("x: [n]; A: [m, n]; log_softmax(A @ x)", ["x"], None),
     ("x: [n]; sum(x) * x + sigmoid(x)", ["x"], None),
+    ("A: [n, n]; b: [n]; solve(A, b)", ["b"], "A⁻¹"),          # a solve against I, not (A⁻ᵀ I)ᵀ
 ]
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from matcalc import MatcalcError, derive, lambdify, parse
+from matcalc.proofs.testing import check_gradient
 from matcalc.proofs.verify import verify
 
 ATTENTION = """X: [B, T, d]
@@ -146,6 +147,22 @@ def test_einsums_that_are_matrix_products_print_as_matrix_products() -> None:
     assert printed(stacked, "W") == "2 sum(Xᵀ X W, axis=0)"
 
 
+@pytest.mark.parametrize(("source", "wrt", "expected"), [
+    ('A: [m, n]; B: [n, p]; C: [p, q]; W: [m, q]\nsum(einsum("ij,jk,kl->il", A, B, C) * W)',
+     "B", "Aᵀ W Cᵀ"),
+    ('A: [n, n]; B: [n, n]; v: [n]; w: [n]\nsum(einsum("ij,jk,k->i", A, B, v) * w)', "v",
+     "Bᵀ Aᵀ w"),
+    ('X: [b, i]; A: [i, j]; Y: [b, j]; u: [b]\nsum(einsum("bi,ij,bj->b", X, A, Y) * u)', "A",
+     "Xᵀ (Y ⊙ u 𝟙ᵀ)"),
+])
+def test_an_einsum_of_several_operands_is_a_chain_of_products(source: str, wrt: str,
+                                                              expected: str) -> None:
+    """Three operands contracted two at a time where each pair is a matrix product (the pair
+    keeping the fewest indices first: A (B v)), so that the gradients are the textbook's."""
+    assert printed(source, wrt) == expected
+    assert check_gradient(source, [wrt]).passed
+
+
 @pytest.mark.parametrize(("source", "message"), [
     ("X: [B, n, m]\nsum(X.T)", "`.mT` to transpose each matrix"),
     ("x: [n]\nsum(x.mT)", "a vector or a scalar has none to swap"),
@@ -156,7 +173,7 @@ def test_einsums_that_are_matrix_products_print_as_matrix_products() -> None:
     ("X: [B, n, m]\nsum(swapaxes(X, 0, 3))", "axis 3 is out of range"),
     ('X: [B, n, m]\nsum(einsum("ij,jk->ik", X, X))', "`ij` names 2 axes of a rank-3 operand"),
     ('X: [B, n, n]\nsum(einsum("bii->b", X))', "repeats an index within one operand"),
-    ('X: [B, n, m]\nsum(einsum("bij,bij->bq", X, X))', "must name each index of the inputs"),
+    ('X: [B, n, m]\nsum(einsum("bij,bij->bq", X, X))', "names `q`, which no input has"),
     ('X: [B, n, m]\nsum(einsum("bij,bji->b", X, X))', "index j is m in one operand and n"),
     ('X: [B, n, m]\nsum(einsum("bij", X, X))', "subscripts for 1 operand(s), given 2"),
     ("X: [B, n, m]\nsum(reshape(X, [B, n, n]))", "[B, n, m] has B·m·n entries, [B, n, n] has"),

@@ -15,6 +15,7 @@ The user's own program is not rewritten: named intermediates are kept as written
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import sympy
@@ -574,6 +575,8 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
         return args[0]                                  # a mask applied twice
     if op == "inv" and args[0].op == "transpose":     # (Xᵀ)⁻¹ = (X⁻¹)ᵀ
         return transpose(make("inv", (args[0].args[0],)))
+    if op == "solve" and args[1].op == "identity":    # A⁻¹ I = A⁻¹
+        return apply("inv", args[0])
     if op == "diag" and args[0].op == "broadcast" and args[0].rank == 1 and (
             not args[0].args[0].shape):
         return mul(args[0].args[0], make("identity", (), (args[0].shape[0],)))
@@ -619,12 +622,35 @@ def einsum(spec: str, *operands: Node) -> Node:
         return mul(*scalars, einsum(inner, *(x for _, x in rest)))
     if len(operands) == 1:
         return summed_and_permuted(subscripts[0], output, operands[0])
-    product = None
     if len(operands) == 2:
         product = as_matmul(subscripts, output, operands)
         if product is None:
             product = as_weighted_sum(subscripts, output, operands)
+    else:
+        product = contracted_pairwise(subscripts, output, operands)
     return product if product is not None else make("einsum", operands, (spec,))
+
+
+def contracted_pairwise(subscripts: Sequence[str], output: str, operands: Sequence[Node]
+                        ) -> Node | None:
+    """Three or more operands as matrix products two at a time, when a pair is one:
+    ``ij,jk,kl->il`` is A B C, the pair keeping the fewest indices first (``ij,jk,k->i`` is
+    A (B v), not (A B) v); None when no pair is a matrix product."""
+    best = None
+    for i, j in itertools.combinations(range(len(operands)), 2):
+        others = [s for k, s in enumerate(subscripts) if k not in (i, j)]
+        kept = "".join(dict.fromkeys(c for c in subscripts[i] + subscripts[j]
+                                     if c in output or any(c in s for s in others)))
+        product = as_matmul([subscripts[i], subscripts[j]], kept, [operands[i], operands[j]])
+        if product is not None and (best is None or len(kept) < len(best[0])):
+            best = kept, i, j, product
+    if best is None:
+        return None
+    kept, i, j, product = best
+    rest = [(s, x) for k, (s, x) in enumerate(zip(subscripts, operands, strict=True))
+            if k not in (i, j)]
+    spec = ",".join([kept, *(s for s, _ in rest)]) + "->" + output
+    return einsum(spec, product, *(x for _, x in rest))
 
 
 def as_weighted_sum(subscripts: Sequence[str], output: str, operands: Sequence[Node]

@@ -17,13 +17,14 @@ from matcalc.core.ir import (
     has_property,
     is_labels,
     is_symmetric,
+    make,
     one_entry,
     postorder,
     shape_str,
     var,
 )
 from matcalc.core.rewrites import tidy
-from matcalc.core.simplify import add, new_axis, rebuild, reduce_sum, transpose
+from matcalc.core.simplify import add, mul, new_axis, rebuild, reduce_sum, transpose
 from matcalc.errors import MatcalcError
 from matcalc.forms.index_form import index_form
 from matcalc.forms.kronecker import kronecker_matrix
@@ -93,8 +94,10 @@ def derive(
     if not steps and not inline and not too_long and max(map(weight, (
             g.expr for g in gradients))) > MAX_INLINE_SIZE:
         return derive(program, wrt, steps=True, inline=False).with_note(TOO_LONG_NOTE)
-    result = Derivation(program, gradients, signals, notes(program, gradients),
-                        stepwise=steps or too_long or differential,
+    stepwise = steps or too_long or differential
+    shown = [*(s.expr for s in signals), *([f] if stepwise else [])]
+    result = Derivation(program, gradients, signals, notes(program, gradients, shown),
+                        stepwise=stepwise,
                         differentials=differentials(program, wrt) if differential else [])
     return result.with_note(TOO_LONG_NOTE) if too_long else result
 
@@ -357,13 +360,40 @@ def differentials(program: Program, wrt: Sequence[str]) -> list[tuple[str, Node,
         definition = node.args[0] if node.op == "named" else node
         inputs = [a for a in postorder([definition], stop=lambda n: n.op == "named")
                   if a in targets or (a.op == "named" and a in varying)]
-        leaves = {a: var(a.attrs.name, a.shape) for a in inputs}
-        d = {leaf: var(f"d{a.attrs.name}", a.shape, properties=("differential",))
-             for a, leaf in leaves.items()}
+        leaves = {a: a if a.op == "var" else var(a.attrs.name, a.shape) for a in inputs}
+        d = {leaf: var(f"d{a.attrs.name}", a.shape, has_property(a, "symmetric"),
+                       properties=("differential",)) for a, leaf in leaves.items()}
         expr = directional(with_leaves(definition, leaves), d)
         free = [*leaves.values(), node]            # its own name does not write its own d
-        found.append((name, node, written_out(program, [expr], free)[expr]))
+        found.append((name, node, trace_form(written_out(program, [expr], free)[expr])))
     return found
+
+
+def trace_form(d: Node) -> Node:
+    """A differential's terms sum(G ⊙ dX) as Magnus & Neudecker write them: tr(Gᵀ dX) for a
+    matrix dX (d log det X = tr(X⁻¹ dX)), gᵀ dx for a vector."""
+    memo: dict[Node, Node] = {}
+    for n in postorder([d]):
+        args = tuple(memo[a] for a in n.args)
+        memo[n] = inner_product(n) or (n if args == n.args else make(n.op, args, n.attrs))
+    return memo[d]
+
+
+def inner_product(n: Node) -> Node | None:
+    """tr(Gᵀ dX) or gᵀ dx for ``n`` = sum(G ⊙ dX), dX a differential; else None."""
+    if n.op != "sum" or n.attrs.axis is not None or n.args[0].op != "mul":
+        return None
+    factors = n.args[0].args
+    d = [f for f in factors if has_property(f, "differential") and f.rank in (1, 2)]
+    if len(d) != 1 or any(f.shape not in ((), d[0].shape) for f in factors):
+        return None
+    g = mul(*(f for f in factors if f is not d[0]))
+    if d[0].rank == 1:
+        return make("matmul", (g, d[0]))
+    gt = g if is_symmetric(g) else transpose(g)
+    if g.op == "add" and gt.op == "add" and gt is not g:   # (A − B)ᵀ, not Aᵀ − Bᵀ
+        gt = make("transpose", (g,))
+    return make("trace", (make("matmul", (gt, d[0])),))
 
 
 def with_leaves(node: Node, leaves: Mapping[Node, Node]) -> Node:

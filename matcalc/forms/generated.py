@@ -579,7 +579,8 @@ def torch_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None
     autograd would; ``backward`` recomputes them from the inputs when autograd differentiates it
     again (second derivatives by double backward, ``torch.func.jacrev`` of ``torch.func.grad``),
     and ``setup_context`` makes ``torch.func`` transforms (``grad``, ``vmap``, ``jacrev``) work
-    through the function. The functions ``emit`` adds are plain torch code.
+    through the function; ``jvp``, forward mode by ``torch.func.jvp`` of ``forward_pass``, makes
+    ``jacfwd`` and ``hessian`` work too. The functions ``emit`` adds are plain torch code.
     """
     asked, plan = plan, torch_plan(plan)
     names = module_names(plan)

@@ -247,6 +247,12 @@ class Printer:
         joint = r"\," if self.n is LATEX else ""
         return self.n.ones + joint + self.n.ones + self.n.transpose
 
+    def size_list(self, shape: tuple) -> str:
+        """``[B, T, h·k]``, as the shapes beside results print it."""
+        if self.n is TEXT:
+            return shape_str(shape)
+        return "[" + ", ".join(self.n.scalar(d) for d in shape) + "]"
+
     def keyword(self, name: str, value: object) -> str:
         """``axis=1``: upright in LaTeX, where letters would be read as variables."""
         return rf"\text{{{name}}}={value}" if self.n is LATEX else f"{name}={value}"
@@ -485,7 +491,7 @@ class Printer:
 
     def p_reshape(self, node: Node) -> tuple[str, int]:
         """``reshape(X, [B, T, h, k])``."""
-        shape = "[" + ", ".join(self.n.scalar(d) for d in node.attrs.shape) + "]"
+        shape = self.size_list(node.attrs.shape)
         return self.call("reshape", self(node.args[0]), shape)
 
     def p_take(self, node: Node) -> tuple[str, int]:
@@ -659,7 +665,7 @@ class Printer:
         if node.rank == 2 and x.rank == 2 and x.shape[1] != node.shape[1]:
             column = x.args[0] if x.op == "expand" else x        # a column repeated across
             return f"{self.wrap(column, MATMUL + 1)} {ones_row}", MATMUL
-        shape = "[" + ", ".join(self.n.scalar(d) for d in node.attrs.shape) + "]"
+        shape = self.size_list(node.attrs.shape)
         return self.call("broadcast", self(node.args[0]), shape)
 
     def p_softmax(self, node: Node) -> tuple[str, int]:

@@ -314,8 +314,17 @@ def names_read(expr: object) -> set[str]:
     return set()
 
 
-def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
-    """What a careful reader should know about these results."""
+NOTATION = {"take": {"scatter_rows"}, "prod": {"prod_others"},
+            "kron": {"block_sums", "sum_of_blocks"}, "nuclear_norm": {"polar"},
+            "spectral_norm": {"top_singular"}, "eigvalsh": {"eigvalsh", "eigenvectors"}}
+"""The operations whose notes explain notation: each is given only where the results show one
+of these (scatter_add(G, y) for the gradient of a lookup's table, not for the other factor)."""
+
+
+def notes(program: Program, gradients: Sequence[Gradient], shown: Sequence[Node] = ()
+          ) -> list[str]:
+    """What a careful reader should know about these results (``shown``: what is printed
+    besides the gradients, the error signals and the forward pass)."""
     found: list[str] = [SYMMETRIC_NOTE.format(f=program.function_name, x=g.wrt)
                         for g in gradients if has_property(g.node, "symmetric")
                         and g.kind == "grad"]
@@ -329,8 +338,9 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
                    if op in CONVENTIONS]
     if conventions:
         found.append("where a derivative jumps: " + "; ".join(conventions) + ".")
+    printed = {n.op for n in postorder([*(g.expr for g in gradients), *shown])}
     found += [ASSUMPTIONS[op] + "." for op in dict.fromkeys(n.op for n in order)
-              if op in ASSUMPTIONS]
+              if op in ASSUMPTIONS and NOTATION.get(op, printed) & printed]
     if any(n.rank > 2 for n in order):
         found.append(STACKS_NOTE)
     if any(n.op == "gelu" for n in order) and any(g.kind == "grad" for g in gradients):
@@ -338,7 +348,7 @@ def notes(program: Program, gradients: Sequence[Gradient]) -> list[str]:
     if any(n.op == "standardize" for n in order):
         found.append(STANDARDIZE_NOTE)
     if any(n.op == "pow" and hadamard_power(n.args[0])
-           for n in postorder([program.function, *(g.expr for g in gradients)])):
+           for n in postorder([*(g.expr for g in gradients), *shown])):
         found.append(HADAMARD_POWER_NOTE)
     undepended = [name for name, node in program.intermediates.items() if node not in depends]
     read = read_by_last(program.source) if undepended else set()
