@@ -32,6 +32,13 @@ def test_derive_program_text_with_var_declarations() -> None:
     assert result.output.strip() == "∂f/∂x = (A + Aᵀ) x   [n]"
 
 
+def test_a_variable_named_twice_is_derived_once_and_a_hessian_needs_a_scalar() -> None:
+    result = run("derive", "x: [n]; f = sum(x ** 2)", "--wrt", "x", "--wrt", "x,x")
+    assert result.exit_code == 0 and result.output.strip() == "∂f/∂x = 2 x   [n]"
+    result = run("hessian", "x: [n]; f = 2 * x", "--wrt", "x")
+    assert result.exit_code == 2 and "a Hessian needs a scalar function" in result.output
+
+
 def test_the_program_can_come_from_standard_input_or_a_pipe(tmp_path: Path) -> None:
     """`-` reads standard input; a pipe's path (a shell's <(…) is /dev/fd/63) is read as a file,
     not taken for program text."""

@@ -23,14 +23,16 @@ declarations_option = click.option(
 
 
 def wrt_option(help_text: str, required: bool = True) -> Callable:
-    """``--wrt NAME``, repeatable, a comma-separated list accepted too (``--wrt W1,b1``)."""
+    """``--wrt NAME``, repeatable, a comma-separated list accepted too (``--wrt W1,b1``); a
+    name given twice counts once."""
     return click.option("--wrt", "wrt", multiple=True, required=required, metavar="NAME",
                         callback=_split_commas, help=help_text)
 
 
 def _split_commas(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
                   ) -> tuple[str, ...]:
-    return tuple(name.strip() for value in values for name in value.split(",") if name.strip())
+    return tuple(dict.fromkeys(name.strip() for value in values for name in value.split(",")
+                               if name.strip()))
 
 
 USER_ERROR = 2

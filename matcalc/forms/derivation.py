@@ -266,6 +266,11 @@ def hessian(
     program = (source if isinstance(source, Program) else parse(source, declarations)
                ).through([wrt])
     x = program.lookup(wrt)
+    f = program.function
+    if not one_entry(f.shape):
+        raise MatcalcError(
+            f"`{program.function_name}` has shape {shape_str(f.shape)}; a Hessian needs a scalar "
+            "function. Reduce it first (sum, mean, norm …), or take its Jacobian (derive).")
     g = derive(program, [wrt], inline=True).gradients[0].expr   # in full: no δ to stop at
     operations = len(postorder([g]))
     if operations > MAX_HVP_GRADIENT:

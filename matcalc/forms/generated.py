@@ -689,21 +689,25 @@ def forward_mode(cls: str, params: Sequence[str], labels: Sequence[str], ctx: st
                  names: Names, level: str) -> tuple[list[str], list[str]]:
     """The parameters and body of the Function's ``jvp``: ``torch.func.jvp`` of its
     ``forward_pass`` in the floating inputs (integer labels held fixed), a missing tangent 0."""
-    tangents, each, one, given, floating = (names.fresh(n) for n in (
-        "tangents", "x", "t", "given", "floating"))
+    tangents, each, one, given, floating, k = (names.fresh(n) for n in (
+        "tangents", "x", "t", "given", "floating", "k"))
     moving = [p for p in params if p not in labels]
-    passed = f"{cls}.forward_pass"
-    if labels:
-        passed = f"lambda {', '.join(moving)}: {cls}.forward_pass({', '.join(params)})"
-    chosen = tangents if not labels else "(" + tuple_text(
-        [f"{tangents}[{params.index(p)}]" for p in moving]) + ")"
     body = [*unpacked(params, f"{ctx}.saved_tensors[:{len(params)}]", level),
-            f"{level}{floating} = {tuple_text(moving)}",
-            f"{level}{given} = tuple({torch}.zeros_like({each}) if {one} is None else {one}",
-            f"{level}{' ' * len(f'{given} = tuple(')}for {each}, {one} in zip({floating}, "
-            f"{chosen}))",
-            f"{level}return {torch}.func.jvp({passed}, {floating}, {given})[1]"]
-    return [ctx, f"*{tangents}"], body
+            *in_parentheses(f"{level}{floating} = ", moving, level, always=True)]
+    passed, chosen = f"{cls}.forward_pass", tangents
+    if labels:
+        passed, fixed = names.fresh("moved"), tuple(params.index(p) for p in labels)
+        body += [*function(passed, moving, "forward_pass with the labels held fixed.",
+                           call(f"{cls}.forward_pass", params, level + INDENT, "return "),
+                           level),
+                 f"{level}{tangents} = [{one} for {k}, {one} in enumerate({tangents}) "
+                 f"if {k} not in {fixed}]"]
+    return [ctx, f"*{tangents}"], [
+        *body,
+        f"{level}{given} = tuple({torch}.zeros_like({each}) if {one} is None else {one}",
+        f"{level}{' ' * len(f'{given} = tuple(')}for {each}, {one} in zip({floating}, "
+        f"{chosen}, strict=True))",
+        f"{level}return {torch}.func.jvp({passed}, {floating}, {given})[1]"]
 
 
 def jax_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None = None
