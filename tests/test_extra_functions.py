@@ -203,6 +203,9 @@ def test_differentials_read_as_the_textbook_writes_them() -> None:
     assert "dZ2 = H1 dW2 + dH1 W2 + 𝟙 db2ᵀ" in text
     assert "dL = tr((softmax(Z2) − Y)ᵀ dZ2) / N" in text
     assert "df = tr(X⁻¹ dX)" in derive("X: [n, n]; f = logdet(X)", ["X"], differential=True).text()
+    stacked = derive("X: [B, T, d]; W: [d, k]\nZ = tanh(X @ W)\nf = sum(Z)", ["W"],
+                     differential=True).text()
+    assert "dZ = (1 − tanh(X W)²) ⊙ (X dW)" in stacked      # not X broadcast(dW[None, :, :], …)
     inverse = derive("x: []; Y0: [n, n]; Y1: [n, n]; a: [n]\nS = Y0 + x * Y1\nf = a @ inv(S) @ a",
                      ["x"], differential=True).text()
     assert "dS = dx Y1" in inverse

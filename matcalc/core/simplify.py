@@ -298,6 +298,17 @@ def split_scalars(node: Node) -> tuple[list[Node], Node]:
     return scalars, arrays[0] if len(arrays) == 1 else make("mul", arrays)
 
 
+def unstacked(x: Node) -> Node:
+    """A stack that repeats one matrix, broadcast(W[None], [B, n, m]), as W (NumPy's @
+    broadcasts the stack axes itself, where the product keeps its shape)."""
+    if x.op != "broadcast" or x.rank < 3:
+        return x
+    inner = x.args[0]
+    while inner.op == "expand" and inner.attrs.axis == 0 and inner.rank > 2:
+        inner = inner.args[0]
+    return inner if inner.rank == 2 and inner.shape == x.shape[-2:] else x
+
+
 def matmul(a: Node, b: Node) -> Node:
     """NumPy ``a @ b``; scalars pulled out, identities dropped, ``x A`` written ``Aᵀ x``."""
     shape = matmul_shape(a.shape, b.shape)
@@ -322,7 +333,10 @@ def matmul(a: Node, b: Node) -> Node:
         return reduce_sum(make("matmul", (a, new_axis(b, 1))), a.rank - 1)
     if b.rank > 2 and a.rank == 1:                       # … a row
         return reduce_sum(make("matmul", (new_axis(a, 0), b)), b.rank - 2)
-    if a.rank > 2 or b.rank > 2:                         # stacks of matrices: as written
+    if a.rank > 2 or b.rank > 2:                         # stacks of matrices: as written,
+        for x, y in ((unstacked(a), unstacked(b)), (a, unstacked(b)), (unstacked(a), b)):
+            if (x, y) != (a, b) and matmul_shape(x.shape, y.shape) == shape:
+                return matmul(x, y)                      # a matrix repeated: the matrix
         return make("matmul", (a, b))
     if a.rank == 1 and b.rank == 2:
         return matmul(transpose(b), a)
