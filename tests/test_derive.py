@@ -34,6 +34,8 @@ CLASSIC = [
     ("x: [n]; exp(sum(x))", "x", "exp(sum(x)) 𝟙"),
     ("X: [N, D]; W: [D, H]; Y: [N, H]; sum((leaky_relu(X @ W, 0.2) - Y) ** 2)", "W",
      "2 Xᵀ ((leaky_relu(X W, 1/5) − Y) ⊙ leaky_relu′(X W, 1/5))"),
+    ("K: [n, n] symmetric; y: [n]; 0.5 * y @ solve(K, y) + 0.5 * logdet(K)", "K",
+     "(K⁻¹ − (K⁻¹ y) (K⁻¹ y)ᵀ) / 2"),                # a GP's ½(K⁻¹ − α αᵀ), α = K⁻¹ y
 ]
 
 

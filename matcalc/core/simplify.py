@@ -591,6 +591,8 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
         return transpose(make("inv", (args[0].args[0],)))
     if op == "solve" and args[1].op == "identity":    # A⁻¹ I = A⁻¹
         return apply("inv", args[0])
+    if op == "solve" and (pulled := split_scalars(args[1]))[0]:   # A⁻¹ (c b) = c A⁻¹ b
+        return mul(*pulled[0], apply("solve", args[0], pulled[1]))
     if op == "diag" and args[0].op == "broadcast" and args[0].rank == 1 and (
             not args[0].args[0].shape):
         return mul(args[0].args[0], make("identity", (), (args[0].shape[0],)))
