@@ -262,6 +262,9 @@ def test_forward_mode_works_through_the_torch_function(labels: bool) -> None:
         for a, b in zip(torch.utils._pytree.tree_leaves(got),
                         torch.utils._pytree.tree_leaves(expected), strict=True):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9, atol=1e-12)
+    # forward over forward: torch drops the outer tangent in a Function's jvp (zeros): refused
+    with pytest.raises(RuntimeError, match="forward mode over forward mode"):
+        torch.func.jacfwd(torch.func.jacfwd(ours, argnums=3), argnums=3)(*params)
 
 
 def test_torch_backward_skips_the_gradient_of_an_input_that_needs_none() -> None:

@@ -689,10 +689,19 @@ def forward_mode(cls: str, params: Sequence[str], labels: Sequence[str], ctx: st
                  names: Names, level: str) -> tuple[list[str], list[str]]:
     """The parameters and body of the Function's ``jvp``: ``torch.func.jvp`` of its
     ``forward_pass`` in the floating inputs (integer labels held fixed), a missing tangent 0."""
-    tangents, each, one, given, floating, k = (names.fresh(n) for n in (
-        "tangents", "x", "t", "given", "floating", "k"))
+    tangents, each, one, given, floating, k, level_ = (names.fresh(n) for n in (
+        "tangents", "x", "t", "given", "floating", "k", "level"))
     moving = [p for p in params if p not in labels]
-    body = [*unpacked(params, f"{ctx}.saved_tensors[:{len(params)}]", level),
+    functorch = f"{torch}._C._functorch"
+    body = [f"{level}if sum({level_}.key() == {functorch}.TransformType.Jvp",
+            f"{level}       for {level_} in {functorch}.get_interpreter_stack() or ()) > 1:",
+            f'{level}    raise RuntimeError("forward mode over forward mode (jacfwd of jacfwd, '
+            f'jvp of jvp) "',
+            f'{level}                       "is not supported through this Function: torch drops '
+            f'the outer "',
+            f'{level}                       "tangent in its jvp; use torch.func.hessian (jacfwd of '
+            f'jacrev)")',
+            *unpacked(params, f"{ctx}.saved_tensors[:{len(params)}]", level),
             *in_parentheses(f"{level}{floating} = ", moving, level, always=True)]
     passed, chosen = f"{cls}.forward_pass", tangents
     if labels:
