@@ -277,6 +277,23 @@ def test_an_entrywise_power_of_a_square_matrix_is_not_printed_as_a_matrix_power(
                                               ["A"]).latex()
 
 
+def test_a_note_on_notation_comes_only_with_results_that_show_it() -> None:
+    """scatter_add's note for the table's gradient, not for the other factor's b[tokens]; the
+    A^⊙k note where a result has such a power, not merely the program."""
+    lookup = "tokens: [B, T] labels; b: [V]; X: [B, T]\nf = sum(take(b, tokens, axis=0) * X)"
+    assert not any("scatter_add" in n for n in derive(lookup, ["X"]).notes)
+    assert any("scatter_add" in n for n in derive(lookup, ["b"]).notes)
+    outer = 'x: [B, n]\nf = sum(einsum("bi,bj->bij", x, x) ** 2)'
+    assert not any("A^⊙k" in n for n in derive(outer, ["x"]).notes)
+    assert any("A^⊙k" in n for n in derive(outer, ["x"], steps=True).notes)
+
+
+def test_reshape_sizes_print_as_shapes_do() -> None:
+    text = derive("X: [B, T, h, k]; W: [k, k]\nY = reshape(X @ W, [B, T, h * k])\n"
+                  "f = sum(Y ** 3)", ["W"], steps=True).text()
+    assert "Y = reshape(X W, [B, T, h·k])" in text and "reshape(δ1, [B, T, h, k])" in text
+
+
 def test_comparisons_print_as_the_program_wrote_them() -> None:
     """Not where(−d > -1, …) with an ASCII minus: d < 1; d ≥ −2 for −d ≤ 2."""
     result = derive("x: [n]; y: [n]\nd = x - y\n"

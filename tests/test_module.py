@@ -267,6 +267,27 @@ def test_forward_mode_works_through_the_torch_function(labels: bool) -> None:
         torch.func.jacfwd(torch.func.jacfwd(ours, argnums=3), argnums=3)(*params)
 
 
+@pytest.mark.parametrize("name", ["zip", "sum", "tuple", "enumerate", "inputs", "moved"])
+def test_forward_mode_through_the_torch_function_with_a_builtin_for_a_name(name: str) -> None:
+    """The jvp keeps the inputs in a tuple: a variable named zip or sum does not hide the
+    builtins it calls (a TypeError or UnboundLocalError before)."""
+    torch = pytest.importorskip("torch")
+    source = f"{name}: [N, D]; y: [N] labels; W: [D, C]\nL = softmax_cross_entropy({name} @ W, y)"
+    module = lambdify(source, [name, "W"], target="torch")
+    rng = np.random.default_rng(4)
+    X, W = (torch.tensor(rng.normal(size=s)) for s in ((5, 3), (3, 4)))
+    y = torch.tensor([0, 3, 1, 1, 2])
+
+    def reference(X, W):
+        return torch.nn.functional.cross_entropy(X @ W, y)
+
+    got = torch.func.hessian(lambda X, W: module.L(X, y, W), argnums=(0, 1))(X, W)
+    expected = torch.func.hessian(reference, argnums=(0, 1))(X, W)
+    for a, b in zip(torch.utils._pytree.tree_leaves(got),
+                    torch.utils._pytree.tree_leaves(expected), strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9, atol=1e-12)
+
+
 def test_torch_backward_skips_the_gradient_of_an_input_that_needs_none() -> None:
     """The data X needs no gradient: its product δ3 W1ᵀ is not computed (three products in the
     backward pass, not four), as in PyTorch's own backward; asked for, dX is right."""

@@ -248,8 +248,9 @@ class OpDef:
     """The names of the node's ``attrs``, in order (``axis``, ``keepdims``)."""
     elementwise: bool = False
     """Applied entry by entry, arguments broadcast together."""
-    linear: bool = False
-    """Scalars factor out of it: ``diag(2 x) = 2 diag(x)``."""
+    linear: bool | tuple[int, ...] = False
+    """Scalars factor out of it: ``diag(2 x) = 2 diag(x)``; a tuple names the arguments it is
+    linear in, the others kept (``solve(A, 2 b) = 2 solve(A, b)``, but not in A)."""
     symmetric: bool = False
     """Symmetric matrix arguments (and scalars) give a symmetric matrix."""
     kink: str | None = None

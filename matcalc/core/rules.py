@@ -575,7 +575,7 @@ define("inv", square_to_same("inv"), [
 ], symmetric=True, domain="well_conditioned", numpy="{_inv}({0})",
        torch="{xp}.linalg.inv({0})", **OWN_PRINTER)
 define("solve", solve_shape, [solve_matrix_rule, solve_rhs_rule], domain="well_conditioned",
-       numpy="{_solve}({0}, {1})", torch="{xp}.linalg.solve({0}, {1})", **OWN_PRINTER)
+       linear=(1,), numpy="{_solve}({0}, {1})", torch="{xp}.linalg.solve({0}, {1})", **OWN_PRINTER)
 define("diag", diag_shape, [diag_rule], linear=True, numpy="{xp}.diag({0})")
 define("sym", square_to_same("sym"), [lambda g, out, x: sym(g)], linear=True,
        symmetric=True, internal=True, numpy="({p0} + {p0}.T) / 2", **OWN_PRINTER)  # (X + Xᵀ)/2

@@ -591,13 +591,13 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
         return transpose(make("inv", (args[0].args[0],)))
     if op == "solve" and args[1].op == "identity":    # A⁻¹ I = A⁻¹
         return apply("inv", args[0])
-    if op == "solve" and (pulled := split_scalars(args[1]))[0]:   # A⁻¹ (c b) = c A⁻¹ b
-        return mul(*pulled[0], apply("solve", args[0], pulled[1]))
     if op == "diag" and args[0].op == "broadcast" and args[0].rank == 1 and (
             not args[0].args[0].shape):
         return mul(args[0].args[0], make("identity", (), (args[0].shape[0],)))
-    if OPERATIONS[op].linear:                          # before any rewrite of the operation
-        pulled = [split_scalars(a) for a in args]
+    linear = OPERATIONS[op].linear
+    if linear:                                         # before any rewrite of the operation
+        pulled = [split_scalars(a) if linear is True or i in linear else ([], a)
+                  for i, a in enumerate(args)]
         scalars = [s for found, _ in pulled for s in found]
         if scalars:
             return mul(*scalars, apply(op, *(rest for _, rest in pulled), attrs=attrs))

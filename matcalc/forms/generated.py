@@ -688,10 +688,12 @@ def torch_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None
 def forward_mode(cls: str, params: Sequence[str], labels: Sequence[str], ctx: str, torch: str,
                  names: Names, level: str) -> tuple[list[str], list[str]]:
     """The parameters and body of the Function's ``jvp``: ``torch.func.jvp`` of its
-    ``forward_pass`` in the floating inputs (integer labels held fixed), a missing tangent 0."""
-    tangents, each, one, given, floating, k, level_ = (names.fresh(n) for n in (
-        "tangents", "x", "t", "given", "floating", "k", "level"))
-    moving = [p for p in params if p not in labels]
+    ``forward_pass`` in the floating inputs (integer labels held fixed), a missing tangent 0.
+    The inputs stay in a tuple, not in variables of their own names, which could hide the
+    builtins it calls (a variable named ``zip`` or ``sum``)."""
+    tangents, inputs, subset, each, one, given, level_, moving, values, merged, value = (
+        names.fresh(n) for n in ("tangents", "inputs", "primals", "x", "t", "given", "level",
+                                 "moving", "values", "merged", "value"))
     functorch = f"{torch}._C._functorch"
     body = [f"{level}if sum({level_}.key() == {functorch}.TransformType.Jvp",
             f"{level}       for {level_} in {functorch}.get_interpreter_stack() or ()) > 1:",
@@ -701,22 +703,31 @@ def forward_mode(cls: str, params: Sequence[str], labels: Sequence[str], ctx: st
             f'the outer "',
             f'{level}                       "tangent in its jvp; use torch.func.hessian (jacfwd of '
             f'jacrev)")',
-            *unpacked(params, f"{ctx}.saved_tensors[:{len(params)}]", level),
-            *in_parentheses(f"{level}{floating} = ", moving, level, always=True)]
-    passed, chosen = f"{cls}.forward_pass", tangents
+            f"{level}{inputs} = {ctx}.saved_tensors[:{len(params)}]"]
+    listed = f"{body[-1]}   # {', '.join(params)}"
+    if len(listed) <= WIDTH:
+        body[-1] = listed
+    passed, primals = f"{cls}.forward_pass", inputs
     if labels:
-        passed, fixed = names.fresh("moved"), tuple(params.index(p) for p in labels)
-        body += [*function(passed, moving, "forward_pass with the labels held fixed.",
-                           call(f"{cls}.forward_pass", params, level + INDENT, "return "),
+        fixed = tuple(k for k, p in enumerate(params) if p in labels)
+        inner = level + INDENT
+        passed, primals = names.fresh("moved"), subset
+        body += [f"{level}{moving} = [{each} for {each} in range({len(params)}) if {each} not in "
+                 f"{fixed}]   # labels held fixed",
+                 *function(passed, [f"*{values}"], "forward_pass with the labels held fixed.", [
+                     f"{inner}{merged} = list({inputs})",
+                     f"{inner}for {each}, {value} in zip({moving}, {values}, strict=True):",
+                     f"{inner}{INDENT}{merged}[{each}] = {value}",
+                     f"{inner}return {cls}.forward_pass(*{merged})"],
                            level),
-                 f"{level}{tangents} = [{one} for {k}, {one} in enumerate({tangents}) "
-                 f"if {k} not in {fixed}]"]
+                 f"{level}{tangents} = tuple({tangents}[{each}] for {each} in {moving})",
+                 f"{level}{primals} = tuple({inputs}[{each}] for {each} in {moving})"]
     return [ctx, f"*{tangents}"], [
         *body,
         f"{level}{given} = tuple({torch}.zeros_like({each}) if {one} is None else {one}",
-        f"{level}{' ' * len(f'{given} = tuple(')}for {each}, {one} in zip({floating}, "
-        f"{chosen}, strict=True))",
-        f"{level}return {torch}.func.jvp({passed}, {floating}, {given})[1]"]
+        f"{level}{' ' * len(f'{given} = tuple(')}for {each}, {one} in zip({primals}, "
+        f"{tangents}, strict=True))",
+        f"{level}return {torch}.func.jvp({passed}, {primals}, {given})[1]"]
 
 
 def jax_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None = None

@@ -338,17 +338,17 @@ def notes(program: Program, gradients: Sequence[Gradient], shown: Sequence[Node]
                    if op in CONVENTIONS]
     if conventions:
         found.append("where a derivative jumps: " + "; ".join(conventions) + ".")
-    printed = {n.op for n in postorder([*(g.expr for g in gradients), *shown])}
+    printed = postorder([*(g.expr for g in gradients), *shown])
+    printed_ops = {n.op for n in printed}
     found += [ASSUMPTIONS[op] + "." for op in dict.fromkeys(n.op for n in order)
-              if op in ASSUMPTIONS and NOTATION.get(op, printed) & printed]
+              if op in ASSUMPTIONS and NOTATION.get(op, printed_ops) & printed_ops]
     if any(n.rank > 2 for n in order):
         found.append(STACKS_NOTE)
     if any(n.op == "gelu" for n in order) and any(g.kind == "grad" for g in gradients):
         found.append(GELU_NOTE)
     if any(n.op == "standardize" for n in order):
         found.append(STANDARDIZE_NOTE)
-    if any(n.op == "pow" and hadamard_power(n.args[0])
-           for n in postorder([*(g.expr for g in gradients), *shown])):
+    if any(n.op == "pow" and hadamard_power(n.args[0]) for n in printed):
         found.append(HADAMARD_POWER_NOTE)
     undepended = [name for name, node in program.intermediates.items() if node not in depends]
     read = read_by_last(program.source) if undepended else set()

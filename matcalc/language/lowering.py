@@ -808,8 +808,8 @@ class Lowering:
         """Why ``e`` is not a size, for a name no shape declares or a negative number."""
         if isinstance(e, syntax.Name):
             hint = did_you_mean(e.id, self.program.dims)
-            return f"; `{e.id}` is not the name of a size in any declaration.{hint}" if (
-                hint) else f"; `{e.id}` is not the name of a size in any declaration"
+            return f"; `{e.id}` is not the name of a size in any declaration" + (
+                f".{hint}" if hint else "")
         if isinstance(e, syntax.UnaryOp) and e.op == "-":
             return "; -1 (a size to infer) is not taken: write the size"
         return ""
