@@ -497,7 +497,8 @@ elementwise("normal_cdf", lambda g, out, x: g * normal_pdf(x), real.normal_cdf, 
             numpy="{_normal_cdf}({0})", torch="{xp}.special.ndtr({0})")   # both tails exact
 elementwise("normal_pdf", lambda g, out, x: -(g * x * out), real.normal_pdf,     # φ′ = −x φ
             internal=True, text="φ", latex=r"\phi",
-            numpy="{xp}.exp(-0.5 * {p0} ** 2) / {math}.sqrt(2 * {math}.pi)")
+            numpy="{_normal_pdf}({0})",
+            torch="{xp}.exp(-0.5 * {p0} ** 2) / {math}.sqrt(2 * {math}.pi)")
 define("maximum", broadcast_shape, [
     lambda g, out, a, b: g * heaviside(a - b),          # 1 where a > b, ½ at a tie (PyTorch)
     lambda g, out, a, b: g * heaviside(b - a),

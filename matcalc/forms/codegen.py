@@ -349,6 +349,14 @@ def {_ones}(n, dtype, column=False):
             {xp}.divide(1.0, z, out=into[start:start + 32768])
             start += 32768
     return out''',
+    "_normal_pdf": '''def {_normal_pdf}(x):
+    """φ(x) = exp(−x²/2) / √(2π), the standard normal density, in place on one new array."""
+    x = {xp}.asarray(x)
+    out = {xp}.multiply(x, x, out={xp}.empty(x.shape, {xp}.result_type(x, 0.5)))
+    out *= -0.5
+    {xp}.exp(out, out=out)
+    out *= 0.3989422804014327                          # 1 / √(2π)
+    return out''',
     "_erf": '''def {_erf}(x):
     """The error function, entry by entry (NumPy has none; SciPy's is vectorised)."""
     from scipy.special import erf
@@ -519,6 +527,9 @@ JAX_HELPERS = {
     \"\"\"Φ(x), the standard normal distribution function.\"\"\"
     from jax.scipy.special import ndtr
     return ndtr(x)""",
+    "_normal_pdf": """def {_normal_pdf}(x):
+    \"\"\"φ(x) = exp(−x²/2) / √(2π), the standard normal density.\"\"\"
+    return {xp}.exp(-0.5 * x * x) * 0.3989422804014327""",
     "_erf": """def {_erf}(x):
     \"\"\"The error function, entry by entry.\"\"\"
     from jax.scipy.special import erf

@@ -33,8 +33,8 @@ SIZE_BOUND = 4
 HOSTILE_NAMES = (
     "np", "math", "torch", "jax", "ctx", "value", "value_and_grad", "value_and_vjp",
     "grad_output", "SHAPES", "_check_shapes", "_sigmoid", "_softmax", "_log_softmax",
-    "_logsumexp", "_sum_along", "_normal_cdf", "delta1", "delta2", "t", "t1", "t2", "dx", "dX",
-    "grad_x", "mask", "mask1",
+    "_logsumexp", "_sum_along", "_normal_cdf", "_normal_pdf", "delta1", "delta2", "t", "t1", "t2",
+    "dx", "dX", "grad_x", "mask", "mask1",
     "softmax_Z", "inv_A", "det_A", "elta1", "et_A", "len", "sum", "print", "range", "float",
     "int", "object", "type", "id", "map", "zip", "dict", "list", "tuple", "str", "i", "j", "k",
     "f", "L", "_", "e",
