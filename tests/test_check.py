@@ -32,6 +32,14 @@ def test_check_passes_with_a_line_per_variable() -> None:
     assert lines[-1].startswith("PASS")
 
 
+def test_repeated_dims_options_add_up() -> None:
+    result = run("check", MLP, "--wrt", "b2", "--dims", "N=8,D=5", "--dims", "H=4", "--dims", "C=3")
+    assert result.exit_code == 0, result.output
+    assert "N=8, D=5, C=3, H=4" in result.output.splitlines()[0]
+    twice = run("check", MLP, "--wrt", "b2", "--dims", "N=8", "--dims", "N=9")
+    assert twice.exit_code != 0 and "gives `N` twice" in twice.output
+
+
 def test_check_fails_on_a_wrong_gradient(monkeypatch) -> None:
     real = check_gradient
 

@@ -146,6 +146,9 @@ def test_a_tangent_left_out_is_zero_and_a_misnamed_one_is_refused() -> None:
         module.hvp(**arrays, v={"s": np.float64(1.0)})
     with pytest.raises(ValueError, match=r"v\['x'\]: expected the shape of x"):
         module.hvp(**arrays, v={"s": np.float64(1.0), "x": np.ones(7)})
+    alone = lambdify(source, ["x"], emit=("hvp",))
+    with pytest.raises(ValueError, match=r"v\['x'\] \(or v\): expected the shape of x"):
+        alone.hvp(**arrays, v=np.ones(7))
 
 
 def test_second_derivatives_need_a_scalar_function_and_emit_names_what_it_knows() -> None:

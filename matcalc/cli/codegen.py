@@ -26,9 +26,10 @@ from matcalc.proofs.testing import check_gradient
 WRT = wrt_option("Variable to differentiate with respect to (repeatable).")
 
 
-def parse_dims(text: str | None) -> dict[str, int]:
-    """``n=3,m=4`` as ``{"n": 3, "m": 4}``: names, and sizes that are positive integers."""
-    items = [item for item in (text or "").split(",") if item.strip()]
+def parse_dims(texts: tuple[str, ...]) -> dict[str, int]:
+    """``n=3,m=4`` (the option given once or more) as ``{"n": 3, "m": 4}``: names, and sizes
+    that are positive integers."""
+    items = [item for text in texts for item in text.split(",") if item.strip()]
     return pairs("--dims", items, size, "NAME=SIZE",
                  "SIZE must be a positive integer, e.g. n=3,m=4")
 
@@ -44,8 +45,8 @@ RANDOM_SIZE_MAX = 5
 @click.option("--target", type=click.Choice(TARGETS), default="numpy", show_default=True,
               help="numpy: value and value_and_grad; torch: a torch.autograd.Function; jax: a "
               "jax.numpy function with the gradient attached by jax.custom_vjp.")
-@click.option("--dims", metavar="h=4", help="Sizes the code cannot read off its inputs' shapes "
-              "(h in [B, T, h * k]), fixed in the code.")
+@click.option("--dims", metavar="h=4", multiple=True, help="Sizes the code cannot read off its "
+              "inputs' shapes (h in [B, T, h * k]), fixed in the code (repeatable).")
 @click.option("--emit", metavar="grad,hessian,…", default="grad", show_default=True,
               help="The functions to generate, comma-separated: grad (value_and_grad), jacobian "
               "(value_and_jacobian), hessian, hvp (Hessian-vector products), jvp (forward "
@@ -57,7 +58,7 @@ RANDOM_SIZE_MAX = 5
 @click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
 @reports_user_errors
 def codegen(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], target: str,
-            dims: str | None, emit: str, layout: str | None, output: str | None, force: bool
+            dims: tuple[str, ...], emit: str, layout: str | None, output: str | None, force: bool
             ) -> None:
     """A standalone Python module computing the function and its derived gradients."""
     wanted = [part.strip() for part in emit.split(",") if part.strip()]
@@ -74,14 +75,15 @@ def codegen(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], ta
 @click.argument("source")
 @WRT
 @declarations_option
-@click.option("--dims", metavar="n=3,m=4", help="Sizes to check at (small random sizes if not).")
+@click.option("--dims", metavar="n=3,m=4", multiple=True,
+              help="Sizes to check at (small random sizes if not; repeatable).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Random seed.")
 @click.option("--rtol", type=PositiveNumber(), default=1e-5, show_default=True,
               help="Largest error allowed, relative to the larger of 1 and the gradient.")
 @reports_user_errors
-def check(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], dims: str | None,
-          seed: int, rtol: float) -> None:
+def check(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...],
+          dims: tuple[str, ...], seed: int, rtol: float) -> None:
     """Prove the derived gradients against central finite differences; exit 1 on a FAIL."""
     text, sizes = read_source(source), parse_dims(dims)
     program = parse(text, declarations)

@@ -442,6 +442,9 @@ def bound(extra: Extra, names: Names, block: Block) -> list[str]:
                      if single else f"{INDENT}{check_keys}")
     for target, source, variable in extra.bindings:
         what = source.split(" if ")[0].replace('"', "'")
+        alone = source.split(" else ")[-1]
+        if extra.keyed is not None and alone == extra.keyed[0]:   # an array, or a dictionary
+            what = f"{what} (or {alone})"
         lines.append(f"{INDENT}{target} = {source}")
         if block.dialect is TORCH:               # NumPy arrays and numbers as tensors too
             torch = used_alias(names, block, "torch")
