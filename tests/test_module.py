@@ -420,3 +420,24 @@ def test_a_coefficient_below_the_smallest_float_reciprocal_is_multiplied() -> No
     module = lambdify("x: [n]\nsum(1e-320 * x * x)", ["x"])
     value, grad = module.value_and_grad(x=np.array([3.0, 4.0]))
     assert value == 1e-320 * 25.0 and grad["x"][1] == 2e-320 * 4.0
+
+
+@pytest.mark.parametrize("source, reference", [
+    ("x: [n]\nL = sum(where(x > 0, x, 2 * x) ** 2)",
+     lambda x: (x.where(x > 0, 2 * x) ** 2).sum()),
+    ("x: [n]\nL = sum(where(abs(x) <= 1, x ** 2 / 2, abs(x) - 1 / 2) * exp(x))",
+     lambda x: ((x ** 2 / 2).where(x.abs() <= 1, x.abs() - 1 / 2) * x.exp()).sum()),
+])
+def test_forward_mode_through_the_torch_function_that_keeps_a_mask(source, reference) -> None:
+    """A kept mask (x > 0) has no tangent: the jvp gives None for it, as torch requires (it
+    raised "returned a gradient at position 1, but … not a differentiable Tensor")."""
+    torch = pytest.importorskip("torch")
+    module = lambdify(source, ["x"], target="torch")
+    x = torch.tensor([0.7, -1.3, 2.1, -0.4, 0.2], dtype=torch.float64)
+    t = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    for transform in (torch.func.hessian, torch.func.jacfwd,
+                      lambda f: lambda x: torch.func.jvp(f, (x,), (t,))):
+        got, expected = transform(module.L)(x), transform(reference)(x)
+        for a, b in zip(torch.utils._pytree.tree_leaves(got),
+                        torch.utils._pytree.tree_leaves(expected), strict=True):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-14)

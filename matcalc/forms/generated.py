@@ -693,10 +693,12 @@ def forward_mode(cls: str, params: Sequence[str], labels: Sequence[str], ctx: st
     """The parameters and body of the Function's ``jvp``: ``torch.func.jvp`` of its
     ``forward_pass`` in the floating inputs (integer labels held fixed), a missing tangent 0.
     The inputs stay in a tuple, not in variables of their own names, which could hide the
-    builtins it calls (a variable named ``zip`` or ``sum``)."""
-    tangents, inputs, subset, each, one, given, level_, moving, values, merged, value = (
-        names.fresh(n) for n in ("tangents", "inputs", "primals", "x", "t", "given", "level",
-                                 "moving", "values", "merged", "value"))
+    builtins it calls (a variable named ``zip`` or ``sum``). A kept mask (``x > 0``) has no
+    tangent: None, as torch requires."""
+    (tangents, inputs, subset, each, one, given, level_, moving, values, merged, value, outputs,
+     moved_out) = (names.fresh(n) for n in (
+        "tangents", "inputs", "primals", "x", "t", "given", "level", "moving", "values", "merged",
+        "value", "outputs", "tangents_out"))
     functorch = f"{torch}._C._functorch"
     body = [f"{level}if sum({level_}.key() == {functorch}.TransformType.Jvp",
             f"{level}       for {level_} in {functorch}.get_interpreter_stack() or ()) > 1:",
@@ -730,7 +732,9 @@ def forward_mode(cls: str, params: Sequence[str], labels: Sequence[str], ctx: st
         f"{level}{given} = tuple({torch}.zeros_like({each}) if {one} is None else {one}",
         f"{level}{' ' * len(f'{given} = tuple(')}for {each}, {one} in zip({primals}, "
         f"{tangents}, strict=True))",
-        f"{level}return {torch}.func.jvp({passed}, {primals}, {given})[1]"]
+        f"{level}{outputs}, {moved_out} = {torch}.func.jvp({passed}, {primals}, {given})",
+        f"{level}return tuple({one} if {each}.is_floating_point() else None",
+        f"{level}             for {each}, {one} in zip({outputs}, {moved_out}, strict=True))"]
 
 
 def jax_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None = None

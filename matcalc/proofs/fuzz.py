@@ -540,7 +540,9 @@ def path_torch(context: Context) -> None:
 
 
 def path_torch_func(context: Context) -> None:
-    """The torch module under ``torch.func.grad`` (or ``vjp``) and ``torch.func.vmap``."""
+    """The torch module under ``torch.func.grad`` (or ``vjp``), ``torch.func.vmap`` and
+    ``torch.func.jvp`` (its tangent along another draw, against the reference's gradients:
+    ⟨ḡ, J t⟩ = Σ ⟨Jᵀ ḡ, t⟩)."""
     apply = torch_apply(context)
     fixed = tensors(context.arrays, grad=False)
     floats = context.floats
@@ -550,16 +552,20 @@ def path_torch_func(context: Context) -> None:
 
     args = [fixed[n] for n in floats]
     value = context.value()
+    g = context.grad_output() if value.shape else np.ones(())
     if value.shape:
-        g = context.grad_output()
         got = generated(lambda: torch.func.vjp(f, *args)[1](torch.tensor(g)))
-        want = context.gradients(floats, g)
+        grads = context.gradients(floats, g)
     else:
         got = generated(lambda: torch.func.grad(f, argnums=tuple(range(len(args))))(*args))
-        want = context.gradients(floats)
+        grads = context.gradients(floats)
     for name, grad in zip(floats, got, strict=True):
-        compare("gradient", grad, want[name])
+        compare("gradient", grad, grads[name])
     other = context.draw()
+    directions = tuple(torch.tensor(other[n]) for n in floats)
+    moved = generated(lambda: torch.func.jvp(f, tuple(args), directions)[1])
+    compare("jvp", np.sum(as_array(moved) * g),
+            np.sum([np.sum(grads[n] * other[n]) for n in floats]))
     more = [torch.tensor(other[n]) for n in floats]
     batched = generated(lambda: torch.func.vmap(f)(*map(torch.stack, zip(args, more,
                                                                          strict=True))))
