@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from matcalc import lambdify
 from matcalc.cli import cli  # registers codegen and check
-from matcalc.proofs.testing import assert_backward, check_gradient
+from matcalc.proofs.testing import assert_backward, check_gradient, precise_value
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 MLP = str(EXAMPLES / "mlp.mc")
@@ -207,3 +207,22 @@ def test_a_large_term_the_variable_does_not_touch_is_not_a_false_fail() -> None:
     assert check_gradient(source, ["x"]).passed
     wrong = check_gradient(source, ["x"], gradients=lambda **a: (0.0, {"x": 1.1 * np.cos(a["x"])}))
     assert not wrong.passed
+
+
+def test_a_text_that_loses_precision_is_differenced_as_matcalc_computes_it() -> None:
+    """log(1 − σ(30 x)) rounds in float64 (1 − σ(30) is 1e-13): its differences were wrong by
+    up to 100%, a false FAIL of a right gradient (a VAE's Bernoulli likelihood too)."""
+    result = run("check", "x: [n]\nf = sum(log(1 - sigmoid(30 * x)))", "--wrt", "x")
+    assert result.exit_code == 0, result.output
+    assert "loses precision in float64" in result.output
+
+
+def test_a_value_matcalc_gets_wrong_is_not_taken_for_lost_precision() -> None:
+    """Only a text that comes to matcalc's value in long double gives way to it."""
+    def text(x):
+        return np.sum(np.log(1 - 1 / (1 + np.exp(-30 * x))))
+
+    x = {"x": np.array([1.0, 1.1, 0.2])}
+    assert precise_value(text, lambda x: np.sum(-np.logaddexp(0, 30 * x)), x)[1] > 0
+    for wrong in (lambda x: text(x) * (1 + 1e-6), lambda x: text(x) + 1e-12):
+        assert precise_value(text, wrong, x) == (text, 0.0)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from matcalc import derive
+from matcalc.errors import MatcalcError
 from matcalc.proofs.evaluation import evaluator, function_value
 from matcalc.proofs.finite_differences import numeric_jacobian, relative_error
 
@@ -326,3 +328,18 @@ def test_steps_name_the_paths_each_error_signal_comes_back_through() -> None:
     assert lines["∂f/∂a"].endswith("= a ⊙ cos(a) + b   [n]   back through b, c")
     check_numerically(derive("x: [n]; a = exp(x); b = sin(a); c = a * b; sum(c)", ["x"]),
                       {"n": 3})
+
+
+@pytest.mark.parametrize("source, says", [
+    ("x: [n]\nf = sum(x / (x - x))", "a division by an array that is 0 for every input"),
+    ("x: [n]\nf = sum(1 / (x - x))", "a division by an array that is 0 for every input"),
+    ("x: [n]\nf = sum(log(x - x))", "log(0) is not finite"),
+    ("x: []\nf = log(x - x) + x", "log(0) is not finite"),
+    ("X: [n, n]\nf = logdet(X - X)", "logdet of a zero matrix"),
+])
+def test_a_function_defined_nowhere_is_refused(source: str, says: str) -> None:
+    """x − x is 0 for every input: 1/(x − x), log(x − x) and logdet(X − X) are defined nowhere.
+    They printed ∂f/∂x = 1 / 0, or 0 with "f does not depend on x"; the scalar 1/(x − x) was
+    already refused."""
+    with pytest.raises(MatcalcError, match=re.escape(says)):
+        derive(source, [source[0]])

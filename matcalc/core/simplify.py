@@ -271,6 +271,9 @@ def power(base: Node, exponent: Node) -> Node:
         return broadcast_to(const(1), shape)
     if k == 1:
         return base
+    if base.op == "zeros" and k.is_negative:
+        raise MatcalcError("a division by an array that is 0 for every input (it simplifies to "
+                           "0, as x − x does): the function is defined nowhere")
     value = const_value(base)
     if value is not None:
         return const(fold_power(value, k))
@@ -556,6 +559,10 @@ def folded(op: str, args: Sequence[Node]) -> Node | None:
     if function is None or any(v is None for v in values):   # numbers and sizes (√k) alike
         return None
     result = function(*values)
+    if result.has(sympy.zoo, sympy.oo, sympy.nan):
+        raise MatcalcError(f"{op}({', '.join(map(str, values))}) is not finite, and the "
+                           f"argument of {op} is that for every input (it simplifies to a "
+                           "number, as x − x does): the function is defined nowhere")
     if not (result.is_real and result.is_finite):
         return None
     shape = broadcast_shapes(*(a.shape for a in args))
@@ -579,8 +586,9 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
         return number
     if op in ("softmax", "log_softmax"):                # one node whichever way the axis is named
         attrs = OPERATIONS[op].record(last_axis(args[0], attrs[0]))
-    if op == "inv" and is_zero(args[0]):
-        raise MatcalcError("inv of a zero matrix: it has no inverse")
+    if op in ("inv", "logdet", "solve") and is_zero(args[0]):
+        raise MatcalcError(f"{op} of a zero matrix (it simplifies to 0, as X − X does): "
+                           "it has no inverse")
     if op == "vec" and args[0].rank <= 1:              # a vector is its own vec
         return args[0]
     if op == "sym" and is_symmetric(args[0]):          # a symmetric matrix is its own sym

@@ -86,6 +86,9 @@ class CheckReport:
     function: str
     variables: list[VariableCheck]
     draws: list[dict[str, int]] = field(default_factory=list)
+    imprecise: float = 0.0
+    """The largest relative difference, at a draw, between the program's text in float64 and
+    matcalc's value where the text loses precision (0: it never did)."""
 
     @property
     def passed(self) -> bool:
@@ -100,9 +103,14 @@ class CheckReport:
         failed = sum(not v.passed for v in self.variables)
         verdict = ("PASS: every gradient agrees with central finite differences" if not failed
                    else f"FAIL: {failed} of {len(self.variables)} gradients disagree")
+        note = (f"note: at some draws the program as written loses precision in float64 (its "
+                f"value differs from matcalc's by {self.imprecise:.1e}, relative, and in long "
+                "double it comes to matcalc's): there the differences are of matcalc's value, "
+                "computed in the stable form it recognised (−softplus(u) for log(1 − σ(u)))")
         return "\n".join([f"gradients of {self.function} against central differences, float64, "
                           f"{len(self.draws)} draws ({sizes})",
-                          *(v.line(width, shape_width) for v in self.variables), verdict])
+                          *(v.line(width, shape_width) for v in self.variables), verdict,
+                          *[note] * bool(self.imprecise)])
 
 
 def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str, int] | None = None,
@@ -123,7 +131,8 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
                            f" (its sizes: {', '.join(program.dims) or 'none'})")
     rng = np.random.default_rng(seed)
     program = dataclasses.replace(program, sizes=fixed_draw(program, rng, dims or {}))
-    gradients = gradients or lambdify(program, wrt).value_and_grad
+    module = lambdify(program, wrt)
+    gradients = gradients or module.value_and_grad
     value = function_value(program)        # from the source text, not the derived IR
     checks = {w: VariableCheck(w, shape_str(program.lookup(w).shape), 0) for w in wrt}
     checked = program.function_name if program.seed is None else (
@@ -136,14 +145,46 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
         sizes, arrays, grads = differentiable_draw(program, dims or {}, rng, gradients,
                                                    list(checks))
         report.draws.append({k: sizes[k] for k in program.dims})
+        f, lost = precise_value(value, module.value, arrays)
+        report.imprecise = max(report.imprecise, lost)
         for k, (name, check) in enumerate(checks.items()):
             if progress is not None:
                 progress(draw * len(checks) + k, draws * len(checks), name)
-            record(check, grads[name], arrays, name, value, rng, rtol,
+            record(check, grads[name], arrays, name, f, rng, rtol,
                    has_property(program.lookup(name), "symmetric"))
         for jac in jacobians:
             jac.record(arrays, rtol)
     return report
+
+
+AGREEMENT = 1e-13
+"""Relative difference of the text's value and matcalc's beyond which the text may have lost
+precision (they agree to ~1e-15 where it has not; differences of step ~1e-6 magnify an error
+of the value a millionfold)."""
+
+
+def precise_value(text: Callable[..., object], own: Callable[..., object],
+                  arrays: Mapping[str, np.ndarray]) -> tuple[Callable[..., object], float]:
+    """The function to difference at ``arrays``: the program's text, independent of matcalc,
+    unless it loses precision there in float64, which shows as a value that moves to matcalc's
+    when the text is computed in long double (1 − σ(30) rounds in float64); then matcalc's
+    value, and the text's relative difference from it (else 0). A value matcalc gets wrong
+    stays as far from the text's in long double: it is differenced as written, and fails."""
+    with np.errstate(all="ignore"):
+        mine = np.asarray(own(**arrays), dtype=float)
+        written = np.asarray(text(**arrays), dtype=float)
+        scale = max(1.0, float(np.max(np.abs(mine), initial=0.0)))
+        lost = float(np.max(np.abs(written - mine), initial=0.0)) / scale
+        if not lost > AGREEMENT:                            # agreeing (or NaN: not decided here)
+            return text, 0.0
+        try:
+            longer = np.asarray(text(**{k: np.asarray(v).astype(np.longdouble)
+                                        if np.asarray(v).dtype.kind == "f" else v
+                                        for k, v in arrays.items()}), dtype=np.longdouble)
+        except (TypeError, ValueError, np.linalg.LinAlgError):  # linalg has no long double
+            return text, 0.0
+        closer = float(np.max(np.abs(longer - mine), initial=0.0)) / scale
+    return (own, lost) if closer <= lost / 10 else (text, 0.0)
 
 
 FINITE_TRIES = 10
