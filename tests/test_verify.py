@@ -304,3 +304,22 @@ def test_expansion_agrees_with_the_generated_code(name: str) -> None:
     tensor = expander(node)
     got = np.array([float(e.xreplace(point)) for e in tensor.flat]).reshape(tensor.shape)
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("claim, note", [
+    ("S: [n, n] symmetric; f = logdet(S); claim grad(f, S) = 2 * inv(S) - diag(diag(inv(S)))",
+     "the claim is the Matrix Cookbook's G + Gᵀ − I ⊙ G"),
+    ("S: [n, n] symmetric; A: [n, n]; f = trace(A @ S); claim grad(f, S) = A.T",
+     "the claim is an unconstrained gradient G"),
+    ("S: [n, n] symmetric; A: [n, n]; f = trace(A @ S); claim grad(f, S) = A @ A",
+     "matcalc's gradient is the one among symmetric matrices"),
+])
+def test_a_claim_for_a_symmetric_variable_names_the_convention(claim: str, note: str) -> None:
+    """The Cookbook's symmetric formulas and unconstrained gradients fail against matcalc's
+    (G + Gᵀ)/2, and the verdict says which convention the claim holds in (a teacher read a
+    plain FAIL against a "truth" as a wrong identity)."""
+    verdict = verify_claim(claim)
+    assert verdict.verdict == FAIL
+    assert any(note in line for line in verdict.exact_detail)
+    assert ("so under that convention it holds" in " ".join(verdict.exact_detail)) == (
+        "A @ A" not in claim)

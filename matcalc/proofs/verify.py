@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import sympy
 
-from matcalc.core.ir import ONE, Node, const_value, identity, shape_str
+from matcalc.core.ir import ONE, Node, const_value, has_property, identity, shape_str
 from matcalc.core.simplify import apply
 from matcalc.errors import MatcalcError, did_you_mean
 from matcalc.forms.codegen import numpy_block
@@ -400,10 +400,12 @@ def compare_exactly(program: Program, claim: Claim, derivation: Derivation,
         derived = check.tensor(expr, signals)
         truth = in_vec_layout(check.truth(claim.kind, claim.wrt), derived.shape,
                               program.variables[claim.wrt].rank)
-        verdict, why = check.compare(check.tensor(claim.expr), truth, derived.shape, "claim ",
-                                     prove=i == 0)
+        claimed = check.tensor(claim.expr)
+        verdict, why = check.compare(claimed, truth, derived.shape, "claim ", prove=i == 0)
         if verdict == FAIL:
-            return FAIL, why
+            symmetric = claim.kind == "grad" and has_property(program.variables[claim.wrt],
+                                                              "symmetric")
+            return FAIL, why + (convention(check, claimed, truth, claim.wrt) if symmetric else [])
         ours, bug = check.compare(derived, truth, derived.shape, "matcalc", prove=i == 0)
         if ours == FAIL:
             return FAIL, ["matcalc's own result disagrees with the expansion (a matcalc bug; "
@@ -416,6 +418,25 @@ def compare_exactly(program: Program, claim: Claim, derivation: Derivation,
                               "nor FAIL"]
     also = f"; equal to {PRECISION} digits at random points at {agreed}" if agreed else ""
     return PASS, [f"proved entry by entry at {proved}{also}"]
+
+
+def convention(check: ExactCheck, claimed: Tensor, truth: Tensor, name: str) -> list[str]:
+    """What a claim that fails for a symmetric variable is, when it is the gradient in another
+    convention: the Matrix Cookbook's G + Gᵀ − I ⊙ G = 2T − I ⊙ T (derivatives in the
+    independent entries), or an unconstrained G, whose symmetric part is matcalc's T."""
+    t, c = truth.matrix(), claimed.matrix()
+    cookbook = Tensor.of_matrix(2 * t - sympy.diag(*(t[i, i] for i in range(t.rows))),
+                                truth.shape)
+    ours = (f"{name} is symmetric: matcalc's gradient is the one among symmetric matrices, "
+            "(G + Gᵀ)/2 for the unconstrained G (see derive's note)")
+    for got, want, what in (
+            (claimed, cookbook, "the Matrix Cookbook's G + Gᵀ − I ⊙ G, the derivatives in the "
+                                f"independent entries {name}ᵢⱼ (i ≤ j)"),
+            (Tensor.of_matrix((c + c.T) / 2, truth.shape), truth,
+             "an unconstrained gradient G: its symmetric part (G + Gᵀ)/2 is matcalc's")):
+        if check.compare(got, want, truth.shape, "", prove=False)[0] != FAIL:
+            return [f"note: {ours}; the claim is {what}, so under that convention it holds"]
+    return [f"note: {ours}"]
 
 
 def in_vec_layout(truth: Tensor, shape: tuple[int, ...], x_rank: int) -> Tensor:
