@@ -627,13 +627,17 @@ def torch_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None
     backward_body = [f"{level}if {plan.seed} is None:   # the value was not used",
                      f"{level}    return {nothing}",
                      *unpacked(saved, f"{ctx}.saved_tensors", level)]
-    if kept:
+    symmetric = [p for p in params if p in saved and has_property(plan.program.variables[p],
+                                                                       "symmetric")]
+    if kept or symmetric:
         recomputed = [value_var, *kept] if value_var in saved else kept
-        backward_body += [f"{level}if {torch}.is_grad_enabled():   # differentiated again: "
-                          "recompute them differentiably",
-                          *(INDENT + line for line in forward_pass),
-                          *unpacked(recomputed, outputs if value_var in saved
-                                    else f"{outputs}[1:]", level + INDENT)]
+        backward_body += [f"{level}if {torch}.is_grad_enabled():   # differentiated again"
+                          + (": recompute them differentiably" if kept else ""),
+                          *(f"{level}{INDENT}{p} = ({p} + {p}.mT) / 2   # second derivatives "
+                            "among symmetric matrices" for p in symmetric),
+                          *(INDENT + line for line in forward_pass * bool(kept)),
+                          *(unpacked(recomputed, outputs if value_var in saved
+                                     else f"{outputs}[1:]", level + INDENT) if kept else [])]
     owners = sole_owners(passes.backward, grads)
     backward_body += [*guarded(passes.backward, owners, params, ctx, level, grads),
                       *in_parentheses(f"{level}return ", [grads.get(p, "None") for p in params],
