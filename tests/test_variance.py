@@ -195,3 +195,13 @@ def test_a_kink_inside_a_product_has_no_point_mass() -> None:
     code, out, _ = run("sign(z) * z")
     assert code == 0, out
     assert re.search(r"E\[f′\(z\)²\]\s+= 1 ", out), out
+
+
+def test_a_misspelt_activation_is_named_with_a_suggestion() -> None:
+    """`init rleu` read the typo as a parameter: "the activation does not depend on z"."""
+    from matcalc.errors import MatcalcError
+    with pytest.raises(MatcalcError, match="`rleu` is not an activation matcalc knows. Did you "
+                                           "mean `relu`"):
+        v.activation("rleu")
+    with pytest.raises(MatcalcError, match="does not depend on z"):
+        v.activation("a * 2")

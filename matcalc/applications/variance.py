@@ -127,6 +127,10 @@ def _resolve(text: str) -> Activation:
         return BUILTINS[text]
     expr, symbols = parse_scalar(text)
     if not expr.has(symbols["z"]):
+        typo = did_you_mean(text, BUILTINS) if text.isidentifier() else ""
+        if typo:
+            raise MatcalcError(f"`{text}` is not an activation matcalc knows.{typo}",
+                               hint=f"Known: {', '.join(BUILTINS)}; or write one in z.")
         hint = "Free names other than z are parameters; the activation's variable is z."
         raise MatcalcError("the activation does not depend on z", text, 0, hint)
     for width in WIDTHS:

@@ -160,10 +160,11 @@ SPECTRAL_HELPERS = {
         raise ValueError(f"{{what}}: expected a dictionary by name of {{', '.join(known)}}")
     unknown = [name for name in given if name not in known]
     missing = [name for name in known if name not in given] if required else []
-    if unknown or missing:
-        wrong = (f"{{unknown[0]!r}} is not one of" if unknown
-                 else f"{{missing[0]!r}} is missing from")
-        raise ValueError(f"{{what}}: {{wrong}} {{', '.join(known)}}")''',
+    if unknown:
+        raise ValueError(f"{{what}}: {{unknown[0]!r}} is not one of {{', '.join(known)}}")
+    if missing:
+        raise ValueError(f"{{what}}: {{missing[0]!r}} is missing (give one for each of "
+                         f"{{', '.join(known)}})")''',
     "_rows": '''def {_rows}(x):
     """The rows of a stack x [..., d] as one matrix (also when d = 0, where reshape's -1 is
     ambiguous)."""

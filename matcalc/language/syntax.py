@@ -311,7 +311,8 @@ def _bad_token(text: str) -> tuple[str, str | None]:
         return "the walrus operator `:=` is not part of the matcalc language", "Assign with `=`."
     if text in ("==", "!="):
         return (f"`{text}` is not part of the matcalc language: equality of real numbers has no "
-                "derivative", "Compare with `<`, `>`, `<=` or `>=`: they give 0/1 masks.")
+                "derivative", "To define a name, write `=`; to compare, use `<`, `>`, `<=` or "
+                "`>=`: they give 0/1 masks.")
     if text.startswith("//"):
         return f"floor division `{text}` is not part of the matcalc language", "Use `/`."
     op = text[:-1]
