@@ -343,3 +343,10 @@ def test_a_function_defined_nowhere_is_refused(source: str, says: str) -> None:
     already refused."""
     with pytest.raises(MatcalcError, match=re.escape(says)):
         derive(source, [source[0]])
+
+
+def test_a_number_before_an_indicator_is_not_read_as_one_number() -> None:
+    """2 1[u > 0] read as 21[u > 0] (a triplet loss)."""
+    source = ("A: [N, D]; P: [N, D]; Q: [N, D]; m: []\ndp = sum((A - P) ** 2, axis=1)\n"
+              "dn = sum((A - Q) ** 2, axis=1)\nf = sum(relu(dp - dn + m)) / N")
+    assert derive(source, ["A"]).text().startswith("∂f/∂A = 2 · 1[dp + m − dn > 0] 𝟙ᵀ ⊙ (Q − P)")

@@ -396,7 +396,7 @@ class Printer:
             texts = [self.broadcast_term(t, a, total) if a.rank == 2 else t
                      for t, a in zip(texts, arrays, strict=True)]
         array_text = self.n.hadamard.join(texts)
-        numerator = " ".join(p for p in [*lead, array_text, *trail] if p) or "1"
+        numerator = juxtaposed([p for p in [*lead, array_text, *trail] if p]) or "1"
         if not below:
             return numerator, PRODUCT
         denominator = below[0] if len(below) == 1 else "(" + " ".join(below) + ")"
@@ -770,3 +770,13 @@ def readable_repr(node: Node) -> str:
 
 
 Node.__repr__ = readable_repr
+
+
+def juxtaposed(parts: list[str]) -> str:
+    """Factors side by side, as products are written; a dot between two digits, so that
+    2 · 1[x > 0] does not read as 21[x > 0]."""
+    text = ""
+    for part in parts:
+        gap = " · " if text[-1:].isdigit() and part[:1].isdigit() else " "
+        text = f"{text}{gap}{part}" if text else part
+    return text
