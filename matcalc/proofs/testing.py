@@ -88,7 +88,7 @@ class CheckReport:
     draws: list[dict[str, int]] = field(default_factory=list)
     imprecise: float = 0.0
     """The largest relative difference, at a draw, between the program's text in float64 and
-    matcalc's value where the text loses precision (0: it never did)."""
+    in long double, where it loses precision (0: it never did)."""
 
     @property
     def passed(self) -> bool:
@@ -104,13 +104,12 @@ class CheckReport:
         verdict = ("PASS: every gradient agrees with central finite differences" if not failed
                    else f"FAIL: {failed} of {len(self.variables)} gradients disagree")
         note = (f"note: at some draws the program as written loses precision in float64 (its "
-                f"value differs from matcalc's by {self.imprecise:.1e}, relative, and in long "
-                "double it comes to matcalc's): there the differences are of matcalc's value, "
-                "computed in the stable form it recognised (−softplus(u) for log(1 − σ(u)))")
+                f"value moves by {self.imprecise:.1e}, relative, in long double): there the "
+                "differences are taken in long double")
         return "\n".join([f"gradients of {self.function} against central differences, float64, "
                           f"{len(self.draws)} draws ({sizes})",
                           *(v.line(width, shape_width) for v in self.variables), verdict,
-                          *[note] * bool(self.imprecise)])
+                          *([note] if self.imprecise else [])])
 
 
 def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str, int] | None = None,
@@ -131,8 +130,7 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
                            f" (its sizes: {', '.join(program.dims) or 'none'})")
     rng = np.random.default_rng(seed)
     program = dataclasses.replace(program, sizes=fixed_draw(program, rng, dims or {}))
-    module = lambdify(program, wrt)
-    gradients = gradients or module.value_and_grad
+    gradients = gradients or lambdify(program, wrt).value_and_grad
     value = function_value(program)        # from the source text, not the derived IR
     checks = {w: VariableCheck(w, shape_str(program.lookup(w).shape), 0) for w in wrt}
     checked = program.function_name if program.seed is None else (
@@ -143,9 +141,9 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
     report = CheckReport(checked, [*checks.values(), *(j.check for j in jacobians)])
     for draw in range(draws):
         sizes, arrays, grads = differentiable_draw(program, dims or {}, rng, gradients,
-                                                   list(checks))
+                                                   list(checks), value)
         report.draws.append({k: sizes[k] for k in program.dims})
-        f, lost = precise_value(value, module.value, arrays)
+        f, lost = precise_text(value, arrays)
         report.imprecise = max(report.imprecise, lost)
         for k, (name, check) in enumerate(checks.items()):
             if progress is not None:
@@ -153,38 +151,36 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
             record(check, grads[name], arrays, name, f, rng, rtol,
                    has_property(program.lookup(name), "symmetric"))
         for jac in jacobians:
-            jac.record(arrays, rtol)
+            report.imprecise = max(report.imprecise, jac.record(arrays, rtol))
     return report
 
 
 AGREEMENT = 1e-13
-"""Relative difference of the text's value and matcalc's beyond which the text may have lost
-precision (they agree to ~1e-15 where it has not; differences of step ~1e-6 magnify an error
-of the value a millionfold)."""
+"""Relative difference of the text's value in float64 and in long double beyond which the
+text has lost precision in float64 (they agree to ~1e-16 where it has not; differences of
+step ~1e-6 magnify an error of the value a millionfold)."""
 
 
-def precise_value(text: Callable[..., object], own: Callable[..., object],
-                  arrays: Mapping[str, np.ndarray]) -> tuple[Callable[..., object], float]:
-    """The function to difference at ``arrays``: the program's text, independent of matcalc,
-    unless it loses precision there in float64, which shows as a value that moves to matcalc's
-    when the text is computed in long double (1 − σ(30) rounds in float64); then matcalc's
-    value, and the text's relative difference from it (else 0). A value matcalc gets wrong
-    stays as far from the text's in long double: it is differenced as written, and fails."""
+def precise_text(text: Callable[..., object], arrays: Mapping[str, np.ndarray]
+                 ) -> tuple[Callable[..., object], float]:
+    """The program's text to difference at ``arrays``: in float64, unless it loses precision
+    there (1 − σ(30) rounds), which shows as a value that moves when computed in long double;
+    then the text in long double, and how far its float64 value was (relative; else 0). The
+    differences stay those of the text, independent of matcalc. Linear algebra has no long
+    double: such a text is differenced in float64."""
+    def longer(**given: np.ndarray) -> object:
+        return text(**{k: np.asarray(v).astype(np.longdouble) if np.asarray(v).dtype.kind == "f"
+                       else v for k, v in given.items()})
+
     with np.errstate(all="ignore"):
-        mine = np.asarray(own(**arrays), dtype=float)
         written = np.asarray(text(**arrays), dtype=float)
-        scale = max(1.0, float(np.max(np.abs(mine), initial=0.0)))
-        lost = float(np.max(np.abs(written - mine), initial=0.0)) / scale
-        if not lost > AGREEMENT:                            # agreeing (or NaN: not decided here)
-            return text, 0.0
         try:
-            longer = np.asarray(text(**{k: np.asarray(v).astype(np.longdouble)
-                                        if np.asarray(v).dtype.kind == "f" else v
-                                        for k, v in arrays.items()}), dtype=np.longdouble)
-        except (TypeError, ValueError, np.linalg.LinAlgError):  # linalg has no long double
+            precise = np.asarray(longer(**arrays), dtype=np.longdouble)
+        except (TypeError, ValueError, np.linalg.LinAlgError):
             return text, 0.0
-        closer = float(np.max(np.abs(longer - mine), initial=0.0)) / scale
-    return (own, lost) if closer <= lost / 10 else (text, 0.0)
+        scale = max(1.0, float(np.max(np.abs(precise), initial=0.0)))
+        lost = float(np.max(np.abs(written - precise), initial=0.0)) / scale
+    return (longer, lost) if lost > AGREEMENT else (text, 0.0)
 
 
 FINITE_TRIES = 10
@@ -192,13 +188,16 @@ FINITE_TRIES = 10
 
 
 def differentiable_draw(program: Program, dims: Mapping[str, int], rng: np.random.Generator,
-                        gradients: Gradients, names: Sequence[str]
+                        gradients: Gradients, names: Sequence[str],
+                        text: Callable[..., object] | None = None
                         ) -> tuple[dict[str, int], dict[str, np.ndarray], Mapping[str, np.ndarray]]:
     """Sizes (random but for ``dims``) and inputs away from kinks where every gradient is
     finite (std of a saturated clip is not differentiable), and the gradients there; new sizes
     when none are found at the drawn ones (Xᵀ X is singular for fewer rows than columns); a
-    MatcalcError when no draw gives them."""
-    failure = None
+    MatcalcError when no draw gives them. Inputs where the program's ``text`` keeps its
+    precision in float64 are preferred (log(1 − σ(30 x)) rounds for x > 1), else those where
+    it loses the least."""
+    failure, best = None, None
     for _ in range(FINITE_TRIES):
         sizes = {**sizes_for(program, rng), **dims, **program.sizes}
         try:
@@ -209,7 +208,13 @@ def differentiable_draw(program: Program, dims: Mapping[str, int], rng: np.rando
         with np.errstate(all="ignore"):
             grads = gradients(**arrays)[1]
         if all(np.all(np.isfinite(np.asarray(grads[n], dtype=float))) for n in names):
-            return sizes, arrays, grads
+            lost = precise_text(text, arrays)[1] if text is not None else 0.0
+            if not lost:
+                return sizes, arrays, grads
+            if best is None or lost < best[0]:
+                best = lost, (sizes, arrays, grads)
+    if best is not None:
+        return best[1]
     if failure is not None:
         raise failure
     raise MatcalcError(
@@ -229,19 +234,23 @@ class JacobianCheck:
     evaluate: Callable[..., tuple]
     check: VariableCheck
 
-    def record(self, arrays: Mapping[str, np.ndarray], rtol: float) -> None:
+    def record(self, arrays: Mapping[str, np.ndarray], rtol: float) -> float:
+        """Compare at ``arrays``; how far the text lost precision there (precise_text)."""
         own = {k: v for k, v in arrays.items() if k in self.program.variables}
         entries = np.size(function_value(self.program)(**own)) * np.size(own[self.name])
         if entries > MAX_JACOBIAN_ENTRIES:          # too large to difference entry by entry
             self.check.entries, self.check.skipped = entries, True
-            return
+            return 0.0
         derived = np.asarray(self.evaluate(**own)[0], dtype=float)
+        f, lost = precise_text(function_value(self.program), own)
         if np.ndim(own[self.name]) == 0 and derived.ndim >= 2:    # ∂F/∂x shaped like F
-            numeric = numeric_jacobian(function_value(self.program), own, self.name)
+            numeric = numeric_jacobian(f, own, self.name)
         else:
-            numeric = vec_jacobian(function_value(self.program), own, self.name)
+            numeric = vec_jacobian(f, own, self.name)
+        numeric = np.asarray(numeric, dtype=float)
         self.check.entries = numeric.size
         self.check.compare(derived.reshape(numeric.shape), numeric, rtol)
+        return lost
 
 
 def printed_jacobians(source: str | Program, wrt: Sequence[str],
