@@ -38,8 +38,6 @@ DEFINITIONS = {
                         "softmax"),
     "cross-entropy": ("Z: [N, C]\nY: [N, C]\n-sum(Y * log_softmax(Z)) / N",
                       "softmax_cross_entropy"),
-    "log det by Cholesky": ("A: [N, C]\nS = A @ A.T + eye(N)\n2 * sum(log(diag(cholesky(S))))",
-                            "logdet"),
 }
 
 

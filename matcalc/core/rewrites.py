@@ -263,15 +263,6 @@ def log_sum_exp(node: Node) -> Node | None:
         result, axis)
 
 
-def log_det_by_cholesky(node: Node) -> Node | None:
-    """sum(log(diag(chol(S)))) = log det(S) / 2: det S = Π Lᵢᵢ² for S = L Lᵀ."""
-    logs = definition_of(node.args[0]) if node.op == "sum" and node.rank == 0 else None
-    diagonal = argument(logs, "log") if logs is not None and logs.op == "log" else None
-    factor = argument(diagonal, "diag") if diagonal is not None and diagonal.rank == 1 else None
-    s = argument(factor, "cholesky") if factor is not None else None
-    return None if s is None else mul(const(sympy.Rational(1, 2)), apply("logdet", s))
-
-
 def minus_logsumexp(node: Node) -> Node | None:
     """u − logsumexp(u, axis, keepdims=True) = log_softmax(u, axis)."""
     if node.op != "add" or len(node.args) != 2:
@@ -432,8 +423,6 @@ RECOGNITIONS: Sequence[Rewrite] = (
     Rewrite("log cosh", "log cosh(u) = logcosh(u)", log_cosh),
     Rewrite("norm", "√(Σ x²) = √(xᵀ x) = ‖x‖", root_of_squares),
     Rewrite("logsumexp", "log sum(exp(u)) = logsumexp(u)", log_sum_exp),
-    Rewrite("log det by Cholesky", "sum(log(diag(chol(S)))) = log det(S) / 2",
-            log_det_by_cholesky),
     Rewrite("log softmax by logsumexp", "u − logsumexp(u, keepdims=True) = log_softmax(u)",
             minus_logsumexp),
     Rewrite("shifted softmax", "softmax(u − c) = softmax(u), c constant along the axis",
