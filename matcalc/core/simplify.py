@@ -272,8 +272,9 @@ def power(base: Node, exponent: Node) -> Node:
     if k == 1:
         return base
     if base.op == "zeros" and k.is_negative:
-        raise MatcalcError("a division by an array that is 0 for every input (it simplifies to "
-                           "0, as x − x does): the function is defined nowhere")
+        raise MatcalcError("a division by an array that is 0 for every input (as x − x is): "
+                           "the quotient is not finite anywhere",
+                           hint="If a where() never takes this branch, write it without it.")
     value = const_value(base)
     if value is not None:
         return const(fold_power(value, k))
@@ -560,9 +561,10 @@ def folded(op: str, args: Sequence[Node]) -> Node | None:
         return None
     result = function(*values)
     if result.has(sympy.zoo, sympy.oo, sympy.nan):
-        raise MatcalcError(f"{op}({', '.join(map(str, values))}) is not finite, and the "
-                           f"argument of {op} is that for every input (it simplifies to a "
-                           "number, as x − x does): the function is defined nowhere")
+        raise MatcalcError(f"{op}({', '.join(map(str, values))}) is not finite, and here "
+                           f"{op}'s argument is {', '.join(map(str, values))} for every input "
+                           "(as x − x is 0)",
+                           hint="If a where() never takes this branch, write it without it.")
     if not (result.is_real and result.is_finite):
         return None
     shape = broadcast_shapes(*(a.shape for a in args))
@@ -587,8 +589,8 @@ def apply(op: str, *args: Node, attrs: tuple = ()) -> Node:
     if op in ("softmax", "log_softmax"):                # one node whichever way the axis is named
         attrs = OPERATIONS[op].record(last_axis(args[0], attrs[0]))
     if op in ("inv", "logdet", "solve") and is_zero(args[0]):
-        raise MatcalcError(f"{op} of a zero matrix (it simplifies to 0, as X − X does): "
-                           "it has no inverse")
+        raise MatcalcError(f"{op} of a matrix that is 0 for every input (as X − X is): it is "
+                           "singular")
     if op == "vec" and args[0].rank <= 1:              # a vector is its own vec
         return args[0]
     if op == "sym" and is_symmetric(args[0]):          # a symmetric matrix is its own sym
