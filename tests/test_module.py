@@ -479,3 +479,18 @@ def test_second_derivatives_through_the_torch_function_stay_among_symmetric_matr
     hvp = lambdify(source, [name], emit=("hvp",)).hvp(
         **{k: t.detach().numpy() for k, t in arrays.items()}, v=V.numpy())
     np.testing.assert_allclose(mine, hvp[name], rtol=1e-10, atol=1e-12)
+
+
+def test_a_layer_norm_of_a_long_expression_is_bound_once_in_torch() -> None:
+    """Its input too long for one line, the layer-norm statement named its longest part, the
+    node itself, and then unpacked that array into (x̂, mean, 1/σ): `f, mean1, rstd1 = xhat`
+    (an error at most sizes, a wrong value at 3; found by the fuzz)."""
+    torch = pytest.importorskip("torch")
+    source = ("y: [m]\nt1 = y / y\nf = (gelu_tanh(t1) - mean(gelu_tanh(t1), axis=-1, "
+              "keepdims=True)) * (var(gelu_tanh(t1), axis=-1) + 0.1) ** -0.5")
+    assert "= xhat" not in generate(source, ["y"], "torch")
+    module = lambdify(source, ["y"], target="torch")
+    for m in (1, 3, 4):
+        y = np.linspace(1.0, 2.0, m)
+        got = module.f(torch.tensor(y)).numpy()
+        np.testing.assert_allclose(got, lambdify(source, ["y"]).value(y=y), atol=1e-12)

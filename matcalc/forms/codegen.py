@@ -1850,9 +1850,13 @@ class Emitter:
         the only nodes :func:`expanded` leaves standardize to: the others compute its
         primitives)."""
         x, eps = node.args[0], node.attrs.eps
+        hat = self.binding[1] if self.binding[0] is node else None
         inputs = self.arg(x, ADD)
+        if not inputs.text.isidentifier():   # named first: a statement too long to fit would
+            self.bind(self.temp_name(x), x)  # name its longest part, this node itself
+            inputs = self.arg(x, ADD)
         stem = f"_{self.names[x]}" if x in self.names else ""
-        hat = self.binding[1] if self.binding[0] is node else self.temp_name(node)
+        hat = hat or self.temp_name(node)
         mean, rstd = (self.allocate.fresh(f"{what}{stem}", numbered=not stem)
                       for what in ("mean", "rstd"))
         helper = fill("{_layer_norm}", self.allocate, self.block)
