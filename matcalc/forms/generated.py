@@ -431,7 +431,7 @@ def bound(extra: Extra, names: Names, block: Block) -> list[str]:
     if not extra.bindings:
         return []
     check = fill("{_check_like}", names, block)
-    lines = []
+    lines, single = [], False
     if extra.keyed is not None:
         param, required = extra.keyed
         known = tuple(variable for _, _, variable in extra.bindings)
@@ -442,9 +442,8 @@ def bound(extra: Extra, names: Names, block: Block) -> list[str]:
                      if single else f"{INDENT}{check_keys}")
     for target, source, variable in extra.bindings:
         what = source.split(" if ")[0].replace('"', "'")
-        alone = source.split(" else ")[-1]
-        if extra.keyed is not None and alone == extra.keyed[0]:   # an array, or a dictionary
-            what = f"{what} (or {alone})"
+        if single:                                 # an array, or a dictionary
+            what = f"{what} (or {param})"
         lines.append(f"{INDENT}{target} = {source}")
         if block.dialect is TORCH:               # NumPy arrays and numbers as tensors too
             torch = used_alias(names, block, "torch")
@@ -629,15 +628,16 @@ def torch_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None
                      *unpacked(saved, f"{ctx}.saved_tensors", level)]
     symmetric = [p for p in params if p in saved and has_property(plan.program.variables[p],
                                                                        "symmetric")]
-    if kept or symmetric:
+    again = [f"{level}{INDENT}{p} = ({p} + {p}.mT) / 2   # second derivatives among symmetric "
+             "matrices" for p in symmetric]
+    if kept:
         recomputed = [value_var, *kept] if value_var in saved else kept
+        again += [*(INDENT + line for line in forward_pass),
+                  *unpacked(recomputed, outputs if value_var in saved else f"{outputs}[1:]",
+                            level + INDENT)]
+    if again:
         backward_body += [f"{level}if {torch}.is_grad_enabled():   # differentiated again"
-                          + (": recompute them differentiably" if kept else ""),
-                          *(f"{level}{INDENT}{p} = ({p} + {p}.mT) / 2   # second derivatives "
-                            "among symmetric matrices" for p in symmetric),
-                          *(INDENT + line for line in forward_pass * bool(kept)),
-                          *(unpacked(recomputed, outputs if value_var in saved
-                                     else f"{outputs}[1:]", level + INDENT) if kept else [])]
+                          + (": recompute them differentiably" if kept else ""), *again]
     owners = sole_owners(passes.backward, grads)
     backward_body += [*guarded(passes.backward, owners, params, ctx, level, grads),
                       *in_parentheses(f"{level}return ", [grads.get(p, "None") for p in params],
@@ -700,9 +700,9 @@ def forward_mode(cls: str, params: Sequence[str], labels: Sequence[str], ctx: st
     builtins it calls (a variable named ``zip`` or ``sum``). A kept mask (``x > 0``) has no
     tangent: None, as torch requires."""
     (tangents, inputs, subset, each, one, given, level_, moving, values, merged, value, outputs,
-     moved_out) = (names.fresh(n) for n in (
+     moved_out, output, moved) = (names.fresh(n) for n in (
         "tangents", "inputs", "primals", "x", "t", "given", "level", "moving", "values", "merged",
-        "value", "outputs", "tangents_out"))
+        "value", "outputs", "tangents_out", "output", "tangent"))
     functorch = f"{torch}._C._functorch"
     body = [f"{level}if sum({level_}.key() == {functorch}.TransformType.Jvp",
             f"{level}       for {level_} in {functorch}.get_interpreter_stack() or ()) > 1:",
@@ -737,8 +737,8 @@ def forward_mode(cls: str, params: Sequence[str], labels: Sequence[str], ctx: st
         f"{level}{' ' * len(f'{given} = tuple(')}for {each}, {one} in zip({primals}, "
         f"{tangents}, strict=True))",
         f"{level}{outputs}, {moved_out} = {torch}.func.jvp({passed}, {primals}, {given})",
-        f"{level}return tuple({one} if {each}.is_floating_point() else None",
-        f"{level}             for {each}, {one} in zip({outputs}, {moved_out}, strict=True))"]
+        f"{level}return tuple({moved} if {output}.is_floating_point() else None",
+        f"{level}             for {output}, {moved} in zip({outputs}, {moved_out}, strict=True))"]
 
 
 def jax_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None = None

@@ -341,7 +341,7 @@ def notes(program: Program, gradients: Sequence[Gradient], shown: Sequence[Node]
     printed = postorder([*(g.expr for g in gradients), *shown])
     printed_ops = {n.op for n in printed}
     found += [ASSUMPTIONS[op] + "." for op in dict.fromkeys(n.op for n in order)
-              if op in ASSUMPTIONS and NOTATION.get(op, printed_ops) & printed_ops]
+              if op in ASSUMPTIONS and (op not in NOTATION or NOTATION[op] & printed_ops)]
     if any(n.rank > 2 for n in order):
         found.append(STACKS_NOTE)
     if any(n.op == "gelu" for n in order) and any(g.kind == "grad" for g in gradients):
