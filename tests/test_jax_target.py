@@ -86,3 +86,19 @@ def test_one_hot_targets_closed_over_under_jit_are_checked_and_then_plain_calls_
     expected = lambdify(source, ["W"], emit=("hvp",)).hvp(X=X, Y=Y, W=W, v=W)
     for got in (traced, plain):
         np.testing.assert_allclose(np.asarray(got["W"]), expected["W"], rtol=1e-12)
+
+
+def test_grad_of_grad_of_a_symmetric_input_is_the_hessian_among_symmetric_matrices() -> None:
+    """The forward pass takes S's symmetric part, so that JAX's derivative of the derived
+    gradient (grad of grad) acts on symmetric directions as the emitted ``hvp`` does: equal to
+    it, and symmetric (before, right only in its symmetric part)."""
+    source = "S: [n, n] symmetric\nb: [n]\nf = b @ inv(S) @ b + logdet(S)"
+    module = lambdify(source, ["S"], target="jax", emit=("grad", "hvp"))
+    rng = np.random.default_rng(1)
+    a, b, v = rng.normal(size=(4, 4)), rng.normal(size=4), rng.normal(size=(4, 4))
+    s, v = a @ a.T + 4 * np.eye(4), v + v.T
+    grad = jax.grad(module.f)
+    twice = np.asarray(jax.grad(lambda s: jnp.sum(grad(s, b) * v))(jnp.asarray(s)))
+    np.testing.assert_allclose(twice, twice.T, atol=1e-15)
+    np.testing.assert_allclose(twice, np.asarray(module.hvp(s, b, v=v)["S"]), rtol=1e-12,
+                               atol=1e-14)

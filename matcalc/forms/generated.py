@@ -764,7 +764,7 @@ def jax_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None =
     forward, backward = names.fresh(f"_{apply_name}_forward"), names.fresh(
         f"_{apply_name}_backward")
     residual = names.fresh("residuals")
-    forward_body = [*check_call(names, params), *checks,
+    forward_body = [*check_call(names, params), *checks, *symmetrised(plan, params),
                     *(line for s in passes.forward for line in s.lines(INDENT)),
                     *in_parentheses(f"{INDENT}return {value_var}, ", residuals, INDENT,
                                     always=True)]
@@ -794,6 +794,14 @@ def jax_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None =
         *(text for text, _ in more),
     ]
     return "\n\n\n".join(parts) + "\n"
+
+
+def symmetrised(plan: Plan, params: Sequence[str]) -> list[str]:
+    """``S = (S + S.mT) / 2`` for each symmetric input of the JAX forward pass: the value is
+    then f of the symmetric part, whose gradient (and the gradient of that, which JAX takes
+    through this line) is the symmetric one the backward pass returns."""
+    return [f"{INDENT}{p} = ({p} + {p}.mT) / 2   # f among symmetric matrices, to any order"
+            for p in params if has_property(plan.program.variables[p], "symmetric")]
 
 
 @dataclass(frozen=True)
