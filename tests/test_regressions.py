@@ -542,3 +542,14 @@ def test_a_norm_along_an_axis_is_at_its_kink_when_one_row_is_zero() -> None:
                      x="B", layout="numerator", paths=("numpy", "torch"))
     outcomes = fuzz.run_case(case, limit=60.0)
     assert all(o.category in ("ok", "skipped") for o in outcomes), outcomes
+
+
+def test_merging_sums_leaves_alone_a_form_sympy_writes_with_an_absolute_value() -> None:
+    """The Hessian of softmax_cross_entropy((x ⊙ x)^B, Y) at one entry: SymPy's form of the
+    sums to merge had |x| in it, which the elementwise algebra cannot rebuild (fuzz 380001: an
+    internal error on hvp)."""
+    case = fuzz.Case("x: [1]  # draw: positive\nB: [1, 1]  # draw: positive\n"
+                     "Y: [1, 1] onehot  # draw: onehot\nsoftmax_cross_entropy((x * x) ** B, Y)",
+                     (), draw=3167772577, wrt=("x",), x="x", layout="numerator", paths=("hvp",))
+    outcomes = fuzz.run_case(case, limit=60.0)
+    assert [o.category for o in outcomes] == ["ok"], outcomes

@@ -343,18 +343,24 @@ class Algebra:
                 key = (total.shape, tuple(total.attrs), total.args[0].shape)
                 groups.setdefault(key, []).append((coefficient, total))
         for members in groups.values():
-            if len(members) == 1:
-                rest.append(members[0][0] * self.symbol(members[0][1]))
+            inner = self.summand(members) if len(members) > 1 else None
+            if inner is None:
+                rest += [c * self.symbol(t) for c, t in members]
                 continue
             first = members[0][1]
-            inner = sympy.Add(*(c * self.to_sympy(t.args[0]) for c, t in members))
-            inner = min((inner, sympy.factor_terms(inner)), key=self.cost)
             if not inner.free_symbols & set(self.nodes):
                 return expr                     # the terms cancel: SymPy's own forms say so
             merged = reduce_sum(broadcast_to(self.from_sympy(inner), first.args[0].shape),
                                 *first.attrs)
             rest.append(self.symbol(merged))
         return sympy.Add(*rest)
+
+    def summand(self, members: list[tuple[sympy.Expr, Node]]) -> sympy.Expr | None:
+        """Σ cᵢ tᵢ of the terms cᵢ sum(tᵢ, axis), or None where SymPy writes it with more than
+        sums, products and powers (|x|)."""
+        inner = sympy.Add(*(c * self.to_sympy(t.args[0]) for c, t in members))
+        inner = min((inner, sympy.factor_terms(inner)), key=self.cost)
+        return inner if written_with(inner, set(self.nodes)) else None
 
     def scaled_sum(self, term: sympy.Expr) -> tuple[sympy.Expr, Node | None]:
         """``(c, sum(t, axis))`` of a term ``c sum(t, axis)`` with ``c`` numbers and scalars,
