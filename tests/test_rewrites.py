@@ -168,6 +168,17 @@ def test_derivatives_are_written_as_a_person_writes_them() -> None:
     assert line.startswith("∂²f/∂x² = Wᵀ (diag(p) − p pᵀ) W")
 
 
+def test_an_even_power_of_a_square_root_is_a_power_of_its_argument() -> None:
+    """(√u)² = u and (√u)⁴ = u² where √u is defined; an odd power stays a root's, and
+    u √u is (√u)³."""
+    source = "x: [n]\nv: [n]\nf = sum(sqrt(v + 1) ** 2 * x) + sum(sqrt(x * x + 1) ** 4)"
+    assert derive(source, ["v", "x"]).text().splitlines() == [
+        "∂f/∂v = x                        [n]", "∂f/∂x = 4 x ⊙ (x² + 1) + v + 1   [n]"]
+    for power in ("sqrt(v + 1) ** 3", "(v + 1) * sqrt(v + 1)"):
+        assert derive(f"v: [n]\nf = sum({power})", ["v"]).text().startswith(
+            "∂f/∂v = 3 sqrt(v + 1) / 2")
+
+
 def test_what_is_known_of_an_intermediate_is_not_used_for_its_own_derivative() -> None:
     """T = X Xᵀ is symmetric, but ∂f/∂T treats T as free: sum(A ⊙ Tᵀ) gives Aᵀ, not A."""
     text = derive("X: [n, m]\nA: [n, n]\nT = X @ X.T\nsum(A * T.T)", ["T"]).text()

@@ -235,13 +235,27 @@ def mul(*factors: Node) -> Node:
             continue
         base, exponent = base_and_exponent(factor)
         exponents[base] = exponents.get(base, 0) + exponent
-    rest = [raw_power(base, k) for base, k in exponents.items() if k != 0]
+    rest = [raw_power(base, k) for base, k in with_roots_merged(exponents).items() if k != 0]
     rest.sort(key=lambda n: n.serial)
     if coefficient == 0:
         return zero_like(shape)
     if coefficient != 1 or not rest:
         rest.insert(0, const(coefficient))
     return broadcast_to(rest[0] if len(rest) == 1 else make("mul", rest), shape)
+
+
+def with_roots_merged(exponents: dict[Node, sympy.Expr]) -> dict[Node, sympy.Expr]:
+    """A product's powers with uᵃ (√u)ᵇ written (√u)²ᵃ⁺ᵇ, and (√u)²ʲ as uʲ: equal wherever √u
+    is defined (u ≥ 0)."""
+    merged = dict(exponents)
+    for root in [b for b in exponents if b.op == "sqrt"]:
+        u = root.args[0]
+        k = merged.pop(root) + 2 * merged.pop(u, 0)
+        if k.is_even:
+            merged[u] = k / 2
+        else:
+            merged[root] = k
+    return merged
 
 
 def raw_power(base: Node, exponent: sympy.Expr) -> Node:
@@ -284,6 +298,8 @@ def power(base: Node, exponent: Node) -> Node:
             return power(inner, const(j * k))
         if base.op == "mul":
             return mul(*(power(f, exponent) for f in base.args))
+        if base.op == "sqrt" and k.is_even:     # (√u)²ʲ = uʲ where √u is defined
+            return power(base.args[0], const(k / 2))
     return make("pow", (base, exponent))
 
 
