@@ -140,7 +140,7 @@ def run(*args: str) -> tuple[int, str, str]:
 def test_cli_text() -> None:
     code, out, _ = run(SHIFTED)
     assert code == 0
-    assert "1/2 - 1/(2*pi)" in out and "exact" in out and "centred" in out
+    assert "1/2 - 1/(2 π)" in out and "exact" in out and "centred" in out
     assert "5/3" in out and "calculate_gain" in out
     code, out, _ = run("relu")
     assert "= 2/n " in out

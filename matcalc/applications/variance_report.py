@@ -13,6 +13,7 @@ import sympy
 
 from matcalc.applications import variance as v
 from matcalc.errors import MatcalcError
+from matcalc.forms.printing import text_scalar
 from matcalc.language.sizes import MEMORY_BUDGET, gigabytes
 
 
@@ -85,7 +86,13 @@ def _simulations(act: v.Activation, options: dict[str, Any]) -> list[v.Simulatio
 
 
 def _expr(expr: sympy.Expr) -> str:
+    """A formula as SymPy reads it back (JSON)."""
     return sympy.sstr(expr)
+
+
+def _math(expr: sympy.Expr) -> str:
+    """A formula as the learner's page writes it: `√2/(2 √π)`, `σ²/2`."""
+    return text_scalar(expr)
 
 
 def _num(x: float) -> str:
@@ -99,7 +106,7 @@ def _kind(q: v.Quantity) -> str:
 
 
 def _quantity_line(label: str, q: v.Quantity, where: str = "") -> str:
-    formula = _expr(q.expr) if q.exact else _num(q.value)
+    formula = _math(q.expr) if q.exact else _num(q.value)
     return f"  {label:<30} = {formula:<40} {_kind(q)}  {_num(q.value)}{where}"
 
 
@@ -142,7 +149,7 @@ def _moments_text(report: Report) -> str:
     general = [q for q in report.moments.all() if q.general is not None and q.general.has(v.SIGMA)]
     if general:
         lines.append("  for any σ:")
-        lines += [f"    {q.name} = {_expr(q.general)}" for q in general]
+        lines += [f"    {q.name} = {_math(q.general)}" for q in general]
     return "\n".join(lines)
 
 
@@ -165,12 +172,12 @@ def _init_text(report: Report) -> str:
 def _centring_text(report: Report) -> str:
     c = report.centring
     if math.isnan(c.mean.value):
-        return (f"Centring\n  E[f(z)] = {_expr(c.mean.expr)} depends on parameters without "
+        return (f"Centring\n  E[f(z)] = {_math(c.mean.expr)} depends on parameters without "
                 "values;\n  --fixed-point solves for mean 0.")
     if c.centred:
         return "Centring\n  E[f(z)] = 0: the next layer's input is centred."
-    mean = _expr(c.mean.expr) if c.mean.exact else _num(c.mean.value)
-    shift = _expr(c.shift.expr) if c.shift.exact else _num(c.shift.value)
+    mean = _math(c.mean.expr) if c.mean.exact else _num(c.mean.value)
+    shift = _math(c.shift.expr) if c.shift.exact else _num(c.shift.value)
     rms = math.sqrt(report.moments.second.value)
     return "\n".join([
         "Centring",
@@ -185,7 +192,7 @@ def _centring_text(report: Report) -> str:
 
 
 def _gain_cell(q: v.Quantity) -> str:
-    text = _expr(q.expr)
+    text = _math(q.expr)
     value = _num(q.value)
     return value if not q.exact or len(text) > 14 or text == value else f"{text} = {value}"
 

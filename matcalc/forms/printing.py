@@ -119,13 +119,15 @@ def decimal_text(value: sympy.Expr) -> str | None:
     return small if abs(value) < sympy.Rational(1, 1000) and isinstance(small, str) else text
 
 
-def _text_scalar(value: sympy.Expr) -> str:
+def text_scalar(value: sympy.Expr) -> str:
+    """A number or scalar formula as the text notation writes it: `√2/(2 √π)`, `σ² (π − 1)`."""
     value = compact(value)
     if isinstance(value, str):
         return value
     text = sympy.sstr(value).replace("**", "^").replace("*", " ")
     text = re.sub(r"\bpi\b", "π", text)
     text = re.sub(r"\^(\d)\b", lambda m: m.group(1).translate(SUPERSCRIPT), text)
+    text = re.sub(r"Abs\((\w+)\)", r"|\1|", text)
     return re.sub(r"sqrt\((\w+)\)", r"√\1", text)
 
 
@@ -167,7 +169,7 @@ TEXT = Notation(
     divide=lambda num, den: f"{num} / {den}",
     power=_text_power,
     hadamard_power=lambda base, k: f"{base}^⊙{k}",
-    scalar=_text_scalar,
+    scalar=text_scalar,
     symbol=lambda name: name,
 )
 
