@@ -68,6 +68,19 @@ def test_derive_formats(fmt: str) -> None:
         assert r"\left(A + A^{\top}\right) x" in result.output
 
 
+def test_latex_steps_paste_into_a_document_as_one_aligned_block() -> None:
+    """Several equations come in an align* environment, their first = aligned; a quotient's
+    numerator needs no parentheses inside \\frac."""
+    result = run("derive", str(EXAMPLES / "mlp.mc"), "--wrt", "W1", "--steps", "--format",
+                 "latex")
+    lines = result.output.splitlines()
+    assert result.exit_code == 0 and lines[0] == r"\begin{align*}"
+    assert lines[1] == (r"\delta_{1} &= \frac{\partial L}{\partial Z_{2}} = "
+                        r"\frac{\operatorname{softmax}\left(Z_{2}\right) - Y}{N} \\")
+    assert lines[4] == r"\frac{\partial L}{\partial W_{1}} &= X^{\top} \delta_{3}"
+    assert lines[5] == r"\end{align*}"
+
+
 BAD = [
     ("W: [n, m]; x: [k]; sum(W @ x)", "W",
      "W @ x: [n, m] and [k] do not align (m ≠ k)", 25),

@@ -101,7 +101,7 @@ def show(result: Derivation, fmt: str) -> None:
     if fmt == "text":
         click.echo(result.text())
     elif fmt == "latex":
-        click.echo(result.latex())
+        click.echo(result.latex_block())
     elif fmt == "numpy":
         click.echo(result.numpy(), nl=False)
     else:

@@ -404,6 +404,8 @@ class Printer:
         denominator = below[0] if len(below) == 1 else "(" + " ".join(below) + ")"
         if self.n is LATEX:
             denominator = " ".join(below)
+            if len(arrays) == 1 and not lead and not trail:     # \frac{a − b}{N}: no parentheses
+                numerator = self.fmt(arrays[0])[0]
         return self.n.divide(numerator, denominator), PRODUCT
 
     def scalar_factor(self, value: sympy.Expr) -> str:

@@ -117,8 +117,16 @@ class Derivation(Result):
         lines += self.index_forms(printer, LATEX_ENTRIES)
         return " \\\\\n".join(lines)
 
+    def latex_block(self) -> str:
+        """The LaTeX to paste into a document: one equation as it is, several in an ``align*``
+        environment (amsmath) with their first ``=`` aligned."""
+        lines = self.latex().split(" \\\\\n")
+        if len(lines) == 1:
+            return lines[0]
+        return "\\begin{align*}\n" + " \\\\\n".join(at_equals(lines)) + "\n\\end{align*}"
+
     def _repr_latex_(self) -> str:
-        lines = [line.replace(" = ", " &= ", 1) for line in self.latex().split(" \\\\\n")]
+        lines = at_equals(self.latex().split(" \\\\\n"))
         return "$$\\begin{aligned}" + " \\\\\n".join(lines) + "\\end{aligned}$$"
 
     def _repr_markdown_(self) -> str:
@@ -413,3 +421,8 @@ HESSIAN_VEC_NOTE = ("∂²{f}/∂vec({x})² is the Hessian of {f} as a function 
                     "vec(X)).")
 EMBEDDING_NOTE = (" E_n = Σᵢ (eᵢ ⊗ eᵢ) eᵢᵀ puts a vector on a diagonal: vec(diag(v)) = E_n v, and "
                   "diag(X) = E_nᵀ vec(X).")
+
+
+def at_equals(lines: list[str]) -> list[str]:
+    """Equations with their first ``=`` as the alignment point ``&=``."""
+    return [line.replace(" = ", " &= ", 1) for line in lines]
