@@ -132,6 +132,17 @@ def test_batched_weight_gradients_are_one_matrix_product() -> None:
     assert code.count("_rows(X).T @ _rows(") == 2
 
 
+def test_a_bias_gradient_over_a_stack_sums_over_both_leading_axes_at_once() -> None:
+    """sum(sum(E, axis=0), axis=0) prints as sum(E, axis=(0, 1)), as NumPy writes it."""
+    source = "X: [B, T, d]\nW: [d, k]\nb: [k]\nY: [B, T, k]\nL = sum((X @ W + b - Y) ** 2)"
+    assert derive(source, ["b"]).text().startswith(
+        "∂L/∂b = 2 sum(X W + b − Y, axis=(0, 1))   [k]")
+    for source, axes in (("v: [a]\nf = v @ sum(sum(E, axis=2), axis=1)", "(1, 2)"),
+                         ("v: [b]\nf = sum(sum(E ** 2, axis=2), axis=0) @ v", "(0, 2)")):
+        text = derive("E: [a, b, c]\n" + source, ["v"]).text()
+        assert text.startswith(f"∂f/∂v = sum(E{'²' if '**' in source else ''}, axis={axes})")
+
+
 def test_a_size_only_in_products_derives_but_cannot_be_generated() -> None:
     source = "X: [B, h * k]\nsum(reshape(X, [B, h, k]) ** 2)"
     assert printed(source, "X") == "2 X"

@@ -634,6 +634,9 @@ class Printer:
             return self.fmt(x)                    # a column summed across: its entries
         if node.args[0].rank == 1:                # a vector's sum, kept as [1] or not
             axis, keepdims = None, False
+        axes, x = summed_axes(node) if not keepdims else ((axis,), x)
+        if len(axes) > 1:                         # sum(sum(E, axis=0), axis=0): over (0, 1)
+            return self.call("sum", self(x), self.keyword("axis", axes))
         parts = [self(node.args[0]), *self.axis_part(axis, None)]
         return self.call("sum", *parts, *([self.keyword("keepdims", True)] if keepdims else []))
 
@@ -784,3 +787,14 @@ def juxtaposed(parts: list[str]) -> str:
         gap = " · " if text[-1:].isdigit() and part[:1].isdigit() else " "
         text = f"{text}{gap}{part}" if text else part
     return text
+
+
+def summed_axes(node: Node) -> tuple[tuple[int, ...], Node]:
+    """The axes of the innermost array a nest of sums (none keeping dims) adds up, in that
+    array's numbering, and the array: ``sum(sum(E, 0), 0)`` is E summed over (0, 1)."""
+    axes: list[int] = []
+    while node.op == "sum" and node.attrs[0] is not None and not node.attrs[1]:
+        inner = node.attrs[0]
+        axes = sorted([inner, *(a + (a >= inner) for a in axes)])
+        node = node.args[0]
+    return tuple(axes), node
