@@ -82,6 +82,8 @@ def test_latex_steps_paste_into_a_document_as_one_aligned_block() -> None:
 
 
 BAD = [
+    ("a: [n]; b: [n]; sum(max(a, b))", "a",
+     "the elementwise maximum of two arrays is `maximum(a, b)`", 27),
     ("W: [n, m]; x: [k]; sum(W @ x)", "W",
      "W @ x: [n, m] and [k] do not align (m ≠ k)", 25),
     ("x: [n]; sum(exq(x))", "x", "`exq` is not a function of matcalc. Did you mean `exp`?", 12),

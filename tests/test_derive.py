@@ -210,6 +210,14 @@ def test_json_format_has_one_object_per_variable() -> None:
     assert "grad_x = " in items[0]["numpy"] and "grad_A" not in items[0]["numpy"]
 
 
+def test_latex_fractions_need_no_parentheses_the_bar_already_groups() -> None:
+    source = "X: [N, D]\nW: [D, C]\nL = sum((X @ W) ** 2) / (D * N)"
+    assert derive(source, ["W"]).latex() == (
+        r"\frac{\partial L}{\partial W} = \frac{2 X^{\top} X W}{D N}")
+    text = derive(source.replace("(D * N)", "(D + N) / sum(W)"), ["W"]).latex()
+    assert r"\frac{2 X^{\top} X W}{D + N}" in text
+
+
 def test_latex_and_sympy_display() -> None:
     result = derive("X: [n, n]; det(X)", ["X"])
     assert result.latex() == r"\frac{\partial f}{\partial X} = X^{-\top} \det\left(X\right)"

@@ -402,9 +402,9 @@ class Printer:
         if not below:
             return numerator, PRODUCT
         denominator = below[0] if len(below) == 1 else "(" + " ".join(below) + ")"
-        if self.n is LATEX:
-            denominator = " ".join(below)
-            if len(arrays) == 1 and not lead and not trail:     # \frac{a − b}{N}: no parentheses
+        if self.n is LATEX:                   # \frac{a − b}{D N}: the bar groups them
+            denominator = " ".join(below) if len(below) > 1 or den == 1 else self.n.scalar(den)
+            if len(arrays) == 1 and not lead and not trail:
                 numerator = self.fmt(arrays[0])[0]
         return self.n.divide(numerator, denominator), PRODUCT
 

@@ -790,7 +790,12 @@ class Lowering:
         if isinstance(inner, syntax.Number) and inner.value.is_Integer and abs(inner.value) < 2**31:
             return -int(inner.value) if negative else int(inner.value)
         allowed = "an integer literal" + (" or None" if none else "")
-        raise self.error(f"{func}: `{param}` must be {allowed}", e.pos)
+        elementwise = {"max": "maximum", "min": "minimum"}.get(func)
+        hint = None
+        if elementwise and param == "axis":
+            hint = (f"{func}(x, axis) reduces one array, as in NumPy; the elementwise "
+                    f"{elementwise} of two arrays is `{elementwise}(a, b)`.")
+        raise self.error(f"{func}: `{param}` must be {allowed}", e.pos, hint)
 
     def size(self, e: syntax.Expr, func: str, param: str) -> Dim | None:
         """A dimension of the program (``n``) or a positive integer literal; ``None``."""
