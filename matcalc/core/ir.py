@@ -193,9 +193,11 @@ def stacked_matmul_shape(a: Shape, b: Shape) -> Shape:
 def square(shape: Shape, what: str) -> Dim:
     """The size of a square matrix, or a ShapeError naming ``what``."""
     if len(shape) > 2 and shape[-1] == shape[-2]:
+        traces = (f"; the traces of a stack are sum(sum(A * eye({shape[-1]}), axis=-1), axis=-1)"
+                  if what == "trace" else "")
         raise ShapeError(f"{what} needs a square matrix, got {shape_str(shape)}: a stack of "
                          f"square matrices, which {what} does not take (only products, "
-                         "transposes and entrywise functions work matrix by matrix)")
+                         f"transposes and entrywise functions work matrix by matrix){traces}")
     if len(shape) != 2 or shape[0] != shape[1]:
         raise ShapeError(f"{what} needs a square matrix, got {shape_str(shape)}")
     return shape[0]

@@ -186,8 +186,10 @@ def einsum_spec(text: str, ranks: Sequence[int]) -> str:
             raise ShapeError(f"einsum: `{letters}` names {len(letters)} axes of a rank-{rank} "
                              "operand")
         if len(set(letters)) < len(letters):
+            stack = ("; for a stack of matrices, multiply by eye(n) and sum: the traces of A: "
+                     "[B, n, n] are sum(sum(A * eye(n), axis=-1), axis=-1)" if rank > 2 else "")
             raise ShapeError(f"einsum: `{letters}` repeats an index within one operand (a "
-                             "diagonal); use diag or trace for that")
+                             f"diagonal); use diag or trace for that{stack}")
     unknown = [c for c in output if c not in inputs]
     if unknown:
         raise ShapeError(f"einsum: the output `{output}` names `{unknown[0]}`, which no input "
