@@ -337,6 +337,20 @@ def test_check_with_huge_dims() -> None:
             "more than the 4 GB matcalc allows", "--dims")
 
 
+@pytest.mark.parametrize("step", ["sin(y{i}) + y{i}", "tanh(y{i}) * y{i}"])
+def test_a_long_chain_of_scalars_is_written_with_error_signals(step: str) -> None:
+    """The derivative of 200 scalar steps, each reading the last twice, written out in full
+    doubles at each step (at 30 it ran out of memory): it is written with δs instead, as an
+    array chain is, and its Hessian is not printed."""
+    program = "x: []\ny0 = x\n" + "\n".join(
+        f"y{i + 1} = " + step.format(i=i) for i in range(200))
+    result = run("derive", program, "--wrt", "x")
+    assert result.exit_code == 0 and len(result.output) < 30_000
+    assert "∂y200/∂x = δ200" in result.output and "named error signals δ" in result.output
+    result = run("hessian", "\n".join(program.splitlines()[:32]), "--wrt", "x")
+    assert result.exit_code == 0 and "too long to print" in result.output
+
+
 def test_huge_declared_sizes() -> None:
     program = "A: [1000000000000, 1000000000000]; x: [1000000000000]; f = x @ A @ x"
     refused(run("check", program, "--wrt", "x"), "GB", "`A` [1000000000000, 1000000000000]")
