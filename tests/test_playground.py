@@ -45,6 +45,9 @@ def test_errors_are_the_command_lines_paragraph_with_its_caret() -> None:
     assert not wrong["ok"] and "do not align" in wrong["error"] and "^" in wrong["error"]
     assert "tick at least one" in answer({"view": "derivative", "source": MLP})["error"]
     assert "unknown view" in answer({"view": "eval", "source": MLP})["error"]
+    huge = answer({"view": "check", "source": "x: [100000]; A: [100000, 100000]; f = x @ A @ x",
+                   "wrt": ["x"]})
+    assert not huge["ok"] and "more than the 4 GB matcalc allows" in huge["error"]
 
 
 def test_a_derivation_past_the_time_limit_stops_its_worker_and_the_next_one_answers() -> None:
@@ -82,6 +85,7 @@ def test_the_server_refuses_large_and_malformed_bodies(server: str) -> None:
     status, reply = post(server, b"x" * (MAX_BODY + 1))
     assert status == 413 and "100 kB" in reply["error"]
     assert post(server, b"not json")[0] == 400
+    assert post(server, b"[" * 30_000 + b"]" * 30_000)[0] == 400     # RecursionError in json
     status, reply = post(server, json.dumps({"view": "derivative", "source": MLP,
                                              "wrt": ["b2"]}).encode())
     assert status == 200 and reply["text"].startswith("∂L/∂b2 = sum(softmax(Z2) − Y")

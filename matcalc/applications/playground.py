@@ -25,6 +25,8 @@ MAX_BODY = 100_000
 """Request bodies larger than this (bytes) are refused (413)."""
 TIME_LIMIT = 10.0
 """Seconds a request may take before its worker is killed."""
+READ_TIMEOUT = 10.0
+"""Seconds a client may take to send its request before the connection is closed."""
 VIEWS = ("variables", "derivative", "steps", "differential", "hessian", "hvp", "numpy",
          "torch", "check", "init")
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu", "selu", "softplus")
@@ -234,6 +236,8 @@ def handler(worker: Worker) -> type[BaseHTTPRequestHandler]:
     from matcalc.applications.playground_page import PAGE
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = READ_TIMEOUT       # a client that sends less than its Content-Length is dropped
+
         def log_message(self, *args: Any) -> None:      # quiet: the terminal shows the URL
             pass
 
@@ -275,7 +279,7 @@ def handler(worker: Worker) -> type[BaseHTTPRequestHandler]:
                 return
             try:
                 request = json.loads(self.rfile.read(length) or b"{}")
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):   # [[[…]]]
                 request = None
             if not isinstance(request, dict):
                 self.send_json(400, {"ok": False, "error": "error: the request is not JSON"})

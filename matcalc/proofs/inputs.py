@@ -78,8 +78,11 @@ def symmetric_part(a: np.ndarray) -> np.ndarray:
     return (a + a.T) / 2
 
 
-def sizes_for(program: Program, rng: np.random.Generator, low: int = 2, high: int = 5
-              ) -> dict[str, int]:
+LARGEST_RANDOM_SIZE = 5
+
+
+def sizes_for(program: Program, rng: np.random.Generator, low: int = 2,
+              high: int = LARGEST_RANDOM_SIZE) -> dict[str, int]:
     """Small random sizes for every symbolic dimension."""
     return {name: int(rng.integers(low, high + 1)) for name in program.dims}
 

@@ -21,7 +21,7 @@ from matcalc.errors import MatcalcError
 from matcalc.forms.derivation import Derivation, jacobian
 from matcalc.forms.generated import lambdify, plan
 from matcalc.language.lowering import Program, parse
-from matcalc.language.sizes import sizes_only_in_products
+from matcalc.language.sizes import check_memory, sizes_only_in_products
 from matcalc.proofs.evaluation import evaluator, function_value
 from matcalc.proofs.finite_differences import (
     ROUNDING,
@@ -29,7 +29,7 @@ from matcalc.proofs.finite_differences import (
     numeric_jacobian,
     vec_jacobian,
 )
-from matcalc.proofs.inputs import sizes_for, smooth_inputs, symmetric_part
+from matcalc.proofs.inputs import LARGEST_RANDOM_SIZE, sizes_for, smooth_inputs, symmetric_part
 
 EVERY_ENTRY = 10**4
 MAX_JACOBIAN_ENTRIES = 10**6
@@ -112,6 +112,14 @@ class CheckReport:
                           *([note] if self.imprecise else [])])
 
 
+def smaller_sizes_hint(program: Program) -> str:
+    """How to check a program too large to check at the sizes given."""
+    why = "a gradient that is right at small sizes is right at every size."
+    if program.dims:
+        return f"Check at smaller sizes (--dims {next(iter(program.dims))}=3): {why}"
+    return f"Declare the sizes by name (`x: [n]`, not `x: [100000]`) to check at small ones: {why}"
+
+
 def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str, int] | None = None,
                    seed: int = 0, rtol: float = 1e-5, draws: int = 3,
                    declarations: Sequence[str] = (), gradients: Gradients | None = None,
@@ -128,6 +136,8 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
     if unknown:
         raise MatcalcError(f"--dims names {', '.join(sorted(unknown))}, not sizes of the program"
                            f" (its sizes: {', '.join(program.dims) or 'none'})")
+    check_memory(program, {**dict.fromkeys(program.dims, LARGEST_RANDOM_SIZE), **(dims or {})},
+                 hint=smaller_sizes_hint(program))
     rng = np.random.default_rng(seed)
     program = dataclasses.replace(program, sizes=fixed_draw(program, rng, dims or {}))
     gradients = gradients or lambdify(program, wrt).value_and_grad
