@@ -190,6 +190,16 @@ def test_an_activation_not_real_everywhere_is_refused(activation: str) -> None:
     assert code == 2 and "not real-valued for every z" in err, err
 
 
+@pytest.mark.parametrize(("activation", "moment"), [("1/z", "E[z**(-2)]"),
+                                                   ("exp(z**2)", "E[exp(z**2)]")])
+def test_an_activation_whose_moments_diverge_is_refused(activation: str, moment: str) -> None:
+    """1/z printed E[f] = 0, E[f²] = 1.56e+34 and Var(W) = 0; exp(z²) printed Var(W) = 0
+    and "nan% of Var(y)": quadrature that moves as it refines is divergence, not a number."""
+    code, out, err = run(activation)
+    assert code == 2 and not out
+    assert f"{moment} for z ~ N(0, σ²) diverges" in err and "does not exist" in err
+
+
 def test_a_kink_inside_a_product_has_no_point_mass() -> None:
     """d(sign(z) z)/dz = sign(z) + 2 z δ(z): the δ weighs nothing, E[f′²] = 1 as for |z|."""
     code, out, _ = run("sign(z) * z")

@@ -43,6 +43,8 @@ _DENSITY = sympy.exp(-(_T**2) / 2) / sympy.sqrt(2 * sympy.pi)
 
 EXACT_SECONDS = 4.0
 """Time budget for one exact SymPy integral or solve before falling back to numerics."""
+NUMERIC_SECONDS = 20.0
+"""Time budget for one numeric integral."""
 DIGITS = 30
 """mpmath working precision (decimal digits) for numeric integrals and root finding."""
 
@@ -332,12 +334,27 @@ def numeric_expectation(g: sympy.Expr, z: sympy.Symbol, sigma: float) -> float:
 
 
 def _quad(g: sympy.Expr, z: sympy.Symbol, sigma: float) -> mpmath.mpf:
+    """E[g(z)] by quadrature; a MatcalcError where the integral diverges (its value moves as
+    the quadrature refines: a pole, as 1/z² has, or growth as fast as exp(z²/2)) or takes more
+    than NUMERIC_SECONDS."""
     integrand = _as_piecewise(g.subs(z, sympy.Float(sigma, DIGITS) * _T))
     function = sympy.lambdify(_T, integrand * _DENSITY, modules="mpmath")
     points = _breakpoints(integrand, _T) or []
-    nodes = sorted({0.0, *(float(p) for p in points)})
-    with mpmath.workdps(DIGITS):
-        return mpmath.quad(function, [-mpmath.inf, *nodes, mpmath.inf])
+    interval = [-mpmath.inf, *sorted({0.0, *(float(p) for p in points)}), mpmath.inf]
+    try:
+        with time_limit(NUMERIC_SECONDS), mpmath.workdps(DIGITS):
+            value = mpmath.quad(function, interval)
+            coarse = mpmath.quad(function, interval, maxdegree=4)
+    except OutOfTime:
+        raise MatcalcError(f"E[{sympy.sstr(g)}] for z ~ N(0, σ²) could not be computed in "
+                           f"{NUMERIC_SECONDS:g} s") from None
+    if isinstance(value, mpmath.mpf) and (not mpmath.isfinite(value) or abs(value - coarse)
+                                          > 1e-4 * max(1, abs(value))):
+        raise MatcalcError(f"E[{sympy.sstr(g)}] for z ~ N(0, σ²) diverges (a pole, or growth "
+                           "as fast as exp(z²/2)): that moment of the activation does not exist",
+                           hint="init needs a finite E[f(z)²] and E[f′(z)²]; 1/z and exp(z²) "
+                                "have neither.")
+    return value
 
 
 def expectation(name: str, g: sympy.Expr, act: Activation, sigma: float = 1.0) -> Quantity:
