@@ -173,6 +173,16 @@ def test_missing_example_file_is_a_user_error() -> None:
     assert result.exit_code == 2 and "no such file" in result.output
 
 
+@pytest.mark.parametrize(("source", "message"), [
+    ("examples/mlp.txt", "no such file: examples/mlp.txt"),
+    (str(EXAMPLES / "mlp"), f"no such file: {EXAMPLES / 'mlp'}"),
+    ("examples", "examples is a directory, not a .mc file")])
+def test_a_path_that_is_no_file_is_named_not_parsed(source: str, message: str) -> None:
+    """It read as program text: "attribute access is not part of matcalc", "unexpected `/`"."""
+    result = run("derive", source, "--wrt", "x")
+    assert result.exit_code == 2 and result.output.startswith(f"error: {message}\n")
+
+
 def test_wrt_takes_a_comma_separated_list() -> None:
     listed = run("derive", str(EXAMPLES / "mlp.mc"), "--wrt", "W1,b1")
     repeated = run("derive", str(EXAMPLES / "mlp.mc"), "--wrt", "W1", "--wrt", "b1")

@@ -24,7 +24,27 @@ def read_source(source: str) -> str:
         if not path.is_file():
             raise MatcalcError(f"no such file: {source}")
         return read_text(path)
-    return read_text(path) if readable_path(path) else source.removeprefix(BOM)
+    if readable_path(path):
+        return read_text(path)
+    if looks_like_a_path(source, path):
+        problem = (f"{source} is a directory, not a .mc file" if path.is_dir() else
+                   f"{source} is not a file matcalc reads" if path.exists() else
+                   f"no such file: {source}")
+        raise MatcalcError(problem,
+                           hint="SOURCE is a .mc file, - for standard input, or the program text.")
+    return source.removeprefix(BOM)
+
+
+def looks_like_a_path(source: str, path: Path) -> bool:
+    """Whether SOURCE, not a file, was meant as one: a directory, or one word with a slash
+    in a folder that exists (``examples/mlp.txt``), which no program is."""
+    try:
+        if path.is_dir():
+            return True
+        word = len(source) < 4096 and not any(c.isspace() or c in "(:;=" for c in source)
+        return word and "/" in source and path.parent.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def readable_path(path: Path) -> bool:
