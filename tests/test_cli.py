@@ -82,6 +82,8 @@ def test_latex_steps_paste_into_a_document_as_one_aligned_block() -> None:
 
 
 BAD = [
+    ("x: [n]; sum(x) / n", "n", "`n` is a size of the program (a whole number), not a variable",
+     None),
     ("A: [B, n, n]; sum(trace(A))", "A",
      "the traces of a stack are sum(sum(A * eye(n), axis=-1), axis=-1)", 18),
     ("a: [n]; b: [n]; sum(max(a, b))", "a",

@@ -560,6 +560,10 @@ class Program:
         found = self.intermediates.get(name) or self.variables.get(name)
         if found is None:
             known = [*self.variables, *self.intermediates]
+            if name in self.dims:
+                raise MatcalcError(f"`{name}` is a size of the program (a whole number), not a "
+                                   f"variable; derivatives are with respect to arrays and "
+                                   f"scalars. Known names: {listed(known)}.")
             raise MatcalcError(
                 f"`{name}` is not a variable or intermediate of the program."
                 + did_you_mean(name, known)
