@@ -68,6 +68,16 @@ def test_derive_formats(fmt: str) -> None:
         assert r"\left(A + A^{\top}\right) x" in result.output
 
 
+def test_json_steps_define_the_error_signals_the_gradients_read() -> None:
+    result = run("derive", str(EXAMPLES / "mlp.mc"), "--wrt", "W1", "--steps", "--format",
+                 "json")
+    (entry,) = json.loads(result.stdout)
+    assert entry["text"] == "Xᵀ δ3"
+    assert [(s["name"], s["of"], s["text"], s["shape"]) for s in entry["signals"]] == [
+        ("δ1", "Z2", "(softmax(Z2) − Y) / N", ["N", "C"]), ("δ2", "H1", "δ1 W2ᵀ", ["N", "H"]),
+        ("δ3", "Z1", "δ2 ⊙ 1[Z1 > 0]", ["N", "H"])]
+
+
 def test_latex_steps_paste_into_a_document_as_one_aligned_block() -> None:
     """Several equations come in an align* environment, their first = aligned; a quotient's
     numerator needs no parentheses inside \\frac."""

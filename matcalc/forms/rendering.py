@@ -155,15 +155,20 @@ class Derivation(Result):
                            self.f).source()
 
     def json(self) -> list[dict]:
-        """``[{wrt, shape, text, latex, numpy}]``, one object per variable."""
+        """``[{wrt, shape, text, latex, numpy}]``, one object per variable; with steps each
+        also has ``signals``, the δs its text reads: ``[{name, of, shape, text, latex}]``."""
+        signals = [{"name": f"δ{s.label}", "of": s.name, "shape": shape_json(s.node.shape),
+                    "text": formula(Printer(TEXT, self.names), s.expr),
+                    "latex": formula(Printer(LATEX, self.names), s.expr)} for s in self.steps]
         return [
             {
                 "wrt": g.wrt,
-                "shape": [int(d) if d.is_Integer else str(d) for d in g.shape],
+                "shape": shape_json(g.shape),
                 "text": formula(Printer(TEXT, self.names), g.expr),
                 "latex": formula(Printer(LATEX, self.names), g.expr),
                 "numpy": self.code_for([g]),
                 **({"index": g.index} if g.index else {}),
+                **({"signals": signals} if signals else {}),
             }
             for g in self.gradients
         ]
@@ -426,3 +431,8 @@ EMBEDDING_NOTE = (" E_n = Σᵢ (eᵢ ⊗ eᵢ) eᵢᵀ puts a vector on a diago
 def at_equals(lines: list[str]) -> list[str]:
     """Equations with their first ``=`` as the alignment point ``&=``."""
     return [line.replace(" = ", " &= ", 1) for line in lines]
+
+
+def shape_json(shape: tuple) -> list[int | str]:
+    """A shape for JSON: numbers as numbers, symbolic sizes as their names."""
+    return [int(d) if d.is_Integer else str(d) for d in shape]
