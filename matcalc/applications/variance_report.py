@@ -91,8 +91,9 @@ def _expr(expr: sympy.Expr) -> str:
 
 
 def _math(expr: sympy.Expr) -> str:
-    """A formula as the learner's page writes it: `√2/(2 √π)`, `σ²/2`."""
-    return text_scalar(expr)
+    """A formula as the learner's page writes it: `√2/(2 √π)`, `σ²/2`, Euler's number `e` (the
+    page's E[·] is an expectation)."""
+    return text_scalar(expr.subs(sympy.E, sympy.Symbol("e")))
 
 
 def _num(x: float) -> str:
