@@ -728,7 +728,8 @@ class Weigher:
         return self.memo[node]
 
     def weigh(self, node: Node) -> tuple[int, int]:
-        weight = int(bool(node.shape or node.args) and node.op != "transpose")
+        operation = bool(node.args) and node.op != "named"          # a named scalar: a leaf
+        weight = int(bool(node.shape or operation) and node.op != "transpose")
         transposes = int(node.op == "transpose")
         for arg in node.args if node.op != "named" else ():
             w, t = self.memo[arg]
