@@ -188,11 +188,17 @@ def test_missing_example_file_is_a_user_error() -> None:
 @pytest.mark.parametrize(("source", "message"), [
     ("examples/mlp.txt", "no such file: examples/mlp.txt"),
     (str(EXAMPLES / "mlp"), f"no such file: {EXAMPLES / 'mlp'}"),
-    ("examples", "examples is a directory, not a .mc file")])
+    ("examples/", "examples/ is a directory, not a .mc file")])
 def test_a_path_that_is_no_file_is_named_not_parsed(source: str, message: str) -> None:
     """It read as program text: "attribute access is not part of matcalc", "unexpected `/`"."""
     result = run("derive", source, "--wrt", "x")
     assert result.exit_code == 2 and result.output.startswith(f"error: {message}\n")
+
+
+def test_a_one_word_program_beside_a_folder_of_its_name_is_still_a_program() -> None:
+    """`examples/mlp` would name a file; `tests/n` beside the folder tests is a division."""
+    result = run("derive", "tests/n", "--var", "tests: []", "--var", "n: []", "--wrt", "tests")
+    assert result.exit_code == 0 and result.output.startswith("∂f/∂tests = 1 / n")
 
 
 def test_wrt_takes_a_comma_separated_list() -> None:

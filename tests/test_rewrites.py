@@ -174,6 +174,8 @@ def test_an_even_power_of_a_square_root_is_a_power_of_its_argument() -> None:
     source = "x: [n]\nv: [n]\nf = sum(sqrt(v + 1) ** 2 * x) + sum(sqrt(x * x + 1) ** 4)"
     assert derive(source, ["v", "x"]).text().splitlines() == [
         "∂f/∂v = x                        [n]", "∂f/∂x = 4 x ⊙ (x² + 1) + v + 1   [n]"]
+    assert derive("x: [n]\nf = sum(sqrt(sqrt(x)))", ["x"]).text().startswith(
+        "∂f/∂x = 1 / (4 sqrt(sqrt(x))³)")              # a root of a root: no KeyError
     for power in ("sqrt(v + 1) ** 3", "(v + 1) * sqrt(v + 1)"):
         assert derive(f"v: [n]\nf = sum({power})", ["v"]).text().startswith(
             "∂f/∂v = 3 sqrt(v + 1) / 2")

@@ -200,6 +200,13 @@ def test_an_activation_whose_moments_diverge_is_refused(activation: str, moment:
     assert f"{moment} for z ~ N(0, σ²) diverges" in err and "does not exist" in err
 
 
+@pytest.mark.parametrize("activation", ["tanh(10 * (z - 0.5))", "sigmoid(50 * (z - 1))",
+                                        "softplus(20 * (z - 1)) / 20"])
+def test_a_steep_bounded_activation_is_not_mistaken_for_a_divergent_one(activation: str) -> None:
+    code, out, err = run(activation)
+    assert code == 0 and "E[f′(z)²]" in out, err
+
+
 def test_a_kink_inside_a_product_has_no_point_mass() -> None:
     """d(sign(z) z)/dz = sign(z) + 2 z δ(z): the δ weighs nothing, E[f′²] = 1 as for |z|."""
     code, out, _ = run("sign(z) * z")

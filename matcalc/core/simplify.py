@@ -248,7 +248,9 @@ def with_roots_merged(exponents: dict[Node, sympy.Expr]) -> dict[Node, sympy.Exp
     """A product's powers with uᵃ (√u)ᵇ written (√u)²ᵃ⁺ᵇ, and (√u)²ʲ as uʲ: equal wherever √u
     is defined (u ≥ 0)."""
     merged = dict(exponents)
-    for root in [b for b in exponents if b.op == "sqrt"]:
+    for root in sorted((b for b in exponents if b.op == "sqrt"), key=lambda b: b.serial):
+        if root not in merged:                  # innermost first: √√u after √u
+            continue
         u = root.args[0]
         k = merged.pop(root) + 2 * merged.pop(u, 0)
         if k.is_even:

@@ -710,9 +710,7 @@ class Printer:
 class Weigher:
     """Array nodes in an expression tree (transposes not counted), and its transposes.
 
-    Named intermediates count as leaves; scalar leaves weigh nothing, so ``δ hᵀ + λ W`` weighs
-    3; a scalar operation weighs 1, so that a scalar formula written out (the derivative of a
-    chain of scalar intermediates, whose shared parts double at each step) weighs its size.
+    Named intermediates count as leaves; scalar factors weigh nothing, so ``δ hᵀ + λ W``.
     """
 
     CAP = 10**6
@@ -728,8 +726,7 @@ class Weigher:
         return self.memo[node]
 
     def weigh(self, node: Node) -> tuple[int, int]:
-        operation = bool(node.args) and node.op != "named"          # a named scalar: a leaf
-        weight = int(bool(node.shape or operation) and node.op != "transpose")
+        weight = int(bool(node.shape) and node.op != "transpose")
         transposes = int(node.op == "transpose")
         for arg in node.args if node.op != "named" else ():
             w, t = self.memo[arg]

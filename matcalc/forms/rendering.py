@@ -211,8 +211,21 @@ MAX_PRINTED_SIZE = 5000
 
 
 def weight(expr: Node) -> int:
-    """How many array terms ``expr`` has written out in full (shared parts counted each time)."""
-    return Weigher()(expr)[0]
+    """How many array terms and scalar operations ``expr`` has written out in full (shared
+    parts counted each time: the derivative of a chain of scalar intermediates, each read
+    twice by the next, doubles at each step)."""
+    return min(Weigher()(expr)[0] + scalar_operations(expr), Weigher.CAP)
+
+
+def scalar_operations(expr: Node) -> int:
+    """The scalar operations of ``expr`` written out as a tree (named intermediates are
+    leaves), at most ``Weigher.CAP``."""
+    counts: dict[Node, int] = {}
+    for node in postorder([expr], stop=lambda n: n.op == "named"):
+        own = int(not node.shape and bool(node.args) and node.op != "named")
+        inner = 0 if node.op == "named" else sum(counts[a] for a in node.args)
+        counts[node] = min(own + inner, Weigher.CAP)
+    return counts[expr]
 
 
 def formula(printer: Printer, expr: Node) -> str:

@@ -3,6 +3,7 @@ a shell's ``<(…)``, or the program text itself."""
 
 from __future__ import annotations
 
+import re
 import stat
 import sys
 from pathlib import Path
@@ -36,13 +37,16 @@ def read_source(source: str) -> str:
 
 
 def looks_like_a_path(source: str, path: Path) -> bool:
-    """Whether SOURCE, not a file, was meant as one: a directory, or one word with a slash
-    in a folder that exists (``examples/mlp.txt``), which no program is."""
+    """Whether SOURCE, not a file, was meant as one: one word with a slash, in a folder that
+    exists, that is a directory, has a file's extension (``examples/mlp.txt``) or starts as a
+    path does (``/``, ``./``, ``../``); a program (``x/y`` beside a folder ``x``) is none."""
+    word = len(source) < 4096 and not any(c.isspace() or c in "(:;=" for c in source)
+    if not word or "/" not in source:
+        return False
     try:
-        if path.is_dir():
-            return True
-        word = len(source) < 4096 and not any(c.isspace() or c in "(:;=" for c in source)
-        return word and "/" in source and path.parent.is_dir()
+        return path.is_dir() or path.parent.is_dir() and (
+            source.startswith(("/", "./", "../"))
+            or re.search(r"\.[A-Za-z]\w+$", path.name) is not None)
     except (OSError, ValueError):
         return False
 
