@@ -92,6 +92,7 @@ def test_latex_steps_paste_into_a_document_as_one_aligned_block() -> None:
 
 
 BAD = [
+    ("u: []; f = atan(u)", "u", "the inverse tangent is `arctan(x)`, as NumPy names it", 11),
     ("x: [n]; sum(x) / n", "n", "`n` is a size of the program (a whole number), not a variable",
      None),
     ("A: [B, n, n]; sum(trace(A))", "A",

@@ -463,6 +463,7 @@ INSTEAD = {
                             "`mean(softplus(z) - y * z)`",
     "mse_loss": "the mean squared error is `mse(pred, target)`",
     "expit": "the logistic function is `sigmoid(x)`",
+    "atan": "the inverse tangent is `arctan(x)`, as NumPy names it",
     "swish": "swish (SiLU) is `silu(x)`",
     "tensordot": "matcalc has no `tensordot`; write contractions with `einsum`, as in "
                  "`einsum(\"ij,jk->ik\", A, B)`",
