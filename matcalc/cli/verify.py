@@ -19,6 +19,7 @@ from matcalc.errors import MatcalcError
 from matcalc.language.sizes import check_memory
 from matcalc.language.source import read_source
 from matcalc.proofs.catalog import CATALOG
+from matcalc.proofs.inputs import LARGEST_RANDOM_SIZE
 from matcalc.proofs.verify import (
     EXACT_TIMEOUT,
     FAIL,
@@ -33,8 +34,6 @@ UNDECIDED = 4
 """Exit code when no claim fails but one could not be proved: neither PASS nor FAIL."""
 MAX_TIMEOUT = 3600.0
 """Longest --timeout in seconds: an hour per claim is already more than SymPy ever needs."""
-RANDOM_SIZE_MAX = 5
-"""The largest size the numeric check draws for a symbolic dimension (numeric.sizes_for)."""
 
 
 @click.command("verify")
@@ -71,7 +70,7 @@ def verify_command(source: str | None, catalog: bool, list_only: bool,
     else:
         text = read_source(source)
         program, claims = parse_claims(text, declarations)
-        check_memory(program, dict.fromkeys(program.dims, RANDOM_SIZE_MAX),
+        check_memory(program, dict.fromkeys(program.dims, LARGEST_RANDOM_SIZE),
                      hint="Declare smaller sizes, or symbolic ones (`A: [n, n]`): claims are "
                           "checked at small sizes.", extra=[claim.expr for claim in claims])
         verdicts = verify_all(text, declarations, seed=seed, timeout=timeout)

@@ -634,9 +634,9 @@ class Printer:
             return self.fmt(x)                    # a column summed across: its entries
         if node.args[0].rank == 1:                # a vector's sum, kept as [1] or not
             axis, keepdims = None, False
-        axes, x = summed_axes(node) if not keepdims else ((axis,), x)
+        axes, summed = summed_axes(node)
         if len(axes) > 1:                         # sum(sum(E, axis=0), axis=0): over (0, 1)
-            return self.call("sum", self(x), self.keyword("axis", axes))
+            return self.call("sum", self(summed), self.keyword("axis", axes))
         parts = [self(node.args[0]), *self.axis_part(axis, None)]
         return self.call("sum", *parts, *([self.keyword("keepdims", True)] if keepdims else []))
 

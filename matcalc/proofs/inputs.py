@@ -79,6 +79,7 @@ def symmetric_part(a: np.ndarray) -> np.ndarray:
 
 
 LARGEST_RANDOM_SIZE = 5
+"""The largest size drawn for a symbolic dimension where none is given."""
 
 
 def sizes_for(program: Program, rng: np.random.Generator, low: int = 2,
