@@ -443,3 +443,37 @@ def test_messages_escape_controls_and_cut_long_names() -> None:
     assert first == f"error: `{'b' * 40}…` and \\x1b]0;title\\x07 and \\u202e"
     assert hint == "\\x1b[2J"
     assert str(MatcalcError("plain `x` stays as it is")) == "error: plain `x` stays as it is"
+
+
+@pytest.mark.parametrize(("program", "message"), [
+    ("x: [n]; sum(x * (-2) ** 0.5)", "not a real number: it is sqrt(2) I, I being √−1"),
+    ("x: [n]; sum(x * (-8) ** (1/3))", "a negative number's fractional power"),
+    ("x: [n]; sum(x ** (-1) ** 0.5)", "not a real number: it is I,"),
+    ("x: [n]; log(-1) * sum(x)", "log(-1) is not a real number: it is I pi"),
+    ("x: [n]; sqrt(-4) + sum(x)", "sqrt(-4) is not a real number: it is 2 I"),
+    ("x: [n]; sum((-2) ** x)", "a ** x with a < 0 has no real derivative in x"),
+])
+@pytest.mark.parametrize("command", ["derive", "codegen", "check", "hessian"])
+def test_a_constant_that_is_not_real_is_refused(command: str, program: str, message: str
+                                                ) -> None:
+    refused(run(command, program, "--wrt", "x"), message)
+
+
+def test_real_constants_of_negative_numbers_are_kept() -> None:
+    program = "x: [n]; sum(x * (-8) ** 2 * (-1) ** (1/2) ** 0) + 2 ** 0.5"
+    result = run("derive", program, "--wrt", "x")
+    assert result.exit_code == 0, result.output
+    assert "−64) 𝟙" in result.output, result.output
+
+
+@pytest.mark.parametrize("command", [("derive", "--layout", "numerator"),
+                                     ("codegen", "--emit", "jacobian")])
+def test_a_jacobian_with_respect_to_a_symmetric_matrix_is_refused(command: tuple[str, ...]
+                                                                 ) -> None:
+    """Its rows would be unconstrained, where a scalar's gradient is symmetrised."""
+    program = "S: [n, n] symmetric; x: [n]; y: [n]; c: [1, 1]; (x @ S @ y) * c"
+    refused(run(command[0], program, "--wrt", "S", *command[1:]),
+            "S is symmetric, and a Jacobian with respect to it acts on symmetric directions only",
+            "--emit jvp")
+    gradient = run("derive", program, "--wrt", "S")
+    assert "∂f/∂S = (x yᵀ + y xᵀ) sum(c) / 2" in gradient.output, gradient.output

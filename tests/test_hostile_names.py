@@ -120,3 +120,28 @@ def test_derived_code_runs_among_variables_named_like_builtins(source: str, dtyp
     exec(matcalc.derive(source, wrt).numpy(), namespace)  # the generated code under test
     for w in wrt:
         np.testing.assert_allclose(namespace[f"grad_{w}"], grads[w], rtol=1e-5)
+
+
+@pytest.mark.parametrize("target", ["numpy", "torch", "jax"])
+def test_emitted_functions_run_among_variables_and_sizes_named_like_builtins(target: str
+                                                                              ) -> None:
+    """``hvp`` and ``jvp`` take a direction alone or by name: the test is a helper's, where no
+    variable hides ``dict`` or ``isinstance`` (it was an inline isinstance(v, dict))."""
+    if target != "numpy":
+        pytest.importorskip(target)
+    if target == "jax":
+        import jax
+        jax.config.update("jax_enable_x64", True)
+    plain = "x: [n]; y: [n]\nL = sum(exp(x) * y * x)"
+    hostile = "dict: [isinstance]; len: [isinstance]\nL = sum(exp(dict) * len * dict)"
+    rng = np.random.default_rng(2)
+    x, y, v = rng.normal(size=(3, 4))
+    want = matcalc.lambdify(plain, ["x"], emit=("hvp", "jvp")).hvp(x=x, y=y, v=v)["x"]
+    module = matcalc.lambdify(hostile, ["dict"], target=target, emit=("hvp", "jvp"))
+    convert = (lambda a: __import__("torch").tensor(a)) if target == "torch" else np.asarray
+    arrays = {"dict": convert(x), "len": convert(y)}
+    for direction in (convert(v), {"dict": convert(v)}):
+        got = module.hvp(**arrays, v=direction)["dict"]
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12)
+    _, tangent = module.jvp(**arrays, tangents={"dict": convert(v)})
+    np.testing.assert_allclose(float(tangent), np.sum((x + 1) * np.exp(x) * y * v), rtol=1e-12)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from matcalc import lambdify, parse
+from matcalc.forms.generated import generate
 from matcalc.proofs.inputs import random_inputs
 
 jax = pytest.importorskip("jax")
@@ -102,3 +103,19 @@ def test_grad_of_grad_of_a_symmetric_input_is_the_hessian_among_symmetric_matric
     np.testing.assert_allclose(twice, twice.T, atol=1e-15)
     np.testing.assert_allclose(twice, np.asarray(module.hvp(s, b, v=v)["S"]), rtol=1e-12,
                                atol=1e-14)
+
+
+def test_the_mlp_hvp_in_jax_equals_the_numpy_modules() -> None:
+    """JAX's module scales the [N, H] cotangent by 1/N, not the [D, H] product (XLA fuses the
+    scaling into the pass computing the cotangent)."""
+    source, wrt = PROGRAMS["mlp"]
+    arrays = inputs(source, 5)
+    rng = np.random.default_rng(6)
+    v = {w: rng.normal(size=arrays[w].shape) for w in wrt}
+    want = lambdify(source, wrt, emit=("hvp",)).hvp(**arrays, v=v)
+    module = lambdify(source, wrt, target="jax", emit=("hvp",))
+    got = jax.jit(lambda a, t: module.hvp(**a, v=t))(arrays, v)
+    for w in wrt:
+        np.testing.assert_allclose(np.asarray(got[w]), want[w], rtol=1e-12, atol=1e-15)
+    text = generate(source, wrt, "jax", emit=("hvp",))
+    assert "hvp_W1 = X.T @ (t5 / N)" in text, text

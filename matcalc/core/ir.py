@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import functools
 import itertools
+import re
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -768,7 +769,18 @@ def checked_const(value: int | sympy.Expr) -> Node:
     value = sympy.sympify(value)
     if value.has(sympy.zoo, sympy.nan, sympy.oo):
         raise MatcalcError("a constant in the program divides by zero (or is infinite)")
+    if value.is_real is False:
+        raise MatcalcError(f"a constant in the program is not a real number: it is "
+                           f"{not_real(value)}; matcalc computes with real numbers only")
     return make("const", (), (value,))
+
+
+def not_real(value: sympy.Expr) -> str:
+    """A complex number as an error message names it (a negative number's fractional power,
+    the log of one)."""
+    shown = re.sub(r"(?<!\*)\*(?!\*)", " ", sympy.sstr(value))          # 2*I as 2 I
+    return shown + (", I being √−1" if value.has(sympy.I) else " (a negative number's "
+                    "fractional power, which NumPy gives as nan)")
 
 
 SMALL_CONSTANTS = {k: checked_const(k) for k in range(-8, 9)}

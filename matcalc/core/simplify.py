@@ -38,6 +38,7 @@ from matcalc.core.ir import (
     make,
     matmul_shape,
     normalise_axis,
+    not_real,
     reduced_shape,
     size,
     with_length,
@@ -583,6 +584,11 @@ def folded(op: str, args: Sequence[Node]) -> Node | None:
                            f"{op}'s argument is {', '.join(map(str, values))} for every input "
                            "(as x − x is 0)",
                            hint="If a where() never takes this branch, write it without it.")
+    if result.is_real is False:
+        raise MatcalcError(f"{op}({', '.join(map(str, values))}) is not a real number: it is "
+                           f"{not_real(result)}; matcalc computes with real numbers only",
+                           hint="a ** x with a < 0 has no real derivative in x (it is a ** x "
+                                "log(a))" if op == "log" else None)
     if not (result.is_real and result.is_finite):
         return None
     shape = broadcast_shapes(*(a.shape for a in args))

@@ -165,6 +165,13 @@ SPECTRAL_HELPERS = {
     if missing:
         raise ValueError(f"{{what}}: {{missing[0]!r}} is missing (give one for each of "
                          f"{{', '.join(known)}})")''',
+    "_checked_direction": '''def {_checked_direction}(what, given, name):
+    """given[name] for a dictionary (by that one name, checked), else given itself: one
+    variable's direction, given alone or by name (here, where no variable hides dict)."""
+    if isinstance(given, dict):
+        {_check_keys}(what, given, (name,), True)
+        return given[name]
+    return given''',
     "_rows": '''def {_rows}(x):
     """The rows of a stack x [..., d] as one matrix (also when d = 0, where reshape's -1 is
     ambiguous)."""
@@ -535,6 +542,11 @@ JAX_HELPERS = {
     \"\"\"The error function, entry by entry.\"\"\"
     from jax.scipy.special import erf
     return erf(x)""",
+    "_sigmoid": """def {_sigmoid}(x):
+    \"\"\"1 / (1 + exp(−x)), which XLA computes in one fused pass (exp(−logaddexp(0, −x))
+    takes six times as long) and which neither overflows nor loses precision in the tails.\"\"\"
+    from jax.nn import sigmoid
+    return sigmoid(x)""",
 }
 """NumPy's helpers as JAX spells them: arrays are immutable (``.at[…].add``), values under
 ``jit`` are not known (the declaration checks skip them), and nothing raises on a singular
@@ -1744,6 +1756,8 @@ class Emitter:
         if (fused := self.gelu_backward(node) or self.softmax_backward(node)
                 or self.layer_norm_backward(node)) is not None:
             return fused
+        if (scaled := self.operand_scaled(node)) is not None:
+            return scaled
         factors = self.with_named_products(list(node.args))
         coefficient = sympy.Integer(1)
         if factors[0].op == "const":
@@ -1790,6 +1804,21 @@ class Emitter:
         single = not bottom and len(top) == 1 and (
             not factors or self.expr(factors[0]).prec >= UNARY)
         return Code(f"-{text}", UNARY if single else MUL, FLOAT, reads)
+
+    def operand_scaled(self, node: Node) -> Code | None:
+        """c (A @ B) as A @ (c B) in JAX when B is computed (not an input): XLA fuses the
+        scaling into the pass computing B, where on the product it is a pass of its own (the
+        1/N of a mean lands on an MLP's Hessian-vector product in W1 [D, H], not on its
+        [N, H] cotangent)."""
+        if self.dialect is not JAX or len(node.args) != 2 or node.args[0].op != "const":
+            return None
+        m = node.args[1]
+        if m.op != "matmul" or m in self.names:
+            return None
+        a, b = m.args
+        if view_base(b).op in ("var", "const") or b.rank == 0:
+            return None
+        return self.e_matmul(make("matmul", (a, make("mul", (node.args[0], b)))))
 
     def with_named_products(self, factors: list[Node]) -> list[Node]:
         """``factors`` with a product already named among them read by its name, the largest

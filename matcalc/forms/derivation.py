@@ -205,6 +205,15 @@ def jacobian(
         return result
     u = probe(f.shape)
     targets = [program.lookup(name) for name in wrt]
+    symmetric = [name for name, x in zip(wrt, targets, strict=True)
+                 if has_property(x, "symmetric")]
+    if symmetric:
+        raise MatcalcError(
+            f"{symmetric[0]} is symmetric, and a Jacobian with respect to it acts on symmetric "
+            f"directions only, so it has no matrix here (a scalar's gradient in {symmetric[0]} "
+            f"is the symmetric one, (G + Gᵀ)/2); --emit jvp gives the derivative along a "
+            f"symmetric direction, or declare {symmetric[0]} without `symmetric` for the "
+            "unconstrained Jacobian")
     adjoints, _ = vector_jacobian_products(reduce_sum(u * f), targets)
     gradients = [jacobian_of(program.function_name, name, x, adjoints[x], u, layout)
                  if x.rank or f.rank < 2 else entrywise(program, name)

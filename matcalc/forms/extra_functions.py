@@ -104,7 +104,7 @@ def hvp_function(program: Program, wrt: list[str], fresh, layout: str | None) ->
         doc = (f"H {v} for the Hessian H of f in {wrt[0]}, {v} shaped like {wrt[0]} (or a "
                f"dictionary {{'{wrt[0]}': {v}}}); H is never formed.")
         bindings = [(directions[0].attrs.name,
-                     f'{v}["{wrt[0]}"] if isinstance({v}, dict) else {v}', wrt[0])]
+                     f'{v}["{wrt[0]}"]', wrt[0])]        # or v itself: see generated.bound
     else:
         doc = (f"H {v} for the Hessian H of f in {', '.join(wrt)} together, {v} a dictionary of "
                "directions by name (each shaped like its variable); H is never formed.")

@@ -438,12 +438,14 @@ def bound(extra: Extra, names: Names, block: Block) -> list[str]:
         check_keys = (f'{fill("{_check_keys}", names, block)}("{param}", {param}, {known!r}, '
                       f'{required})')
         single = len(known) == 1 and required      # one variable: an array or a dictionary
-        lines.append(f"{INDENT}if isinstance({param}, dict):\n{INDENT * 2}{check_keys}"
-                     if single else f"{INDENT}{check_keys}")
+        if not single:
+            lines.append(f"{INDENT}{check_keys}")
     for target, source, variable in extra.bindings:
         what = source.split(" if ")[0].replace('"', "'")
         if single:                                 # an array, or a dictionary
             what = f"{what} (or {param})"
+            given = fill("{_checked_direction}", names, block)
+            source = f'{given}("{param}", {param}, "{variable}")'
         lines.append(f"{INDENT}{target} = {source}")
         if block.dialect is TORCH:               # NumPy arrays and numbers as tensors too
             torch = used_alias(names, block, "torch")

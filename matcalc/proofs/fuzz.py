@@ -44,8 +44,8 @@ CATEGORIES = ("ok", "wrong", "shape-wrong", "internal", "refused", "timeout", "s
 SEVERITY = ("ok", "skipped", "refused", "timeout", "internal", "shape-wrong", "wrong")
 """Categories from best to worst: a program counts by its worst path."""
 FAILURES = ("wrong", "shape-wrong", "internal", "timeout")
-PATHS = ("setup", "derive", "steps", "numpy", "torch", "torch.func", "jacobian", "hessian",
-         "hvp", "cli")
+PATHS = ("setup", "derive", "steps", "numpy", "torch", "torch.func", "jax", "jacobian",
+         "hessian", "hvp", "cli")
 """Output paths checked (``setup`` is parsing the program and drawing its inputs)."""
 X_PATHS = ("jacobian", "hessian", "hvp")
 """Paths differentiating with respect to the one variable ``x`` of a case, not ``wrt``."""
@@ -57,6 +57,9 @@ DRAWS = 20
 """Input draws tried before a program is skipped (not finite, or too near a kink)."""
 CLI_EVERY = 50
 FUNC_EVERY = 4
+JAX_EVERY = 4
+"""One case in JAX_EVERY also runs the JAX target (drawn apart from the case's other draws,
+so that adding it changed no case; skipped without JAX)."""
 MAX_SHOWN_LINES = 30
 MAX_SHOWN_SOURCE = 1500
 """Longer shrunk programs are reproduced from the run's seed and index instead."""
@@ -90,7 +93,7 @@ class Case:
         sizes = ",".join(f"{k}={v}" for k, v in self.sizes)
         parts = [f"python benchmarks/fuzz.py --replay {bash_quote(self.source)} --path {path}"]
         parts += [f"--wrt {','.join(self.wrt)}"] if self.wrt and path not in X_PATHS else []
-        parts += [f"--x {self.x}"] if self.x and path in X_PATHS else []
+        parts += [f"--x {self.x}"] if self.x and (path in X_PATHS or path == "jax") else []
         parts += [f"--layout {self.layout}"] if path == "jacobian" else []
         parts += [f"--sizes {sizes}"] if sizes else []
         parts += [f"--draw {self.draw}"] + ([] if self.execute else ["--no-execute"])
@@ -202,6 +205,8 @@ def make_case(p: programs.Program, seed: int | str, mode: str = "normal") -> Cas
         paths.append("torch.func")
     if rng.random() < 1 / CLI_EVERY:
         paths.append("cli")
+    if random.Random(f"jax:{seed}").random() < 1 / JAX_EVERY:
+        paths.append("jax")
     if mode == "size":
         paths = list(SCALAR_PATHS)
     return Case(p.source(), tuple(draw_sizes(dims, rng).items()), rng.randrange(2**32),
@@ -576,6 +581,42 @@ def path_torch_func(context: Context) -> None:
             compare("vmap value", as_array(batched)[i], want)
 
 
+def path_jax(context: Context) -> None:
+    """``--target jax`` in float64: the value and every float input's cotangent through
+    ``jax.vjp`` (the derived backward pass, attached by ``custom_vjp``); for a scalar, the
+    emitted ``hvp`` in x against a double backward."""
+    try:
+        import jax
+    except ImportError:
+        raise Failure("skipped", "JAX is not installed") from None
+    jax.config.update("jax_enable_x64", True)
+    variables = [n for n in context.case.wrt if n in context.program.variables]
+    module = matcalc.lambdify(context.case.source, variables, target="jax")
+    if not context.case.execute:
+        return
+    apply, floats = getattr(module, module.__all__[0]), context.floats
+
+    def f(*args: object) -> object:
+        return apply(**{**context.arrays, **dict(zip(floats, args, strict=True))})
+
+    value = context.value()
+    g = context.grad_output() if value.shape else np.ones(())
+    got_value, pullback = generated(lambda: jax.vjp(f, *(context.arrays[n] for n in floats)))
+    compare("value", got_value, value)
+    got = generated(lambda: pullback(jax.numpy.asarray(g)))
+    want = context.gradients(floats, g if value.shape else None)
+    for name, grad in zip(floats, got, strict=True):
+        compare("gradient", grad, want[name])
+    x = context.case.x
+    if value.shape or not x:
+        return
+    direction = context.project(x, context.rng.normal(size=context.arrays[x].shape))
+    second = matcalc.lambdify(context.case.source, [x], target="jax", emit=("hvp",))
+    hv = generated(lambda: second.hvp(**context.arrays, v=direction)[x])
+    compare("Hessian-vector product", hv, by_reference(lambda: hessian_vector(context, x,
+                                                                            direction)))
+
+
 def vectorised(j: torch.Tensor, f_rank: int, x_rank: int) -> np.ndarray:
     """∂vec(f)/∂vec(x) from a torch Jacobian shaped f.shape + x.shape (vec stacks columns)."""
     f_dims = list(range(f_rank))[::-1]
@@ -702,8 +743,8 @@ def path_cli(context: Context) -> None:
 
 PATH_FUNCTIONS: dict[str, Callable[[Context], None]] = {
     "derive": path_derive, "steps": path_steps, "numpy": path_numpy, "torch": path_torch,
-    "torch.func": path_torch_func, "jacobian": path_jacobian, "hessian": path_hessian,
-    "hvp": path_hvp, "cli": path_cli,
+    "torch.func": path_torch_func, "jax": path_jax, "jacobian": path_jacobian,
+    "hessian": path_hessian, "hvp": path_hvp, "cli": path_cli,
 }
 
 
@@ -849,8 +890,13 @@ def shrink(result: Result, target: Outcome, settings: Settings
 
 
 def init_worker(memory_mb: int) -> None:
-    """One torch thread, and at most ``memory_mb`` more address space than at start."""
+    """One torch thread, JAX's CPU client started, and then at most ``memory_mb`` more address
+    space (XLA reserves over 1 GB of it when it starts: under the limit it aborts)."""
     torch.set_num_threads(1)
+    with contextlib.suppress(ImportError):
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        jax.block_until_ready(jax.jit(jax.grad(lambda x: x * x))(1.0))
     if memory_mb:
         with open("/proc/self/status") as status:
             used = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
