@@ -341,9 +341,10 @@ def test_the_softmax_of_a_named_log_softmax_is_its_exp() -> None:
 
 def test_a_negative_number_raised_to_a_power_keeps_its_parentheses() -> None:
     """codegen:421:32:1 (``ATOM if value >= 0 else UNARY`` inverted in number_literal): (−2)ˣ
-    is ``(-2) ** x``; ``-2 ** x`` would be −(2ˣ)."""
-    module = lambdify("x: [n]\nL = sum((-2) ** x)", ["x"])
-    assert module.value(x=np.array([1.0, 2.0, 3.0])) == -2.0 + 4.0 - 8.0
+    is ``(-2) ** x``; ``-2 ** x`` would be −(2ˣ). (Its derivative in x, (−2)ˣ log(−2), is not
+    real: the gradient is in c.)"""
+    module = lambdify("x: [n]\nc: []\nL = sum(c * (-2) ** x)", ["c"])
+    assert module.value(x=np.array([1.0, 2.0, 3.0]), c=1.0) == -2.0 + 4.0 - 8.0
 
 
 def test_diag_of_a_vector_times_a_matrix_scales_its_rows() -> None:
