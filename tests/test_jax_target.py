@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from matcalc import lambdify, parse
-from matcalc.forms.generated import generate
 from matcalc.proofs.inputs import random_inputs
 
 jax = pytest.importorskip("jax")
@@ -106,8 +105,6 @@ def test_grad_of_grad_of_a_symmetric_input_is_the_hessian_among_symmetric_matric
 
 
 def test_the_mlp_hvp_in_jax_equals_the_numpy_modules() -> None:
-    """JAX's module scales the [N, H] cotangent by 1/N, not the [D, H] product (XLA fuses the
-    scaling into the pass computing the cotangent)."""
     source, wrt = PROGRAMS["mlp"]
     arrays = inputs(source, 5)
     rng = np.random.default_rng(6)
@@ -117,5 +114,3 @@ def test_the_mlp_hvp_in_jax_equals_the_numpy_modules() -> None:
     got = jax.jit(lambda a, t: module.hvp(**a, v=t))(arrays, v)
     for w in wrt:
         np.testing.assert_allclose(np.asarray(got[w]), want[w], rtol=1e-12, atol=1e-15)
-    text = generate(source, wrt, "jax", emit=("hvp",))
-    assert "hvp_W1 = X.T @ (t5 / N)" in text, text

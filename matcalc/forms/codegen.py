@@ -1756,8 +1756,6 @@ class Emitter:
         if (fused := self.gelu_backward(node) or self.softmax_backward(node)
                 or self.layer_norm_backward(node)) is not None:
             return fused
-        if (scaled := self.operand_scaled(node)) is not None:
-            return scaled
         factors = self.with_named_products(list(node.args))
         coefficient = sympy.Integer(1)
         if factors[0].op == "const":
@@ -1804,21 +1802,6 @@ class Emitter:
         single = not bottom and len(top) == 1 and (
             not factors or self.expr(factors[0]).prec >= UNARY)
         return Code(f"-{text}", UNARY if single else MUL, FLOAT, reads)
-
-    def operand_scaled(self, node: Node) -> Code | None:
-        """c (A @ B) as A @ (c B) in JAX when B is computed (not an input): XLA fuses the
-        scaling into the pass computing B, where on the product it is a pass of its own (the
-        1/N of a mean lands on an MLP's Hessian-vector product in W1 [D, H], not on its
-        [N, H] cotangent)."""
-        if self.dialect is not JAX or len(node.args) != 2 or node.args[0].op != "const":
-            return None
-        m = node.args[1]
-        if m.op != "matmul" or m in self.names:
-            return None
-        a, b = m.args
-        if view_base(b).op in ("var", "const") or b.rank == 0:
-            return None
-        return self.e_matmul(make("matmul", (a, make("mul", (node.args[0], b)))))
 
     def with_named_products(self, factors: list[Node]) -> list[Node]:
         """``factors`` with a product already named among them read by its name, the largest
