@@ -477,3 +477,12 @@ def test_a_jacobian_with_respect_to_a_symmetric_matrix_is_refused(command: tuple
             "--emit jvp")
     gradient = run("derive", program, "--wrt", "S")
     assert "∂f/∂S = (x yᵀ + y xᵀ) sum(c) / 2" in gradient.output, gradient.output
+
+
+@pytest.mark.parametrize(("var", "messages"), [
+    ("x: [m]", ["`x` is already declared as a variable (by --var 'x: [m]')"]),
+    ("y: [m", ["in --var 'y: [m': expected `]`"]),
+    ("y: [n]; z = 3", ["in --var 'y: [n]; z = 3': it holds a statement"]),
+])
+def test_a_bad_var_declaration_is_named_as_the_var_option(var: str, messages: list[str]) -> None:
+    refused(run("derive", "x: [n]; sum(x * x)", "--wrt", "x", "--var", var), *messages)

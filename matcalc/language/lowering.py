@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import sympy
@@ -576,10 +576,13 @@ class Program:
 class Lowering:
     """Walks the statements of one source text into a :class:`Program`."""
 
-    def __init__(self, program: Program, source: str) -> None:
+    def __init__(self, program: Program, source: str, declared_by: Mapping[str, str] = {}
+                 ) -> None:
         self.program = program
         self.source = source
         self.labels_allowed = False
+        self.declared_by = declared_by
+        """The --var text that declared a name, for names declared outside ``source``."""
 
     def error(self, message: str, offset: int, hint: str | None = None) -> MatcalcError:
         return MatcalcError(message, self.source, offset, hint)
@@ -638,7 +641,9 @@ class Lowering:
 
     def check_new_name(self, name: str, offset: int) -> None:
         if name in self.program.variables:
-            raise self.error(f"`{name}` is already declared as a variable", offset)
+            by = self.declared_by.get(name)
+            raise self.error(f"`{name}` is already declared as a variable"
+                             + (f" (by --var {by!r})" if by else ""), offset)
         if name in self.program.intermediates:
             raise self.error(
                 f"`{name}` is already assigned; give each intermediate its own name", offset)
@@ -894,20 +899,32 @@ class Lowering:
         raise self.error(f"{func}: `{param}` must be True or False", e.pos)
 
 
+def declare_extra(program: Program, text: str) -> None:
+    """The declarations of one --var text, added to ``program``."""
+    lowering = Lowering(program, text)
+    for stmt in syntax.parse_program(text).statements:
+        if not isinstance(stmt, syntax.Decl):
+            raise MatcalcError("it holds a statement: --var gives declarations only, such as "
+                               "'x: [n]'")
+        lowering.declare(stmt)
+
+
 def parse(source: str, declarations: Sequence[str] = ()) -> Program:
     """Parse and type-check a program; ``declarations`` are extra ``NAME: [dims]`` texts."""
     program = Program(source)
+    declared_by: dict[str, str] = {}
     for text in declarations:
         if ":" not in text:
             raise MatcalcError(f"--var expects a declaration such as 'x: [n]' (NAME: [dims]), "
                                f"got {text[:60]!r}")
-        extra = syntax.parse_program(text)
-        lowering = Lowering(program, text)
-        for stmt in extra.statements:
-            if not isinstance(stmt, syntax.Decl):
-                raise MatcalcError(f"--var expects a declaration such as 'x: [n]', got {text!r}")
-            lowering.declare(stmt)
-    lowering = Lowering(program, source)
+        before = set(program.variables)
+        try:
+            declare_extra(program, text)
+        except MatcalcError as error:
+            error.message = f"in --var {text[:60]!r}: {error.message}"
+            raise
+        declared_by.update(dict.fromkeys(set(program.variables) - before, text))
+    lowering = Lowering(program, source, declared_by)
     for stmt in syntax.parse_program(source).statements:
         lowering.statement(stmt)
     if program.function is None:

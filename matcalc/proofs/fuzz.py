@@ -44,10 +44,10 @@ CATEGORIES = ("ok", "wrong", "shape-wrong", "internal", "refused", "timeout", "s
 SEVERITY = ("ok", "skipped", "refused", "timeout", "internal", "shape-wrong", "wrong")
 """Categories from best to worst: a program counts by its worst path."""
 FAILURES = ("wrong", "shape-wrong", "internal", "timeout")
-PATHS = ("setup", "derive", "steps", "numpy", "torch", "torch.func", "jax", "jacobian",
+PATHS = ("setup", "derive", "steps", "numpy", "torch", "torch.func", "jax", "emit", "jacobian",
          "hessian", "hvp", "cli")
 """Output paths checked (``setup`` is parsing the program and drawing its inputs)."""
-X_PATHS = ("jacobian", "hessian", "hvp")
+X_PATHS = ("jacobian", "hessian", "hvp", "emit")
 """Paths differentiating with respect to the one variable ``x`` of a case, not ``wrt``."""
 SCALAR_PATHS = ("derive", "steps", "numpy", "torch", "hessian", "hvp")
 LAYER_PATHS = ("numpy", "torch", "jacobian")
@@ -60,6 +60,8 @@ FUNC_EVERY = 4
 JAX_EVERY = 4
 """One case in JAX_EVERY also runs the JAX target (drawn apart from the case's other draws,
 so that adding it changed no case; skipped without JAX)."""
+EMIT_EVERY = 3
+"""One case in EMIT_EVERY also runs the functions ``--emit`` adds (drawn apart likewise)."""
 MAX_SHOWN_LINES = 30
 MAX_SHOWN_SOURCE = 1500
 """Longer shrunk programs are reproduced from the run's seed and index instead."""
@@ -207,6 +209,8 @@ def make_case(p: programs.Program, seed: int | str, mode: str = "normal") -> Cas
         paths.append("cli")
     if random.Random(f"jax:{seed}").random() < 1 / JAX_EVERY:
         paths.append("jax")
+    if random.Random(f"emit:{seed}").random() < 1 / EMIT_EVERY:
+        paths.append("emit")
     if mode == "size":
         paths = list(SCALAR_PATHS)
     return Case(p.source(), tuple(draw_sizes(dims, rng).items()), rng.randrange(2**32),
@@ -617,6 +621,55 @@ def path_jax(context: Context) -> None:
                                                                             direction)))
 
 
+def path_emit(context: Context) -> None:
+    """The functions ``--emit`` adds to the NumPy and torch modules, in x: ``hvp`` (against a
+    double backward) for a scalar, else ``value_and_jacobian`` (against torch's Jacobian), and
+    ``jvp`` (against torch's, along a direction symmetric where x is)."""
+    x = context.case.x
+    if not x:
+        raise Failure("skipped", "no variable for the emitted functions")
+    scalar = not context.program.function.shape
+    emit = ("hvp", "jvp") if scalar else ("jacobian", "jvp")
+    modules = {target: matcalc.lambdify(context.case.source, [x], target=target, emit=emit,
+                                        layout=None if scalar else context.case.layout)
+               for target in ("numpy", "torch")}
+    direction = context.project(x, context.rng.normal(size=context.arrays[x].shape))
+    point = torch.tensor(context.arrays[x])
+    moved = by_reference(lambda: torch.autograd.functional.jvp(
+        context.function_of(x), point, torch.tensor(direction))[1].detach().numpy())
+    want = (by_reference(lambda: hessian_vector(context, x, direction)) if scalar
+            else reference_jacobian(context, x))
+    for target, module in modules.items():
+        given = torch.tensor if target == "torch" else np.asarray
+        arrays = {name: given(a) for name, a in context.arrays.items()}
+        v = given(direction)
+        if scalar:
+            got = generated(lambda m=module, a=arrays, v=v: m.hvp(**a, v=v)[x])
+            compare(f"{target} hvp", got, want)
+        else:
+            got = generated(lambda m=module, a=arrays: m.value_and_jacobian(**a)[1][x])
+            compare(f"{target} Jacobian ({context.case.layout})", got, want,
+                    lenient=jacobian_of_a_number(context, x))
+        tangent = generated(lambda m=module, a=arrays, v=v: m.jvp(**a, tangents={x: v})[1])
+        compare(f"{target} jvp", tangent, moved)
+
+
+def reference_jacobian(context: Context, x: str) -> np.ndarray:
+    """torch's Jacobian of the value in x as ``jacobian`` gives it: ∂vec(f)/∂vec(x) in the
+    case's layout, or shaped like f for a matrix function of a number."""
+    point = torch.tensor(context.arrays[x])
+    j = by_reference(lambda: torch.autograd.functional.jacobian(context.function_of(x), point))
+    if point.dim() == 0 and context.value().ndim >= 2:      # ∂F/∂x shaped like F
+        return j.detach().numpy()
+    want = vectorised(j, context.value().ndim, point.dim())
+    return want.T if context.case.layout == "denominator" else want
+
+
+def jacobian_of_a_number(context: Context, x: str) -> bool:
+    """A vector function's Jacobian in a number x: a column or a vector, either accepted."""
+    return not context.arrays[x].shape and context.value().ndim < 2
+
+
 def vectorised(j: torch.Tensor, f_rank: int, x_rank: int) -> np.ndarray:
     """∂vec(f)/∂vec(x) from a torch Jacobian shaped f.shape + x.shape (vec stacks columns)."""
     f_dims = list(range(f_rank))[::-1]
@@ -633,14 +686,8 @@ def path_jacobian(context: Context) -> None:
     code = matcalc.jacobian(context.case.source, [x], layout=layout).numpy()
     namespace = run_code(code, context.arrays)
     got = result_of(namespace, f"jac_{x}", code)
-    point = torch.tensor(context.arrays[x])
-    j = by_reference(lambda: torch.autograd.functional.jacobian(context.function_of(x), point))
-    if point.dim() == 0 and context.value().ndim >= 2:      # ∂F/∂x shaped like F
-        compare(f"Jacobian ({layout})", got, j.detach().numpy())
-        return
-    want = vectorised(j, context.value().ndim, point.dim())
-    compare(f"Jacobian ({layout})", got, want.T if layout == "denominator" else want,
-            lenient=point.dim() == 0)
+    compare(f"Jacobian ({layout})", got, reference_jacobian(context, x),
+            lenient=jacobian_of_a_number(context, x))
 
 
 def path_hessian(context: Context) -> None:
@@ -743,7 +790,7 @@ def path_cli(context: Context) -> None:
 
 PATH_FUNCTIONS: dict[str, Callable[[Context], None]] = {
     "derive": path_derive, "steps": path_steps, "numpy": path_numpy, "torch": path_torch,
-    "torch.func": path_torch_func, "jax": path_jax, "jacobian": path_jacobian,
+    "torch.func": path_torch_func, "jax": path_jax, "emit": path_emit, "jacobian": path_jacobian,
     "hessian": path_hessian, "hvp": path_hvp, "cli": path_cli,
 }
 
