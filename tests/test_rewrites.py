@@ -138,8 +138,14 @@ SIMPLIFIED = {
 }
 
 
+DERIVED = {"spectral decomposition": "tr(S³)/3 by its eigenvalues (V diag(λ²) Vᵀ = S²)"}
+"""Rules that apply only to what a derivative builds (a user cannot write V, the
+eigenvectors), each with its case in TIDIED."""
+
+
 def test_every_simplification_has_a_case() -> None:
-    assert {rule.name for rule in SIMPLIFICATIONS} == set(SIMPLIFIED)
+    assert {rule.name for rule in SIMPLIFICATIONS} == set(SIMPLIFIED) | set(DERIVED)
+    assert set(DERIVED.values()) <= set(TIDIED)
 
 
 @pytest.mark.parametrize("name", SIMPLIFIED)
@@ -331,6 +337,10 @@ TIDIED = {
     "Frobenius norm spelled out": ("X: [m, n]\nsqrt(sum(X ** 2))", "X", "X / ‖X‖_F"),
     "log-determinant of a product of squares": (
         "A: [n, n]\nX: [n, n]\nB: [n, n]\nL = logdet(A @ X @ B)", "X", "X⁻ᵀ"),
+    "tr(S³)/3 by its eigenvalues (V diag(λ²) Vᵀ = S²)": (
+        "S: [n, n] symmetric\nA: [n, n]\nsum(eigvalsh(S) ** 3) / 3 + trace(A @ S @ A.T)", "S",
+        "Aᵀ A + S²"),
+    "the sum of the eigenvalues (V Vᵀ = I)": ("S: [n, n] symmetric\nsum(eigvalsh(S))", "S", "I"),
 }
 
 

@@ -22,6 +22,7 @@ from matcalc.core.ir import (
     const,
     const_value,
     definition_of,
+    identity,
     matmul_chain,
     normalise_axis,
     postorder,
@@ -497,6 +498,37 @@ def inverse_of_product(node: Node) -> Node | None:
     return None
 
 
+def spectral_power(node: Node) -> Node | None:
+    """V diag(λ(S)ᵏ) Vᵀ = Sᵏ, V the eigenvectors of a symmetric S (S itself for k = 1), and
+    V Vᵀ = I: the gradient of sum(λ(S)ᵏ⁺¹)/(k + 1), tr(Sᵏ⁺¹)/(k + 1), as the book writes it."""
+    if node.op != "matmul" or node.rank != 2:
+        return None
+    chain = matmul_chain(node)
+    for i in range(len(chain) - 1):                  # V Vᵀ = Vᵀ V = I: V is orthogonal
+        a, b = chain[i:i + 2]
+        if "eigenvectors" in (a.op, b.op) and b == transpose(a):
+            rest = [*chain[:i], *chain[i + 2:]]
+            return product_of(rest) if rest else identity(a.shape[0])
+    for i in range(len(chain) - 2):
+        v, d, vt = chain[i:i + 3]
+        if v.op != "eigenvectors" or d.op != "diag" or vt != transpose(v):
+            continue
+        s, k = v.args[0], spectral_exponent(d.args[0], v.args[0])
+        if k is not None:
+            power_of_s = s if k == 1 else apply("matrix_power", s, attrs=(k,))
+            return product_of([*chain[:i], power_of_s, *chain[i + 3:]])
+    return None
+
+
+def spectral_exponent(d: Node, s: Node) -> int | None:
+    """k ≥ 1 when ``d`` is λ(s)ᵏ (an integer power of s's eigenvalues), else None."""
+    k = const_value(d.args[1]) if d.op == "pow" else sympy.Integer(1)
+    base = d.args[0] if d.op == "pow" else d
+    if base.op != "eigvalsh" or base.args[0] != s or k is None or not (k.is_integer and k >= 1):
+        return None
+    return int(k)
+
+
 def product_of(chain: Sequence[Node]) -> Node:
     product = chain[0]
     for m in chain[1:]:
@@ -670,6 +702,8 @@ SIMPLIFICATIONS: Sequence[Rewrite] = (
             kronecker_of_a_number),
     Rewrite("sum of diagonals", "c diag(a) + diag(b) = diag(c a + b)", sum_of_diagonals),
     Rewrite("product of diagonals", "diag(a) diag(b) = diag(a ⊙ b)", product_of_diagonals),
+    Rewrite("spectral decomposition", "V diag(λ(S)ᵏ) Vᵀ = Sᵏ for S = V diag(λ) Vᵀ symmetric",
+            spectral_power),
     Rewrite("rectified mask", "relu(u)ᵏ ⊙ 1[u > 0] = relu(u)ᵏ (k > 0)",
             in_products(rectified_mask)),
 )
