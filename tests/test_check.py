@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from matcalc import lambdify
 from matcalc.cli import cli  # registers codegen and check
+from matcalc.errors import MatcalcError
 from matcalc.proofs.testing import assert_backward, check_gradient, precise_text
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -228,3 +229,67 @@ def test_lost_precision_is_found_in_the_text_alone() -> None:
     f, lost = precise_text(text, {"x": np.array([1.0, 1.1, 0.2])})
     assert lost > 1e-8 and f is not text and np.asarray(f(x=np.array([1.0]))).dtype == np.longdouble
     assert precise_text(text, {"x": np.array([0.01, -0.02])}) == (text, 0.0)
+
+
+TINY = "x: [n]; f = 1e-7 * sum(x ** 2)"
+TINY_MEAN = "X: [N, D]; w: [D]; y: [N]; L = 1e-8 * mean((X @ w - y) ** 2)"
+
+
+def tiny_mean_flipped(X, w, y):
+    return -2e-8 * X.T @ (X @ w - y) / X.shape[0]
+
+
+@pytest.mark.parametrize(("source", "wrong"), [
+    (TINY, lambda x: np.zeros_like(x)),
+    (TINY_MEAN, tiny_mean_flipped),
+])
+def test_a_wrong_gradient_of_a_function_of_small_scale_fails(source, wrong) -> None:
+    """The tolerance was rtol · max(1, largest entry): any error below 1e-6 passed, a gradient
+    of 1e-7 sum(x²) returned as 0 or with its sign flipped too. It is relative now, plus the
+    rounding of the difference (or of the backward pass's own precision)."""
+    wrt = ["x"] if source == TINY else ["w"]
+    with pytest.raises(AssertionError, match="largest entry is"):
+        assert_backward(wrong, source, wrt=wrt)
+    report = check_gradient(source, wrt, gradients=lambda **a: (None, {wrt[0]: wrong(**a)}))
+    assert not report.passed
+    assert check_gradient(source, wrt).passed
+    assert_backward(lambda **a: lambdify(source, wrt).value_and_grad(**a)[1], source, wrt)
+
+
+def test_a_float32_backward_pass_is_checked_to_its_own_precision() -> None:
+    source = "x: [n]; f = sum(x ** 3)"
+    assert_backward(lambda x: (3 * x ** 2).astype(np.float32), source, ["x"], rtol=1e-5)
+    with pytest.raises(AssertionError):
+        assert_backward(lambda x: (3.001 * x ** 2).astype(np.float32), source, ["x"],
+                        rtol=1e-5)
+
+
+def test_an_unconstrained_gradient_of_a_symmetric_variable_fails_both_helpers() -> None:
+    """(G + Gᵀ)/2 is the gradient among symmetric matrices; G itself passed check_gradient
+    (its directions, all symmetric, cannot tell them apart)."""
+    source = "S: [n, n] symmetric; x: [n]; y: [n]; f = x @ S @ y"
+    report = check_gradient(source, ["S"], gradients=lambda S, x, y: (None, {"S": np.outer(x, y)}))
+    assert not report.passed
+    with pytest.raises(AssertionError):
+        assert_backward(lambda S, x, y: np.outer(x, y), source, ["S"])
+    assert_backward(lambda S, x, y: (np.outer(x, y) + np.outer(y, x)) / 2, source, ["S"])
+
+
+def test_assert_backward_refuses_a_size_the_program_does_not_have() -> None:
+    source = "X: [N, D]; W: [D, H]; b: [H]; Y = X @ W + b"
+    with pytest.raises(MatcalcError, match="names n, not sizes of the program"):
+        assert_backward(lambda X, W, b, grad_output: {"b": grad_output.sum(0)}, source, ["b"],
+                        dims={"n": 1})
+
+
+def test_one_name_is_a_name_not_its_characters() -> None:
+    """derive(source, "W1") read the letters W and 1; hessian wanted a string, the others a
+    list; emit="hessian" was split into letters too."""
+    import matcalc
+    source = "W1: [n]; sum(exp(W1))"
+    assert matcalc.derive(source, "W1").text() == matcalc.derive(source, ["W1"]).text()
+    assert matcalc.hessian(source, ["W1"]).text() == matcalc.hessian(source, "W1").text()
+    assert lambdify(source, "W1", emit="hessian").__all__ == ["value", "hessian"]
+    assert check_gradient(source, "W1").passed
+    with pytest.raises(MatcalcError, match="hessian takes one variable, not 2"):
+        matcalc.hessian("x: [n]; y: [n]; sum(exp(x * y))", ["x", "y"])

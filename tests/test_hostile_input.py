@@ -87,7 +87,7 @@ def test_byte_order_mark_is_dropped_from_files_and_program_text(tmp_path: Path) 
     ("n", "got `n` (no `=`)"),
     ("n=3,n=4", "--dims gives `n` twice"),
     ("n n=3", "must be a name"),
-    ("m=3", "--dims names m, not sizes of the program"),
+    ("m=3", "dims (--dims) names m, not sizes of the program"),
 ])
 def test_bad_dims(dims: str, message: str) -> None:
     refused(run("check", QUADRATIC, "--wrt", "x", "--dims", dims), message)

@@ -74,7 +74,8 @@ def codegen(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...], ta
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Random seed.")
 @click.option("--rtol", type=PositiveNumber(), default=1e-5, show_default=True,
-              help="Largest error allowed, relative to the larger of 1 and the gradient.")
+              help="Largest error allowed, relative to the gradient's largest entry (plus "
+                   "the differences' own rounding).")
 @reports_user_errors
 def check(source: str, wrt: tuple[str, ...], declarations: tuple[str, ...],
           dims: tuple[str, ...], seed: int, rtol: float) -> None:

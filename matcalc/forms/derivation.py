@@ -43,7 +43,7 @@ from matcalc.forms.rendering import (
     weight,
 )
 from matcalc.forms.results import Gradient
-from matcalc.language.lowering import Program, parse
+from matcalc.language.lowering import Program, names_of, parse
 from matcalc.language.syntax import identifier
 
 __all__ = ["LAYOUTS", "Derivation", "Gradient", "derive", "hessian", "jacobian"]
@@ -67,6 +67,7 @@ def derive(
     A gradient too long to read inline is given with error signals δ unless ``inline``; with
     ``differential``, the differential of every intermediate too (forward mode).
     """
+    wrt = names_of(wrt)
     program = (source if isinstance(source, Program) else parse(source, declarations)
                ).through(wrt)
     f = program.function
@@ -193,6 +194,7 @@ def jacobian(
     The rules give ∂(ūᵀ f)/∂x = Jᵀ ū for a probe ū; ``linear_map.linear_matrix`` reads off Jᵀ
     (denominator layout), transposed for numerator layout.
     """
+    wrt = names_of(wrt)
     program = (source if isinstance(source, Program) else parse(source, declarations)
                ).through(wrt)
     f = program.function
@@ -272,6 +274,12 @@ def hessian(
     The gradient g(x) is differentiated again by the same rules: H is the Jacobian of g,
     H v the gradient of gᵀ v. Every operation a rule emits has a rule itself.
     """
+    names = names_of(wrt)
+    if len(names) != 1:
+        raise MatcalcError(f"hessian takes one variable, not {len(names)}: the Hessian in "
+                           "several together is applied by --emit hvp (lambdify(..., "
+                           "emit=('hvp',)))")
+    wrt = names[0]
     program = (source if isinstance(source, Program) else parse(source, declarations)
                ).through([wrt])
     x = program.lookup(wrt)

@@ -43,7 +43,7 @@ from matcalc.forms.codegen import (
 )
 from matcalc.forms.derivation import Derivation, derive
 from matcalc.forms.extra_functions import EMITS, Extra, extras
-from matcalc.language.lowering import Program, parse
+from matcalc.language.lowering import Program, names_of, parse
 from matcalc.language.sizes import sizes_only_in_products
 
 TARGETS = ("numpy", "torch", "jax")
@@ -154,6 +154,7 @@ def plan(source: str | Program, wrt: Sequence[str], declarations: Sequence[str] 
     """Derive what a module needs; ``seeded`` (or a value of more than one entry) differentiates
     ``sum(grad_output ⊙ value)`` instead of the value itself (``grad_output_1`` when the
     program uses the name ``grad_output``)."""
+    wrt = names_of(wrt)
     program = unseeded = (source if isinstance(source, Program)
                           else parse(source, declarations)).with_kernels()
     taken = {*program.variables, *program.intermediates, *map(str, program.dims)}
@@ -983,6 +984,7 @@ def generate(source: str | Program, wrt: Sequence[str], target: str = "numpy",
     :mod:`matcalc.forms.extra_functions`), Jacobians in ``layout``."""
     if target not in TARGETS:
         raise MatcalcError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    emit = names_of(emit)
     unknown = [e for e in emit if e not in EMITS]
     if not emit:
         raise MatcalcError(f"--emit names nothing to generate; choose from {', '.join(EMITS)}")

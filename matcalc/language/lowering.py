@@ -899,6 +899,12 @@ class Lowering:
         raise self.error(f"{func}: `{param}` must be True or False", e.pos)
 
 
+def names_of(given: str | Sequence[str]) -> list[str]:
+    """Names given to the Python API: one name alone (``"W1"``) or a sequence of them; a
+    string is one name, not its characters."""
+    return [given] if isinstance(given, str) else list(given)
+
+
 def declare_extra(program: Program, text: str) -> None:
     """The declarations of one --var text, added to ``program``."""
     lowering = Lowering(program, text)

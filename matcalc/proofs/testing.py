@@ -20,7 +20,7 @@ from matcalc.core.ir import has_property, shape_str
 from matcalc.errors import MatcalcError
 from matcalc.forms.derivation import Derivation, jacobian
 from matcalc.forms.generated import lambdify, plan
-from matcalc.language.lowering import Program, parse
+from matcalc.language.lowering import Program, names_of, parse
 from matcalc.language.sizes import check_memory, sizes_only_in_products
 from matcalc.proofs.evaluation import evaluator, function_value
 from matcalc.proofs.finite_differences import (
@@ -54,18 +54,21 @@ class VariableCheck:
     infinite: bool = False
     """The derived gradient was not finite at some draw (nan or ±inf)."""
 
-    def compare(self, derived: np.ndarray, numeric: np.ndarray, rtol: float,
-                noise: float = 0.0) -> None:
+    def compare(self, derived: np.ndarray, numeric: np.ndarray, rtol: float, level: float
+                ) -> None:
         """Keep the worst errors of ``derived`` against finite differences ``numeric``; fail
-        when an error exceeds rtol · max(1, largest |numeric|) plus the differences' own
-        rounding ``noise``, or a derived entry is not finite."""
+        when an error exceeds rtol · largest |numeric| plus the differences' own rounding,
+        ROUNDING · max(1, |f|) (``level`` is f's largest entry at the point; its parts are
+        taken to be O(1), as the inputs are), or a derived entry is not finite. A gradient of
+        1e-7 sum(x²) is checked to that rounding, not to rtol · 1."""
         error = float(np.max(np.abs(derived - numeric), initial=0.0))
         scale = float(np.max(np.abs(numeric), initial=0.0))
         self.abs_error = max(self.abs_error, error)
         self.rel_error = max(self.rel_error, error / scale if scale else error)
         finite = bool(np.all(np.isfinite(derived)))
         self.infinite = self.infinite or not finite
-        self.passed = self.passed and finite and error <= rtol * max(1.0, scale) + noise
+        noise = ROUNDING * max(1.0, level)
+        self.passed = self.passed and finite and error <= rtol * scale + noise
 
     def line(self, width: int, shape_width: int = 10) -> str:
         if self.skipped:
@@ -112,6 +115,14 @@ class CheckReport:
                           *([note] if self.imprecise else [])])
 
 
+def known_sizes(program: Program, dims: Mapping[str, int] | None) -> None:
+    """MatcalcError unless every name ``dims`` fixes is a size of the program."""
+    unknown = set(dims or {}) - set(program.dims)
+    if unknown:
+        raise MatcalcError(f"dims (--dims) names {', '.join(sorted(unknown))}, not sizes of the "
+                           f"program (its sizes: {', '.join(map(str, program.dims)) or 'none'})")
+
+
 def smaller_sizes_hint(program: Program) -> str:
     """How to check a program too large to check at the sizes given."""
     why = "a gradient that is right at small sizes is right at every size."
@@ -127,15 +138,14 @@ def check_gradient(source: str | Program, wrt: Sequence[str], dims: Mapping[str,
     """Compare each derived gradient with central finite differences.
 
     Inputs are float64 at ``dims`` (small random sizes where not given), ``draws`` times. A
-    gradient passes when its largest error is at most ``rtol`` times the larger of 1 and its
-    largest entry. ``gradients`` replaces the generated ``value_and_grad`` (to test a checker);
+    gradient passes when its largest error is at most ``rtol`` times its largest entry, plus
+    the differences' own rounding (about 3.5e-9 · max(1, |f|)); one of a symmetric variable
+    is symmetric too. ``gradients`` replaces the generated ``value_and_grad`` (to test a checker);
     ``progress`` hears of each variable of each draw as its check starts.
     """
+    wrt = names_of(wrt)
     program = scalar_program(source, wrt, declarations)
-    unknown = set(dims or {}) - set(program.dims)
-    if unknown:
-        raise MatcalcError(f"--dims names {', '.join(sorted(unknown))}, not sizes of the program"
-                           f" (its sizes: {', '.join(program.dims) or 'none'})")
+    known_sizes(program, dims)
     check_memory(program, {**dict.fromkeys(program.dims, LARGEST_RANDOM_SIZE), **(dims or {})},
                  hint=smaller_sizes_hint(program))
     rng = np.random.default_rng(seed)
@@ -259,7 +269,8 @@ class JacobianCheck:
             numeric = vec_jacobian(f, own, self.name)
         numeric = np.asarray(numeric, dtype=float)
         self.check.entries = numeric.size
-        self.check.compare(derived.reshape(numeric.shape), numeric, rtol)
+        level = float(np.max(np.abs(f(**own)), initial=0.0))
+        self.check.compare(derived.reshape(numeric.shape), numeric, rtol, level)
         return lost
 
 
@@ -303,7 +314,9 @@ def record(check: VariableCheck, grad: np.ndarray, arrays: Mapping[str, np.ndarr
         exact.append(np.sum(grad * v))
         numeric.append(np.reshape(directional(f, arrays, name, v), ()))   # a [1, 1] f too
     level = float(np.max(np.abs(f(**arrays)), initial=0.0))
-    check.compare(np.array(exact), np.array(numeric), rtol, ROUNDING * max(1.0, level))
+    check.compare(np.array(exact), np.array(numeric), rtol, level)
+    if symmetric:                          # the gradient among symmetric matrices is symmetric
+        check.compare((grad - grad.T) / 2, np.zeros_like(grad), rtol, level)
 
 
 def directions(x: np.ndarray, rng: np.random.Generator, symmetric: bool
@@ -334,9 +347,13 @@ def assert_backward(fn: Callable[..., object], source: str | Program, wrt: Seque
 
     ``fn`` takes the declared arrays as keyword arguments (and ``grad_output`` when the value is
     a matrix, a layer) and returns the gradients: a mapping by name, a sequence in the order of
-    ``wrt``, or one array for one variable.
+    ``wrt``, or one array for one variable. Each must equal matcalc's within ``rtol`` times its
+    largest entry plus the rounding of its own precision (1.4e-14 in float64, 7.6e-6 in
+    float32); for a symmetric variable matcalc's is (G + Gᵀ)/2.
     """
+    wrt = names_of(wrt)
     program = scalar_program(source, wrt, declarations)
+    known_sizes(program, dims)
     reference = lambdify(program, wrt).value_and_grad
     rng = np.random.default_rng(seed)
     for _ in range(draws):
@@ -359,12 +376,17 @@ def by_name(result: object, wrt: Sequence[str]) -> Mapping[str, object]:
 
 def compare(name: str, got: object, expected: np.ndarray, rtol: float,
             sizes: Mapping[str, int]) -> None:
+    """AssertionError unless ``got`` is ``expected`` within rtol · its largest entry, plus the
+    rounding of ``got``'s own precision (64 ulps of 1: 1.4e-14 in float64, 7.6e-6 in float32)."""
+    dtype = np.asarray(got).dtype
+    rounding = 64 * float(np.finfo(dtype if dtype.kind == "f" else float).eps)
     got = np.asarray(got, dtype=float)
     if got.shape != np.shape(expected):
         raise AssertionError(f"∂/∂{name}: shape {got.shape}, derived {np.shape(expected)} "
                              f"(sizes {dict(sizes)})")
     error = float(np.max(np.abs(got - expected), initial=0.0))
-    scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
-    if not error <= rtol * scale:
+    scale = float(np.max(np.abs(expected), initial=0.0))
+    if not error <= rtol * scale + rounding:
         raise AssertionError(f"∂/∂{name}: max abs error {error:.3e} against the derived "
-                             f"gradient (largest entry {scale:.3e}, sizes {dict(sizes)})")
+                             f"gradient, whose largest entry is {scale:.3e} (allowed: "
+                             f"{rtol:g} of that plus {rounding:.1e}; sizes {dict(sizes)})")
