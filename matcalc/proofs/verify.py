@@ -299,7 +299,13 @@ def tidy(e: sympy.Expr, seconds: float = 0.5) -> sympy.Expr:
 
 def branches(e: sympy.Expr) -> Iterator[sympy.Expr]:
     """``e`` with each combination of truth values for its Piecewise conditions (itself when
-    there are too many); the combinations cover every point off the kinks."""
+    there are too many); the combinations cover every point off the kinks. A step H(u), of
+    whatever value at 0, is 1 where u > 0 and 0 where u < 0, sign(u) 1 or −1: Piecewise too;
+    an equality (H(0) = 1/2 at u = 0) holds only on a kink, and is false off them."""
+    e = e.replace(sympy.Heaviside, lambda u, *_: sympy.Piecewise((1, u > 0), (0, True)))
+    e = e.replace(sympy.sign, lambda u: sympy.Piecewise((1, u > 0), (-1, True)))
+    e = e.xreplace({c: sympy.false for pw in e.atoms(sympy.Piecewise) for _, c in pw.args
+                    if isinstance(c, sympy.Eq)})
     conditions = sorted({c for pw in e.atoms(sympy.Piecewise) for _, c in pw.args
                          if c is not sympy.true}, key=str)
     if len(conditions) > MAX_BRANCH_CONDITIONS:
@@ -413,9 +419,9 @@ def compare_exactly(program: Program, claim: Claim, derivation: Derivation,
         verdicts += [verdict, ours]
     proved, agreed = sizes_text(sizes_list[0]), "; ".join(map(sizes_text, sizes_list[1:]))
     if INCONCLUSIVE in verdicts:
-        return INCONCLUSIVE, [f"SymPy could not prove every entry equal within {timeout:.2g} s "
-                              f"(at {proved}); none differs at random points, so neither PASS "
-                              "nor FAIL"]
+        limit = f" within {timeout:.2g} s" if time.monotonic() >= deadline else ""
+        return INCONCLUSIVE, [f"SymPy could not prove every entry equal{limit} (at {proved}); "
+                              "none differs at random points, so neither PASS nor FAIL"]
     also = f"; equal to {PRECISION} digits at random points at {agreed}" if agreed else ""
     return PASS, [f"proved entry by entry at {proved}{also}"]
 
