@@ -559,8 +559,8 @@ class Program:
     def lookup(self, name: str) -> Node:
         """A variable or intermediate by name (MatcalcError with a suggestion otherwise)."""
         found = self.intermediates.get(name) or self.variables.get(name)
-        if found is None:
-            known = [*self.variables, *self.intermediates]
+        if found is None:                  # (a layer's seed grad_output is not the user's)
+            known = [n for n in [*self.variables, *self.intermediates] if n != self.seed]
             if name in self.dims:
                 raise MatcalcError(f"`{name}` is a size of the program (a whole number), not a "
                                    f"variable; derivatives are with respect to arrays and "
