@@ -451,7 +451,7 @@ def test_messages_escape_controls_and_cut_long_names() -> None:
     ("x: [n]; sum(x ** (-1) ** 0.5)", "not a real number: it is I,"),
     ("x: [n]; log(-1) * sum(x)", "log(-1) is not a real number: it is I pi"),
     ("x: [n]; sqrt(-4) + sum(x)", "sqrt(-4) is not a real number: it is 2 I"),
-    ("x: [n]; sum((-2) ** x)", "a ** x with a < 0 has no real derivative in x"),
+    ("x: [n]; sum((-2) ** x)", "(-2) ** x: its derivative in the exponent x"),
 ])
 @pytest.mark.parametrize("command", ["derive", "codegen", "check", "hessian"])
 def test_a_constant_that_is_not_real_is_refused(command: str, program: str, message: str

@@ -769,7 +769,7 @@ def checked_const(value: int | sympy.Expr) -> Node:
     value = sympy.sympify(value)
     if value.has(sympy.zoo, sympy.nan, sympy.oo):
         raise MatcalcError("a constant in the program divides by zero (or is infinite)")
-    if value.is_real is False:
+    if value.is_number and value.is_real is False:    # (−2)^(n/2) is real for even n
         raise MatcalcError(f"a constant in the program is not a real number: it is "
                            f"{not_real(value)}; matcalc computes with real numbers only")
     return make("const", (), (value,))

@@ -35,6 +35,7 @@ from matcalc.core.ir import (
     cholesky_shape,
     concat_shape,
     const,
+    const_value,
     cross_entropy_shape,
     define,
     diag_shape,
@@ -106,6 +107,15 @@ permute = call("permute")                     # np.transpose(x, axes)
 take, scatter_rows = call("take"), call("scatter_rows")  # E[y] and its scatter-add adjoint
 reshape = call("reshape")
 block_sums, sum_of_blocks = call("block_sums"), call("sum_of_blocks")
+
+
+def log_of_base(x: Node) -> Node:
+    """log x for the base of xᵏ differentiated in k; a negative number has no real one."""
+    if (value := const_value(x)) is not None and value.is_negative:
+        raise MatcalcError(f"({value}) ** x: its derivative in the exponent x, ({value}) ** x "
+                           f"log({value}), is not real (a negative number to a power that "
+                           "varies); matcalc computes with real numbers only")
+    return log(x)
 
 
 def ones_of(shape: tuple) -> Node:
@@ -442,7 +452,7 @@ define("mul", broadcast_shape, EveryArgument(product_rule),
        elementwise=True, symmetric=True, scalar=sympy.Mul, **OWN_PRINTER)
 define("pow", broadcast_shape, [
     lambda g, out, x, k: g * k * x ** (k - 1),          # x̄ = Ḡ k x^(k−1)
-    lambda g, out, x, k: g * out * log(x),              # k̄ = Ḡ xᵏ log x
+    lambda g, out, x, k: g * out * log_of_base(x),      # k̄ = Ḡ xᵏ log x
 ], elementwise=True, symmetric=True, scalar=sympy.Pow, **OWN_PRINTER)
 define("broadcast", broadcast_to_shape, [lambda g, out, x, shape: reduce_to(g, x.shape)],
        params=("shape",), **OWN_PRINTER)

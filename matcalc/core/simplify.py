@@ -584,11 +584,9 @@ def folded(op: str, args: Sequence[Node]) -> Node | None:
                            f"{op}'s argument is {', '.join(map(str, values))} for every input "
                            "(as x − x is 0)",
                            hint="If a where() never takes this branch, write it without it.")
-    if result.is_real is False:
+    if result.is_number and result.is_real is False:
         raise MatcalcError(f"{op}({', '.join(map(str, values))}) is not a real number: it is "
-                           f"{not_real(result)}; matcalc computes with real numbers only",
-                           hint="a ** x with a < 0 has no real derivative in x (it is a ** x "
-                                "log(a))" if op == "log" else None)
+                           f"{not_real(result)}; matcalc computes with real numbers only")
     if not (result.is_real and result.is_finite):
         return None
     shape = broadcast_shapes(*(a.shape for a in args))

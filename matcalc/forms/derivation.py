@@ -25,7 +25,7 @@ from matcalc.core.ir import (
 )
 from matcalc.core.rewrites import tidy
 from matcalc.core.simplify import add, mul, new_axis, rebuild, reduce_sum, transpose
-from matcalc.errors import MatcalcError
+from matcalc.errors import MatcalcError, NotDerived
 from matcalc.forms.index_form import index_form
 from matcalc.forms.kronecker import kronecker_matrix
 from matcalc.forms.linear_map import linear_matrix, probe
@@ -210,7 +210,7 @@ def jacobian(
     symmetric = [name for name, x in zip(wrt, targets, strict=True)
                  if has_property(x, "symmetric")]
     if symmetric:
-        raise MatcalcError(
+        raise NotDerived(
             f"{symmetric[0]} is symmetric, and a Jacobian with respect to it acts on symmetric "
             f"directions only, so it has no matrix here (a scalar's gradient in {symmetric[0]} "
             f"is the symmetric one, (G + Gᵀ)/2); --emit jvp gives the derivative along a "
@@ -265,7 +265,7 @@ def jacobian_of(f_name: str, name: str, x: Node, adjoint: Node, u: Node, layout:
 
 def hessian(
     source: str | Program,
-    wrt: str,
+    wrt: str | Sequence[str],
     declarations: Sequence[str] = (),
     direction: str | None = None,
 ) -> Derivation:

@@ -576,12 +576,12 @@ class Program:
 class Lowering:
     """Walks the statements of one source text into a :class:`Program`."""
 
-    def __init__(self, program: Program, source: str, declared_by: Mapping[str, str] = {}
-                 ) -> None:
+    def __init__(self, program: Program, source: str,
+                 declared_by: Mapping[str, str] | None = None) -> None:
         self.program = program
         self.source = source
         self.labels_allowed = False
-        self.declared_by = declared_by
+        self.declared_by = declared_by or {}
         """The --var text that declared a name, for names declared outside ``source``."""
 
     def error(self, message: str, offset: int, hint: str | None = None) -> MatcalcError:

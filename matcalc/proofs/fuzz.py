@@ -614,7 +614,7 @@ def path_jax(context: Context) -> None:
     x = context.case.x
     if value.shape or not x:
         return
-    direction = context.project(x, context.rng.normal(size=context.arrays[x].shape))
+    direction = own_direction(context, x, "jax")
     second = matcalc.lambdify(context.case.source, [x], target="jax", emit=("hvp",))
     hv = generated(lambda: second.hvp(**context.arrays, v=direction)[x])
     compare("Hessian-vector product", hv, by_reference(lambda: hessian_vector(context, x,
@@ -633,7 +633,7 @@ def path_emit(context: Context) -> None:
     modules = {target: matcalc.lambdify(context.case.source, [x], target=target, emit=emit,
                                         layout=None if scalar else context.case.layout)
                for target in ("numpy", "torch")}
-    direction = context.project(x, context.rng.normal(size=context.arrays[x].shape))
+    direction = own_direction(context, x, "emit")
     point = torch.tensor(context.arrays[x])
     moved = by_reference(lambda: torch.autograd.functional.jvp(
         context.function_of(x), point, torch.tensor(direction))[1].detach().numpy())
@@ -652,6 +652,13 @@ def path_emit(context: Context) -> None:
                     lenient=jacobian_of_a_number(context, x))
         tangent = generated(lambda m=module, a=arrays, v=v: m.jvp(**a, tangents={x: v})[1])
         compare(f"{target} jvp", tangent, moved)
+
+
+def own_direction(context: Context, x: str, path: str) -> np.ndarray:
+    """A direction for x drawn for ``path`` alone (from the case's draw and the path's name),
+    so that a replay of the one path draws it again, whatever ran before it."""
+    rng = np.random.default_rng([context.case.draw, *path.encode()])
+    return context.project(x, rng.normal(size=context.arrays[x].shape))
 
 
 def reference_jacobian(context: Context, x: str) -> np.ndarray:
