@@ -486,3 +486,14 @@ def test_a_jacobian_with_respect_to_a_symmetric_matrix_is_refused(command: tuple
 ])
 def test_a_bad_var_declaration_is_named_as_the_var_option(var: str, messages: list[str]) -> None:
     refused(run("derive", "x: [n]; sum(x * x)", "--wrt", "x", "--var", var), *messages)
+
+
+def test_the_symmetric_jacobian_refusal_is_a_documented_limit_and_sized_constants_pass() -> None:
+    """NotDerived, which the fuzz gate's CLI path skips (it stopped at a plain error); a
+    constant with a size in it may be real ((−2)^(n/2) for even n), so it is computed."""
+    from matcalc import jacobian
+    from matcalc.errors import NotDerived
+    with pytest.raises(NotDerived):
+        jacobian("S: [n, n] symmetric; x: [n]\nS @ x", ["S"])
+    result = run("derive", "x: [n]; sum(x) * (-2) ** (n/2)", "--wrt", "x")
+    assert result.exit_code == 0 and "(-2)^(n/2)" in result.output, result.output
