@@ -321,3 +321,21 @@ def test_index_forms_equal_the_kronecker_forms_entry_by_entry(source: str) -> No
                            reversed(cols)]).transpose(
         [*reversed(range(len(rows))), *(len(rows) + k for k in reversed(range(len(cols))))])
     np.testing.assert_allclose(total, expected, atol=1e-12)
+
+
+def test_a_diagonal_plus_a_new_matrix_adds_to_the_diagonal_in_place() -> None:
+    """diag(p) − p pᵀ, the softmax's Jacobian, writes one n×n array, not three; a matrix that
+    is a name (an input) is never changed in place."""
+    from matcalc import generate, lambdify
+    softmax = "z: [n]\np = softmax(z)"
+    code = generate(softmax, ["z"], emit=("jacobian",))
+    assert "_plus_diagonal(-np.outer(p, p), p)" in code and "np.diag" not in code
+    z = np.random.default_rng(0).normal(size=6)
+    p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    _, jac = lambdify(softmax, ["z"], emit=("jacobian",)).value_and_jacobian(z=z)
+    np.testing.assert_allclose(jac["z"], np.diag(p) - np.outer(p, p), rtol=1e-14, atol=1e-16)
+    source = "A: [n, n]; x: [n]\nF = A + diag(x)"
+    a, x = np.ones((3, 3)), np.arange(3.0)
+    value = lambdify(source, ["x"], emit=("jacobian",)).value(A=a, x=x)
+    np.testing.assert_array_equal(value, np.ones((3, 3)) + np.diag(x))
+    np.testing.assert_array_equal(a, np.ones((3, 3)))

@@ -241,6 +241,10 @@ def {_ones}(n, dtype, column=False):
         raise {xp}.linalg.LinAlgError(   # variables may be named ValueError, len, range …)
             "a matrix to be solved with is singular (det = 0): the value or the derivative needs "
             "its inverse, which does not exist there") from None''',
+    "_plus_diagonal": '''def {_plus_diagonal}(m, d):
+    """m + diag(d) for a square matrix m just computed, in place: diag(d) is never formed."""
+    m.flat[:: m.shape[0] + 1] += d
+    return m''',
     "_kron": '''def {_kron}(a, b):
     """Kronecker product, vectors taken as columns."""
     a = a[:, None] if {xp}.ndim(a) == 1 else a
@@ -1689,7 +1693,8 @@ class Emitter:
                 coefficient, onehot = onehot_part(term)
                 code = self.added_at(code, onehot, coefficient)
             return code
-        if (fused := self.multiply_add(node) or self.linear_layer(node)) is not None:
+        if (fused := self.multiply_add(node) or self.linear_layer(node)
+                or self.plus_diagonal(node)) is not None:
             return fused
         terms = self.order.ordered_terms(node)
         if len(terms) > MAX_TERMS:              # Python's compiler nests a + b + … deeply
@@ -1713,6 +1718,22 @@ class Emitter:
                     parts.append(f" + {code.text}" if parts else code.text)
             reads |= code.reads
         return Code("".join(parts), ADD, FLOAT, reads, tuple(parts))
+
+    def plus_diagonal(self, node: Node) -> Code | None:
+        """M + diag(d) in NumPy as M computed, then d added to its diagonal in place (M is a
+        new array when an operator computes it): diag(d), n² entries, is never formed."""
+        diagonal = [t for t in node.args if t.op == "diag" and t.args[0].rank == 1]
+        if self.dialect is not NUMPY or len(diagonal) != 1 or node.rank != 2:
+            return None
+        rest = [t for t in node.args if t is not diagonal[0]]
+        if any(t.shape != node.shape for t in rest):
+            return None
+        matrix = self.expr(rest[0] if len(rest) == 1 else make("add", tuple(rest)))
+        if matrix.prec not in (ADD, MUL, UNARY):    # a name or a view: not ours to change
+            return None
+        d = self.arg(diagonal[0].args[0], ADD)
+        helper = fill("{_plus_diagonal}", self.allocate, self.block)
+        return Code(f"{helper}({matrix.text}, {d.text})", ATOM, FLOAT, matrix.reads | d.reads)
 
     def multiply_add(self, node: Node) -> Code | None:
         """c + a ⊙ b, the product full-size, as torch's one ``addcmul`` pass (a layer norm's
