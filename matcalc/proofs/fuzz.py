@@ -17,6 +17,7 @@ import inspect
 import itertools
 import math
 import multiprocessing
+import multiprocessing.pool
 import os
 import random
 import re
@@ -594,6 +595,25 @@ def path_jax(context: Context) -> None:
     except ImportError:
         raise Failure("skipped", "JAX is not installed") from None
     jax.config.update("jax_enable_x64", True)
+    with address_space_for_xla():
+        jax_agrees(context, jax)
+
+
+@contextlib.contextmanager
+def address_space_for_xla() -> Iterator[None]:
+    """A worker's memory limit lifted while JAX runs, then set anew above what XLA has mapped:
+    its compiler maps the code of each compiled operation, and where the limit refuses it
+    LLVM aborts the whole process (a fatal error, not an exception)."""
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+    try:
+        yield
+    finally:
+        limit_address_space()
+
+
+def jax_agrees(context: Context, jax: object) -> None:
+    """The checks of :func:`path_jax`."""
     variables = [n for n in context.case.wrt if n in context.program.variables]
     module = matcalc.lambdify(context.case.source, variables, target="jax")
     if not context.case.execute:
@@ -951,12 +971,22 @@ def init_worker(memory_mb: int) -> None:
         import jax
         jax.config.update("jax_enable_x64", True)
         jax.block_until_ready(jax.jit(jax.grad(lambda x: x * x))(1.0))
-    if memory_mb:
+    global HEADROOM_MB
+    HEADROOM_MB = memory_mb
+    limit_address_space()
+
+
+HEADROOM_MB = 0
+"""A worker's address space may grow this far beyond what it uses (0: no limit)."""
+
+
+def limit_address_space() -> None:
+    """At most HEADROOM_MB more address space than the process has now."""
+    if HEADROOM_MB:
         with open("/proc/self/status") as status:
             used = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
-        limit = used * 1024 + memory_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(
-            resource.RLIMIT_AS)[1]))
+        resource.setrlimit(resource.RLIMIT_AS, (used * 1024 + HEADROOM_MB * 2**20,
+                                                resource.getrlimit(resource.RLIMIT_AS)[1]))
 
 
 def evaluate_task(task: tuple[int, Settings]) -> Result:
@@ -976,7 +1006,25 @@ def workers(count: int, memory_mb: int) -> Iterator[Callable]:
         return
     context = multiprocessing.get_context("spawn")
     with context.Pool(count, initializer=init_worker, initargs=(memory_mb,)) as pool:
-        yield lambda function, tasks: pool.imap(function, tasks)
+        yield lambda function, tasks: awaited(pool.imap(function, tasks))
+
+
+WORKER_SILENCE = 600.0
+"""Seconds without a result after which a worker is taken to have died (every path of a case
+has its own time limit, 10 s by default): the pool never hears of a dead worker's task."""
+
+
+def awaited(results: multiprocessing.pool.IMapIterator) -> Iterator[object]:
+    """The results in order; RuntimeError, naming the task, when one never comes (a worker
+    killed by a fatal error in native code), where the run would wait forever."""
+    for index in itertools.count():
+        try:
+            yield results.next(timeout=WORKER_SILENCE)
+        except StopIteration:
+            return
+        except multiprocessing.TimeoutError:
+            raise RuntimeError(f"no result for task {index} in {WORKER_SILENCE:g} s: its worker "
+                               "died (a fatal error in native code) or hung") from None
 
 
 # ----------------------------------------------------------------------------------------------
