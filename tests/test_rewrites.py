@@ -341,6 +341,8 @@ TIDIED = {
         "S: [n, n] symmetric\nA: [n, n]\nsum(eigvalsh(S) ** 3) / 3 + trace(A @ S @ A.T)", "S",
         "Aᵀ A + S²"),
     "the sum of the eigenvalues (V Vᵀ = I)": ("S: [n, n] symmetric\nsum(eigvalsh(S))", "S", "I"),
+    "eigenvalues of a general matrix (those of its symmetric part)": (
+        "X: [n, n]\nsum(eigvalsh(X) ** 2)", "X", "X + Xᵀ"),
 }
 
 

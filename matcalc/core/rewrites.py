@@ -515,9 +515,18 @@ def spectral_power(node: Node) -> Node | None:
             continue
         s, k = v.args[0], spectral_exponent(d.args[0], v.args[0])
         if k is not None:
-            power_of_s = s if k == 1 else apply("matrix_power", s, attrs=(k,))
+            power_of_s = written_out(s) if k == 1 else apply("matrix_power", s, attrs=(k,))
             return product_of([*chain[:i], power_of_s, *chain[i + 3:]])
     return None
+
+
+def written_out(s: Node) -> Node:
+    """sym(X) as (X + Xᵀ)/2, which a factor 2 then cancels (eigvalsh reads a matrix not
+    symmetric by construction through its symmetric part); any other matrix as it is."""
+    if s.op != "sym":
+        return s
+    x = s.args[0]
+    return mul(const(sympy.Rational(1, 2)), add(x, transpose(x)))
 
 
 def spectral_exponent(d: Node, s: Node) -> int | None:
