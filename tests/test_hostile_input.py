@@ -488,6 +488,12 @@ def test_a_bad_var_declaration_is_named_as_the_var_option(var: str, messages: li
     refused(run("derive", "x: [n]; sum(x * x)", "--wrt", "x", "--var", var), *messages)
 
 
+def test_two_var_texts_that_clash_name_the_first() -> None:
+    refused(run("derive", "y: [n]; sum(x * y)", "--wrt", "x", "--var", "x: [n]", "--var",
+                "x: [m]"), "in --var 'x: [m]': `x` is already declared as a variable (by --var "
+                "'x: [n]')")
+
+
 def test_the_symmetric_jacobian_refusal_is_a_documented_limit_and_sized_constants_pass() -> None:
     """NotDerived, which the fuzz gate's CLI path skips (it stopped at a plain error); a
     constant with a size in it may be real ((−2)^(n/2) for even n), so it is computed."""

@@ -905,9 +905,10 @@ def names_of(given: str | Sequence[str]) -> list[str]:
     return [given] if isinstance(given, str) else list(given)
 
 
-def declare_extra(program: Program, text: str) -> None:
-    """The declarations of one --var text, added to ``program``."""
-    lowering = Lowering(program, text)
+def declare_extra(program: Program, text: str, declared_by: Mapping[str, str]) -> None:
+    """The declarations of one --var text, added to ``program`` (``declared_by``: the earlier
+    texts' names)."""
+    lowering = Lowering(program, text, declared_by)
     for stmt in syntax.parse_program(text).statements:
         if not isinstance(stmt, syntax.Decl):
             raise MatcalcError("it holds a statement: --var gives declarations only, such as "
@@ -925,7 +926,7 @@ def parse(source: str, declarations: Sequence[str] = ()) -> Program:
                                f"got {text[:60]!r}")
         before = set(program.variables)
         try:
-            declare_extra(program, text)
+            declare_extra(program, text, declared_by)
         except MatcalcError as error:
             error.message = f"in --var {text[:60]!r}: {error.message}"
             raise
