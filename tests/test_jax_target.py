@@ -114,3 +114,31 @@ def test_the_mlp_hvp_in_jax_equals_the_numpy_modules() -> None:
     got = jax.jit(lambda a, t: module.hvp(**a, v=t))(arrays, v)
     for w in wrt:
         np.testing.assert_allclose(np.asarray(got[w]), want[w], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("target", ["numpy", "torch", "jax"])
+def test_a_direction_of_a_symmetric_variable_is_taken_by_its_symmetric_part(target: str
+                                                                             ) -> None:
+    """hvp and jvp act on symmetric directions; a non-symmetric one gave numbers that were
+    neither derivative (the derivation assumes Vᵀ = V). It is projected, as the JAX forward
+    pass projects S: the numbers are those of f(sym(S)) along V."""
+    torch = pytest.importorskip("torch")
+    source = "S: [n, n] symmetric; x: [n]; y: [n]\nL = x @ S @ y + sum(S * S * S)"
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(3, 3))
+    s, (x, y), v = a + a.T, rng.normal(size=(2, 3)), np.triu(rng.normal(size=(3, 3)))
+
+    def f(m):
+        m = (m + m.T) / 2
+        return torch.tensor(x) @ m @ torch.tensor(y) + (m ** 3).sum()
+
+    _, want_jvp = torch.func.jvp(f, (torch.tensor(s),), (torch.tensor(v),))
+    _, want_hvp = torch.func.jvp(torch.func.grad(f), (torch.tensor(s),),
+                                 (torch.tensor((v + v.T) / 2),))
+    module = lambdify(source, ["S"], target=target, emit=("hvp", "jvp"))
+    given = torch.tensor if target == "torch" else np.asarray
+    arrays = [given(s), given(x), given(y)]
+    _, tangent = module.jvp(*arrays, {"S": given(v)})
+    np.testing.assert_allclose(float(tangent), float(want_jvp), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(module.hvp(*arrays, given(v))["S"]),
+                               want_hvp.numpy(), rtol=1e-12, atol=1e-14)

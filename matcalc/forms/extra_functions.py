@@ -116,7 +116,8 @@ def hvp_function(program: Program, wrt: list[str], fresh, layout: str | None) ->
 
 def jvp_function(program: Program, wrt: list[str], fresh, layout: str | None) -> Extra:
     t = fresh("tangents")
-    tangents = {name: program.add_variable(fresh(f"t_{name}"), program.lookup(name).shape)
+    tangents = {name: program.add_variable(fresh(f"t_{name}"), program.lookup(name).shape,
+                                           has_property(program.lookup(name), "symmetric"))
                 for name in wrt}
     out = tangent(program, tangents)
     bindings = [(node.attrs.name, f'{t}["{name}"] if "{name}" in {t} else 0 * {name}', name)

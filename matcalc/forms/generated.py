@@ -433,6 +433,7 @@ def bound(extra: Extra, names: Names, block: Block) -> list[str]:
         return []
     check = fill("{_check_like}", names, block)
     lines, single = [], False
+    symmetric = {n.attrs.name for n in extra.inputs if has_property(n, "symmetric")}
     if extra.keyed is not None:
         param, required = extra.keyed
         known = tuple(variable for _, _, variable in extra.bindings)
@@ -453,6 +454,9 @@ def bound(extra: Extra, names: Names, block: Block) -> list[str]:
             lines.append(f"{INDENT}{target} = {torch}.as_tensor({target}, dtype={variable}.dtype, "
                          f"device={variable}.device)")
         lines.append(f'{INDENT}{check}("{what}", {target}, {variable}, "{variable}")')
+        if target in symmetric:
+            lines.append(f"{INDENT}{target} = ({target} + {target}.T) / 2   # {variable} is "
+                         "symmetric: so is a direction")
     return lines
 
 
