@@ -455,8 +455,8 @@ def bound(extra: Extra, names: Names, block: Block) -> list[str]:
                          f"device={variable}.device)")
         lines.append(f'{INDENT}{check}("{what}", {target}, {variable}, "{variable}")')
         if target in symmetric:
-            lines.append(f"{INDENT}{target} = ({target} + {target}.T) / 2   # {variable} is "
-                         "symmetric: so is a direction")
+            lines.append(symmetric_part_line(target, f"{variable} is symmetric: so is a "
+                                                     "direction"))
     return lines
 
 
@@ -804,11 +804,16 @@ def jax_module(plan: Plan, emit: Sequence[str] = ("grad",), layout: str | None =
 
 
 def symmetrised(plan: Plan, params: Sequence[str]) -> list[str]:
-    """``S = (S + S.mT) / 2`` for each symmetric input of the JAX forward pass: the value is
+    """``S = (S + S.T) / 2`` for each symmetric input of the JAX forward pass: the value is
     then f of the symmetric part, whose gradient (and the gradient of that, which JAX takes
     through this line) is the symmetric one the backward pass returns."""
-    return [f"{INDENT}{p} = ({p} + {p}.mT) / 2   # f among symmetric matrices, to any order"
+    return [symmetric_part_line(p, "f among symmetric matrices, to any order")
             for p in params if has_property(plan.program.variables[p], "symmetric")]
+
+
+def symmetric_part_line(name: str, note: str) -> str:
+    """``name = (name + name.T) / 2`` in a function body (a matrix, in any target)."""
+    return f"{INDENT}{name} = ({name} + {name}.T) / 2   # {note}"
 
 
 @dataclass(frozen=True)
