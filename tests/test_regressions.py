@@ -553,3 +553,13 @@ def test_merging_sums_leaves_alone_a_form_sympy_writes_with_an_absolute_value() 
                      (), draw=3167772577, wrt=("x",), x="x", layout="numerator", paths=("hvp",))
     outcomes = fuzz.run_case(case, limit=60.0)
     assert [o.category for o in outcomes] == ["ok"], outcomes
+
+
+def test_the_jax_and_emit_paths_pass_a_direction_by_the_functions_own_name() -> None:
+    """With a variable named v, hvp's direction is v_1: the fuzz paths passed v=…, a false
+    internal error of the harness."""
+    source = "np: [n, n] symmetric\nv: [n]\nL = sum(eigvalsh(np) ** 2) * sum(v * v)"
+    case = fuzz.Case(source, (("n", 3),), draw=1, wrt=("np", "v"), x="v",
+                     paths=("jax", "emit"))
+    outcomes = fuzz.run_case(case, limit=60.0)
+    assert [o.category for o in outcomes] == ["ok", "ok"], outcomes

@@ -636,7 +636,7 @@ def jax_agrees(context: Context, jax: object) -> None:
         return
     direction = own_direction(context, x, "jax")
     second = matcalc.lambdify(context.case.source, [x], target="jax", emit=("hvp",))
-    hv = generated(lambda: second.hvp(**context.arrays, v=direction)[x])
+    hv = generated(lambda: second.hvp(**context.arrays, **last(second.hvp, direction))[x])
     compare("Hessian-vector product", hv, by_reference(lambda: hessian_vector(context, x,
                                                                             direction)))
 
@@ -664,14 +664,20 @@ def path_emit(context: Context) -> None:
         arrays = {name: given(a) for name, a in context.arrays.items()}
         v = given(direction)
         if scalar:
-            got = generated(lambda m=module, a=arrays, v=v: m.hvp(**a, v=v)[x])
+            got = generated(lambda m=module, a=arrays, v=v: m.hvp(**a, **last(m.hvp, v))[x])
             compare(f"{target} hvp", got, want)
         else:
             got = generated(lambda m=module, a=arrays: m.value_and_jacobian(**a)[1][x])
             compare(f"{target} Jacobian ({context.case.layout})", got, want,
                     lenient=jacobian_of_a_number(context, x))
-        tangent = generated(lambda m=module, a=arrays, v=v: m.jvp(**a, tangents={x: v})[1])
+        tangent = generated(lambda m=module, a=arrays, v=v: m.jvp(**a, **last(m.jvp, {x: v}))[1])
         compare(f"{target} jvp", tangent, moved)
+
+
+def last(function: Callable, value: object) -> dict[str, object]:
+    """``value`` as the keyword argument of ``function``'s last parameter (a direction or the
+    tangents: ``v_1``, ``tangents_1`` where the program already has the name ``v``)."""
+    return {list(inspect.signature(function).parameters)[-1]: value}
 
 
 def own_direction(context: Context, x: str, path: str) -> np.ndarray:
